@@ -1,0 +1,23 @@
+"""The `pintext` command: one Typer app, each pipeline stage registering its own commands.
+
+Command modules import their heavy dependencies (torch, datasets, opensearch-py) inside the command
+functions, so `pintext --help` and the serving commands never load torch.
+"""
+
+import typer
+
+from pintext.cli import bench, collect, data, opensearch, serve, train
+
+app = typer.Typer(
+    name="pintext",
+    help="Learn a word-level text embedding from engagement and serve it through OpenSearch.",
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+)
+
+for module in (opensearch, data, collect, train, serve, bench):
+    module.register(app)
+
+
+def main() -> None:
+    app()

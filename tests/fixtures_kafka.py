@@ -1,0 +1,1 @@
+"""Session fixtures for a live kafka server (filled in by its issue)."""
