@@ -15,6 +15,16 @@ app = typer.Typer(
     rich_markup_mode="rich",
 )
 
+
+
+@app.command()
+def version() -> None:
+    """Print the installed PinText version."""
+    from pintext import __version__
+
+    typer.echo(__version__)
+
+
 for module in (opensearch, data, collect, train, serve, bench):
     module.register(app)
 
