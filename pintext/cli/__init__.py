@@ -17,6 +17,11 @@ app = typer.Typer(
 
 
 
+@app.callback()
+def _root() -> None:
+    """Learn a word-level text embedding from engagement and serve it through OpenSearch."""
+
+
 @app.command()
 def version() -> None:
     """Print the installed PinText version."""
