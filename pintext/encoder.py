@@ -1,0 +1,225 @@
+"""The torch-free PinText encoder: a vocabulary lookup and a mean, on numpy, scipy and `tokenizers` only.
+
+A runtime folder (written by `pintext train`, see NOTES.md) holds:
+
+- `tokenizer.json`: the `tokenizers` WordLevel tokenizer the model trained with. Out-of-vocabulary words map
+  to its unknown token, which is IGNORED: a text's vector is the mean of its KNOWN words' vectors.
+- `embeddings.npy`: the word table, float32 or float16, shape [vocab, dim]. The unknown token's row is unused.
+- `runtime.json`: `format`, `dim`, `dtype`, `vocab_size`, `unk_token`, `unk_id` and `fingerprint` =
+  sha256 over the bytes of tokenizer.json followed by the table's raw bytes (C order, stored dtype).
+
+A text with no known word gets the zero vector. The mean is one sparse (texts x vocab) weight matrix times
+the table, so no token's row is ever copied on its own (a per-token gather is ~3x slower at 256d).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+import scipy.sparse
+from tokenizers import Tokenizer
+
+RUNTIME_FOLDER = "runtime"
+TOKENIZER_FILE = "tokenizer.json"
+EMBEDDINGS_FILE = "embeddings.npy"
+RUNTIME_CONFIG_FILE = "runtime.json"
+RUNTIME_FORMAT = 1
+SUPPORTED_DTYPES = ("float32", "float16")
+
+
+class RuntimeArtifactError(ValueError):
+    """A runtime folder is missing a file or its files disagree with each other."""
+
+
+def fingerprint_of(tokenizer_json: bytes, table: np.ndarray) -> str:
+    """sha256 over tokenizer.json's bytes followed by the table's raw bytes (C order, stored dtype)."""
+    digest = hashlib.sha256()
+    digest.update(tokenizer_json)
+    digest.update(np.ascontiguousarray(table).tobytes())
+    return digest.hexdigest()
+
+
+def runtime_folder(model_dir: str | Path) -> Path:
+    """The runtime folder of a model folder; a runtime folder itself is accepted as is."""
+    path = Path(model_dir)
+    if (path / RUNTIME_CONFIG_FILE).is_file():
+        return path
+    return path / RUNTIME_FOLDER
+
+
+def write_runtime(
+    folder: str | Path,
+    tokenizer: Tokenizer,
+    table: np.ndarray,
+    *,
+    dtype: str = "float32",
+    unk_token: str = "[UNK]",
+    extra: dict | None = None,
+) -> Path:
+    """Write a runtime folder (tokenizer.json, embeddings.npy, runtime.json); returns the folder.
+
+    Used by the trainer's export, and by tests or tools that need an encoder without training one.
+    """
+    if dtype not in SUPPORTED_DTYPES:
+        raise RuntimeArtifactError(f"dtype must be one of {SUPPORTED_DTYPES}, got {dtype!r}")
+    table = np.ascontiguousarray(np.asarray(table, dtype=dtype))
+    if table.ndim != 2 or table.shape[0] != tokenizer.get_vocab_size():
+        raise RuntimeArtifactError(
+            f"table shape {table.shape} does not match the tokenizer's vocabulary of {tokenizer.get_vocab_size()}"
+        )
+    unk_id = tokenizer.token_to_id(unk_token)
+    if unk_id is None:
+        raise RuntimeArtifactError(f"the tokenizer has no unknown token {unk_token!r}")
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    tokenizer_json = tokenizer.to_str().encode("utf-8")
+    (folder / TOKENIZER_FILE).write_bytes(tokenizer_json)
+    np.save(folder / EMBEDDINGS_FILE, table, allow_pickle=False)
+    config = {
+        "format": RUNTIME_FORMAT,
+        "dim": int(table.shape[1]),
+        "dtype": dtype,
+        "vocab_size": int(table.shape[0]),
+        "unk_token": unk_token,
+        "unk_id": int(unk_id),
+        "fingerprint": fingerprint_of(tokenizer_json, table),
+        **(extra or {}),
+    }
+    (folder / RUNTIME_CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+    return folder
+
+
+@dataclass(frozen=True)
+class Coverage:
+    """How much of a text collection the vocabulary knows."""
+
+    token_share: float  # known words / all words
+    text_share: float  # texts with at least one known word / all texts
+    tokens: int
+    known_tokens: int
+    texts: int
+    texts_with_known_word: int
+
+    def __iter__(self):
+        # Unpacks as (token share, text share), the pair most callers want.
+        return iter((self.token_share, self.text_share))
+
+
+class Encoder:
+    """Embeds texts as the mean of their known words' vectors. Thread-safe for reading."""
+
+    def __init__(self, tokenizer: Tokenizer, table: np.ndarray, *, unk_id: int, fingerprint: str) -> None:
+        tokenizer.no_padding()
+        tokenizer.no_truncation()
+        self._tokenizer = tokenizer
+        # Computed in float32 even when stored as float16: the mean of many halves loses too much otherwise.
+        self._table = np.ascontiguousarray(table, dtype=np.float32)
+        self._unk_id = unk_id
+        self.fingerprint = fingerprint
+
+    @classmethod
+    def load(cls, model_dir: str | Path, *, verify: bool = True) -> "Encoder":
+        """Load `MODEL/runtime/` (or a runtime folder itself). `verify` recomputes the fingerprint."""
+        folder = runtime_folder(model_dir)
+        for name in (TOKENIZER_FILE, EMBEDDINGS_FILE, RUNTIME_CONFIG_FILE):
+            if not (folder / name).is_file():
+                raise RuntimeArtifactError(f"{folder / name}: missing; is {model_dir} a PinText model folder?")
+        config = json.loads((folder / RUNTIME_CONFIG_FILE).read_text(encoding="utf-8"))
+        tokenizer_json = (folder / TOKENIZER_FILE).read_bytes()
+        table = np.load(folder / EMBEDDINGS_FILE, allow_pickle=False)
+        tokenizer = Tokenizer.from_str(tokenizer_json.decode("utf-8"))
+        cls._check(folder, config, tokenizer, table)
+        if verify and fingerprint_of(tokenizer_json, table) != config["fingerprint"]:
+            raise RuntimeArtifactError(f"{folder / RUNTIME_CONFIG_FILE}: field 'fingerprint' does not match the files")
+        return cls(tokenizer, table, unk_id=int(config["unk_id"]), fingerprint=config["fingerprint"])
+
+    @staticmethod
+    def _check(folder: Path, config: dict, tokenizer: Tokenizer, table: np.ndarray) -> None:
+        where = folder / RUNTIME_CONFIG_FILE
+        for field in ("dim", "dtype", "vocab_size", "unk_id", "fingerprint"):
+            if field not in config:
+                raise RuntimeArtifactError(f"{where}: field {field!r} is missing")
+        if str(table.dtype) != config["dtype"]:
+            raise RuntimeArtifactError(f"{where}: field 'dtype' says {config['dtype']}, the table is {table.dtype}")
+        if table.shape != (config["vocab_size"], config["dim"]):
+            raise RuntimeArtifactError(
+                f"{where}: fields 'vocab_size'/'dim' say {(config['vocab_size'], config['dim'])}, "
+                f"the table is {table.shape}"
+            )
+        if tokenizer.get_vocab_size() != config["vocab_size"]:
+            raise RuntimeArtifactError(
+                f"{where}: field 'vocab_size' is {config['vocab_size']}, tokenizer.json has {tokenizer.get_vocab_size()}"
+            )
+
+    @property
+    def dim(self) -> int:
+        """Vector dimension."""
+        return int(self._table.shape[1])
+
+    @property
+    def vocab_size(self) -> int:
+        """Rows of the word table, the unknown token included."""
+        return int(self._table.shape[0])
+
+    @property
+    def tokenizer(self) -> Tokenizer:
+        """The `tokenizers` tokenizer (normalizer + word split + vocabulary)."""
+        return self._tokenizer
+
+    def _known_ids(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(row of each known token, its vocabulary id, number of words per text) for a batch."""
+        encodings = self._tokenizer.encode_batch([text or "" for text in texts], add_special_tokens=False)
+        lengths = np.fromiter((len(encoding.ids) for encoding in encodings), dtype=np.int64, count=len(encodings))
+        ids = np.fromiter(
+            itertools.chain.from_iterable(encoding.ids for encoding in encodings), dtype=np.int64, count=lengths.sum()
+        )
+        rows = np.repeat(np.arange(len(encodings), dtype=np.int64), lengths)
+        known = ids != self._unk_id
+        return rows[known], ids[known], lengths
+
+    def _encode_batch(self, texts: Sequence[str]) -> np.ndarray:
+        rows, ids, _ = self._known_ids(texts)
+        known_per_text = np.bincount(rows, minlength=len(texts))
+        # Each known word weighs 1/(known words of its text); a text without one keeps an all-zero row.
+        weights = (1.0 / known_per_text[rows]).astype(np.float32)
+        mean_weights = scipy.sparse.csr_matrix((weights, (rows, ids)), shape=(len(texts), self.vocab_size))
+        return np.asarray(mean_weights @ self._table, dtype=np.float32)
+
+    def encode(self, texts: Iterable[str] | str, batch_size: int = 4096) -> np.ndarray:
+        """Vectors [n, dim] float32: the mean of each text's known words' vectors, zeros where none is known."""
+        if isinstance(texts, str):
+            texts = [texts]
+        texts = list(texts)
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        batch_size = max(1, int(batch_size))
+        parts = [self._encode_batch(texts[start : start + batch_size]) for start in range(0, len(texts), batch_size)]
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+    def coverage(self, texts: Iterable[str], batch_size: int = 4096) -> Coverage:
+        """Share of words the vocabulary knows, and share of texts with at least one known word."""
+        texts = list(texts)
+        tokens = known_tokens = texts_with_known = 0
+        for start in range(0, len(texts), max(1, batch_size)):
+            batch = texts[start : start + batch_size]
+            rows, _ids, lengths = self._known_ids(batch)
+            tokens += int(lengths.sum())
+            known_tokens += len(rows)
+            texts_with_known += int(np.count_nonzero(np.bincount(rows, minlength=len(batch))))
+        return Coverage(
+            token_share=known_tokens / tokens if tokens else 0.0,
+            text_share=texts_with_known / len(texts) if texts else 0.0,
+            tokens=tokens,
+            known_tokens=known_tokens,
+            texts=len(texts),
+            texts_with_known_word=texts_with_known,
+        )
+
+    def __repr__(self) -> str:
+        return f"Encoder(dim={self.dim}, vocab_size={self.vocab_size}, fingerprint={self.fingerprint[:12]})"
