@@ -1,0 +1,151 @@
+"""Query DSL builders for the pins index: an LSH-token first stage and an exact-cosine rescore.
+
+Pure functions returning the dicts OpenSearch gets; `pintext dsl` prints them for Dashboards Dev Tools.
+
+How a search scores (the contract the local backend reproduces):
+
+1. First stage: a bool `should` of `constant_score` term clauses on `lsh_tokens`, each with boost 1, and
+   `minimum_should_match: 1`. A pin holds one token per LSH table and matches at most one of a table's (probe)
+   tokens, so its first-stage score is the number of tables it shares with the query. Only pins sharing at
+   least one table are candidates.
+   With `hybrid`, a BM25 `multi_match` on title/description joins the same `should`: the bool query SUMS its
+   clauses, so the first-stage score becomes `tables matched + BM25`, and a pin that matches the words but no
+   LSH table becomes a candidate too. BM25 only decides which pins enter the rescore window.
+2. Rescore: the top `window` first-stage hits are rescored by the k-NN plugin's exact `knn_score` script
+   (cosinesimil) with `query_weight: 0` and `rescore_query_weight: 1`, so a hit's final score is the script's
+   score alone, a monotone function of cosine. `k` must not exceed `window`: hits past the window would keep
+   first-stage scores that are not comparable with rescored ones.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+
+from pintext.mapping import TOKENS_FIELD, VECTOR_FIELD
+
+SEARCH_TEMPLATE_ID = "pintext-search"
+TEXT_FIELDS = ("title", "description")
+DEFAULT_K = 10
+DEFAULT_WINDOW = 500
+# Fields sent back with each hit: everything but the vector, which is large and only the rescore needs.
+SOURCE_EXCLUDES = [VECTOR_FIELD]
+
+
+def token_clauses(tokens: Iterable[str]) -> list[dict]:
+    """One `constant_score` term clause (boost 1) per distinct token, in first-seen order."""
+    return [
+        {"constant_score": {"filter": {"term": {TOKENS_FIELD: token}}, "boost": 1.0}}
+        for token in dict.fromkeys(tokens)
+    ]
+
+
+def first_stage_query(
+    tokens: Sequence[str],
+    hybrid_text: str | None = None,
+    exclude_ids: Sequence[str] = (),
+) -> dict:
+    """Candidates sharing at least one token, scored by the number shared (+ BM25 when `hybrid_text`)."""
+    should = token_clauses(tokens)
+    if hybrid_text:
+        should.append({"multi_match": {"query": hybrid_text, "fields": list(TEXT_FIELDS)}})
+    if not should:
+        raise ValueError("a first-stage query needs at least one LSH token or hybrid text")
+    query: dict = {"bool": {"should": should, "minimum_should_match": 1}}
+    if exclude_ids:
+        query["bool"]["must_not"] = [{"ids": {"values": list(exclude_ids)}}]
+    return query
+
+
+def knn_score_script(vector: Sequence[float]) -> dict:
+    """The k-NN plugin's exact cosine scoring script over the stored `vector` field."""
+    return {
+        "lang": "knn",
+        "source": "knn_score",
+        "params": {"field": VECTOR_FIELD, "query_value": [float(x) for x in vector], "space_type": "cosinesimil"},
+    }
+
+
+def rescore_block(vector: Sequence[float], window: int) -> dict:
+    """Replace the top `window` first-stage scores by the exact cosine score (first-stage weight 0)."""
+    if window <= 0:
+        raise ValueError(f"rescore window must be positive, got {window}")
+    return {
+        "window_size": int(window),
+        "query": {
+            "rescore_query": {"script_score": {"query": {"match_all": {}}, "script": knn_score_script(vector)}},
+            "query_weight": 0.0,
+            "rescore_query_weight": 1.0,
+        },
+    }
+
+
+def search_body(
+    tokens: Sequence[str],
+    vector: Sequence[float] | None,
+    k: int = DEFAULT_K,
+    window: int = DEFAULT_WINDOW,
+    hybrid_text: str | None = None,
+    exclude_ids: Sequence[str] = (),
+) -> dict:
+    """A complete `_search` body: first stage, then (when `vector` is given) the exact rescore of `window` hits.
+
+    `vector=None` gives the first stage alone (scores = tables matched), which tests and `--explain` use.
+    """
+    if k <= 0:
+        raise ValueError(f"k must be positive, got {k}")
+    body: dict = {
+        "size": int(k),
+        "query": first_stage_query(tokens, hybrid_text, exclude_ids),
+        "_source": {"excludes": list(SOURCE_EXCLUDES)},
+    }
+    if vector is not None:
+        if k > window:
+            raise ValueError(f"k ({k}) must not exceed the rescore window ({window})")
+        body["rescore"] = rescore_block(vector, window)
+    return body
+
+
+def related_body(
+    pin_id: str,
+    tokens: Sequence[str],
+    vector: Sequence[float],
+    k: int = DEFAULT_K,
+    window: int = DEFAULT_WINDOW,
+) -> dict:
+    """Pins related to a stored pin: the same search from its vector, the pin itself excluded."""
+    return search_body(tokens, vector, k=k, window=window, exclude_ids=[pin_id])
+
+
+def template_params(tokens: Sequence[str], vector: Sequence[float], k: int = DEFAULT_K,
+                    window: int = DEFAULT_WINDOW) -> dict:
+    """Parameters for the stored mustache template `pintext-search` (mappings/search_template.json)."""
+    if k > window:
+        raise ValueError(f"k ({k}) must not exceed the rescore window ({window})")
+    return {
+        "tokens": list(dict.fromkeys(tokens)),
+        "vector": [float(x) for x in vector],
+        "size": int(k),
+        "window": int(window),
+    }
+
+
+def dev_tools_request(index: str, body: dict) -> str:
+    """The text to paste into Dashboards Dev Tools: the request line, then the JSON body."""
+    return f"GET {index}/_search\n{json.dumps(body, indent=2)}"
+
+
+def search_template_script() -> dict:
+    """The stored-script body for `PUT _scripts/pintext-search`: `{"script": {"lang": "mustache", ...}}`."""
+    from importlib import resources
+
+    document = json.loads(resources.files("pintext.mappings").joinpath("search_template.json").read_text("utf-8"))
+    return {"script": document["script"]}
+
+
+def without_template_padding(body: dict) -> dict:
+    """A rendered template's body minus the `match_none` clause that only closes the token list."""
+    rendered = json.loads(json.dumps(body))
+    should = rendered["query"]["bool"]["should"]
+    rendered["query"]["bool"]["should"] = [clause for clause in should if clause != {"match_none": {}}]
+    return rendered

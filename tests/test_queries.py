@@ -1,0 +1,93 @@
+"""Query DSL builders: first stage, rescore block, hybrid, related, and the mustache template's shape."""
+
+import json
+import re
+
+import pytest
+
+from pintext import queries
+
+
+def test_first_stage_counts_tokens_with_unit_constant_scores():
+    query = queries.first_stage_query(["t00_1a", "t01_ff", "t00_1a"])
+    should = query["bool"]["should"]
+    assert query["bool"]["minimum_should_match"] == 1
+    assert should == [
+        {"constant_score": {"filter": {"term": {"lsh_tokens": "t00_1a"}}, "boost": 1.0}},
+        {"constant_score": {"filter": {"term": {"lsh_tokens": "t01_ff"}}, "boost": 1.0}},
+    ]
+    assert "must_not" not in query["bool"]
+
+
+def test_hybrid_adds_bm25_to_the_same_should():
+    query = queries.first_stage_query(["t00_1a"], hybrid_text="red shoes")
+    should = query["bool"]["should"]
+    assert should[-1] == {"multi_match": {"query": "red shoes", "fields": ["title", "description"]}}
+    assert len(should) == 2
+
+
+def test_empty_first_stage_is_refused():
+    with pytest.raises(ValueError, match="at least one LSH token"):
+        queries.first_stage_query([])
+
+
+def test_rescore_block_is_exact_knn_cosine_with_zero_first_stage_weight():
+    block = queries.rescore_block([1, 0.5, -2], window=50)
+    assert block["window_size"] == 50
+    assert block["query"]["query_weight"] == 0.0
+    assert block["query"]["rescore_query_weight"] == 1.0
+    script_score = block["query"]["rescore_query"]["script_score"]
+    assert script_score["query"] == {"match_all": {}}
+    assert script_score["script"] == {
+        "lang": "knn",
+        "source": "knn_score",
+        "params": {"field": "vector", "query_value": [1.0, 0.5, -2.0], "space_type": "cosinesimil"},
+    }
+    with pytest.raises(ValueError):
+        queries.rescore_block([1.0], window=0)
+
+
+def test_search_body_and_k_window_rule():
+    body = queries.search_body(["t00_01"], [0.1, 0.2], k=5, window=20)
+    assert body["size"] == 5
+    assert body["rescore"]["window_size"] == 20
+    assert body["_source"] == {"excludes": ["vector"]}
+    assert "rescore" not in queries.search_body(["t00_01"], None, k=5, window=2)
+    with pytest.raises(ValueError, match="must not exceed the rescore window"):
+        queries.search_body(["t00_01"], [0.1], k=30, window=20)
+
+
+def test_related_excludes_the_subject_pin():
+    body = queries.related_body("pin-7", ["t00_01"], [1.0, 0.0], k=3, window=10)
+    assert body["query"]["bool"]["must_not"] == [{"ids": {"values": ["pin-7"]}}]
+    assert body["rescore"]["query"]["rescore_query"]["script_score"]["script"]["params"]["query_value"] == [1.0, 0.0]
+
+
+def test_dev_tools_request_is_request_line_plus_json():
+    text = queries.dev_tools_request("pins", {"size": 1})
+    first, rest = text.split("\n", 1)
+    assert first == "GET pins/_search"
+    assert json.loads(rest) == {"size": 1}
+
+
+def render_like_mustache(source: str, params: dict) -> str:
+    """Just enough mustache for this template: list sections with {{.}}, inverted defaults, toJson."""
+    source = re.sub(r"\{\{#toJson\}\}(\w+)\{\{/toJson\}\}", lambda m: json.dumps(params[m.group(1)]), source)
+
+    def section(match: re.Match) -> str:
+        name, inner = match.group(1), match.group(2)
+        return "".join(inner.replace("{{.}}", str(item)) for item in params[name])
+
+    source = re.sub(r"\{\{#(\w+)\}\}(.*?)\{\{/\1\}\}", section, source)
+    source = re.sub(r"\{\{\^(\w+)\}\}(.*?)\{\{/\1\}\}", lambda m: "" if params.get(m.group(1)) else m.group(2), source)
+    return re.sub(r"\{\{(\w+)\}\}", lambda m: str(params.get(m.group(1), "")), source)
+
+
+def test_template_renders_to_the_builder_body():
+    params = queries.template_params(["t00_01", "t01_02"], [0.5, -0.25], k=4, window=40)
+    script = queries.search_template_script()["script"]
+    assert script["lang"] == "mustache"
+    rendered = json.loads(render_like_mustache(script["source"], params))
+    assert queries.without_template_padding(rendered) == queries.search_body(
+        ["t00_01", "t01_02"], [0.5, -0.25], k=4, window=40
+    )
