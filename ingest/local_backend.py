@@ -1,0 +1,227 @@
+"""A local, server-free pins index with the same scoring as the OpenSearch one: the test oracle.
+
+On disk, in one folder:
+
+- `index.sqlite`: `pins(row, id, doc)` (doc = the pin's JSON without its vector), `tokens(token, row)` (the
+  inverted index: one row per LSH token of a pin) and `meta(key, value)` (the same `_meta` the OpenSearch
+  index carries: model fingerprint, dim, LSH config).
+- `vectors.f32`: float32 rows, row r of `pins` at byte offset r * dim * 4, read through a memory map.
+
+Search mirrors `pintext.queries`: the first stage counts the query tokens a pin holds (only pins with at least
+one are candidates), the top `window` candidates are rescored by exact cosine. Tie rule, explicit here and the
+one the OpenSearch adapter re-applies to its hits: higher score first, then the smaller pin id (string order).
+OpenSearch breaks first-stage ties at the window's edge by its internal doc order instead, so the two agree
+exactly whenever the window's last place is not tied (e.g. a window that holds all candidates).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from pintext.ingest.search import SearchHit
+
+DATABASE_FILE = "index.sqlite"
+VECTORS_FILE = "vectors.f32"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS pins (row INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, doc TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS tokens (token TEXT NOT NULL, row INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS tokens_by_token ON tokens (token);
+CREATE INDEX IF NOT EXISTS tokens_by_row ON tokens (row);
+"""
+
+
+class LocalIndexError(RuntimeError):
+    """The local index folder is missing, or was built for another model."""
+
+
+def cosine(matrix: np.ndarray, vector: np.ndarray) -> np.ndarray:
+    """Cosine of each row of `matrix` with `vector`; 0 where either is the zero vector."""
+    norms = np.linalg.norm(matrix, axis=1) * float(np.linalg.norm(vector))
+    dots = matrix.astype(np.float64) @ vector.astype(np.float64)
+    return np.divide(dots, norms, out=np.zeros_like(dots), where=norms > 0)
+
+
+def rank_key(score: float, pin_id: str) -> tuple[float, str]:
+    """The tie rule of every PinText ranking: score descending, then pin id ascending."""
+    return (-score, pin_id)
+
+
+class LocalIndex:
+    """An on-disk pins index in `folder`; `create()` it once, then `upsert()` and `search()`."""
+
+    def __init__(self, folder: str | Path) -> None:
+        self.folder = Path(folder)
+        self._db: sqlite3.Connection | None = None
+
+    # ---- lifecycle -----------------------------------------------------------------------------------------
+
+    def exists(self) -> bool:
+        return (self.folder / DATABASE_FILE).is_file()
+
+    def create(self, meta: dict) -> None:
+        """Create the folder and its tables, recording `meta` (needs `dim`); an existing index is kept."""
+        if "dim" not in meta:
+            raise ValueError("local index meta needs 'dim'")
+        self.folder.mkdir(parents=True, exist_ok=True)
+        db = self._connect(create=True)
+        with db:
+            db.executescript(_SCHEMA)
+            if not self.meta():
+                db.execute("INSERT INTO meta (key, value) VALUES ('meta', ?)", (json.dumps(meta),))
+        (self.folder / VECTORS_FILE).touch(exist_ok=True)
+
+    def delete(self) -> None:
+        """Remove the index files (the folder stays)."""
+        self.close()
+        for name in (DATABASE_FILE, VECTORS_FILE):
+            (self.folder / name).unlink(missing_ok=True)
+
+    def close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
+    def __enter__(self) -> "LocalIndex":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    def meta(self) -> dict:
+        """The `_meta` recorded at creation ({} when absent)."""
+        db = self._connect()
+        tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        if "meta" not in tables:
+            return {}
+        row = db.execute("SELECT value FROM meta WHERE key = 'meta'").fetchone()
+        return json.loads(row[0]) if row else {}
+
+    def count(self) -> int:
+        return int(self._connect().execute("SELECT COUNT(*) FROM pins").fetchone()[0])
+
+    # ---- writing -------------------------------------------------------------------------------------------
+
+    def upsert(self, pins: Sequence[dict], vectors: np.ndarray, tokens: Sequence[Sequence[str]]) -> tuple[int, int]:
+        """Insert or replace pins by id with their vectors and tokens; returns (created, updated).
+
+        Vectors are written before the SQLite transaction commits, so a crash in between leaves at worst a
+        replaced vector whose pin row is re-written by the next run (ingest is idempotent by id).
+        """
+        dim = self._dim()
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        if vectors.shape != (len(pins), dim):
+            raise ValueError(f"expected vectors [{len(pins)}, {dim}], got {vectors.shape}")
+        db = self._connect()
+        created = updated = 0
+        with db, open(self.folder / VECTORS_FILE, "r+b") as vector_file:
+            next_row = int(db.execute("SELECT COALESCE(MAX(row) + 1, 0) FROM pins").fetchone()[0])
+            for pin, vector, pin_tokens in zip(pins, vectors, tokens):
+                found = db.execute("SELECT row FROM pins WHERE id = ?", (pin["id"],)).fetchone()
+                doc = json.dumps({**pin, "lsh_tokens": list(pin_tokens)}, ensure_ascii=False)
+                if found:
+                    row = int(found[0])
+                    db.execute("UPDATE pins SET doc = ? WHERE row = ?", (doc, row))
+                    db.execute("DELETE FROM tokens WHERE row = ?", (row,))
+                    updated += 1
+                else:
+                    row, next_row = next_row, next_row + 1
+                    db.execute("INSERT INTO pins (row, id, doc) VALUES (?, ?, ?)", (row, pin["id"], doc))
+                    created += 1
+                db.executemany("INSERT INTO tokens (token, row) VALUES (?, ?)", [(t, row) for t in set(pin_tokens)])
+                vector_file.seek(row * dim * 4)
+                vector_file.write(vector.tobytes())
+            vector_file.flush()
+        return created, updated
+
+    # ---- reading -------------------------------------------------------------------------------------------
+
+    def get(self, pin_id: str) -> tuple[dict, np.ndarray] | None:
+        """A stored pin (with its `lsh_tokens`) and its vector, or None."""
+        found = self._connect().execute("SELECT row, doc FROM pins WHERE id = ?", (pin_id,)).fetchone()
+        if not found:
+            return None
+        return json.loads(found[1]), np.array(self._vectors()[int(found[0])])
+
+    def first_stage(self, tokens: Sequence[str], exclude_ids: Sequence[str] = ()) -> list[tuple[int, str, int]]:
+        """(row, pin id, tokens matched) of every pin sharing a token, best first by the tie rule."""
+        distinct = list(dict.fromkeys(tokens))
+        if not distinct:
+            return []
+        placeholders = ",".join("?" * len(distinct))
+        rows = self._connect().execute(
+            f"SELECT p.row, p.id, COUNT(*) FROM tokens t JOIN pins p ON p.row = t.row "
+            f"WHERE t.token IN ({placeholders}) GROUP BY p.row",
+            distinct,
+        ).fetchall()
+        excluded = set(exclude_ids)
+        candidates = [(int(row), pin_id, int(matched)) for row, pin_id, matched in rows if pin_id not in excluded]
+        return sorted(candidates, key=lambda c: rank_key(c[2], c[1]))
+
+    def search(
+        self,
+        tokens: Sequence[str],
+        vector: np.ndarray,
+        k: int = 10,
+        window: int = 500,
+        exclude_ids: Sequence[str] = (),
+    ) -> list[SearchHit]:
+        """Top `k` of the `window` best first-stage candidates, by exact cosine (tie rule: then id)."""
+        if k > window:
+            raise ValueError(f"k ({k}) must not exceed the rescore window ({window})")
+        candidates = self.first_stage(tokens, exclude_ids)[:window]
+        if not candidates:
+            return []
+        rows = np.array([row for row, _, _ in candidates])
+        scores = cosine(np.asarray(self._vectors()[rows]), np.asarray(vector, dtype=np.float32))
+        ranked = sorted(zip(candidates, scores), key=lambda item: rank_key(float(item[1]), item[0][1]))[:k]
+        docs = self._docs([row for (row, _, _), _ in ranked])
+        query_tokens = set(tokens)
+        return [
+            SearchHit(
+                id=pin_id,
+                score=float(score),
+                cosine=float(score),
+                first_stage_score=float(matched),
+                source={key: value for key, value in docs[row].items() if key != "lsh_tokens"},
+                matched_tokens=sorted(query_tokens & set(docs[row].get("lsh_tokens", []))),
+            )
+            for (row, pin_id, matched), score in ranked
+        ]
+
+    # ---- helpers -------------------------------------------------------------------------------------------
+
+    def _connect(self, create: bool = False) -> sqlite3.Connection:
+        if self._db is None:
+            path = self.folder / DATABASE_FILE
+            if not create and not path.is_file():
+                raise LocalIndexError(f"{self.folder}: no local index here (build it with `pintext ingest --backend local`)")
+            self._db = sqlite3.connect(path)
+        return self._db
+
+    def _dim(self) -> int:
+        meta = self.meta()
+        if "dim" not in meta:
+            raise LocalIndexError(f"{self.folder / DATABASE_FILE}: no 'dim' in its meta; create the index first")
+        return int(meta["dim"])
+
+    def _vectors(self) -> np.ndarray:
+        dim = self._dim()
+        path = self.folder / VECTORS_FILE
+        rows = path.stat().st_size // (dim * 4)
+        if rows == 0:
+            return np.zeros((0, dim), dtype=np.float32)
+        return np.memmap(path, dtype=np.float32, mode="r", shape=(rows, dim))
+
+    def _docs(self, rows: Sequence[int]) -> dict[int, dict]:
+        if not rows:
+            return {}
+        placeholders = ",".join("?" * len(rows))
+        found = self._connect().execute(f"SELECT row, doc FROM pins WHERE row IN ({placeholders})", list(rows))
+        return {int(row): json.loads(doc) for row, doc in found}

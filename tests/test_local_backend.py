@@ -1,0 +1,87 @@
+"""The local backend: first stage = tokens matched, exact cosine rescore, tie rule, upsert by id."""
+
+import numpy as np
+import pytest
+
+from pintext.ingest.local_backend import LocalIndex, LocalIndexError, cosine
+from pintext.lsh import RandomHyperplaneLSH
+
+
+def build(tmp_path, count=300, dim=16, seed=0):
+    rng = np.random.default_rng(seed)
+    vectors = rng.standard_normal((count, dim)).astype(np.float32)
+    lsh = RandomHyperplaneLSH(dim=dim, tables=16, bits=4, seed=1)
+    pins = [{"id": f"p{i:04d}", "title": f"pin {i}", "description": ""} for i in range(count)]
+    index = LocalIndex(tmp_path / "local")
+    index.create({"dim": dim, "lsh": lsh.to_dict()})
+    assert index.upsert(pins, vectors, lsh.tokens(vectors)) == (count, 0)
+    return index, lsh, pins, vectors
+
+
+def test_first_stage_counts_shared_tokens(tmp_path):
+    index, lsh, pins, vectors = build(tmp_path)
+    query = np.random.default_rng(9).standard_normal(16).astype(np.float32)
+    query_tokens = lsh.tokens(query)[0]
+    pin_tokens = lsh.tokens(vectors)
+    expected = sorted(
+        ((pins[i]["id"], len(set(query_tokens) & set(pin_tokens[i]))) for i in range(len(pins))),
+        key=lambda item: (-item[1], item[0]),
+    )
+    expected = [item for item in expected if item[1] > 0]
+    got = [(pin_id, matched) for _, pin_id, matched in index.first_stage(query_tokens)]
+    assert got == expected
+
+
+def test_search_with_full_window_is_exact_cosine_over_candidates(tmp_path):
+    index, lsh, pins, vectors = build(tmp_path)
+    query = vectors[7] + 0.3 * np.random.default_rng(2).standard_normal(16).astype(np.float32)
+    tokens = lsh.tokens(query)[0]
+    hits = index.search(tokens, query, k=10, window=10_000)
+    candidates = {pin_id for _, pin_id, _ in index.first_stage(tokens)}
+    scores = cosine(vectors, query)
+    expected = sorted((pins[i]["id"] for i in range(len(pins)) if pins[i]["id"] in candidates),
+                      key=lambda pin_id: (-scores[int(pin_id[1:])], pin_id))[:10]
+    assert [hit.id for hit in hits] == expected
+    assert hits[0].id == "p0007"
+    for hit in hits:
+        assert hit.score == pytest.approx(float(scores[int(hit.id[1:])]), abs=1e-6)
+        assert hit.first_stage_score == len(hit.matched_tokens) > 0
+        assert hit.title == f"pin {int(hit.id[1:])}"
+
+
+def test_window_limits_what_gets_rescored(tmp_path):
+    index, lsh, _, vectors = build(tmp_path)
+    query = vectors[3]
+    tokens = lsh.tokens(query)[0]
+    window = 5
+    hits = index.search(tokens, query, k=5, window=window)
+    top_first_stage = {pin_id for _, pin_id, _ in index.first_stage(tokens)[:window]}
+    assert {hit.id for hit in hits} == top_first_stage
+
+
+def test_ties_break_by_pin_id(tmp_path):
+    index = LocalIndex(tmp_path / "ties")
+    lsh = RandomHyperplaneLSH(dim=4, tables=4, bits=2, seed=0)
+    index.create({"dim": 4})
+    same = np.ones((3, 4), dtype=np.float32)
+    index.upsert([{"id": "b"}, {"id": "c"}, {"id": "a"}], same, lsh.tokens(same))
+    hits = index.search(lsh.tokens(same[0])[0], same[0], k=3, window=3)
+    assert [hit.id for hit in hits] == ["a", "b", "c"]
+
+
+def test_upsert_replaces_by_id_and_exclusion(tmp_path):
+    index, lsh, pins, vectors = build(tmp_path, count=20)
+    moved = -vectors[:5]
+    assert index.upsert(pins[:5], moved, lsh.tokens(moved)) == (0, 5)
+    assert index.count() == 20
+    doc, vector = index.get("p0002")
+    np.testing.assert_array_equal(vector, moved[2])
+    assert doc["lsh_tokens"] == lsh.tokens(moved[2])[0]
+    hits = index.search(lsh.tokens(moved[2])[0], moved[2], k=3, window=20, exclude_ids=["p0002"])
+    assert "p0002" not in [hit.id for hit in hits]
+    assert index.get("nope") is None
+
+
+def test_missing_index_is_a_clear_error(tmp_path):
+    with pytest.raises(LocalIndexError, match="no local index"):
+        LocalIndex(tmp_path / "absent").count()
