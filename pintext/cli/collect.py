@@ -1,7 +1,213 @@
-"""CLI commands: collect."""
+"""CLI commands: `pintext kafka up|down|status`, `pintext collect`, `pintext produce`.
+
+confluent-kafka and the broker module are imported inside the commands, so `pintext --help` stays light.
+"""
+
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+from typing import Annotated, Optional
 
 import typer
+from rich.console import Console
+from rich.table import Table
+
+console = Console(stderr=True)
+kafka_app = typer.Typer(help="The managed local Kafka broker (KRaft, single node, downloads once from Maven Central).")
 
 
 def register(app: typer.Typer) -> None:
     """Add this module's commands to the main app."""
+    app.add_typer(kafka_app, name="kafka")
+    app.command("collect")(collect)
+    app.command("produce")(produce)
+
+
+# ----------------------------------------------------------------------------------------------- kafka
+
+
+@kafka_app.command("up")
+def kafka_up(
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for the broker to answer.")] = 120.0,
+) -> None:
+    """Download (once), format (once) and start the broker; waits until it answers a metadata request."""
+    import time
+
+    from pintext.ingest.servers import kafka_broker
+
+    settings = kafka_broker.settings_from_env()
+    try:
+        _download_with_progress(settings)
+        started = time.monotonic()
+        with console.status(f"starting Kafka {kafka_broker.KAFKA_VERSION} on {settings.bootstrap}"):
+            state = kafka_broker.up(settings, timeout_s=timeout)
+    except kafka_broker.KafkaBrokerError as error:
+        console.print(f"[red]kafka up failed:[/red] {error}")
+        raise typer.Exit(1) from None
+    console.print(
+        f"[green]Kafka up[/green] at {state.bootstrap} (pid {state.pid}) in {time.monotonic() - started:.1f}s; "
+        f"state in {settings.broker_dir}"
+    )
+
+
+def _download_with_progress(settings: object) -> None:
+    from rich.progress import Progress
+
+    from pintext.ingest.servers import kafka_broker
+
+    missing = kafka_broker.missing_artifacts(settings)  # type: ignore[arg-type]
+    if not missing:
+        return
+    with Progress(console=console, transient=True) as progress:
+        task = progress.add_task(f"downloading {len(missing)} Kafka jars from Maven Central", total=len(missing))
+        kafka_broker.ensure_downloaded(settings, on_progress=lambda _artifact: progress.advance(task))  # type: ignore[arg-type]
+
+
+@kafka_app.command("down")
+def kafka_down() -> None:
+    """Stop the broker `pintext kafka up` started (and nothing else)."""
+    from pintext.ingest.servers import kafka_broker
+
+    if kafka_broker.down():
+        console.print("[green]Kafka stopped[/green]")
+    else:
+        console.print("no managed Kafka broker was running")
+
+
+@kafka_app.command("status")
+def kafka_status() -> None:
+    """Whether the managed broker runs and answers; exits 1 if it does not answer."""
+    from pintext.ingest.servers import kafka_broker
+
+    state = kafka_broker.status()
+    table = Table(title="Kafka", show_header=False)
+    table.add_row("bootstrap", state.bootstrap)
+    table.add_row("managed pid", str(state.pid) if state.running else "none")
+    table.add_row("answers", "yes" if state.reachable else f"no ({state.detail})")
+    table.add_row("topics", ", ".join(t for t in state.topics if not t.startswith("__")) or "-")
+    Console().print(table)
+    if not state.reachable:
+        raise typer.Exit(1)
+
+
+# ----------------------------------------------------------------------------------------------- collect
+
+
+class _StopFlag:
+    """Set by SIGINT/SIGTERM: the collector finishes its batch, commits and exits cleanly."""
+
+    def __init__(self) -> None:
+        self.raised = False
+
+    def __call__(self) -> bool:
+        return self.raised
+
+    def install(self) -> None:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, self._on_signal)
+
+    def _on_signal(self, signum: int, _frame: object) -> None:
+        self.raised = True
+
+
+def collect(
+    bootstrap: Annotated[str, typer.Option(help="Kafka bootstrap servers, HOST:PORT.")],
+    topic: Annotated[str, typer.Option(help="Topic with engagement events, one JSON object per message.")],
+    out: Annotated[Path, typer.Option(help="Folder for events.jsonl and rejected.jsonl (appended to).")],
+    group: Annotated[str, typer.Option(help="Consumer group; a restart with the same group resumes.")] = "pintext-collect",
+    pins: Annotated[Optional[Path], typer.Option(help="pins.jsonl: events naming other pins are rejected.")] = None,
+    max_messages: Annotated[Optional[int], typer.Option(min=1, help="Stop after this many messages.")] = None,
+    idle_timeout: Annotated[Optional[float], typer.Option(min=0, help="Stop after this many seconds without a message.")] = None,
+    batch_size: Annotated[int, typer.Option(min=1, help="Messages per write+fsync+commit.")] = 500,
+    strict: Annotated[bool, typer.Option(help="Stop at the first bad message instead of dead-lettering it.")] = False,
+) -> None:
+    """Consume engagement events from Kafka into OUT/events.jsonl (at-least-once; bad ones to OUT/rejected.jsonl)."""
+    from pintext.ingest.kafka_collector import CollectorConfig
+    from pintext.ingest.kafka_collector import collect as run_collector
+    from pintext.schemas import LocatedRecordError
+
+    config = CollectorConfig(
+        bootstrap=bootstrap, topic=topic, out_dir=out, group=group, max_messages=max_messages,
+        idle_timeout_s=idle_timeout, batch_size=batch_size, strict=strict,
+    )  # fmt: skip
+    known_pins = _load_pin_ids(pins, out) if pins else None
+    stop = _StopFlag()
+    stop.install()
+    try:
+        with console.status(f"collecting {topic} from {bootstrap}") as spinner:
+            stats = run_collector(
+                config, known_pins, should_stop=stop,
+                on_batch=lambda s: spinner.update(f"collecting {topic}: {s.consumed} consumed, {s.rejected} rejected"),
+            )  # fmt: skip
+    except LocatedRecordError as error:
+        console.print(f"[red]bad message[/red] {error} (strict mode: offsets committed up to it)")
+        raise typer.Exit(2) from None
+    _print_collect_summary(config, stats)
+
+
+def _load_pin_ids(pins: Path, out: Path) -> set[str]:
+    from pintext.ingest.deadletter import DeadLetter
+    from pintext.ingest.readers import read_records
+    from pintext.schemas import validate_pin
+
+    if not pins.exists():
+        raise typer.BadParameter(f"{pins} does not exist", param_hint="--pins")
+    with DeadLetter(out / "rejected-pins.jsonl") as dead_letter:
+        ids = {record["id"] for _line, record in read_records(pins, validate_pin, dead_letter)}
+    if dead_letter.count:
+        console.print(f"[yellow]pins:[/yellow] {dead_letter.summary()}")
+    return ids
+
+
+def _print_collect_summary(config: object, stats: object) -> None:
+    from pintext.ingest.kafka_collector import CollectorConfig, CollectStats
+
+    assert isinstance(config, CollectorConfig) and isinstance(stats, CollectStats)
+    table = Table(title=f"pintext collect: {config.topic}", show_header=False)
+    table.add_row("consumed", str(stats.consumed))
+    table.add_row("written", f"{stats.written} -> {config.events_path}")
+    table.add_row("rejected", f"{stats.rejected} -> {config.rejected_path}")
+    for reason, count in stats.rejected_by_reason.most_common():
+        table.add_row(f"  {reason}", str(count))
+    table.add_row("batches committed", str(stats.commits))
+    table.add_row("stopped by", stats.stopped_by)
+    table.add_row("messages/s", f"{stats.messages_per_second:,.0f} ({stats.active_seconds:.2f}s active of {stats.seconds:.1f}s)")
+    if stats.repaired_bytes:
+        table.add_row("torn last line cut", f"{stats.repaired_bytes} bytes (re-read from Kafka)")
+    for warning in stats.warnings:
+        table.add_row("warning", warning)
+    Console().print(table)
+
+
+# ----------------------------------------------------------------------------------------------- produce
+
+
+def produce(
+    events: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="JSONL(.gz) file; each line is sent as-is.")],
+    bootstrap: Annotated[str, typer.Option(help="Kafka bootstrap servers, HOST:PORT.")],
+    topic: Annotated[str, typer.Option(help="Topic to write to; created if missing.")],
+    partitions: Annotated[int, typer.Option(min=1, help="Partitions when the topic is created.")] = 1,
+) -> None:
+    """Replay a JSONL file into a Kafka topic, keyed by user_id; reports how many messages were delivered."""
+    from rich.progress import Progress, SpinnerColumn, TextColumn
+
+    from pintext.ingest.kafka_collector import produce_file
+
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), console=console, transient=True) as progress:
+        task = progress.add_task(f"producing {events} -> {topic}")
+        stats = produce_file(
+            events, bootstrap, topic, partitions,
+            on_line=lambda n: n % 1000 or progress.update(task, description=f"producing {events} -> {topic}: {n} lines"),
+        )  # fmt: skip
+    table = Table(title=f"pintext produce: {topic}", show_header=False)
+    table.add_row("lines sent", str(stats.lines))
+    table.add_row("delivered", str(stats.delivered))
+    table.add_row("failed", str(stats.failed))
+    for error, count in stats.errors.most_common():
+        table.add_row(f"  {error}", str(count))
+    table.add_row("topic created", "yes" if stats.topic_created else "no (existed)")
+    table.add_row("seconds", f"{stats.seconds:.1f}")
+    Console().print(table)
+    if stats.failed:
+        raise typer.Exit(1)

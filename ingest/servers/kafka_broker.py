@@ -1,0 +1,517 @@
+"""A managed local Apache Kafka broker (KRaft, one node that is both broker and controller).
+
+Everything comes from Maven Central: the broker's jars (listed in `kafka-artifacts.txt` beside this module,
+each checked against the `.sha1` Maven publishes) are downloaded once into `pintext_home()/downloads`, and a
+broker folder `pintext_home()/kafka/` holds its config, data, logs and pid file. `up` formats the KRaft storage
+the first time, starts the JVM detached and waits until the broker answers a metadata request; `down` stops
+only the process whose pid it recorded (and only if that pid is still our broker).
+
+Ports: PLAINTEXT on 127.0.0.1:$PINTEXT_KAFKA_PORT (default 9092), CONTROLLER on the next port up unless
+$PINTEXT_KAFKA_CONTROLLER_PORT says otherwise. Java: $PINTEXT_JAVA_HOME, $JAVA_HOME, the Debian JDK 17, then
+`java` on PATH; Kafka 4 needs Java 17 or newer.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import time
+import urllib.request
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+from pintext.paths import pintext_home
+
+KAFKA_VERSION = "4.1.1"
+MAVEN_REPO = "https://repo1.maven.org/maven2"
+ARTIFACTS_RESOURCE = "kafka-artifacts.txt"
+LOG4J_RESOURCE = "kafka-log4j2.properties"
+DEFAULT_PORT = 9092
+# Kafka's own default heap is 1 GB; a local node for tests and demos is happy with far less.
+DEFAULT_HEAP = "384m"
+MAIN_CLASS = "kafka.Kafka"
+STORAGE_TOOL = "kafka.tools.StorageTool"
+MIN_JAVA = 17
+
+
+class KafkaBrokerError(RuntimeError):
+    """The managed broker could not be downloaded, started, reached or stopped; the message says why."""
+
+
+# ----------------------------------------------------------------------------------------------- settings
+
+
+@dataclass(frozen=True)
+class BrokerSettings:
+    """Where the managed broker listens and keeps its state."""
+
+    home: Path
+    port: int = DEFAULT_PORT
+    controller_port: int = DEFAULT_PORT + 1
+    host: str = "127.0.0.1"
+    heap: str = DEFAULT_HEAP
+    node_id: int = 1
+    default_partitions: int = 1
+
+    @property
+    def bootstrap(self) -> str:
+        """The `host:port` clients connect to."""
+        return f"{self.host}:{self.port}"
+
+    @property
+    def broker_dir(self) -> Path:
+        return self.home / "kafka"
+
+    @property
+    def data_dir(self) -> Path:
+        return self.broker_dir / "data"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.broker_dir / "logs"
+
+    @property
+    def config_path(self) -> Path:
+        return self.broker_dir / "server.properties"
+
+    @property
+    def log4j_path(self) -> Path:
+        return self.broker_dir / "log4j2.properties"
+
+    @property
+    def pid_path(self) -> Path:
+        return self.broker_dir / "kafka.pid"
+
+    @property
+    def console_path(self) -> Path:
+        return self.logs_dir / "console.log"
+
+    @property
+    def libs_dir(self) -> Path:
+        return self.home / "downloads" / f"kafka-{KAFKA_VERSION}"
+
+
+def settings_from_env(env: dict[str, str] | None = None) -> BrokerSettings:
+    """Broker settings from PINTEXT_HOME, PINTEXT_KAFKA_PORT, PINTEXT_KAFKA_CONTROLLER_PORT, PINTEXT_KAFKA_HEAP."""
+    env = dict(os.environ if env is None else env)
+    port = _port_from(env, "PINTEXT_KAFKA_PORT", DEFAULT_PORT)
+    controller_port = _port_from(env, "PINTEXT_KAFKA_CONTROLLER_PORT", port + 1)
+    if controller_port == port:
+        raise KafkaBrokerError(f"PINTEXT_KAFKA_CONTROLLER_PORT must differ from PINTEXT_KAFKA_PORT ({port})")
+    home = Path(env["PINTEXT_HOME"]).expanduser().resolve() if env.get("PINTEXT_HOME") else pintext_home()
+    return BrokerSettings(
+        home=home, port=port, controller_port=controller_port, heap=env.get("PINTEXT_KAFKA_HEAP", DEFAULT_HEAP)
+    )
+
+
+def _port_from(env: dict[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    if not raw.isdigit() or not 0 < int(raw) < 65536:
+        raise KafkaBrokerError(f"{name} must be a TCP port number, got {raw!r}")
+    return int(raw)
+
+
+def render_server_properties(settings: BrokerSettings) -> str:
+    """The broker's `server.properties`: one KRaft node acting as broker and controller, on loopback only."""
+    host = settings.host
+    lines = {
+        "process.roles": "broker,controller",
+        "node.id": str(settings.node_id),
+        "controller.quorum.voters": f"{settings.node_id}@{host}:{settings.controller_port}",
+        "listeners": f"PLAINTEXT://{host}:{settings.port},CONTROLLER://{host}:{settings.controller_port}",
+        "advertised.listeners": f"PLAINTEXT://{host}:{settings.port}",
+        "inter.broker.listener.name": "PLAINTEXT",
+        "controller.listener.names": "CONTROLLER",
+        "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+        "log.dirs": str(settings.data_dir),
+        "num.partitions": str(settings.default_partitions),
+        # One node: every internal topic must make do with one replica.
+        "offsets.topic.replication.factor": "1",
+        "transaction.state.log.replication.factor": "1",
+        "transaction.state.log.min.isr": "1",
+        "share.coordinator.state.topic.replication.factor": "1",
+        "share.coordinator.state.topic.min.isr": "1",
+        # A consumer group of one should not wait the default 3 s for more members before it gets partitions.
+        "group.initial.rebalance.delay.ms": "0",
+        "auto.create.topics.enable": "true",
+        # Keep the disk use of a development node small.
+        "log.retention.hours": "168",
+        "log.segment.bytes": str(64 * 1024 * 1024),
+        "offsets.topic.num.partitions": "5",
+    }
+    header = "# Written by pintext.ingest.servers.kafka_broker; edits are overwritten on the next `pintext kafka up`.\n"
+    return header + "".join(f"{key}={value}\n" for key, value in lines.items())
+
+
+# ----------------------------------------------------------------------------------------------- download
+
+
+@dataclass(frozen=True)
+class MavenArtifact:
+    """One jar on Maven Central."""
+
+    group: str
+    artifact: str
+    version: str
+
+    @property
+    def filename(self) -> str:
+        return f"{self.artifact}-{self.version}.jar"
+
+    def url(self, repo: str = MAVEN_REPO) -> str:
+        return f"{repo}/{self.group.replace('.', '/')}/{self.artifact}/{self.version}/{self.filename}"
+
+
+def parse_artifact_list(text: str) -> list[MavenArtifact]:
+    """`group:artifact:version` lines (comments with # and blank lines ignored)."""
+    artifacts = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        parts = line.split(":")
+        if len(parts) != 3 or not all(parts):
+            raise KafkaBrokerError(f"{ARTIFACTS_RESOURCE}:{number}: expected group:artifact:version, got {line!r}")
+        artifacts.append(MavenArtifact(*parts))
+    return artifacts
+
+
+def kafka_artifacts() -> list[MavenArtifact]:
+    """The broker's runtime classpath, from the resource file shipped with this module."""
+    text = resources.files(__package__).joinpath(ARTIFACTS_RESOURCE).read_text(encoding="utf-8")
+    return parse_artifact_list(text)
+
+
+def _fetch(url: str, timeout: float = 60.0) -> bytes:
+    request = urllib.request.Request(url, headers={"User-Agent": "pintext"})
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        return response.read()
+
+
+def download_artifact(artifact: MavenArtifact, target_dir: Path, repo: str = MAVEN_REPO) -> Path:
+    """Fetch one jar unless it is already there, verified against Maven's published SHA-1; returns its path."""
+    target = target_dir / artifact.filename
+    if target.exists():
+        return target
+    url = artifact.url(repo)
+    try:
+        expected = _fetch(url + ".sha1").decode("ascii").split()[0].strip().lower()
+        payload = _fetch(url)
+    except OSError as error:
+        raise KafkaBrokerError(f"could not download {url}: {error}") from error
+    actual = hashlib.sha1(payload).hexdigest()
+    if actual != expected:
+        raise KafkaBrokerError(f"checksum mismatch for {url}: sha1 {actual}, Maven says {expected}")
+    # Write beside and rename, so an interrupted download never leaves a truncated jar that looks complete.
+    partial = target.with_suffix(".jar.part")
+    partial.write_bytes(payload)
+    partial.replace(target)
+    return target
+
+
+def ensure_downloaded(
+    settings: BrokerSettings,
+    on_progress: Callable[[MavenArtifact], None] | None = None,
+    repo: str | None = None,
+) -> list[Path]:
+    """Make sure every jar of the broker is in the download cache; returns the classpath entries."""
+    repo = repo or os.environ.get("PINTEXT_MAVEN_REPO", MAVEN_REPO)
+    settings.libs_dir.mkdir(parents=True, exist_ok=True)
+    artifacts = kafka_artifacts()
+
+    def fetch_one(artifact: MavenArtifact) -> Path:
+        path = download_artifact(artifact, settings.libs_dir, repo)
+        if on_progress:
+            on_progress(artifact)
+        return path
+
+    # Downloads are network-bound: a few at a time cut the first start from a minute to seconds.
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        return list(pool.map(fetch_one, artifacts))
+
+
+def missing_artifacts(settings: BrokerSettings) -> list[MavenArtifact]:
+    """The jars not yet in the download cache."""
+    return [a for a in kafka_artifacts() if not (settings.libs_dir / a.filename).exists()]
+
+
+# ----------------------------------------------------------------------------------------------- java
+
+
+def find_java(env: dict[str, str] | None = None) -> Path:
+    """A `java` executable of version 17 or newer."""
+    env = dict(os.environ if env is None else env)
+    candidates: list[Path] = []
+    for name in ("PINTEXT_JAVA_HOME", "JAVA_HOME"):
+        if env.get(name):
+            candidates.append(Path(env[name]) / "bin" / "java")
+    candidates.append(Path("/usr/lib/jvm/java-17-openjdk-amd64/bin/java"))
+    on_path = shutil.which("java")
+    if on_path:
+        candidates.append(Path(on_path))
+    seen_versions = []
+    for candidate in candidates:
+        if not candidate.exists():
+            continue
+        version = java_major_version(candidate)
+        seen_versions.append(f"{candidate} ({version})")
+        if version >= MIN_JAVA:
+            return candidate
+    found = ", ".join(seen_versions) or "none"
+    raise KafkaBrokerError(f"Kafka {KAFKA_VERSION} needs Java {MIN_JAVA}+; set JAVA_HOME. Found: {found}")
+
+
+def java_major_version(java: Path) -> int:
+    """The major version `java -version` reports (8 for 1.8), 0 if it cannot be read."""
+    result = subprocess.run([str(java), "-version"], capture_output=True, text=True, timeout=30)
+    return parse_java_version(result.stderr + result.stdout)
+
+
+def parse_java_version(banner: str) -> int:
+    """Major version from a `java -version` banner: `version "17.0.15"` -> 17, `"1.8.0_392"` -> 8."""
+    match = re.search(r'version "(\d+)(?:\.(\d+))?', banner)
+    if not match:
+        return 0
+    major = int(match.group(1))
+    return int(match.group(2) or 0) if major == 1 else major
+
+
+def java_command(java: Path, settings: BrokerSettings, main_class: str, *args: str) -> list[str]:
+    """The JVM command line that runs one of Kafka's main classes with the downloaded classpath."""
+    return [
+        str(java),
+        f"-Xms{settings.heap}",
+        f"-Xmx{settings.heap}",
+        "-XX:+UseG1GC",
+        "-XX:MaxGCPauseMillis=20",
+        "-Djava.awt.headless=true",
+        f"-Dkafka.logs.dir={settings.logs_dir}",
+        f"-Dlog4j2.configurationFile={settings.log4j_path}",
+        "-cp",
+        str(settings.libs_dir / "*"),
+        main_class,
+        *args,
+    ]
+
+
+# ----------------------------------------------------------------------------------------------- lifecycle
+
+
+@dataclass
+class BrokerStatus:
+    """What `status` found: the recorded pid (if any), whether it runs, and whether the broker answers."""
+
+    bootstrap: str
+    pid: int | None
+    running: bool
+    reachable: bool
+    topics: list[str] = field(default_factory=list)
+    detail: str = ""
+
+
+def write_config(settings: BrokerSettings) -> None:
+    """(Re)write server.properties and the log4j2 config for the current settings."""
+    settings.broker_dir.mkdir(parents=True, exist_ok=True)
+    settings.logs_dir.mkdir(parents=True, exist_ok=True)
+    settings.config_path.write_text(render_server_properties(settings), encoding="utf-8")
+    log4j = resources.files(__package__).joinpath(LOG4J_RESOURCE).read_text(encoding="utf-8")
+    settings.log4j_path.write_text(log4j, encoding="utf-8")
+
+
+def is_formatted(settings: BrokerSettings) -> bool:
+    """KRaft storage is formatted once it holds meta.properties."""
+    return (settings.data_dir / "meta.properties").exists()
+
+
+def format_storage(settings: BrokerSettings, java: Path) -> str:
+    """Give the storage a fresh cluster id with Kafka's StorageTool and format it; returns the cluster id."""
+    cluster_id = _run_tool(java, settings, "random-uuid").strip().splitlines()[-1].strip()
+    _run_tool(java, settings, "format", "-t", cluster_id, "-c", str(settings.config_path))
+    return cluster_id
+
+
+def _run_tool(java: Path, settings: BrokerSettings, *args: str) -> str:
+    command = java_command(java, settings, STORAGE_TOOL, *args)
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    if result.returncode != 0:
+        raise KafkaBrokerError(f"StorageTool {args[0]} failed ({result.returncode}): {result.stderr or result.stdout}")
+    return result.stdout
+
+
+def read_pid(settings: BrokerSettings) -> int | None:
+    """The pid recorded by `up`, or None."""
+    try:
+        return int(settings.pid_path.read_text().strip())
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+def is_our_broker(pid: int, settings: BrokerSettings) -> bool:
+    """True if `pid` is alive and is a Kafka JVM started with this broker folder's config (not a reused pid)."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    args = [part.decode(errors="replace") for part in cmdline]
+    return MAIN_CLASS in args and str(settings.config_path) in args
+
+
+def metadata_topics(bootstrap: str, timeout: float = 3.0) -> list[str]:
+    """Ask the broker for its metadata (a real request); raises KafkaException if it does not answer."""
+    from confluent_kafka.admin import AdminClient
+
+    # log_level 0: a broker that is still starting refuses connections, and librdkafka would print each refusal.
+    admin = AdminClient({"bootstrap.servers": bootstrap, "socket.connection.setup.timeout.ms": 2000, "log_level": 0})
+    metadata = admin.list_topics(timeout=timeout)
+    return sorted(metadata.topics)
+
+
+def wait_until_ready(
+    bootstrap: str,
+    deadline_s: float,
+    still_running: Callable[[], bool] = lambda: True,
+    probe: Callable[[str], Iterable[str]] = metadata_topics,
+) -> float:
+    """Poll the broker with metadata requests until one succeeds; returns seconds waited.
+
+    Fails early if `still_running()` turns false (the JVM died), and after `deadline_s` seconds otherwise.
+    """
+    started = time.monotonic()
+    last_error: Exception | None = None
+    while time.monotonic() - started < deadline_s:
+        if not still_running():
+            raise KafkaBrokerError(f"broker process exited before answering on {bootstrap}")
+        try:
+            probe(bootstrap)
+            return time.monotonic() - started
+        except Exception as error:  # confluent_kafka raises KafkaException; any failure means "not yet"
+            last_error = error
+            time.sleep(0.2)  # pause between two real probes, so a refused connection does not spin the CPU
+    raise KafkaBrokerError(f"broker on {bootstrap} did not answer within {deadline_s:.0f}s: {last_error}")
+
+
+def _log_tail(settings: BrokerSettings, lines: int = 30) -> str:
+    chunks = []
+    for path in (settings.console_path, settings.logs_dir / "server.log"):
+        if path.exists():
+            tail = path.read_text(errors="replace").splitlines()[-lines:]
+            chunks.append(f"--- {path}\n" + "\n".join(tail))
+    return "\n".join(chunks)
+
+
+def up(settings: BrokerSettings | None = None, timeout_s: float = 120.0) -> BrokerStatus:
+    """Start the managed broker (downloading and formatting first if needed) and wait until it answers.
+
+    Re-running is safe: a broker this folder already runs is reused. A port held by something else is an error.
+    """
+    settings = settings or settings_from_env()
+    pid = read_pid(settings)
+    if pid is not None and is_our_broker(pid, settings):
+        wait_until_ready(settings.bootstrap, timeout_s, lambda: is_our_broker(pid, settings))
+        return status(settings)
+    java = find_java()
+    ensure_downloaded(settings)
+    write_config(settings)
+    if not is_formatted(settings):
+        format_storage(settings, java)
+    _refuse_if_port_taken(settings)
+    process = _spawn(java, settings)
+    try:
+        wait_until_ready(settings.bootstrap, timeout_s, lambda: process.poll() is None)
+    except KafkaBrokerError as error:
+        _stop_pid(process.pid, settings, grace_s=10)
+        raise KafkaBrokerError(f"{error}\n{_log_tail(settings)}") from None
+    return status(settings)
+
+
+def _refuse_if_port_taken(settings: BrokerSettings) -> None:
+    import socket
+
+    for port in (settings.port, settings.controller_port):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            probe.settimeout(1.0)
+            if probe.connect_ex((settings.host, port)) == 0:
+                raise KafkaBrokerError(
+                    f"{settings.host}:{port} is already in use by another process; "
+                    "set PINTEXT_KAFKA_PORT (and PINTEXT_KAFKA_CONTROLLER_PORT) to free ports"
+                )
+
+
+def _spawn(java: Path, settings: BrokerSettings) -> subprocess.Popen[bytes]:
+    """Start the broker JVM detached (own session, output to a file) and record its pid."""
+    command = java_command(java, settings, MAIN_CLASS, str(settings.config_path))
+    with settings.console_path.open("ab") as console:
+        process = subprocess.Popen(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=console,
+            stderr=subprocess.STDOUT,
+            cwd=settings.broker_dir,
+            start_new_session=True,
+        )
+    settings.pid_path.write_text(f"{process.pid}\n")
+    (settings.broker_dir / "broker.json").write_text(
+        json.dumps({"pid": process.pid, "bootstrap": settings.bootstrap, "kafka": KAFKA_VERSION}) + "\n"
+    )
+    return process
+
+
+def down(settings: BrokerSettings | None = None, grace_s: float = 30.0) -> bool:
+    """Stop the broker this folder started; returns False if none was running. Other processes are never touched."""
+    settings = settings or settings_from_env()
+    pid = read_pid(settings)
+    if pid is None or not is_our_broker(pid, settings):
+        settings.pid_path.unlink(missing_ok=True)
+        return False
+    _stop_pid(pid, settings, grace_s)
+    settings.pid_path.unlink(missing_ok=True)
+    return True
+
+
+def _stop_pid(pid: int, settings: BrokerSettings, grace_s: float) -> None:
+    """SIGTERM (Kafka shuts down cleanly on it), wait for the exit, SIGKILL after `grace_s`."""
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + grace_s
+    while time.monotonic() < deadline:
+        _reap(pid)
+        if not is_our_broker(pid, settings):
+            return
+        time.sleep(0.2)  # poll interval of a bounded wait for the exit, not a readiness guess
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    _reap(pid)
+
+
+def _reap(pid: int) -> None:
+    """Collect the exit status if the broker is our child (so it does not linger as a zombie)."""
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass
+
+
+def status(settings: BrokerSettings | None = None) -> BrokerStatus:
+    """Whether the recorded broker runs and answers a metadata request."""
+    settings = settings or settings_from_env()
+    pid = read_pid(settings)
+    running = pid is not None and is_our_broker(pid, settings)
+    try:
+        topics = metadata_topics(settings.bootstrap, timeout=5.0)
+        return BrokerStatus(settings.bootstrap, pid, running, True, topics)
+    except Exception as error:  # KafkaException: nobody answers there
+        return BrokerStatus(settings.bootstrap, pid, running, False, [], detail=str(error))
