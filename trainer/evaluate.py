@@ -1,0 +1,214 @@
+"""Offline evaluation of PinText models against BM25 and a random-initialized model.
+
+Per task, on one split (default test):
+
+- pairwise accuracy (the paper's): share of pairs with score(anchor, positive) > score(anchor, background),
+  the background being the positive of a randomly drawn other pair of the split (another pin). Ties fail.
+- recall@10, recall@100, MRR: each distinct anchor of the split ranks the task's CANDIDATE POOL = all
+  distinct positives of the task over all its splits (by positive_id); its relevant items are its positives
+  in the split. Ties rank pessimistically (a tie with a non-relevant item counts as losing), so a model that
+  gives everything the same score does not look good.
+- word coverage: share of the split's words (anchors + positives) in the vocabulary, and share of its texts
+  with at least one known word.
+- Spearman correlation on STS Benchmark dev (a general-language sanity check, one figure per model).
+
+Dense models are evaluated through the torch-free `pintext.Encoder` of their runtime folder: what is served
+is what is measured.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from pintext.encoder import Encoder
+
+METRICS = ("pairwise_accuracy", "recall@10", "recall@100", "mrr", "token_coverage", "text_coverage")
+STS_FILE = "sts-dev.csv"
+
+
+def default_sts_path(repo_root: Path | None = None) -> Path:
+    """$PINTEXT_STS_DIR/sts-dev.csv, else ../shared/data/stsbenchmark/sts-dev.csv from the repository root."""
+    if override := os.environ.get("PINTEXT_STS_DIR"):
+        return Path(override) / STS_FILE
+    root = repo_root or Path(__file__).resolve().parents[1]
+    return root.parent / "shared" / "data" / "stsbenchmark" / STS_FILE
+
+
+def read_sts(path: Path) -> tuple[list[str], list[str], np.ndarray]:
+    """(sentences 1, sentences 2, gold scores) from an STS Benchmark TSV file."""
+    first, second, gold = [], [], []
+    with path.open(encoding="utf-8") as handle:
+        for line_number, row in enumerate(csv.reader(handle, delimiter="\t", quoting=csv.QUOTE_NONE), start=1):
+            if len(row) < 7:
+                raise ValueError(f"{path}:{line_number}: expected 7 tab-separated fields, got {len(row)}")
+            try:
+                gold.append(float(row[4]))
+            except ValueError:
+                raise ValueError(f"{path}:{line_number}: field 5 (score) is not a number: {row[4]!r}") from None
+            first.append(row[5])
+            second.append(row[6])
+    return first, second, np.asarray(gold)
+
+
+@dataclass
+class TaskData:
+    """One task's split, prepared for ranking: pool, queries and their relevant pool items."""
+
+    anchors: list[str]  # one per pair
+    positive_index: np.ndarray  # pool index of each pair's positive
+    background_index: np.ndarray  # pool index of each pair's random background positive
+    pool_texts: list[str]
+    query_texts: list[str]  # one per distinct anchor
+    query_relevant: list[np.ndarray]  # pool indices relevant to each query
+    coverage_texts: list[str]
+
+
+def prepare_task(data, split: str = "test", seed: int = 0) -> TaskData:
+    """Build pool, queries and background pairs from a task's DatasetDict."""
+    def ids_of(rows, column: str, fallback: str) -> list[str]:
+        return list(rows[column]) if column in rows.column_names else list(rows[fallback])
+
+    pool_ids: dict[str, int] = {}
+    pool_texts: list[str] = []
+    for part in data.values():
+        for positive_id, text in zip(ids_of(part, "positive_id", "positive"), part["positive"]):
+            if positive_id not in pool_ids:
+                pool_ids[positive_id] = len(pool_texts)
+                pool_texts.append(text)
+    rows = data[split]
+    anchors = list(rows["anchor"])
+    positive_index = np.asarray([pool_ids[pid] for pid in ids_of(rows, "positive_id", "positive")], dtype=np.int64)
+    background_index = _draw_background(positive_index, np.random.default_rng(seed))
+
+    relevant_by_anchor: dict[str, set[int]] = {}
+    anchor_text: dict[str, str] = {}
+    for anchor_id, anchor, index in zip(ids_of(rows, "anchor_id", "anchor"), anchors, positive_index):
+        relevant_by_anchor.setdefault(anchor_id, set()).add(int(index))
+        anchor_text.setdefault(anchor_id, anchor)
+    return TaskData(
+        anchors=anchors,
+        positive_index=positive_index,
+        background_index=background_index,
+        pool_texts=pool_texts,
+        query_texts=[anchor_text[key] for key in relevant_by_anchor],
+        query_relevant=[np.fromiter(sorted(values), dtype=np.int64) for values in relevant_by_anchor.values()],
+        coverage_texts=anchors + list(rows["positive"]),
+    )
+
+
+def _draw_background(positive_index: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """For each pair, the positive of another random pair that is a different pool item (when one exists)."""
+    n = len(positive_index)
+    draw = rng.integers(0, n, size=n)
+    for _ in range(20):  # redraw the few collisions; a bounded loop, popular pins make some
+        clash = positive_index[draw] == positive_index
+        if not clash.any():
+            break
+        draw[clash] = rng.integers(0, n, size=int(clash.sum()))
+    return positive_index[draw]
+
+
+def ranks_of_relevant(scores: np.ndarray, relevant: np.ndarray) -> np.ndarray:
+    """Pessimistic 1-based rank of each relevant item: ties with any other item count as losses."""
+    relevant_scores = scores[relevant]
+    return np.asarray([np.count_nonzero(scores >= value) for value in relevant_scores])
+
+
+def ranking_metrics(score_rows: Callable[[slice], np.ndarray], task: TaskData, chunk: int = 256) -> dict[str, float]:
+    """recall@10, recall@100 and MRR over the pool; `score_rows(slice)` gives [queries, pool] scores."""
+    recalls = {10: [], 100: []}
+    reciprocal_ranks = []
+    for start in range(0, len(task.query_texts), chunk):
+        block = score_rows(slice(start, start + chunk))
+        for row, relevant in zip(block, task.query_relevant[start : start + chunk]):
+            ranks = ranks_of_relevant(row, relevant)
+            for k in recalls:
+                recalls[k].append(np.mean(ranks <= k))
+            reciprocal_ranks.append(1.0 / ranks.min())
+    return {"recall@10": float(np.mean(recalls[10])), "recall@100": float(np.mean(recalls[100])), "mrr": float(np.mean(reciprocal_ranks))}
+
+
+def _unit(vectors: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return np.divide(vectors, norms, out=np.zeros_like(vectors), where=norms > 0)
+
+
+def evaluate_encoder(encoder: Encoder, task: TaskData) -> dict[str, float]:
+    """All task metrics for a dense model."""
+    pool = _unit(encoder.encode(task.pool_texts))
+    anchors = _unit(encoder.encode(task.anchors))
+    positive_cos = np.einsum("ij,ij->i", anchors, pool[task.positive_index])
+    background_cos = np.einsum("ij,ij->i", anchors, pool[task.background_index])
+    queries = _unit(encoder.encode(task.query_texts))
+    metrics = {"pairwise_accuracy": float(np.mean(positive_cos > background_cos))}
+    metrics.update(ranking_metrics(lambda rows: queries[rows] @ pool.T, task))
+    coverage = encoder.coverage(task.coverage_texts)
+    metrics.update(token_coverage=coverage.token_share, text_coverage=coverage.text_share)
+    return metrics
+
+
+def evaluate_bm25(task: TaskData) -> dict[str, float]:
+    """All task metrics for BM25 (bm25s, Lucene variant, English stopwords) over the same pool."""
+    import bm25s
+
+    retriever = bm25s.BM25()
+    retriever.index(bm25s.tokenize(task.pool_texts, stopwords="en", show_progress=False), show_progress=False)
+    vocabulary = retriever.vocab_dict
+
+    def score_texts(texts: Sequence[str]) -> np.ndarray:
+        tokenized = bm25s.tokenize(list(texts), stopwords="en", return_ids=False, show_progress=False)
+        return np.stack([retriever.get_scores([t for t in tokens if t in vocabulary]) for tokens in tokenized])
+
+    rows = np.arange(len(task.anchors))
+    pair_scores = score_texts(task.anchors)
+    accuracy = np.mean(pair_scores[rows, task.positive_index] > pair_scores[rows, task.background_index])
+    metrics = {"pairwise_accuracy": float(accuracy)}
+    metrics.update(ranking_metrics(lambda block: score_texts(task.query_texts[block]), task))
+    metrics.update(token_coverage=float("nan"), text_coverage=float("nan"))
+    return metrics
+
+
+def sts_spearman(encoder: Encoder, sts_path: Path) -> float:
+    """Spearman correlation between cosine and the gold similarity on STS Benchmark."""
+    from scipy.stats import spearmanr
+
+    first, second, gold = read_sts(sts_path)
+    cosines = np.einsum("ij,ij->i", _unit(encoder.encode(first)), _unit(encoder.encode(second)))
+    return float(spearmanr(cosines, gold).statistic)
+
+
+def random_encoder(like: Encoder, seed: int = 0) -> Encoder:
+    """A random-initialized model with the same tokenizer and shape as `like` (the untrained baseline)."""
+    table = np.random.default_rng(seed).normal(size=(like.vocab_size, like.dim)).astype(np.float32)
+    return Encoder(like.tokenizer, table, unk_id=like._unk_id, fingerprint="random")
+
+
+def evaluate_models(
+    pairs: dict,
+    encoders: dict[str, Encoder],
+    *,
+    split: str = "test",
+    bm25: bool = True,
+    sts_path: Path | None = None,
+    seed: int = 0,
+) -> dict[str, dict[str, dict[str, float]]]:
+    """{model: {task | 'sts': {metric: value}}} for every dense model, and BM25 when asked."""
+    results: dict[str, dict[str, dict[str, float]]] = {name: {} for name in encoders}
+    if bm25:
+        results["BM25"] = {}
+    for task_name, data in pairs.items():
+        task = prepare_task(data, split=split, seed=seed)
+        for name, encoder in encoders.items():
+            results[name][task_name] = evaluate_encoder(encoder, task)
+        if bm25:
+            results["BM25"][task_name] = evaluate_bm25(task)
+    if sts_path is not None and sts_path.is_file():
+        for name, encoder in encoders.items():
+            results[name]["sts"] = {"spearman": sts_spearman(encoder, sts_path)}
+    return results

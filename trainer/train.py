@@ -1,0 +1,262 @@
+"""Multitask training: ONE SentenceTransformerTrainer, one shared word table, one (weighted) loss per task.
+
+`--tasks search` trains the single-task model ("SR"), all tasks the multitask one ("MTL"). Each task's
+training split is one dataset of a DatasetDict, and the trainer's multi-dataset batch sampler decides which
+task each batch comes from (proportional to size, or round-robin); each batch goes through its own task's
+loss, scaled by the task weight. The auxiliary tasks are down-weighted by default (search=1, others=0.3):
+plain proportional mixing let a weaker auxiliary task pull the main task down in our earlier measurements.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pintext.trainer.synthetic import TASKS
+
+PAIR_COLUMNS = ("anchor", "positive", "anchor_id", "positive_id", "count", "weight")
+SPLITS = ("train", "validation", "test")
+DEFAULT_TASK_WEIGHTS = {"search": 1.0, "related": 0.3, "homefeed": 0.3}
+TRAIN_CONFIG_FILE = "pintext_train.json"
+TRAIN_LOG_FILE = "training_log.json"
+
+
+class PairDataError(ValueError):
+    """The pairs folder does not follow the `pintext pairs` contract (NOTES.md)."""
+
+
+@dataclass
+class TrainConfig:
+    """Everything that decides a training run; saved as MODEL/pintext_train.json."""
+
+    tasks: list[str] = field(default_factory=lambda: list(TASKS))
+    loss: str = "pintext"
+    dim: int = 64
+    epochs: float = 3.0
+    batch_size: int = 256
+    lr: float = 0.05
+    sampling: str = "proportional"
+    task_weights: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_TASK_WEIGHTS))
+    margin: float = 0.2
+    negatives: int = 32
+    radius: float | None = 1.0
+    min_count: int = 2
+    max_vocab: int = 200_000
+    seed: int = 0
+    float16: bool = False
+
+    def validate(self) -> None:
+        unknown = sorted(set(self.tasks) - set(TASKS))
+        if unknown or not self.tasks:
+            raise ValueError(f"--tasks must be a non-empty subset of {','.join(TASKS)}; unknown: {unknown}")
+        if self.sampling not in ("proportional", "round-robin"):
+            raise ValueError(f"--sampling must be 'proportional' or 'round-robin', got {self.sampling!r}")
+        if self.loss not in ("pintext", "mnrl"):
+            raise ValueError(f"--loss must be 'pintext' or 'mnrl', got {self.loss!r}")
+        if self.dim < 1 or self.batch_size < 2 or self.epochs <= 0 or self.lr <= 0:
+            raise ValueError("need --dim >= 1, --batch-size >= 2, --epochs > 0 and --lr > 0")
+
+    def weight_of(self, task: str) -> float:
+        return float(self.task_weights.get(task, 1.0))
+
+    @property
+    def name(self) -> str:
+        return "SR" if self.tasks == ["search"] else "MTL" if set(self.tasks) == set(TASKS) else "+".join(self.tasks)
+
+
+def parse_task_weights(text: str | None) -> dict[str, float]:
+    """'search=1,related=0.3' -> {'search': 1.0, 'related': 0.3}; unnamed tasks keep the defaults."""
+    weights = dict(DEFAULT_TASK_WEIGHTS)
+    for item in filter(None, (part.strip() for part in (text or "").split(","))):
+        task, sep, value = item.partition("=")
+        if not sep or task.strip() not in TASKS:
+            raise ValueError(f"--task-weights: expected task=number with task in {TASKS}, got {item!r}")
+        try:
+            weights[task.strip()] = float(value)
+        except ValueError:
+            raise ValueError(f"--task-weights: {item!r}: weight is not a number") from None
+    return weights
+
+
+def load_pairs(pairs_dir: str | Path, tasks: list[str]):
+    """{task: DatasetDict} from `pairs_dir/<task>/`, checked against the pairs contract."""
+    from datasets import DatasetDict, load_from_disk
+
+    pairs_dir = Path(pairs_dir)
+    loaded: dict[str, DatasetDict] = {}
+    for task in tasks:
+        folder = pairs_dir / task
+        if not folder.is_dir():
+            raise PairDataError(f"{folder}: missing (expected the `pintext pairs` DatasetDict for task {task!r})")
+        data = load_from_disk(str(folder))
+        if not isinstance(data, DatasetDict):
+            raise PairDataError(f"{folder}: is a single Dataset, expected a DatasetDict with splits {SPLITS}")
+        for split in SPLITS:
+            if split not in data:
+                raise PairDataError(f"{folder}: split {split!r} is missing (has {sorted(data)})")
+            missing = [column for column in ("anchor", "positive") if column not in data[split].column_names]
+            if missing:
+                raise PairDataError(f"{folder}/{split}: field(s) {missing} missing (has {data[split].column_names})")
+        loaded[task] = data
+    return loaded
+
+
+def pair_texts(pairs: dict, split: str = "train"):
+    """Every anchor and positive text of a split, over all given tasks (the vocabulary's source)."""
+    for data in pairs.values():
+        yield from data[split]["anchor"]
+        yield from data[split]["positive"]
+
+
+def _training_arguments(config: TrainConfig, output_dir: Path, use_cpu: bool, show_progress: bool):
+    from sentence_transformers import SentenceTransformerTrainingArguments
+    from sentence_transformers.base.sampler import BatchSamplers, MultiDatasetBatchSamplers
+
+    sampler = MultiDatasetBatchSamplers.PROPORTIONAL
+    if config.sampling == "round-robin":
+        sampler = MultiDatasetBatchSamplers.ROUND_ROBIN
+    return SentenceTransformerTrainingArguments(
+        output_dir=str(output_dir),
+        num_train_epochs=config.epochs,
+        per_device_train_batch_size=config.batch_size,
+        per_device_eval_batch_size=config.batch_size,
+        learning_rate=config.lr,
+        warmup_ratio=0.05,
+        multi_dataset_batch_sampler=sampler,
+        # In-batch negatives: a duplicate text in the batch would be a false negative for MNRL.
+        batch_sampler=BatchSamplers.NO_DUPLICATES if config.loss == "mnrl" else BatchSamplers.BATCH_SAMPLER,
+        eval_strategy="epoch",
+        logging_strategy="steps",
+        logging_steps=1,
+        save_strategy="no",
+        report_to="none",
+        seed=config.seed,
+        use_cpu=use_cpu,
+        disable_tqdm=not show_progress,
+        dataloader_drop_last=False,
+    )
+
+
+@dataclass
+class TrainResult:
+    """What a training run produced and how fast."""
+
+    model_dir: Path
+    config: TrainConfig
+    vocab_size: int
+    train_pairs: int
+    seconds: float
+    pairs_per_second: float
+    device: str
+    coverage: dict[str, Any]
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "model": self.config.name,
+            "model_dir": str(self.model_dir),
+            "vocab_size": self.vocab_size,
+            "train_pairs": self.train_pairs,
+            "seconds": round(self.seconds, 2),
+            "pairs_per_second": round(self.pairs_per_second, 1),
+            "device": self.device,
+        }
+
+
+def train(pairs_dir: str | Path, out_dir: str | Path, config: TrainConfig, *, show_progress: bool = True) -> TrainResult:
+    """Train on `pairs_dir`, save the SentenceTransformer, its config, log and runtime into `out_dir`."""
+    import torch
+    from datasets import DatasetDict
+    from sentence_transformers import SentenceTransformerTrainer
+
+    from pintext.encoder import Encoder
+    from pintext.trainer.export import export_runtime
+    from pintext.trainer.losses import RadiusCallback, WeightedLoss, build_loss
+    from pintext.trainer.model import build_model
+    from pintext.trainer.tokenizer import train_word_tokenizer
+
+    config.validate()
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    torch.set_num_threads(os.cpu_count() or 1)
+    use_cpu = not torch.cuda.is_available()
+    device = "cpu" if use_cpu else "cuda"
+
+    pairs = load_pairs(pairs_dir, config.tasks)
+    tokenizer = train_word_tokenizer(pair_texts(pairs), min_count=config.min_count, max_size=config.max_vocab)
+    model = build_model(tokenizer, dim=config.dim, seed=config.seed, device=device)
+
+    train_sets = DatasetDict({task: pairs[task]["train"].select_columns(["anchor", "positive"]) for task in config.tasks})
+    eval_sets = DatasetDict(
+        {task: pairs[task]["validation"].select_columns(["anchor", "positive"]) for task in config.tasks}
+    )
+    loss = {
+        task: WeightedLoss(
+            build_loss(config.loss, model, margin=config.margin, negatives=config.negatives, radius=config.radius),
+            config.weight_of(task),
+        )
+        for task in config.tasks
+    }
+    callbacks = [RadiusCallback(model, config.radius)] if config.radius else []
+    trainer = SentenceTransformerTrainer(
+        model=model,
+        args=_training_arguments(config, out_dir / "checkpoints", use_cpu, show_progress),
+        train_dataset=train_sets,
+        eval_dataset=eval_sets,
+        loss=loss,
+        callbacks=callbacks,
+    )
+    started = time.perf_counter()
+    trainer.train()
+    seconds = time.perf_counter() - started
+    train_pairs = sum(len(data) for data in train_sets.values())
+
+    model.save(str(out_dir))
+    export_runtime(model, out_dir, float16=config.float16)
+    encoder = Encoder.load(out_dir)
+    coverage = {task: _coverage_record(encoder, pairs[task]) for task in config.tasks}
+    result = TrainResult(
+        model_dir=out_dir,
+        config=config,
+        vocab_size=tokenizer.get_vocab_size(),
+        train_pairs=train_pairs,
+        seconds=seconds,
+        pairs_per_second=train_pairs * config.epochs / seconds,
+        device=device,
+        coverage=coverage,
+    )
+    _write_json(out_dir / TRAIN_CONFIG_FILE, {"config": asdict(config), **result.summary(), "coverage": coverage})
+    _write_json(out_dir / TRAIN_LOG_FILE, _training_log(trainer.state.log_history))
+    return result
+
+
+def _coverage_record(encoder, data) -> dict[str, Any]:
+    """Per split: word coverage and how many texts got the zero vector (no known word)."""
+    record = {}
+    for split in SPLITS:
+        texts = list(data[split]["anchor"]) + list(data[split]["positive"])
+        coverage = encoder.coverage(texts)
+        record[split] = {
+            "token_share": round(coverage.token_share, 4),
+            "text_share": round(coverage.text_share, 4),
+            "texts_without_known_word": coverage.texts - coverage.texts_with_known_word,
+        }
+    return record
+
+
+def _training_log(history: list[dict[str, Any]]) -> dict[str, Any]:
+    """Training loss per step and validation loss per task per evaluation, from the trainer's log history."""
+    steps = [{"step": entry["step"], "epoch": entry.get("epoch"), "loss": entry["loss"]} for entry in history if "loss" in entry]
+    validation = [
+        {"step": entry["step"], "epoch": entry.get("epoch"), **{k: v for k, v in entry.items() if k.endswith("_loss")}}
+        for entry in history
+        if any(key.startswith("eval_") and key.endswith("_loss") for key in entry)
+    ]
+    return {"train": steps, "validation": validation}
+
+
+def _write_json(path: Path, payload: dict[str, Any]) -> None:
+    path.write_text(json.dumps(payload, indent=2, default=str) + "\n", encoding="utf-8")
