@@ -1,0 +1,359 @@
+"""The ingest pipeline: stream a pins JSONL file, validate, embed, hash, bulk-index, checkpoint.
+
+Memory stays flat: lines are read one at a time and held only a batch at a time (plus at most `workers`
+batches in flight). Every valid line ends up indexed, every invalid one in the dead letter with its line number
+and reason, and nothing is lost on a crash:
+
+- a pin's doc `_id` is its pin id, so re-running replaces docs and never duplicates them (the bulk responses
+  tell created from updated);
+- after each batch is acknowledged, in file order, the checkpoint file records the last line number that is
+  fully acknowledged (written to a temporary file then renamed, so it is never half written). `resume=True`
+  skips lines up to it.
+
+Two sinks: `OpenSearchSink` (opensearch-py `streaming_bulk`, retries on 429 with exponential backoff, and
+whole-batch retries on connection errors) and `LocalSink` (the local backend). The CLI adds the progress bar.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections import Counter, deque
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from pintext.ingest.deadletter import DeadLetter
+from pintext.ingest.readers import read_records
+from pintext.lsh import DEFAULT_BITS, DEFAULT_SEED, DEFAULT_TABLES, RandomHyperplaneLSH
+from pintext.mapping import TOKENS_FIELD, VECTOR_FIELD
+from pintext.schemas import WHOLE_RECORD, RecordError, pin_text, validate_pin
+
+LSH_CONFIG_FILE = "lsh.json"
+CHECKPOINT_FORMAT = 1
+# Test hook: raise after this many acknowledged batches, as a crash would (see tests/test_ingest.py).
+FAIL_AFTER_BATCHES_ENV = "PINTEXT_INGEST_FAIL_AFTER_BATCHES"
+
+
+class InjectedCrash(RuntimeError):
+    """Raised by the FAIL_AFTER_BATCHES_ENV test hook, standing in for a crash mid-ingest."""
+
+
+# ---- model-side config ---------------------------------------------------------------------------------------
+
+
+def load_or_create_lsh(model_dir: str | Path, dim: int) -> RandomHyperplaneLSH:
+    """The model's LSH config from `MODEL/lsh.json`, written with the defaults (64 x 8 bits) if missing."""
+    path = Path(model_dir) / LSH_CONFIG_FILE
+    if path.is_file():
+        try:
+            lsh = RandomHyperplaneLSH.from_dict(json.loads(path.read_text(encoding="utf-8")))
+        except (ValueError, json.JSONDecodeError) as error:
+            raise ValueError(f"{path}: not a valid LSH config: {error}") from None
+        if lsh.dim != dim:
+            raise ValueError(f"{path}: field 'dim' is {lsh.dim}, the model's vectors have {dim}")
+        return lsh
+    lsh = RandomHyperplaneLSH(dim=dim, tables=DEFAULT_TABLES, bits=DEFAULT_BITS, seed=DEFAULT_SEED)
+    write_atomically(path, json.dumps(lsh.to_dict(), indent=2) + "\n")
+    return lsh
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Write a small file so that readers see the old or the new content, never half of it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(path.name + ".tmp")
+    with open(temporary, "w", encoding="utf-8") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temporary, path)
+
+
+# ---- checkpoint ----------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Checkpoint:
+    """Where an ingest of `source` into `target` stands: every line up to `line` is acknowledged."""
+
+    path: Path
+    source: str
+    target: str
+
+    def read(self) -> int:
+        """The last acknowledged line, 0 when there is no checkpoint for this source and target."""
+        if not self.path.is_file():
+            return 0
+        state = json.loads(self.path.read_text(encoding="utf-8"))
+        if state.get("source") != self.source or state.get("target") != self.target:
+            raise ValueError(
+                f"{self.path}: checkpoint is for {state.get('source')} -> {state.get('target')}, "
+                f"not {self.source} -> {self.target}; pass another --checkpoint or drop --resume"
+            )
+        return int(state["line"])
+
+    def write(self, line: int, complete: bool = False) -> None:
+        state = {"format": CHECKPOINT_FORMAT, "source": self.source, "target": self.target, "line": int(line),
+                 "complete": complete, "updated_at": time.time()}
+        write_atomically(self.path, json.dumps(state) + "\n")
+
+
+def default_checkpoint_path(source: Path, target: str) -> Path:
+    """Next to the input file: `pins.jsonl.<target>.checkpoint.json`."""
+    safe_target = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in target)
+    return source.with_name(f"{source.name}.{safe_target}.checkpoint.json")
+
+
+# ---- sinks -----------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class BatchResult:
+    """What a sink reports for one batch: created/updated counts and per-pin failures (pin id -> reason)."""
+
+    created: int = 0
+    updated: int = 0
+    failed: dict[str, str] = field(default_factory=dict)
+
+
+class Sink(Protocol):
+    """Where embedded pins go."""
+
+    thread_safe: bool
+
+    def write(self, pins: Sequence[dict], vectors: np.ndarray, tokens: Sequence[Sequence[str]]) -> BatchResult: ...
+
+
+def pin_document(pin: dict, vector: np.ndarray, tokens: Sequence[str]) -> dict:
+    """The OpenSearch document of a pin: its fields, its LSH tokens and its vector."""
+    return {**pin, TOKENS_FIELD: list(tokens), VECTOR_FIELD: [float(x) for x in vector]}
+
+
+class OpenSearchSink:
+    """Bulk-indexes batches with `streaming_bulk`, doc `_id` = pin id."""
+
+    thread_safe = True
+
+    def __init__(self, client: Any, index: str, max_retries: int = 5, initial_backoff: float = 1.0,
+                 max_backoff: float = 30.0, connection_retries: int = 5) -> None:
+        self.client = client
+        self.index = index
+        self.max_retries = max_retries
+        self.initial_backoff = initial_backoff
+        self.max_backoff = max_backoff
+        self.connection_retries = connection_retries
+
+    def write(self, pins: Sequence[dict], vectors: np.ndarray, tokens: Sequence[Sequence[str]]) -> BatchResult:
+        from opensearchpy.exceptions import ConnectionError as TransportConnectionError
+        from opensearchpy.exceptions import ConnectionTimeout
+
+        delay = self.initial_backoff
+        for attempt in range(self.connection_retries + 1):
+            try:
+                return self._send(pins, vectors, tokens)
+            except (TransportConnectionError, ConnectionTimeout):
+                # Re-sending a whole batch is safe: docs are keyed by pin id.
+                if attempt == self.connection_retries:
+                    raise
+                time.sleep(delay)
+                delay = min(delay * 2, self.max_backoff)
+        raise AssertionError("unreachable")
+
+    def _send(self, pins: Sequence[dict], vectors: np.ndarray, tokens: Sequence[Sequence[str]]) -> BatchResult:
+        from opensearchpy.helpers import streaming_bulk
+
+        actions = (
+            {"_op_type": "index", "_index": self.index, "_id": pin["id"], "_source": pin_document(pin, v, t)}
+            for pin, v, t in zip(pins, vectors, tokens)
+        )
+        result = BatchResult()
+        for ok, item in streaming_bulk(
+            self.client, actions, chunk_size=max(1, len(pins)), raise_on_error=False, raise_on_exception=True,
+            max_retries=self.max_retries, initial_backoff=self.initial_backoff, max_backoff=self.max_backoff,
+        ):
+            outcome = item.get("index", {})
+            if ok and outcome.get("result") == "created":
+                result.created += 1
+            elif ok:
+                result.updated += 1
+            else:
+                error = outcome.get("error", {})
+                reason = error.get("reason", str(error)) if isinstance(error, dict) else str(error)
+                kind = error.get("type", "error") if isinstance(error, dict) else "error"
+                result.failed[str(outcome.get("_id"))] = f"{kind}: {reason} (status {outcome.get('status')})"
+        return result
+
+
+class LocalSink:
+    """Writes batches into a local-backend index (one SQLite writer, so no parallel workers)."""
+
+    thread_safe = False
+
+    def __init__(self, local_index: Any) -> None:
+        self.local_index = local_index
+
+    def write(self, pins: Sequence[dict], vectors: np.ndarray, tokens: Sequence[Sequence[str]]) -> BatchResult:
+        created, updated = self.local_index.upsert(pins, vectors, tokens)
+        return BatchResult(created=created, updated=updated)
+
+
+# ---- the pipeline ----------------------------------------------------------------------------------------------
+
+
+@dataclass
+class IngestReport:
+    """What an ingest run did."""
+
+    indexed: int = 0
+    created: int = 0
+    updated: int = 0
+    rejected: int = 0
+    rejected_by_reason: Counter = field(default_factory=Counter)
+    resumed_after_line: int = 0
+    last_line: int = 0
+    batches: int = 0
+    seconds: float = 0.0
+
+    @property
+    def docs_per_second(self) -> float:
+        return self.indexed / self.seconds if self.seconds > 0 else 0.0
+
+    def to_json(self) -> dict:
+        return {
+            "indexed": self.indexed, "created": self.created, "updated": self.updated, "rejected": self.rejected,
+            "rejected_by_reason": dict(self.rejected_by_reason), "resumed_after_line": self.resumed_after_line,
+            "last_line": self.last_line, "batches": self.batches, "seconds": round(self.seconds, 3),
+            "docs_per_second": round(self.docs_per_second, 1),
+        }
+
+
+@dataclass
+class Batch:
+    """Valid pins read together, with the line each came from and the last line read for the batch."""
+
+    lines: list[int]
+    pins: list[dict]
+    last_line: int
+
+
+class _SkipDoneLines:
+    """A dead letter that ignores lines a resumed run already dead-lettered before the checkpoint."""
+
+    def __init__(self, dead_letter: DeadLetter, done_through: int) -> None:
+        self.dead_letter = dead_letter
+        self.done_through = done_through
+        self.last_line_seen = done_through
+
+    def add(self, source: str, line: Any, error: RecordError, raw: str | bytes) -> None:
+        if isinstance(line, int):
+            self.last_line_seen = max(self.last_line_seen, line)
+            if line <= self.done_through:
+                return
+        self.dead_letter.add(source, line, error, raw)
+
+
+def read_batches(path: Path, batch_size: int, dead_letter: Any, strict: bool, skip_through: int) -> Iterator[Batch]:
+    """Valid pins in batches of `batch_size`, skipping lines up to `skip_through` (resume)."""
+    batch = Batch([], [], skip_through)
+    for line_no, pin in read_records(path, validate_pin, dead_letter, strict=strict):
+        if line_no <= skip_through:
+            continue
+        batch.lines.append(line_no)
+        batch.pins.append(pin)
+        batch.last_line = line_no
+        if len(batch.pins) >= batch_size:
+            yield batch
+            batch = Batch([], [], line_no)
+    if batch.pins:
+        yield batch
+
+
+class Ingestor:
+    """Runs one ingest of a pins file into a sink; see the module docstring for the guarantees."""
+
+    def __init__(self, encoder: Any, lsh: RandomHyperplaneLSH, sink: Sink, dead_letter: DeadLetter,
+                 checkpoint: Checkpoint, batch_size: int = 500, workers: int = 1, strict: bool = False,
+                 on_batch: Callable[[IngestReport], None] | None = None) -> None:
+        if batch_size <= 0 or workers <= 0:
+            raise ValueError(f"batch size and workers must be positive, got {batch_size} and {workers}")
+        self.encoder = encoder
+        self.lsh = lsh
+        self.sink = sink
+        self.dead_letter = dead_letter
+        self.checkpoint = checkpoint
+        self.batch_size = batch_size
+        self.workers = workers if sink.thread_safe else 1
+        self.strict = strict
+        self.on_batch = on_batch or (lambda report: None)
+        self.fail_after_batches = int(os.environ.get(FAIL_AFTER_BATCHES_ENV, "0") or 0)
+
+    def run(self, path: str | Path, resume: bool = False) -> IngestReport:
+        path = Path(path)
+        report = IngestReport()
+        started = time.perf_counter()
+        report.resumed_after_line = self.checkpoint.read() if resume else 0
+        report.last_line = report.resumed_after_line
+        rejected_before = self.dead_letter.count
+        dead_letter = _SkipDoneLines(self.dead_letter, report.resumed_after_line)
+        pending: deque[tuple[Batch, Future]] = deque()
+        with ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="pintext-bulk") as pool:
+            for batch in read_batches(path, self.batch_size, dead_letter, self.strict, report.resumed_after_line):
+                pending.append((batch, pool.submit(self._embed_and_write, batch)))
+                while len(pending) >= self.workers:
+                    self._acknowledge(*pending.popleft(), path, report, rejected_before, started)
+            while pending:
+                self._acknowledge(*pending.popleft(), path, report, rejected_before, started)
+        self._count_rejections(report, rejected_before)
+        # Trailing invalid lines are dead-lettered too, so the whole file is done.
+        report.last_line = max(report.last_line, dead_letter.last_line_seen)
+        self.checkpoint.write(report.last_line, complete=True)
+        report.seconds = time.perf_counter() - started
+        return report
+
+    def _embed_and_write(self, batch: Batch) -> tuple[BatchResult, list[tuple[int, dict, str]]]:
+        """Embed and hash a batch, drop pins with no known word, and send the rest to the sink."""
+        vectors = self.encoder.encode([pin_text(pin) for pin in batch.pins])
+        known = np.linalg.norm(vectors, axis=1) > 0
+        unembeddable = [(line, pin, "no known word: the model's vocabulary knows none of this pin's words")
+                        for line, pin, ok in zip(batch.lines, batch.pins, known) if not ok]
+        pins = [pin for pin, ok in zip(batch.pins, known) if ok]
+        vectors = vectors[known]
+        if not pins:
+            return BatchResult(), unembeddable
+        return self.sink.write(pins, vectors, self.lsh.tokens(vectors)), unembeddable
+
+    def _acknowledge(self, batch: Batch, future: Future, path: Path, report: IngestReport,
+                     rejected_before: int, started: float) -> None:
+        """Book a finished batch (in file order), dead-letter its failures, then advance the checkpoint."""
+        result, unembeddable = future.result()
+        for line, pin, detail in unembeddable:
+            self.dead_letter.add(str(path), line, RecordError("title", "no known word", detail),
+                                 json.dumps(pin, ensure_ascii=False))
+        if result.failed:
+            line_of = {pin["id"]: line for line, pin in zip(batch.lines, batch.pins)}
+            pin_of = {pin["id"]: pin for pin in batch.pins}
+            for pin_id, reason in result.failed.items():
+                self.dead_letter.add(str(path), line_of.get(pin_id, "?"),
+                                     RecordError(WHOLE_RECORD, "rejected by the index", reason),
+                                     json.dumps(pin_of.get(pin_id, {"id": pin_id}), ensure_ascii=False))
+        report.created += result.created
+        report.updated += result.updated
+        report.indexed += result.created + result.updated
+        report.batches += 1
+        report.last_line = batch.last_line
+        self.checkpoint.write(batch.last_line)
+        self._count_rejections(report, rejected_before)
+        report.seconds = time.perf_counter() - started
+        self.on_batch(report)
+        if self.fail_after_batches and report.batches >= self.fail_after_batches:
+            raise InjectedCrash(f"{FAIL_AFTER_BATCHES_ENV}={self.fail_after_batches}: stopping after "
+                                f"{report.batches} acknowledged batches (line {report.last_line})")
+
+    def _count_rejections(self, report: IngestReport, rejected_before: int) -> None:
+        report.rejected = self.dead_letter.count - rejected_before
+        report.rejected_by_reason = Counter(self.dead_letter.by_reason)

@@ -1,0 +1,226 @@
+"""`pintext ingest`: counts, dead letters, idempotent re-runs, crash + resume; local backend and real OpenSearch.
+
+The helpers here (a tiny model with a random word table, a pins file with known bad lines) are shared with
+tests/test_search.py.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from pintext.cli import app
+from pintext.encoder import Encoder, write_runtime
+from pintext.ingest.indexer import FAIL_AFTER_BATCHES_ENV
+from pintext.ingest.local_backend import LocalIndex
+from pintext.trainer.tokenizer import train_word_tokenizer
+
+WORDS = [f"w{i:03d}" for i in range(240)]
+DIM = 16
+BAD_LINES = {  # line number (1-based, in the written file) -> the reason the dead letter must give
+    5: "not valid JSON",
+    17: "missing",  # no id
+    33: "not a string",  # title is a number
+    48: "no known word",  # only out-of-vocabulary words
+}
+
+
+def make_model(folder: Path, seed: int = 0) -> Path:
+    """A model folder whose runtime knows WORDS, with a random (seeded) word table."""
+    tokenizer = train_word_tokenizer([" ".join(WORDS)], min_count=1)
+    table = np.random.default_rng(seed).standard_normal((tokenizer.get_vocab_size(), DIM)).astype(np.float32)
+    write_runtime(folder / "runtime", tokenizer, table)
+    return folder
+
+
+def make_pins(count: int, seed: int = 1) -> list[dict]:
+    rng = np.random.default_rng(seed)
+    pins = []
+    for i in range(count):
+        title = " ".join(rng.choice(WORDS, size=int(rng.integers(2, 6))))
+        description = " ".join(rng.choice(WORDS, size=int(rng.integers(0, 8))))
+        pins.append({"id": f"pin-{i:05d}", "title": title, "description": description, "board": f"b{i % 7}"})
+    return pins
+
+
+def write_pins_file(path: Path, pins: list[dict], with_bad_lines: bool = True) -> int:
+    """Write pins, with BAD_LINES at their line numbers; returns the number of valid lines."""
+    lines, pending = [], list(pins)
+    total = len(pins) + (len(BAD_LINES) if with_bad_lines else 0)
+    for line_no in range(1, total + 1):
+        if with_bad_lines and line_no in BAD_LINES:
+            lines.append({
+                5: '{"id": "broken", "title": ',
+                17: json.dumps({"title": "no id here"}),
+                33: json.dumps({"id": "numeric-title", "title": 42}),
+                48: json.dumps({"id": "oov", "title": "zzz qqq", "description": "unknown words only"}),
+            }[line_no])
+        else:
+            lines.append(json.dumps(pending.pop(0)))
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return len(pins)
+
+
+def cli(*args: str, env: dict | None = None) -> dict:
+    """Run a pintext command in-process with --json and return its parsed last stdout line."""
+    result = CliRunner().invoke(app, [*args, "--json"], env=env, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture()
+def model_dir(tmp_path) -> Path:
+    return make_model(tmp_path / "model")
+
+
+# ---- local backend (no server) ---------------------------------------------------------------------------------
+
+
+def local_ingest(pins_file: Path, model: Path, local_dir: Path, *extra: str, env: dict | None = None) -> dict:
+    return cli("ingest", str(pins_file), "--model", str(model), "--backend", "local", "--local-dir", str(local_dir),
+               "--batch", "50", *extra, env=env)
+
+
+def test_local_ingest_counts_and_dead_letters(tmp_path, model_dir):
+    pins_file = tmp_path / "pins.jsonl"
+    valid = write_pins_file(pins_file, make_pins(300))
+    summary = local_ingest(pins_file, model_dir, tmp_path / "local")
+    assert summary["indexed"] == summary["created"] == valid
+    assert summary["updated"] == 0
+    assert summary["rejected"] == len(BAD_LINES)
+    assert LocalIndex(tmp_path / "local").count() == valid
+    entries = [json.loads(line) for line in Path(summary["dead_letter"]).read_text().splitlines()]
+    assert {entry["line"]: entry["reason"] for entry in entries} == BAD_LINES
+    assert all(entry["source"] == str(pins_file) for entry in entries)
+    assert (model_dir / "lsh.json").is_file()
+    assert json.loads((model_dir / "lsh.json").read_text())["tables"] == 64
+
+
+def test_local_reingest_updates_and_never_duplicates(tmp_path, model_dir):
+    pins_file = tmp_path / "pins.jsonl"
+    valid = write_pins_file(pins_file, make_pins(120), with_bad_lines=False)
+    local_ingest(pins_file, model_dir, tmp_path / "local")
+    again = local_ingest(pins_file, model_dir, tmp_path / "local")
+    assert (again["created"], again["updated"]) == (0, valid)
+    assert LocalIndex(tmp_path / "local").count() == valid
+
+
+def test_local_crash_then_resume_loses_nothing(tmp_path, model_dir):
+    pins_file = tmp_path / "pins.jsonl"
+    valid = write_pins_file(pins_file, make_pins(400))
+    with pytest.raises(Exception, match="stopping after 3 acknowledged batches"):
+        CliRunner().invoke(app, ["ingest", str(pins_file), "--model", str(model_dir), "--backend", "local",
+                                 "--local-dir", str(tmp_path / "local"), "--batch", "50", "--json"],
+                           env={FAIL_AFTER_BATCHES_ENV: "3"}, catch_exceptions=False)
+    # 3 batches of 50 schema-valid pins, one of which (line 48) has no known word.
+    assert LocalIndex(tmp_path / "local").count() == 149
+    resumed = local_ingest(pins_file, model_dir, tmp_path / "local", "--resume")
+    assert resumed["resumed_after_line"] > 150
+    assert (resumed["created"], resumed["updated"]) == (valid - 149, 0)
+    assert LocalIndex(tmp_path / "local").count() == valid
+    # Bad lines before the checkpoint were dead-lettered by the first run, and not again.
+    lines = [json.loads(line)["line"] for line in Path(resumed["dead_letter"]).read_text().splitlines()]
+    assert sorted(lines) == sorted(BAD_LINES)
+
+
+def test_strict_stops_at_the_first_bad_line_naming_file_line_field(tmp_path, model_dir):
+    pins_file = tmp_path / "pins.jsonl"
+    write_pins_file(pins_file, make_pins(60))
+    result = CliRunner().invoke(app, ["ingest", str(pins_file), "--model", str(model_dir), "--backend", "local",
+                                      "--local-dir", str(tmp_path / "local"), "--strict"])
+    assert result.exit_code == 2
+    assert f"{pins_file}:5:" in result.output and "not valid JSON" in result.output
+
+
+def test_other_model_is_refused_with_both_fingerprints(tmp_path, model_dir):
+    pins_file = tmp_path / "pins.jsonl"
+    write_pins_file(pins_file, make_pins(30), with_bad_lines=False)
+    local_ingest(pins_file, model_dir, tmp_path / "local")
+    other = make_model(tmp_path / "other", seed=5)
+    result = CliRunner().invoke(app, ["ingest", str(pins_file), "--model", str(other), "--backend", "local",
+                                      "--local-dir", str(tmp_path / "local")])
+    assert result.exit_code == 2
+    text = " ".join(result.output.split())
+    assert Encoder.load(model_dir).fingerprint in text and Encoder.load(other).fingerprint in text
+    assert "model fingerprint" in text
+
+
+# ---- real OpenSearch -------------------------------------------------------------------------------------------
+
+
+def opensearch_url(client) -> str:
+    """The URL the session client talks to, for subprocesses."""
+    if os.environ.get("OPENSEARCH_URL"):
+        return os.environ["OPENSEARCH_URL"]
+    host = client.transport.hosts[0]
+    scheme = "https" if host.get("use_ssl") or host.get("scheme") == "https" else "http"
+    return f"{scheme}://{host['host']}:{host['port']}"
+
+
+def os_args(client, index: str) -> list[str]:
+    return ["--index", index, "--url", opensearch_url(client)]
+
+
+@pytest.mark.opensearch
+def test_opensearch_ingest_reingest_and_counts(opensearch, opensearch_index_name, tmp_path, model_dir):
+    pins_file = tmp_path / "pins.jsonl"
+    valid = write_pins_file(pins_file, make_pins(500))
+    first = cli("ingest", str(pins_file), "--model", str(model_dir), "--batch", "100", "--workers", "2",
+                *os_args(opensearch, opensearch_index_name))
+    assert (first["indexed"], first["created"], first["updated"]) == (valid, valid, 0)
+    assert first["rejected"] == len(BAD_LINES)
+    assert opensearch.count(index=opensearch_index_name)["count"] == valid
+    second = cli("ingest", str(pins_file), "--model", str(model_dir), "--batch", "100",
+                 *os_args(opensearch, opensearch_index_name))
+    assert (second["created"], second["updated"]) == (0, valid)
+    assert opensearch.count(index=opensearch_index_name)["count"] == valid
+    stored = opensearch.get(index=opensearch_index_name, id="pin-00003")["_source"]
+    pin = make_pins(500)[3]
+    assert stored["title"] == pin["title"] and len(stored["lsh_tokens"]) == 64
+    meta = opensearch.indices.get_mapping(index=opensearch_index_name)[opensearch_index_name]["mappings"]["_meta"]
+    assert meta["model_fingerprint"] == Encoder.load(model_dir).fingerprint
+    assert meta["lsh"] == json.loads((model_dir / "lsh.json").read_text())
+
+
+@pytest.mark.opensearch
+def test_opensearch_crash_mid_ingest_then_resume(opensearch, opensearch_index_name, tmp_path, model_dir):
+    pins_file = tmp_path / "pins.jsonl"
+    valid = write_pins_file(pins_file, make_pins(600))
+    command = [str(Path(sys.executable).parent / "pintext"), "ingest", str(pins_file), "--model", str(model_dir),
+               "--batch", "100", "--json", *os_args(opensearch, opensearch_index_name)]
+    crashed = subprocess.run(command, env={**os.environ, FAIL_AFTER_BATCHES_ENV: "2"}, capture_output=True,
+                             text=True, timeout=300)
+    assert crashed.returncode != 0 and "InjectedCrash" in crashed.stderr
+    checkpoint = json.loads(Path(f"{pins_file}.{opensearch_index_name}.checkpoint.json").read_text())
+    assert checkpoint["line"] > 0 and not checkpoint["complete"]
+    opensearch.indices.refresh(index=opensearch_index_name)
+    # 2 batches of 100 schema-valid pins, one of which (line 48) has no known word.
+    assert opensearch.count(index=opensearch_index_name)["count"] == 199
+    resumed = subprocess.run([*command, "--resume"], capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    summary = json.loads(resumed.stdout.strip().splitlines()[-1])
+    assert summary["resumed_after_line"] == checkpoint["line"]
+    assert (summary["created"], summary["updated"]) == (valid - 199, 0)
+    assert opensearch.count(index=opensearch_index_name)["count"] == valid
+
+
+@pytest.mark.opensearch
+def test_opensearch_refuses_an_index_of_another_model(opensearch, opensearch_index_name, tmp_path, model_dir):
+    pins_file = tmp_path / "pins.jsonl"
+    write_pins_file(pins_file, make_pins(20), with_bad_lines=False)
+    cli("ingest", str(pins_file), "--model", str(model_dir), *os_args(opensearch, opensearch_index_name))
+    other = make_model(tmp_path / "other", seed=7)
+    for command in (["ingest", str(pins_file)], ["search", "w001 w002"]):
+        result = CliRunner().invoke(app, [*command, "--model", str(other),
+                                          *os_args(opensearch, opensearch_index_name)])
+        assert result.exit_code == 2, result.output
+        text = " ".join(result.output.split())
+        assert Encoder.load(model_dir).fingerprint in text and Encoder.load(other).fingerprint in text
+    assert opensearch.count(index=opensearch_index_name)["count"] == 20
