@@ -1,7 +1,122 @@
-"""CLI commands: data."""
+"""CLI commands: data (`pintext synth`, `pintext pairs`).
+
+numpy, datasets and the generators are imported inside the commands so `pintext --help` stays light.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
 
 import typer
 
 
 def register(app: typer.Typer) -> None:
     """Add this module's commands to the main app."""
+    app.command("synth")(synth)
+    app.command("pairs")(pairs)
+
+
+def synth(
+    out: Annotated[Path, typer.Option("--out", help="Folder for pins.jsonl, users.jsonl, events.jsonl.")],
+    pins: Annotated[int, typer.Option("--pins", min=1, help="Number of pins.")] = 4000,
+    users: Annotated[int, typer.Option("--users", min=1, help="Number of users.")] = 800,
+    events: Annotated[int, typer.Option("--events", min=1, help="Number of events (exactly).")] = 120_000,
+    seed: Annotated[int, typer.Option("--seed", help="Random seed: same seed, same files.")] = 0,
+    topics: Annotated[int, typer.Option("--topics", min=0, help="Latent topics (0: from --pins, 50..200).")] = 0,
+    gzip_events: Annotated[bool, typer.Option("--gzip-events", help="Write events.jsonl.gz instead.")] = False,
+) -> None:
+    """Generate a synthetic engagement data set with a known topic structure (see docs/data.md)."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from pintext.ingest.synth import SynthConfig, generate
+
+    config = SynthConfig(n_pins=pins, n_users=users, n_events=events, seed=seed, n_topics=topics)
+    console = Console(stderr=True)
+    columns = (TextColumn("{task.description:>7}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=console) as progress:
+        bars = {
+            "pins": progress.add_task("pins", total=pins),
+            "users": progress.add_task("users", total=users),
+            "events": progress.add_task("events", total=events),
+        }
+        summary = generate(config, out, lambda kind, n: progress.advance(bars[kind], n), gzip_events=gzip_events)
+    console.print(
+        f"[green]wrote[/] {summary['pins']} pins, {summary['users']} users, {summary['events']} events "
+        f"({summary['topics']} topics, {summary['vocabulary']} words) to {out} "
+        f"in {summary['world_s'] + summary['pins_s'] + summary['users_s'] + summary['events_s']:.1f}s"
+    )
+
+
+def pairs(
+    out: Annotated[Path, typer.Option("--out", help="Output folder (replaced atomically if it exists).")],
+    events: Annotated[Optional[Path], typer.Option("--events", help="events.jsonl(.gz)")] = None,
+    pins: Annotated[Optional[Path], typer.Option("--pins", help="pins.jsonl(.gz)")] = None,
+    users: Annotated[Optional[Path], typer.Option("--users", help="users.jsonl(.gz)")] = None,
+    import_file: Annotated[
+        Optional[Path], typer.Option("--import", help="CSV or JSONL of anchor, positive[, weight] to convert.")
+    ] = None,
+    task: Annotated[Optional[str], typer.Option("--task", help="Task name for --import.")] = None,
+    save_weight: Annotated[float, typer.Option("--save-weight", min=0.0)] = 1.0,
+    click_weight: Annotated[float, typer.Option("--click-weight", min=0.0)] = 0.5,
+    min_count: Annotated[int, typer.Option("--min-count", min=1, help="Drop pairs engaged by fewer users.")] = 1,
+    max_per_anchor: Annotated[int, typer.Option("--max-per-anchor", min=1, help="Keep the N strongest pins per anchor.")] = 50,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the hash split.")] = 0,
+    val: Annotated[float, typer.Option("--val", min=0.0, max=0.9, help="Share of anchors in validation.")] = 0.1,
+    test: Annotated[float, typer.Option("--test", min=0.0, max=0.9, help="Share of anchors in test.")] = 0.1,
+    strict: Annotated[bool, typer.Option("--strict", help="Stop at the first bad record instead of dead-lettering it.")] = False,
+) -> None:
+    """Turn engagement events into positive text pairs per task (search, related, homefeed), split by anchor."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from pintext.ingest.pairs import PairOptions, build_imported_pairs, build_pairs
+    from pintext.schemas import RecordError
+
+    console = Console(stderr=True)
+    try:
+        options = PairOptions(save_weight, click_weight, min_count, max_per_anchor, seed, val, test, strict)
+    except ValueError as error:
+        raise typer.BadParameter(str(error)) from None
+    _silence_datasets()
+    try:
+        with console.status("building pairs"):
+            if import_file is not None:
+                if not task:
+                    raise typer.BadParameter("--import needs --task NAME")
+                stats = build_imported_pairs(import_file, task, out, options)
+            else:
+                missing = [name for name, value in (("--events", events), ("--pins", pins), ("--users", users)) if value is None]
+                if missing:
+                    raise typer.BadParameter(f"missing {', '.join(missing)} (or use --import FILE --task NAME)")
+                stats = build_pairs(events, pins, users, out, options)  # type: ignore[arg-type]
+    except RecordError as error:
+        console.print(f"[red]error:[/] {error}")
+        raise typer.Exit(2) from None
+    except FileNotFoundError as error:
+        console.print(f"[red]error:[/] no such file: {error.filename}")
+        raise typer.Exit(2) from None
+    table = Table(title=f"pairs in {out}")
+    for column in ("task", "train", "validation", "test", "anchors", "no shared word"):
+        table.add_column(column, justify="left" if column == "task" else "right")
+    for name, info in stats["tasks"].items():
+        splits = info["splits"]
+        share = info["zero_word_overlap_share"]
+        table.add_row(
+            name,
+            *(str(splits[split]["pairs"]) for split in ("train", "validation", "test")),
+            str(sum(split["anchors"] for split in splits.values())),
+            "-" if share is None else f"{share:.1%}",
+        )
+    console.print(table)
+    rejected = stats["input"]["rejected"]
+    colour = "yellow" if rejected else "green"
+    console.print(f"[{colour}]{rejected} rejected[/] -> {out / 'rejected.jsonl'}; stats in {out / 'stats.md'}")
+
+
+def _silence_datasets() -> None:
+    """Our own summary replaces the per-split progress bars `datasets` prints on save."""
+    import datasets
+
+    datasets.disable_progress_bars()

@@ -1,0 +1,469 @@
+"""Engagement events -> positive (anchor, pin) text pairs per task, split by anchor, saved as `datasets`.
+
+Rules (docs/data.md has the long form):
+
+- Tasks: search (anchor = the query), related (anchor = the subject pin's text), homefeed (anchor = the user's
+  interest texts joined with ", "; one anchor per user). The positive is always the engaged pin's text.
+- Only clicks and saves are positive; impressions are ignored. A user's engagement with a (anchor, pin) counts
+  once, with the weight of its strongest action (save > click by default). A hide by the same user on the same
+  (anchor, pin), before or after, cancels that user's engagement.
+- An event delivered twice (same `event_id`) counts once.
+- `count` is the number of users whose engagement survived; `weight` is the sum of their weights. Pairs with
+  `count < min_count` are dropped; each anchor keeps its `max_per_anchor` strongest pins.
+- Splits are by anchor: a hash of (seed, task, anchor_id) puts every pair of an anchor in the same split.
+
+Output: `DIR/<task>/` (a `DatasetDict` with splits train/validation/test), `DIR/pins.jsonl` (the valid pin
+corpus), `DIR/rejected.jsonl` (dead letter), `DIR/stats.json` and `DIR/stats.md`. The folder is built next
+to `DIR` and swapped in at the end, so re-running over an existing folder is safe.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+import shutil
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import asdict, dataclass
+from functools import partial
+from itertools import combinations
+from pathlib import Path
+from typing import Any
+
+from pintext.ingest.deadletter import DeadLetter
+from pintext.ingest.readers import open_binary, read_records
+from pintext.schemas import WHOLE_RECORD, LocatedRecordError, RecordError, pin_text, validate_event, validate_pin, validate_user
+from pintext.text import words
+
+TASKS = ("search", "related", "homefeed")
+SPLITS = ("train", "validation", "test")
+COLUMNS = ("anchor", "positive", "anchor_id", "positive_id", "count", "weight")
+
+
+@dataclass(frozen=True)
+class PairOptions:
+    """How events become pairs and how pairs are split."""
+
+    save_weight: float = 1.0
+    click_weight: float = 0.5
+    min_count: int = 1
+    max_per_anchor: int = 50
+    seed: int = 0
+    validation_share: float = 0.1
+    test_share: float = 0.1
+    strict: bool = False
+
+    def __post_init__(self) -> None:
+        if not (0 <= self.validation_share and 0 <= self.test_share and self.validation_share + self.test_share < 1):
+            raise ValueError("validation and test shares must be >= 0 and sum to less than 1")
+        if self.min_count < 1 or self.max_per_anchor < 1:
+            raise ValueError("min_count and max_per_anchor must be at least 1")
+
+
+@dataclass
+class Pair:
+    """One merged positive pair."""
+
+    anchor: str
+    positive: str
+    anchor_id: str
+    positive_id: str
+    count: int
+    weight: float
+
+
+def query_key(query: str) -> str:
+    """The anchor id of a query: its normalized words, space-joined (so "Red  Shoes" == "red shoes")."""
+    return " ".join(words(query))
+
+
+def split_of(task: str, anchor_id: str, options: PairOptions) -> str:
+    """Deterministic split for an anchor: a seeded hash, so the same anchor always lands in the same split."""
+    digest = hashlib.blake2b(f"{options.seed}\x1f{task}\x1f{anchor_id}".encode(), digest_size=8).digest()
+    unit = int.from_bytes(digest, "big") / 2**64
+    if unit < options.test_share:
+        return "test"
+    if unit < options.test_share + options.validation_share:
+        return "validation"
+    return "train"
+
+
+def _tie_break(task: str, anchor_id: str, positive_id: str, seed: int) -> int:
+    return int.from_bytes(hashlib.blake2b(f"{seed}\x1f{task}\x1f{anchor_id}\x1f{positive_id}".encode(), digest_size=8).digest(), "big")
+
+
+class EngagementAggregator:
+    """Collects positive engagement and hides per (task, anchor_id, pin_id, user) and merges them into pairs."""
+
+    def __init__(self, options: PairOptions) -> None:
+        self.options = options
+        self.positive: dict[tuple[str, str, str], dict[str, float]] = defaultdict(dict)
+        self.hidden: set[tuple[str, str, str, str]] = set()
+        self.anchor_text: dict[tuple[str, str], str] = {}
+        self.counters: Counter[str] = Counter()
+
+    def add(self, task: str, anchor_id: str, anchor: str, pin_id: str, user: str, action: str) -> None:
+        """Record one click, save or hide."""
+        self.anchor_text.setdefault((task, anchor_id), anchor)
+        if action == "hide":
+            self.hidden.add((task, anchor_id, pin_id, user))
+            return
+        weight = self.options.save_weight if action == "save" else self.options.click_weight
+        users = self.positive[(task, anchor_id, pin_id)]
+        users[user] = max(users.get(user, 0.0), weight)
+
+    def pairs(self, positive_text: Callable[[str], str]) -> dict[str, list[Pair]]:
+        """Merged pairs per task after hides, min count and the per-anchor cap."""
+        by_anchor: dict[tuple[str, str], list[Pair]] = defaultdict(list)
+        for (task, anchor_id, pin_id), users in self.positive.items():
+            kept = {user: weight for user, weight in users.items() if (task, anchor_id, pin_id, user) not in self.hidden}
+            self.counters["engagements_cancelled_by_hide"] += len(users) - len(kept)
+            if not kept:
+                self.counters["pairs_cancelled_by_hide"] += 1
+                continue
+            if len(kept) < self.options.min_count:
+                self.counters["pairs_below_min_count"] += 1
+                continue
+            by_anchor[(task, anchor_id)].append(
+                Pair(self.anchor_text[(task, anchor_id)], positive_text(pin_id), anchor_id, pin_id,
+                     len(kept), float(sum(kept.values())))
+            )
+        result: dict[str, list[Pair]] = {task: [] for task in TASKS}
+        for (task, anchor_id), pairs in sorted(by_anchor.items()):
+            pairs.sort(key=lambda pair: (-pair.weight, -pair.count, _tie_break(task, anchor_id, pair.positive_id, self.options.seed)))
+            self.counters["pairs_over_anchor_cap"] += max(0, len(pairs) - self.options.max_per_anchor)
+            result.setdefault(task, []).extend(pairs[: self.options.max_per_anchor])
+        return result
+
+
+def load_pins(path: Path, dead_letter: DeadLetter, strict: bool, counters: Counter[str]) -> dict[str, dict[str, Any]]:
+    """Valid pins by id; a later duplicate id replaces the earlier one (counted)."""
+    pins: dict[str, dict[str, Any]] = {}
+    for _line, pin in read_records(path, validate_pin, dead_letter, strict):
+        if pin["id"] in pins:
+            counters["pins_duplicate_id"] += 1
+        pins[pin["id"]] = pin
+    return pins
+
+
+def load_users(path: Path, dead_letter: DeadLetter, strict: bool, counters: Counter[str]) -> dict[str, list[str]]:
+    """Valid users' interest texts by id."""
+    users: dict[str, list[str]] = {}
+    for _line, user in read_records(path, validate_user, dead_letter, strict):
+        if user["id"] in users:
+            counters["users_duplicate_id"] += 1
+        users[user["id"]] = [text.strip() for text in user["interests"]]
+    return users
+
+
+def _reject(dead_letter: DeadLetter, strict: bool, source: str, line: int, error: RecordError, record: dict[str, Any]) -> None:
+    if strict:
+        raise error.located(source, line)
+    dead_letter.add(source, line, error, json.dumps(record, ensure_ascii=False))
+
+
+def collect_engagement(
+    events_path: Path,
+    pins: dict[str, dict[str, Any]],
+    users: dict[str, list[str]],
+    options: PairOptions,
+    dead_letter: DeadLetter,
+) -> EngagementAggregator:
+    """Stream the events once and feed every valid, first-seen click/save/hide to an aggregator."""
+    aggregator = EngagementAggregator(options)
+    counters = aggregator.counters
+    seen_event_ids: set[str] = set()
+    source = str(events_path)
+    validate = partial(validate_event, known_pins=pins)
+    for line, event in read_records(events_path, validate, dead_letter, options.strict):
+        counters["events_valid"] += 1
+        if event["event_id"] in seen_event_ids:
+            counters["events_duplicate"] += 1
+            continue
+        seen_event_ids.add(event["event_id"])
+        counters[f"action_{event['action']}"] += 1
+        if event["action"] == "impression":
+            continue
+        task, user, pin = event["surface"], event["user_id"], event["pin_id"]
+        if task == "search":
+            anchor_id = query_key(event["query"])
+            if not anchor_id:
+                _reject(dead_letter, options.strict, source, line, RecordError("query", "no words"), event)
+                continue
+            anchor = " ".join(event["query"].split())
+        elif task == "related":
+            anchor_id = event["subject_pin_id"]
+            if anchor_id == pin:
+                counters["self_pairs_dropped"] += 1
+                continue
+            anchor = pin_text(pins[anchor_id])
+        else:
+            if user not in users:
+                _reject(dead_letter, options.strict, source, line, RecordError("user_id", "unknown user", repr(user)), event)
+                continue
+            if not users[user]:
+                counters["homefeed_user_without_interests"] += 1
+                continue
+            anchor_id, anchor = user, ", ".join(users[user])
+        aggregator.add(task, anchor_id, anchor, pin, user, event["action"])
+    return aggregator
+
+
+# ---------------------------------------------------------------------------------------------- import
+
+
+def _import_rows(path: Path) -> Iterator[tuple[int, Any, str]]:
+    """(line, parsed object or RecordError, raw text) for each row of a CSV (with header) or JSONL file."""
+    name = path.name.lower().removesuffix(".gz")
+    if name.endswith(".csv"):
+        with open_binary(path) as handle:
+            text_lines = (raw.decode("utf-8", errors="replace") for raw in handle)
+            reader = csv.DictReader(text_lines)
+            for row in reader:
+                yield reader.line_num, row, ",".join(str(value) for value in row.values())
+        return
+    with open_binary(path) as handle:
+        for line, raw in enumerate(handle, start=1):
+            if not raw.strip():
+                continue
+            text = raw.decode("utf-8", errors="replace")
+            try:
+                yield line, json.loads(text), text
+            except json.JSONDecodeError as error:
+                yield line, RecordError(WHOLE_RECORD, "not valid JSON", str(error)), text
+
+
+def validate_import_row(row: Any) -> dict[str, Any]:
+    """An imported pair: `anchor` and `positive` texts, optional `weight` (> 0), `count`, `anchor_id`, `positive_id`."""
+    if isinstance(row, RecordError):
+        raise row
+    if not isinstance(row, dict):
+        raise RecordError(WHOLE_RECORD, "not a JSON object", f"got {type(row).__name__}")
+    result: dict[str, Any] = {}
+    for field in ("anchor", "positive"):
+        value = row.get(field)
+        if value is None:
+            raise RecordError(field, "missing")
+        if not isinstance(value, str):
+            raise RecordError(field, "not a string", f"got {type(value).__name__}")
+        if not words(value):
+            raise RecordError(field, "no words")
+        result[field] = " ".join(value.split())
+    for field, kind, default in (("weight", float, 1.0), ("count", int, 1)):
+        value = row.get(field)
+        if value in (None, ""):
+            result[field] = default
+            continue
+        try:
+            number = kind(value)
+        except (TypeError, ValueError):
+            raise RecordError(field, f"not a number", f"got {value!r}") from None
+        if not number > 0:
+            raise RecordError(field, "not positive", f"got {value!r}")
+        result[field] = number
+    result["anchor_id"] = str(row.get("anchor_id") or query_key(result["anchor"]))
+    result["positive_id"] = str(row.get("positive_id") or "t" + hashlib.blake2b(result["positive"].encode(), digest_size=8).hexdigest())
+    return result
+
+
+def import_pairs(path: Path, task: str, options: PairOptions, dead_letter: DeadLetter) -> tuple[dict[str, list[Pair]], dict[str, dict[str, Any]], Counter[str]]:
+    """Pairs from a CSV/JSONL of anchor, positive (optional weight): merged, capped and filtered like events."""
+    merged: dict[tuple[str, str], Pair] = {}
+    counters: Counter[str] = Counter()
+    for line, row, raw in _import_rows(path):
+        try:
+            record = validate_import_row(row)
+        except RecordError as error:
+            if options.strict:
+                raise error.located(str(path), line) from None
+            dead_letter.add(str(path), line, error, raw)
+            continue
+        counters["rows_valid"] += 1
+        key = (record["anchor_id"], record["positive_id"])
+        if key in merged:
+            counters["rows_merged"] += 1
+            merged[key].count += record["count"]
+            merged[key].weight += record["weight"]
+        else:
+            merged[key] = Pair(record["anchor"], record["positive"], *key, record["count"], record["weight"])
+    by_anchor: dict[str, list[Pair]] = defaultdict(list)
+    for pair in merged.values():
+        if pair.count < options.min_count:
+            counters["pairs_below_min_count"] += 1
+            continue
+        by_anchor[pair.anchor_id].append(pair)
+    pairs: list[Pair] = []
+    for anchor_id, group in sorted(by_anchor.items()):
+        group.sort(key=lambda pair: (-pair.weight, -pair.count, _tie_break(task, anchor_id, pair.positive_id, options.seed)))
+        counters["pairs_over_anchor_cap"] += max(0, len(group) - options.max_per_anchor)
+        pairs.extend(group[: options.max_per_anchor])
+    corpus = {pair.positive_id: {"id": pair.positive_id, "title": pair.positive} for pair in pairs}
+    return {task: pairs}, corpus, counters
+
+
+# ----------------------------------------------------------------------------------------------- stats
+
+
+def _word_set(text: str, cache: dict[str, frozenset[str]]) -> frozenset[str]:
+    found = cache.get(text)
+    if found is None:
+        found = cache[text] = frozenset(words(text))
+    return found
+
+
+def pair_stats(splits: dict[str, dict[str, list[Pair]]]) -> dict[str, Any]:
+    """Pairs and anchors per task and split, vocabularies, cross-task word overlap, zero-overlap shares."""
+    cache: dict[str, frozenset[str]] = {}
+    tasks: dict[str, Any] = {}
+    vocabularies: dict[str, set[str]] = {}
+    for task, by_split in splits.items():
+        vocabulary: set[str] = set()
+        zero_overlap = total = 0
+        per_split = {}
+        for split, pairs in by_split.items():
+            per_split[split] = {"pairs": len(pairs), "anchors": len({pair.anchor_id for pair in pairs}),
+                                "positives": len({pair.positive_id for pair in pairs})}
+            for pair in pairs:
+                anchor_words, positive_words = _word_set(pair.anchor, cache), _word_set(pair.positive, cache)
+                vocabulary |= anchor_words | positive_words
+                zero_overlap += not (anchor_words & positive_words)
+                total += 1
+        vocabularies[task] = vocabulary
+        tasks[task] = {
+            "splits": per_split,
+            "pairs": total,
+            "vocabulary": len(vocabulary),
+            "zero_word_overlap_share": round(zero_overlap / total, 4) if total else None,
+        }
+    overlap = {
+        f"{first}~{second}": {
+            "shared_words": len(vocabularies[first] & vocabularies[second]),
+            "jaccard": round(len(vocabularies[first] & vocabularies[second]) / max(1, len(vocabularies[first] | vocabularies[second])), 4),
+        }
+        for first, second in combinations(sorted(vocabularies), 2)
+    }
+    union = set().union(*vocabularies.values()) if vocabularies else set()
+    return {"tasks": tasks, "vocabulary": len(union), "task_word_overlap": overlap}
+
+
+def stats_markdown(stats: dict[str, Any]) -> str:
+    """The stats as a short Markdown report."""
+    lines = ["# Pair data", "", "| task | split | pairs | anchors | positives |", "|---|---|---:|---:|---:|"]
+    for task, info in stats["tasks"].items():
+        for split, numbers in info["splits"].items():
+            lines.append(f"| {task} | {split} | {numbers['pairs']} | {numbers['anchors']} | {numbers['positives']} |")
+    lines += ["", "| task | pairs | vocabulary | pairs sharing no word (anchor vs positive) |", "|---|---:|---:|---:|"]
+    for task, info in stats["tasks"].items():
+        share = info["zero_word_overlap_share"]
+        lines.append(f"| {task} | {info['pairs']} | {info['vocabulary']} | {'-' if share is None else f'{share:.1%}'} |")
+    lines += ["", f"Vocabulary over all tasks: {stats['vocabulary']} words.", ""]
+    if stats["task_word_overlap"]:
+        lines += ["| tasks | shared words | Jaccard |", "|---|---:|---:|"]
+        for name, numbers in stats["task_word_overlap"].items():
+            lines.append(f"| {name.replace('~', ' / ')} | {numbers['shared_words']} | {numbers['jaccard']} |")
+        lines.append("")
+    lines += ["## Input", "", "| counter | value |", "|---|---:|"]
+    lines += [f"| {key} | {value} |" for key, value in sorted(stats["input"].items())]
+    return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------------------------------------- output
+
+
+FEATURES_SPEC = {"anchor": "string", "positive": "string", "anchor_id": "string", "positive_id": "string",
+                 "count": "int64", "weight": "float64"}
+
+
+def save_task(pairs: Iterable[Pair], folder: Path) -> None:
+    """One task's pairs (already split) as a DatasetDict on disk."""
+    from datasets import Dataset, DatasetDict, Features, Value
+
+    features = Features({name: Value(kind) for name, kind in FEATURES_SPEC.items()})
+    by_split: dict[str, list[Pair]] = {split: [] for split in SPLITS}
+    for split, pair in pairs:  # type: ignore[misc]
+        by_split[split].append(pair)
+    DatasetDict({
+        split: Dataset.from_dict({name: [getattr(pair, name) for pair in rows] for name in COLUMNS}, features=features)
+        for split, rows in by_split.items()
+    }).save_to_disk(str(folder))
+
+
+def _split_all(pairs_by_task: dict[str, list[Pair]], options: PairOptions) -> dict[str, dict[str, list[Pair]]]:
+    splits: dict[str, dict[str, list[Pair]]] = {}
+    for task, pairs in pairs_by_task.items():
+        splits[task] = {split: [] for split in SPLITS}
+        for pair in pairs:
+            splits[task][split_of(task, pair.anchor_id, options)].append(pair)
+    return splits
+
+
+def _swap_in(partial_dir: Path, out_dir: Path) -> None:
+    """Replace `out_dir` by the finished `partial_dir` (two renames on the same file system, then cleanup)."""
+    retired = out_dir.with_name(f".{out_dir.name}.old-{os.getpid()}")
+    if out_dir.exists():
+        out_dir.rename(retired)
+    partial_dir.rename(out_dir)
+    shutil.rmtree(retired, ignore_errors=True)
+
+
+def write_pairs_folder(
+    out_dir: Path,
+    build: Callable[[DeadLetter], tuple[dict[str, list[Pair]], dict[str, dict[str, Any]], Counter[str]]],
+    options: PairOptions,
+) -> dict[str, Any]:
+    """Build the pairs folder next to `out_dir` and swap it in; `build` gets the dead letter and returns
+    (pairs per task, pin corpus, input counters). Returns the stats."""
+    out_dir = out_dir.resolve()
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    partial_dir = out_dir.with_name(f".{out_dir.name}.partial-{os.getpid()}")
+    shutil.rmtree(partial_dir, ignore_errors=True)
+    partial_dir.mkdir()
+    try:
+        with DeadLetter(partial_dir / "rejected.jsonl") as dead_letter:
+            pairs_by_task, corpus, counters = build(dead_letter)
+        splits = _split_all(pairs_by_task, options)
+        for task, by_split in splits.items():
+            save_task(((split, pair) for split, rows in by_split.items() for pair in rows), partial_dir / task)
+        with (partial_dir / "pins.jsonl").open("w", encoding="utf-8") as handle:
+            handle.writelines(json.dumps(pin, ensure_ascii=False) + "\n" for pin in corpus.values())
+        stats = pair_stats(splits)
+        stats["input"] = {**dict(counters), "rejected": dead_letter.count}
+        stats["rejected_by_reason"] = dict(dead_letter.by_reason)
+        stats["options"] = asdict(options)
+        (partial_dir / "stats.json").write_text(json.dumps(stats, indent=2) + "\n", encoding="utf-8")
+        (partial_dir / "stats.md").write_text(stats_markdown(stats), encoding="utf-8")
+    except BaseException:
+        shutil.rmtree(partial_dir, ignore_errors=True)
+        raise
+    _swap_in(partial_dir, out_dir)
+    return stats
+
+
+def build_pairs(events: Path, pins: Path, users: Path, out_dir: Path, options: PairOptions) -> dict[str, Any]:
+    """The `pintext pairs` job for engagement events."""
+
+    def build(dead_letter: DeadLetter):
+        counters: Counter[str] = Counter()
+        pin_records = load_pins(Path(pins), dead_letter, options.strict, counters)
+        user_records = load_users(Path(users), dead_letter, options.strict, counters)
+        counters["pins"], counters["users"] = len(pin_records), len(user_records)
+        aggregator = collect_engagement(Path(events), pin_records, user_records, options, dead_letter)
+        texts = {pin_id: pin_text(pin) for pin_id, pin in pin_records.items()}
+        pairs_by_task = aggregator.pairs(texts.__getitem__)
+        counters.update(aggregator.counters)
+        return pairs_by_task, pin_records, counters
+
+    return write_pairs_folder(Path(out_dir), build, options)
+
+
+def build_imported_pairs(source: Path, task: str, out_dir: Path, options: PairOptions) -> dict[str, Any]:
+    """The `pintext pairs --import` job: an existing CSV/JSONL of pairs in the same output format."""
+    return write_pairs_folder(Path(out_dir), lambda dead_letter: import_pairs(Path(source), task, options, dead_letter), options)
+
+
+__all__ = [
+    "TASKS", "SPLITS", "COLUMNS", "PairOptions", "Pair", "build_pairs", "build_imported_pairs", "split_of",
+    "query_key", "pair_stats", "LocatedRecordError",
+]
