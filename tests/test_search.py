@@ -1,0 +1,149 @@
+"""Search and related against a real OpenSearch node, with the local backend as the oracle.
+
+Pins are indexed in pin-id order by one bulk worker, so Lucene's tie rule for equal first-stage scores (lower
+doc id first) coincides with PinText's (smaller pin id first), and the two backends must agree exactly, even
+with a window much smaller than the candidate set.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from pintext import queries
+from pintext.cli import app
+from pintext.encoder import Encoder
+from pintext.ingest.indexer import load_or_create_lsh
+from pintext.ingest.local_backend import LocalIndex, cosine
+from pintext.ingest.search import OpenSearchSearcher
+from pintext.schemas import pin_text
+from tests.test_ingest import WORDS, make_model, make_pins, os_args, write_pins_file
+
+pytestmark = pytest.mark.opensearch
+
+PIN_COUNT = 800
+
+
+@pytest.fixture()
+def corpus(opensearch, opensearch_index_name, tmp_path):
+    """The same pins in OpenSearch and in a local index; returns what the tests need to query both."""
+    model_dir = make_model(tmp_path / "model")
+    pins = make_pins(PIN_COUNT, seed=11)
+    pins_file = tmp_path / "pins.jsonl"
+    write_pins_file(pins_file, pins, with_bad_lines=False)
+    common = ["--model", str(model_dir), "--batch", "200", "--workers", "1", "--json"]
+    for extra in (os_args(opensearch, opensearch_index_name), ["--backend", "local", "--local-dir",
+                                                               str(tmp_path / "local")]):
+        result = CliRunner().invoke(app, ["ingest", str(pins_file), *common, *extra], catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+        assert json.loads(result.stdout.strip().splitlines()[-1])["indexed"] == PIN_COUNT
+    encoder = Encoder.load(model_dir)
+    lsh = load_or_create_lsh(model_dir, encoder.dim)
+    return {
+        "model_dir": model_dir,
+        "encoder": encoder,
+        "lsh": lsh,
+        "pins": pins,
+        "vectors": encoder.encode([pin_text(pin) for pin in pins]),
+        "searcher": OpenSearchSearcher(opensearch, opensearch_index_name, lsh),
+        "local": LocalIndex(tmp_path / "local"),
+        "local_dir": tmp_path / "local",
+        "index": opensearch_index_name,
+    }
+
+
+def query_texts(count: int, seed: int = 5) -> list[str]:
+    rng = np.random.default_rng(seed)
+    return [" ".join(rng.choice(WORDS, size=int(rng.integers(1, 4)))) for _ in range(count)]
+
+
+def test_rescored_scores_are_numpy_cosines(corpus):
+    by_id = {pin["id"]: row for row, pin in enumerate(corpus["pins"])}
+    for text in query_texts(5):
+        vector = corpus["encoder"].encode([text])[0]
+        hits = corpus["searcher"].search(vector, k=10, window=200)
+        assert len(hits) == 10
+        expected = cosine(corpus["vectors"][[by_id[hit.id] for hit in hits]], vector)
+        np.testing.assert_allclose([hit.cosine for hit in hits], expected, atol=1e-5)
+        assert [hit.score for hit in hits] == sorted((hit.score for hit in hits), reverse=True)
+        assert all(hit.matched_tokens for hit in hits)
+
+
+def test_first_stage_scores_count_shared_tables(corpus):
+    vector = corpus["encoder"].encode(["w010 w020"])[0]
+    tokens = corpus["lsh"].tokens(vector)[0]
+    remote = {hit.id: hit.first_stage_score for hit in corpus["searcher"].first_stage(vector, size=PIN_COUNT)}
+    local = {pin_id: float(matched) for _, pin_id, matched in corpus["local"].first_stage(tokens)}
+    assert remote == local and remote
+
+
+@pytest.mark.parametrize("window,probes", [(10_000, 0), (30, 0), (30, 2)])
+def test_opensearch_and_local_backend_agree(corpus, window, probes):
+    for text in query_texts(15, seed=window + probes):
+        vector = corpus["encoder"].encode([text])[0]
+        remote = corpus["searcher"].search(vector, k=10, window=window, probes=probes)
+        tokens = corpus["lsh"].query_tokens(vector, probes=probes)[0]
+        local = corpus["local"].search(tokens, vector, k=10, window=window)
+        assert [hit.id for hit in remote] == [hit.id for hit in local], text
+        np.testing.assert_allclose([h.score for h in remote], [h.score for h in local], atol=1e-5)
+
+
+def test_related_excludes_the_pin_and_agrees_with_local(corpus):
+    for pin in corpus["pins"][:5]:
+        remote = corpus["searcher"].related(pin["id"], k=8, window=100)
+        _, vector = corpus["local"].get(pin["id"])
+        tokens = corpus["lsh"].tokens(vector)[0]
+        local = corpus["local"].search(tokens, vector, k=8, window=100, exclude_ids=[pin["id"]])
+        assert pin["id"] not in [hit.id for hit in remote]
+        assert [hit.id for hit in remote] == [hit.id for hit in local]
+
+
+def test_stored_template_renders_the_builder_body_and_searches_alike(corpus, opensearch):
+    vector = corpus["encoder"].encode(["w100 w101 w102"])[0]
+    tokens = corpus["lsh"].tokens(vector)[0]
+    params = queries.template_params(tokens, vector, k=7, window=60)
+    rendered = opensearch.render_search_template(body={"id": queries.SEARCH_TEMPLATE_ID, "params": params})
+    assert queries.without_template_padding(rendered["template_output"]) == queries.search_body(
+        tokens, vector, k=7, window=60)
+    response = opensearch.search_template(index=corpus["index"], body={"id": queries.SEARCH_TEMPLATE_ID,
+                                                                       "params": params})
+    by_template = sorted(((-hit["_score"], hit["_id"]) for hit in response["hits"]["hits"]))
+    assert [pin_id for _, pin_id in by_template] == [hit.id for hit in corpus["searcher"].search(
+        vector, k=7, window=60)]
+
+
+def test_hybrid_adds_bm25_candidates_and_still_ranks_by_cosine(corpus):
+    pin = corpus["pins"][42]
+    vector = corpus["encoder"].encode([pin["title"]])[0]
+    plain = corpus["searcher"].search(vector, k=10, window=10)
+    hybrid = corpus["searcher"].search(vector, k=10, window=10, hybrid_text=pin["title"])
+    assert hybrid and [h.score for h in hybrid] == sorted((h.score for h in hybrid), reverse=True)
+    by_id = {p["id"]: row for row, p in enumerate(corpus["pins"])}
+    np.testing.assert_allclose([h.cosine for h in hybrid],
+                               cosine(corpus["vectors"][[by_id[h.id] for h in hybrid]], vector), atol=1e-5)
+    assert {h.id for h in hybrid} != {h.id for h in plain} or pin["id"] in {h.id for h in hybrid}
+
+
+def test_cli_search_json_explain_dsl_and_backends_agree(corpus, opensearch):
+    base = ["--model", str(corpus["model_dir"]), "--k", "5", "--window", "50"]
+    remote = CliRunner().invoke(app, ["search", "w007 w077", *base, "--json", "--explain",
+                                      *os_args(opensearch, corpus["index"])], catch_exceptions=False)
+    local = CliRunner().invoke(app, ["search", "w007 w077", *base, "--json", "--backend", "local",
+                                     "--local-dir", str(corpus["local_dir"])], catch_exceptions=False)
+    assert remote.exit_code == 0 and local.exit_code == 0, remote.output + local.output
+    remote_hits = json.loads(remote.stdout)["hits"]
+    assert [h["id"] for h in remote_hits] == [h["id"] for h in json.loads(local.stdout)["hits"]]
+    assert all(h["matched_tokens"] and h["first_stage_score"] == len(h["matched_tokens"]) for h in remote_hits)
+
+    printed = CliRunner().invoke(app, ["dsl", "w007 w077", *base, "--index", corpus["index"]])
+    request_line, body = printed.stdout.split("\n", 1)
+    assert request_line == f"GET {corpus['index']}/_search"
+    response = opensearch.search(index=corpus["index"], body=json.loads(body))
+    assert sorted(hit["_id"] for hit in response["hits"]["hits"]) == sorted(h["id"] for h in remote_hits)
+
+    table = CliRunner().invoke(app, ["search", "w007 w077", *base, "--explain",
+                                     *os_args(opensearch, corpus["index"])], catch_exceptions=False)
+    assert remote_hits[0]["id"] in table.stdout and "first stage" in table.stdout
