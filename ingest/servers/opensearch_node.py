@@ -1,0 +1,713 @@
+"""A managed local OpenSearch node with the k-NN plugin, assembled from Maven Central.
+
+Route (see docs/opensearch.md):
+
+1. download, once, into `pintext_home()/downloads`: the integ-test distribution zip of OpenSearch, the
+   lang-painless jars with the dependencies its POM names, and the opensearch-knn plugin zip; every file is
+   checked against the `.sha512` (else `.sha1`) Maven Central publishes and lands by an atomic rename;
+2. assemble the node in a staging folder and rename it to `pintext_home()/opensearch/<version>/`: the
+   distribution, `modules/lang-painless` (its jars + a plugin descriptor + a security policy, the two resource
+   files beside this module), and `plugins/opensearch-knn` installed with the distribution's `opensearch-plugin`;
+3. start it detached (own session) on loopback as a dedicated system user (OpenSearch refuses root), wait for
+   `/_cluster/health` to be yellow or green, and record its pid; stop only the process that pid file names.
+
+Only the standard library is used here, so `pintext opensearch status` stays light.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import pwd
+import shutil
+import signal
+import socket
+import stat
+import subprocess
+import tempfile
+import time
+import urllib.error
+import urllib.request
+import xml.etree.ElementTree as ElementTree
+import zipfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from pintext.paths import pintext_home
+
+OPENSEARCH_VERSION = "2.19.1"
+# Maven Central serves k-NN 2.19 only as 2.19.1.0, which fixes the OpenSearch version to 2.19.1.
+KNN_VERSION = "2.19.1.0"
+MAVEN_REPO = "https://repo1.maven.org/maven2"
+DEFAULT_PORT = 9200
+DEFAULT_HEAP = "512m"
+DEFAULT_START_TIMEOUT_S = 180.0
+DEFAULT_STOP_TIMEOUT_S = 60.0
+CLUSTER_NAME = "pintext"
+SERVICE_USER = "pintext"
+DEFAULT_JAVA_HOME = "/usr/lib/jvm/java-17-openjdk-amd64"
+MAIN_CLASS = "org.opensearch.bootstrap.OpenSearch"
+ASSEMBLED_MARKER = ".pintext-assembled.json"
+PAINLESS_DESCRIPTOR_RESOURCE = "opensearch-painless-descriptor.properties"
+PAINLESS_POLICY_RESOURCE = "opensearch-painless-security.policy"
+DOWNLOAD_CHUNK = 1 << 20
+
+Progress = Callable[[str], None]
+
+
+class OpenSearchNodeError(RuntimeError):
+    """The managed node could not be downloaded, assembled, started, reached or stopped; the message says why."""
+
+
+def _quiet(_message: str) -> None:
+    """Default progress callback: say nothing."""
+
+
+# ------------------------------------------------------------------------------------------------ settings
+
+
+def _env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError as error:
+        raise OpenSearchNodeError(f"environment variable {name}={raw!r} is not an integer") from error
+
+
+@dataclass(frozen=True)
+class NodeSettings:
+    """Where the managed node lives and how it listens."""
+
+    home: Path
+    version: str = OPENSEARCH_VERSION
+    knn_version: str = KNN_VERSION
+    port: int = DEFAULT_PORT
+    heap: str = DEFAULT_HEAP
+    host: str = "127.0.0.1"
+    java_home: Path = Path(DEFAULT_JAVA_HOME)
+    user: str = SERVICE_USER
+
+    @classmethod
+    def from_env(cls, port: int | None = None, heap: str | None = None) -> "NodeSettings":
+        """Settings from arguments, else PINTEXT_OPENSEARCH_PORT / PINTEXT_OPENSEARCH_HEAP / PINTEXT_JAVA_HOME."""
+        return cls(
+            home=pintext_home(),
+            port=port if port is not None else _env_int("PINTEXT_OPENSEARCH_PORT", DEFAULT_PORT),
+            heap=heap or os.environ.get("PINTEXT_OPENSEARCH_HEAP") or DEFAULT_HEAP,
+            java_home=Path(os.environ.get("PINTEXT_JAVA_HOME") or DEFAULT_JAVA_HOME),
+        )
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def downloads_dir(self) -> Path:
+        return self.home / "downloads"
+
+    @property
+    def base_dir(self) -> Path:
+        """`pintext_home()/opensearch`: node folders per version, plus the pid and state files."""
+        return self.home / "opensearch"
+
+    @property
+    def node_dir(self) -> Path:
+        return self.base_dir / self.version
+
+    @property
+    def data_dir(self) -> Path:
+        return self.node_dir / "data"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.node_dir / "logs"
+
+    @property
+    def log_file(self) -> Path:
+        """The node's plain-text log (log4j's `<cluster.name>.log`)."""
+        return self.logs_dir / f"{CLUSTER_NAME}.log"
+
+    @property
+    def console_file(self) -> Path:
+        """The JVM's stdout/stderr: where errors before logging starts (bad JVM options) end up."""
+        return self.logs_dir / "console.log"
+
+    @property
+    def pid_file(self) -> Path:
+        return self.base_dir / "opensearch.pid"
+
+    @property
+    def state_file(self) -> Path:
+        """JSON beside the pid file: the URL, version and node folder of the node we started."""
+        return self.base_dir / "node.json"
+
+
+# -------------------------------------------------------------------------------------- Maven downloads
+
+
+@dataclass(frozen=True)
+class MavenArtifact:
+    """One file on Maven Central, named by its coordinates."""
+
+    group: str
+    artifact: str
+    version: str
+    packaging: str = "jar"
+
+    @property
+    def file_name(self) -> str:
+        return f"{self.artifact}-{self.version}.{self.packaging}"
+
+    def url(self, repo: str = MAVEN_REPO) -> str:
+        return f"{repo}/{self.group.replace('.', '/')}/{self.artifact}/{self.version}/{self.file_name}"
+
+    def with_packaging(self, packaging: str) -> "MavenArtifact":
+        return MavenArtifact(self.group, self.artifact, self.version, packaging)
+
+
+def distribution_artifact(version: str = OPENSEARCH_VERSION) -> MavenArtifact:
+    """The integ-test distribution: bin/, config/, lib/, transport-netty4 only, no bundled JDK."""
+    return MavenArtifact("org.opensearch.distribution.integ-test-zip", "opensearch", version, "zip")
+
+
+def knn_artifact(knn_version: str = KNN_VERSION) -> MavenArtifact:
+    """The k-NN plugin zip (jars only: no FAISS/NMSLIB native libraries)."""
+    return MavenArtifact("org.opensearch.plugin", "opensearch-knn", knn_version, "zip")
+
+
+def painless_artifact(version: str = OPENSEARCH_VERSION) -> MavenArtifact:
+    return MavenArtifact("org.opensearch.plugin", "lang-painless", version)
+
+
+def _http_get_text(url: str, timeout: float = 60.0) -> str:
+    with urllib.request.urlopen(url, timeout=timeout) as response:
+        return response.read().decode("utf-8")
+
+
+def _published_checksum(artifact: MavenArtifact, repo: str) -> tuple[str, str]:
+    """(algorithm, hex digest) Maven Central publishes for the artifact: sha512 when present, else sha1."""
+    for algorithm in ("sha512", "sha1"):
+        try:
+            text = _http_get_text(f"{artifact.url(repo)}.{algorithm}")
+        except urllib.error.HTTPError as error:
+            if error.code == 404:
+                continue
+            raise
+        # Some checksum files carry "<digest>  <file name>"; the digest is the first word.
+        return algorithm, text.split()[0].strip().lower()
+    raise OpenSearchNodeError(f"Maven Central publishes no .sha512 or .sha1 for {artifact.url(repo)}")
+
+
+def _file_digest(path: Path, algorithm: str) -> str:
+    digest = hashlib.new(algorithm)
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(DOWNLOAD_CHUNK), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def download_artifact(
+    artifact: MavenArtifact, downloads_dir: Path, repo: str = MAVEN_REPO, progress: Progress = _quiet
+) -> Path:
+    """The artifact's file under `downloads_dir`, downloaded and verified once, reused afterwards.
+
+    A verified file gets a `<file>.<algorithm>` sidecar holding the digest it matched; a file without its
+    sidecar (an interrupted earlier run) is downloaded again. The download goes to a temporary file in the
+    same folder and is renamed into place only after its checksum matched, so no reader sees half a file.
+    """
+    target = downloads_dir / artifact.file_name
+    for algorithm in ("sha512", "sha1"):
+        sidecar = target.with_name(f"{target.name}.{algorithm}")
+        if target.is_file() and sidecar.is_file() and _file_digest(target, algorithm) == sidecar.read_text().strip():
+            return target
+    downloads_dir.mkdir(parents=True, exist_ok=True)
+    algorithm, expected = _published_checksum(artifact, repo)
+    progress(f"downloading {artifact.url(repo)}")
+    handle, temp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=downloads_dir)
+    temp_path = Path(temp_name)
+    try:
+        digest = hashlib.new(algorithm)
+        with os.fdopen(handle, "wb") as out, urllib.request.urlopen(artifact.url(repo), timeout=120) as response:
+            for chunk in iter(lambda: response.read(DOWNLOAD_CHUNK), b""):
+                digest.update(chunk)
+                out.write(chunk)
+        if digest.hexdigest() != expected:
+            raise OpenSearchNodeError(
+                f"checksum mismatch for {artifact.url(repo)}: {algorithm} {digest.hexdigest()} != published {expected}"
+            )
+        os.replace(temp_path, target)
+    except urllib.error.URLError as error:
+        raise OpenSearchNodeError(f"could not download {artifact.url(repo)}: {error}") from error
+    finally:
+        temp_path.unlink(missing_ok=True)
+    target.with_name(f"{target.name}.{algorithm}").write_text(expected + "\n")
+    return target
+
+
+def pom_dependencies(pom_xml: str) -> list[tuple[MavenArtifact, bool]]:
+    """Compile/runtime dependencies a POM declares, each with whether it excludes all its own dependencies."""
+    namespace = {"m": "http://maven.apache.org/POM/4.0.0"}
+    root = ElementTree.fromstring(pom_xml)
+    found = []
+    for dep in root.findall("m:dependencies/m:dependency", namespace):
+        scope = dep.findtext("m:scope", "compile", namespace).strip()
+        if scope not in ("compile", "runtime") or dep.findtext("m:optional", "false", namespace).strip() == "true":
+            continue
+        artifact = MavenArtifact(
+            dep.findtext("m:groupId", "", namespace).strip(),
+            dep.findtext("m:artifactId", "", namespace).strip(),
+            dep.findtext("m:version", "", namespace).strip(),
+        )
+        excludes_all = any(
+            exclusion.findtext("m:groupId", "", namespace) == "*" and exclusion.findtext("m:artifactId", "", namespace) == "*"
+            for exclusion in dep.findall("m:exclusions/m:exclusion", namespace)
+        )
+        found.append((artifact, excludes_all))
+    return found
+
+
+def resolve_module_jars(
+    root: MavenArtifact, core_jar_names: set[str], fetch_pom: Callable[[MavenArtifact], str]
+) -> list[MavenArtifact]:
+    """The jars a module folder needs: `root` and its transitive compile/runtime dependencies from the POMs,
+    minus the jars the server already has in `lib/` (the same jar twice is "jar hell" and stops the node)."""
+    resolved: dict[tuple[str, str], MavenArtifact] = {}
+    pending: list[tuple[MavenArtifact, bool]] = [(root, False)]
+    while pending:
+        artifact, excludes_all = pending.pop()
+        key = (artifact.group, artifact.artifact)
+        if key in resolved or artifact.file_name in core_jar_names:
+            continue
+        resolved[key] = artifact
+        if not excludes_all:
+            pending.extend(pom_dependencies(fetch_pom(artifact)))
+    return sorted(resolved.values(), key=lambda item: item.file_name)
+
+
+# ----------------------------------------------------------------------------------------------- assembly
+
+
+def render_painless_descriptor(version: str) -> str:
+    """lang-painless's `plugin-descriptor.properties` for this OpenSearch version (the module zip is not on Maven)."""
+    template = resources.files("pintext.ingest.servers").joinpath(PAINLESS_DESCRIPTOR_RESOURCE).read_text("utf-8")
+    return template.replace("{version}", version)
+
+
+def painless_security_policy() -> str:
+    return resources.files("pintext.ingest.servers").joinpath(PAINLESS_POLICY_RESOURCE).read_text("utf-8")
+
+
+def _extract_zip_stripping_top(archive: Path, destination: Path) -> None:
+    """Unzip `archive` into `destination`, dropping its single top folder and keeping the Unix modes
+    (zipfile drops them, and bin/opensearch must stay executable)."""
+    with zipfile.ZipFile(archive) as bundle:
+        for member in bundle.infolist():
+            parts = Path(member.filename).parts[1:]
+            if not parts:
+                continue
+            target = destination.joinpath(*parts)
+            if member.is_dir():
+                target.mkdir(parents=True, exist_ok=True)
+                continue
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with bundle.open(member) as source, target.open("wb") as out:
+                shutil.copyfileobj(source, out)
+            mode = (member.external_attr >> 16) & 0o777
+            if mode:
+                target.chmod(mode)
+
+
+def is_assembled(settings: NodeSettings) -> bool:
+    return (settings.node_dir / ASSEMBLED_MARKER).is_file()
+
+
+def _java_env(settings: NodeSettings) -> dict[str, str]:
+    java = settings.java_home / "bin" / "java"
+    if not java.is_file():
+        raise OpenSearchNodeError(
+            f"no Java at {java}: OpenSearch {settings.version} needs JDK 17 (set PINTEXT_JAVA_HOME to a JDK 17 folder)"
+        )
+    env = dict(os.environ)
+    env["OPENSEARCH_JAVA_HOME"] = str(settings.java_home)
+    env["JAVA_HOME"] = str(settings.java_home)
+    return env
+
+
+def _install_knn_plugin(staging: Path, knn_zip: Path, settings: NodeSettings) -> None:
+    """Install k-NN with the distribution's own plugin tool (it checks the descriptor, the version match and
+    that the extended lang-painless is present)."""
+    command = [str(staging / "bin" / "opensearch-plugin"), "install", "--batch", knn_zip.resolve().as_uri()]
+    result = subprocess.run(command, env=_java_env(settings), capture_output=True, text=True, timeout=300)
+    if result.returncode != 0 or not (staging / "plugins" / "opensearch-knn").is_dir():
+        raise OpenSearchNodeError(
+            f"`{' '.join(command)}` failed (exit {result.returncode}):\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}"
+        )
+
+
+def assemble(settings: NodeSettings, progress: Progress = _quiet, repo: str = MAVEN_REPO) -> Path:
+    """The assembled node folder, built once from the downloads and reused afterwards."""
+    if is_assembled(settings):
+        return settings.node_dir
+    started = time.monotonic()
+    downloads = settings.downloads_dir
+    distribution_zip = download_artifact(distribution_artifact(settings.version), downloads, repo, progress)
+    knn_zip = download_artifact(knn_artifact(settings.knn_version), downloads, repo, progress)
+    settings.base_dir.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{settings.version}.staging-", dir=settings.base_dir))
+    try:
+        progress(f"assembling OpenSearch {settings.version} in {settings.node_dir}")
+        _extract_zip_stripping_top(distribution_zip, staging)
+        core_jars = {path.name for path in (staging / "lib").glob("*.jar")}
+
+        def fetch_pom(artifact: MavenArtifact) -> str:
+            return download_artifact(artifact.with_packaging("pom"), downloads, repo, progress).read_text("utf-8")
+
+        module_dir = staging / "modules" / "lang-painless"
+        module_dir.mkdir(parents=True)
+        painless_jars = resolve_module_jars(painless_artifact(settings.version), core_jars, fetch_pom)
+        for artifact in painless_jars:
+            shutil.copy2(download_artifact(artifact, downloads, repo, progress), module_dir / artifact.file_name)
+        (module_dir / "plugin-descriptor.properties").write_text(render_painless_descriptor(settings.version))
+        (module_dir / "plugin-security.policy").write_text(painless_security_policy())
+        _install_knn_plugin(staging, knn_zip, settings)
+        manifest = {
+            "opensearch": settings.version,
+            "knn": settings.knn_version,
+            "lang_painless_jars": [artifact.file_name for artifact in painless_jars],
+            "assembled_in_s": round(time.monotonic() - started, 2),
+        }
+        (staging / ASSEMBLED_MARKER).write_text(json.dumps(manifest, indent=2) + "\n")
+        if settings.node_dir.exists():  # a half-built folder from an older, interrupted layout
+            shutil.rmtree(settings.node_dir)
+        os.replace(staging, settings.node_dir)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+    return settings.node_dir
+
+
+# ------------------------------------------------------------------------------------------ configuration
+
+
+def render_opensearch_yml(settings: NodeSettings) -> str:
+    """The node's `opensearch.yml`: one loopback node, no disk watermarks, data and logs in the cache folder."""
+    lines = {
+        "cluster.name": CLUSTER_NAME,
+        "node.name": "pintext-local",
+        "network.host": settings.host,
+        "http.port": str(settings.port),
+        "discovery.type": "single-node",
+        "path.data": str(settings.data_dir),
+        "path.logs": str(settings.logs_dir),
+        # Shared build disks are often nearly full; watermarks would make every new index read-only.
+        "cluster.routing.allocation.disk.threshold_enabled": "false",
+        "bootstrap.memory_lock": "false",
+    }
+    header = "# Written by `pintext opensearch up` on every start; edits here are overwritten.\n"
+    return header + "".join(f"{key}: {json.dumps(value) if ' ' in value else value}\n" for key, value in lines.items())
+
+
+def heap_java_opts(heap: str) -> str:
+    """OPENSEARCH_JAVA_OPTS for a fixed heap (min = max avoids resizing pauses)."""
+    if not heap or not heap[:-1].isdigit() or heap[-1].lower() not in "kmg":
+        raise OpenSearchNodeError(f"heap size {heap!r} is not like 512m or 1g")
+    return f"-Xms{heap} -Xmx{heap}"
+
+
+# ------------------------------------------------------------------------------------ user and permissions
+
+
+def ensure_service_user(name: str = SERVICE_USER) -> pwd.struct_passwd | None:
+    """The system user the node runs as; created when we are root. None when we are not root (run as ourselves)."""
+    if os.geteuid() != 0:
+        return None
+    try:
+        return pwd.getpwnam(name)
+    except KeyError:
+        pass
+    result = subprocess.run(
+        ["useradd", "--system", "--user-group", "--no-create-home", "--shell", "/usr/sbin/nologin", name],
+        capture_output=True,
+        text=True,
+    )
+    if result.returncode != 0 and "already exists" not in result.stderr:
+        raise OpenSearchNodeError(f"could not create system user {name!r}: {result.stderr.strip()}")
+    return pwd.getpwnam(name)
+
+
+def _grant_traverse_to_ancestors(path: Path) -> list[Path]:
+    """Add the 'others may traverse' bit to ancestors that lack it (e.g. /root is 0700), so the service
+    user can reach the node folder. Traverse only: it still cannot list or read those folders."""
+    changed = []
+    for ancestor in reversed(path.resolve().parents):
+        mode = ancestor.stat().st_mode
+        if not mode & stat.S_IXOTH:
+            ancestor.chmod(stat.S_IMODE(mode) | stat.S_IXOTH)
+            changed.append(ancestor)
+    return changed
+
+
+def _chown_tree(root: Path, uid: int, gid: int) -> None:
+    os.chown(root, uid, gid)
+    for folder, subfolders, files in os.walk(root):
+        for name in subfolders + files:
+            os.lchown(os.path.join(folder, name), uid, gid)
+
+
+# ---------------------------------------------------------------------------------------- process control
+
+
+def _read_pid(settings: NodeSettings) -> int | None:
+    try:
+        return int(settings.pid_file.read_text().strip())
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+def _process_cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode("utf-8", "replace")
+    except OSError:
+        return ""
+
+
+def _is_alive(pid: int) -> bool:
+    """Running and not a zombie (a node started by this very process stays a zombie until reaped)."""
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass
+    try:
+        status = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return status.rsplit(")", 1)[-1].split()[0] != "Z"
+
+
+def is_our_node(pid: int, settings: NodeSettings) -> bool:
+    """The pid is a live OpenSearch JVM whose home is our node folder (not a reused pid, not someone else's node)."""
+    cmdline = _process_cmdline(pid)
+    return _is_alive(pid) and MAIN_CLASS in cmdline and f"-Dopensearch.path.home={settings.node_dir}" in cmdline
+
+
+def running_pid(settings: NodeSettings) -> int | None:
+    """The pid of the node we started, or None; a stale pid file is removed."""
+    pid = _read_pid(settings)
+    if pid is None:
+        return None
+    if is_our_node(pid, settings):
+        return pid
+    _forget(settings)
+    return None
+
+
+def _forget(settings: NodeSettings) -> None:
+    settings.pid_file.unlink(missing_ok=True)
+    settings.state_file.unlink(missing_ok=True)
+
+
+def read_state(settings: NodeSettings) -> dict:
+    """What `up` recorded about the running node (url, port, version), or {}."""
+    try:
+        return json.loads(settings.state_file.read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return {}
+
+
+def http_json(url: str, timeout: float = 5.0) -> dict | list:
+    """GET a JSON document from the node."""
+    with urllib.request.urlopen(url, timeout=timeout) as response:
+        return json.loads(response.read().decode("utf-8"))
+
+
+def cluster_health(url: str, timeout: float = 5.0) -> dict | None:
+    """`/_cluster/health`, or None when nothing answers there."""
+    try:
+        health = http_json(f"{url}/_cluster/health", timeout)
+    except (urllib.error.URLError, OSError, ValueError):
+        return None
+    return health if isinstance(health, dict) else None
+
+
+def _port_in_use(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.settimeout(1.0)
+        return probe.connect_ex((host, port)) == 0
+
+
+def tail_lines(path: Path, count: int) -> list[str]:
+    """The last `count` lines of a text file ([] when it does not exist)."""
+    try:
+        with path.open("rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            size = handle.tell()
+            block = min(size, max(count, 1) * 400)
+            while True:
+                handle.seek(size - block)
+                lines = handle.read().decode("utf-8", "replace").splitlines()
+                if len(lines) > count or block == size:
+                    return lines[-count:] if count > 0 else []
+                block = min(size, block * 4)
+    except FileNotFoundError:
+        return []
+
+
+def _failure_report(settings: NodeSettings, reason: str) -> OpenSearchNodeError:
+    log_tail = tail_lines(settings.log_file, 40) or tail_lines(settings.console_file, 40)
+    source = settings.log_file if tail_lines(settings.log_file, 1) else settings.console_file
+    return OpenSearchNodeError(f"{reason}\n--- last lines of {source} ---\n" + "\n".join(log_tail))
+
+
+def wait_for_health(url: str, timeout_s: float, is_running: Callable[[], bool]) -> dict:
+    """Poll `/_cluster/health` until yellow or green; stop early when the process died."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        health = cluster_health(url, timeout=2.0)
+        if health and health.get("status") in ("yellow", "green"):
+            return health
+        if not is_running():
+            raise OpenSearchNodeError("the OpenSearch process exited during startup")
+        time.sleep(0.5)
+    raise TimeoutError(f"{url}/_cluster/health was not yellow or green within {timeout_s:.0f} s")
+
+
+@dataclass(frozen=True)
+class UpResult:
+    """What `up` did: started a node, or found ours already running."""
+
+    url: str
+    pid: int
+    started: bool
+    seconds_to_healthy: float
+    health: dict
+
+
+def start(settings: NodeSettings, timeout_s: float = DEFAULT_START_TIMEOUT_S, progress: Progress = _quiet) -> UpResult:
+    """Start the managed node (assembling it first if needed) and wait until it is healthy.
+
+    When our node already runs, nothing is started: the result says `started=False`.
+    """
+    pid = running_pid(settings)
+    if pid is not None:
+        state = read_state(settings)
+        url = state.get("url", settings.url)
+        began = time.monotonic()
+        health = wait_for_health(url, timeout_s, lambda: _is_alive(pid))
+        return UpResult(url, pid, False, time.monotonic() - began, health)
+    if _port_in_use(settings.host, settings.port):
+        raise OpenSearchNodeError(
+            f"port {settings.port} on {settings.host} is taken by a process PinText did not start; "
+            f"stop it, pick another port (--port / PINTEXT_OPENSEARCH_PORT), or point OPENSEARCH_URL at it"
+        )
+    assemble(settings, progress)
+    env = _java_env(settings)
+    env["OPENSEARCH_JAVA_OPTS"] = heap_java_opts(settings.heap)
+    (settings.node_dir / "config" / "opensearch.yml").write_text(render_opensearch_yml(settings))
+    settings.data_dir.mkdir(exist_ok=True)
+    settings.logs_dir.mkdir(exist_ok=True)
+    account = ensure_service_user(settings.user)
+    if account is not None:
+        for folder in _grant_traverse_to_ancestors(settings.node_dir):
+            progress(f"granted traverse (o+x) on {folder} so user {settings.user!r} can reach the node folder")
+        _chown_tree(settings.node_dir, account.pw_uid, account.pw_gid)
+        env["HOME"] = str(settings.node_dir)
+    progress(f"starting OpenSearch {settings.version} on {settings.url} (heap {settings.heap})")
+    began = time.monotonic()
+    with settings.console_file.open("ab") as console:
+        process = subprocess.Popen(
+            [str(settings.node_dir / "bin" / "opensearch")],
+            cwd=settings.node_dir,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=console,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own session: it outlives this command and the terminal
+            user=account.pw_uid if account else None,
+            group=account.pw_gid if account else None,
+            extra_groups=[] if account else None,
+        )
+    # bin/opensearch execs the JVM, so this pid is the node's.
+    settings.pid_file.write_text(f"{process.pid}\n")
+    settings.state_file.write_text(
+        json.dumps({"url": settings.url, "port": settings.port, "version": settings.version,
+                    "node_dir": str(settings.node_dir), "pid": process.pid}, indent=2) + "\n"
+    )
+    try:
+        health = wait_for_health(settings.url, timeout_s, lambda: process.poll() is None)
+    except (OpenSearchNodeError, TimeoutError) as error:
+        _stop_pid(process.pid, DEFAULT_STOP_TIMEOUT_S)
+        _forget(settings)
+        raise _failure_report(settings, f"OpenSearch did not become healthy: {error}") from error
+    return UpResult(settings.url, process.pid, True, time.monotonic() - began, health)
+
+
+def _wait_for_exit(pid: int, timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if not _is_alive(pid):
+            return True
+        time.sleep(0.2)
+    return not _is_alive(pid)
+
+
+def _stop_pid(pid: int, timeout_s: float) -> str:
+    """SIGTERM, wait up to `timeout_s`, then SIGKILL. Returns how it ended."""
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return "already gone"
+    if _wait_for_exit(pid, timeout_s):
+        return "stopped"
+    os.kill(pid, signal.SIGKILL)
+    _wait_for_exit(pid, 10.0)
+    return "killed after SIGTERM timed out"
+
+
+def stop(settings: NodeSettings, timeout_s: float = DEFAULT_STOP_TIMEOUT_S) -> str | None:
+    """Stop the node our pid file names; None when none of ours runs. Never touches other processes."""
+    pid = running_pid(settings)
+    if pid is None:
+        return None
+    outcome = _stop_pid(pid, timeout_s)
+    _forget(settings)
+    return outcome
+
+
+def node_status(settings: NodeSettings) -> dict:
+    """URL, pid, health, version and plugins of the managed node (`running: False` when none of ours runs)."""
+    pid = running_pid(settings)
+    url = read_state(settings).get("url", settings.url)
+    status: dict = {"url": url, "pid": pid, "running": pid is not None, "log_file": str(settings.log_file)}
+    if pid is None:
+        return status
+    status["health"] = cluster_health(url)
+    try:
+        status["version"] = http_json(url)["version"]["number"]
+        plugins = http_json(f"{url}/_cat/plugins?format=json")
+        status["plugins"] = sorted({f"{row['component']} {row['version']}" for row in plugins})
+    except (urllib.error.URLError, OSError, ValueError, KeyError) as error:
+        status["error"] = str(error)
+    return status
+
+
+def follow_lines(path: Path, poll_s: float = 0.5) -> Iterator[str]:
+    """New lines appended to `path`, as they come (for `logs --follow`; ends on KeyboardInterrupt)."""
+    with path.open("r", encoding="utf-8", errors="replace") as handle:
+        handle.seek(0, os.SEEK_END)
+        while True:
+            line = handle.readline()
+            if line:
+                yield line.rstrip("\n")
+            else:
+                time.sleep(poll_s)
+
+
+def managed_url(settings: NodeSettings | None = None) -> str:
+    """The URL of the managed node: the one `up` recorded, else the configured one."""
+    settings = settings or NodeSettings.from_env()
+    return read_state(settings).get("url", settings.url)
