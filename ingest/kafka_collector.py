@@ -31,6 +31,7 @@ EVENTS_FILE = "events.jsonl"
 REJECTED_FILE = "rejected.jsonl"
 DEFAULT_GROUP = "pintext-collect"
 DEFAULT_BATCH_SIZE = 500
+SESSION_TIMEOUT_MS = 10_000
 # How long an idle-timeout run waits for the group to assign it partitions at all before giving up.
 ASSIGNMENT_WAIT_S = 60.0
 
@@ -72,6 +73,10 @@ def consumer_config(config: CollectorConfig) -> dict[str, Any]:
         # A new group starts from the beginning of the topic, so events produced before the first run count.
         "auto.offset.reset": "earliest",
         "enable.partition.eof": False,
+        # A collector that crashed does not leave its group; until the broker notices (the session timeout,
+        # 45 s by default) its partitions go to nobody, so a restart would idle. 10 s was Kafka's old default.
+        "session.timeout.ms": SESSION_TIMEOUT_MS,
+        "heartbeat.interval.ms": SESSION_TIMEOUT_MS // 4,
     }
 
 

@@ -11,6 +11,7 @@ from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 console = Console(stderr=True)
@@ -43,7 +44,7 @@ def kafka_up(
         with console.status(f"starting Kafka {kafka_broker.KAFKA_VERSION} on {settings.bootstrap}"):
             state = kafka_broker.up(settings, timeout_s=timeout)
     except kafka_broker.KafkaBrokerError as error:
-        console.print(f"[red]kafka up failed:[/red] {error}")
+        console.print(f"[red]kafka up failed:[/red] {escape(str(error))}")
         raise typer.Exit(1) from None
     console.print(
         f"[green]Kafka up[/green] at {state.bootstrap} (pid {state.pid}) in {time.monotonic() - started:.1f}s; "
@@ -141,7 +142,7 @@ def collect(
                 on_batch=lambda s: spinner.update(f"collecting {topic}: {s.consumed} consumed, {s.rejected} rejected"),
             )  # fmt: skip
     except LocatedRecordError as error:
-        console.print(f"[red]bad message[/red] {error} (strict mode: offsets committed up to it)")
+        console.print(f"[red]bad message[/red] {escape(str(error))} (strict mode: offsets committed up to it)")
         raise typer.Exit(2) from None
     _print_collect_summary(config, stats)
 

@@ -1,0 +1,391 @@
+"""The Kafka collector and producer: pure parts, then end to end against a real broker.
+
+The end-to-end tests run `pintext collect` / `pintext produce` as subprocesses, SIGKILL the collector mid-stream
+and restart it, and check the at-least-once promise on disk: every valid event present (duplicates allowed,
+at most one uncommitted batch of them), every malformed message in the dead letter with its reason.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pintext.ingest import kafka_collector as kc
+from pintext.ingest.servers import kafka_broker as kb
+from pintext.schemas import WHOLE_RECORD, RecordError, validate_event
+
+PINTEXT = str(Path(sys.executable).parent / "pintext")
+
+
+# ----------------------------------------------------------------------------------------------- test data
+
+
+def make_event(index: int, rng: random.Random) -> dict[str, Any]:
+    surface = rng.choice(["search", "related", "homefeed"])
+    event: dict[str, Any] = {
+        "event_id": f"ev-{index}",
+        "ts": 1_700_000_000 + index,
+        "user_id": f"user-{index % 37}",
+        "surface": surface,
+        "action": rng.choice(["impression", "click", "save", "hide"]),
+        "pin_id": f"pin-{index % 101}",
+    }
+    if surface == "search":
+        event["query"] = rng.choice(["red shoes", "garden ideas", "pasta recipe"])
+    if surface == "related":
+        event["subject_pin_id"] = f"pin-{(index * 7) % 101}"
+    return event
+
+
+def make_lines(start: int, count: int, seed: int) -> tuple[list[str], set[str], dict[str, tuple[str, str]]]:
+    """JSONL lines, a few of them malformed in each way the collector must catch.
+
+    Returns the lines, the event ids of the valid ones, and for each malformed line the (field, reason)
+    the schema layer gives it (asked of `validate_event` itself, so the test follows the schema).
+    """
+    rng = random.Random(seed)
+    lines: list[str] = []
+    valid_ids: set[str] = set()
+    malformed: dict[str, tuple[str, str]] = {}
+    for index in range(start, start + count):
+        event = make_event(index, rng)
+        kind = index % 23
+        if kind == 5:
+            line = f"not json at all {index} {{"
+            malformed[line] = (WHOLE_RECORD, "not valid JSON")
+            lines.append(line)
+            continue
+        if kind == 11:
+            del event["user_id"]
+        elif kind == 17:
+            event["surface"] = "newsletter"
+        elif kind == 19:
+            event["action"] = "stare"
+        line = json.dumps(event)
+        if kind in (11, 17, 19):
+            with pytest.raises(RecordError) as caught:
+                validate_event(event)
+            malformed[line] = (caught.value.field, caught.value.reason)
+        else:
+            valid_ids.add(event["event_id"])
+        lines.append(line)
+    return lines, valid_ids, malformed
+
+
+def write_lines(path: Path, lines: list[str]) -> Path:
+    path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+    return path
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def count_lines(path: Path) -> int:
+    if not path.exists():
+        return 0
+    with path.open("rb") as handle:
+        return sum(1 for _ in handle)
+
+
+def run_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([PINTEXT, *args], capture_output=True, text=True, timeout=timeout)
+
+
+def wait_for(condition: Any, timeout_s: float, what: str, poll_s: float = 0.05) -> None:
+    """Poll a real condition until it holds, failing after `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(poll_s)
+    raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
+
+
+# ----------------------------------------------------------------------------------------------- pure parts
+
+
+def test_server_properties_single_node_kraft_on_loopback(tmp_path: Path) -> None:
+    settings = kb.settings_from_env({"PINTEXT_HOME": str(tmp_path), "PINTEXT_KAFKA_PORT": "19092"})
+    assert settings.controller_port == 19093
+    assert settings.bootstrap == "127.0.0.1:19092"
+    text = kb.render_server_properties(settings)
+    props = dict(line.split("=", 1) for line in text.splitlines() if line and not line.startswith("#"))
+    assert props["process.roles"] == "broker,controller"
+    assert props["controller.quorum.voters"] == "1@127.0.0.1:19093"
+    assert props["listeners"] == "PLAINTEXT://127.0.0.1:19092,CONTROLLER://127.0.0.1:19093"
+    assert props["advertised.listeners"] == "PLAINTEXT://127.0.0.1:19092"
+    assert props["controller.listener.names"] == "CONTROLLER"
+    assert props["log.dirs"] == str(tmp_path.resolve() / "kafka" / "data")
+    assert props["offsets.topic.replication.factor"] == "1"
+    assert props["transaction.state.log.replication.factor"] == "1"
+
+
+def test_port_settings_are_checked(tmp_path: Path) -> None:
+    home = str(tmp_path)
+    assert kb.settings_from_env({"PINTEXT_HOME": home}).port == kb.DEFAULT_PORT
+    assert kb.settings_from_env({"PINTEXT_HOME": home, "PINTEXT_KAFKA_CONTROLLER_PORT": "29999"}).controller_port == 29999
+    with pytest.raises(kb.KafkaBrokerError, match="PINTEXT_KAFKA_PORT"):
+        kb.settings_from_env({"PINTEXT_HOME": home, "PINTEXT_KAFKA_PORT": "ninety"})
+    with pytest.raises(kb.KafkaBrokerError, match="must differ"):
+        kb.settings_from_env({"PINTEXT_HOME": home, "PINTEXT_KAFKA_PORT": "9100", "PINTEXT_KAFKA_CONTROLLER_PORT": "9100"})
+
+
+def test_artifact_list_names_the_broker_and_a_logging_backend() -> None:
+    artifacts = kb.kafka_artifacts()
+    coordinates = {(a.group, a.artifact) for a in artifacts}
+    assert ("org.apache.kafka", "kafka_2.13") in coordinates
+    assert ("org.apache.logging.log4j", "log4j-core") in coordinates
+    broker = next(a for a in artifacts if a.artifact == "kafka_2.13")
+    assert broker.version == kb.KAFKA_VERSION
+    assert broker.url("https://repo") == (
+        f"https://repo/org/apache/kafka/kafka_2.13/{kb.KAFKA_VERSION}/kafka_2.13-{kb.KAFKA_VERSION}.jar"
+    )
+    assert len({a.artifact for a in artifacts}) == len(artifacts), "one version per artifact (no jar hell)"
+
+
+def test_artifact_list_rejects_a_bad_line() -> None:
+    parsed = kb.parse_artifact_list("# comment\n\na.b:c:1.0  # trailing\n")
+    assert parsed == [kb.MavenArtifact("a.b", "c", "1.0")]
+    with pytest.raises(kb.KafkaBrokerError, match=r":2: expected group:artifact:version"):
+        kb.parse_artifact_list("a:b:1\nbroken-line\n")
+
+
+def test_java_version_banner_parsing() -> None:
+    assert kb.parse_java_version('openjdk version "17.0.15" 2025-04-15') == 17
+    assert kb.parse_java_version('java version "1.8.0_392"') == 8
+    assert kb.parse_java_version('openjdk version "25" 2025-09-16') == 25
+    assert kb.parse_java_version("garbage") == 0
+
+
+def test_wait_until_ready_polls_a_real_condition_with_a_deadline() -> None:
+    answers = iter([RuntimeError("refused"), RuntimeError("refused"), ["topic"]])
+
+    def probe(_bootstrap: str) -> list[str]:
+        answer = next(answers)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    assert kb.wait_until_ready("x:1", deadline_s=10, probe=probe) >= 0
+    with pytest.raises(kb.KafkaBrokerError, match="exited"):
+        kb.wait_until_ready("x:1", deadline_s=10, still_running=lambda: False, probe=probe)
+    with pytest.raises(kb.KafkaBrokerError, match="did not answer within"):
+        kb.wait_until_ready("x:1", deadline_s=0.5, probe=lambda _b: (_ for _ in ()).throw(RuntimeError("down")))
+
+
+def test_consumer_commits_by_hand_only() -> None:
+    config = kc.consumer_config(kc.CollectorConfig("h:1", "t", Path("out"), group="g"))
+    assert config["enable.auto.commit"] is False
+    assert config["enable.auto.offset.store"] is False
+    assert config["group.id"] == "g"
+    assert config["auto.offset.reset"] == "earliest"
+
+
+def test_message_to_record_accepts_a_valid_event() -> None:
+    event = make_event(3, random.Random(0))
+    assert kc.message_to_record(json.dumps(event).encode()) == event
+
+
+@pytest.mark.parametrize(
+    ("value", "field", "reason"),
+    [
+        (b"{not json", WHOLE_RECORD, "not valid JSON"),
+        (b"\xff\xfe", WHOLE_RECORD, "not valid UTF-8"),
+        (None, WHOLE_RECORD, "empty message"),
+        (b"[1, 2]", WHOLE_RECORD, "not a JSON object"),
+        (b'{"event_id": "e", "ts": 1, "surface": "search", "action": "click", "pin_id": "p", "query": "q"}', "user_id", "missing"),
+    ],
+)
+def test_message_to_record_names_field_and_reason(value: bytes | None, field: str, reason: str) -> None:
+    with pytest.raises(RecordError) as caught:
+        kc.message_to_record(value)
+    assert (caught.value.field, caught.value.reason) == (field, reason)
+
+
+def test_message_to_record_checks_pins_when_given() -> None:
+    event = make_event(1, random.Random(1))
+    with pytest.raises(RecordError) as caught:
+        kc.message_to_record(json.dumps(event).encode(), known_pins={"some-other-pin"})
+    assert (caught.value.field, caught.value.reason) == ("pin_id", "unknown pin")
+
+
+def test_partition_key_is_the_user_id() -> None:
+    assert kc.partition_key(b'{"user_id": "u7", "x": 1}') == b"u7"
+    assert kc.partition_key(b'{"user_id": 7}') is None
+    assert kc.partition_key(b"not json") is None
+    assert kc.partition_key(b"[1]") is None
+
+
+def test_torn_last_line_is_cut(tmp_path: Path) -> None:
+    path = tmp_path / "events.jsonl"
+    path.write_bytes(b'{"a": 1}\n{"b": 2}\n{"c": 3')
+    assert kc.repair_torn_tail(path) == len(b'{"c": 3')
+    assert path.read_bytes() == b'{"a": 1}\n{"b": 2}\n'
+    assert kc.repair_torn_tail(path) == 0
+    path.write_bytes(b"no newline at all")
+    kc.repair_torn_tail(path)
+    assert path.read_bytes() == b""
+    assert kc.repair_torn_tail(tmp_path / "missing.jsonl") == 0
+
+
+# ----------------------------------------------------------------------------------------------- live broker
+
+
+@pytest.fixture
+def topic(kafka_bootstrap: str) -> str:
+    return f"pintext-test-{uuid.uuid4().hex[:10]}"
+
+
+def produce(kafka_bootstrap: str, topic: str, path: Path, partitions: int = 3) -> None:
+    result = run_cli("produce", str(path), "--bootstrap", kafka_bootstrap, "--topic", topic, "--partitions", str(partitions))
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = count_lines(path)
+    assert f"│ delivered     │ {lines}" in result.stdout, result.stdout
+
+
+def collector_args(kafka_bootstrap: str, topic: str, out: Path, group: str, *extra: str) -> list[str]:
+    return ["collect", "--bootstrap", kafka_bootstrap, "--topic", topic, "--out", str(out), "--group", group, *extra]
+
+
+@pytest.mark.kafka
+def test_collector_killed_mid_stream_loses_nothing(kafka_bootstrap: str, topic: str, tmp_path: Path) -> None:
+    first_lines, first_valid, first_bad = make_lines(0, 2000, seed=1)
+    second_lines, second_valid, second_bad = make_lines(2000, 1000, seed=2)
+    produce(kafka_bootstrap, topic, write_lines(tmp_path / "first.jsonl", first_lines))
+    out = tmp_path / "out"
+    events_path, rejected_path = out / kc.EVENTS_FILE, out / kc.REJECTED_FILE
+    group = f"group-{topic}"
+    batch_size = 20
+
+    # No idle timeout: the collector would wait forever for the second half, so the kill is surely mid-stream.
+    collector = subprocess.Popen(
+        [PINTEXT, *collector_args(kafka_bootstrap, topic, out, group, "--batch-size", str(batch_size))],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        wait_for(lambda: count_lines(events_path) >= 300 or collector.poll() is not None, 90, "300 events written")
+        assert collector.poll() is None, f"collector exited early: {collector.stderr.read() if collector.stderr else ''}"
+        collector.send_signal(signal.SIGKILL)
+        collector.wait(timeout=30)
+    finally:
+        if collector.poll() is None:
+            collector.kill()
+            collector.wait(timeout=30)
+    assert collector.returncode == -signal.SIGKILL
+    written_before_kill = count_lines(events_path)
+    assert 300 <= written_before_kill < len(first_valid) + len(second_valid)
+
+    produce(kafka_bootstrap, topic, write_lines(tmp_path / "second.jsonl", second_lines))
+    restarted = run_cli(*collector_args(kafka_bootstrap, topic, out, group, "--idle-timeout", "3"), timeout=180)
+    assert restarted.returncode == 0, restarted.stdout + restarted.stderr
+    assert "idle-timeout" in restarted.stdout
+
+    events = read_jsonl(events_path)  # every line parses: a torn last line would fail here
+    ids = [event["event_id"] for event in events]
+    expected_valid = first_valid | second_valid
+    assert expected_valid - set(ids) == set(), "valid events missing after the crash"
+    assert set(ids) <= expected_valid, "something other than a valid event reached events.jsonl"
+    # At-least-once, not at-least-twice: only the batch written but not committed at the kill comes back.
+    assert len(ids) - len(set(ids)) <= batch_size
+
+    rejected = read_jsonl(rejected_path)
+    expected_bad = {**first_bad, **second_bad}
+    by_raw = {entry["raw"]: entry for entry in rejected}
+    assert set(by_raw) == set(expected_bad)
+    for raw, (field, reason) in expected_bad.items():
+        entry = by_raw[raw]
+        assert (entry["field"], entry["reason"]) == (field, reason), entry
+        assert entry["source"] == topic
+        partition, offset = entry["line"].split("/")
+        assert 0 <= int(partition) < 3 and int(offset) >= 0
+    assert {reason for _field, reason in expected_bad.values()} >= {"not valid JSON", "missing"}
+
+
+@pytest.mark.kafka
+def test_sigterm_commits_and_exits_cleanly(kafka_bootstrap: str, topic: str, tmp_path: Path) -> None:
+    lines, valid, bad = make_lines(0, 300, seed=3)
+    produce(kafka_bootstrap, topic, write_lines(tmp_path / "events.jsonl", lines), partitions=1)
+    out = tmp_path / "out"
+    group = f"group-{topic}"
+    collector = subprocess.Popen(
+        [PINTEXT, *collector_args(kafka_bootstrap, topic, out, group)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        wait_for(lambda: count_lines(out / kc.EVENTS_FILE) >= len(valid), 90, "all events written")
+        collector.send_signal(signal.SIGTERM)
+        stdout, stderr = collector.communicate(timeout=60)
+    finally:
+        if collector.poll() is None:
+            collector.kill()
+            collector.wait(timeout=30)
+    assert collector.returncode == 0, stderr
+    assert "signal" in stdout
+    # Everything was committed before the exit: the same group finds nothing new.
+    again = run_cli(*collector_args(kafka_bootstrap, topic, out, group, "--idle-timeout", "2"))
+    assert again.returncode == 0, again.stderr
+    assert "│ consumed          │ 0" in again.stdout, again.stdout
+    assert count_lines(out / kc.EVENTS_FILE) == len(valid)
+    assert count_lines(out / kc.REJECTED_FILE) == len(bad)
+
+
+@pytest.mark.kafka
+def test_max_messages_and_unknown_pins(kafka_bootstrap: str, topic: str, tmp_path: Path) -> None:
+    rng = random.Random(4)
+    events = [make_event(index, rng) for index in range(40)]
+    produce(kafka_bootstrap, topic, write_lines(tmp_path / "events.jsonl", [json.dumps(e) for e in events]), partitions=1)
+    known = {f"pin-{n}" for n in range(101) if n % 2 == 0}
+    pins = write_lines(tmp_path / "pins.jsonl", [json.dumps({"id": pin, "title": f"title {pin}"}) for pin in sorted(known)])
+    out = tmp_path / "out"
+    result = run_cli(*collector_args(kafka_bootstrap, topic, out, f"g-{topic}", "--pins", str(pins), "--max-messages", "25"))
+    assert result.returncode == 0, result.stderr
+    assert "max-messages" in result.stdout
+    first_25 = events[:25]
+
+    def pins_known(event: dict[str, Any]) -> bool:
+        return event["pin_id"] in known and event.get("subject_pin_id", "pin-0") in known
+
+    written = read_jsonl(out / kc.EVENTS_FILE)
+    rejected = read_jsonl(out / kc.REJECTED_FILE)
+    assert [e["event_id"] for e in written] == [e["event_id"] for e in first_25 if pins_known(e)]
+    assert len(rejected) == sum(not pins_known(e) for e in first_25) > 0
+    assert {entry["reason"] for entry in rejected} == {"unknown pin"}
+
+
+@pytest.mark.kafka
+def test_strict_stops_at_the_first_bad_message_and_resumes_there(
+    kafka_bootstrap: str, topic: str, tmp_path: Path
+) -> None:
+    rng = random.Random(5)
+    good = [json.dumps(make_event(index, rng)) for index in range(8)]
+    lines = good[:5] + ['{"event_id": "broken"}'] + good[5:]
+    produce(kafka_bootstrap, topic, write_lines(tmp_path / "events.jsonl", lines), partitions=1)
+    out = tmp_path / "out"
+    args = collector_args(kafka_bootstrap, topic, out, f"g-{topic}", "--strict", "--idle-timeout", "3")
+    for _attempt in range(2):  # the second run resumes at the bad message, not before it
+        result = run_cli(*args)
+        assert result.returncode == 2, result.stdout + result.stderr
+        message = " ".join(result.stderr.split())
+        assert f"{topic}:0/5" in message and "'ts'" in message and "missing" in message, result.stderr
+        assert count_lines(out / kc.EVENTS_FILE) == 5
+    assert not read_jsonl(out / kc.REJECTED_FILE)
+
+
+def test_collect_cli_rejects_missing_pins_file(tmp_path: Path) -> None:
+    result = run_cli("collect", "--bootstrap", "127.0.0.1:1", "--topic", "t", "--out", str(tmp_path), "--pins", str(tmp_path / "nope.jsonl"))
+    assert result.returncode != 0
+    assert "nope.jsonl" in result.stdout + result.stderr
+
