@@ -378,16 +378,21 @@ FEATURES_SPEC = {"anchor": "string", "positive": "string", "anchor_id": "string"
 
 def save_task(pairs: Iterable[Pair], folder: Path) -> None:
     """One task's pairs (already split) as a DatasetDict on disk."""
-    from datasets import Dataset, DatasetDict, Features, Value
+    from datasets import Dataset, DatasetDict, Features, Value, disable_progress_bars
+
+    disable_progress_bars()  # callers print their own summary
 
     features = Features({name: Value(kind) for name, kind in FEATURES_SPEC.items()})
     by_split: dict[str, list[Pair]] = {split: [] for split in SPLITS}
     for split, pair in pairs:  # type: ignore[misc]
         by_split[split].append(pair)
-    DatasetDict({
+    dataset = DatasetDict({
         split: Dataset.from_dict({name: [getattr(pair, name) for pair in rows] for name in COLUMNS}, features=features)
         for split, rows in by_split.items()
-    }).save_to_disk(str(folder))
+    })
+    # At least one shard per split: an empty split saved with zero shards cannot be loaded back.
+    shards = {split: max(1, len(rows) // 500_000 + 1) for split, rows in by_split.items()}
+    dataset.save_to_disk(str(folder), num_shards=shards)
 
 
 def _split_all(pairs_by_task: dict[str, list[Pair]], options: PairOptions) -> dict[str, dict[str, list[Pair]]]:
