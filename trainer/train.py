@@ -125,7 +125,7 @@ def _training_arguments(config: TrainConfig, output_dir: Path, use_cpu: bool, sh
         per_device_train_batch_size=config.batch_size,
         per_device_eval_batch_size=config.batch_size,
         learning_rate=config.lr,
-        warmup_ratio=0.05,
+        warmup_steps=0.05,  # a float is a share of the steps
         multi_dataset_batch_sampler=sampler,
         # In-batch negatives: a duplicate text in the batch would be a false negative for MNRL.
         batch_sampler=BatchSamplers.NO_DUPLICATES if config.loss == "mnrl" else BatchSamplers.BATCH_SAMPLER,
@@ -136,7 +136,7 @@ def _training_arguments(config: TrainConfig, output_dir: Path, use_cpu: bool, sh
         report_to="none",
         seed=config.seed,
         use_cpu=use_cpu,
-        disable_tqdm=not show_progress,
+        disable_tqdm=True,  # RichProgressCallback draws the bar instead
         dataloader_drop_last=False,
     )
 
@@ -201,6 +201,8 @@ def train(pairs_dir: str | Path, out_dir: str | Path, config: TrainConfig, *, sh
         for task in config.tasks
     }
     callbacks = [RadiusCallback(model, config.radius)] if config.radius else []
+    if show_progress:
+        callbacks.append(RichProgressCallback(config.name))
     trainer = SentenceTransformerTrainer(
         model=model,
         args=_training_arguments(config, out_dir / "checkpoints", use_cpu, show_progress),
@@ -209,6 +211,7 @@ def train(pairs_dir: str | Path, out_dir: str | Path, config: TrainConfig, *, sh
         loss=loss,
         callbacks=callbacks,
     )
+    _silence_log_printer(trainer)
     started = time.perf_counter()
     trainer.train()
     seconds = time.perf_counter() - started
@@ -231,6 +234,42 @@ def train(pairs_dir: str | Path, out_dir: str | Path, config: TrainConfig, *, sh
     _write_json(out_dir / TRAIN_CONFIG_FILE, {"config": asdict(config), **result.summary(), "coverage": coverage})
     _write_json(out_dir / TRAIN_LOG_FILE, _training_log(trainer.state.log_history))
     return result
+
+
+def _silence_log_printer(trainer) -> None:
+    """The trainer prints every log dict (one per step here); the log goes to training_log.json instead."""
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+    trainer.remove_callback(PrinterCallback)
+    trainer.remove_callback(ProgressCallback)
+
+
+def RichProgressCallback(name: str):
+    """A Rich progress bar over optimizer steps, showing the latest training and validation losses."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from transformers import TrainerCallback
+
+    class _Callback(TrainerCallback):
+        def on_train_begin(self, args, state, control, **kwargs):
+            self.progress = Progress(
+                TextColumn(f"[bold]PinText-{name}[/]"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                TextColumn("{task.description}"),
+            )
+            self.progress.start()
+            self.task = self.progress.add_task("", total=state.max_steps)
+
+        def on_step_end(self, args, state, control, **kwargs):
+            self.progress.update(self.task, completed=state.global_step)
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            shown = {k.removeprefix("eval_"): v for k, v in (logs or {}).items() if k.endswith("loss")}
+            if shown:
+                self.progress.update(self.task, description=" ".join(f"{k}={v:.4f}" for k, v in shown.items()))
+
+        def on_train_end(self, args, state, control, **kwargs):
+            self.progress.stop()
+
+    return _Callback()
 
 
 def _coverage_record(encoder, data) -> dict[str, Any]:
@@ -260,3 +299,42 @@ def _training_log(history: list[dict[str, Any]]) -> dict[str, Any]:
 
 def _write_json(path: Path, payload: dict[str, Any]) -> None:
     path.write_text(json.dumps(payload, indent=2, default=str) + "\n", encoding="utf-8")
+
+
+AUX_WEIGHT_GRID = (0.1, 0.3, 1.0)
+
+
+def tune_task_weights(
+    pairs_dir: str | Path, work_dir: str | Path, config: TrainConfig, grid: tuple[float, ...] = AUX_WEIGHT_GRID
+) -> tuple[dict[str, float], list[dict[str, Any]]]:
+    """Pick the auxiliary tasks' weight on the VALIDATION split: train SR and one MTL per weight in `grid`
+    (search keeps weight 1, every other task gets the candidate weight), and keep the weight whose MTL is best
+    on validation search pairwise accuracy (ties: MRR), preferring those that match or beat SR on it.
+    Returns the chosen weights and one record per trial."""
+    from dataclasses import replace
+
+    from pintext.encoder import Encoder
+    from pintext.trainer.evaluate import evaluate_models
+
+    work_dir = Path(work_dir)
+    pairs = load_pairs(pairs_dir, config.tasks)
+    search_only = {"search": pairs["search"]}
+
+    def validation_search(model_dir: Path) -> dict[str, float]:
+        results = evaluate_models(search_only, {"m": Encoder.load(model_dir)}, split="validation", bm25=False)
+        return results["m"]["search"]
+
+    single = train(pairs_dir, work_dir / "SR", replace(config, tasks=["search"]), show_progress=False)
+    baseline = validation_search(single.model_dir)
+    trials = [{"model": "SR", "aux_weight": None, **baseline}]
+    for weight in grid:
+        weights = {task: (1.0 if task == "search" else weight) for task in config.tasks}
+        result = train(pairs_dir, work_dir / f"MTL-{weight}", replace(config, task_weights=weights), show_progress=False)
+        trials.append({"model": "MTL", "aux_weight": weight, **validation_search(result.model_dir)})
+
+    def key(trial: dict[str, Any]) -> tuple:
+        return (trial["pairwise_accuracy"] >= baseline["pairwise_accuracy"], trial["pairwise_accuracy"], trial["mrr"])
+
+    best = max((trial for trial in trials if trial["model"] == "MTL"), key=key)
+    chosen = {task: (1.0 if task == "search" else best["aux_weight"]) for task in config.tasks}
+    return chosen, trials
