@@ -161,8 +161,26 @@ def ensure_index(conn: Connection) -> bool:
     else:
         client.indices.create(index=conn.index, body=pins_index_body(conn.encoder.dim, conn.meta))
         created = True
-    client.put_script(id=SEARCH_TEMPLATE_ID, body=search_template_script())
+    install_search_template(client, SEARCH_TEMPLATE_ID, search_template_script())
     return created
+
+
+def install_search_template(client: Any, template_id: str, script: dict) -> bool:
+    """Store the mustache search template; a node without the lang-mustache module gets a warning, not a failure.
+
+    The template is a convenience for Dev Tools and other clients; PinText's own commands send full bodies.
+    """
+    from opensearchpy.exceptions import RequestError
+
+    try:
+        client.put_script(id=template_id, body=script)
+    except RequestError as error:
+        if "mustache" not in str(error):
+            raise
+        typer.echo(f"warning: search template {template_id!r} not installed: this node has no lang-mustache "
+                   f"module ({error.error})", err=True)
+        return False
+    return True
 
 
 def index_create(model: ModelOption = None, index: IndexOption = DEFAULT_INDEX, url: UrlOption = None,
