@@ -161,9 +161,14 @@ def evaluate_bm25(task: TaskData) -> dict[str, float]:
     retriever.index(bm25s.tokenize(task.pool_texts, stopwords="en", show_progress=False), show_progress=False)
     vocabulary = retriever.vocab_dict
 
+    def score_one(tokens: list[str]) -> np.ndarray:
+        known = [token for token in tokens if token in vocabulary]
+        # A query with no indexed word matches nothing: all zeros (bm25s rejects an empty query).
+        return retriever.get_scores(known) if known else np.zeros(len(task.pool_texts), dtype=np.float32)
+
     def score_texts(texts: Sequence[str]) -> np.ndarray:
         tokenized = bm25s.tokenize(list(texts), stopwords="en", return_ids=False, show_progress=False)
-        return np.stack([retriever.get_scores([t for t in tokens if t in vocabulary]) for tokens in tokenized])
+        return np.stack([score_one(tokens) for tokens in tokenized])
 
     rows = np.arange(len(task.anchors))
     pair_scores = score_texts(task.anchors)
