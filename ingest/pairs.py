@@ -34,7 +34,7 @@ from typing import Any
 
 from pintext.ingest.deadletter import DeadLetter
 from pintext.ingest.readers import open_binary, read_records
-from pintext.schemas import WHOLE_RECORD, LocatedRecordError, RecordError, pin_text, validate_event, validate_pin, validate_user
+from pintext.schemas import WHOLE_RECORD, RecordError, pin_text, validate_event, validate_pin, validate_user
 from pintext.text import words
 
 TASKS = ("search", "related", "homefeed")
@@ -170,8 +170,12 @@ def collect_engagement(
     users: dict[str, list[str]],
     options: PairOptions,
     dead_letter: DeadLetter,
+    progress: Callable[[int], None] | None = None,
 ) -> EngagementAggregator:
-    """Stream the events once and feed every valid, first-seen click/save/hide to an aggregator."""
+    """Stream the events once and feed every valid, first-seen click/save/hide to an aggregator.
+
+    `progress(n)` is called with the number of valid events read so far, every 10,000 events.
+    """
     aggregator = EngagementAggregator(options)
     counters = aggregator.counters
     seen_event_ids: set[str] = set()
@@ -179,6 +183,8 @@ def collect_engagement(
     validate = partial(validate_event, known_pins=pins)
     for line, event in read_records(events_path, validate, dead_letter, options.strict):
         counters["events_valid"] += 1
+        if progress and counters["events_valid"] % 10_000 == 0:
+            progress(counters["events_valid"])
         if event["event_id"] in seen_event_ids:
             counters["events_duplicate"] += 1
             continue
@@ -259,7 +265,7 @@ def validate_import_row(row: Any) -> dict[str, Any]:
         try:
             number = kind(value)
         except (TypeError, ValueError):
-            raise RecordError(field, f"not a number", f"got {value!r}") from None
+            raise RecordError(field, "not a number", f"got {value!r}") from None
         if not number > 0:
             raise RecordError(field, "not positive", f"got {value!r}")
         result[field] = number
@@ -446,15 +452,22 @@ def write_pairs_folder(
     return stats
 
 
-def build_pairs(events: Path, pins: Path, users: Path, out_dir: Path, options: PairOptions) -> dict[str, Any]:
-    """The `pintext pairs` job for engagement events."""
+def build_pairs(
+    events: Path,
+    pins: Path,
+    users: Path,
+    out_dir: Path,
+    options: PairOptions,
+    progress: Callable[[int], None] | None = None,
+) -> dict[str, Any]:
+    """The `pintext pairs` job for engagement events; `progress(n)` reports valid events read so far."""
 
     def build(dead_letter: DeadLetter):
         counters: Counter[str] = Counter()
         pin_records = load_pins(Path(pins), dead_letter, options.strict, counters)
         user_records = load_users(Path(users), dead_letter, options.strict, counters)
         counters["pins"], counters["users"] = len(pin_records), len(user_records)
-        aggregator = collect_engagement(Path(events), pin_records, user_records, options, dead_letter)
+        aggregator = collect_engagement(Path(events), pin_records, user_records, options, dead_letter, progress)
         texts = {pin_id: pin_text(pin) for pin_id, pin in pin_records.items()}
         pairs_by_task = aggregator.pairs(texts.__getitem__)
         counters.update(aggregator.counters)
@@ -470,5 +483,5 @@ def build_imported_pairs(source: Path, task: str, out_dir: Path, options: PairOp
 
 __all__ = [
     "TASKS", "SPLITS", "COLUMNS", "PairOptions", "Pair", "build_pairs", "build_imported_pairs", "split_of",
-    "query_key", "pair_stats", "LocatedRecordError",
+    "query_key", "pair_stats",
 ]

@@ -110,7 +110,7 @@ class World:
     query_cdf: np.ndarray
     user_topics: np.ndarray  # [user, 4] -> topic, -1 padded
     user_weight_cdf: np.ndarray  # [user, 4] cumulative interest weights
-    user_interest_texts: list[list[str]]
+    user_interest_texts: list[list[np.ndarray]]  # per user, per interest: the word ids of its text
     user_activity_cdf: np.ndarray
     topic_popularity_cdf: np.ndarray
     ambiguous_words: int = 0
@@ -254,7 +254,7 @@ def _users(
     forms: np.ndarray,
     topic_rank: np.ndarray,
     topic_cdf: np.ndarray,
-) -> tuple[np.ndarray, np.ndarray, list[list[str]], np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, list[list[np.ndarray]], np.ndarray]:
     """Users' interest topics (1-4, popular topics more often), weights, interest texts and activity."""
     n_topics, n_concepts, n_forms = forms.shape
     n_users = config.n_users
@@ -269,14 +269,14 @@ def _users(
     phrase_forms = rng.integers(n_forms, size=(n_topics, config.interest_phrases_per_topic, 2))
     phrase_length = rng.integers(1, 3, size=(n_topics, config.interest_phrases_per_topic))
     phrase_pick = rng.integers(config.interest_phrases_per_topic, size=(n_users, 4))
-    texts: list[list[str]] = []
+    texts: list[list[np.ndarray]] = []
     for user in range(n_users):
         user_texts = []
         for slot in range(n_interests[user]):
             topic, phrase = topics[user, slot], phrase_pick[user, slot]
             ids = forms[topic, phrase_concepts[topic, phrase], phrase_forms[topic, phrase]][: phrase_length[topic, phrase]]
             user_texts.append(ids)
-        texts.append(user_texts)  # word ids for now; turned into strings once the vocab is final
+        texts.append(user_texts)  # word ids; `users_as_records` turns them into strings
     activity = rng.lognormal(0.0, 1.0, size=n_users)
     activity_cdf = np.cumsum(activity) / activity.sum()
     return topics, weight_cdf, texts, activity_cdf

@@ -69,6 +69,7 @@ def pairs(
 ) -> None:
     """Turn engagement events into positive text pairs per task (search, related, homefeed), split by anchor."""
     from rich.console import Console
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
     from rich.table import Table
 
     from pintext.ingest.pairs import PairOptions, build_imported_pairs, build_pairs
@@ -81,7 +82,10 @@ def pairs(
         raise typer.BadParameter(str(error)) from None
     _silence_datasets()
     try:
-        with console.status("building pairs"):
+        columns = (SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn())
+        with Progress(*columns, console=console, transient=True) as progress:
+            reading = progress.add_task("building pairs")
+            report = lambda n: progress.update(reading, description=f"building pairs: {n:,} events read")  # noqa: E731
             if import_file is not None:
                 if not task:
                     raise typer.BadParameter("--import needs --task NAME")
@@ -90,7 +94,7 @@ def pairs(
                 missing = [name for name, value in (("--events", events), ("--pins", pins), ("--users", users)) if value is None]
                 if missing:
                     raise typer.BadParameter(f"missing {', '.join(missing)} (or use --import FILE --task NAME)")
-                stats = build_pairs(events, pins, users, out, options)  # type: ignore[arg-type]
+                stats = build_pairs(events, pins, users, out, options, report)  # type: ignore[arg-type]
     except RecordError as error:
         console.print(f"[red]error:[/] {error}")
         raise typer.Exit(2) from None
