@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -186,6 +187,28 @@ def test_wait_until_ready_polls_a_real_condition_with_a_deadline() -> None:
         kb.wait_until_ready("x:1", deadline_s=0.5, probe=lambda _b: (_ for _ in ()).throw(RuntimeError("down")))
 
 
+def test_port_in_use_is_refused_with_advice(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        settings = kb.BrokerSettings(home=tmp_path, port=port, controller_port=port + 1)
+        with pytest.raises(kb.KafkaBrokerError, match="PINTEXT_KAFKA_PORT"):
+            kb._refuse_if_port_taken(settings)
+
+
+def test_down_touches_only_its_own_broker(tmp_path: Path) -> None:
+    settings = kb.BrokerSettings(home=tmp_path)
+    assert kb.down(settings) is False  # nothing recorded
+    settings.broker_dir.mkdir(parents=True)
+    settings.pid_path.write_text(f"{os.getpid()}\n")  # a live pid that is not a Kafka JVM
+    assert kb.is_our_broker(os.getpid(), settings) is False
+    assert kb.down(settings) is False
+    assert not settings.pid_path.exists()
+
+
 def test_consumer_commits_by_hand_only() -> None:
     config = kc.consumer_config(kc.CollectorConfig("h:1", "t", Path("out"), group="g"))
     assert config["enable.auto.commit"] is False
@@ -245,8 +268,15 @@ def test_torn_last_line_is_cut(tmp_path: Path) -> None:
 
 
 @pytest.fixture
-def topic(kafka_bootstrap: str) -> str:
-    return f"pintext-test-{uuid.uuid4().hex[:10]}"
+def topic(kafka_bootstrap: str) -> Iterator[str]:
+    """A fresh topic name; the topic is deleted afterwards so a reused broker does not pile them up."""
+    from confluent_kafka.admin import AdminClient
+
+    name = f"pintext-test-{uuid.uuid4().hex[:10]}"
+    yield name
+    admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
+    if name in admin.list_topics(timeout=10).topics:
+        admin.delete_topics([name])[name].result(timeout=30)
 
 
 def produce(kafka_bootstrap: str, topic: str, path: Path, partitions: int = 3) -> None:

@@ -356,6 +356,14 @@ def read_pid(settings: BrokerSettings) -> int | None:
         return None
 
 
+def recorded_bootstrap(settings: BrokerSettings) -> str | None:
+    """The address the running managed broker was started on (from broker.json), or None."""
+    try:
+        return json.loads((settings.broker_dir / "broker.json").read_text())["bootstrap"]
+    except (FileNotFoundError, ValueError, KeyError):
+        return None
+
+
 def is_our_broker(pid: int, settings: BrokerSettings) -> bool:
     """True if `pid` is alive and is a Kafka JVM started with this broker folder's config (not a reused pid)."""
     try:
@@ -417,6 +425,13 @@ def up(settings: BrokerSettings | None = None, timeout_s: float = 120.0) -> Brok
     settings = settings or settings_from_env()
     pid = read_pid(settings)
     if pid is not None and is_our_broker(pid, settings):
+        recorded = recorded_bootstrap(settings)
+        if recorded != settings.bootstrap:
+            # Probing the new address could reach some other broker and "succeed": refuse instead.
+            raise KafkaBrokerError(
+                f"the managed broker in {settings.broker_dir} already runs on {recorded} (pid {pid}), "
+                f"not {settings.bootstrap}: run `pintext kafka down` first, or use its port"
+            )
         wait_until_ready(settings.bootstrap, timeout_s, lambda: is_our_broker(pid, settings))
         return status(settings)
     java = find_java()
@@ -510,8 +525,10 @@ def status(settings: BrokerSettings | None = None) -> BrokerStatus:
     settings = settings or settings_from_env()
     pid = read_pid(settings)
     running = pid is not None and is_our_broker(pid, settings)
+    # A running managed broker is asked where it was started, even if the port settings changed since.
+    bootstrap = (recorded_bootstrap(settings) if running else None) or settings.bootstrap
     try:
-        topics = metadata_topics(settings.bootstrap, timeout=5.0)
-        return BrokerStatus(settings.bootstrap, pid, running, True, topics)
+        topics = metadata_topics(bootstrap, timeout=5.0)
+        return BrokerStatus(bootstrap, pid, running, True, topics)
     except Exception as error:  # KafkaException: nobody answers there
-        return BrokerStatus(settings.bootstrap, pid, running, False, [], detail=str(error))
+        return BrokerStatus(bootstrap, pid, running, False, [], detail=str(error))
