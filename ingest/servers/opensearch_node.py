@@ -16,6 +16,7 @@ Only the standard library is used here, so `pintext opensearch status` stays lig
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -32,6 +33,7 @@ import urllib.request
 import xml.etree.ElementTree as ElementTree
 import zipfile
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -587,11 +589,28 @@ class UpResult:
     health: dict
 
 
+@contextmanager
+def _exclusive(lock_file: Path) -> Iterator[None]:
+    """Hold an exclusive lock on `lock_file`: two `up`s at once (two test sessions) start one node, not two."""
+    lock_file.parent.mkdir(parents=True, exist_ok=True)
+    with lock_file.open("w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def start(settings: NodeSettings, timeout_s: float = DEFAULT_START_TIMEOUT_S, progress: Progress = _quiet) -> UpResult:
     """Start the managed node (assembling it first if needed) and wait until it is healthy.
 
     When our node already runs, nothing is started: the result says `started=False`.
     """
+    with _exclusive(settings.base_dir / ".start.lock"):
+        return _start_locked(settings, timeout_s, progress)
+
+
+def _start_locked(settings: NodeSettings, timeout_s: float, progress: Progress) -> UpResult:
     pid = running_pid(settings)
     if pid is not None:
         state = read_state(settings)

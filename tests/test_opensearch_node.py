@@ -1,0 +1,380 @@
+"""The managed OpenSearch node: pure parts (config, descriptor, POM resolution, URL rules, downloads against a
+local HTTP server), and integration tests against a real node with the k-NN plugin (exact rescoring, the
+Lucene HNSW engine, and the `pintext opensearch up|status|down` lifecycle)."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import http.server
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pintext.ingest import opensearch_client
+from pintext.ingest.servers import opensearch_node as node
+from pintext.mapping import pins_index_body
+
+
+def parse_properties(text: str) -> dict[str, str]:
+    pairs = (line.split("=", 1) for line in text.splitlines() if line.strip() and not line.startswith("#"))
+    return {key.strip(): value.strip() for key, value in pairs}
+
+
+# ---- configuration -------------------------------------------------------------------------------------------
+
+
+def test_opensearch_yml_is_a_loopback_single_node_with_our_port_and_folders(tmp_path):
+    settings = node.NodeSettings(home=tmp_path, port=9333)
+    rendered = parse_properties(node.render_opensearch_yml(settings).replace(": ", "="))
+    assert rendered["network.host"] == "127.0.0.1"
+    assert rendered["http.port"] == "9333"
+    assert rendered["discovery.type"] == "single-node"
+    assert rendered["cluster.routing.allocation.disk.threshold_enabled"] == "false"
+    assert rendered["path.data"] == str(tmp_path / "opensearch" / node.OPENSEARCH_VERSION / "data")
+    assert rendered["path.logs"] == str(tmp_path / "opensearch" / node.OPENSEARCH_VERSION / "logs")
+
+
+def test_settings_read_port_heap_and_java_from_the_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv("PINTEXT_HOME", str(tmp_path))
+    monkeypatch.setenv("PINTEXT_OPENSEARCH_PORT", "9444")
+    monkeypatch.setenv("PINTEXT_OPENSEARCH_HEAP", "1g")
+    monkeypatch.setenv("PINTEXT_JAVA_HOME", "/opt/jdk17")
+    settings = node.NodeSettings.from_env()
+    assert (settings.port, settings.heap, settings.java_home) == (9444, "1g", Path("/opt/jdk17"))
+    assert settings.url == "http://127.0.0.1:9444"
+    assert node.NodeSettings.from_env(port=9555, heap="256m").port == 9555
+    monkeypatch.setenv("PINTEXT_OPENSEARCH_PORT", "ninety")
+    with pytest.raises(node.OpenSearchNodeError, match="PINTEXT_OPENSEARCH_PORT"):
+        node.NodeSettings.from_env()
+
+
+@pytest.mark.parametrize("heap, expected", [("512m", "-Xms512m -Xmx512m"), ("2g", "-Xms2g -Xmx2g")])
+def test_heap_becomes_equal_min_and_max(heap, expected):
+    assert node.heap_java_opts(heap) == expected
+
+
+@pytest.mark.parametrize("heap", ["", "512", "lots", "m"])
+def test_a_malformed_heap_is_refused(heap):
+    with pytest.raises(node.OpenSearchNodeError, match="heap size"):
+        node.heap_java_opts(heap)
+
+
+def test_painless_descriptor_names_the_module_k_nn_extends():
+    descriptor = parse_properties(node.render_painless_descriptor("2.19.1"))
+    assert descriptor["name"] == "lang-painless"  # k-NN's extended.plugins
+    assert descriptor["version"] == descriptor["opensearch.version"] == "2.19.1"
+    assert descriptor["classname"] == "org.opensearch.painless.PainlessPlugin"
+    assert descriptor["extended.plugins"] == ""
+    policy = node.painless_security_policy()
+    assert '"createClassLoader"' in policy and '"getClassLoader"' in policy
+
+
+# ---- Maven: POMs and downloads -------------------------------------------------------------------------------
+
+POM = """<project xmlns="http://maven.apache.org/POM/4.0.0"><dependencies>
+  <dependency><groupId>org.antlr</groupId><artifactId>antlr4-runtime</artifactId><version>4.13.1</version>
+    <scope>compile</scope><exclusions><exclusion><groupId>*</groupId><artifactId>*</artifactId></exclusion></exclusions>
+  </dependency>
+  <dependency><groupId>org.example</groupId><artifactId>spi</artifactId><version>1.0</version></dependency>
+  <dependency><groupId>junit</groupId><artifactId>junit</artifactId><version>4.13</version><scope>test</scope></dependency>
+  <dependency><groupId>org.example</groupId><artifactId>extra</artifactId><version>2</version><optional>true</optional></dependency>
+</dependencies></project>"""
+SPI_POM = """<project xmlns="http://maven.apache.org/POM/4.0.0"><dependencies>
+  <dependency><groupId>org.opensearch</groupId><artifactId>opensearch</artifactId><version>2.19.1</version></dependency>
+</dependencies></project>"""
+EMPTY_POM = '<project xmlns="http://maven.apache.org/POM/4.0.0"></project>'
+
+
+def test_pom_dependencies_keep_compile_and_runtime_scopes_only():
+    found = {(dep.artifact, excludes_all) for dep, excludes_all in node.pom_dependencies(POM)}
+    assert found == {("antlr4-runtime", True), ("spi", False)}
+
+
+def test_module_jars_are_transitive_minus_the_servers_own_jars():
+    poms = {"root": POM, "spi": SPI_POM, "opensearch": EMPTY_POM}
+    fetched = []
+
+    def fetch_pom(artifact):
+        fetched.append(artifact.artifact)
+        return poms[artifact.artifact]
+
+    root = node.MavenArtifact("org.example", "root", "1.0")
+    jars = node.resolve_module_jars(root, {"opensearch-2.19.1.jar"}, fetch_pom)
+    assert [jar.file_name for jar in jars] == ["antlr4-runtime-4.13.1.jar", "root-1.0.jar", "spi-1.0.jar"]
+    assert "antlr4-runtime" not in fetched  # "exclude *:*" means its own POM is never needed
+
+
+def test_artifact_urls_follow_the_maven_layout():
+    assert node.knn_artifact("2.19.1.0").url() == (
+        "https://repo1.maven.org/maven2/org/opensearch/plugin/opensearch-knn/2.19.1.0/opensearch-knn-2.19.1.0.zip"
+    )
+    assert node.distribution_artifact("2.19.1").url("http://mirror").endswith(
+        "/org/opensearch/distribution/integ-test-zip/opensearch/2.19.1/opensearch-2.19.1.zip"
+    )
+
+
+@pytest.fixture
+def maven_repo(tmp_path):
+    """A real HTTP server over a folder laid out like Maven Central (GET only, 404 for missing files)."""
+    root = tmp_path / "repo"
+    root.mkdir()
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
+    handler.log_message = lambda *args: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield root, f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def publish(root: Path, artifact: node.MavenArtifact, payload: bytes, sha1: str | None = None) -> Path:
+    folder = root / artifact.group.replace(".", "/") / artifact.artifact / artifact.version
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / artifact.file_name).write_bytes(payload)
+    (folder / f"{artifact.file_name}.sha1").write_text(sha1 or hashlib.sha1(payload).hexdigest())
+    return folder / artifact.file_name
+
+
+def test_download_verifies_the_published_sha1_and_is_reused(maven_repo, tmp_path):
+    root, url = maven_repo
+    artifact = node.MavenArtifact("org.example", "thing", "1.0")
+    payload = os.urandom(300_000)
+    published = publish(root, artifact, payload)
+    downloads = tmp_path / "downloads"
+    first = node.download_artifact(artifact, downloads, repo=url)
+    assert first.read_bytes() == payload
+    assert (downloads / "thing-1.0.jar.sha1").read_text().strip() == hashlib.sha1(payload).hexdigest()
+    published.unlink()  # the second call must not need the server
+    assert node.download_artifact(artifact, downloads, repo=url) == first
+    assert sorted(path.name for path in downloads.iterdir()) == ["thing-1.0.jar", "thing-1.0.jar.sha1"]
+
+
+def test_a_checksum_mismatch_leaves_no_file_behind(maven_repo, tmp_path):
+    root, url = maven_repo
+    artifact = node.MavenArtifact("org.example", "bad", "1.0")
+    publish(root, artifact, b"real bytes", sha1="0" * 40)
+    downloads = tmp_path / "downloads"
+    with pytest.raises(node.OpenSearchNodeError, match="checksum mismatch"):
+        node.download_artifact(artifact, downloads, repo=url)
+    assert list(downloads.iterdir()) == []
+
+
+def test_a_missing_checksum_is_an_error(maven_repo, tmp_path):
+    root, url = maven_repo
+    artifact = node.MavenArtifact("org.example", "unsigned", "1.0")
+    publish(root, artifact, b"bytes").with_name("unsigned-1.0.jar.sha1").unlink()
+    with pytest.raises(node.OpenSearchNodeError, match="no .sha512 or .sha1"):
+        node.download_artifact(artifact, tmp_path / "downloads", repo=url)
+
+
+# ---- URLs, pid files, logs -----------------------------------------------------------------------------------
+
+
+def test_url_comes_from_the_argument_then_the_environment_then_the_managed_node(monkeypatch, tmp_path):
+    monkeypatch.setenv("PINTEXT_HOME", str(tmp_path))
+    monkeypatch.delenv("PINTEXT_OPENSEARCH_PORT", raising=False)
+    monkeypatch.delenv("OPENSEARCH_URL", raising=False)
+    assert opensearch_client.resolve_url() == "http://127.0.0.1:9200"
+    state = node.NodeSettings.from_env().state_file
+    state.parent.mkdir(parents=True)
+    state.write_text('{"url": "http://127.0.0.1:9299"}')
+    assert opensearch_client.managed_node_url() == "http://127.0.0.1:9299"
+    assert opensearch_client.resolve_url() == "http://127.0.0.1:9299"
+    monkeypatch.setenv("OPENSEARCH_URL", "https://search.example:9201/")
+    assert opensearch_client.resolve_url() == "https://search.example:9201"
+    assert opensearch_client.resolve_url("http://other:9200") == "http://other:9200"
+    with pytest.raises(ValueError, match="not like"):
+        opensearch_client.resolve_url("localhost:9200")
+
+
+def test_connect_sets_auth_and_tls_from_the_arguments():
+    client = opensearch_client.connect("https://search.example:9201", user="reader", password="secret",
+                                       verify_certs=False)
+    host = client.transport.hosts[0]
+    assert (host["host"], host["port"], host["use_ssl"]) == ("search.example", 9201, True)
+    assert client.transport.kwargs["http_auth"] == ("reader", "secret")
+    assert client.transport.kwargs["verify_certs"] is False
+
+
+@pytest.mark.parametrize("cosine", [-1.0, -0.25, 0.0, 0.6, 1.0])
+def test_knn_score_transform_round_trips(cosine):
+    score = opensearch_client.knn_score_from_cosine(cosine)
+    assert 0.0 <= score <= 1.0
+    assert opensearch_client.cosine_from_knn_score(score) == pytest.approx(cosine)
+
+
+def test_down_never_signals_a_process_it_did_not_start(tmp_path):
+    settings = node.NodeSettings(home=tmp_path)
+    bystander = subprocess.Popen(["sleep", "60"])
+    try:
+        settings.pid_file.parent.mkdir(parents=True)
+        settings.pid_file.write_text(f"{bystander.pid}\n")
+        assert node.stop(settings, timeout_s=2) is None
+        assert bystander.poll() is None  # still running
+        assert not settings.pid_file.exists()  # the stale pid file is gone
+    finally:
+        bystander.kill()
+        bystander.wait()
+
+
+def test_tail_lines_returns_the_last_lines(tmp_path):
+    log = tmp_path / "node.log"
+    log.write_text("".join(f"line {number}\n" for number in range(5000)))
+    assert node.tail_lines(log, 3) == ["line 4997", "line 4998", "line 4999"]
+    assert node.tail_lines(log, 0) == []
+    assert node.tail_lines(tmp_path / "missing.log", 5) == []
+
+
+# ---- a real node ---------------------------------------------------------------------------------------------
+
+DIM = 8
+
+
+def unit(vector: np.ndarray) -> np.ndarray:
+    return vector / np.linalg.norm(vector)
+
+
+@pytest.mark.opensearch
+def test_token_first_stage_then_exact_knn_rescore_matches_numpy(opensearch, opensearch_index_name):
+    rng = np.random.default_rng(7)
+    query = rng.normal(size=DIM).astype(np.float32)
+    vectors = {f"pin-{number}": rng.normal(size=DIM).astype(np.float32) for number in range(8)}
+    vectors["pin-same"] = query * 3.0  # cosine +1 whatever the length
+    vectors["pin-opposite"] = -query  # cosine -1: the script's score must stay >= 0
+    tokens = {pin_id: (["b0_1", "b1_5"] if number % 3 else ["b0_2"]) for number, pin_id in enumerate(vectors)}
+    tokens["pin-7"] = ["b9_9"]  # shares no token with the query: never a candidate
+    opensearch.indices.create(index=opensearch_index_name, body=pins_index_body(DIM, {"model": "test"}))
+    for pin_id, vector in vectors.items():
+        opensearch.index(index=opensearch_index_name, id=pin_id,
+                         body={"id": pin_id, "title": pin_id, "vector": vector.tolist(), "lsh_tokens": tokens[pin_id]})
+    opensearch.indices.refresh(index=opensearch_index_name)
+
+    query_tokens = ["b0_1", "b0_2", "b1_5"]
+    body = {
+        "size": 20,
+        "query": {"bool": {"should": [{"constant_score": {"filter": {"term": {"lsh_tokens": token}}}}
+                                      for token in query_tokens]}},
+        "rescore": {"window_size": 20, "query": {
+            "rescore_query": {"script_score": {"query": {"match_all": {}}, "script": {
+                "lang": "knn", "source": "knn_score",
+                "params": {"field": "vector", "query_value": query.tolist(), "space_type": "cosinesimil"}}}},
+            "query_weight": 0, "rescore_query_weight": 1}},
+    }
+    hits = opensearch.search(index=opensearch_index_name, body=body)["hits"]["hits"]
+
+    candidates = [pin_id for pin_id in vectors if set(tokens[pin_id]) & set(query_tokens)]
+    cosines = {pin_id: float(unit(vectors[pin_id]) @ unit(query)) for pin_id in candidates}
+    expected_order = sorted(candidates, key=lambda pin_id: -cosines[pin_id])
+    assert [hit["_id"] for hit in hits] == expected_order
+    assert "pin-7" not in {hit["_id"] for hit in hits}
+    for hit in hits:
+        assert opensearch_client.cosine_from_knn_score(hit["_score"]) == pytest.approx(cosines[hit["_id"]], abs=1e-5)
+    assert hits[0]["_id"] == "pin-same" and hits[0]["_score"] == pytest.approx(1.0, abs=1e-6)
+    assert hits[-1]["_id"] == "pin-opposite" and hits[-1]["_score"] == pytest.approx(0.0, abs=1e-6)
+
+
+@pytest.mark.opensearch
+def test_lucene_hnsw_engine_works_without_native_libraries(opensearch, opensearch_index_name):
+    """FAISS/NMSLIB need native libraries the Maven zip lacks; Lucene's HNSW is pure Java."""
+    rng = np.random.default_rng(11)
+    vectors = rng.normal(size=(30, DIM)).astype(np.float32)
+    opensearch.indices.create(index=opensearch_index_name, body={
+        "settings": {"index": {"knn": True, "number_of_shards": 1, "number_of_replicas": 0}},
+        "mappings": {"properties": {"vector": {"type": "knn_vector", "dimension": DIM, "method": {
+            "name": "hnsw", "engine": "lucene", "space_type": "cosinesimil"}}}},
+    })
+    for number, vector in enumerate(vectors):
+        opensearch.index(index=opensearch_index_name, id=str(number), body={"vector": vector.tolist()})
+    opensearch.indices.refresh(index=opensearch_index_name)
+    query = rng.normal(size=DIM).astype(np.float32)
+    response = opensearch.search(index=opensearch_index_name,
+                                 body={"size": 5, "query": {"knn": {"vector": {"vector": query.tolist(), "k": 5}}}})
+    cosines = (vectors / np.linalg.norm(vectors, axis=1, keepdims=True)) @ unit(query)
+    top = [hit["_id"] for hit in response["hits"]["hits"]]
+    assert top[0] == str(int(np.argmax(cosines)))  # 30 points: HNSW finds the true nearest
+    for hit in response["hits"]["hits"]:
+        assert opensearch_client.cosine_from_knn_score(hit["_score"]) == pytest.approx(cosines[int(hit["_id"])],
+                                                                                       abs=1e-5)
+    assert opensearch.cluster.health()["status"] in ("green", "yellow")
+
+
+# ---- the managed node's lifecycle through the CLI ------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def pintext_command(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
+    executable = Path(sys.executable).with_name("pintext")
+    command = [str(executable)] if executable.exists() else [sys.executable, "-c", "from pintext.cli import main; main()"]
+    return subprocess.run([*command, "opensearch", *args], env=env, capture_output=True, text=True, timeout=400)
+
+
+def recorded_pid(env: dict[str, str]) -> int:
+    return int(node.NodeSettings(home=Path(env["PINTEXT_HOME"])).pid_file.read_text())
+
+
+@pytest.fixture
+def lifecycle_env():
+    """A private PINTEXT_HOME (sharing the download cache) and a free port, so the session's node is untouched.
+
+    Not under pytest's tmp_path: pytest keeps /tmp/pytest-of-<user> at mode 0700 (and re-applies that when any
+    other session starts), which the node's service user cannot traverse.
+    """
+    settings = node.NodeSettings.from_env()
+    if not (settings.java_home / "bin" / "java").is_file():
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"no JDK 17 at {settings.java_home} (CI=true)")
+        pytest.skip(f"no JDK 17 at {settings.java_home}")
+    home = Path(tempfile.mkdtemp(prefix="pintext-lifecycle-"))
+    settings.downloads_dir.mkdir(parents=True, exist_ok=True)
+    (home / "downloads").symlink_to(settings.downloads_dir)
+    env = {**os.environ, "PINTEXT_HOME": str(home), "PINTEXT_OPENSEARCH_PORT": str(free_port()),
+           "PINTEXT_OPENSEARCH_HEAP": "384m", "COLUMNS": "200"}
+    env.pop("OPENSEARCH_URL", None)
+    yield env
+    pintext_command("down", env=env)
+    shutil.rmtree(home, ignore_errors=True)
+
+
+@pytest.mark.opensearch
+@pytest.mark.slow
+def test_up_is_idempotent_and_down_then_up_works(lifecycle_env):
+    first = pintext_command("up", env=lifecycle_env)
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert "up at" in first.stdout
+    pid = recorded_pid(lifecycle_env)
+
+    again = pintext_command("up", env=lifecycle_env)
+    assert again.returncode == 0 and "already running" in again.stdout and f"pid {pid}" in again.stdout
+
+    status = pintext_command("status", "--json", env=lifecycle_env)
+    assert status.returncode == 0, status.stdout + status.stderr
+    assert '"opensearch-knn 2.19.1.0"' in status.stdout and f'"pid": {pid}' in status.stdout
+
+    logs = pintext_command("logs", "-n", "5", env=lifecycle_env)
+    assert logs.returncode == 0 and len(logs.stdout.splitlines()) >= 5 and "pintext-local" in logs.stdout
+
+    down = pintext_command("down", env=lifecycle_env)
+    assert down.returncode == 0 and "stopped" in down.stdout
+    assert not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text().split()[2]
+    assert pintext_command("status", env=lifecycle_env).returncode == 1
+    assert "no managed OpenSearch node" in pintext_command("down", env=lifecycle_env).stdout
+
+    restarted = pintext_command("up", env=lifecycle_env)
+    assert restarted.returncode == 0 and "up at" in restarted.stdout, restarted.stdout + restarted.stderr
+    assert recorded_pid(lifecycle_env) != pid
+    assert "stopped" in pintext_command("down", env=lifecycle_env).stdout
