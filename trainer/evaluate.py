@@ -3,7 +3,8 @@
 Per task, on one split (default test):
 
 - pairwise accuracy (the paper's): share of pairs with score(anchor, positive) > score(anchor, background),
-  the background being the positive of a randomly drawn other pair of the split (another pin). Ties fail.
+  the background being the positive of a randomly drawn other pair of the split that is not a positive of
+  the same anchor. Ties fail.
 - recall@10, recall@100, MRR: each distinct anchor of the split ranks the task's CANDIDATE POOL = all
   distinct positives of the task over all its splits (by positive_id); its relevant items are its positives
   in the split. Ties rank pessimistically (a tie with a non-relevant item counts as losing), so a model that
@@ -84,11 +85,12 @@ def prepare_task(data, split: str = "test", seed: int = 0) -> TaskData:
     rows = data[split]
     anchors = list(rows["anchor"])
     positive_index = np.asarray([pool_ids[pid] for pid in ids_of(rows, "positive_id", "positive")], dtype=np.int64)
-    background_index = _draw_background(positive_index, np.random.default_rng(seed))
+    anchor_keys = ids_of(rows, "anchor_id", "anchor")
+    background_index = _draw_background(positive_index, anchor_keys, np.random.default_rng(seed))
 
     relevant_by_anchor: dict[str, set[int]] = {}
     anchor_text: dict[str, str] = {}
-    for anchor_id, anchor, index in zip(ids_of(rows, "anchor_id", "anchor"), anchors, positive_index):
+    for anchor_id, anchor, index in zip(anchor_keys, anchors, positive_index):
         relevant_by_anchor.setdefault(anchor_id, set()).add(int(index))
         anchor_text.setdefault(anchor_id, anchor)
     return TaskData(
@@ -102,12 +104,18 @@ def prepare_task(data, split: str = "test", seed: int = 0) -> TaskData:
     )
 
 
-def _draw_background(positive_index: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """For each pair, the positive of another random pair that is a different pool item (when one exists)."""
+def _draw_background(positive_index: np.ndarray, anchor_keys: list[str], rng: np.random.Generator) -> np.ndarray:
+    """For each pair, the positive of another random pair of the split that is not a positive of the same
+    anchor (that would be a false negative), when one exists."""
+    relevant: dict[str, set[int]] = {}
+    for key, index in zip(anchor_keys, positive_index):
+        relevant.setdefault(key, set()).add(int(index))
     n = len(positive_index)
     draw = rng.integers(0, n, size=n)
-    for _ in range(20):  # redraw the few collisions; a bounded loop, popular pins make some
-        clash = positive_index[draw] == positive_index
+    for _ in range(50):  # redraw the few clashes; bounded, since an anchor may own most of a tiny split
+        clash = np.fromiter(
+            (int(positive_index[d]) in relevant[key] for d, key in zip(draw, anchor_keys)), dtype=bool, count=n
+        )
         if not clash.any():
             break
         draw[clash] = rng.integers(0, n, size=int(clash.sum()))
@@ -115,9 +123,13 @@ def _draw_background(positive_index: np.ndarray, rng: np.random.Generator) -> np
 
 
 def ranks_of_relevant(scores: np.ndarray, relevant: np.ndarray) -> np.ndarray:
-    """Pessimistic 1-based rank of each relevant item: ties with any other item count as losses."""
+    """1-based rank of each relevant item, pessimistic on ties: a tie with a non-relevant item counts as a
+    loss, a tie between relevant items does not (their order among themselves changes no metric)."""
     relevant_scores = scores[relevant]
-    return np.asarray([np.count_nonzero(scores >= value) for value in relevant_scores])
+    others = np.delete(scores, relevant)
+    return np.asarray(
+        [1 + np.count_nonzero(others >= value) + np.count_nonzero(relevant_scores > value) for value in relevant_scores]
+    )
 
 
 def ranking_metrics(score_rows: Callable[[slice], np.ndarray], task: TaskData, chunk: int = 256) -> dict[str, float]:

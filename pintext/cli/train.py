@@ -29,8 +29,10 @@ def _config(
 
 def _fail(message: str) -> None:
     from rich.console import Console
+    from rich.markup import escape
 
-    Console(stderr=True).print(f"[bold red]error:[/] {message}")
+    # soft_wrap: keep paths whole for copy-paste; escape: messages quote fields like ['positive'].
+    Console(stderr=True, soft_wrap=True).print(f"[bold red]error:[/] {escape(message)}", highlight=False)
     raise typer.Exit(code=2)
 
 
