@@ -1,0 +1,103 @@
+"""Ingest benchmark: `pintext ingest` (validate + encode + LSH-hash + bulk) against a plain bulk of the same pins.
+
+The baseline is what a team has before PinText: the same pins, read and bulk-indexed with opensearch-py's
+`streaming_bulk`, same batch size and one request in flight, into an index of the same mapping, without the
+vector and the tokens. Both runs happen in this process's run, against the same node, one after the other.
+Index size is `_cat/indices` store size after a flush, extrapolated linearly to one million pins.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from pintext.bench.harness import human_bytes, markdown_table, per_million, ratio, stopwatch
+
+BATCH = 500
+
+
+def store_size_bytes(client: Any, index: str) -> int:
+    """Primary store size of an index, in bytes, after a flush."""
+    client.indices.flush(index=index)
+    rows = client.cat.indices(index=index, format="json", bytes="b")
+    return int(rows[0]["pri.store.size"] or rows[0]["store.size"])
+
+
+def pintext_ingest(pins: Path, model: Path, index: str, url: str, workers: int = 1) -> tuple[dict, float]:
+    """Run the real `pintext ingest` command; returns its JSON summary and the command's wall seconds."""
+    command = [str(Path(sys.executable).with_name("pintext")), "ingest", str(pins), "--model", str(model),
+               "--index", index, "--url", url, "--batch", str(BATCH), "--workers", str(workers), "--json",
+               "--checkpoint", str(pins.with_name(f"{pins.name}.{index}.bench-checkpoint.json"))]
+    with stopwatch() as timer:
+        finished = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "PINTEXT_PROGRESS": ""})
+    if finished.returncode != 0:
+        raise RuntimeError(f"`{' '.join(command)}` failed ({finished.returncode}): {finished.stderr[-2000:]}")
+    return json.loads(finished.stdout.strip().splitlines()[-1]), timer["seconds"]
+
+
+def plain_bulk(client: Any, pins: Path, index: str, dim: int) -> tuple[int, float]:
+    """Bulk the pins as they are (no vector, no tokens) into a fresh index of the pins mapping."""
+    from opensearchpy.helpers import streaming_bulk
+
+    from pintext.mapping import pins_index_body
+
+    if client.indices.exists(index=index):
+        client.indices.delete(index=index)
+    client.indices.create(index=index, body=pins_index_body(dim))
+
+    def actions():
+        with open(pins, encoding="utf-8") as handle:
+            for line in handle:
+                pin = json.loads(line)
+                yield {"_op_type": "index", "_index": index, "_id": pin["id"], "_source": pin}
+
+    indexed = 0
+    with stopwatch() as timer:
+        for ok, _item in streaming_bulk(client, actions(), chunk_size=BATCH, raise_on_error=True):
+            indexed += ok
+        client.indices.refresh(index=index)
+    return indexed, timer["seconds"]
+
+
+def run(client: Any, url: str, pins: Path, model: Path, index: str, dim: int, n_pins: int) -> tuple[str, dict]:
+    """Both ingests and both index sizes; returns (markdown, data). Leaves `index` filled for retrieval."""
+    if client.indices.exists(index=index):
+        client.indices.delete(index=index)
+    summary, wall = pintext_ingest(pins, model, index, url)
+    pintext_size = store_size_bytes(client, index)
+    plain_index = f"{index}-plain"
+    plain_docs, plain_seconds = plain_bulk(client, pins, plain_index, dim)
+    plain_size = store_size_bytes(client, plain_index)
+    client.indices.delete(index=plain_index)
+    pintext_rate = summary["indexed"] / wall
+    plain_rate = plain_docs / plain_seconds
+    rows = [
+        {"run": "pintext ingest (validate, encode, hash, bulk)", "docs": summary["indexed"], "seconds": wall,
+         "docs/s": pintext_rate, "x plain bulk": ratio(pintext_rate, plain_rate), "store": human_bytes(pintext_size),
+         "store per 1M pins": human_bytes(per_million(pintext_size, summary["indexed"]))},
+        {"run": "plain bulk (no vector, no tokens): baseline", "docs": plain_docs, "seconds": plain_seconds,
+         "docs/s": plain_rate, "x plain bulk": 1.0, "store": human_bytes(plain_size),
+         "store per 1M pins": human_bytes(per_million(plain_size, plain_docs))},
+    ]
+    data = {"pintext": {**summary, "wall_seconds": wall, "docs_per_second": pintext_rate,
+                        "store_bytes": pintext_size, "store_bytes_per_million": per_million(pintext_size,
+                                                                                            summary["indexed"])},
+            "plain": {"docs": plain_docs, "seconds": plain_seconds, "docs_per_second": plain_rate,
+                      "store_bytes": plain_size, "store_bytes_per_million": per_million(plain_size, plain_docs)},
+            "speed_ratio": ratio(pintext_rate, plain_rate), "size_ratio": ratio(pintext_size, plain_size),
+            "pins_in_file": n_pins}
+    markdown = "\n".join([
+        f"{n_pins:,} synthetic pins, batches of {BATCH}, one bulk request in flight, same node, one after the "
+        "other. `pintext ingest` is the real command (a subprocess, its wall time includes its start-up); "
+        "store size is `_cat/indices` primary store after a flush (segments not force-merged).",
+        "",
+        markdown_table(rows),
+        "",
+        f"pintext ingest runs at **{data['speed_ratio']:.2f}x** the docs/s of a plain bulk; its index is "
+        f"**{data['size_ratio']:.2f}x** the size (the 64-d vector and the LSH tokens).",
+    ])
+    return markdown, data

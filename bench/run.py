@@ -1,0 +1,392 @@
+"""The benchmark driver behind `pintext bench --profile quick|full`: every section, one report.
+
+Order: generator throughput, 100k-pin corpus (`pintext synth`), pairs + training on the committed sample
+(`pintext pairs`, `pintext train`), encoding, LSH tuning on the corpus (in-memory replica), ingest on the real
+node (tuned LSH), retrieval on the real node, quality vs cost. A section that fails is reported as not
+measured with its error, and the run goes on. Work files live in `$PINTEXT_HOME/bench/<profile>/`.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pintext.bench.harness import Report, command_line, markdown_table, ratio, stopwatch
+
+SAMPLE_SEED = 7  # data/sample was made with `pintext synth --out data/sample --seed 7`
+SAMPLE_PINS = 4000  # ... and the default 4000 pins, so SynthConfig.topics() gave 67 topics
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Sizes of one benchmark run."""
+
+    name: str
+    pins: int
+    encode_texts: int
+    minilm_texts: int
+    tune_queries: int
+    node_queries: int
+    exact_queries: int
+    synth_pins: int
+    tables: tuple[int, ...]
+    bits: tuple[int, ...]
+    probes: tuple[int, ...]
+    windows: tuple[int, ...]
+    epochs: float = 3.0
+    hnsw: bool = True
+    target_recall: float = 0.95
+
+
+PROFILES = {
+    "tiny": Profile("tiny", pins=5_000, encode_texts=5_000, minilm_texts=200, tune_queries=100, node_queries=50,
+                    exact_queries=20, synth_pins=5_000, tables=(32, 64), bits=(6, 8), probes=(0, 1),
+                    windows=(50, 200), epochs=1.0),
+    "quick": Profile("quick", pins=100_000, encode_texts=50_000, minilm_texts=2_000, tune_queries=300,
+                     node_queries=300, exact_queries=60, synth_pins=100_000, tables=(32, 64, 128),
+                     bits=(6, 8, 10), probes=(0, 1, 2), windows=(100, 250, 500, 1000, 2000)),
+    "full": Profile("full", pins=1_000_000, encode_texts=50_000, minilm_texts=2_000, tune_queries=500,
+                    node_queries=500, exact_queries=60, synth_pins=1_000_000, tables=(32, 64, 128),
+                    bits=(8, 10, 12), probes=(0, 1, 2), windows=(250, 500, 1000, 2000, 4000)),
+}
+
+
+@dataclass
+class Context:
+    """What earlier sections hand to later ones."""
+
+    profile: Profile
+    work: Path
+    sample: Path
+    out: Path
+    log: Callable[[str], None]
+    pins_file: Path | None = None
+    model_dir: Path | None = None
+    pairs_dir: Path | None = None
+    ids: list[str] = field(default_factory=list)
+    corpus: np.ndarray | None = None
+    queries: np.ndarray | None = None
+    lsh_choice: Any = None
+    node: Any = None
+
+
+def repo_root() -> Path:
+    return Path(__file__).resolve().parents[1]
+
+
+# ---- sections ----------------------------------------------------------------------------------------------
+
+
+def section_synth(ctx: Context, report: Report) -> None:
+    from pintext.bench.bench_synth import run as synth_run
+
+    result = synth_run(ctx.profile.synth_pins, work_dir=ctx.work)
+    rows = [{"pins": result["pins"], "users": result["users"], "events": result["events"],
+             "pins/s (world + pins)": result["pins_per_s"], "events/s": result["events_per_s"],
+             "seconds": result["total_s"], "MiB written": result["bytes_written"] / 2**20}]
+    report.add("synth", "Generator throughput (bench/bench_synth.py)",
+               f"`pintext.bench.bench_synth.run({ctx.profile.synth_pins})`: pins, users and events written to a "
+               "temporary folder, then deleted.\n\n" + markdown_table(rows), result, 0.0)
+
+
+def section_corpus(ctx: Context, report: Report) -> None:
+    """`pintext synth` the benchmark corpus with the sample's vocabulary (same seed, same topic count)."""
+    from pintext.ingest.synth import SynthConfig, build_world, query_text
+
+    topics = SynthConfig(n_pins=SAMPLE_PINS, seed=SAMPLE_SEED).topics()
+    corpus_dir = ctx.work / f"corpus-{ctx.profile.pins}"
+    ctx.pins_file = corpus_dir / "pins.jsonl"
+    command = [str(Path(sys.executable).with_name("pintext")), "synth", "--out", str(corpus_dir), "--pins",
+               str(ctx.profile.pins), "--users", "100", "--events", "1000", "--seed", str(SAMPLE_SEED),
+               "--topics", str(topics)]
+    with stopwatch() as timer:
+        if not ctx.pins_file.exists():
+            subprocess.run(command, check=True, capture_output=True)
+    world = build_world(SynthConfig(n_pins=ctx.profile.pins, seed=SAMPLE_SEED, n_topics=topics))
+    texts = sorted({query_text(world, t, q) for t in range(world.query_words.shape[0])
+                    for q in range(world.query_words.shape[1])})
+    (corpus_dir / "queries.jsonl").write_text("".join(json.dumps(text) + "\n" for text in texts))
+    report.add("corpus", "Benchmark corpus",
+               f"`{' '.join(command[1:])}` ({timer['seconds']:.1f} s; reused when present): {ctx.profile.pins:,} "
+               f"pins drawn from the same latent model as the committed sample (seed {SAMPLE_SEED}, {topics} topics, "
+               f"so the same vocabulary), and its {len(texts):,} distinct search queries (the generator's query "
+               "pools, colloquial word forms) as benchmark queries.",
+               {"pins_file": str(ctx.pins_file), "queries": len(texts), "topics": topics,
+                "seconds": timer["seconds"]}, 0.0)
+
+
+def section_train(ctx: Context, report: Report) -> None:
+    from pintext.bench import train as train_bench
+
+    markdown, data, ctx.model_dir, ctx.pairs_dir = train_bench.run(ctx.sample, ctx.work / "sample-model",
+                                                                   ctx.profile.epochs)
+    report.add("train", "Training on CPU (`pintext train` on the sample)", markdown, data, 0.0)
+
+
+def _pin_texts_and_ids(pins_file: Path) -> tuple[list[str], list[str]]:
+    from pintext.schemas import pin_text
+
+    texts, ids = [], []
+    with open(pins_file, encoding="utf-8") as handle:
+        for line in handle:
+            pin = json.loads(line)
+            texts.append(pin_text(pin))
+            ids.append(pin["id"])
+    return texts, ids
+
+
+def section_encode(ctx: Context, report: Report) -> None:
+    from pintext.bench import encode as encode_bench
+    from pintext.encoder import Encoder
+
+    texts, ids = _pin_texts_and_ids(ctx.pins_file)
+    markdown, data = encode_bench.run(ctx.model_dir, texts[:ctx.profile.encode_texts], ctx.profile.minilm_texts)
+    report.add("encode", "Encoding speed", markdown, data, 0.0)
+    report.goal("Encoder vs all-MiniLM-L6-v2", ">= 300x texts/s", data["encoder_vs_minilm"],
+                data["encoder_vs_minilm"] >= 300)
+    report.goal("Encoder vs same model through torch", ">= 1x texts/s", data["encoder_vs_same_model_torch"],
+                data["encoder_vs_same_model_torch"] >= 1.0)
+    # The corpus as the index will hold it: pins with no known word are dead-lettered by ingest.
+    encoder = Encoder.load(ctx.model_dir)
+    vectors = encoder.encode(texts)
+    known = np.linalg.norm(vectors, axis=1) > 0
+    ctx.corpus, ctx.ids = vectors[known], [pin_id for pin_id, ok in zip(ids, known) if ok]
+    query_texts = [json.loads(line) for line in (ctx.pins_file.parent / "queries.jsonl").read_text().splitlines()]
+    query_vectors = encoder.encode(query_texts)
+    query_vectors = query_vectors[np.linalg.norm(query_vectors, axis=1) > 0]
+    rng = np.random.default_rng(0)
+    ctx.queries = query_vectors[rng.permutation(len(query_vectors))]
+
+
+def section_tune(ctx: Context, report: Report) -> None:
+    from pintext.bench import lsh_sim
+    from pintext.lsh import RandomHyperplaneLSH
+
+    profile = ctx.profile
+    sample = ctx.queries[:profile.tune_queries]
+    choice, reached, points = lsh_sim.tune(ctx.corpus, sample, profile.tables, profile.bits, profile.probes,
+                                           profile.windows, profile.target_recall,
+                                           on_config=lambda t, b: ctx.log(f"  swept {t}x{b}"))
+    ctx.lsh_choice = choice
+    lsh = RandomHyperplaneLSH(dim=ctx.corpus.shape[1], tables=choice.tables, bits=choice.bits)
+    (ctx.model_dir / "lsh.json").write_text(json.dumps(lsh.to_dict(), indent=2) + "\n")
+    plot = _plot_sweep(points, ctx.out / "lsh_sweep.png")
+    best_rows = sorted(points, key=lambda p: p.cost)
+    frontier = [p for i, p in enumerate(best_rows) if p.recall > max([q.recall for q in best_rows[:i]] or [-1])]
+    rows = [_point_row(p) for p in frontier]
+    markdown = "\n".join([
+        f"`pintext lsh tune` logic (bench/lsh_sim.py) over the {len(ctx.ids):,}-pin corpus with {len(sample)} "
+        f"benchmark queries: tables {list(profile.tables)} x bits {list(profile.bits)} x probes "
+        f"{list(profile.probes)} x window {list(profile.windows)} = {len(points)} settings, swept on the in-memory "
+        "replica of the index (same LSH code, same scoring and tie rule), so no re-ingest per setting; the chosen "
+        "tables x bits is then ingested into the real node and confirmed there (next sections). 'Fastest' is "
+        "the smallest cost = postings visited + 8 x pins rescored.",
+        "",
+        f"**Choice** (target recall@10 >= {profile.target_recall}): {choice.tables} tables x {choice.bits} bits, "
+        f"probes {choice.probes}, window {choice.window}: replica recall@10 {choice.recall:.3f}, "
+        f"{100 * choice.candidate_share:.2f}% of the corpus matched, {100 * choice.rescored_share:.2f}% rescored"
+        + ("" if reached else " — **no setting of the grid reached the target; this is the best recall**") + ".",
+        "",
+        "Cost/recall frontier of the sweep (every setting is in report.json):",
+        "",
+        markdown_table(rows),
+    ])
+    report.add("tune", "LSH tuning (grid on the in-memory replica)", markdown,
+               {"choice": choice.to_json(), "reached": reached, "points": [p.to_json() for p in points]}, 0.0,
+               [plot])
+
+
+def _point_row(point: Any) -> dict:
+    return {"tables": point.tables, "bits": point.bits, "probes": point.probes, "window": point.window,
+            "recall@10": point.recall, "matched %": 100 * point.candidate_share,
+            "rescored %": 100 * point.rescored_share, "postings": point.postings, "cost": point.cost}
+
+
+def _plot_sweep(points: list, path: Path) -> str:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(7, 4.5))
+    configs = sorted({(p.tables, p.bits) for p in points})
+    for tables, bits in configs:
+        mine = sorted((p for p in points if (p.tables, p.bits) == (tables, bits)), key=lambda p: p.cost)
+        axes.scatter([p.cost for p in mine], [p.recall for p in mine], s=12, label=f"{tables}x{bits}")
+    axes.set_xscale("log")
+    axes.set_xlabel("cost per query (postings + 8 x rescored), log scale")
+    axes.set_ylabel("recall@10 (replica)")
+    axes.axhline(0.95, color="grey", linestyle=":", linewidth=1)
+    axes.legend(fontsize=7, ncol=2)
+    axes.set_title("LSH grid: recall vs work per query")
+    axes.grid(True, which="both", alpha=0.3)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+    return str(path)
+
+
+def section_node(ctx: Context, report: Report) -> None:
+    from pintext.bench.node import open_node
+
+    ctx.node = open_node()
+    report.versions["opensearch"] = ctx.node.version
+    report.notes.append(
+        f"OpenSearch {ctx.node.version} at {ctx.node.url}, plugins {ctx.node.plugins}; "
+        + (f"started by this run in {ctx.node.start_seconds:.0f} s (stopped at the end)" if ctx.node.started_here
+           else "already running (left running)") + ".")
+
+
+def section_ingest(ctx: Context, report: Report) -> None:
+    from pintext.bench import ingest as ingest_bench
+
+    markdown, data = ingest_bench.run(ctx.node.client, ctx.node.url, ctx.pins_file, ctx.model_dir, bench_index(ctx),
+                                      ctx.corpus.shape[1], len(ctx.ids))
+    report.add("ingest", "Ingest", markdown, data, 0.0)
+
+
+def bench_index(ctx: Context) -> str:
+    return f"pintext-bench-{ctx.profile.name}"
+
+
+def section_retrieval(ctx: Context, report: Report) -> None:
+    from pintext.bench import retrieval
+    from pintext.ingest.indexer import load_or_create_lsh
+
+    lsh = load_or_create_lsh(ctx.model_dir, ctx.corpus.shape[1])
+    choice = ctx.lsh_choice
+    probes = sorted({0, choice.probes, min(choice.probes + 1, lsh.bits)})
+    windows = sorted({choice.window, max(10, choice.window // 2), choice.window * 2})
+    queries = ctx.queries[:ctx.profile.node_queries]
+    rows, extra = retrieval.run(ctx.node.client, bench_index(ctx), lsh, ctx.ids, ctx.corpus, queries, probes,
+                                windows, ctx.profile.exact_queries, hnsw=ctx.profile.hnsw, log=ctx.log)
+    plot = retrieval.plot(rows, ctx.out / "recall_vs_latency.png")
+    exact = rows[0]
+    tuned = next(row for row in rows if row["setting"].endswith(f"probes {choice.probes}, window {choice.window}"))
+    hnsw_note = (f"Lucene HNSW: could not be measured ({extra['hnsw_error']})." if "hnsw_error" in extra else
+                 f"Lucene HNSW index build (bulk + refresh) took {extra.get('hnsw_build_seconds', float('nan')):.1f} s."
+                 if ctx.profile.hnsw else "Lucene HNSW: not run in this profile.")
+    markdown = "\n".join([
+        f"Real node, index `{bench_index(ctx)}` ({len(ctx.ids):,} pins, dim {ctx.corpus.shape[1]}, tuned LSH "
+        f"{lsh.tables}x{lsh.bits}). {len(queries)} benchmark queries ({extra['exact_queries']} for the exact "
+        "baseline, which scores every pin); recall@10 against numpy brute-force cosine. Latency is client-side "
+        "wall time per request; QPS with 4 threads is queries / wall time with 4 concurrent clients. "
+        "'candidates %' = pins sharing >= 1 table with the query, 'rescored %' = pins the knn_score script "
+        "scores (min(window, candidates)); both from the replica, whose own recall is 'sim recall@10'.",
+        "",
+        retrieval.table(rows),
+        "",
+        hnsw_note,
+    ])
+    report.add("retrieval", "Retrieval on the real node", markdown,
+               {"rows": [{k: v for k, v in row.items()} for row in rows], **extra,
+                "lsh": lsh.to_dict(), "tuned_setting": tuned["setting"]}, 0.0, [str(plot)])
+    report.goal("Tuned LSH recall@10 vs exact (real node)", ">= 0.95", tuned["recall@10"], tuned["recall@10"] >= 0.95,
+                tuned["setting"])
+    speedup = tuned["p50 speed-up vs exact"]
+    report.goal("Tuned LSH p50 vs exact knn_score script", ">= 10x faster", speedup, speedup >= 10,
+                f"{tuned['p50 ms']:.1f} ms vs {exact['p50 ms']:.1f} ms")
+
+
+def section_quality(ctx: Context, report: Report) -> None:
+    from pintext.bench import quality
+
+    markdown, data = quality.run(ctx.model_dir, ctx.pairs_dir)
+    report.add("quality", "Quality vs cost (search task of the sample)", markdown, data, 0.0)
+
+
+SECTIONS: list[tuple[str, str, Callable[[Context, Report], None], tuple[str, ...]]] = [
+    # key, title, function, sections it needs
+    ("synth", "Generator throughput", section_synth, ()),
+    ("corpus", "Benchmark corpus", section_corpus, ()),
+    ("train", "Training on CPU", section_train, ()),
+    ("encode", "Encoding speed", section_encode, ("corpus", "train")),
+    ("tune", "LSH tuning", section_tune, ("encode",)),
+    ("node", "OpenSearch node", section_node, ()),
+    ("ingest", "Ingest", section_ingest, ("node", "tune")),
+    ("retrieval", "Retrieval on the real node", section_retrieval, ("ingest",)),
+    ("quality", "Quality vs cost", section_quality, ("train",)),
+]
+
+
+def run(profile_name: str, out: Path, only: set[str] | None = None, log: Callable[[str], None] = print) -> Report:
+    """Run the profile's sections (all, or `only` and what they need) and write the report into `out`."""
+    from pintext.paths import pintext_home
+
+    profile = PROFILES[profile_name]
+    work = pintext_home() / "bench" / profile.name
+    work.mkdir(parents=True, exist_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
+    ctx = Context(profile, work, repo_root() / "data" / "sample", out, log)
+    report = Report(command=command_line(), profile=profile.name, params=asdict(profile))
+    done: set[str] = set()
+    began = time.perf_counter()
+    try:
+        for key, title, function, needs in SECTIONS:
+            if only and key not in only and not any(key in _needs_of(other) for other in only):
+                continue
+            missing = [need for need in needs if need not in done]
+            if missing:
+                report.failed(key, title, f"skipped: {', '.join(missing)} did not complete", 0.0)
+                continue
+            log(f"[{time.perf_counter() - began:6.0f} s] {title}")
+            with stopwatch() as timer:
+                try:
+                    function(ctx, report)
+                    done.add(key)
+                except Exception as error:  # noqa: BLE001 - one failed section must not lose the others
+                    log(traceback.format_exc())
+                    report.failed(key, title, f"{type(error).__name__}: {str(error)[:800]}", timer["seconds"])
+                    continue
+            if report.sections and report.sections[-1]["key"] == key:
+                report.sections[-1]["seconds"] = round(timer["seconds"], 1)
+            if key == "ingest":
+                pass
+    finally:
+        if ctx.node is not None:
+            outcome = ctx.node.close()
+            if outcome:
+                report.notes.append(f"managed node stopped at the end: {outcome}")
+        report.seconds = time.perf_counter() - began
+        for key in [goal for goal in ("encode", "retrieval") if goal not in done]:
+            report.goal(f"{key} goals", "see section", None, None, "section did not complete")
+        _add_ingest_goal_free_notes(report)
+        _copy_plots(report, out)
+        report.write(out)
+    return report
+
+
+def _needs_of(key: str) -> set[str]:
+    """Every section `key` depends on, transitively."""
+    needs = {need for k, _, _, deps in SECTIONS if k == key for need in deps}
+    for need in list(needs):
+        needs |= _needs_of(need)
+    return needs
+
+
+def _add_ingest_goal_free_notes(report: Report) -> None:
+    load = report.machine.get("load_average_at_start") or [0]
+    cores = report.machine.get("cores") or 1
+    if load and load[0] > 0.5 * cores:
+        report.notes.append(f"the machine was loaded when the run started (1-minute load {load[0]} on {cores} "
+                            "cores): other processes shared the CPU, so absolute rates are lower than on an idle "
+                            "machine; ratios within a section are measured back to back and hold better.")
+
+
+def _copy_plots(report: Report, out: Path) -> None:
+    for section in report.sections:
+        for index, plot in enumerate(section["plots"]):
+            source = Path(plot)
+            if source.exists() and source.parent.resolve() != out.resolve():
+                shutil.copy(source, out / source.name)
+            section["plots"][index] = source.name

@@ -1,0 +1,135 @@
+"""Fast unit tests of the benchmark's pure parts: recall, percentiles and ratios, the LSH replica and tuner."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from pintext.bench.harness import Report, markdown_table, per_million, percentiles, ratio
+from pintext.bench.lsh_sim import (BucketIndex, GridPoint, choose, cost_of, exact_top_k, recall_at_k, sweep_config,
+                                   unit_rows)
+from pintext.bench.quality import metrics_from_scores, ndcg_at_10, pessimistic_ranks, rrf
+from pintext.lsh import RandomHyperplaneLSH
+
+
+def test_percentiles_interpolate_like_numpy_and_handle_empty_input():
+    samples = list(range(1, 101))  # 1..100 ms
+    result = percentiles(samples)
+    assert result["p50"] == pytest.approx(50.5)
+    assert result["p95"] == pytest.approx(95.05)
+    assert result["p99"] == pytest.approx(99.01)
+    assert all(math.isnan(value) for value in percentiles([]).values())
+
+
+def test_ratio_and_extrapolation_never_divide_by_zero():
+    assert ratio(300.0, 1.5) == pytest.approx(200.0)
+    assert math.isnan(ratio(1.0, 0.0))
+    assert math.isnan(ratio(float("nan"), 2.0))
+    assert per_million(2_000_000, 100_000) == pytest.approx(20_000_000)
+    assert math.isnan(per_million(10, 0))
+
+
+def test_recall_at_k_counts_the_overlap_with_the_exact_top_k():
+    truth = np.array([[1, 2, 3, 4], [5, 6, 7, 8]])
+    found = [[1, 2, 9, 10], [8, 7, 6, 5]]
+    assert recall_at_k(found, truth, 4) == pytest.approx((0.5 + 1.0) / 2)
+    assert recall_at_k([[1, 2]], truth[:1], 2) == 1.0
+
+
+def test_exact_top_k_is_brute_force_cosine_with_self_exclusion():
+    corpus = np.array([[1, 0], [0.9, 0.1], [0, 1], [-1, 0]], dtype=np.float32)
+    unit = unit_rows(corpus)
+    top = exact_top_k(unit, unit[:1], 2)
+    assert top.tolist() == [[0, 1]]
+    assert exact_top_k(unit, unit[:1], 2, exclude_rows=[0]).tolist() == [[1, 2]]
+
+
+def test_bucket_index_counts_shared_tables_like_the_token_query():
+    rng = np.random.default_rng(3)
+    corpus = rng.standard_normal((300, 16)).astype(np.float32)
+    lsh = RandomHyperplaneLSH(dim=16, tables=8, bits=3, seed=5)
+    index = BucketIndex(lsh, corpus)
+    query = corpus[7:8]
+    rows, counts, postings = index.match_counts(index.query_buckets(query, probes=0)[0])
+    # The same count from the product's own token strings.
+    query_tokens = set(lsh.query_tokens(query)[0])
+    expected = np.array([len(query_tokens & set(tokens)) for tokens in lsh.tokens(corpus)])
+    assert set(rows.tolist()) == set(np.flatnonzero(expected).tolist())
+    assert counts.tolist() == expected[rows].tolist()
+    assert postings == expected.sum()
+    assert counts[rows.tolist().index(7)] == 8  # a pin shares every table with itself
+
+
+def test_probed_buckets_are_the_query_tokens_multi_probe_buckets():
+    rng = np.random.default_rng(4)
+    lsh = RandomHyperplaneLSH(dim=8, tables=4, bits=4, seed=1)
+    index = BucketIndex(lsh, rng.standard_normal((20, 8)).astype(np.float32))
+    query = rng.standard_normal((1, 8)).astype(np.float32)
+    buckets = index.query_buckets(query, probes=2)[0]
+    tokens = lsh.query_tokens(query, probes=2)[0]
+    rebuilt = [f"t{table:02d}_{int(bucket):01x}" for table in range(4) for bucket in buckets[table]]
+    assert rebuilt == tokens
+
+
+def test_a_window_holding_every_candidate_with_all_probes_finds_the_exact_neighbours():
+    rng = np.random.default_rng(0)
+    corpus = unit_rows(rng.standard_normal((400, 8)))
+    queries = unit_rows(rng.standard_normal((20, 8)))
+    truth = exact_top_k(corpus, queries, 10)
+    # One bit per table: every pin matches at least one table of 32 in practice; window = whole corpus.
+    points = sweep_config(corpus, queries, truth, tables=32, bits=1, probes_grid=[0], windows=[400])
+    assert points[0].recall == pytest.approx(1.0)
+    assert points[0].rescored <= 400
+
+
+def _point(tables, bits, probes, window, recall, cost):
+    return GridPoint(tables, bits, probes, window, recall, candidates=100, rescored=min(window, 100),
+                     postings=cost, corpus=1000, cost=cost)
+
+
+def test_tuner_picks_the_cheapest_setting_that_reaches_the_target():
+    grid = [_point(16, 8, 0, 100, 0.80, 100), _point(64, 8, 0, 500, 0.96, 900), _point(128, 8, 0, 500, 0.99, 2000),
+            _point(64, 6, 1, 500, 0.97, 700)]
+    choice, reached = choose(grid, 0.95)
+    assert reached and (choice.tables, choice.bits, choice.probes) == (64, 6, 1)
+    choice, reached = choose(grid, 0.995)
+    assert not reached and choice.recall == 0.99  # nothing reaches: the best recall, flagged
+    assert choose([], 0.9) == (None, False)
+
+
+def test_cost_weighs_rescored_pins_more_than_postings():
+    assert cost_of(1000, 0) < cost_of(1000, 100)
+    assert cost_of(0, 10) > 10
+
+
+def test_ndcg_and_recall_from_pessimistic_ranks():
+    assert ndcg_at_10(np.array([1]), 1) == pytest.approx(1.0)
+    assert ndcg_at_10(np.array([2]), 1) == pytest.approx(1 / np.log2(3))
+    assert ndcg_at_10(np.array([11]), 1) == 0.0
+    # A tie with a non-relevant item loses: a constant scorer is not rewarded.
+    assert pessimistic_ranks(np.array([1.0, 1.0, 0.5])).tolist() == [2, 2, 3]
+    scores = np.array([[0.9, 0.1, 0.5], [0.0, 0.0, 0.0]])
+    metrics = metrics_from_scores(scores, [np.array([0]), np.array([2])])
+    assert metrics["ndcg@10"] == pytest.approx((1.0 + 1 / np.log2(4)) / 2)
+    assert metrics["recall@100"] == 1.0
+
+
+def test_rrf_prefers_items_both_rankings_like():
+    first = np.array([[3.0, 2.0, 1.0]])
+    second = np.array([[1.0, 3.0, 2.0]])
+    fused = rrf(first, second)
+    assert np.argmax(fused[0]) == 1  # ranks 2 and 1 beat ranks 1 and 3
+
+
+def test_report_renders_goals_and_sections(tmp_path):
+    report = Report(command="pintext bench --profile tiny", profile="tiny", params={"pins": 10})
+    report.add("x", "A section", markdown_table([{"a": 1, "b": 2.5}]), {"a": 1}, 1.0)
+    report.goal("speed", ">= 300x", 412.0, True)
+    report.goal("recall", ">= 0.95", 0.9, False)
+    markdown, raw = report.write(tmp_path)
+    text = markdown.read_text()
+    assert "pintext bench --profile tiny" in text and "| 1 | 2.5 |" in text
+    assert "| recall | >= 0.95 | 0.9 | NO |" in text
+    assert raw.exists()
