@@ -85,16 +85,11 @@ def opensearch_meta(client: Any, index: str) -> dict:
 
 
 def knn_score_to_cosine(score: float) -> float:
-    """The cosine behind a k-NN `knn_score` cosinesimil score.
+    """The cosine behind a k-NN `knn_score` cosinesimil score, by the OpenSearch adapter's calibrated mapping
+    (k-NN 2.19 scores `(1 + cosine) / 2`; tests check the result against numpy)."""
+    from pintext.ingest.opensearch_client import cosine_from_knn_score
 
-    Prefers the OpenSearch adapter's mapping (calibrated against the running node); without it, uses the
-    2.19 script's `(1 + cosine) / 2` (k-NN issues #2357/#2561). Tests check the result against numpy.
-    """
-    try:
-        from pintext.ingest.opensearch_client import knn_score_to_cosine as adapter_mapping  # type: ignore
-    except ImportError:
-        return 2.0 * float(score) - 1.0
-    return float(adapter_mapping(score))
+    return cosine_from_knn_score(score)
 
 
 def rank(hits: list[SearchHit]) -> list[SearchHit]:

@@ -224,3 +224,21 @@ def test_opensearch_refuses_an_index_of_another_model(opensearch, opensearch_ind
         text = " ".join(result.output.split())
         assert Encoder.load(model_dir).fingerprint in text and Encoder.load(other).fingerprint in text
     assert opensearch.count(index=opensearch_index_name)["count"] == 20
+
+
+@pytest.mark.opensearch
+def test_index_create_info_delete(opensearch, opensearch_index_name, tmp_path, model_dir):
+    args = ["--model", str(model_dir), *os_args(opensearch, opensearch_index_name)]
+    created = CliRunner().invoke(app, ["index", "create", *args], catch_exceptions=False)
+    assert created.exit_code == 0 and created.stdout.startswith("created"), created.output
+    again = CliRunner().invoke(app, ["index", "create", *args], catch_exceptions=False)
+    assert again.exit_code == 0 and again.stdout.startswith("exists, same model"), again.output
+    info = CliRunner().invoke(app, ["index", "info", *os_args(opensearch, opensearch_index_name)])
+    described = json.loads(info.stdout)
+    assert described["docs"] == 0
+    assert described["meta"]["model_fingerprint"] == Encoder.load(model_dir).fingerprint
+    assert described["meta"]["dim"] == DIM and described["meta"]["lsh"]["tables"] == 64
+    mapping = opensearch.indices.get_mapping(index=opensearch_index_name)[opensearch_index_name]["mappings"]
+    assert mapping["properties"]["vector"]["dimension"] == DIM
+    deleted = CliRunner().invoke(app, ["index", "delete", *os_args(opensearch, opensearch_index_name)])
+    assert deleted.exit_code == 0 and not opensearch.indices.exists(index=opensearch_index_name)

@@ -153,3 +153,29 @@ def test_cli_search_json_explain_dsl_and_backends_agree(corpus, opensearch):
     table = CliRunner().invoke(app, ["search", "w007 w077", *base, "--explain",
                                      *os_args(opensearch, corpus["index"])], catch_exceptions=False)
     assert remote_hits[0]["id"] in table.stdout and "first stage" in table.stdout
+
+
+def test_cli_queries_file_related_and_template_call(corpus, opensearch, tmp_path):
+    queries_file = tmp_path / "queries.jsonl"
+    queries_file.write_text('{"query": "w001 w002"}\n\n"w050"\n', encoding="utf-8")
+    base = ["--model", str(corpus["model_dir"]), "--k", "4", "--window", "40"]
+    result = CliRunner().invoke(app, ["search", "--queries", str(queries_file), *base, "--json",
+                                      *os_args(opensearch, corpus["index"])], catch_exceptions=False)
+    answers = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [answer["query"] for answer in answers] == ["w001 w002", "w050"]
+    assert all(len(answer["hits"]) == 4 for answer in answers)
+
+    pin_id = corpus["pins"][9]["id"]
+    related = CliRunner().invoke(app, ["related", pin_id, *base, "--json", *os_args(opensearch, corpus["index"])],
+                                 catch_exceptions=False)
+    hits = json.loads(related.stdout)["hits"]
+    assert len(hits) == 4 and pin_id not in [hit["id"] for hit in hits]
+    missing = CliRunner().invoke(app, ["related", "no-such-pin", *base, *os_args(opensearch, corpus["index"])])
+    assert missing.exit_code == 2 and "no-such-pin" in missing.output
+
+    printed = CliRunner().invoke(app, ["dsl", "w001 w002", *base, "--template", "--index", corpus["index"]])
+    request_line, body = printed.stdout.split("\n", 1)
+    call = json.loads(body)
+    assert request_line == f"GET {corpus['index']}/_search/template"
+    assert call["id"] == queries.SEARCH_TEMPLATE_ID and call["params"]["size"] == 4
+    assert len(call["params"]["tokens"]) == 64 and len(call["params"]["vector"]) == corpus["encoder"].dim
