@@ -242,3 +242,53 @@ def test_index_create_info_delete(opensearch, opensearch_index_name, tmp_path, m
     assert mapping["properties"]["vector"]["dimension"] == DIM
     deleted = CliRunner().invoke(app, ["index", "delete", *os_args(opensearch, opensearch_index_name)])
     assert deleted.exit_code == 0 and not opensearch.indices.exists(index=opensearch_index_name)
+
+
+def wait_for(condition, timeout_s: float, what: str, poll_s: float = 0.01):
+    """Poll `condition()` until it returns something truthy, failing after `timeout_s`."""
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(poll_s)
+    raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
+
+
+@pytest.mark.opensearch
+def test_opensearch_sigkill_mid_ingest_then_resume(opensearch, opensearch_index_name, tmp_path, model_dir):
+    import signal
+
+    pins_file = tmp_path / "pins.jsonl"
+    valid = write_pins_file(pins_file, make_pins(6_000), with_bad_lines=False)
+    checkpoint_file = Path(f"{pins_file}.{opensearch_index_name}.checkpoint.json")
+    command = [str(Path(sys.executable).parent / "pintext"), "ingest", str(pins_file), "--model", str(model_dir),
+               "--batch", "100", "--json", *os_args(opensearch, opensearch_index_name)]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        def progress_made():
+            if checkpoint_file.is_file():
+                state = json.loads(checkpoint_file.read_text())
+                return state if state["line"] >= 300 else None
+            return None
+
+        state = wait_for(progress_made, 120, "the checkpoint to pass line 300")
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.communicate(timeout=60)
+    assert process.returncode == -signal.SIGKILL
+    killed_at = json.loads(checkpoint_file.read_text())
+    assert not killed_at["complete"] and killed_at["line"] >= state["line"], "the ingest finished before the kill"
+    opensearch.indices.refresh(index=opensearch_index_name)
+    survived = opensearch.count(index=opensearch_index_name)["count"]
+    assert killed_at["line"] <= survived < valid  # acknowledged lines are all there; batches past it may be too
+
+    resumed = subprocess.run([*command, "--resume"], capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr
+    summary = json.loads(resumed.stdout.strip().splitlines()[-1])
+    assert summary["resumed_after_line"] == killed_at["line"]
+    assert summary["created"] == valid - survived  # nothing indexed twice as new, nothing missing
+    assert summary["created"] + summary["updated"] == valid - killed_at["line"]
+    assert opensearch.count(index=opensearch_index_name)["count"] == valid
