@@ -83,3 +83,16 @@ def test_importing_the_encoder_does_not_import_torch(runtime_dir):
         "assert 'sentence_transformers' not in sys.modules\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_ascii_fast_path_matches_the_tokenizer(runtime_dir):
+    import random
+    import string
+
+    encoder = Encoder.load(runtime_dir[0])
+    rng = random.Random(0)
+    alphabet = string.printable + "REDred APPLE apple_pie"
+    texts = ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 40))) for _ in range(300)]
+    texts += ["Red APPLE!", "RED_apple pie-tart", "\tgreen\napple\x00pie", "café red", "ＲＥＤ apple", "İ red"]
+    expected = [e.ids for e in encoder.tokenizer.encode_batch(texts, add_special_tokens=False)]
+    assert encoder.token_ids(texts) == expected
