@@ -292,3 +292,17 @@ def test_opensearch_sigkill_mid_ingest_then_resume(opensearch, opensearch_index_
     assert summary["created"] == valid - survived  # nothing indexed twice as new, nothing missing
     assert summary["created"] + summary["updated"] == valid - killed_at["line"]
     assert opensearch.count(index=opensearch_index_name)["count"] == valid
+
+
+def test_local_gzip_input_and_rerun_keeps_one_dead_letter_entry_per_line(tmp_path, model_dir):
+    import gzip
+
+    plain = tmp_path / "pins.jsonl"
+    valid = write_pins_file(plain, make_pins(80))
+    packed = tmp_path / "pins.jsonl.gz"
+    packed.write_bytes(gzip.compress(plain.read_bytes()))
+    for _ in range(2):
+        summary = local_ingest(packed, model_dir, tmp_path / "local")
+    assert summary["indexed"] == valid and summary["rejected"] == len(BAD_LINES)
+    lines = [json.loads(line)["line"] for line in Path(summary["dead_letter"]).read_text().splitlines()]
+    assert sorted(lines) == sorted(BAD_LINES)

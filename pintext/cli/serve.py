@@ -253,7 +253,8 @@ def ingest(
     strict: Annotated[bool, typer.Option("--strict", help="Stop at the first bad line instead of "
                                                           "dead-lettering it.")] = False,
     dead_letter: Annotated[Optional[Path], typer.Option("--dead-letter", help="Rejected lines go here; default "
-                                                        "FILE.rejected.jsonl.")] = None,
+                                                        "FILE.rejected.jsonl (restarted by each run "
+                                                        "without --resume).")] = None,
     checkpoint: Annotated[Optional[Path], typer.Option("--checkpoint", help="Checkpoint file; default "
                                                        "FILE.<index>.checkpoint.json.")] = None,
     json_output: JsonOption = False,
@@ -274,6 +275,10 @@ def ingest(
     target = f"local:{local_dir.resolve()}" if backend is Backend.local else f"opensearch:{index}"
     sink = LocalSink(conn.local_index()) if backend is Backend.local else OpenSearchSink(conn.client, index)
     dead_letter_path = dead_letter or pins_file.with_name(pins_file.name + ".rejected.jsonl")
+    if dead_letter is None and not resume:
+        # The default dead letter belongs to this input alone: a fresh run starts it afresh, so re-running
+        # never lists a line twice. A --dead-letter path may be shared, so it is only ever appended to.
+        dead_letter_path.unlink(missing_ok=True)
     checkpoint_path = checkpoint or default_checkpoint_path(pins_file, index if backend is Backend.opensearch
                                                             else "local")
     stderr = Console(stderr=True)
