@@ -85,3 +85,19 @@ def test_upsert_replaces_by_id_and_exclusion(tmp_path):
 def test_missing_index_is_a_clear_error(tmp_path):
     with pytest.raises(LocalIndexError, match="no local index"):
         LocalIndex(tmp_path / "absent").count()
+
+
+def test_serving_modules_import_neither_torch_nor_opensearch():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "import pintext.cli, pintext.cli.serve, pintext.ingest.indexer, pintext.ingest.search\n"
+        "import pintext.ingest.local_backend, pintext.queries, pintext.lsh\n"
+        "heavy = [m for m in ('torch', 'sentence_transformers', 'datasets', 'opensearchpy') if m in sys.modules]\n"
+        "print(','.join(heavy))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == ""
