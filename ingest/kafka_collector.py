@@ -32,6 +32,8 @@ REJECTED_FILE = "rejected.jsonl"
 DEFAULT_GROUP = "pintext-collect"
 DEFAULT_BATCH_SIZE = 500
 SESSION_TIMEOUT_MS = 10_000
+# How long the first metadata request may take before the broker counts as unreachable.
+CONNECT_TIMEOUT_S = 15.0
 # How long an idle-timeout run waits for the group to assign it partitions at all before giving up.
 ASSIGNMENT_WAIT_S = 60.0
 
@@ -221,6 +223,8 @@ def collect(
     started = time.monotonic()
     consumer = Consumer(consumer_config(config))
     try:
+        # Fail fast with a clear error when nobody answers, rather than waiting silently for a broker.
+        consumer.list_topics(timeout=CONNECT_TIMEOUT_S)
         with EventFile(config.events_path) as events, DeadLetter(_prepared(config.rejected_path)) as dead_letter:
             stats.repaired_bytes = events.repaired_bytes
             _consume_loop(consumer, config, known_pins, should_stop, on_batch, stats, events, dead_letter)
@@ -265,9 +269,11 @@ def _consume_loop(
             if wanted <= 0:
                 stats.stopped_by = "max-messages"
                 return
-        messages = [m for m in consumer.consume(num_messages=wanted, timeout=config.poll_timeout_s) if _usable(m, stats)]
+        polled = consumer.consume(num_messages=wanted, timeout=config.poll_timeout_s)
+        messages = [message for message in polled if _usable(message, stats)]
         if not messages:
-            if config.idle_timeout_s is not None and _idle_expired(config.idle_timeout_s, started, last_message_at, assignment, stats):
+            idle_timeout = config.idle_timeout_s
+            if idle_timeout is not None and _idle_expired(idle_timeout, started, last_message_at, assignment, stats):
                 return
             continue
         last_message_at = time.monotonic()
@@ -386,7 +392,7 @@ def ensure_topic(bootstrap: str, topic: str, partitions: int = 1, timeout_s: flo
     from confluent_kafka import KafkaError, KafkaException
     from confluent_kafka.admin import AdminClient, NewTopic
 
-    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0})
     if topic in admin.list_topics(timeout=timeout_s).topics:
         return False
     future = admin.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=1)])[topic]

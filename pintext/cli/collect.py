@@ -124,6 +124,8 @@ def collect(
     strict: Annotated[bool, typer.Option(help="Stop at the first bad message instead of dead-lettering it.")] = False,
 ) -> None:
     """Consume engagement events from Kafka into OUT/events.jsonl (at-least-once; bad ones to OUT/rejected.jsonl)."""
+    from confluent_kafka import KafkaException
+
     from pintext.ingest.kafka_collector import CollectorConfig
     from pintext.ingest.kafka_collector import collect as run_collector
     from pintext.schemas import LocatedRecordError
@@ -144,6 +146,9 @@ def collect(
     except LocatedRecordError as error:
         console.print(f"[red]bad message[/red] {escape(str(error))} (strict mode: offsets committed up to it)")
         raise typer.Exit(2) from None
+    except KafkaException as error:
+        console.print(f"[red]cannot consume from {escape(bootstrap)}:[/red] {escape(str(error))}")
+        raise typer.Exit(1) from None
     _print_collect_summary(config, stats)
 
 
@@ -195,12 +200,18 @@ def produce(
 
     from pintext.ingest.kafka_collector import produce_file
 
+    from confluent_kafka import KafkaException
+
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), console=console, transient=True) as progress:
         task = progress.add_task(f"producing {events} -> {topic}")
-        stats = produce_file(
-            events, bootstrap, topic, partitions,
-            on_line=lambda n: n % 1000 or progress.update(task, description=f"producing {events} -> {topic}: {n} lines"),
-        )  # fmt: skip
+        try:
+            stats = produce_file(
+                events, bootstrap, topic, partitions,
+                on_line=lambda n: n % 1000 or progress.update(task, description=f"producing {events} -> {topic}: {n} lines"),
+            )  # fmt: skip
+        except KafkaException as error:
+            console.print(f"[red]cannot produce to {escape(bootstrap)}:[/red] {escape(str(error))}")
+            raise typer.Exit(1) from None
     table = Table(title=f"pintext produce: {topic}", show_header=False)
     table.add_row("lines sent", str(stats.lines))
     table.add_row("delivered", str(stats.delivered))
