@@ -378,3 +378,30 @@ def test_up_is_idempotent_and_down_then_up_works(lifecycle_env):
     assert restarted.returncode == 0 and "up at" in restarted.stdout, restarted.stdout + restarted.stderr
     assert recorded_pid(lifecycle_env) != pid
     assert "stopped" in pintext_command("down", env=lifecycle_env).stdout
+
+
+# ---- docker-compose.yml --------------------------------------------------------------------------------------
+
+
+def test_docker_compose_is_a_single_node_2_19_without_security_and_with_a_health_check():
+    yaml = pytest.importorskip("yaml")  # PyYAML comes with datasets/huggingface_hub; no Docker runs here
+    compose = yaml.safe_load((Path(__file__).parents[1] / "docker-compose.yml").read_text())
+    opensearch, dashboards = compose["services"]["opensearch"], compose["services"]["dashboards"]
+    assert opensearch["image"].startswith("opensearchproject/opensearch:2.19.")
+    assert dashboards["image"].split(":")[1] == opensearch["image"].split(":")[1]
+    assert opensearch["environment"]["discovery.type"] == "single-node"
+    assert opensearch["environment"]["DISABLE_SECURITY_PLUGIN"] == "true"
+    assert "_cluster/health" in " ".join(opensearch["healthcheck"]["test"])
+    assert dashboards["depends_on"]["opensearch"]["condition"] == "service_healthy"
+    assert "http://opensearch:9200" in dashboards["environment"]["OPENSEARCH_HOSTS"]
+
+
+def test_a_failed_start_reports_only_what_this_start_wrote(tmp_path):
+    settings = node.NodeSettings(home=tmp_path)
+    settings.logs_dir.mkdir(parents=True)
+    settings.log_file.write_text("old run: started\n")
+    offsets = {path: node._file_size(path) for path in (settings.log_file, settings.console_file)}
+    settings.console_file.write_text("Error occurred during initialization of VM\nToo small maximum heap\n")
+    message = str(node._failure_report(settings, "did not start", offsets))
+    assert message.startswith("did not start")
+    assert "Too small maximum heap" in message and "old run" not in message

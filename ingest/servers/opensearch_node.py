@@ -559,10 +559,34 @@ def tail_lines(path: Path, count: int) -> list[str]:
         return []
 
 
-def _failure_report(settings: NodeSettings, reason: str) -> OpenSearchNodeError:
-    log_tail = tail_lines(settings.log_file, 40) or tail_lines(settings.console_file, 40)
-    source = settings.log_file if tail_lines(settings.log_file, 1) else settings.console_file
-    return OpenSearchNodeError(f"{reason}\n--- last lines of {source} ---\n" + "\n".join(log_tail))
+def _file_size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0
+
+
+def _lines_since(path: Path, offset: int, count: int) -> list[str]:
+    """The last `count` lines written to `path` after byte `offset` (this start's output, not an older run's)."""
+    try:
+        with path.open("rb") as handle:
+            handle.seek(offset)
+            return handle.read().decode("utf-8", "replace").splitlines()[-count:]
+    except FileNotFoundError:
+        return []
+
+
+def _failure_report(settings: NodeSettings, reason: str, offsets: dict[Path, int]) -> OpenSearchNodeError:
+    """An error carrying what the node wrote during this start: its log, and the JVM console (where errors
+    from before logging starts, such as bad JVM options, end up)."""
+    sections = [reason]
+    for path, offset in offsets.items():
+        lines = _lines_since(path, offset, 40)
+        if lines:
+            sections.append(f"--- last lines of {path} ---\n" + "\n".join(lines))
+    if len(sections) == 1:
+        sections.append(f"(the node wrote nothing to {settings.log_file} or {settings.console_file})")
+    return OpenSearchNodeError("\n".join(sections))
 
 
 def wait_for_health(url: str, timeout_s: float, is_running: Callable[[], bool]) -> dict:
@@ -636,6 +660,7 @@ def _start_locked(settings: NodeSettings, timeout_s: float, progress: Progress) 
         _chown_tree(settings.node_dir, account.pw_uid, account.pw_gid)
         env["HOME"] = str(settings.node_dir)
     progress(f"starting OpenSearch {settings.version} on {settings.url} (heap {settings.heap})")
+    offsets = {path: _file_size(path) for path in (settings.log_file, settings.console_file)}
     began = time.monotonic()
     with settings.console_file.open("ab") as console:
         process = subprocess.Popen(
@@ -661,7 +686,7 @@ def _start_locked(settings: NodeSettings, timeout_s: float, progress: Progress) 
     except (OpenSearchNodeError, TimeoutError) as error:
         _stop_pid(process.pid, DEFAULT_STOP_TIMEOUT_S)
         _forget(settings)
-        raise _failure_report(settings, f"OpenSearch did not become healthy: {error}") from error
+        raise _failure_report(settings, f"OpenSearch did not become healthy: {error}", offsets) from error
     return UpResult(settings.url, process.pid, True, time.monotonic() - began, health)
 
 
