@@ -31,9 +31,8 @@ VECTORS_FILE = "vectors.f32"
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS pins (row INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, doc TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS tokens (token TEXT NOT NULL, row INTEGER NOT NULL);
-CREATE INDEX IF NOT EXISTS tokens_by_token ON tokens (token);
-CREATE INDEX IF NOT EXISTS tokens_by_row ON tokens (row);
+CREATE TABLE IF NOT EXISTS tokens (token TEXT NOT NULL, row INTEGER NOT NULL, PRIMARY KEY (token, row))
+    WITHOUT ROWID;
 """
 
 
@@ -119,25 +118,35 @@ class LocalIndex:
         if vectors.shape != (len(pins), dim):
             raise ValueError(f"expected vectors [{len(pins)}, {dim}], got {vectors.shape}")
         db = self._connect()
-        created = updated = 0
+        # An id seen twice in one batch: its last version wins, the earlier ones count as updates, as in a bulk.
+        latest: dict[str, tuple[dict, np.ndarray, Sequence[str]]] = {}
+        for pin, vector, pin_tokens in zip(pins, vectors, tokens):
+            latest[str(pin["id"])] = (pin, vector, pin_tokens)
+        repeats = len(pins) - len(latest)
         with db, open(self.folder / VECTORS_FILE, "r+b") as vector_file:
+            row_of = self._rows_of(list(latest))
+            stale_tokens = self._stored_tokens(sorted(row_of.values()))
             next_row = int(db.execute("SELECT COALESCE(MAX(row) + 1, 0) FROM pins").fetchone()[0])
-            for pin, vector, pin_tokens in zip(pins, vectors, tokens):
-                found = db.execute("SELECT row FROM pins WHERE id = ?", (pin["id"],)).fetchone()
+            inserts, updates, written = [], [], []
+            for pin_id, (pin, vector, pin_tokens) in latest.items():
                 doc = json.dumps({**pin, "lsh_tokens": list(pin_tokens)}, ensure_ascii=False)
-                if found:
-                    row = int(found[0])
-                    db.execute("UPDATE pins SET doc = ? WHERE row = ?", (doc, row))
-                    db.execute("DELETE FROM tokens WHERE row = ?", (row,))
-                    updated += 1
+                if pin_id in row_of:
+                    updates.append((doc, row_of[pin_id]))
                 else:
-                    row, next_row = next_row, next_row + 1
-                    db.execute("INSERT INTO pins (row, id, doc) VALUES (?, ?, ?)", (row, pin["id"], doc))
-                    created += 1
-                db.executemany("INSERT INTO tokens (token, row) VALUES (?, ?)", [(t, row) for t in set(pin_tokens)])
+                    row_of[pin_id], next_row = next_row, next_row + 1
+                    inserts.append((row_of[pin_id], pin_id, doc))
+                written.append((row_of[pin_id], vector, pin_tokens))
+            db.executemany("DELETE FROM tokens WHERE token = ? AND row = ?",
+                           [(token, row) for row, stale in stale_tokens.items() for token in stale])
+            db.executemany("INSERT INTO pins (row, id, doc) VALUES (?, ?, ?)", inserts)
+            db.executemany("UPDATE pins SET doc = ? WHERE row = ?", updates)
+            db.executemany("INSERT OR IGNORE INTO tokens (token, row) VALUES (?, ?)",
+                           [(token, row) for row, _, pin_tokens in written for token in pin_tokens])
+            for row, vector, _ in written:
                 vector_file.seek(row * dim * 4)
                 vector_file.write(vector.tobytes())
             vector_file.flush()
+        created, updated = len(inserts), len(updates) + repeats
         return created, updated
 
     # ---- reading -------------------------------------------------------------------------------------------
@@ -203,7 +212,26 @@ class LocalIndex:
             if not create and not path.is_file():
                 raise LocalIndexError(f"{self.folder}: no local index here (build it with `pintext ingest --backend local`)")
             self._db = sqlite3.connect(path)
+            # WAL + NORMAL: a process crash never loses a committed batch (only power loss could), and
+            # batches commit without an fsync each, which the resume checkpoint does not need.
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
         return self._db
+
+    def _rows_of(self, ids: Sequence[str]) -> dict[str, int]:
+        """Rows of the ids already stored, looked up in chunks (SQLite caps bound parameters)."""
+        found: dict[str, int] = {}
+        distinct = list(dict.fromkeys(ids))
+        for start in range(0, len(distinct), 900):
+            chunk = distinct[start:start + 900]
+            placeholders = ",".join("?" * len(chunk))
+            query = f"SELECT id, row FROM pins WHERE id IN ({placeholders})"
+            found.update((pin_id, int(row)) for pin_id, row in self._connect().execute(query, chunk))
+        return found
+
+    def _stored_tokens(self, rows: Sequence[int]) -> dict[int, list[str]]:
+        """The LSH tokens stored with each row, from its doc (so postings can be deleted by primary key)."""
+        return {row: doc.get("lsh_tokens", []) for row, doc in self._docs(rows).items()}
 
     def _dim(self) -> int:
         meta = self.meta()
@@ -220,8 +248,12 @@ class LocalIndex:
         return np.memmap(path, dtype=np.float32, mode="r", shape=(rows, dim))
 
     def _docs(self, rows: Sequence[int]) -> dict[int, dict]:
-        if not rows:
-            return {}
-        placeholders = ",".join("?" * len(rows))
-        found = self._connect().execute(f"SELECT row, doc FROM pins WHERE row IN ({placeholders})", list(rows))
-        return {int(row): json.loads(doc) for row, doc in found}
+        """Stored docs by row, looked up in chunks (SQLite caps bound parameters)."""
+        docs: dict[int, dict] = {}
+        rows = list(rows)
+        for start in range(0, len(rows), 900):
+            chunk = rows[start:start + 900]
+            placeholders = ",".join("?" * len(chunk))
+            found = self._connect().execute(f"SELECT row, doc FROM pins WHERE row IN ({placeholders})", chunk)
+            docs.update((int(row), json.loads(doc)) for row, doc in found)
+        return docs

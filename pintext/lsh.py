@@ -22,6 +22,7 @@ DEFAULT_TABLES = 64
 DEFAULT_BITS = 8
 DEFAULT_SEED = 0
 MAX_BITS = 62  # bucket ids are packed into int64-safe unsigned integers
+TOKEN_TABLE_LIMIT = 1 << 20  # precompute every token string when tables * 2**bits stays under this
 
 
 @dataclass(frozen=True)
@@ -56,7 +57,7 @@ class RandomHyperplaneLSH:
 
     def tokens(self, vectors: np.ndarray) -> list[list[str]]:
         """One token per table for every vector: what a pin stores in its `lsh_tokens` keyword field."""
-        return [self._format_row(row) for row in self.signatures(vectors)]
+        return self._format_rows(self.signatures(vectors))
 
     def query_tokens(self, vectors: np.ndarray, probes: int = 0) -> list[list[str]]:
         """Multi-probe tokens: per table the vector's own bucket, then `probes` neighbouring buckets.
@@ -73,12 +74,12 @@ class RandomHyperplaneLSH:
         own_bits = margins > 0
         own = self._pack(own_bits)  # [n, tables]
         if probes == 0:
-            return [self._format_row(row) for row in own]
+            return self._format_rows(own)
         closest = np.argsort(np.abs(margins), axis=2, kind="stable")[:, :, :probes]  # [n, tables, probes]
         flips = np.left_shift(np.uint64(1), closest.astype(np.uint64))
         probed = np.bitwise_xor(own[:, :, None], flips)  # [n, tables, probes]
         buckets = np.concatenate([own[:, :, None], probed], axis=2)  # own bucket first
-        return [self._format_probe_row(row) for row in buckets]
+        return self._format_rows(buckets)
 
     # ---- config --------------------------------------------------------------------------------------------
 
@@ -124,8 +125,24 @@ class RandomHyperplaneLSH:
     def _token(self, table: int, bucket: int) -> str:
         return f"t{table:0{self._table_width}d}_{bucket:0{self._hex_width}x}"
 
-    def _format_row(self, buckets: np.ndarray) -> list[str]:
-        return [self._token(table, int(bucket)) for table, bucket in enumerate(buckets)]
+    def _token_strings(self, buckets: np.ndarray) -> np.ndarray:
+        """Token strings for bucket ids shaped [n, tables, ...] (same shape, dtype object)."""
+        table_index = np.arange(self.tables).reshape((1, self.tables) + (1,) * (buckets.ndim - 2))
+        if self.tables << self.bits <= TOKEN_TABLE_LIMIT:
+            # Formatting is the slow part of hashing: look every possible token up instead (64 x 8 bits: 16k).
+            return self._all_tokens[np.broadcast_to(table_index, buckets.shape), buckets.astype(np.int64)]
+        token = np.vectorize(self._token, otypes=[object])
+        return token(np.broadcast_to(table_index, buckets.shape), buckets.astype(np.int64))
 
-    def _format_probe_row(self, buckets: np.ndarray) -> list[str]:
-        return [self._token(table, int(bucket)) for table, row in enumerate(buckets) for bucket in row]
+    @property
+    def _all_tokens(self) -> np.ndarray:
+        cached = self.__dict__.get("_all_tokens_cache")
+        if cached is None:
+            cached = np.array([[self._token(table, bucket) for bucket in range(1 << self.bits)]
+                               for table in range(self.tables)], dtype=object)
+            object.__setattr__(self, "_all_tokens_cache", cached)
+        return cached
+
+    def _format_rows(self, buckets: np.ndarray) -> list[list[str]]:
+        """[n, tables] or [n, tables, probes] bucket ids -> one flat token list per vector, table-major."""
+        return self._token_strings(buckets).reshape(len(buckets), -1).tolist()

@@ -101,3 +101,23 @@ def test_serving_modules_import_neither_torch_nor_opensearch():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == ""
+
+
+def test_an_id_twice_in_one_batch_keeps_the_last_version_and_no_stale_tokens(tmp_path):
+    lsh = RandomHyperplaneLSH(dim=8, tables=8, bits=4, seed=0)
+    index = LocalIndex(tmp_path / "dups")
+    index.create({"dim": 8})
+    vectors = np.random.default_rng(1).standard_normal((3, 8)).astype(np.float32)
+    pins = [{"id": "a", "v": 1}, {"id": "b"}, {"id": "a", "v": 2}]
+    assert index.upsert(pins, vectors, lsh.tokens(vectors)) == (2, 1)
+    doc, vector = index.get("a")
+    assert doc["v"] == 2
+    np.testing.assert_array_equal(vector, vectors[2])
+    stale = set(lsh.tokens(vectors[0])[0]) - set(lsh.tokens(vectors[2])[0]) - set(lsh.tokens(vectors[1])[0])
+    assert all(pin_id != "a" for token in stale for _, pin_id, _ in index.first_stage([token]))
+    moved = -vectors[2:]
+    assert index.upsert([{"id": "a"}], moved, lsh.tokens(moved)) == (0, 1)
+    matched = {pin_id: n for _, pin_id, n in index.first_stage(lsh.tokens(moved)[0])}
+    assert matched["a"] == 8
+    gone = set(lsh.tokens(vectors[2])[0]) - set(lsh.tokens(moved)[0])
+    assert all(pin_id != "a" for token in gone for _, pin_id, _ in index.first_stage([token]))

@@ -128,3 +128,13 @@ def test_config_round_trip():
         RandomHyperplaneLSH.from_dict({**config, "kind": "minhash"})
     with pytest.raises(ValueError, match="lacks seed"):
         RandomHyperplaneLSH.from_dict({"dim": 3, "tables": 2, "bits": 2})
+
+
+def test_long_buckets_are_formatted_without_the_lookup_table():
+    lsh = RandomHyperplaneLSH(dim=8, tables=40, bits=20, seed=0)  # 40 * 2**20 tokens: too many to precompute
+    vectors = np.random.default_rng(6).standard_normal((3, 8))
+    signatures = lsh.signatures(vectors)
+    for row, signature in zip(lsh.tokens(vectors), signatures):
+        assert row == [f"t{table:02d}_{int(bucket):05x}" for table, bucket in enumerate(signature)]
+    probed = lsh.query_tokens(vectors, probes=2)
+    assert all(len(row) == 40 * 3 for row in probed)
