@@ -306,3 +306,24 @@ def test_local_gzip_input_and_rerun_keeps_one_dead_letter_entry_per_line(tmp_pat
     assert summary["indexed"] == valid and summary["rejected"] == len(BAD_LINES)
     lines = [json.loads(line)["line"] for line in Path(summary["dead_letter"]).read_text().splitlines()]
     assert sorted(lines) == sorted(BAD_LINES)
+
+
+def test_local_cli_index_info_search_related(tmp_path, model_dir):
+    pins_file = tmp_path / "pins.jsonl"
+    valid = write_pins_file(pins_file, make_pins(200), with_bad_lines=False)
+    local = ["--backend", "local", "--local-dir", str(tmp_path / "local")]
+    created = CliRunner().invoke(app, ["index", "create", "--model", str(model_dir), *local], catch_exceptions=False)
+    assert created.exit_code == 0 and created.stdout.startswith("created"), created.output
+    local_ingest(pins_file, model_dir, tmp_path / "local")
+    info = json.loads(CliRunner().invoke(app, ["index", "info", *local]).stdout)
+    assert info["docs"] == valid and info["meta"]["model_fingerprint"] == Encoder.load(model_dir).fingerprint
+
+    found = cli("search", "w001 w002 w003", "--model", str(model_dir), "--k", "5", *local)
+    assert len(found["hits"]) == 5
+    assert [h["score"] for h in found["hits"]] == sorted((h["score"] for h in found["hits"]), reverse=True)
+    related = cli("related", "pin-00004", "--model", str(model_dir), "--k", "5", *local)
+    assert len(related["hits"]) == 5 and "pin-00004" not in [h["id"] for h in related["hits"]]
+    unknown = cli("search", "zzzz", "--model", str(model_dir), *local)
+    assert unknown["hits"] == []
+    hybrid = CliRunner().invoke(app, ["search", "w001", "--hybrid", "--model", str(model_dir), *local])
+    assert hybrid.exit_code == 2 and "BM25" in hybrid.output
