@@ -36,7 +36,7 @@ def open_node(timeout_s: float = 240.0) -> BenchNode:
     """Connect to $OPENSEARCH_URL, or start the managed node if it is not running."""
     import os
 
-    from pintext.ingest.opensearch_client import connect
+    from pintext.ingest.opensearch_client import connect, resolve_url
 
     started_here, start_seconds, settings = False, 0.0, None
     if not os.environ.get("OPENSEARCH_URL"):
@@ -51,5 +51,5 @@ def open_node(timeout_s: float = 240.0) -> BenchNode:
     client = connect(timeout=120)
     info = client.info()
     plugins = sorted({f"{row['component']} {row['version']}" for row in client.cat.plugins(format="json")})
-    url = client.transport.hosts[0] if hasattr(client.transport, "hosts") else "?"
-    return BenchNode(client, str(url), info["version"]["number"], started_here, start_seconds, plugins, settings)
+    url = resolve_url()
+    return BenchNode(client, url, info["version"]["number"], started_here, start_seconds, plugins, settings)

@@ -70,8 +70,14 @@ def bm25_matrix(queries: list[str], pool: list[str]) -> tuple[np.ndarray, float]
         retriever.index(bm25s.tokenize(pool, stopwords="en", show_progress=False), show_progress=False)
         vocabulary = retriever.vocab_dict
         tokenized = bm25s.tokenize(queries, stopwords="en", return_ids=False, show_progress=False)
-        scores = np.stack([retriever.get_scores([t for t in tokens if t in vocabulary]) for tokens in tokenized])
+        scores = np.stack([bm25_scores(retriever, [t for t in tokens if t in vocabulary], len(pool))
+                           for tokens in tokenized])
     return scores, (len(pool) + len(queries)) / timer["seconds"]
+
+
+def bm25_scores(retriever: object, tokens: list[str], pool_size: int) -> np.ndarray:
+    """BM25 scores of one tokenized query; all zeros when none of its words is indexed."""
+    return retriever.get_scores(tokens) if tokens else np.zeros(pool_size)
 
 
 def run(model_dir: Path, pairs_dir: Path) -> tuple[str, dict]:

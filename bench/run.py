@@ -54,7 +54,7 @@ PROFILES = {
                     windows=(50, 200), epochs=1.0),
     "quick": Profile("quick", pins=100_000, encode_texts=50_000, minilm_texts=2_000, tune_queries=300,
                      node_queries=300, exact_queries=60, synth_pins=100_000, tables=(32, 64, 128),
-                     bits=(6, 8, 10), probes=(0, 1, 2), windows=(100, 250, 500, 1000, 2000)),
+                     bits=(8, 10, 12), probes=(0, 1, 2), windows=(100, 250, 500, 1000, 2000)),
     "full": Profile("full", pins=1_000_000, encode_texts=50_000, minilm_texts=2_000, tune_queries=500,
                     node_queries=500, exact_queries=60, synth_pins=1_000_000, tables=(32, 64, 128),
                     bits=(8, 10, 12), probes=(0, 1, 2), windows=(250, 500, 1000, 2000, 4000)),
