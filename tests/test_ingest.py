@@ -327,3 +327,36 @@ def test_local_cli_index_info_search_related(tmp_path, model_dir):
     assert unknown["hits"] == []
     hybrid = CliRunner().invoke(app, ["search", "w001", "--hybrid", "--model", str(model_dir), *local])
     assert hybrid.exit_code == 2 and "BM25" in hybrid.output
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_unreachable_node_is_one_clear_error(tmp_path, model_dir):
+    pins_file = tmp_path / "pins.jsonl"
+    write_pins_file(pins_file, make_pins(5), with_bad_lines=False)
+    url = f"http://127.0.0.1:{free_port()}"
+    result = CliRunner().invoke(app, ["ingest", str(pins_file), "--model", str(model_dir), "--url", url])
+    assert result.exit_code == 2
+    assert f"cannot reach OpenSearch at {url}" in " ".join(result.output.split())
+
+
+def test_bulk_sink_retries_connection_errors_then_gives_up(model_dir):
+    from opensearchpy import OpenSearch
+    from opensearchpy.exceptions import ConnectionError as TransportConnectionError
+
+    from pintext.ingest.indexer import OpenSearchSink
+
+    client = OpenSearch(f"http://127.0.0.1:{free_port()}", max_retries=0)
+    attempts = []
+    sink = OpenSearchSink(client, "pins", initial_backoff=0.01, connection_retries=2)
+    original = sink._send
+    sink._send = lambda *args: attempts.append(1) or original(*args)
+    with pytest.raises(TransportConnectionError):
+        sink.write([{"id": "a"}], np.ones((1, DIM), dtype=np.float32), [["t00_00"]])
+    assert len(attempts) == 3

@@ -7,9 +7,11 @@ managed node), `--user/--password`, `--ca-certs`/`--insecure`, and `--backend op
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import time
+from collections.abc import Callable
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any, Optional
@@ -475,14 +477,31 @@ def dsl(
     typer.echo(queries.dev_tools_request(index, body))
 
 
+def reports_unreachable_node(command: Callable[..., None]) -> Callable[..., None]:
+    """Turn "no node answers" into one clear line instead of a traceback."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> None:
+        from opensearchpy.exceptions import ConnectionError as TransportConnectionError
+
+        try:
+            command(*args, **kwargs)
+        except TransportConnectionError as error:
+            url = kwargs.get("url") or os.environ.get("OPENSEARCH_URL") or "the managed node"
+            fail(f"cannot reach OpenSearch at {url}: {error.error if hasattr(error, 'error') else error} "
+                 f"(start one with `pintext opensearch up`, or pass --url / set OPENSEARCH_URL)")
+
+    return wrapper
+
+
 def register(app: typer.Typer) -> None:
     """Add this module's commands to the main app."""
     index_app = typer.Typer(help="Create, delete and inspect the pins index.", no_args_is_help=True)
-    index_app.command("create")(index_create)
-    index_app.command("delete")(index_delete)
-    index_app.command("info")(index_info)
+    index_app.command("create")(reports_unreachable_node(index_create))
+    index_app.command("delete")(reports_unreachable_node(index_delete))
+    index_app.command("info")(reports_unreachable_node(index_info))
     app.add_typer(index_app, name="index")
-    app.command("ingest")(ingest)
-    app.command("search")(search)
-    app.command("related")(related)
+    app.command("ingest")(reports_unreachable_node(ingest))
+    app.command("search")(reports_unreachable_node(search))
+    app.command("related")(reports_unreachable_node(related))
     app.command("dsl")(dsl)
