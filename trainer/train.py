@@ -168,6 +168,7 @@ class TrainResult:
 
 def train(pairs_dir: str | Path, out_dir: str | Path, config: TrainConfig, *, show_progress: bool = True) -> TrainResult:
     """Train on `pairs_dir`, save the SentenceTransformer, its config, log and runtime into `out_dir`."""
+    import datasets
     import torch
     from datasets import DatasetDict
     from sentence_transformers import SentenceTransformerTrainer
@@ -185,6 +186,7 @@ def train(pairs_dir: str | Path, out_dir: str | Path, config: TrainConfig, *, sh
     use_cpu = not torch.cuda.is_available()
     device = "cpu" if use_cpu else "cuda"
 
+    datasets.disable_progress_bars()  # per-split "Map" bars would bury the Rich bar; re-enabled below
     pairs = load_pairs(pairs_dir, config.tasks)
     tokenizer = train_word_tokenizer(pair_texts(pairs), min_count=config.min_count, max_size=config.max_vocab)
     model = build_model(tokenizer, dim=config.dim, seed=config.seed, device=device)
@@ -213,7 +215,10 @@ def train(pairs_dir: str | Path, out_dir: str | Path, config: TrainConfig, *, sh
     )
     _silence_log_printer(trainer)
     started = time.perf_counter()
-    trainer.train()
+    try:
+        trainer.train()
+    finally:
+        datasets.enable_progress_bars()
     seconds = time.perf_counter() - started
     train_pairs = sum(len(data) for data in train_sets.values())
 
