@@ -66,7 +66,8 @@ def _print_results(results: dict) -> None:
     for task in tasks:
         for model, by_task in results.items():
             if task in by_task:
-                table.add_row(task, model, *(f"{by_task[task][m]:.3f}" for m in METRICS))
+                values = (by_task[task][m] for m in METRICS)
+                table.add_row(task, model, *("—" if v != v else f"{v:.3f}" for v in values))  # v != v: NaN
     Console().print(table)
     for model, by_task in results.items():
         if "sts" in by_task:
