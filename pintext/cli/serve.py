@@ -133,8 +133,9 @@ def connection(model: Path | None, index: str, url: str | None, user: str | None
 def fail(message: str, code: int = 2) -> None:
     """Print a clear error on stderr and stop."""
     from rich.console import Console
+    from rich.markup import escape
 
-    Console(stderr=True).print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    Console(stderr=True).print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
