@@ -188,6 +188,9 @@ def train(pairs_dir: str | Path, out_dir: str | Path, config: TrainConfig, *, sh
 
     datasets.disable_progress_bars()  # per-split "Map" bars would bury the Rich bar; re-enabled below
     pairs = load_pairs(pairs_dir, config.tasks)
+    empty = [task for task in config.tasks if len(pairs[task]["train"]) == 0]
+    if empty:
+        raise PairDataError(f"{pairs_dir}: no training pairs for task(s) {empty} (split 'train' is empty)")
     tokenizer = train_word_tokenizer(pair_texts(pairs), min_count=config.min_count, max_size=config.max_vocab)
     model = build_model(tokenizer, dim=config.dim, seed=config.seed, device=device)
 
@@ -222,6 +225,9 @@ def train(pairs_dir: str | Path, out_dir: str | Path, config: TrainConfig, *, sh
     seconds = time.perf_counter() - started
     train_pairs = sum(len(data) for data in train_sets.values())
 
+    checkpoints = out_dir / "checkpoints"
+    if checkpoints.is_dir() and not any(checkpoints.iterdir()):
+        checkpoints.rmdir()  # save_strategy="no": the trainer only leaves an empty folder behind
     model.save(str(out_dir))
     export_runtime(model, out_dir, float16=config.float16)
     encoder = Encoder.load(out_dir)
