@@ -68,14 +68,22 @@ def test_a_malformed_heap_is_refused(heap):
         node.heap_java_opts(heap)
 
 
-def test_painless_descriptor_names_the_module_k_nn_extends():
-    descriptor = parse_properties(node.render_painless_descriptor("2.19.1"))
-    assert descriptor["name"] == "lang-painless"  # k-NN's extended.plugins
-    assert descriptor["version"] == descriptor["opensearch.version"] == "2.19.1"
-    assert descriptor["classname"] == "org.opensearch.painless.PainlessPlugin"
-    assert descriptor["extended.plugins"] == ""
-    policy = node.painless_security_policy()
+def test_module_descriptors_name_what_k_nn_and_the_search_templates_need():
+    modules = {module.name: module for module in node.MODULES}
+    assert set(modules) == {"lang-painless", "lang-mustache", "analysis-common"}
+    painless = parse_properties(node.render_module_descriptor(modules["lang-painless"], "2.19.1"))
+    assert painless["name"] == "lang-painless"  # k-NN's extended.plugins
+    assert painless["version"] == painless["opensearch.version"] == "2.19.1"
+    assert painless["classname"] == "org.opensearch.painless.PainlessPlugin"
+    assert painless["extended.plugins"] == ""
+    policy = node.module_security_policy(modules["lang-painless"])
     assert '"createClassLoader"' in policy and '"getClassLoader"' in policy
+    mustache = parse_properties(node.render_module_descriptor(modules["lang-mustache"], "2.19.1"))
+    assert mustache["classname"] == "org.opensearch.script.mustache.MustachePlugin"
+    assert '"accessDeclaredMembers"' in node.module_security_policy(modules["lang-mustache"])
+    analysis = parse_properties(node.render_module_descriptor(modules["analysis-common"], "2.19.1"))
+    assert analysis["extended.plugins"] == "lang-painless"  # it ships a Painless allow-list extension
+    assert node.module_security_policy(modules["analysis-common"]) is None
 
 
 # ---- Maven: POMs and downloads -------------------------------------------------------------------------------
@@ -405,3 +413,22 @@ def test_a_failed_start_reports_only_what_this_start_wrote(tmp_path):
     message = str(node._failure_report(settings, "did not start", offsets))
     assert message.startswith("did not start")
     assert "Too small maximum heap" in message and "old run" not in message
+
+
+@pytest.mark.opensearch
+def test_assembled_modules_serve_search_templates_and_language_analyzers(opensearch, opensearch_index_name):
+    """lang-mustache (stored search templates) and analysis-common (language analyzers) are rebuilt from Maven."""
+    tokens = opensearch.indices.analyze(body={"analyzer": "english", "text": "Running boards"})["tokens"]
+    assert [token["token"] for token in tokens] == ["run", "board"]
+    opensearch.indices.create(index=opensearch_index_name, body=pins_index_body(DIM))
+    opensearch.index(index=opensearch_index_name, id="pin-a", body={"id": "pin-a", "board": "kitchen"}, refresh=True)
+    opensearch.index(index=opensearch_index_name, id="pin-b", body={"id": "pin-b", "board": "garden"}, refresh=True)
+    script_id = f"{opensearch_index_name}-board"
+    opensearch.put_script(id=script_id, body={"script": {
+        "lang": "mustache", "source": {"query": {"term": {"board": "{{board}}"}}}}})
+    try:
+        response = opensearch.search_template(index=opensearch_index_name,
+                                              body={"id": script_id, "params": {"board": "garden"}})
+        assert [hit["_id"] for hit in response["hits"]["hits"]] == ["pin-b"]
+    finally:
+        opensearch.delete_script(id=script_id)

@@ -3,11 +3,12 @@
 Route (see docs/opensearch.md):
 
 1. download, once, into `pintext_home()/downloads`: the integ-test distribution zip of OpenSearch, the
-   lang-painless jars with the dependencies its POM names, and the opensearch-knn plugin zip; every file is
+   jars of the modules it lacks (lang-painless, lang-mustache, analysis-common) with the dependencies their POMs
+   name, and the opensearch-knn plugin zip; every file is
    checked against the `.sha512` (else `.sha1`) Maven Central publishes and lands by an atomic rename;
 2. assemble the node in a staging folder and rename it to `pintext_home()/opensearch/<version>/`: the
-   distribution, `modules/lang-painless` (its jars + a plugin descriptor + a security policy, the two resource
-   files beside this module), and `plugins/opensearch-knn` installed with the distribution's `opensearch-plugin`;
+   distribution, `modules/<name>/` for each module (its jars + a plugin descriptor + a security policy, from
+   the resource files beside this module), and `plugins/opensearch-knn` installed with the distribution's `opensearch-plugin`;
 3. start it detached (own session) on loopback as a dedicated system user (OpenSearch refuses root), wait for
    `/_cluster/health` to be yellow or green, and record its pid; stop only the process that pid file names.
 
@@ -53,8 +54,9 @@ SERVICE_USER = "pintext"
 DEFAULT_JAVA_HOME = "/usr/lib/jvm/java-17-openjdk-amd64"
 MAIN_CLASS = "org.opensearch.bootstrap.OpenSearch"
 ASSEMBLED_MARKER = ".pintext-assembled.json"
-PAINLESS_DESCRIPTOR_RESOURCE = "opensearch-painless-descriptor.properties"
-PAINLESS_POLICY_RESOURCE = "opensearch-painless-security.policy"
+# Bumped when the assembled layout changes, so an older node folder is rebuilt (its data and logs are kept).
+ASSEMBLY_LAYOUT = 2
+MODULE_DESCRIPTOR_RESOURCE = "opensearch-module-descriptor.properties"
 DOWNLOAD_CHUNK = 1 << 20
 
 Progress = Callable[[str], None]
@@ -182,8 +184,32 @@ def knn_artifact(knn_version: str = KNN_VERSION) -> MavenArtifact:
     return MavenArtifact("org.opensearch.plugin", "opensearch-knn", knn_version, "zip")
 
 
-def painless_artifact(version: str = OPENSEARCH_VERSION) -> MavenArtifact:
-    return MavenArtifact("org.opensearch.plugin", "lang-painless", version)
+@dataclass(frozen=True)
+class ModuleSpec:
+    """A distribution module rebuilt from its Maven Central jars: Maven has the jars, not the module zips."""
+
+    name: str
+    artifact: str  # under org.opensearch.plugin
+    classname: str
+    description: str
+    extended_plugins: str = ""
+    policy_resource: str | None = None  # a plugin-security.policy beside this module, when it needs permissions
+
+    def maven_artifact(self, version: str) -> MavenArtifact:
+        return MavenArtifact("org.opensearch.plugin", self.artifact, version)
+
+
+MODULES = (
+    # k-NN extends lang-painless (extended.plugins), and its knn_score script is served through it.
+    ModuleSpec("lang-painless", "lang-painless", "org.opensearch.painless.PainlessPlugin",
+               "An easy, safe and fast scripting language for OpenSearch", policy_resource="opensearch-lang-painless.policy"),
+    # Search templates (`_scripts/<id>` with lang mustache); Maven names the module's jar lang-mustache-client.
+    ModuleSpec("lang-mustache", "lang-mustache-client", "org.opensearch.script.mustache.MustachePlugin",
+               "Mustache scripting integration for OpenSearch", policy_resource="opensearch-lang-mustache.policy"),
+    # Language analyzers, stemmers and the usual token filters for text fields.
+    ModuleSpec("analysis-common", "analysis-common", "org.opensearch.analysis.common.CommonAnalysisPlugin",
+               "Adds \"built in\" analyzers to OpenSearch.", extended_plugins="lang-painless"),
+)
 
 
 def _http_get_text(url: str, timeout: float = 60.0) -> str:
@@ -294,14 +320,38 @@ def resolve_module_jars(
 # ----------------------------------------------------------------------------------------------- assembly
 
 
-def render_painless_descriptor(version: str) -> str:
-    """lang-painless's `plugin-descriptor.properties` for this OpenSearch version (the module zip is not on Maven)."""
-    template = resources.files("pintext.ingest.servers").joinpath(PAINLESS_DESCRIPTOR_RESOURCE).read_text("utf-8")
-    return template.replace("{version}", version)
+def _resource_text(name: str) -> str:
+    return resources.files("pintext.ingest.servers").joinpath(name).read_text("utf-8")
 
 
-def painless_security_policy() -> str:
-    return resources.files("pintext.ingest.servers").joinpath(PAINLESS_POLICY_RESOURCE).read_text("utf-8")
+def render_module_descriptor(module: ModuleSpec, version: str) -> str:
+    """A module's `plugin-descriptor.properties` for this OpenSearch version."""
+    fields = {"name": module.name, "description": module.description, "version": version,
+              "classname": module.classname, "extended_plugins": module.extended_plugins}
+    text = _resource_text(MODULE_DESCRIPTOR_RESOURCE)
+    for key, value in fields.items():
+        text = text.replace("{" + key + "}", value)
+    return text
+
+
+def module_security_policy(module: ModuleSpec) -> str | None:
+    return _resource_text(module.policy_resource) if module.policy_resource else None
+
+
+def _assemble_module(module: ModuleSpec, staging: Path, core_jars: set[str],
+                     fetch_pom: Callable[[MavenArtifact], str], fetch_jar: Callable[[MavenArtifact], Path],
+                     version: str) -> list[str]:
+    """Fill `modules/<name>/` with the module's jars, descriptor and policy; returns the jar names."""
+    module_dir = staging / "modules" / module.name
+    module_dir.mkdir(parents=True)
+    jars = resolve_module_jars(module.maven_artifact(version), core_jars, fetch_pom)
+    for artifact in jars:
+        shutil.copy2(fetch_jar(artifact), module_dir / artifact.file_name)
+    (module_dir / "plugin-descriptor.properties").write_text(render_module_descriptor(module, version))
+    policy = module_security_policy(module)
+    if policy:
+        (module_dir / "plugin-security.policy").write_text(policy)
+    return [artifact.file_name for artifact in jars]
 
 
 def _extract_zip_stripping_top(archive: Path, destination: Path) -> None:
@@ -325,7 +375,12 @@ def _extract_zip_stripping_top(archive: Path, destination: Path) -> None:
 
 
 def is_assembled(settings: NodeSettings) -> bool:
-    return (settings.node_dir / ASSEMBLED_MARKER).is_file()
+    """The node folder is complete and of the current layout."""
+    try:
+        manifest = json.loads((settings.node_dir / ASSEMBLED_MARKER).read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return False
+    return manifest.get("layout") == ASSEMBLY_LAYOUT
 
 
 def _java_env(settings: NodeSettings) -> dict[str, str]:
@@ -369,22 +424,24 @@ def assemble(settings: NodeSettings, progress: Progress = _quiet, repo: str = MA
         def fetch_pom(artifact: MavenArtifact) -> str:
             return download_artifact(artifact.with_packaging("pom"), downloads, repo, progress).read_text("utf-8")
 
-        module_dir = staging / "modules" / "lang-painless"
-        module_dir.mkdir(parents=True)
-        painless_jars = resolve_module_jars(painless_artifact(settings.version), core_jars, fetch_pom)
-        for artifact in painless_jars:
-            shutil.copy2(download_artifact(artifact, downloads, repo, progress), module_dir / artifact.file_name)
-        (module_dir / "plugin-descriptor.properties").write_text(render_painless_descriptor(settings.version))
-        (module_dir / "plugin-security.policy").write_text(painless_security_policy())
+        def fetch_jar(artifact: MavenArtifact) -> Path:
+            return download_artifact(artifact, downloads, repo, progress)
+
+        module_jars = {module.name: _assemble_module(module, staging, core_jars, fetch_pom, fetch_jar, settings.version)
+                       for module in MODULES}
         _install_knn_plugin(staging, knn_zip, settings)
         manifest = {
+            "layout": ASSEMBLY_LAYOUT,
             "opensearch": settings.version,
             "knn": settings.knn_version,
-            "lang_painless_jars": [artifact.file_name for artifact in painless_jars],
+            "modules": module_jars,
             "assembled_in_s": round(time.monotonic() - started, 2),
         }
         (staging / ASSEMBLED_MARKER).write_text(json.dumps(manifest, indent=2) + "\n")
-        if settings.node_dir.exists():  # a half-built folder from an older, interrupted layout
+        if settings.node_dir.exists():  # an older layout: keep its data and logs, rebuild the rest
+            for kept in ("data", "logs"):
+                if (settings.node_dir / kept).is_dir():
+                    os.replace(settings.node_dir / kept, staging / kept)
             shutil.rmtree(settings.node_dir)
         os.replace(staging, settings.node_dir)
     finally:
@@ -734,6 +791,9 @@ def node_status(settings: NodeSettings) -> dict:
         status["version"] = http_json(url)["version"]["number"]
         plugins = http_json(f"{url}/_cat/plugins?format=json")
         status["plugins"] = sorted({f"{row['component']} {row['version']}" for row in plugins})
+        nodes = http_json(f"{url}/_nodes/plugins?filter_path=nodes.*.modules.name")
+        status["modules"] = sorted({module["name"] for info in nodes.get("nodes", {}).values()
+                                    for module in info.get("modules", [])})
     except (urllib.error.URLError, OSError, ValueError, KeyError) as error:
         status["error"] = str(error)
     return status

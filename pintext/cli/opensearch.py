@@ -102,6 +102,7 @@ def _print_status(info: dict) -> None:
     table.add_row("health", f"[{colour}]{health.get('status', 'no answer')}[/{colour}]")
     table.add_row("version", str(info.get("version", "?")))
     table.add_row("plugins", "\n".join(info.get("plugins", [])) or "[red]none[/red]")
+    table.add_row("modules", ", ".join(info.get("modules", [])))
     table.add_row("log", info["log_file"])
     if "error" in info:
         table.add_row("error", escape(info["error"]))
