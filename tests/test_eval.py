@@ -140,3 +140,17 @@ def test_cli_eval_json_and_report(trained, tmp_path):
 def test_cli_eval_bad_model_folder(tmp_path, trained):
     result = CliRunner().invoke(app, ["eval", "--model", str(tmp_path), "--pairs", str(trained[0])])
     assert result.exit_code == 2 and "runtime/tokenizer.json: missing" in result.output
+
+
+def test_cli_train_eval_one_command(trained, tmp_path):
+    pairs, _ = trained
+    result = CliRunner().invoke(
+        app, ["train-eval", "--pairs", str(pairs), "--out", str(tmp_path), "--epochs", "1", "--batch-size", "32",
+              "--dim", "8", "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    output = json.loads(result.output[result.output.index("{"):])
+    assert set(output["results"]) == {"MTL", "SR", "random", "BM25"}
+    assert set(output["results"]["SR"]) >= {"search", "related", "homefeed"}  # SR is evaluated on every task too
+    assert output["training"]["MTL"]["pairs_per_second"] > 0
+    assert (tmp_path / "report" / "report.md").is_file() and (tmp_path / "SR" / "runtime" / "runtime.json").is_file()
