@@ -327,6 +327,8 @@ def tune_task_weights(
     from pintext.encoder import Encoder
     from pintext.trainer.evaluate import evaluate_models
 
+    if "search" not in config.tasks or len(config.tasks) < 2:
+        raise ValueError("--tune-weights needs the search task and at least one auxiliary task")
     work_dir = Path(work_dir)
     pairs = load_pairs(pairs_dir, config.tasks)
     search_only = {"search": pairs["search"]}
