@@ -327,7 +327,8 @@ def free_port() -> int:
 
 def pintext_command(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
     executable = Path(sys.executable).with_name("pintext")
-    command = [str(executable)] if executable.exists() else [sys.executable, "-c", "from pintext.cli import main; main()"]
+    fallback = [sys.executable, "-c", "from pintext.cli import main; main()"]
+    command = [str(executable)] if executable.exists() else fallback
     return subprocess.run([*command, "opensearch", *args], env=env, capture_output=True, text=True, timeout=400)
 
 

@@ -8,7 +8,8 @@ Route (see docs/opensearch.md):
    checked against the `.sha512` (else `.sha1`) Maven Central publishes and lands by an atomic rename;
 2. assemble the node in a staging folder and rename it to `pintext_home()/opensearch/<version>/`: the
    distribution, `modules/<name>/` for each module (its jars + a plugin descriptor + a security policy, from
-   the resource files beside this module), and `plugins/opensearch-knn` installed with the distribution's `opensearch-plugin`;
+   the resource files beside this module), and `plugins/opensearch-knn` installed with the distribution's
+   `opensearch-plugin`;
 3. start it detached (own session) on loopback as a dedicated system user (OpenSearch refuses root), wait for
    `/_cluster/health` to be yellow or green, and record its pid; stop only the process that pid file names.
 
@@ -202,7 +203,8 @@ class ModuleSpec:
 MODULES = (
     # k-NN extends lang-painless (extended.plugins), and its knn_score script is served through it.
     ModuleSpec("lang-painless", "lang-painless", "org.opensearch.painless.PainlessPlugin",
-               "An easy, safe and fast scripting language for OpenSearch", policy_resource="opensearch-lang-painless.policy"),
+               "An easy, safe and fast scripting language for OpenSearch",
+               policy_resource="opensearch-lang-painless.policy"),
     # Search templates (`_scripts/<id>` with lang mustache); Maven names the module's jar lang-mustache-client.
     ModuleSpec("lang-mustache", "lang-mustache-client", "org.opensearch.script.mustache.MustachePlugin",
                "Mustache scripting integration for OpenSearch", policy_resource="opensearch-lang-mustache.policy"),
@@ -292,7 +294,8 @@ def pom_dependencies(pom_xml: str) -> list[tuple[MavenArtifact, bool]]:
             dep.findtext("m:version", "", namespace).strip(),
         )
         excludes_all = any(
-            exclusion.findtext("m:groupId", "", namespace) == "*" and exclusion.findtext("m:artifactId", "", namespace) == "*"
+            exclusion.findtext("m:groupId", "", namespace) == "*"
+            and exclusion.findtext("m:artifactId", "", namespace) == "*"
             for exclusion in dep.findall("m:exclusions/m:exclusion", namespace)
         )
         found.append((artifact, excludes_all))
@@ -402,7 +405,8 @@ def _install_knn_plugin(staging: Path, knn_zip: Path, settings: NodeSettings) ->
     result = subprocess.run(command, env=_java_env(settings), capture_output=True, text=True, timeout=300)
     if result.returncode != 0 or not (staging / "plugins" / "opensearch-knn").is_dir():
         raise OpenSearchNodeError(
-            f"`{' '.join(command)}` failed (exit {result.returncode}):\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}"
+            f"`{' '.join(command)}` failed (exit {result.returncode}):\n"
+            f"{result.stdout[-2000:]}\n{result.stderr[-2000:]}"
         )
 
 
