@@ -34,9 +34,8 @@ test: install
 	  $(BIN)/pintext opensearch down; exit $$status
 
 demo: install
-	@echo ">> PinText demo"
-	$(BIN)/pintext opensearch up
-	$(BIN)/pintext opensearch status
+	@echo ">> PinText demo: sample -> pairs -> train -> index -> ingest -> search (scripts/demo.sh)"
+	bash scripts/demo.sh
 
 bench: install
 	$(BIN)/pintext bench --profile quick
