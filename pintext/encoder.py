@@ -171,6 +171,11 @@ class Encoder:
         return int(self._table.shape[0])
 
     @property
+    def unk_id(self) -> int:
+        """Id of the unknown token (out-of-vocabulary words), which the mean ignores."""
+        return self._unk_id
+
+    @property
     def tokenizer(self) -> Tokenizer:
         """The `tokenizers` tokenizer (normalizer + word split + vocabulary)."""
         return self._tokenizer

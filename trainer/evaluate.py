@@ -206,7 +206,7 @@ def sts_spearman(encoder: Encoder, sts_path: Path) -> float:
 def random_encoder(like: Encoder, seed: int = 0) -> Encoder:
     """A random-initialized model with the same tokenizer and shape as `like` (the untrained baseline)."""
     table = np.random.default_rng(seed).normal(size=(like.vocab_size, like.dim)).astype(np.float32)
-    return Encoder(like.tokenizer, table, unk_id=like._unk_id, fingerprint="random")
+    return Encoder(like.tokenizer, table, unk_id=like.unk_id, fingerprint="random")
 
 
 def evaluate_models(

@@ -114,14 +114,18 @@ class RadiusCallback(TrainerCallback):
     def __init__(self, model: SentenceTransformer, radius: float) -> None:
         if radius <= 0:
             raise ValueError(f"radius must be > 0, got {radius}")
-        self.table = word_module(model).embedding.weight
+        self.model = model
         self.radius = radius
 
+    def _project(self) -> None:
+        # Looked up each time: the trainer may move or wrap the model after this callback is made.
+        renormalize_rows(word_module(self.model).embedding.weight, self.radius)
+
     def on_train_begin(self, args, state, control, **kwargs):
-        renormalize_rows(self.table, self.radius)
+        self._project()
 
     def on_step_end(self, args, state, control, **kwargs):
-        renormalize_rows(self.table, self.radius)
+        self._project()
 
 
 def build_loss(kind: str, model: SentenceTransformer, *, margin: float, negatives: int, radius: float | None) -> nn.Module:
