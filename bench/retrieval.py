@@ -9,6 +9,7 @@ same LSH object, so it counts the same candidates the node's first stage matches
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -24,11 +25,11 @@ K = 10
 
 def timed_searches(client: Any, index: str, bodies: Sequence[dict], threads: int) -> tuple[list[list[str]], dict]:
     """Send every body; returns (hit ids per body, {p50, p95, p99, qps, mean_ms})."""
-    def one(body: dict) -> tuple[list[str], float]:
+    def one(body: dict) -> tuple[list[str], float, float]:
         began = time.perf_counter()
         response = client.search(index=index, body=body)
         elapsed = (time.perf_counter() - began) * 1000
-        return [hit["_id"] for hit in response["hits"]["hits"]], elapsed
+        return [hit["_id"] for hit in response["hits"]["hits"]], elapsed, float(response["took"])
 
     with stopwatch() as wall:
         if threads == 1:
@@ -36,9 +37,11 @@ def timed_searches(client: Any, index: str, bodies: Sequence[dict], threads: int
         else:
             with ThreadPoolExecutor(max_workers=threads) as pool:
                 results = list(pool.map(one, bodies))
-    latencies = [elapsed for _, elapsed in results]
-    stats = {**percentiles(latencies), "mean_ms": float(np.mean(latencies)), "qps": len(bodies) / wall["seconds"]}
-    return [ids for ids, _ in results], stats
+    latencies = [elapsed for _, elapsed, _ in results]
+    took = percentiles([server for _, _, server in results], (50,))["p50"]
+    stats = {**percentiles(latencies), "mean_ms": float(np.mean(latencies)), "qps": len(bodies) / wall["seconds"],
+             "took_p50_ms": took}
+    return [ids for ids, _, _ in results], stats
 
 
 def measure(client: Any, index: str, bodies: Sequence[dict], truth_ids: Sequence[Sequence[str]],
@@ -60,6 +63,35 @@ def lsh_bodies(lsh: Any, vectors: np.ndarray, probes: int, window: int) -> list[
 
     tokens = lsh.query_tokens(vectors, probes=probes)
     return [queries.search_body(row_tokens, vector, k=K, window=window) for row_tokens, vector in zip(tokens, vectors)]
+
+
+def on_field(body: dict, field: str) -> dict:
+    """The same body with its term clauses on another keyword field (a second LSH config of a bench index)."""
+    from pintext.mapping import TOKENS_FIELD
+
+    return json.loads(json.dumps(body).replace(f'"{TOKENS_FIELD}"', f'"{field}"'))
+
+
+def add_token_field(client: Any, index: str, lsh: Any, ids: Sequence[str], corpus: np.ndarray) -> tuple[str, float]:
+    """Add a keyword field holding another LSH config's tokens to every pin of a bench index.
+
+    Lets one index answer for several (tables, bits) without re-ingesting; returns (field, seconds).
+    """
+    from opensearchpy.helpers import streaming_bulk
+
+    from pintext.mapping import TOKENS_FIELD
+
+    field = f"{TOKENS_FIELD}_{lsh.tables}x{lsh.bits}"
+    current = client.indices.get_mapping(index=index)[index]["mappings"]["properties"][TOKENS_FIELD]
+    client.indices.put_mapping(index=index, body={"properties": {field: current}})
+    tokens = lsh.tokens(corpus)
+    actions = ({"_op_type": "update", "_index": index, "_id": pin_id, "doc": {field: row}}
+               for pin_id, row in zip(ids, tokens))
+    with stopwatch() as timer:
+        for _ok, _item in streaming_bulk(client, actions, chunk_size=1000, raise_on_error=True):
+            pass
+        client.indices.refresh(index=index)
+    return field, timer["seconds"]
 
 
 def exact_bodies(vectors: np.ndarray) -> list[dict]:
@@ -104,7 +136,8 @@ def hnsw_lucene(client: Any, index: str, ids: Sequence[str], vectors: np.ndarray
 
 def run(client: Any, index: str, lsh: Any, ids: Sequence[str], corpus: np.ndarray, query_vectors: np.ndarray,
         probes_grid: Sequence[int], windows: Sequence[int], exact_queries: int, threads_grid: Sequence[int] = (1, 4),
-        hnsw: bool = True, log: Callable[[str], None] = print) -> tuple[list[dict], dict]:
+        hnsw: bool = True, log: Callable[[str], None] = print, other_configs: Sequence[Any] = (),
+        other_probes: Sequence[int] = (0, 1), other_windows: Sequence[int] = (500,)) -> tuple[list[dict], dict]:
     """Rows (one per setting) and extra data; the LSH index must hold exactly `ids` with vectors `corpus`."""
     corpus_unit, queries_unit = unit_rows(corpus), unit_rows(query_vectors)
     truth_rows = exact_top_k(corpus_unit, queries_unit, K)
@@ -128,7 +161,22 @@ def run(client: Any, index: str, lsh: Any, ids: Sequence[str], corpus: np.ndarra
                           rescored_share=point.rescored_share)
             rows.append(_row(f"LSH {lsh.tables}x{lsh.bits}, probes {probes}, window {window}", result,
                              point.candidate_share, point.rescored_share, exact))
-    extra: dict = {"queries": len(query_vectors), "exact_queries": exact_count, "corpus": len(ids)}
+    extra: dict = {"queries": len(query_vectors), "exact_queries": exact_count, "corpus": len(ids),
+                   "extra_configs": {}}
+    for other in other_configs:
+        log(f"LSH {other.tables}x{other.bits} on an extra token field of the same index")
+        field, seconds = add_token_field(client, index, other, ids, corpus)
+        extra["extra_configs"][f"{other.tables}x{other.bits}"] = {"field": field, "update_seconds": seconds}
+        simulated_other = {(p.probes, p.window): p for p in sweep_config(
+            corpus_unit, queries_unit, truth_rows, other.tables, other.bits, other_probes, other_windows, K,
+            other.seed)}
+        for (probes, window), point in sorted(simulated_other.items()):
+            bodies = [on_field(body, field) for body in lsh_bodies(other, query_vectors, probes, window)]
+            result = measure(client, index, bodies, truth_ids, threads_grid)
+            result.update(simulated_recall=point.recall, candidate_share=point.candidate_share,
+                          rescored_share=point.rescored_share)
+            rows.append(_row(f"LSH {other.tables}x{other.bits}, probes {probes}, window {window}", result,
+                             point.candidate_share, point.rescored_share, exact))
     if hnsw:
         log("Lucene HNSW (m=16, ef_construction=100, ef_search=100)")
         try:
@@ -149,14 +197,18 @@ def _row(name: str, result: dict, candidate_share: float, rescored_share: float,
         "candidates %": 100 * candidate_share,
         "rescored %": 100 * rescored_share,
         "p50 ms": one.get("p50"), "p95 ms": one.get("p95"), "p99 ms": one.get("p99"),
+        "server took p50 ms": one.get("took_p50_ms"),
         "QPS 1 thread": one.get("qps"), "QPS 4 threads": four.get("qps"), "p50 ms (4 thr)": four.get("p50"),
         "p50 speed-up vs exact": ratio(exact["t1"]["p50"], one.get("p50", float("nan"))),
+        "server took speed-up vs exact": ratio(exact["t1"]["took_p50_ms"], one.get("took_p50_ms", float("nan"))),
         "raw": result,
     }
 
 
 COLUMNS = ["setting", "recall@10", "sim recall@10", "candidates %", "rescored %", "p50 ms", "p95 ms", "p99 ms",
-           "QPS 1 thread", "QPS 4 threads", "p50 ms (4 thr)", "p50 speed-up vs exact"]
+           "server took p50 ms",
+           "QPS 1 thread", "QPS 4 threads", "p50 ms (4 thr)", "p50 speed-up vs exact",
+           "server took speed-up vs exact"]
 
 
 def table(rows: list[dict]) -> str:

@@ -262,14 +262,19 @@ def bench_index(ctx: Context) -> str:
 def section_retrieval(ctx: Context, report: Report) -> None:
     from pintext.bench import retrieval
     from pintext.ingest.indexer import load_or_create_lsh
+    from pintext.lsh import DEFAULT_BITS, DEFAULT_TABLES, RandomHyperplaneLSH
 
     lsh = load_or_create_lsh(ctx.model_dir, ctx.corpus.shape[1])
     choice = ctx.lsh_choice
     probes = sorted({0, choice.probes, min(choice.probes + 1, lsh.bits)})
     windows = sorted({choice.window, max(10, choice.window // 2), choice.window * 2})
     queries = ctx.queries[:ctx.profile.node_queries]
+    # The project default (what an untuned install gets) on an extra token field of the same index.
+    default = RandomHyperplaneLSH(dim=lsh.dim, tables=DEFAULT_TABLES, bits=DEFAULT_BITS)
+    others = [default] if (default.tables, default.bits) != (lsh.tables, lsh.bits) else []
     rows, extra = retrieval.run(ctx.node.client, bench_index(ctx), lsh, ctx.ids, ctx.corpus, queries, probes,
-                                windows, ctx.profile.exact_queries, hnsw=ctx.profile.hnsw, log=ctx.log)
+                                windows, ctx.profile.exact_queries, hnsw=ctx.profile.hnsw, log=ctx.log,
+                                other_configs=others, other_probes=(0, 1), other_windows=(choice.window,))
     plot = retrieval.plot(rows, ctx.out / "recall_vs_latency.png")
     exact = rows[0]
     tuned = next(row for row in rows if row["setting"].endswith(f"probes {choice.probes}, window {choice.window}"))
@@ -287,6 +292,13 @@ def section_retrieval(ctx: Context, report: Report) -> None:
         retrieval.table(rows),
         "",
         hnsw_note,
+        "",
+        (f"The project default LSH ({DEFAULT_TABLES}x{DEFAULT_BITS}) rows come from an extra keyword field added "
+         f"to the same index afterwards (bulk partial updates, "
+         f"{next(iter(extra['extra_configs'].values()))['update_seconds']:.0f} s, not part of the ingest figures)."
+         if extra.get("extra_configs") else ""),
+        "'server took' is OpenSearch's own `took` (time inside the node); the rest of the client-side latency is "
+        "HTTP, JSON and Python on a shared 2-core machine.",
     ])
     report.add("retrieval", "Retrieval on the real node", markdown,
                {"rows": [{k: v for k, v in row.items()} for row in rows], **extra,
@@ -295,7 +307,9 @@ def section_retrieval(ctx: Context, report: Report) -> None:
                 tuned["setting"])
     speedup = tuned["p50 speed-up vs exact"]
     report.goal("Tuned LSH p50 vs exact knn_score script", ">= 10x faster", speedup, speedup >= 10,
-                f"{tuned['p50 ms']:.1f} ms vs {exact['p50 ms']:.1f} ms")
+                f"client p50 {tuned['p50 ms']:.1f} ms vs {exact['p50 ms']:.1f} ms; inside the node (took p50) "
+                f"{tuned['server took p50 ms']:.1f} ms vs {exact['server took p50 ms']:.1f} ms = "
+                f"{tuned['server took speed-up vs exact']:.2f}x")
 
 
 def section_quality(ctx: Context, report: Report) -> None:
