@@ -17,7 +17,6 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -26,13 +25,14 @@ import numpy as np
 import scipy.sparse
 from tokenizers import Tokenizer
 
+from pintext.text import WordIds
+
 RUNTIME_FOLDER = "runtime"
 TOKENIZER_FILE = "tokenizer.json"
 EMBEDDINGS_FILE = "embeddings.npy"
 RUNTIME_CONFIG_FILE = "runtime.json"
 RUNTIME_FORMAT = 1
 SUPPORTED_DTYPES = ("float32", "float16")
-_ASCII_WORD = re.compile(r"\w+", re.ASCII)
 
 
 class RuntimeArtifactError(ValueError):
@@ -123,7 +123,7 @@ class Encoder:
         # Computed in float32 even when stored as float16: the mean of many halves loses too much otherwise.
         self._table = np.ascontiguousarray(table, dtype=np.float32)
         self._unk_id = unk_id
-        self._vocab = tokenizer.get_vocab()
+        self._word_ids = WordIds(tokenizer, unk_id)
         self.fingerprint = fingerprint
 
     @classmethod
@@ -181,26 +181,8 @@ class Encoder:
         return self._tokenizer
 
     def token_ids(self, texts: Sequence[str]) -> list[list[int]]:
-        """Vocabulary ids of each text's words (the unknown id for out-of-vocabulary words).
-
-        ASCII texts take a fast path that is exact by construction: NFKC leaves ASCII unchanged, and on
-        ASCII both the Rust and the Python regex `\\w` are [A-Za-z0-9_] and both lowercases agree. It is ~4x
-        faster than `Tokenizer.encode_batch` on these machines. Every other text goes through the tokenizer.
-        """
-        ids: list[list[int] | None] = [None] * len(texts)
-        others: list[int] = []
-        lookup, unk = self._vocab.get, self._unk_id
-        for index, text in enumerate(texts):
-            text = text or ""
-            if text.isascii():
-                ids[index] = [lookup(word, unk) for word in _ASCII_WORD.findall(text.lower())]
-            else:
-                others.append(index)
-        if others:
-            encodings = self._tokenizer.encode_batch([texts[i] for i in others], add_special_tokens=False)
-            for index, encoding in zip(others, encodings):
-                ids[index] = encoding.ids
-        return ids  # type: ignore[return-value]
+        """Vocabulary ids of each text's words (the unknown id for out-of-vocabulary words)."""
+        return self._word_ids(texts)
 
     def _known_ids(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(row of each known token, its vocabulary id, number of words per text) for a batch."""

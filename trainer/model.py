@@ -8,6 +8,7 @@ the zero vector, exactly as the numpy `pintext.Encoder` computes it.
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,7 @@ from sentence_transformers.sentence_transformer.modules import StaticEmbedding
 from tokenizers import Tokenizer
 from torch import nn
 
+from pintext.text import WordIds
 from pintext.trainer.tokenizer import UNK_ID, UNK_TOKEN
 
 
@@ -42,6 +44,18 @@ class WordMeanEmbedding(StaticEmbedding):
             weights = self.embedding.weight.detach().clone()
         weights[UNK_ID] = 0.0
         self.embedding = nn.EmbeddingBag.from_pretrained(weights, freeze=False, mode="mean", padding_idx=UNK_ID)
+
+        self._word_ids = WordIds(self.tokenizer, UNK_ID)
+
+    def preprocess(self, inputs: list[str], prompt: str | None = None, **kwargs) -> dict[str, torch.Tensor]:
+        """Token ids and bag offsets, through the same exact fast word lookup as the numpy Encoder."""
+        if prompt:
+            inputs = self._prepend_prompt(inputs, prompt)
+        per_text = self._word_ids(list(inputs))
+        lengths = [len(ids) for ids in per_text]
+        offsets = torch.from_numpy(np.cumsum([0] + lengths[:-1]))
+        input_ids = torch.tensor(list(itertools.chain.from_iterable(per_text)), dtype=torch.long)
+        return {"input_ids": input_ids, "offsets": offsets}
 
     @classmethod
     def load(cls, model_name_or_path: str, **kwargs) -> "WordMeanEmbedding":
