@@ -229,7 +229,8 @@ class Report:
         for section in self.sections:
             lines += [f"## {section['title']}", "", section["markdown"], ""]
             lines += [f"![{Path(plot).stem}]({Path(plot).name})" for plot in section["plots"]]
-            lines += ["", f"_section time: {section['seconds']:.1f} s_", ""]
+            load = f", load average at its start {section['load']}" if section.get("load") else ""
+            lines += ["", f"_section time: {section['seconds']:.1f} s{load}_", ""]
         return "\n".join(lines).rstrip() + "\n"
 
     def write(self, out_dir: Path) -> tuple[Path, Path]:
@@ -264,7 +265,11 @@ def _jsonable(value: Any) -> Any:
     return str(value)
 
 
+RELEVANT_ENV = ("PINTEXT_HOME", "OPENSEARCH_URL", "PINTEXT_OPENSEARCH_PORT", "PINTEXT_OPENSEARCH_HEAP")
+
+
 def command_line() -> str:
-    """How this process was started, as a shell line (`pintext bench --profile quick`)."""
+    """How this process was started, as a shell line, with the environment variables that change what runs."""
     program = Path(sys.argv[0]).name if sys.argv else "pintext"
-    return " ".join([program, *sys.argv[1:]])
+    settings = [f"{name}={os.environ[name]}" for name in RELEVANT_ENV if os.environ.get(name)]
+    return " ".join([*settings, program, *sys.argv[1:]])

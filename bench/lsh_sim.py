@@ -32,12 +32,13 @@ def unit_rows(vectors: np.ndarray) -> np.ndarray:
 
 
 def exact_top_k(corpus_unit: np.ndarray, queries_unit: np.ndarray, k: int,
-                exclude_rows: Sequence[int] | None = None, chunk: int = 512) -> np.ndarray:
+                exclude_rows: Sequence[int] | None = None, max_cells: int = 1 << 25) -> np.ndarray:
     """Brute-force cosine top-k corpus rows per query [queries, k], best first; ties by smaller row.
 
     `exclude_rows[i]` (>= 0) removes that row from query i's results (a pin used as its own query).
     """
     results = np.empty((len(queries_unit), k), dtype=np.int64)
+    chunk = max(1, max_cells // max(1, len(corpus_unit)))  # bounds the [chunk, corpus] score block in memory
     for start in range(0, len(queries_unit), chunk):
         scores = queries_unit[start:start + chunk] @ corpus_unit.T
         if exclude_rows is not None:
@@ -63,10 +64,12 @@ def recall_at_k(found: Sequence[Sequence[int]], truth: np.ndarray, k: int) -> fl
 class BucketIndex:
     """The inverted index of one LSH config: per table, the corpus rows sorted by bucket."""
 
-    def __init__(self, lsh: RandomHyperplaneLSH, corpus: np.ndarray) -> None:
+    def __init__(self, lsh: RandomHyperplaneLSH, corpus: np.ndarray, chunk: int = 1 << 15) -> None:
         self.lsh = lsh
-        signatures = lsh.signatures(corpus)  # [n, tables]
-        self.order = np.argsort(signatures, axis=0, kind="stable")  # rows sorted by bucket, per table
+        # Hashed in chunks: the margins of 1M pins x 128 tables x 12 bits would need 6 GB at once.
+        signatures = np.concatenate([lsh.signatures(corpus[start:start + chunk])
+                                     for start in range(0, len(corpus), chunk)])  # [n, tables]
+        self.order = np.argsort(signatures, axis=0, kind="stable").astype(np.int32)  # rows by bucket, per table
         self.sorted_buckets = np.take_along_axis(signatures, self.order, axis=0)
         self.size = len(corpus)
 

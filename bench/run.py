@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from pintext.bench.harness import Report, command_line, markdown_table, ratio, stopwatch
+from pintext.bench.harness import Report, command_line, load_average, markdown_table, stopwatch
 
 SAMPLE_SEED = 7  # data/sample was made with `pintext synth --out data/sample --seed 7`
 SAMPLE_PINS = 4000  # ... and the default 4000 pins, so SynthConfig.topics() gave 67 topics
@@ -354,6 +354,7 @@ def run(profile_name: str, out: Path, only: set[str] | None = None, log: Callabl
                 report.failed(key, title, f"skipped: {', '.join(missing)} did not complete", 0.0)
                 continue
             log(f"[{time.perf_counter() - began:6.0f} s] {title}")
+            load_at_start = load_average()
             with stopwatch() as timer:
                 try:
                     function(ctx, report)
@@ -364,8 +365,7 @@ def run(profile_name: str, out: Path, only: set[str] | None = None, log: Callabl
                     continue
             if report.sections and report.sections[-1]["key"] == key:
                 report.sections[-1]["seconds"] = round(timer["seconds"], 1)
-            if key == "ingest":
-                pass
+                report.sections[-1]["load"] = load_at_start
     finally:
         if ctx.node is not None:
             outcome = ctx.node.close()
@@ -374,7 +374,7 @@ def run(profile_name: str, out: Path, only: set[str] | None = None, log: Callabl
         report.seconds = time.perf_counter() - began
         for key in [goal for goal in ("encode", "retrieval") if goal not in done]:
             report.goal(f"{key} goals", "see section", None, None, "section did not complete")
-        _add_ingest_goal_free_notes(report)
+        _add_load_note(report)
         _copy_plots(report, out)
         report.write(out)
     return report
@@ -388,13 +388,17 @@ def _needs_of(key: str) -> set[str]:
     return needs
 
 
-def _add_ingest_goal_free_notes(report: Report) -> None:
-    load = report.machine.get("load_average_at_start") or [0]
+def _add_load_note(report: Report) -> None:
+    """Say plainly when other processes shared the CPU during the run."""
     cores = report.machine.get("cores") or 1
-    if load and load[0] > 0.5 * cores:
-        report.notes.append(f"the machine was loaded when the run started (1-minute load {load[0]} on {cores} "
-                            "cores): other processes shared the CPU, so absolute rates are lower than on an idle "
-                            "machine; ratios within a section are measured back to back and hold better.")
+    loads = [section["load"][0] for section in report.sections if section.get("load")]
+    loads += (report.machine.get("load_average_at_start") or [])[:1]
+    if loads and max(loads) > 0.5 * cores:
+        report.notes.append(
+            f"other processes shared the CPU during this run: the 1-minute load average ranged "
+            f"{min(loads):.1f}-{max(loads):.1f} on {cores} cores (per section in its footer). Absolute rates are "
+            "lower than on an idle machine and vary from run to run; ratios within a section are measured back "
+            "to back and hold better.")
 
 
 def _copy_plots(report: Report, out: Path) -> None:
