@@ -22,6 +22,9 @@ from pintext.lsh import RandomHyperplaneLSH
 # A rescored pin costs the node a doc-values read of its vector and a dot product; a matching posting costs a
 # few integer operations. Calibrated roughly from the real node's latencies (docs/benchmarks.md).
 RESCORE_COST_PER_POSTING = 8.0
+# OpenSearch refuses a bool query of more than this many clauses (indices.query.bool.max_clause_count), and a
+# query carries tables x (1 + probes) term clauses: such settings are not offered.
+MAX_QUERY_CLAUSES = 1024
 
 
 def unit_rows(vectors: np.ndarray) -> np.ndarray:
@@ -141,7 +144,7 @@ def sweep_config(corpus_unit: np.ndarray, queries_unit: np.ndarray, truth: np.nd
     windows = sorted(set(int(w) for w in windows if w >= k))
     points = []
     for probes in probes_grid:
-        if probes > bits:
+        if probes > bits or tables * (1 + probes) > MAX_QUERY_CLAUSES:
             continue
         all_buckets = index.query_buckets(queries_unit, probes)
         found = {window: [] for window in windows}

@@ -53,11 +53,11 @@ PROFILES = {
                     exact_queries=20, synth_pins=5_000, tables=(32, 64), bits=(6, 8), probes=(0, 1),
                     windows=(50, 200), epochs=1.0),
     "quick": Profile("quick", pins=100_000, encode_texts=50_000, minilm_texts=2_000, tune_queries=300,
-                     node_queries=300, exact_queries=60, synth_pins=100_000, tables=(32, 64, 128),
-                     bits=(8, 10, 12), probes=(0, 1, 2), windows=(100, 250, 500, 1000, 2000)),
+                     node_queries=300, exact_queries=60, synth_pins=100_000, tables=(64, 128, 256),
+                     bits=(10, 12, 14, 16), probes=(0, 1, 2), windows=(250, 500, 1000, 2000)),
     "full": Profile("full", pins=1_000_000, encode_texts=50_000, minilm_texts=2_000, tune_queries=500,
-                    node_queries=500, exact_queries=60, synth_pins=1_000_000, tables=(32, 64, 128),
-                    bits=(8, 10, 12), probes=(0, 1, 2), windows=(250, 500, 1000, 2000, 4000)),
+                    node_queries=500, exact_queries=60, synth_pins=1_000_000, tables=(64, 128, 256),
+                    bits=(12, 14, 16, 18), probes=(0, 1, 2), windows=(500, 1000, 2000, 4000)),
 }
 
 
@@ -262,11 +262,14 @@ def bench_index(ctx: Context) -> str:
 def section_retrieval(ctx: Context, report: Report) -> None:
     from pintext.bench import retrieval
     from pintext.ingest.indexer import load_or_create_lsh
+    from pintext.bench.lsh_sim import MAX_QUERY_CLAUSES
     from pintext.lsh import DEFAULT_BITS, DEFAULT_TABLES, RandomHyperplaneLSH
 
     lsh = load_or_create_lsh(ctx.model_dir, ctx.corpus.shape[1])
     choice = ctx.lsh_choice
-    probes = sorted({0, choice.probes, min(choice.probes + 1, lsh.bits)})
+    # OpenSearch refuses a bool query of more than 1024 clauses (indices.query.bool.max_clause_count).
+    probes = sorted(p for p in {0, choice.probes, min(choice.probes + 1, lsh.bits)}
+                    if lsh.tables * (1 + p) <= MAX_QUERY_CLAUSES)
     windows = sorted({choice.window, max(10, choice.window // 2), choice.window * 2})
     queries = ctx.queries[:ctx.profile.node_queries]
     # The project default (what an untuned install gets) on an extra token field of the same index.
