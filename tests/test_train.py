@@ -11,7 +11,7 @@ from pintext.encoder import Encoder
 from pintext.trainer.synthetic import make_pairs
 from pintext.trainer.train import PairDataError, TrainConfig, load_pairs, parse_task_weights, train
 
-SMALL = dict(epochs=2, batch_size=32, dim=16, min_count=1)
+SMALL = dict(epochs=2, batch_size=32, dim=16, min_count=1, threads=1)  # 1 thread: steadier on a shared machine
 
 
 @pytest.fixture(scope="module")

@@ -14,6 +14,7 @@ TASKS_HELP = "Comma-separated tasks: search,related,homefeed. 'search' alone tra
 def _config(
     tasks: str, loss: str, dim: int, epochs: float, batch_size: int, lr: float, sampling: str, task_weights: Optional[str],
     margin: float, negatives: int, radius: float, min_count: int, max_vocab: int, seed: int, float16: bool,
+    threads: int = 0,
 ):
     from pintext.trainer.train import TrainConfig, parse_task_weights
 
@@ -22,6 +23,7 @@ def _config(
         loss=loss, dim=dim, epochs=epochs, batch_size=batch_size, lr=lr, sampling=sampling,
         task_weights=parse_task_weights(task_weights), margin=margin, negatives=negatives,
         radius=radius if radius > 0 else None, min_count=min_count, max_vocab=max_vocab, seed=seed, float16=float16,
+        threads=threads,
     )
     config.validate()
     return config
@@ -142,12 +144,13 @@ def register(app: typer.Typer) -> None:
         max_vocab: int = typer.Option(200_000, help="Maximum vocabulary size (unknown token included)."),
         seed: int = typer.Option(0, help="Random seed."),
         float16: bool = typer.Option(False, "--float16", help="Store the runtime table as float16."),
+        threads: int = typer.Option(0, help="torch CPU threads (0 = all cores; 1 is faster on a busy shared machine)."),
         json_output: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
     ) -> None:
         """Train PinText (one shared word table, per-task weighted losses) and export its runtime."""
         try:
             config = _config(tasks, loss, dim, epochs, batch_size, lr, sampling, task_weights, margin, negatives,
-                             radius, min_count, max_vocab, seed, float16)
+                             radius, min_count, max_vocab, seed, float16, threads)
         except ValueError as error:
             _fail(str(error))
         from pintext.trainer.train import PairDataError, train, tune_task_weights
@@ -202,13 +205,14 @@ def register(app: typer.Typer) -> None:
         task_weights: Optional[str] = typer.Option(None, help="MTL loss weight per task."),
         tune_weights: bool = typer.Option(False, "--tune-weights", help="Choose MTL's auxiliary weight on validation."),
         seed: int = typer.Option(0, help="Random seed."),
+        threads: int = typer.Option(0, help="torch CPU threads (0 = all cores)."),
         json_output: bool = typer.Option(False, "--json", help="Print the evaluation as JSON."),
     ) -> None:
         """One command: train PinText-SR and PinText-MTL, evaluate them with BM25 and a random model, write the report."""
         from pintext.trainer.train import PairDataError, TrainConfig, parse_task_weights, train, tune_task_weights
 
         try:
-            base = TrainConfig(dim=dim, epochs=epochs, batch_size=batch_size, loss=loss, seed=seed,
+            base = TrainConfig(dim=dim, epochs=epochs, batch_size=batch_size, loss=loss, seed=seed, threads=threads,
                                task_weights=parse_task_weights(task_weights))
             base.validate()
             single = train(pairs, out / "SR", TrainConfig(**{**base.__dict__, "tasks": ["search"]}), show_progress=not json_output)
