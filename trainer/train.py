@@ -172,8 +172,25 @@ class TrainResult:
 
 def train(pairs_dir: str | Path, out_dir: str | Path, config: TrainConfig, *, show_progress: bool = True) -> TrainResult:
     """Train on `pairs_dir`, save the SentenceTransformer, its config, log and runtime into `out_dir`."""
-    import datasets
     import torch
+
+    config.validate()
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    use_cpu = not torch.cuda.is_available()
+    device = "cpu" if use_cpu else "cuda"
+    # All cores by default. On a machine shared with other busy jobs, fewer threads can be much faster:
+    # these batches are tiny, and oversubscribed OpenMP threads spin (measured: 2 threads 20 s, 1 thread 2 s).
+    threads_before = torch.get_num_threads()
+    torch.set_num_threads(config.threads if config.threads > 0 else (os.cpu_count() or 1))
+    try:
+        return _train(pairs_dir, out_dir, config, show_progress, use_cpu, device)
+    finally:
+        torch.set_num_threads(threads_before)  # process-wide: leave it as the caller had it
+
+
+def _train(pairs_dir, out_dir: Path, config: TrainConfig, show_progress: bool, use_cpu: bool, device: str) -> TrainResult:
+    import datasets
     from datasets import DatasetDict
     from sentence_transformers import SentenceTransformerTrainer
 
@@ -182,15 +199,6 @@ def train(pairs_dir: str | Path, out_dir: str | Path, config: TrainConfig, *, sh
     from pintext.trainer.losses import RadiusCallback, WeightedLoss, build_loss
     from pintext.trainer.model import build_model
     from pintext.trainer.tokenizer import train_word_tokenizer
-
-    config.validate()
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    # All cores by default. On a machine shared with other busy jobs, fewer threads can be much faster:
-    # these batches are tiny, and oversubscribed OpenMP threads spin (measured: 2 threads 20 s, 1 thread 2 s).
-    torch.set_num_threads(config.threads if config.threads > 0 else (os.cpu_count() or 1))
-    use_cpu = not torch.cuda.is_available()
-    device = "cpu" if use_cpu else "cuda"
 
     datasets.disable_progress_bars()  # per-split "Map" bars would bury the Rich bar; re-enabled below
     pairs = load_pairs(pairs_dir, config.tasks)
