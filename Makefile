@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: install test demo bench up down clean
+.PHONY: install test demo eval bench up down clean
 
 $(STAMP): pyproject.toml
 	@echo ">> creating $(VENV) and installing pintext with all extras"
@@ -36,6 +36,14 @@ test: install
 demo: install
 	@echo ">> PinText demo: sample -> pairs -> train -> index -> ingest -> search (scripts/demo.sh)"
 	bash scripts/demo.sh
+
+# Trains PinText-SR and PinText-MTL on the sample and compares them with BM25 and a random model (issue 4's report).
+eval: install
+	$(BIN)/pintext pairs --events data/sample/events.jsonl.gz --pins data/sample/pins.jsonl \
+	  --users data/sample/users.jsonl --out out/pairs
+	$(BIN)/pintext train-eval --pairs out/pairs --out out/train-eval --threads 1
+	rm -rf docs/results/train-eval && mkdir -p docs/results && cp -r out/train-eval/report docs/results/train-eval
+	@echo ">> report: docs/results/train-eval/report.md"
 
 bench: install
 	$(BIN)/pintext bench --profile quick
