@@ -70,7 +70,7 @@ def run(model_dir: Path, texts: list[str], minilm_texts: int, repeats: int = 3) 
          "parameters": human_bytes(parameter_bytes(torch_model)), "dim": encoder.dim},
         {"model": f"all-MiniLM-L6-v2 (torch, batch {MINILM_BATCH})", "texts": len(subset), "texts/s": minilm_rate,
          "x MiniLM": 1.0, "x same model, torch": ratio(minilm_rate, torch_rate),
-         "parameters": human_bytes(parameter_bytes(minilm)), "dim": minilm.get_sentence_embedding_dimension()},
+         "parameters": human_bytes(parameter_bytes(minilm)), "dim": minilm.get_embedding_dimension()},
     ]
     data = {
         "texts": len(texts), "minilm_texts": len(subset), "torch_threads": torch.get_num_threads(),

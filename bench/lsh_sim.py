@@ -19,9 +19,13 @@ import numpy as np
 
 from pintext.lsh import RandomHyperplaneLSH
 
-# A rescored pin costs the node a doc-values read of its vector and a dot product; a matching posting costs a
-# few integer operations. Calibrated roughly from the real node's latencies (docs/benchmarks.md).
-RESCORE_COST_PER_POSTING = 8.0
+# The cost model, in "postings visited" units, calibrated on the real node (bench/retrieval.py fits it again on
+# every run and the report shows the fit). On the 2.19 node with 100k pins, a term clause costs about as much as
+# 500 postings (a terms-dictionary lookup and an iterator per clause: many tables x many bits means many rare
+# terms), and a pin rescored by the knn_score script about 4 postings. An earlier model that counted postings
+# only picked 256 x 16 bits, which the node ran 5x slower than 64 x 8 bits at the same recall.
+CLAUSE_COST = 500.0
+RESCORE_COST = 4.0
 # OpenSearch refuses a bool query of more than this many clauses (indices.query.bool.max_clause_count), and a
 # query carries tables x (1 + probes) term clauses: such settings are not offered.
 MAX_QUERY_CLAUSES = 1024
@@ -126,13 +130,19 @@ class GridPoint:
     def rescored_share(self) -> float:
         return self.rescored / self.corpus
 
+    @property
+    def clauses(self) -> int:
+        """Term clauses of the first-stage query: one per table and probe."""
+        return self.tables * (1 + self.probes)
+
     def to_json(self) -> dict:
-        return {**asdict(self), "candidate_share": self.candidate_share, "rescored_share": self.rescored_share}
+        return {**asdict(self), "candidate_share": self.candidate_share, "rescored_share": self.rescored_share,
+                "clauses": self.clauses}
 
 
-def cost_of(postings: float, rescored: float) -> float:
-    """Relative work of one search: first-stage postings plus rescored pins weighted by their higher cost."""
-    return float(postings) + RESCORE_COST_PER_POSTING * float(rescored)
+def cost_of(postings: float, rescored: float, clauses: int) -> float:
+    """Relative work of one search: postings visited + weighted rescored pins + weighted term clauses."""
+    return float(postings) + RESCORE_COST * float(rescored) + CLAUSE_COST * float(clauses)
 
 
 def sweep_config(corpus_unit: np.ndarray, queries_unit: np.ndarray, truth: np.ndarray, tables: int, bits: int,
@@ -165,10 +175,35 @@ def sweep_config(corpus_unit: np.ndarray, queries_unit: np.ndarray, truth: np.nd
                 found[window].append(head[best])
         for window in windows:
             rescored = float(np.mean(np.minimum(candidates, window)))
+            clauses = tables * (1 + probes)
             points.append(GridPoint(tables, bits, probes, window, recall_at_k(found[window], truth, k),
                                     float(np.mean(candidates)), rescored, float(np.mean(postings)),
-                                    len(corpus_unit), cost_of(float(np.mean(postings)), rescored)))
+                                    len(corpus_unit), cost_of(float(np.mean(postings)), rescored, clauses)))
     return points
+
+
+def fit_cost_model(clauses: Sequence[float], postings: Sequence[float], rescored: Sequence[float],
+                   latency_ms: Sequence[float]) -> dict[str, float]:
+    """Non-negative least squares of latency = base + a x clauses + b x postings + c x rescored (ms each).
+
+    Also gives the clause and rescore weights in postings, comparable with CLAUSE_COST and RESCORE_COST
+    (NaN when the fit gives postings no weight).
+    """
+    from scipy.optimize import nnls
+
+    design = np.column_stack([np.ones(len(clauses)), clauses, postings, rescored]).astype(np.float64)
+    target = np.asarray(latency_ms, dtype=np.float64)
+    (base, per_clause, per_posting, per_rescored), residual = nnls(design, target)
+    fitted = design @ np.array([base, per_clause, per_posting, per_rescored])
+    spread = float(np.sum((target - target.mean()) ** 2))
+    return {
+        "base_ms": base, "ms_per_clause": per_clause, "ms_per_1000_postings": per_posting * 1000,
+        "ms_per_1000_rescored": per_rescored * 1000,
+        "clause_in_postings": per_clause / per_posting if per_posting > 0 else float("nan"),
+        "rescored_in_postings": per_rescored / per_posting if per_posting > 0 else float("nan"),
+        "r2": 1.0 - float(np.sum((target - fitted) ** 2)) / spread if spread > 0 else float("nan"),
+        "points": len(target),
+    }
 
 
 def choose(points: Sequence[GridPoint], target_recall: float) -> tuple[GridPoint | None, bool]:

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from pintext.bench.harness import markdown_table, percentiles, ratio, stopwatch
-from pintext.bench.lsh_sim import exact_top_k, recall_at_k, sweep_config, unit_rows
+from pintext.bench.lsh_sim import exact_top_k, fit_cost_model, recall_at_k, sweep_config, unit_rows
 
 K = 10
 
@@ -157,8 +157,7 @@ def run(client: Any, index: str, lsh: Any, ids: Sequence[str], corpus: np.ndarra
             point = simulated[(probes, window)]
             log(f"LSH {lsh.tables}x{lsh.bits} probes={probes} window={window}")
             result = measure(client, index, lsh_bodies(lsh, query_vectors, probes, window), truth_ids, threads_grid)
-            result.update(simulated_recall=point.recall, candidate_share=point.candidate_share,
-                          rescored_share=point.rescored_share)
+            result.update(_work(point))
             rows.append(_row(f"LSH {lsh.tables}x{lsh.bits}, probes {probes}, window {window}", result,
                              point.candidate_share, point.rescored_share, exact))
     extra: dict = {"queries": len(query_vectors), "exact_queries": exact_count, "corpus": len(ids),
@@ -173,10 +172,14 @@ def run(client: Any, index: str, lsh: Any, ids: Sequence[str], corpus: np.ndarra
         for (probes, window), point in sorted(simulated_other.items()):
             bodies = [on_field(body, field) for body in lsh_bodies(other, query_vectors, probes, window)]
             result = measure(client, index, bodies, truth_ids, threads_grid)
-            result.update(simulated_recall=point.recall, candidate_share=point.candidate_share,
-                          rescored_share=point.rescored_share)
+            result.update(_work(point))
             rows.append(_row(f"LSH {other.tables}x{other.bits}, probes {probes}, window {window}", result,
                              point.candidate_share, point.rescored_share, exact))
+    lsh_results = [row["raw"] for row in rows if "clauses" in row["raw"]]
+    if len(lsh_results) >= 4:
+        extra["cost_fit"] = fit_cost_model([r["clauses"] for r in lsh_results], [r["postings"] for r in lsh_results],
+                                           [r["rescored"] for r in lsh_results],
+                                           [r["t1"]["took_p50_ms"] for r in lsh_results])
     if hnsw:
         log("Lucene HNSW (m=16, ef_construction=100, ef_search=100)")
         try:
@@ -186,6 +189,13 @@ def run(client: Any, index: str, lsh: Any, ids: Sequence[str], corpus: np.ndarra
         except Exception as error:  # noqa: BLE001 - reported in the table, the rest of the run goes on
             extra["hnsw_error"] = f"{type(error).__name__}: {error}"[:500]
     return rows, extra
+
+
+def _work(point: Any) -> dict:
+    """What the replica says one query of a setting does: recall, candidates, postings, rescored, clauses."""
+    return {"simulated_recall": point.recall, "candidate_share": point.candidate_share,
+            "rescored_share": point.rescored_share, "postings": point.postings, "rescored": point.rescored,
+            "clauses": point.clauses}
 
 
 def _row(name: str, result: dict, candidate_share: float, rescored_share: float, exact: dict) -> dict:

@@ -53,11 +53,11 @@ PROFILES = {
                     exact_queries=20, synth_pins=5_000, tables=(32, 64), bits=(6, 8), probes=(0, 1),
                     windows=(50, 200), epochs=1.0),
     "quick": Profile("quick", pins=100_000, encode_texts=50_000, minilm_texts=2_000, tune_queries=300,
-                     node_queries=300, exact_queries=60, synth_pins=100_000, tables=(64, 128, 256),
-                     bits=(10, 12, 14, 16), probes=(0, 1, 2), windows=(250, 500, 1000, 2000)),
+                     node_queries=300, exact_queries=60, synth_pins=100_000, tables=(16, 32, 64, 128),
+                     bits=(8, 10, 12, 14), probes=(0, 1, 2), windows=(500, 1000, 2000, 4000)),
     "full": Profile("full", pins=1_000_000, encode_texts=50_000, minilm_texts=2_000, tune_queries=500,
-                    node_queries=500, exact_queries=60, synth_pins=1_000_000, tables=(64, 128, 256),
-                    bits=(12, 14, 16, 18), probes=(0, 1, 2), windows=(500, 1000, 2000, 4000)),
+                    node_queries=500, exact_queries=60, synth_pins=1_000_000, tables=(16, 32, 64, 128),
+                    bits=(10, 12, 14, 16), probes=(0, 1, 2), windows=(1000, 2000, 4000, 8000)),
 }
 
 
@@ -190,7 +190,8 @@ def section_tune(ctx: Context, report: Report) -> None:
         f"{list(profile.probes)} x window {list(profile.windows)} = {len(points)} settings, swept on the in-memory "
         "replica of the index (same LSH code, same scoring and tie rule), so no re-ingest per setting; the chosen "
         "tables x bits is then ingested into the real node and confirmed there (next sections). 'Fastest' is "
-        "the smallest cost = postings visited + 8 x pins rescored.",
+        "the smallest cost = postings visited + 4 x pins rescored + 500 x term clauses (calibrated on the node, "
+        "see the cost model check below the retrieval table).",
         "",
         f"**Choice** (target recall@10 >= {profile.target_recall}): {choice.tables} tables x {choice.bits} bits, "
         f"probes {choice.probes}, window {choice.window}: replica recall@10 {choice.recall:.3f}, "
@@ -209,7 +210,8 @@ def section_tune(ctx: Context, report: Report) -> None:
 def _point_row(point: Any) -> dict:
     return {"tables": point.tables, "bits": point.bits, "probes": point.probes, "window": point.window,
             "recall@10": point.recall, "matched %": 100 * point.candidate_share,
-            "rescored %": 100 * point.rescored_share, "postings": point.postings, "cost": point.cost}
+            "rescored %": 100 * point.rescored_share, "clauses": point.clauses, "postings": point.postings,
+            "cost": point.cost}
 
 
 def _plot_sweep(points: list, path: Path) -> str:
@@ -224,7 +226,7 @@ def _plot_sweep(points: list, path: Path) -> str:
         mine = sorted((p for p in points if (p.tables, p.bits) == (tables, bits)), key=lambda p: p.cost)
         axes.scatter([p.cost for p in mine], [p.recall for p in mine], s=12, label=f"{tables}x{bits}")
     axes.set_xscale("log")
-    axes.set_xlabel("cost per query (postings + 8 x rescored), log scale")
+    axes.set_xlabel("cost per query (postings + 4 x rescored + 500 x clauses), log scale")
     axes.set_ylabel("recall@10 (replica)")
     axes.axhline(0.95, color="grey", linestyle=":", linewidth=1)
     axes.legend(fontsize=7, ncol=2)
@@ -302,6 +304,8 @@ def section_retrieval(ctx: Context, report: Report) -> None:
          if extra.get("extra_configs") else ""),
         "'server took' is OpenSearch's own `took` (time inside the node); the rest of the client-side latency is "
         "HTTP, JSON and Python on a shared 2-core machine.",
+        "",
+        _cost_fit_text(extra.get("cost_fit")),
     ])
     report.add("retrieval", "Retrieval on the real node", markdown,
                {"rows": [{k: v for k, v in row.items()} for row in rows], **extra,
@@ -313,6 +317,20 @@ def section_retrieval(ctx: Context, report: Report) -> None:
                 f"client p50 {tuned['p50 ms']:.1f} ms vs {exact['p50 ms']:.1f} ms; inside the node (took p50) "
                 f"{tuned['server took p50 ms']:.1f} ms vs {exact['server took p50 ms']:.1f} ms = "
                 f"{tuned['server took speed-up vs exact']:.2f}x")
+
+
+def _cost_fit_text(fit: dict | None) -> str:
+    """The tuner's cost model checked against this run's node timings."""
+    from pintext.bench.lsh_sim import CLAUSE_COST, RESCORE_COST
+
+    if not fit:
+        return ""
+    return (f"**Cost model check.** Server `took` p50 of the {fit['points']} LSH rows fitted by non-negative least "
+            f"squares: {fit['base_ms']:.2f} ms + {fit['ms_per_clause']:.4f} ms per term clause + "
+            f"{fit['ms_per_1000_postings']:.3f} ms per 1,000 postings + {fit['ms_per_1000_rescored']:.3f} ms per "
+            f"1,000 rescored pins (R² {fit['r2']:.2f}), i.e. one clause ~ {fit['clause_in_postings']:.0f} postings "
+            f"and one rescored pin ~ {fit['rescored_in_postings']:.1f} postings. The tuner's weights are "
+            f"{CLAUSE_COST:.0f} and {RESCORE_COST:.0f} (bench/lsh_sim.py, calibrated on an earlier run here).")
 
 
 def section_quality(ctx: Context, report: Report) -> None:

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from pintext.bench.harness import Report, markdown_table, per_million, percentiles, ratio
-from pintext.bench.lsh_sim import (BucketIndex, GridPoint, choose, cost_of, exact_top_k, recall_at_k, sweep_config,
-                                   unit_rows)
+from pintext.bench.lsh_sim import (BucketIndex, GridPoint, choose, cost_of, exact_top_k, fit_cost_model, recall_at_k,
+                                   sweep_config, unit_rows)
 from pintext.bench.quality import metrics_from_scores, ndcg_at_10, pessimistic_ranks, rrf
 from pintext.lsh import RandomHyperplaneLSH
 
@@ -99,9 +99,24 @@ def test_tuner_picks_the_cheapest_setting_that_reaches_the_target():
     assert choose([], 0.9) == (None, False)
 
 
-def test_cost_weighs_rescored_pins_more_than_postings():
-    assert cost_of(1000, 0) < cost_of(1000, 100)
-    assert cost_of(0, 10) > 10
+def test_cost_weighs_clauses_and_rescored_pins_more_than_postings():
+    assert cost_of(1000, 0, 64) < cost_of(1000, 100, 64) < cost_of(1000, 100, 128)
+    assert cost_of(0, 10, 0) > 10
+    assert cost_of(0, 0, 1) > 100  # a term clause is a dictionary lookup, far dearer than one posting
+
+
+def test_cost_model_fit_recovers_known_coefficients():
+    rng = np.random.default_rng(0)
+    clauses = rng.integers(32, 800, 30).astype(float)
+    postings = rng.integers(1_000, 80_000, 30).astype(float)
+    rescored = rng.integers(100, 4_000, 30).astype(float)
+    latency = 1.5 + 0.03 * clauses + 0.00006 * postings + 0.0003 * rescored
+    fit = fit_cost_model(clauses, postings, rescored, latency)
+    assert fit["base_ms"] == pytest.approx(1.5, rel=1e-6)
+    assert fit["ms_per_clause"] == pytest.approx(0.03, rel=1e-6)
+    assert fit["clause_in_postings"] == pytest.approx(500, rel=1e-6)
+    assert fit["rescored_in_postings"] == pytest.approx(5, rel=1e-6)
+    assert fit["r2"] == pytest.approx(1.0)
 
 
 def test_ndcg_and_recall_from_pessimistic_ranks():

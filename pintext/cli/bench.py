@@ -53,10 +53,10 @@ def lsh_tune(
                                                          help="Query texts, one JSON line each (a string or "
                                                               "{\"query\": ...}); default: sampled pins, "
                                                               "each excluded from its own results.")] = None,
-    tables: Annotated[str, typer.Option("--tables", help="Tables to try.")] = "64,128,256",
-    bits: Annotated[str, typer.Option("--bits", help="Bits per table to try.")] = "10,12,14,16",
+    tables: Annotated[str, typer.Option("--tables", help="Tables to try.")] = "16,32,64,128",
+    bits: Annotated[str, typer.Option("--bits", help="Bits per table to try.")] = "8,10,12,14",
     probes: Annotated[str, typer.Option("--probes", help="Multi-probe buckets per table to try.")] = "0,1,2",
-    windows: Annotated[str, typer.Option("--windows", help="Rescore windows to try.")] = "250,500,1000,2000",
+    windows: Annotated[str, typer.Option("--windows", help="Rescore windows to try.")] = "500,1000,2000,4000",
     write: Annotated[bool, typer.Option("--write", help="Write the chosen tables/bits to MODEL/lsh.json "
                                                         "(re-ingest afterwards).")] = False,
     json_output: Annotated[bool, typer.Option("--json", help="Print the choice and every setting as JSON.")] = False,
