@@ -53,10 +53,10 @@ PROFILES = {
                     exact_queries=20, synth_pins=5_000, tables=(32, 64), bits=(6, 8), probes=(0, 1),
                     windows=(50, 200), epochs=1.0),
     "quick": Profile("quick", pins=100_000, encode_texts=50_000, minilm_texts=2_000, tune_queries=300,
-                     node_queries=300, exact_queries=60, synth_pins=100_000, tables=(16, 32, 64, 128),
+                     node_queries=300, exact_queries=100, synth_pins=100_000, tables=(16, 32, 64, 128),
                      bits=(8, 10, 12, 14), probes=(0, 1, 2), windows=(500, 1000, 2000, 4000)),
     "full": Profile("full", pins=1_000_000, encode_texts=50_000, minilm_texts=2_000, tune_queries=500,
-                    node_queries=500, exact_queries=60, synth_pins=1_000_000, tables=(16, 32, 64, 128),
+                    node_queries=500, exact_queries=100, synth_pins=1_000_000, tables=(16, 32, 64, 128),
                     bits=(10, 12, 14, 16), probes=(0, 1, 2), windows=(1000, 2000, 4000, 8000)),
 }
 
