@@ -19,13 +19,14 @@ import numpy as np
 
 from pintext.lsh import RandomHyperplaneLSH
 
-# The cost model, in "postings visited" units, calibrated on the real node (bench/retrieval.py fits it again on
-# every run and the report shows the fit). On the 2.19 node with 100k pins, a term clause costs about as much as
-# 500 postings (a terms-dictionary lookup and an iterator per clause: many tables x many bits means many rare
-# terms), and a pin rescored by the knn_score script about 4 postings. An earlier model that counted postings
-# only picked 256 x 16 bits, which the node ran 5x slower than 64 x 8 bits at the same recall.
-CLAUSE_COST = 500.0
-RESCORE_COST = 4.0
+# The cost model, in "postings visited" units, calibrated on the real node (bench/retrieval.py refits it on every
+# run and the report shows the fit). On the 2.19 node with 100k pins, fits of the server `took` gave one term
+# clause ~110 postings on 8-14-bit tokens and ~500 on 16-bit ones (a terms-dictionary seek and an iterator per
+# clause; many tables of many bits make hundreds of rare terms), and one pin rescored by the knn_score script
+# ~10 postings. A first model that counted postings only picked 256 tables x 16 bits, which the node ran 5x
+# slower than 64 x 8 at the same recall.
+CLAUSE_COST = 200.0
+RESCORE_COST = 10.0
 # OpenSearch refuses a bool query of more than this many clauses (indices.query.bool.max_clause_count), and a
 # query carries tables x (1 + probes) term clauses: such settings are not offered.
 MAX_QUERY_CLAUSES = 1024

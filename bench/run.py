@@ -170,6 +170,7 @@ def section_encode(ctx: Context, report: Report) -> None:
 
 def section_tune(ctx: Context, report: Report) -> None:
     from pintext.bench import lsh_sim
+    from pintext.bench.lsh_sim import CLAUSE_COST, RESCORE_COST
     from pintext.lsh import RandomHyperplaneLSH
 
     profile = ctx.profile
@@ -190,7 +191,8 @@ def section_tune(ctx: Context, report: Report) -> None:
         f"{list(profile.probes)} x window {list(profile.windows)} = {len(points)} settings, swept on the in-memory "
         "replica of the index (same LSH code, same scoring and tie rule), so no re-ingest per setting; the chosen "
         "tables x bits is then ingested into the real node and confirmed there (next sections). 'Fastest' is "
-        "the smallest cost = postings visited + 4 x pins rescored + 500 x term clauses (calibrated on the node, "
+        f"the smallest cost = postings visited + {RESCORE_COST:g} x pins rescored + {CLAUSE_COST:g} x term clauses "
+        "(calibrated on the node, "
         "see the cost model check below the retrieval table).",
         "",
         f"**Choice** (target recall@10 >= {profile.target_recall}): {choice.tables} tables x {choice.bits} bits, "
@@ -217,6 +219,8 @@ def _point_row(point: Any) -> dict:
 def _plot_sweep(points: list, path: Path) -> str:
     import matplotlib
 
+    from pintext.bench.lsh_sim import CLAUSE_COST, RESCORE_COST
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -226,7 +230,8 @@ def _plot_sweep(points: list, path: Path) -> str:
         mine = sorted((p for p in points if (p.tables, p.bits) == (tables, bits)), key=lambda p: p.cost)
         axes.scatter([p.cost for p in mine], [p.recall for p in mine], s=12, label=f"{tables}x{bits}")
     axes.set_xscale("log")
-    axes.set_xlabel("cost per query (postings + 4 x rescored + 500 x clauses), log scale")
+    axes.set_xlabel(f"cost per query (postings + {RESCORE_COST:g} x rescored + {CLAUSE_COST:g} x clauses), "
+                    "log scale")
     axes.set_ylabel("recall@10 (replica)")
     axes.axhline(0.95, color="grey", linestyle=":", linewidth=1)
     axes.legend(fontsize=7, ncol=2)
@@ -413,16 +418,17 @@ def _needs_of(key: str) -> set[str]:
 
 
 def _add_load_note(report: Report) -> None:
-    """Say plainly when other processes shared the CPU during the run."""
+    """Say how busy the machine was: the figures of a shared machine move with its load."""
     cores = report.machine.get("cores") or 1
     loads = [section["load"][0] for section in report.sections if section.get("load")]
     loads += (report.machine.get("load_average_at_start") or [])[:1]
-    if loads and max(loads) > 0.5 * cores:
-        report.notes.append(
-            f"other processes shared the CPU during this run: the 1-minute load average ranged "
-            f"{min(loads):.1f}-{max(loads):.1f} on {cores} cores (per section in its footer). Absolute rates are "
-            "lower than on an idle machine and vary from run to run; ratios within a section are measured back "
-            "to back and hold better.")
+    if not loads:
+        return
+    report.notes.append(
+        f"the 1-minute load average ranged {min(loads):.1f}-{max(loads):.1f} on {cores} cores during this run "
+        "(per section in its footer). It counts this run's own client and node (up to about 2) and anything else "
+        "running: on the development machine, other engineers' builds and tests. Absolute rates move with it; "
+        "ratios within a section are measured back to back and hold better.")
 
 
 def _copy_plots(report: Report, out: Path) -> None:
