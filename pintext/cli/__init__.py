@@ -6,7 +6,7 @@ functions, so `pintext --help` and the serving commands never load torch.
 
 import typer
 
-from pintext.cli import bench, collect, data, opensearch, serve, train
+from pintext.cli import bench, collect, dashboards, data, opensearch, serve, train
 
 app = typer.Typer(
     name="pintext",
@@ -30,7 +30,7 @@ def version() -> None:
     typer.echo(__version__)
 
 
-for module in (opensearch, data, collect, train, serve, bench):
+for module in (opensearch, data, collect, train, serve, bench, dashboards):
     module.register(app)
 
 

@@ -142,10 +142,10 @@ def fail(message: str, code: int = 2) -> None:
 # ---- index management ------------------------------------------------------------------------------------------
 
 
-def ensure_index(conn: Connection) -> bool:
+def ensure_index(conn: Connection, shards: int = 1, replicas: int = 0) -> bool:
     """Create the index (and install the search template) unless it exists; refuse a mismatched one.
 
-    Returns True when it created the index.
+    `shards` and `replicas` apply only when the index is created here. Returns True when it created the index.
     """
     if conn.backend is Backend.local:
         local = conn.local_index()
@@ -162,7 +162,8 @@ def ensure_index(conn: Connection) -> bool:
     if client.indices.exists(index=conn.index):
         conn.check_index()
     else:
-        client.indices.create(index=conn.index, body=pins_index_body(conn.encoder.dim, conn.meta))
+        client.indices.create(index=conn.index, body=pins_index_body(conn.encoder.dim, conn.meta, shards=shards,
+                                                                          replicas=replicas))
         created = True
     install_search_template(client, SEARCH_TEMPLATE_ID, search_template_script())
     return created
@@ -189,14 +190,26 @@ def install_search_template(client: Any, template_id: str, script: dict) -> bool
 def index_create(model: ModelOption = None, index: IndexOption = DEFAULT_INDEX, url: UrlOption = None,
                  user: UserOption = None, password: PasswordOption = None, ca_certs: CaCertsOption = None,
                  insecure: InsecureOption = False, backend: BackendOption = Backend.opensearch,
-                 local_dir: LocalDirOption = DEFAULT_LOCAL_DIR) -> None:
+                 local_dir: LocalDirOption = DEFAULT_LOCAL_DIR,
+                 shards: Annotated[int, typer.Option("--shards", min=1, help="Primary shards (fixed once the "
+                                                     "index exists).")] = 1,
+                 replicas: Annotated[int, typer.Option("--replicas", min=0, help="Replicas of each shard; > 0 "
+                                                       "needs that many more data nodes to go green.")] = 0,
+                 ) -> None:
     """Create the pins index for a model (writes MODEL/lsh.json if missing) and install the search template."""
     conn = connection(model, index, url, user, password, ca_certs, insecure, backend, local_dir)
-    created = ensure_index(conn)
+    created = ensure_index(conn, shards=shards, replicas=replicas)
     where = str(local_dir) if backend is Backend.local else index
+    layout = ""
+    if backend is Backend.opensearch:
+        settings = conn.client.indices.get_settings(index=index)[index]["settings"]["index"]
+        layout = f", {settings['number_of_shards']} shards x {settings['number_of_replicas']} replicas"
+        if not created and (int(settings["number_of_shards"]), int(settings["number_of_replicas"])) != (shards,
+                                                                                                       replicas):
+            typer.echo(f"note: {index} already exists; --shards/--replicas were not applied", err=True)
     typer.echo(f"{'created' if created else 'exists, same model'}: {where} "
                f"(dim {conn.encoder.dim}, LSH {conn.lsh.tables}x{conn.lsh.bits} bits, "
-               f"model {conn.encoder.fingerprint[:12]})")
+               f"model {conn.encoder.fingerprint[:12]}{layout})")
 
 
 def index_delete(index: IndexOption = DEFAULT_INDEX, url: UrlOption = None, user: UserOption = None,
@@ -231,7 +244,11 @@ def index_info(index: IndexOption = DEFAULT_INDEX, url: UrlOption = None, user: 
         if not conn.client.indices.exists(index=index):
             fail(f"index {index!r} does not exist")
         count = conn.client.count(index=index)["count"]
-        info = {"index": index, "docs": count, "meta": opensearch_meta(conn.client, index)}
+        settings = conn.client.indices.get_settings(index=index)[index]["settings"]["index"]
+        health = conn.client.cluster.health(index=index)["status"]
+        info = {"index": index, "docs": count, "shards": int(settings["number_of_shards"]),
+                "replicas": int(settings["number_of_replicas"]), "health": health,
+                "meta": opensearch_meta(conn.client, index)}
     typer.echo(json.dumps(info, indent=2))
 
 
