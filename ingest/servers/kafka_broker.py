@@ -13,25 +13,23 @@ $PINTEXT_KAFKA_CONTROLLER_PORT says otherwise. Java: $PINTEXT_JAVA_HOME, $JAVA_H
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import re
-import shutil
-import signal
 import subprocess
 import time
-import urllib.request
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
+from pintext.ingest.servers import maven, process
+from pintext.ingest.servers.maven import MAVEN_REPO, MavenArtifact
+# parse_java_version is re-exported: callers and tests use kafka_broker.parse_java_version.
+from pintext.ingest.servers.process import parse_java_version  # noqa: F401
 from pintext.paths import pintext_home
 
 KAFKA_VERSION = "4.1.1"
-MAVEN_REPO = "https://repo1.maven.org/maven2"
 ARTIFACTS_RESOURCE = "kafka-artifacts.txt"
 LOG4J_RESOURCE = "kafka-log4j2.properties"
 DEFAULT_PORT = 9092
@@ -156,22 +154,6 @@ def render_server_properties(settings: BrokerSettings) -> str:
 # ----------------------------------------------------------------------------------------------- download
 
 
-@dataclass(frozen=True)
-class MavenArtifact:
-    """One jar on Maven Central."""
-
-    group: str
-    artifact: str
-    version: str
-
-    @property
-    def filename(self) -> str:
-        return f"{self.artifact}-{self.version}.jar"
-
-    def url(self, repo: str = MAVEN_REPO) -> str:
-        return f"{repo}/{self.group.replace('.', '/')}/{self.artifact}/{self.version}/{self.filename}"
-
-
 def parse_artifact_list(text: str) -> list[MavenArtifact]:
     """`group:artifact:version` lines (comments with # and blank lines ignored)."""
     artifacts = []
@@ -192,31 +174,12 @@ def kafka_artifacts() -> list[MavenArtifact]:
     return parse_artifact_list(text)
 
 
-def _fetch(url: str, timeout: float = 60.0) -> bytes:
-    request = urllib.request.Request(url, headers={"User-Agent": "pintext"})
-    with urllib.request.urlopen(request, timeout=timeout) as response:
-        return response.read()
-
-
 def download_artifact(artifact: MavenArtifact, target_dir: Path, repo: str = MAVEN_REPO) -> Path:
-    """Fetch one jar unless it is already there, verified against Maven's published SHA-1; returns its path."""
-    target = target_dir / artifact.filename
-    if target.exists():
-        return target
-    url = artifact.url(repo)
+    """Fetch one jar unless it is already there, verified against Maven's published checksum; returns its path."""
     try:
-        expected = _fetch(url + ".sha1").decode("ascii").split()[0].strip().lower()
-        payload = _fetch(url)
-    except OSError as error:
-        raise KafkaBrokerError(f"could not download {url}: {error}") from error
-    actual = hashlib.sha1(payload).hexdigest()
-    if actual != expected:
-        raise KafkaBrokerError(f"checksum mismatch for {url}: sha1 {actual}, Maven says {expected}")
-    # Write beside and rename, so an interrupted download never leaves a truncated jar that looks complete.
-    partial = target.with_suffix(".jar.part")
-    partial.write_bytes(payload)
-    partial.replace(target)
-    return target
+        return maven.download_artifact(artifact, target_dir, repo)
+    except maven.MavenDownloadError as error:
+        raise KafkaBrokerError(str(error)) from error
 
 
 def ensure_downloaded(
@@ -242,7 +205,7 @@ def ensure_downloaded(
 
 def missing_artifacts(settings: BrokerSettings) -> list[MavenArtifact]:
     """The jars not yet in the download cache."""
-    return [a for a in kafka_artifacts() if not (settings.libs_dir / a.filename).exists()]
+    return [a for a in kafka_artifacts() if not maven.is_downloaded(a, settings.libs_dir)]
 
 
 # ----------------------------------------------------------------------------------------------- java
@@ -250,40 +213,10 @@ def missing_artifacts(settings: BrokerSettings) -> list[MavenArtifact]:
 
 def find_java(env: dict[str, str] | None = None) -> Path:
     """A `java` executable of version 17 or newer."""
-    env = dict(os.environ if env is None else env)
-    candidates: list[Path] = []
-    for name in ("PINTEXT_JAVA_HOME", "JAVA_HOME"):
-        if env.get(name):
-            candidates.append(Path(env[name]) / "bin" / "java")
-    candidates.append(Path("/usr/lib/jvm/java-17-openjdk-amd64/bin/java"))
-    on_path = shutil.which("java")
-    if on_path:
-        candidates.append(Path(on_path))
-    seen_versions = []
-    for candidate in candidates:
-        if not candidate.exists():
-            continue
-        version = java_major_version(candidate)
-        seen_versions.append(f"{candidate} ({version})")
-        if version >= MIN_JAVA:
-            return candidate
-    found = ", ".join(seen_versions) or "none"
-    raise KafkaBrokerError(f"Kafka {KAFKA_VERSION} needs Java {MIN_JAVA}+; set JAVA_HOME. Found: {found}")
-
-
-def java_major_version(java: Path) -> int:
-    """The major version `java -version` reports (8 for 1.8), 0 if it cannot be read."""
-    result = subprocess.run([str(java), "-version"], capture_output=True, text=True, timeout=30)
-    return parse_java_version(result.stderr + result.stdout)
-
-
-def parse_java_version(banner: str) -> int:
-    """Major version from a `java -version` banner: `version "17.0.15"` -> 17, `"1.8.0_392"` -> 8."""
-    match = re.search(r'version "(\d+)(?:\.(\d+))?', banner)
-    if not match:
-        return 0
-    major = int(match.group(1))
-    return int(match.group(2) or 0) if major == 1 else major
+    try:
+        return process.find_java(MIN_JAVA, env)
+    except process.JavaNotFoundError as error:
+        raise KafkaBrokerError(f"Kafka {KAFKA_VERSION} needs Java {MIN_JAVA}+; set JAVA_HOME. Found: {error}") from None
 
 
 def java_command(java: Path, settings: BrokerSettings, main_class: str, *args: str) -> list[str]:
@@ -350,10 +283,7 @@ def _run_tool(java: Path, settings: BrokerSettings, *args: str) -> str:
 
 def read_pid(settings: BrokerSettings) -> int | None:
     """The pid recorded by `up`, or None."""
-    try:
-        return int(settings.pid_path.read_text().strip())
-    except (FileNotFoundError, ValueError):
-        return None
+    return process.read_pid(settings.pid_path)
 
 
 def recorded_bootstrap(settings: BrokerSettings) -> str | None:
@@ -366,12 +296,7 @@ def recorded_bootstrap(settings: BrokerSettings) -> str | None:
 
 def is_our_broker(pid: int, settings: BrokerSettings) -> bool:
     """True if `pid` is alive and is a Kafka JVM started with this broker folder's config (not a reused pid)."""
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-    except OSError:
-        return False
-    args = [part.decode(errors="replace") for part in cmdline]
-    return MAIN_CLASS in args and str(settings.config_path) in args
+    return process.is_our_process(pid, MAIN_CLASS, str(settings.config_path))
 
 
 def metadata_topics(bootstrap: str, timeout: float = 3.0) -> list[str]:
@@ -440,33 +365,29 @@ def up(settings: BrokerSettings | None = None, timeout_s: float = 120.0) -> Brok
     if not is_formatted(settings):
         format_storage(settings, java)
     _refuse_if_port_taken(settings)
-    process = _spawn(java, settings)
+    broker = _spawn(java, settings)
     try:
-        wait_until_ready(settings.bootstrap, timeout_s, lambda: process.poll() is None)
+        wait_until_ready(settings.bootstrap, timeout_s, lambda: broker.poll() is None)
     except KafkaBrokerError as error:
-        _stop_pid(process.pid, settings, grace_s=10)
+        process.stop_process(broker.pid, grace_s=10)
         raise KafkaBrokerError(f"{error}\n{_log_tail(settings)}") from None
     return status(settings)
 
 
 def _refuse_if_port_taken(settings: BrokerSettings) -> None:
-    import socket
-
     for port in (settings.port, settings.controller_port):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-            probe.settimeout(1.0)
-            if probe.connect_ex((settings.host, port)) == 0:
-                raise KafkaBrokerError(
-                    f"{settings.host}:{port} is already in use by another process; "
-                    "set PINTEXT_KAFKA_PORT (and PINTEXT_KAFKA_CONTROLLER_PORT) to free ports"
-                )
+        if process.port_in_use(settings.host, port):
+            raise KafkaBrokerError(
+                f"{settings.host}:{port} is already in use by another process; "
+                "set PINTEXT_KAFKA_PORT (and PINTEXT_KAFKA_CONTROLLER_PORT) to free ports"
+            )
 
 
 def _spawn(java: Path, settings: BrokerSettings) -> subprocess.Popen[bytes]:
     """Start the broker JVM detached (own session, output to a file) and record its pid."""
     command = java_command(java, settings, MAIN_CLASS, str(settings.config_path))
     with settings.console_path.open("ab") as console:
-        process = subprocess.Popen(
+        broker = subprocess.Popen(
             command,
             stdin=subprocess.DEVNULL,
             stdout=console,
@@ -474,11 +395,11 @@ def _spawn(java: Path, settings: BrokerSettings) -> subprocess.Popen[bytes]:
             cwd=settings.broker_dir,
             start_new_session=True,
         )
-    settings.pid_path.write_text(f"{process.pid}\n")
+    process.write_pid(settings.pid_path, broker.pid)
     (settings.broker_dir / "broker.json").write_text(
-        json.dumps({"pid": process.pid, "bootstrap": settings.bootstrap, "kafka": KAFKA_VERSION}) + "\n"
+        json.dumps({"pid": broker.pid, "bootstrap": settings.bootstrap, "kafka": KAFKA_VERSION}) + "\n"
     )
-    return process
+    return broker
 
 
 def down(settings: BrokerSettings | None = None, grace_s: float = 30.0) -> bool:
@@ -488,36 +409,9 @@ def down(settings: BrokerSettings | None = None, grace_s: float = 30.0) -> bool:
     if pid is None or not is_our_broker(pid, settings):
         settings.pid_path.unlink(missing_ok=True)
         return False
-    _stop_pid(pid, settings, grace_s)
+    process.stop_process(pid, grace_s)
     settings.pid_path.unlink(missing_ok=True)
     return True
-
-
-def _stop_pid(pid: int, settings: BrokerSettings, grace_s: float) -> None:
-    """SIGTERM (Kafka shuts down cleanly on it), wait for the exit, SIGKILL after `grace_s`."""
-    try:
-        os.kill(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    deadline = time.monotonic() + grace_s
-    while time.monotonic() < deadline:
-        _reap(pid)
-        if not is_our_broker(pid, settings):
-            return
-        time.sleep(0.2)  # poll interval of a bounded wait for the exit, not a readiness guess
-    try:
-        os.kill(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    _reap(pid)
-
-
-def _reap(pid: int) -> None:
-    """Collect the exit status if the broker is our child (so it does not linger as a zombie)."""
-    try:
-        os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        pass
 
 
 def status(settings: BrokerSettings | None = None) -> BrokerStatus:

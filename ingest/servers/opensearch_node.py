@@ -19,13 +19,10 @@ Only the standard library is used here, so `pintext opensearch status` stays lig
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import json
 import os
 import pwd
 import shutil
-import signal
-import socket
 import stat
 import subprocess
 import tempfile
@@ -40,12 +37,13 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+from pintext.ingest.servers import maven, process
+from pintext.ingest.servers.maven import MAVEN_REPO, MavenArtifact, Progress, no_progress
 from pintext.paths import pintext_home
 
 OPENSEARCH_VERSION = "2.19.1"
 # Maven Central serves k-NN 2.19 only as 2.19.1.0, which fixes the OpenSearch version to 2.19.1.
 KNN_VERSION = "2.19.1.0"
-MAVEN_REPO = "https://repo1.maven.org/maven2"
 DEFAULT_PORT = 9200
 DEFAULT_HEAP = "512m"
 DEFAULT_START_TIMEOUT_S = 180.0
@@ -58,17 +56,10 @@ ASSEMBLED_MARKER = ".pintext-assembled.json"
 # Bumped when the assembled layout changes, so an older node folder is rebuilt (its data and logs are kept).
 ASSEMBLY_LAYOUT = 2
 MODULE_DESCRIPTOR_RESOURCE = "opensearch-module-descriptor.properties"
-DOWNLOAD_CHUNK = 1 << 20
-
-Progress = Callable[[str], None]
 
 
 class OpenSearchNodeError(RuntimeError):
     """The managed node could not be downloaded, assembled, started, reached or stopped; the message says why."""
-
-
-def _quiet(_message: str) -> None:
-    """Default progress callback: say nothing."""
 
 
 # ------------------------------------------------------------------------------------------------ settings
@@ -155,26 +146,6 @@ class NodeSettings:
 # -------------------------------------------------------------------------------------- Maven downloads
 
 
-@dataclass(frozen=True)
-class MavenArtifact:
-    """One file on Maven Central, named by its coordinates."""
-
-    group: str
-    artifact: str
-    version: str
-    packaging: str = "jar"
-
-    @property
-    def file_name(self) -> str:
-        return f"{self.artifact}-{self.version}.{self.packaging}"
-
-    def url(self, repo: str = MAVEN_REPO) -> str:
-        return f"{repo}/{self.group.replace('.', '/')}/{self.artifact}/{self.version}/{self.file_name}"
-
-    def with_packaging(self, packaging: str) -> "MavenArtifact":
-        return MavenArtifact(self.group, self.artifact, self.version, packaging)
-
-
 def distribution_artifact(version: str = OPENSEARCH_VERSION) -> MavenArtifact:
     """The integ-test distribution: bin/, config/, lib/, transport-netty4 only, no bundled JDK."""
     return MavenArtifact("org.opensearch.distribution.integ-test-zip", "opensearch", version, "zip")
@@ -214,69 +185,14 @@ MODULES = (
 )
 
 
-def _http_get_text(url: str, timeout: float = 60.0) -> str:
-    with urllib.request.urlopen(url, timeout=timeout) as response:
-        return response.read().decode("utf-8")
-
-
-def _published_checksum(artifact: MavenArtifact, repo: str) -> tuple[str, str]:
-    """(algorithm, hex digest) Maven Central publishes for the artifact: sha512 when present, else sha1."""
-    for algorithm in ("sha512", "sha1"):
-        try:
-            text = _http_get_text(f"{artifact.url(repo)}.{algorithm}")
-        except urllib.error.HTTPError as error:
-            if error.code == 404:
-                continue
-            raise
-        # Some checksum files carry "<digest>  <file name>"; the digest is the first word.
-        return algorithm, text.split()[0].strip().lower()
-    raise OpenSearchNodeError(f"Maven Central publishes no .sha512 or .sha1 for {artifact.url(repo)}")
-
-
-def _file_digest(path: Path, algorithm: str) -> str:
-    digest = hashlib.new(algorithm)
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(DOWNLOAD_CHUNK), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def download_artifact(
-    artifact: MavenArtifact, downloads_dir: Path, repo: str = MAVEN_REPO, progress: Progress = _quiet
+    artifact: MavenArtifact, downloads_dir: Path, repo: str = MAVEN_REPO, progress: Progress = no_progress
 ) -> Path:
-    """The artifact's file under `downloads_dir`, downloaded and verified once, reused afterwards.
-
-    A verified file gets a `<file>.<algorithm>` sidecar holding the digest it matched; a file without its
-    sidecar (an interrupted earlier run) is downloaded again. The download goes to a temporary file in the
-    same folder and is renamed into place only after its checksum matched, so no reader sees half a file.
-    """
-    target = downloads_dir / artifact.file_name
-    for algorithm in ("sha512", "sha1"):
-        sidecar = target.with_name(f"{target.name}.{algorithm}")
-        if target.is_file() and sidecar.is_file() and _file_digest(target, algorithm) == sidecar.read_text().strip():
-            return target
-    downloads_dir.mkdir(parents=True, exist_ok=True)
-    algorithm, expected = _published_checksum(artifact, repo)
-    progress(f"downloading {artifact.url(repo)}")
-    handle, temp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=downloads_dir)
-    temp_path = Path(temp_name)
+    """The artifact's file under `downloads_dir`, downloaded and verified once (see `maven.download_artifact`)."""
     try:
-        digest = hashlib.new(algorithm)
-        with os.fdopen(handle, "wb") as out, urllib.request.urlopen(artifact.url(repo), timeout=120) as response:
-            for chunk in iter(lambda: response.read(DOWNLOAD_CHUNK), b""):
-                digest.update(chunk)
-                out.write(chunk)
-        if digest.hexdigest() != expected:
-            raise OpenSearchNodeError(
-                f"checksum mismatch for {artifact.url(repo)}: {algorithm} {digest.hexdigest()} != published {expected}"
-            )
-        os.replace(temp_path, target)
-    except urllib.error.URLError as error:
-        raise OpenSearchNodeError(f"could not download {artifact.url(repo)}: {error}") from error
-    finally:
-        temp_path.unlink(missing_ok=True)
-    target.with_name(f"{target.name}.{algorithm}").write_text(expected + "\n")
-    return target
+        return maven.download_artifact(artifact, downloads_dir, repo, progress)
+    except maven.MavenDownloadError as error:
+        raise OpenSearchNodeError(str(error)) from error
 
 
 def pom_dependencies(pom_xml: str) -> list[tuple[MavenArtifact, bool]]:
@@ -410,7 +326,7 @@ def _install_knn_plugin(staging: Path, knn_zip: Path, settings: NodeSettings) ->
         )
 
 
-def assemble(settings: NodeSettings, progress: Progress = _quiet, repo: str = MAVEN_REPO) -> Path:
+def assemble(settings: NodeSettings, progress: Progress = no_progress, repo: str = MAVEN_REPO) -> Path:
     """The assembled node folder, built once from the downloads and reused afterwards."""
     if is_assembled(settings):
         return settings.node_dir
@@ -525,42 +441,14 @@ def _chown_tree(root: Path, uid: int, gid: int) -> None:
 # ---------------------------------------------------------------------------------------- process control
 
 
-def _read_pid(settings: NodeSettings) -> int | None:
-    try:
-        return int(settings.pid_file.read_text().strip())
-    except (FileNotFoundError, ValueError):
-        return None
-
-
-def _process_cmdline(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode("utf-8", "replace")
-    except OSError:
-        return ""
-
-
-def _is_alive(pid: int) -> bool:
-    """Running and not a zombie (a node started by this very process stays a zombie until reaped)."""
-    try:
-        os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        pass
-    try:
-        status = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return status.rsplit(")", 1)[-1].split()[0] != "Z"
-
-
 def is_our_node(pid: int, settings: NodeSettings) -> bool:
     """The pid is a live OpenSearch JVM whose home is our node folder (not a reused pid, not someone else's node)."""
-    cmdline = _process_cmdline(pid)
-    return _is_alive(pid) and MAIN_CLASS in cmdline and f"-Dopensearch.path.home={settings.node_dir}" in cmdline
+    return process.is_our_process(pid, MAIN_CLASS, f"-Dopensearch.path.home={settings.node_dir}")
 
 
 def running_pid(settings: NodeSettings) -> int | None:
     """The pid of the node we started, or None; a stale pid file is removed."""
-    pid = _read_pid(settings)
+    pid = process.read_pid(settings.pid_file)
     if pid is None:
         return None
     if is_our_node(pid, settings):
@@ -595,12 +483,6 @@ def cluster_health(url: str, timeout: float = 5.0) -> dict | None:
     except (urllib.error.URLError, OSError, ValueError):
         return None
     return health if isinstance(health, dict) else None
-
-
-def _port_in_use(host: str, port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.settimeout(1.0)
-        return probe.connect_ex((host, port)) == 0
 
 
 def tail_lines(path: Path, count: int) -> list[str]:
@@ -686,7 +568,9 @@ def _exclusive(lock_file: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def start(settings: NodeSettings, timeout_s: float = DEFAULT_START_TIMEOUT_S, progress: Progress = _quiet) -> UpResult:
+def start(
+    settings: NodeSettings, timeout_s: float = DEFAULT_START_TIMEOUT_S, progress: Progress = no_progress
+) -> UpResult:
     """Start the managed node (assembling it first if needed) and wait until it is healthy.
 
     When our node already runs, nothing is started: the result says `started=False`.
@@ -701,9 +585,9 @@ def _start_locked(settings: NodeSettings, timeout_s: float, progress: Progress) 
         state = read_state(settings)
         url = state.get("url", settings.url)
         began = time.monotonic()
-        health = wait_for_health(url, timeout_s, lambda: _is_alive(pid))
+        health = wait_for_health(url, timeout_s, lambda: process.is_alive(pid))
         return UpResult(url, pid, False, time.monotonic() - began, health)
-    if _port_in_use(settings.host, settings.port):
+    if process.port_in_use(settings.host, settings.port):
         raise OpenSearchNodeError(
             f"port {settings.port} on {settings.host} is taken by a process PinText did not start; "
             f"stop it, pick another port (--port / PINTEXT_OPENSEARCH_PORT), or point OPENSEARCH_URL at it"
@@ -724,7 +608,7 @@ def _start_locked(settings: NodeSettings, timeout_s: float, progress: Progress) 
     offsets = {path: _file_size(path) for path in (settings.log_file, settings.console_file)}
     began = time.monotonic()
     with settings.console_file.open("ab") as console:
-        process = subprocess.Popen(
+        node = subprocess.Popen(
             [str(settings.node_dir / "bin" / "opensearch")],
             cwd=settings.node_dir,
             env=env,
@@ -737,40 +621,18 @@ def _start_locked(settings: NodeSettings, timeout_s: float, progress: Progress) 
             extra_groups=[] if account else None,
         )
     # bin/opensearch execs the JVM, so this pid is the node's.
-    settings.pid_file.write_text(f"{process.pid}\n")
+    process.write_pid(settings.pid_file, node.pid)
     settings.state_file.write_text(
         json.dumps({"url": settings.url, "port": settings.port, "version": settings.version,
-                    "node_dir": str(settings.node_dir), "pid": process.pid}, indent=2) + "\n"
+                    "node_dir": str(settings.node_dir), "pid": node.pid}, indent=2) + "\n"
     )
     try:
-        health = wait_for_health(settings.url, timeout_s, lambda: process.poll() is None)
+        health = wait_for_health(settings.url, timeout_s, lambda: node.poll() is None)
     except (OpenSearchNodeError, TimeoutError) as error:
-        _stop_pid(process.pid, DEFAULT_STOP_TIMEOUT_S)
+        process.stop_process(node.pid, DEFAULT_STOP_TIMEOUT_S)
         _forget(settings)
         raise _failure_report(settings, f"OpenSearch did not become healthy: {error}", offsets) from error
-    return UpResult(settings.url, process.pid, True, time.monotonic() - began, health)
-
-
-def _wait_for_exit(pid: int, timeout_s: float) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if not _is_alive(pid):
-            return True
-        time.sleep(0.2)
-    return not _is_alive(pid)
-
-
-def _stop_pid(pid: int, timeout_s: float) -> str:
-    """SIGTERM, wait up to `timeout_s`, then SIGKILL. Returns how it ended."""
-    try:
-        os.kill(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return "already gone"
-    if _wait_for_exit(pid, timeout_s):
-        return "stopped"
-    os.kill(pid, signal.SIGKILL)
-    _wait_for_exit(pid, 10.0)
-    return "killed after SIGTERM timed out"
+    return UpResult(settings.url, node.pid, True, time.monotonic() - began, health)
 
 
 def stop(settings: NodeSettings, timeout_s: float = DEFAULT_STOP_TIMEOUT_S) -> str | None:
@@ -778,7 +640,7 @@ def stop(settings: NodeSettings, timeout_s: float = DEFAULT_STOP_TIMEOUT_S) -> s
     pid = running_pid(settings)
     if pid is None:
         return None
-    outcome = _stop_pid(pid, timeout_s)
+    outcome = process.stop_process(pid, timeout_s)
     _forget(settings)
     return outcome
 
