@@ -391,13 +391,14 @@ def show_hits(title: str, hits: list[Any], explain: bool, took_ms: float) -> Non
     from rich.table import Table
 
     table = Table(title=title, caption=f"{len(hits)} hits in {took_ms:.1f} ms")
-    for column in ("rank", "id", "title", "score"):
+    # The board is the pin's own grouping: seeing it beside the title shows whether the hits hang together.
+    for column in ("rank", "id", "title", "board", "score"):
         table.add_column(column, justify="right" if column in ("rank", "score") else "left")
     if explain:
         table.add_column("first stage", justify="right")
         table.add_column("matching tokens")
     for rank, hit in enumerate(hits, start=1):
-        row = [str(rank), hit.id, hit.title[:60], f"{hit.score:.4f}"]
+        row = [str(rank), hit.id, hit.title[:60], str(hit.source.get("board") or ""), f"{hit.score:.4f}"]
         if explain:
             shown = " ".join(hit.matched_tokens[:6]) + (" ..." if len(hit.matched_tokens) > 6 else "")
             row += [f"{hit.first_stage_score:g}" if hit.first_stage_score is not None else "-", shown]
