@@ -46,6 +46,7 @@ class Profile:
     epochs: float = 3.0
     hnsw: bool = True
     target_recall: float = 0.95
+    extra_lsh_fields: bool = True  # also measure the default and a many-bits LSH on extra token fields
 
 
 PROFILES = {
@@ -58,6 +59,11 @@ PROFILES = {
     "full": Profile("full", pins=1_000_000, encode_texts=50_000, minilm_texts=2_000, tune_queries=500,
                     node_queries=500, exact_queries=100, synth_pins=1_000_000, tables=(16, 32, 64, 128),
                     bits=(10, 12, 14, 16), probes=(0, 1, 2), windows=(1000, 2000, 4000, 8000)),
+    # Latency at 1M pins on a 2-core machine in minutes, not hours: a small grid around the quick profile's
+    # choice, no HNSW build and no extra token fields (each of those re-indexes 1M documents).
+    "scale": Profile("scale", pins=1_000_000, encode_texts=50_000, minilm_texts=200, tune_queries=300,
+                     node_queries=300, exact_queries=50, synth_pins=1_000_000, tables=(64,), bits=(8, 10),
+                     probes=(0, 1), windows=(2000, 4000), hnsw=False, extra_lsh_fields=False),
 }
 
 
@@ -283,7 +289,7 @@ def section_retrieval(ctx: Context, report: Report) -> None:
     # many-tables, many-bits config (few postings, many rare terms) so the cost fit can tell clauses from postings.
     others = [RandomHyperplaneLSH(dim=lsh.dim, tables=tables, bits=bits)
               for tables, bits in dict.fromkeys([(DEFAULT_TABLES, DEFAULT_BITS), (128, 14)])
-              if (tables, bits) != (lsh.tables, lsh.bits)]
+              if (tables, bits) != (lsh.tables, lsh.bits)] if ctx.profile.extra_lsh_fields else []
     rows, extra = retrieval.run(ctx.node.client, bench_index(ctx), lsh, ctx.ids, ctx.corpus, queries, probes,
                                 windows, ctx.profile.exact_queries, hnsw=ctx.profile.hnsw, log=ctx.log,
                                 other_configs=others, other_probes=(0, 1), other_windows=(choice.window,))

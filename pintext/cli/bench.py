@@ -16,6 +16,7 @@ PROFILE_NAMES = ("tiny", "quick", "full")
 
 def bench(
     profile: Annotated[str, typer.Option("--profile", help="quick (100k pins, < 20 min on 2 cores), full (1M pins), "
+                                                           "scale (1M pins, latency at a small LSH grid), "
                                                            "or tiny (a smoke run).")] = "quick",
     out: Annotated[Path, typer.Option("--out", help="Folder for REPORT.md, report.json and the plots.")]
     = Path("bench"),
