@@ -15,7 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-MAVEN_REPO = "https://repo1.maven.org/maven2"
+# Maven Central by default; PINTEXT_MAVEN_REPO points both managed servers at a mirror or an internal proxy.
+MAVEN_REPO = os.environ.get("PINTEXT_MAVEN_REPO", "https://repo1.maven.org/maven2").rstrip("/")
 # Strongest first: Maven Central has .sha1 for everything, .sha512 only for newer uploads.
 CHECKSUM_ALGORITHMS = ("sha512", "sha1")
 DOWNLOAD_CHUNK = 1 << 20
