@@ -15,6 +15,10 @@ Rules (docs/data.md has the long form):
 Output: `DIR/<task>/` (a `DatasetDict` with splits train/validation/test), `DIR/pins.jsonl` (the valid pin
 corpus), `DIR/rejected.jsonl` (dead letter), `DIR/stats.json` and `DIR/stats.md`. The folder is built next
 to `DIR` and swapped in at the end, so re-running over an existing folder is safe.
+
+Imported pairs (`build_imported_pairs`) add or replace one task each in an existing folder and keep the
+others; each imported task has its own dead letter `DIR/rejected.<task>.jsonl`. `stats.json` lists every
+build that contributed (`sources`), and its stats and `pins.jsonl` cover all the tasks present.
 """
 
 from __future__ import annotations
@@ -23,9 +27,10 @@ import csv
 import hashlib
 import json
 import os
+import re
 import shutil
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from functools import partial
 from itertools import combinations
@@ -274,26 +279,28 @@ def validate_import_row(row: Any) -> dict[str, Any]:
     return result
 
 
-def import_pairs(path: Path, task: str, options: PairOptions, dead_letter: DeadLetter) -> tuple[dict[str, list[Pair]], dict[str, dict[str, Any]], Counter[str]]:
-    """Pairs from a CSV/JSONL of anchor, positive (optional weight): merged, capped and filtered like events."""
+def import_pairs(paths: list[Path], task: str, options: PairOptions, dead_letter: DeadLetter) -> tuple[list[Pair], Counter[str]]:
+    """One task's pairs from CSV/JSONL files of anchor, positive (optional weight): merged over all the files,
+    capped and filtered like events."""
     merged: dict[tuple[str, str], Pair] = {}
     counters: Counter[str] = Counter()
-    for line, row, raw in _import_rows(path):
-        try:
-            record = validate_import_row(row)
-        except RecordError as error:
-            if options.strict:
-                raise error.located(str(path), line) from None
-            dead_letter.add(str(path), line, error, raw)
-            continue
-        counters["rows_valid"] += 1
-        key = (record["anchor_id"], record["positive_id"])
-        if key in merged:
-            counters["rows_merged"] += 1
-            merged[key].count += record["count"]
-            merged[key].weight += record["weight"]
-        else:
-            merged[key] = Pair(record["anchor"], record["positive"], *key, record["count"], record["weight"])
+    for path in paths:
+        for line, row, raw in _import_rows(path):
+            try:
+                record = validate_import_row(row)
+            except RecordError as error:
+                if options.strict:
+                    raise error.located(str(path), line) from None
+                dead_letter.add(str(path), line, error, raw)
+                continue
+            counters["rows_valid"] += 1
+            key = (record["anchor_id"], record["positive_id"])
+            if key in merged:
+                counters["rows_merged"] += 1
+                merged[key].count += record["count"]
+                merged[key].weight += record["weight"]
+            else:
+                merged[key] = Pair(record["anchor"], record["positive"], *key, record["count"], record["weight"])
     by_anchor: dict[str, list[Pair]] = defaultdict(list)
     for pair in merged.values():
         if pair.count < options.min_count:
@@ -305,8 +312,12 @@ def import_pairs(path: Path, task: str, options: PairOptions, dead_letter: DeadL
         group.sort(key=lambda pair: (-pair.weight, -pair.count, _tie_break(task, anchor_id, pair.positive_id, options.seed)))
         counters["pairs_over_anchor_cap"] += max(0, len(group) - options.max_per_anchor)
         pairs.extend(group[: options.max_per_anchor])
-    corpus = {pair.positive_id: {"id": pair.positive_id, "title": pair.positive} for pair in pairs}
-    return {task: pairs}, corpus, counters
+    return pairs, counters
+
+
+def positives_corpus(pairs: Iterable[Pair]) -> dict[str, dict[str, Any]]:
+    """The pin corpus of imported pairs: one record per distinct positive (`id` = positive_id, `title` = text)."""
+    return {pair.positive_id: {"id": pair.positive_id, "title": pair.positive} for pair in pairs}
 
 
 # ----------------------------------------------------------------------------------------------- stats
@@ -370,9 +381,14 @@ def stats_markdown(stats: dict[str, Any]) -> str:
         for name, numbers in stats["task_word_overlap"].items():
             lines.append(f"| {name.replace('~', ' / ')} | {numbers['shared_words']} | {numbers['jaccard']} |")
         lines.append("")
-    lines += ["## Input", "", "| counter | value |", "|---|---:|"]
-    lines += [f"| {key} | {value} |" for key, value in sorted(stats["input"].items())]
-    return "\n".join(lines) + "\n"
+    for source in stats.get("sources", []):
+        files = ", ".join(f"`{name}`" for name in source["files"]) or "(not recorded)"
+        lines += [f"## Input: {', '.join(source['tasks'])} (from {source['kind']})", "", f"Files: {files}. "
+                  f"Rejected: {source['input'].get('rejected', 0)} -> `{source['rejected_file']}`.", "",
+                  "| counter | value |", "|---|---:|"]
+        lines += [f"| {key} | {value} |" for key, value in sorted(source["input"].items())]
+        lines.append("")
+    return "\n".join(lines).rstrip("\n") + "\n"
 
 
 # ---------------------------------------------------------------------------------------------- output
@@ -419,36 +435,58 @@ def _swap_in(partial_dir: Path, out_dir: Path) -> None:
     shutil.rmtree(retired, ignore_errors=True)
 
 
-def write_pairs_folder(
-    out_dir: Path,
-    build: Callable[[DeadLetter], tuple[dict[str, list[Pair]], dict[str, dict[str, Any]], Counter[str]]],
-    options: PairOptions,
-) -> dict[str, Any]:
-    """Build the pairs folder next to `out_dir` and swap it in; `build` gets the dead letter and returns
-    (pairs per task, pin corpus, input counters). Returns the stats."""
+def _build_aside(out_dir: Path, fill: Callable[[Path], dict[str, Any]]) -> dict[str, Any]:
+    """Let `fill` write a complete pairs folder next to `out_dir`, then swap it in; a failure leaves `out_dir` as
+    it was. Returns what `fill` returns (the stats)."""
     out_dir = out_dir.resolve()
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     partial_dir = out_dir.with_name(f".{out_dir.name}.partial-{os.getpid()}")
     shutil.rmtree(partial_dir, ignore_errors=True)
     partial_dir.mkdir()
     try:
-        with DeadLetter(partial_dir / "rejected.jsonl") as dead_letter:
-            pairs_by_task, corpus, counters = build(dead_letter)
-        splits = _split_all(pairs_by_task, options)
-        for task, by_split in splits.items():
-            save_task(((split, pair) for split, rows in by_split.items() for pair in rows), partial_dir / task)
-        with (partial_dir / "pins.jsonl").open("w", encoding="utf-8") as handle:
-            handle.writelines(json.dumps(pin, ensure_ascii=False) + "\n" for pin in corpus.values())
-        stats = pair_stats(splits)
-        stats["input"] = {**dict(counters), "rejected": dead_letter.count}
-        stats["rejected_by_reason"] = dict(dead_letter.by_reason)
-        stats["options"] = asdict(options)
-        (partial_dir / "stats.json").write_text(json.dumps(stats, indent=2) + "\n", encoding="utf-8")
-        (partial_dir / "stats.md").write_text(stats_markdown(stats), encoding="utf-8")
+        stats = fill(partial_dir)
     except BaseException:
         shutil.rmtree(partial_dir, ignore_errors=True)
         raise
     _swap_in(partial_dir, out_dir)
+    return stats
+
+
+def _source_record(kind: str, tasks: Iterable[str], files: Iterable[Path], counters: Counter[str],
+                   dead_letter: DeadLetter, options: PairOptions) -> dict[str, Any]:
+    """What one build contributed to a pairs folder: its tasks, input files, counters and dead letter."""
+    return {
+        "kind": kind,
+        "tasks": list(tasks),
+        "files": [str(path) for path in files],
+        "input": {**dict(counters), "rejected": dead_letter.count},
+        "rejected_file": dead_letter.path.name,
+        "rejected_by_reason": dict(dead_letter.by_reason),
+        "options": asdict(options),
+    }
+
+
+def _task_order(task: str) -> tuple[int, str]:
+    return (TASKS.index(task), "") if task in TASKS else (len(TASKS), task)
+
+
+def _write_outputs(folder: Path, splits: dict[str, dict[str, list[Pair]]], corpus: dict[str, dict[str, Any]],
+                   sources: list[dict[str, Any]], options: PairOptions) -> dict[str, Any]:
+    """pins.jsonl, stats.json and stats.md over every task in `splits`; `input` sums the sources' counters."""
+    with (folder / PINS_FILE).open("w", encoding="utf-8") as handle:
+        handle.writelines(json.dumps(pin, ensure_ascii=False) + "\n" for pin in corpus.values())
+    stats = pair_stats({task: splits[task] for task in sorted(splits, key=_task_order)})
+    totals: Counter[str] = Counter({"rejected": 0})
+    reasons: Counter[str] = Counter()
+    for source in sources:
+        totals.update(source["input"])
+        reasons.update(source["rejected_by_reason"])
+    stats["input"] = dict(totals)
+    stats["rejected_by_reason"] = dict(reasons)
+    stats["sources"] = sources
+    stats["options"] = asdict(options)
+    (folder / STATS_FILE).write_text(json.dumps(stats, indent=2) + "\n", encoding="utf-8")
+    (folder / "stats.md").write_text(stats_markdown(stats), encoding="utf-8")
     return stats
 
 
@@ -460,28 +498,178 @@ def build_pairs(
     options: PairOptions,
     progress: Callable[[int], None] | None = None,
 ) -> dict[str, Any]:
-    """The `pintext pairs` job for engagement events; `progress(n)` reports valid events read so far."""
+    """The `pintext pairs` job for engagement events: writes all three tasks and replaces `out_dir` whole;
+    `progress(n)` reports valid events read so far."""
 
-    def build(dead_letter: DeadLetter):
+    def fill(folder: Path) -> dict[str, Any]:
         counters: Counter[str] = Counter()
-        pin_records = load_pins(Path(pins), dead_letter, options.strict, counters)
-        user_records = load_users(Path(users), dead_letter, options.strict, counters)
-        counters["pins"], counters["users"] = len(pin_records), len(user_records)
-        aggregator = collect_engagement(Path(events), pin_records, user_records, options, dead_letter, progress)
+        with DeadLetter(folder / EVENTS_REJECTED_FILE) as dead_letter:
+            pin_records = load_pins(Path(pins), dead_letter, options.strict, counters)
+            user_records = load_users(Path(users), dead_letter, options.strict, counters)
+            counters["pins"], counters["users"] = len(pin_records), len(user_records)
+            aggregator = collect_engagement(Path(events), pin_records, user_records, options, dead_letter, progress)
         texts = {pin_id: pin_text(pin) for pin_id, pin in pin_records.items()}
         pairs_by_task = aggregator.pairs(texts.__getitem__)
         counters.update(aggregator.counters)
-        return pairs_by_task, pin_records, counters
+        splits = _split_all(pairs_by_task, options)
+        for task, by_split in splits.items():
+            _save_splits(by_split, folder / task)
+        source = _source_record("events", splits, (Path(events), Path(pins), Path(users)), counters, dead_letter, options)
+        return _write_outputs(folder, splits, pin_records, [source], options)
 
-    return write_pairs_folder(Path(out_dir), build, options)
+    return _build_aside(Path(out_dir), fill)
 
 
-def build_imported_pairs(source: Path, task: str, out_dir: Path, options: PairOptions) -> dict[str, Any]:
-    """The `pintext pairs --import` job: an existing CSV/JSONL of pairs in the same output format."""
-    return write_pairs_folder(Path(out_dir), lambda dead_letter: import_pairs(Path(source), task, options, dead_letter), options)
+# ------------------------------------------------------------------------------ import into a pairs folder
+
+EVENTS_REJECTED_FILE = "rejected.jsonl"
+PINS_FILE = "pins.jsonl"
+STATS_FILE = "stats.json"
+#: An imported task's name becomes its folder's and its dead letter's name, so it must be a plain file name.
+TASK_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
+
+
+def import_rejected_file(task: str) -> str:
+    """Each imported task has its own dead letter, so re-importing one task leaves the others' rejections alone."""
+    return f"rejected.{task}.jsonl"
+
+
+def check_task_name(task: str) -> str:
+    if not TASK_NAME.fullmatch(task or ""):
+        raise ValueError(f"task name {task!r}: use letters, digits, '_' and '-' (it names the folder DIR/<task>/)")
+    return task
+
+
+def _save_splits(by_split: dict[str, list[Pair]], folder: Path) -> None:
+    save_task(((split, pair) for split, rows in by_split.items() for pair in rows), folder)
+
+
+def _load_splits(folder: Path) -> dict[str, list[Pair]]:
+    """A saved task back as pairs per split (for the folder-wide stats)."""
+    from datasets import load_from_disk
+
+    data = load_from_disk(str(folder))
+    return {split: [Pair(*(row[column] for column in COLUMNS)) for row in data[split].to_list()]
+            for split in SPLITS if split in data}
+
+
+def _positive_ids(folder: Path) -> set[str]:
+    from datasets import load_from_disk
+
+    data = load_from_disk(str(folder))
+    return {pin_id for split in data.values() for pin_id in split["positive_id"]}
+
+
+def _existing_sources(out_dir: Path) -> list[dict[str, Any]]:
+    """The builds that made the pairs folder at `out_dir` (none when it does not exist yet)."""
+    if not out_dir.exists():
+        return []
+    stats_path = out_dir / STATS_FILE
+    if not stats_path.is_file():
+        if out_dir.is_dir() and not any(out_dir.iterdir()):
+            return []
+        raise ValueError(f"{out_dir}: exists but is not a pairs folder (no {STATS_FILE}); pick another --out or remove it")
+    try:
+        stats = json.loads(stats_path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ValueError(f"{stats_path}: not valid JSON ({error}); rebuild the folder or pick another --out") from None
+    if "sources" in stats:
+        return stats["sources"]
+    # Written before builds were recorded: one build (from events when it counted events) made every task.
+    kind = "events" if "events_valid" in stats.get("input", {}) else "import"
+    return [{"kind": kind, "tasks": list(stats.get("tasks", {})), "files": [], "input": stats.get("input", {}),
+             "rejected_file": EVENTS_REJECTED_FILE, "rejected_by_reason": stats.get("rejected_by_reason", {}),
+             "options": stats.get("options", {})}]
+
+
+def _link_or_copy(source: str, target: str) -> None:
+    """Kept files are hard links (instant, no extra space): nothing in a pairs folder is modified in place."""
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copy2(source, target)
+
+
+def _keep_other_tasks(out_dir: Path, sources: list[dict[str, Any]], replaced: set[str], folder: Path) -> list[dict[str, Any]]:
+    """Carry the tasks not being replaced (and their builds' dead letters) into `folder`; returns their sources."""
+    kept = []
+    for source in sources:
+        tasks = [task for task in source["tasks"] if task not in replaced and (out_dir / task).is_dir()]
+        if not tasks:
+            continue  # every task of that build is replaced: its record and dead letter go with it
+        for task in tasks:
+            shutil.copytree(out_dir / task, folder / task, copy_function=_link_or_copy)
+        rejected = source.get("rejected_file")
+        if rejected and (out_dir / rejected).is_file() and not (folder / rejected).exists():
+            _link_or_copy(str(out_dir / rejected), str(folder / rejected))
+        kept.append({**source, "tasks": tasks})
+    return kept
+
+
+def _read_pins(path: Path) -> Iterator[dict[str, Any]]:
+    if path.is_file():
+        with path.open(encoding="utf-8") as handle:
+            yield from (json.loads(line) for line in handle if line.strip())
+
+
+def _kept_corpus(out_dir: Path, sources: list[dict[str, Any]], kept: list[dict[str, Any]],
+                 kept_splits: dict[str, dict[str, list[Pair]]]) -> dict[str, dict[str, Any]]:
+    """The pins of the kept tasks, from the old pins.jsonl: an events build's whole pin corpus while one of its
+    tasks is kept, else only the pins that kept pairs point to."""
+    kept_pairs = [pair for by_split in kept_splits.values() for rows in by_split.values() for pair in rows]
+    wanted = {pair.positive_id for pair in kept_pairs}
+    events_kept = any(source["kind"] == "events" for source in kept)
+    imported: set[str] = set()
+    if events_kept:  # the old corpus mixes the events pins with imported positives: tell them apart
+        for source in sources:
+            if source["kind"] == "import":
+                for task in source["tasks"]:
+                    if (out_dir / task).is_dir():
+                        imported |= _positive_ids(out_dir / task)
+    corpus = {pin["id"]: pin for pin in _read_pins(out_dir / PINS_FILE)
+              if pin.get("id") in wanted or (events_kept and pin.get("id") not in imported)}
+    for pin_id, pin in positives_corpus(kept_pairs).items():
+        corpus.setdefault(pin_id, pin)  # an older folder's pins.jsonl may lack some
+    return corpus
+
+
+def build_imported_pairs(imports: Sequence[tuple[Path, str]], out_dir: Path, options: PairOptions) -> dict[str, Any]:
+    """The `pintext pairs --import` job: (file, task) pairs in the same output format, added to `out_dir`.
+
+    Each named task replaces only `out_dir/<task>/` (several files for one task are merged); every other task
+    of an existing pairs folder, from events or earlier imports, is kept with its dead letter. Each imported
+    task's rejected rows go to `rejected.<task>.jsonl`. stats and pins.jsonl are rebuilt over all the tasks.
+    """
+    by_task: dict[str, list[Path]] = {}
+    for source, task in imports:
+        by_task.setdefault(check_task_name(task), []).append(Path(source))
+    if not by_task:
+        raise ValueError("nothing to import: give --import FILE --task NAME")
+    for paths in by_task.values():
+        for path in paths:
+            if not path.is_file():
+                raise FileNotFoundError(2, "no such file", str(path))
+    out_dir = Path(out_dir).resolve()
+    sources = _existing_sources(out_dir)
+
+    def fill(folder: Path) -> dict[str, Any]:
+        kept = _keep_other_tasks(out_dir, sources, set(by_task), folder)
+        splits = {task: _load_splits(folder / task) for source in kept for task in source["tasks"]}
+        corpus = _kept_corpus(out_dir, sources, kept, splits)
+        added = []
+        for task, paths in by_task.items():
+            with DeadLetter(folder / import_rejected_file(task)) as dead_letter:
+                pairs, counters = import_pairs(paths, task, options, dead_letter)
+            splits[task] = _split_all({task: pairs}, options)[task]
+            _save_splits(splits[task], folder / task)
+            corpus.update(positives_corpus(pairs))
+            added.append(_source_record("import", [task], paths, counters, dead_letter, options))
+        return _write_outputs(folder, splits, corpus, kept + added, options)
+
+    return _build_aside(out_dir, fill)
 
 
 __all__ = [
     "TASKS", "SPLITS", "COLUMNS", "PairOptions", "Pair", "build_pairs", "build_imported_pairs", "split_of",
-    "query_key", "pair_stats",
+    "query_key", "pair_stats", "import_rejected_file", "EVENTS_REJECTED_FILE",
 ]

@@ -190,7 +190,7 @@ def test_import_pairs(tmp_path, kind):
     imported = {r["anchor_id"]: r for r in rows(out, "queries")}
     assert set(imported) == {"red shoes", "boots"}
     assert (imported["red shoes"]["count"], imported["red shoes"]["weight"]) == (2, 3.0)
-    rejected = [json.loads(line) for line in (out / "rejected.jsonl").read_text().splitlines()]
+    rejected = [json.loads(line) for line in (out / "rejected.queries.jsonl").read_text().splitlines()]
     first_bad = 5 if kind == "csv" else 4  # the CSV header is line 1
     assert [(entry["line"], entry["field"]) for entry in rejected] == [(first_bad, "positive"), (first_bad + 1, "weight")]
     corpus = [json.loads(line) for line in (out / "pins.jsonl").read_text().splitlines()]

@@ -50,14 +50,18 @@ def synth(
 
 
 def pairs(
-    out: Annotated[Path, typer.Option("--out", help="Output folder (replaced atomically if it exists).")],
+    out: Annotated[Path, typer.Option("--out", help="Output folder (built aside, swapped in atomically).")],
     events: Annotated[Optional[Path], typer.Option("--events", help="events.jsonl(.gz)")] = None,
     pins: Annotated[Optional[Path], typer.Option("--pins", help="pins.jsonl(.gz)")] = None,
     users: Annotated[Optional[Path], typer.Option("--users", help="users.jsonl(.gz)")] = None,
-    import_file: Annotated[
-        Optional[Path], typer.Option("--import", help="CSV or JSONL of anchor, positive[, weight] to convert.")
+    import_files: Annotated[
+        Optional[list[Path]],
+        typer.Option("--import", help="CSV or JSONL of anchor, positive[, weight] to add as the task given by the "
+                     "matching --task (repeatable; other tasks in --out are kept)."),
     ] = None,
-    task: Annotated[Optional[str], typer.Option("--task", help="Task name for --import.")] = None,
+    tasks: Annotated[
+        Optional[list[str]], typer.Option("--task", help="Task name for each --import, in the same order.")
+    ] = None,
     save_weight: Annotated[float, typer.Option("--save-weight", min=0.0)] = 1.0,
     click_weight: Annotated[float, typer.Option("--click-weight", min=0.0)] = 0.5,
     min_count: Annotated[int, typer.Option("--min-count", min=1, help="Drop pairs engaged by fewer users.")] = 1,
@@ -67,10 +71,10 @@ def pairs(
     test: Annotated[float, typer.Option("--test", min=0.0, max=0.9, help="Share of anchors in test.")] = 0.1,
     strict: Annotated[bool, typer.Option("--strict", help="Stop at the first bad record instead of dead-lettering it.")] = False,
 ) -> None:
-    """Turn engagement events into positive text pairs per task (search, related, homefeed), split by anchor."""
+    """Turn engagement events into positive text pairs per task (search, related, homefeed), split by anchor;
+    or add imported pairs as tasks of a pairs folder (`--import FILE --task NAME`, repeatable)."""
     from rich.console import Console
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-    from rich.table import Table
 
     from pintext.ingest.pairs import PairOptions, build_imported_pairs, build_pairs
     from pintext.schemas import RecordError
@@ -80,27 +84,50 @@ def pairs(
         options = PairOptions(save_weight, click_weight, min_count, max_per_anchor, seed, val, test, strict)
     except ValueError as error:
         raise typer.BadParameter(str(error)) from None
+    imports = _paired_imports(import_files or [], tasks or [], events)
     _silence_datasets()
     try:
         columns = (SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn())
         with Progress(*columns, console=console, transient=True) as progress:
             reading = progress.add_task("building pairs")
             report = lambda n: progress.update(reading, description=f"building pairs: {n:,} events read")  # noqa: E731
-            if import_file is not None:
-                if not task:
-                    raise typer.BadParameter("--import needs --task NAME")
-                stats = build_imported_pairs(import_file, task, out, options)
+            if imports:
+                stats = build_imported_pairs(imports, out, options)
             else:
                 missing = [name for name, value in (("--events", events), ("--pins", pins), ("--users", users)) if value is None]
                 if missing:
                     raise typer.BadParameter(f"missing {', '.join(missing)} (or use --import FILE --task NAME)")
                 stats = build_pairs(events, pins, users, out, options, report)  # type: ignore[arg-type]
     except RecordError as error:
-        console.print(f"[red]error:[/] {error}")
+        console.print(f"[red]error:[/] {error}", highlight=False)
         raise typer.Exit(2) from None
     except FileNotFoundError as error:
-        console.print(f"[red]error:[/] no such file: {error.filename}")
+        console.print(f"[red]error:[/] no such file: {error.filename}", highlight=False)
         raise typer.Exit(2) from None
+    except ValueError as error:
+        console.print(f"[red]error:[/] {error}", highlight=False)
+        raise typer.Exit(2) from None
+    _print_pairs_summary(console, out, stats, {task for _, task in imports})
+
+
+def _paired_imports(import_files: list[Path], tasks: list[str], events: Optional[Path]) -> list[tuple[Path, str]]:
+    """(file, task) for each --import, paired with the --task at the same position."""
+    if not import_files and not tasks:
+        return []
+    if events is not None:
+        raise typer.BadParameter("use either --events (rebuilds every task) or --import/--task, not both")
+    if len(import_files) != len(tasks):
+        raise typer.BadParameter(
+            f"{len(import_files)} --import but {len(tasks)} --task: give one --task NAME per --import FILE, in the same order"
+        )
+    return list(zip(import_files, tasks))
+
+
+def _print_pairs_summary(console, out: Path, stats: dict, imported: set[str]) -> None:
+    """The per-task table, then one line per build: which tasks it made, its rejected rows and their file."""
+    from rich.markup import escape
+    from rich.table import Table
+
     table = Table(title=f"pairs in {out}")
     for column in ("task", "train", "validation", "test", "anchors", "no shared word"):
         table.add_column(column, justify="left" if column == "task" else "right")
@@ -114,9 +141,23 @@ def pairs(
             "-" if share is None else f"{share:.1%}",
         )
     console.print(table)
-    rejected = stats["input"]["rejected"]
-    colour = "yellow" if rejected else "green"
-    console.print(f"[{colour}]{rejected} rejected[/] -> {out / 'rejected.jsonl'}; stats in {out / 'stats.md'}")
+    for source in stats["sources"]:
+        names = ", ".join(source["tasks"])
+        rejected = source["input"].get("rejected", 0)
+        colour = "yellow" if rejected else "green"
+        if source["kind"] == "import" and not set(source["tasks"]) & imported:
+            console.print(f"kept {names} (imported earlier): {rejected} rejected in {out / source['rejected_file']}",
+                          highlight=False)
+            continue
+        if source["kind"] == "events" and imported:
+            console.print(f"kept {names} (from events): {rejected} rejected in {out / source['rejected_file']}",
+                          highlight=False)
+            continue
+        files = ", ".join(escape(name) for name in source["files"])
+        valid = f"{source['input']['rows_valid']} rows, " if "rows_valid" in source["input"] else ""
+        console.print(f"{names} from {files}: {valid}[{colour}]{rejected} rejected[/] -> "
+                      f"{escape(str(out / source['rejected_file']))}", highlight=False)
+    console.print(f"stats in {out / 'stats.md'}", highlight=False)
 
 
 def _silence_datasets() -> None:
