@@ -70,7 +70,7 @@ def test_a_malformed_heap_is_refused(heap):
 
 def test_module_descriptors_name_what_k_nn_and_the_search_templates_need():
     modules = {module.name: module for module in node.MODULES}
-    assert set(modules) == {"lang-painless", "lang-mustache", "analysis-common"}
+    assert set(modules) == {"lang-painless", "lang-mustache", "analysis-common", "rank-eval"}
     painless = parse_properties(node.render_module_descriptor(modules["lang-painless"], "2.19.1"))
     assert painless["name"] == "lang-painless"  # k-NN's extended.plugins
     assert painless["version"] == painless["opensearch.version"] == "2.19.1"

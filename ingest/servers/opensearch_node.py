@@ -54,7 +54,7 @@ DEFAULT_JAVA_HOME = "/usr/lib/jvm/java-17-openjdk-amd64"
 MAIN_CLASS = "org.opensearch.bootstrap.OpenSearch"
 ASSEMBLED_MARKER = ".pintext-assembled.json"
 # Bumped when the assembled layout changes, so an older node folder is rebuilt (its data and logs are kept).
-ASSEMBLY_LAYOUT = 2
+ASSEMBLY_LAYOUT = 3
 MODULE_DESCRIPTOR_RESOURCE = "opensearch-module-descriptor.properties"
 
 
@@ -182,6 +182,9 @@ MODULES = (
     # Language analyzers, stemmers and the usual token filters for text fields.
     ModuleSpec("analysis-common", "analysis-common", "org.opensearch.analysis.common.CommonAnalysisPlugin",
                "Adds \"built in\" analyzers to OpenSearch.", extended_plugins="lang-painless"),
+    # `_rank_eval` (NDCG, recall, MRR of search requests): `pintext eval-retrieval` checks its metrics with it.
+    ModuleSpec("rank-eval", "rank-eval-client", "org.opensearch.index.rankeval.RankEvalPlugin",
+               "The Rank Eval module adds APIs to evaluate ranking quality."),
 )
 
 
