@@ -1,0 +1,621 @@
+"""`pintext eval-retrieval`: BM25, PinText exact, PinText served and hybrid on the same judged queries.
+
+- BM25: a `multi_match` over the pins index's text fields on the real node (Lucene's default BM25 similarity);
+  its metrics are also computed by OpenSearch's own `_rank_eval` API and compared with ours, query by query.
+- exact: the model's `pintext.Encoder` over the whole corpus, cosine in numpy, ties by pin id.
+- served: `pintext ingest` into an index for this model and corpus, then `pintext search --queries --json
+  --k 100`: the project's own commands, with their defaults, as a user runs them.
+- hybrid: `pintext.fusion.FusionConfig.load(MODEL)` applied to the BM25 and served rankings.
+
+The index is named after the model fingerprint and the corpus hash (or `--index`), reused when the registry index
+`pintext-eval-registry` records that it holds this corpus for this model, and left in place unless `--cleanup`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import shlex
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from pintext.cli.serve import (CaCertsOption, InsecureOption, ModelOption, PasswordOption, UrlOption, UserOption,
+                               fail, reports_unreachable_node)
+
+SYSTEMS = ("bm25", "exact", "served", "hybrid")
+NODE_SYSTEMS = ("bm25", "served", "hybrid")
+RANKING_DEPTH = 100  # = Recall@100's cut-off: every system returns this many hits per query
+EVAL_INDEX_PREFIX = "pintext-eval-"
+# Which corpus and model each eval index was filled with: a doc per index, id = the index name.
+REGISTRY_INDEX = "pintext-eval-registry"
+MSEARCH_BATCH = 50
+EXACT_QUERY_BATCH = 256
+RANK_EVAL_BATCH = 200
+PINTEXT_COMMAND = [sys.executable, "-c", "from pintext.cli import main; main()"]
+
+
+# ---- inputs ----------------------------------------------------------------------------------------------------
+
+
+def parse_systems(text: str) -> list[str]:
+    chosen = [name.strip() for name in text.split(",") if name.strip()]
+    unknown = [name for name in chosen if name not in SYSTEMS]
+    if unknown or not chosen:
+        raise typer.BadParameter(f"unknown system(s) {', '.join(unknown) or '(none)'}; choose from "
+                                 f"{','.join(SYSTEMS)}", param_hint="--systems")
+    return [name for name in SYSTEMS if name in chosen]
+
+
+def read_judgments(path: Path, queries: Path | None, split: str) -> Any:
+    from pintext.schemas import RecordError
+    from pintext.trainer.retrieval import load_judgments
+
+    try:
+        judgments = load_judgments(path, queries, split)
+    except RecordError as error:
+        fail(str(error))
+    except (FileNotFoundError, UnicodeDecodeError) as error:
+        fail(f"{getattr(error, 'filename', None) or path}: cannot read the judgments ({error})")
+    if not judgments.relevant_queries():
+        fail(f"{path}: no query has a relevant (grade > 0) judgment")
+    return judgments
+
+
+def read_corpus(path: Path, out: Path) -> tuple[list[dict], dict]:
+    """The corpus's valid pins (last line wins for a repeated id, as in the index) and what was rejected."""
+    from pintext.ingest.deadletter import DeadLetter
+    from pintext.ingest.readers import read_records
+    from pintext.schemas import validate_pin
+
+    dead_letter_path = out / "corpus.rejected.jsonl"
+    dead_letter_path.unlink(missing_ok=True)
+    by_id: dict[str, dict] = {}
+    lines = 0
+    with DeadLetter(dead_letter_path) as rejected:
+        for _, pin in read_records(path, validate_pin, rejected):
+            lines += 1
+            by_id[pin["id"]] = pin
+        rejected_count = rejected.count
+    summary = {"path": str(path), "sha256": file_sha256(path), "pins": len(by_id), "valid_lines": lines,
+               "rejected_lines": rejected_count, "dead_letter": str(dead_letter_path)}
+    return sorted(by_id.values(), key=lambda pin: pin["id"]), summary
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+# ---- running the project's own commands ------------------------------------------------------------------------
+
+
+class Node:
+    """How to reach the node, both for our own client and for the `pintext` commands run as subprocesses."""
+
+    def __init__(self, url: str | None, user: str | None, password: str | None, ca_certs: Path | None,
+                 insecure: bool) -> None:
+        self.url, self.user, self.password, self.ca_certs, self.insecure = url, user, password, ca_certs, insecure
+        self._client = None
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            from pintext.ingest.opensearch_client import connect
+
+            try:
+                self._client = connect(url=self.url, user=self.user, password=self.password,
+                                       verify_certs=not self.insecure,
+                                       ca_certs=str(self.ca_certs) if self.ca_certs else None)
+                self._client.info()
+            except Exception as error:  # noqa: BLE001 - any failure to reach the node is reported the same way
+                fail(f"cannot reach OpenSearch at {self.url or os.environ.get('OPENSEARCH_URL') or 'the managed node'}"
+                     f": {error} (start one with `pintext opensearch up`, or pass --url / set OPENSEARCH_URL)")
+        return self._client
+
+    def options(self) -> list[str]:
+        """Connection options for a `pintext` subcommand (credentials travel in its environment instead)."""
+        options = ["--url", self.url] if self.url else []
+        if self.ca_certs:
+            options += ["--ca-certs", str(self.ca_certs)]
+        return options + (["--insecure"] if self.insecure else [])
+
+    def environment(self) -> dict[str, str]:
+        env = {key: value for key, value in os.environ.items() if key != "PINTEXT_PROGRESS"}
+        if self.user is not None:
+            env["OPENSEARCH_USER"] = self.user
+        if self.password is not None:
+            env["OPENSEARCH_PASSWORD"] = self.password
+        return env
+
+
+def pintext_command(args: list[str], node: Node) -> subprocess.CompletedProcess:
+    """Run `pintext ARGS` as a user would; its failure stops this command with its last error line."""
+    completed = subprocess.run([*PINTEXT_COMMAND, *args, *node.options()], capture_output=True, text=True,
+                               env=node.environment())
+    if completed.returncode != 0:
+        last = (completed.stderr.strip().splitlines() or ["(no message)"])[-1]
+        fail(f"`pintext {args[0]}` failed (exit {completed.returncode}): {last}")
+    return completed
+
+
+# ---- the index -------------------------------------------------------------------------------------------------
+
+
+def eval_index_name(model_fingerprint: str, corpus_sha256: str) -> str:
+    return f"{EVAL_INDEX_PREFIX}{model_fingerprint[:12]}-{corpus_sha256[:8]}".lower()
+
+
+def recorded_corpus(client: Any, index: str) -> dict:
+    """What the registry says `index` was filled with ({} when it says nothing)."""
+    if not client.indices.exists(index=REGISTRY_INDEX):
+        return {}
+    found = client.get(index=REGISTRY_INDEX, id=index, ignore=404)
+    return found.get("_source", {}) if found.get("found") else {}
+
+
+def holds_corpus(client: Any, index: str, marker: dict) -> bool:
+    """True when the registry says the index was filled with this corpus for this model and it still holds it."""
+    recorded = recorded_corpus(client, index)
+    if recorded and recorded.get("corpus_sha256") != marker["corpus_sha256"]:
+        fail(f"index {index!r} holds another corpus (sha256 {recorded.get('corpus_sha256', '?')[:12]}, this one "
+             f"{marker['corpus_sha256'][:12]}): pass another --index or delete it (pintext index delete "
+             f"--index {index})")
+    return (recorded.get("model_fingerprint") == marker["model_fingerprint"]
+            and recorded.get("docs") == client.count(index=index)["count"])
+
+
+def record_corpus(client: Any, index: str, marker: dict, ingest_summary: dict) -> None:
+    """Note in the registry which corpus and model the index now holds. (Not in the pins index's own `_meta`:
+    a mapping update on an index with a knn_vector field fails its shard on k-NN 2.19.1.)"""
+    if not client.indices.exists(index=REGISTRY_INDEX):
+        client.indices.create(index=REGISTRY_INDEX, body={"settings": {"number_of_shards": 1,
+                                                                        "number_of_replicas": 0},
+                                                           "mappings": {"dynamic": False, "properties": {}}},
+                              ignore=400)  # 400: created meanwhile by another run
+    client.index(index=REGISTRY_INDEX, id=index, refresh=True,
+                 body={**marker, "docs": client.count(index=index)["count"], "ingest": ingest_summary})
+
+
+def forget_index(client: Any, index: str) -> None:
+    """Delete an eval index and its registry entry."""
+    client.indices.delete(index=index, ignore_unavailable=True)
+    if client.indices.exists(index=REGISTRY_INDEX):
+        client.delete(index=REGISTRY_INDEX, id=index, refresh=True, ignore=404)
+
+
+def prepare_index(node: Node, model: Path, corpus: dict, fingerprint: str, index: str | None, out: Path) -> dict:
+    """Ingest the corpus with `pintext ingest` unless the index already holds it for this model."""
+    client = node.client
+    name = index or eval_index_name(fingerprint, corpus["sha256"])
+    marker = {"corpus_sha256": corpus["sha256"], "model_fingerprint": fingerprint}
+    if client.indices.exists(index=name) and holds_corpus(client, name, marker):
+        recorded = recorded_corpus(client, name)
+        return {"name": name, "reused": True, "docs": recorded["docs"], "ingest": recorded.get("ingest", {})}
+    dead_letter = out / "ingest.rejected.jsonl"
+    dead_letter.unlink(missing_ok=True)
+    started = time.perf_counter()
+    completed = pintext_command(["ingest", corpus["path"], "--model", str(model), "--index", name, "--json",
+                                 "--dead-letter", str(dead_letter), "--checkpoint",
+                                 str(out / "ingest.checkpoint.json")], node)
+    summary = json.loads(completed.stdout.strip().splitlines()[-1])
+    docs = client.count(index=name)["count"]
+    if docs > corpus["pins"]:
+        fail(f"index {name!r} holds {docs} docs but the corpus has {corpus['pins']} pins: it holds other "
+             f"documents too; pass a fresh --index")
+    kept = {key: summary.get(key) for key in ("indexed", "created", "updated", "rejected", "rejected_by_reason",
+                                              "seconds", "docs_per_second")}
+    record_corpus(client, name, marker, kept)
+    return {"name": name, "reused": False, "docs": docs, "ingest": kept,
+            "seconds": round(time.perf_counter() - started, 2)}
+
+
+def text_fields(client: Any, index: str) -> list[str]:
+    """The index's `text` fields: what BM25 searches."""
+    mapping = next(iter(client.indices.get_mapping(index=index).values()))["mappings"]
+    return sorted(name for name, spec in mapping.get("properties", {}).items() if spec.get("type") == "text")
+
+
+# ---- the systems -----------------------------------------------------------------------------------------------
+
+
+Ranking = list[tuple[str, float]]  # (doc id, score), best first
+
+
+def bm25_query(text: str, fields: list[str]) -> dict:
+    return {"multi_match": {"query": text, "fields": fields}}
+
+
+def bm25_rankings(client: Any, index: str, fields: list[str], texts: dict[str, str], advance: Any) -> dict:
+    """Top RANKING_DEPTH BM25 hits per query, in the engine's own order (score, then Lucene doc order)."""
+    rankings: dict[str, Ranking] = {}
+    qids = list(texts)
+    for start in range(0, len(qids), MSEARCH_BATCH):
+        batch = qids[start:start + MSEARCH_BATCH]
+        lines: list[dict] = []
+        for qid in batch:
+            lines += [{}, {"query": bm25_query(texts[qid], fields), "size": RANKING_DEPTH, "_source": False}]
+        responses = client.msearch(index=index, body=lines)["responses"]
+        for qid, response in zip(batch, responses):
+            if "error" in response:
+                fail(f"BM25 search for {texts[qid]!r} failed: {response['error']}")
+            rankings[qid] = [(hit["_id"], float(hit["_score"])) for hit in response["hits"]["hits"]]
+        advance(len(batch))
+    return rankings
+
+
+def exact_rankings(encoder: Any, pins: list[dict], texts: dict[str, str], advance: Any) -> dict:
+    """Cosine of each query with every pin the model can embed, in numpy; ties by pin id (pins are id-sorted)."""
+    import numpy as np
+
+    from pintext.schemas import pin_text
+    from pintext.trainer.retrieval import top_k_indices
+
+    vectors = encoder.encode([pin_text(pin) for pin in pins])
+    norms = np.linalg.norm(vectors, axis=1)
+    embeddable = np.flatnonzero(norms > 0)  # a zero vector has no direction: no system can find it by vector
+    unit = vectors[embeddable] / norms[embeddable, None]
+    ids = [pins[row]["id"] for row in embeddable]
+    rankings: dict[str, Ranking] = {}
+    qids = list(texts)
+    for start in range(0, len(qids), EXACT_QUERY_BATCH):
+        batch = qids[start:start + EXACT_QUERY_BATCH]
+        queries = encoder.encode([texts[qid] for qid in batch])
+        query_norms = np.linalg.norm(queries, axis=1)
+        scores = (queries / np.maximum(query_norms, 1e-12)[:, None]) @ unit.T
+        for qid, row, norm in zip(batch, scores, query_norms):
+            top = top_k_indices(row, RANKING_DEPTH) if norm > 0 else []
+            rankings[qid] = [(ids[i], float(row[i])) for i in top]
+        advance(len(batch))
+    return rankings
+
+
+def served_rankings(node: Node, model: Path, index: str, texts: dict[str, str], out: Path, advance: Any) -> dict:
+    """`pintext search --queries FILE --json --k 100`, read as it streams (one JSON line per query, in order)."""
+    qids = list(texts)
+    queries_file = out / "served_queries.jsonl"
+    queries_file.write_text("".join(json.dumps({"query": texts[qid]}) + "\n" for qid in qids), encoding="utf-8")
+    args = ["search", "--queries", str(queries_file), "--json", "--k", str(RANKING_DEPTH), "--model", str(model),
+            "--index", index]
+    rankings: dict[str, Ranking] = {}
+    took: list[float] = []
+    with tempfile.TemporaryFile("w+", encoding="utf-8") as errors:
+        process = subprocess.Popen([*PINTEXT_COMMAND, *args, *node.options()], stdout=subprocess.PIPE,
+                                   stderr=errors, text=True, env=node.environment())
+        assert process.stdout is not None
+        for line in process.stdout:
+            if not line.startswith("{") or len(rankings) == len(qids):
+                continue
+            result = json.loads(line)
+            rankings[qids[len(rankings)]] = [(hit["id"], float(hit["score"])) for hit in result["hits"]]
+            took.append(float(result.get("took_ms", 0.0)))
+            advance(1)
+        if process.wait() != 0 or len(rankings) != len(qids):
+            errors.seek(0)
+            last = (errors.read().strip().splitlines() or ["(no message)"])[-1]
+            fail(f"`pintext search` failed (exit {process.returncode}, {len(rankings)} of {len(qids)} queries "
+                 f"answered): {last}")
+    return {"rankings": rankings, "took_ms": took, "command": "pintext " + shlex.join(args)}
+
+
+def hybrid_rankings(model: Path, bm25: dict, served: dict) -> tuple[dict, dict]:
+    """The model's fusion (MODEL/hybrid.json, else its default) of the BM25 and served rankings."""
+    from pintext.fusion import FusionConfig
+
+    fusion = FusionConfig.load(model)
+    fused = {qid: fusion.fuse(dict(bm25[qid]), dict(served[qid]))[:RANKING_DEPTH] for qid in served}
+    return fused, fusion.to_dict()
+
+
+# ---- OpenSearch's own metrics ----------------------------------------------------------------------------------
+
+
+RANK_EVAL_METRICS = {  # our metric -> the `_rank_eval` metric that computes it
+    "ndcg@10": {"dcg": {"k": 10, "normalize": True}},
+    "recall@100": {"recall": {"k": 100, "relevant_rating_threshold": 1}},
+    "mrr@10": {"mean_reciprocal_rank": {"k": 10, "relevant_rating_threshold": 1}},
+}
+
+
+def rank_eval_bm25(client: Any, index: str, fields: list[str], judgments: Any, qids: list[str]) -> dict:
+    """Per query and metric, `_rank_eval`'s score of the same BM25 request, and how many hits it saw."""
+    scores: dict[str, dict[str, float]] = {qid: {} for qid in qids}
+    hits_seen: dict[str, int] = {}
+    for metric, spec in RANK_EVAL_METRICS.items():
+        for start in range(0, len(qids), RANK_EVAL_BATCH):
+            batch = qids[start:start + RANK_EVAL_BATCH]
+            requests = [{"id": qid, "request": {"query": bm25_query(judgments.queries[qid], fields)},
+                         "ratings": [{"_index": index, "_id": doc, "rating": grade}
+                                     for doc, grade in judgments.grades[qid].items()]} for qid in batch]
+            details = client.rank_eval(index=index, body={"requests": requests, "metric": spec})["details"]
+            for qid in batch:
+                scores[qid][metric] = float(details[qid]["metric_score"])
+                if metric == "ndcg@10":
+                    hits_seen[qid] = len(details[qid]["hits"])
+    return {"scores": scores, "hits": hits_seen}
+
+
+def compare_with_rank_eval(ours: dict, theirs: dict, judgments: Any) -> dict:
+    """Largest per-query difference per metric. `_rank_eval`'s ideal DCG takes only as many judged docs as the
+    search returned hits, ours the top 10 of all judged docs; they agree when it returned min(10, judged) hits."""
+    import statistics
+
+    check: dict[str, dict] = {}
+    for metric in RANK_EVAL_METRICS:
+        compared = [qid for qid in theirs["scores"] if metric != "ndcg@10"
+                    or theirs["hits"][qid] >= min(10, len(judgments.grades[qid]))]
+        diffs = [abs(ours[qid][metric] - theirs["scores"][qid][metric]) for qid in compared]
+        check[metric] = {
+            "rank_eval_mean": statistics.fmean(theirs["scores"][qid][metric] for qid in theirs["scores"]),
+            "ours_mean": statistics.fmean(ours[qid][metric] for qid in theirs["scores"]),
+            "queries_compared": len(compared), "max_abs_diff": max(diffs, default=0.0)}
+    return check
+
+
+# ---- report ----------------------------------------------------------------------------------------------------
+
+
+def machine() -> dict:
+    meminfo = Path("/proc/meminfo")
+    totals = [line for line in meminfo.read_text().splitlines() if line.startswith("MemTotal:")] \
+        if meminfo.exists() else []
+    memory_kb = int(totals[0].split()[1]) if totals else 0
+    return {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
+            "cpus": os.cpu_count(), "memory_gib": round(memory_kb / 2**20, 1),
+            "load_average": [round(x, 2) for x in os.getloadavg()]}
+
+
+def versions(client: Any | None) -> dict:
+    import numpy
+
+    from pintext import __version__
+
+    found = {"pintext": __version__, "python": platform.python_version(), "numpy": numpy.__version__}
+    if client is not None:
+        found["opensearch"] = client.info()["version"]["number"]
+    return found
+
+
+def command_line() -> str:
+    """This command as typed, with any --password value hidden."""
+    args, hide_next = [], False
+    for arg in sys.argv[1:]:
+        if hide_next:
+            args.append("***")
+            hide_next = False
+        elif arg == "--password":
+            args.append(arg)
+            hide_next = True
+        else:
+            args.append("--password=***" if arg.startswith("--password=") else arg)
+    return "pintext " + shlex.join(args)
+
+
+def write_plot(systems: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from pintext.trainer.retrieval import METRICS
+
+    figure, axis = plt.subplots(figsize=(7, 4))
+    width = 0.8 / max(1, len(systems))
+    for offset, (name, result) in enumerate(systems.items()):
+        positions = [i + offset * width for i in range(len(METRICS))]
+        bars = axis.bar(positions, [result["mean"][m] for m in METRICS], width, label=name)
+        axis.bar_label(bars, fmt="%.3f", fontsize=7)
+    axis.set_xticks([i + width * (len(systems) - 1) / 2 for i in range(len(METRICS))], METRICS)
+    axis.set_ylim(0, 1)
+    axis.set_ylabel("mean over judged queries")
+    axis.legend()
+    axis.set_title("Retrieval on judged queries")
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+
+
+def markdown_report(results: dict) -> str:
+    from pintext.trainer.retrieval import METRICS
+
+    lines = ["# Retrieval evaluation", "", f"`{results['command']}`", "",
+             "| system | " + " | ".join(METRICS) + " | queries | seconds |",
+             "|---|" + "---:|" * (len(METRICS) + 2)]
+    for name, result in results["systems"].items():
+        lines.append(f"| {name} | " + " | ".join(f"{result['mean'][m]:.3f}" for m in METRICS)
+                     + f" | {result['queries']} | {result['seconds']:.1f} |")
+    judged, corpus = results["judgments"], results["corpus"]
+    lines += ["", "![metrics per system](retrieval.png)", "", "## Data", "",
+              f"- judgments: `{judged['source']}`: {judged['judgments']} judgments of {judged['queries']} queries; "
+              f"{judged['evaluated_queries']} queries with a relevant doc are evaluated"
+              f" ({judged['duplicates']} duplicate judgments kept at their highest grade, "
+              f"{judged['negative_grades']} negative grades counted as 0)",
+              f"- judged docs absent from the corpus: {judged['absent']['docs_absent_from_corpus']} docs, "
+              f"{judged['absent']['judgments_absent_from_corpus']} judgments "
+              f"({judged['absent']['relevant_judgments_absent_from_corpus']} relevant) left out; "
+              f"{judged['absent']['queries_left_without_relevant_doc']} queries lost every relevant doc",
+              f"- corpus: `{corpus['path']}`: {corpus['pins']} pins ({corpus['rejected_lines']} lines rejected)"]
+    if results.get("index"):
+        index = results["index"]
+        ingest = index.get("ingest", {})
+        lines.append(f"- index `{index['name']}` ({'reused' if index['reused'] else 'ingested now'}): "
+                     f"{index['docs']} docs; ingest rejected {ingest.get('rejected', '?')} "
+                     f"{json.dumps(ingest.get('rejected_by_reason', {}))}")
+    lines += ["", "## Systems", "", *(f"- {name}: {text}" for name, text in results["how"].items())]
+    if results.get("rank_eval_check"):
+        lines += ["", "## Cross-check with OpenSearch `_rank_eval` (BM25)", "",
+                  "| metric | ours | _rank_eval | queries compared | max abs diff |", "|---|---:|---:|---:|---:|"]
+        for metric, check in results["rank_eval_check"].items():
+            lines.append(f"| {metric} | {check['ours_mean']:.4f} | {check['rank_eval_mean']:.4f} | "
+                         f"{check['queries_compared']} | {check['max_abs_diff']:.2g} |")
+        lines += ["", "_rank_eval's ideal DCG uses only as many judged docs as the search returned hits, ours the "
+                  "top 10 of all judged docs: NDCG is compared on the queries where the two definitions coincide."]
+    machine_info, found = results["machine"], results["versions"]
+    lines += ["", "## Machine and versions", "",
+              f"- {machine_info['platform']}, {machine_info['cpus']} CPUs ({machine_info['processor']}), "
+              f"{machine_info['memory_gib']} GiB, load average {machine_info['load_average']}",
+              "- " + ", ".join(f"{name} {version}" for name, version in found.items()),
+              f"- {results['seconds']:.1f} s in all", ""]
+    return "\n".join(lines)
+
+
+def print_table(results: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from pintext.trainer.retrieval import METRICS
+
+    table = Table(title=f"retrieval: {results['judgments']['evaluated_queries']} judged queries")
+    for column in ("system", *METRICS, "seconds"):
+        table.add_column(column, justify="left" if column == "system" else "right")
+    for name, result in results["systems"].items():
+        table.add_row(name, *(f"{result['mean'][m]:.3f}" for m in METRICS), f"{result['seconds']:.1f}")
+    Console().print(table)
+
+
+# ---- the command -----------------------------------------------------------------------------------------------
+
+
+def progress_bar(json_output: bool) -> Any:
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    stderr = Console(stderr=True)
+    return Progress(TextColumn("[bold]{task.description}[/]"), BarColumn(), MofNCompleteColumn(),
+                    TextColumn("queries"), TimeElapsedColumn(), console=stderr,
+                    disable=json_output or not stderr.is_terminal and not os.environ.get("PINTEXT_PROGRESS"))
+
+
+def timed(progress: Any, label: str, total: int, run: Any) -> tuple[Any, float]:
+    task = progress.add_task(label, total=total)
+    started = time.perf_counter()
+    result = run(lambda n: progress.advance(task, n))
+    return result, time.perf_counter() - started
+
+
+def run_systems(systems: list[str], model: Path, encoder: Any, pins: list[dict], corpus: dict, texts: dict,
+                node: Node, index: str | None, out: Path, progress: Any, results: dict) -> dict:
+    """The rankings of every system asked for (hybrid needs BM25 and served, so it runs them too)."""
+    rankings: dict[str, dict] = {}
+    seconds: dict[str, float] = {}
+    if "exact" in systems:
+        rankings["exact"], seconds["exact"] = timed(progress, "exact", len(texts),
+                                                    lambda advance: exact_rankings(encoder, pins, texts, advance))
+    if not any(name in systems for name in NODE_SYSTEMS):
+        return {"rankings": rankings, "seconds": seconds}
+    results["index"] = prepare_index(node, model, corpus, encoder.fingerprint, index, out)
+    name = results["index"]["name"]
+    fields = text_fields(node.client, name)
+    results["bm25_fields"] = fields
+    if "bm25" in systems or "hybrid" in systems:
+        rankings["bm25"], seconds["bm25"] = timed(
+            progress, "bm25", len(texts), lambda advance: bm25_rankings(node.client, name, fields, texts, advance))
+    if "served" in systems or "hybrid" in systems:
+        served, seconds["served"] = timed(
+            progress, "served", len(texts), lambda advance: served_rankings(node, model, name, texts, out, advance))
+        rankings["served"] = served["rankings"]
+        results["served_command"] = served["command"]
+        results["served_took_ms_median"] = sorted(served["took_ms"])[len(served["took_ms"]) // 2]
+    if "hybrid" in systems:
+        started = time.perf_counter()
+        rankings["hybrid"], results["fusion"] = hybrid_rankings(model, rankings["bm25"], rankings["served"])
+        seconds["hybrid"] = seconds["bm25"] + seconds["served"] + time.perf_counter() - started
+    return {"rankings": rankings, "seconds": seconds}
+
+
+def describe_systems(results: dict) -> dict[str, str]:
+    how = {"bm25": f"OpenSearch `multi_match` over the index's text fields {results.get('bm25_fields')} "
+                   "(Lucene BM25 defaults), top 100",
+           "exact": "the model's numpy Encoder over every corpus pin with a known word, cosine, top 100",
+           "served": f"`{results.get('served_command')}` (its defaults otherwise); median took "
+                     f"{results.get('served_took_ms_median', 0):.1f} ms",
+           "hybrid": f"pintext.fusion {results.get('fusion')} of the BM25 and served rankings"}
+    return {name: how[name] for name in results["systems"]}
+
+
+def eval_retrieval(
+    corpus: Annotated[Path, typer.Option("--corpus", exists=True, dir_okay=False,
+                                         help="pins.jsonl(.gz): the documents retrieved from.")],
+    judgments: Annotated[Path, typer.Option("--judgments", exists=True,
+                                            help="TREC qrels (with --queries), a query,doc_id,grade CSV, or a "
+                                                 "pairs folder (its search split).")],
+    out: Annotated[Path, typer.Option("--out", help="Folder for report.md, results.json, retrieval.png.")],
+    model: ModelOption = None,
+    queries: Annotated[Optional[Path], typer.Option("--queries", exists=True, dir_okay=False,
+                                                    help="qid<TAB>text, for TREC qrels.")] = None,
+    split: Annotated[str, typer.Option("--split", help="Split of a pairs folder's search task.")] = "test",
+    index: Annotated[Optional[str], typer.Option("--index", help="Index to ingest into and search; default "
+                                                 "pintext-eval-<model fingerprint>-<corpus hash>.")] = None,
+    systems: Annotated[str, typer.Option("--systems", help="Comma-separated: bm25,exact,served,hybrid.")]
+    = ",".join(SYSTEMS),
+    cleanup: Annotated[bool, typer.Option("--cleanup", help="Delete the index afterwards.")] = False,
+    json_output: Annotated[bool, typer.Option("--json", help="Print the means as one JSON line.")] = False,
+    url: UrlOption = None, user: UserOption = None, password: PasswordOption = None,
+    ca_certs: CaCertsOption = None, insecure: InsecureOption = False,
+) -> None:
+    """Evaluate retrieval on judged queries: BM25, PinText exact, PinText served and hybrid, same queries."""
+    from pintext.encoder import Encoder
+    from pintext.trainer.retrieval import evaluate_rankings
+
+    began = time.perf_counter()
+    chosen = parse_systems(systems)
+    if model is None:
+        fail("no model: pass --model MODEL or set PINTEXT_MODEL")
+    out.mkdir(parents=True, exist_ok=True)
+    judged_all = read_judgments(judgments, queries, split)
+    pins, corpus_summary = read_corpus(corpus, out)
+    judged, absent = judged_all.restricted_to({pin["id"] for pin in pins})
+    try:
+        encoder = Encoder.load(model)
+    except (OSError, ValueError) as error:
+        fail(f"cannot load the model: {error}")
+    qids = judged.relevant_queries()
+    texts = {qid: judged.queries[qid] for qid in qids}
+    node = Node(url, user, password, ca_certs, insecure)
+    results: dict[str, Any] = {"command": command_line(), "model": str(model), "model_fingerprint":
+                               encoder.fingerprint, "corpus": corpus_summary}
+    with progress_bar(json_output) as progress:
+        ran = run_systems(chosen, model, encoder, pins, corpus_summary, texts, node, index, out, progress, results)
+    results["systems"] = {name: {**evaluate_rankings({q: [d for d, _ in r] for q, r in ran["rankings"][name].items()},
+                                                     judged), "seconds": ran["seconds"][name]} for name in chosen}
+    results["judgments"] = {"source": judged_all.source, "judgments": judged_all.judgment_count,
+                            "queries": len(judged_all.grades), "evaluated_queries": len(qids),
+                            "duplicates": judged_all.duplicates, "negative_grades": judged_all.negative_grades,
+                            "absent": absent}
+    if "bm25" in chosen:
+        theirs = rank_eval_bm25(node.client, results["index"]["name"], results["bm25_fields"], judged, qids)
+        results["rank_eval_check"] = compare_with_rank_eval(results["systems"]["bm25"]["per_query"], theirs, judged)
+    results["how"] = describe_systems(results)
+    uses_node = "index" in results
+    results["machine"], results["versions"] = machine(), versions(node.client if uses_node else None)
+    if cleanup and uses_node:
+        forget_index(node.client, results["index"]["name"])
+        results["index"]["deleted"] = True
+    results["seconds"] = time.perf_counter() - began
+    write_outputs(results, out)
+    if json_output:
+        typer.echo(json.dumps({"out": str(out), "systems": {name: r["mean"] for name, r in
+                                                            results["systems"].items()}}))
+    else:
+        print_table(results)
+
+
+def write_outputs(results: dict, out: Path) -> None:
+    (out / "results.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    write_plot(results["systems"], out / "retrieval.png")
+    (out / "report.md").write_text(markdown_report(results), encoding="utf-8")
+
+
+def register(app: typer.Typer) -> None:
+    """Add `eval-retrieval` to the main app."""
+    app.command("eval-retrieval")(reports_unreachable_node(eval_retrieval))
