@@ -1,0 +1,456 @@
+"""Tune LSH serving settings (tables, bits, probes, rescore window) on a corpus for a target recall vs exact cosine.
+
+The product runs this when it creates an index for a model and a corpus (`pintext index create --pins`, or
+`pintext ingest` when the index is new), `pintext lsh tune` prints the sweep, and the benchmarks reuse it.
+
+It replays PinText's search exactly as `pintext.queries` describes (and as the OpenSearch index and the local
+backend do), in memory: the first stage counts the query's (multi-probe) buckets each pin shares, using
+`RandomHyperplaneLSH` itself for pin and query buckets; the `window` best candidates (tables matched descending,
+then corpus row, i.e. ingest order) are rescored by exact cosine; the top `k` is compared with the exact top `k`
+over the whole corpus. Every (tables, bits) of the grid hashes the corpus once; all queries, probes and windows
+of it are then answered with array operations, so a grid over tens of thousands of pins takes seconds.
+
+Recall is tie-aware: a hit counts when its cosine is at least the exact k-th best cosine (product corpora hold
+many identical titles; which of several equal pins an index returns does not matter to a user).
+
+Pure numpy, no I/O. The cost model behind "cheapest" is documented at `cost_of`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from pintext.lsh import DEFAULT_SEED, RandomHyperplaneLSH
+
+# The cost model, in "postings visited" units, calibrated on the real node (bench/retrieval.py refits it on every
+# run and the report shows the fit). On the 2.19 node with 100k pins, fits of the server `took` gave one term
+# clause ~110 postings on 8-14-bit tokens and ~500 on 16-bit ones (a terms-dictionary seek and an iterator per
+# clause; many tables of many bits make hundreds of rare terms), and one pin rescored by the knn_score script
+# ~10 postings. A first model that counted postings only picked 256 tables x 16 bits, which the node ran 5x
+# slower than 64 x 8 at the same recall.
+CLAUSE_COST = 200.0
+RESCORE_COST = 10.0
+# OpenSearch refuses a bool query of more than this many clauses (indices.query.bool.max_clause_count), and a
+# query carries tables x (1 + probes) term clauses: such settings are not offered.
+MAX_QUERY_CLAUSES = 1024
+# OpenSearch refuses a rescore window above index.max_rescore_window (10,000 by default).
+MAX_RESCORE_WINDOW = 10_000
+
+DEFAULT_TARGET_RECALL = 0.95
+DEFAULT_TUNE_QUERIES = 200
+TUNE_K = 10
+# Above this many pins the tuner sweeps a uniform sample and scales the chosen window by corpus / sample. That
+# errs on the safe side: a neighbour of a given cosine ranks in the first stage among a share of the pins that
+# does not depend on the corpus size, so the scaled window keeps it as often, while the sample's own top 10 lie
+# farther from the query than the full corpus' top 10 and are harder to keep: the recall measured on the sample
+# is a lower bound of the full corpus' (bench/REPORT.md checks the chosen settings on the real node).
+MAX_TUNE_CORPUS = 20_000
+# Bounds the [queries, corpus] work arrays of one step of the sweep (elements).
+_CHUNK_CELLS = 1 << 22
+
+
+@dataclass(frozen=True)
+class TuneGrid:
+    """The settings a tuning run tries."""
+
+    tables: tuple[int, ...] = (16, 32, 64, 128, 256)
+    bits: tuple[int, ...] | None = None  # None: centred on the corpus size, see `bits_for_corpus`
+    probes: tuple[int, ...] = (0, 1, 2, 3)
+    windows: tuple[int, ...] = (100, 200, 500, 1000, 2000, 4000, 8000)
+
+
+DEFAULT_GRID = TuneGrid()
+# A table's bucket holds corpus / 2**bits pins on average; the cheapest settings measured here (10k-100k pins)
+# kept about this many pins per bucket, so the bits grid is centred there, two bits either side.
+PINS_PER_BUCKET = 40
+
+
+def bits_for_corpus(pins: int) -> tuple[int, ...]:
+    """The bits per table worth trying for a corpus of `pins`: log2(pins / PINS_PER_BUCKET) and +-2."""
+    centre = int(round(np.log2(max(pins, 1) / PINS_PER_BUCKET)))
+    centre = min(14, max(6, centre))
+    return (centre - 2, centre, centre + 2)
+
+
+# ---- exact neighbours and recall ---------------------------------------------------------------------------------
+
+
+def unit_rows(vectors: np.ndarray) -> np.ndarray:
+    """Rows scaled to length 1 (zero rows stay zero)."""
+    vectors = np.asarray(vectors, dtype=np.float32)
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return np.divide(vectors, norms, out=np.zeros_like(vectors), where=norms > 0)
+
+
+def exact_top_k(corpus_unit: np.ndarray, queries_unit: np.ndarray, k: int,
+                exclude_rows: Sequence[int] | None = None, max_cells: int = 1 << 25) -> np.ndarray:
+    """Brute-force cosine top-k corpus rows per query [queries, k], best first; ties by smaller row.
+
+    `exclude_rows[i]` (>= 0) removes that row from query i's results (a pin used as its own query).
+    """
+    results = np.empty((len(queries_unit), k), dtype=np.int64)
+    chunk = max(1, max_cells // max(1, len(corpus_unit)))  # bounds the [chunk, corpus] score block in memory
+    for start in range(0, len(queries_unit), chunk):
+        scores = queries_unit[start:start + chunk] @ corpus_unit.T
+        if exclude_rows is not None:
+            for offset, row in enumerate(exclude_rows[start:start + chunk]):
+                if row >= 0:
+                    scores[offset, row] = -np.inf
+        results[start:start + len(scores)] = _top_rows(scores, k)
+    return results
+
+
+def _top_rows(scores: np.ndarray, k: int) -> np.ndarray:
+    """Columns of the k highest scores per row, best first, ties by the smaller column."""
+    k = min(k, scores.shape[1])
+    part = np.argpartition(-scores, k - 1, axis=1)[:, :k] if k < scores.shape[1] else \
+        np.tile(np.arange(scores.shape[1]), (len(scores), 1))
+    picked = np.take_along_axis(scores, part, axis=1)
+    order = np.lexsort((part, -picked), axis=1)
+    return np.take_along_axis(part, order, axis=1)
+
+
+def recall_at_k(found: Sequence[Sequence[int]], truth: np.ndarray, k: int) -> float:
+    """Mean over queries of |found[:k] & truth[:k]| / k (ids of any hashable kind)."""
+    if len(truth) == 0:
+        return float("nan")
+    shares = [len(set(list(row)[:k]) & set(list(true_row)[:k])) / k for row, true_row in zip(found, truth)]
+    return float(np.mean(shares))
+
+
+def tie_aware_recall(found_cosines: np.ndarray, kth_best: np.ndarray, k: int) -> np.ndarray:
+    """Per query: share of the k slots holding a hit at least as close as the exact k-th best ([queries]).
+
+    `found_cosines` is [queries, <= k] with -inf for empty slots; `kth_best` the exact k-th best cosine per query.
+    """
+    slack = 1e-6  # float32 cosines of equal vectors may differ in the last bit
+    return (found_cosines >= kth_best[:, None] - slack).sum(axis=1) / k
+
+
+# ---- the in-memory index ---------------------------------------------------------------------------------------
+
+
+class BucketIndex:
+    """The inverted index of one LSH config: per table, the corpus rows sorted by bucket."""
+
+    def __init__(self, lsh: RandomHyperplaneLSH, corpus: np.ndarray, chunk: int = 4096) -> None:
+        self.lsh = lsh
+        # Hashed in chunks: the margins of many pins x 256 tables x 12 bits would not fit at once.
+        signatures = np.concatenate([lsh.signatures(corpus[start:start + chunk])
+                                     for start in range(0, len(corpus), chunk)])  # [n, tables]
+        self.order = np.argsort(signatures, axis=0, kind="stable").astype(np.int32)  # rows by bucket, per table
+        self.sorted_buckets = np.take_along_axis(signatures, self.order, axis=0)
+        self.size = len(corpus)
+
+    def query_buckets(self, queries: np.ndarray, probes: int) -> np.ndarray:
+        """[queries, tables, 1 + probes] buckets, the query's own first (same rule as `query_tokens`)."""
+        margins = self.lsh.margins(queries)
+        weights = np.left_shift(np.uint64(1), np.arange(self.lsh.bits, dtype=np.uint64))
+        own = ((margins > 0).astype(np.uint64) * weights).sum(axis=-1, dtype=np.uint64)
+        if probes == 0:
+            return own[:, :, None]
+        closest = np.argsort(np.abs(margins), axis=2, kind="stable")[:, :, :probes]
+        probed = np.bitwise_xor(own[:, :, None], np.left_shift(np.uint64(1), closest.astype(np.uint64)))
+        return np.concatenate([own[:, :, None], probed], axis=2)
+
+    def match_counts(self, buckets: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+        """(candidate rows, tables matched per candidate, postings visited) for one query's buckets."""
+        counts, postings = self.match_matrix(buckets[None])
+        candidates = np.flatnonzero(counts[0])
+        return candidates, counts[0, candidates], int(postings[0])
+
+    def match_matrix(self, buckets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Tables matched by every corpus row for each query [queries, corpus], and postings visited [queries].
+
+        `buckets` is [queries, tables, probes]. A query's probe buckets of one table are distinct, and a pin
+        holds one bucket per table, so a pin matches at most one of them: the count is "tables matched".
+        """
+        queries, tables, per_table = buckets.shape
+        keys: list[np.ndarray] = []
+        pending = 0
+        flat = np.zeros(queries * self.size, dtype=np.int64)
+        postings = np.zeros(queries, dtype=np.int64)
+        query_of_slot = np.repeat(np.arange(queries, dtype=np.int64), per_table)
+        for table in range(tables):
+            column = self.sorted_buckets[:, table]
+            wanted = buckets[:, table, :].reshape(-1)
+            lows = np.searchsorted(column, wanted, "left")
+            lengths = np.searchsorted(column, wanted, "right") - lows
+            total = int(lengths.sum())
+            if total == 0:
+                continue
+            # Every posting of every wanted bucket, as positions in the sorted column (ranges concatenated).
+            ends = np.cumsum(lengths)
+            positions = np.arange(total) + np.repeat(lows - (ends - lengths), lengths)
+            owners = np.repeat(query_of_slot, lengths)
+            keys.append(owners * self.size + self.order[positions, table])
+            postings += np.bincount(owners, minlength=queries)
+            pending += total
+            if pending > _CHUNK_CELLS:  # fold the postings gathered so far, keeping memory bounded
+                flat += np.bincount(np.concatenate(keys), minlength=queries * self.size)
+                keys, pending = [], 0
+        if keys:
+            flat += np.bincount(np.concatenate(keys), minlength=queries * self.size)
+        return flat.reshape(queries, self.size), postings
+
+
+# ---- grid points and cost --------------------------------------------------------------------------------------
+
+
+@dataclass
+class GridPoint:
+    """One (tables, bits, probes, window) setting and what it gave on the sample."""
+
+    tables: int
+    bits: int
+    probes: int
+    window: int
+    recall: float
+    candidates: float  # mean pins sharing at least one table with the query
+    rescored: float  # mean pins rescored = min(window, candidates)
+    postings: float  # mean postings visited by the first stage
+    corpus: int
+    cost: float = 0.0
+
+    @property
+    def candidate_share(self) -> float:
+        return self.candidates / self.corpus
+
+    @property
+    def rescored_share(self) -> float:
+        return self.rescored / self.corpus
+
+    @property
+    def clauses(self) -> int:
+        """Term clauses of the first-stage query: one per table and probe."""
+        return self.tables * (1 + self.probes)
+
+    def to_json(self) -> dict:
+        return {**asdict(self), "candidate_share": self.candidate_share, "rescored_share": self.rescored_share,
+                "clauses": self.clauses}
+
+
+def cost_of(postings: float, rescored: float, clauses: int) -> float:
+    """Relative work of one search: postings visited + weighted rescored pins + weighted term clauses."""
+    return float(postings) + RESCORE_COST * float(rescored) + CLAUSE_COST * float(clauses)
+
+
+def allowed(tables: int, bits: int, probes: int) -> bool:
+    """Settings OpenSearch accepts: probes within the bits, clauses under the bool clause limit."""
+    return probes <= bits and tables * (1 + probes) <= MAX_QUERY_CLAUSES
+
+
+# ---- the sweep ---------------------------------------------------------------------------------------------------
+
+
+def sweep_config(corpus_unit: np.ndarray, queries_unit: np.ndarray, truth: np.ndarray, tables: int, bits: int,
+                 probes_grid: Iterable[int], windows: Iterable[int], k: int = TUNE_K, seed: int = DEFAULT_SEED,
+                 exclude_rows: Sequence[int] | None = None, below_cost: float = float("inf")) -> list[GridPoint]:
+    """Every (probes, window) point of one (tables, bits) config: recall@k and work per query.
+
+    `truth` is the exact top-k rows per query ([queries, k], from `exact_top_k`); recall is tie-aware.
+    Probes whose term clauses alone cost `below_cost` or more are skipped (they cannot be the cheapest).
+    """
+    lsh = RandomHyperplaneLSH(dim=corpus_unit.shape[1], tables=tables, bits=bits, seed=seed)
+    windows = sorted({min(int(w), len(corpus_unit)) for w in windows if w >= k})
+    probes_wanted = sorted(p for p in set(probes_grid) if allowed(tables, bits, p)
+                           and cost_of(0, 0, tables * (1 + p)) < below_cost)
+    if not windows or not probes_wanted:
+        return []
+    index = BucketIndex(lsh, corpus_unit)
+    kth_best = np.einsum("qd,qd->q", queries_unit, corpus_unit[truth[:, -1]])
+    excluded = np.full(len(queries_unit), -1) if exclude_rows is None else np.asarray(exclude_rows)
+    buckets = index.query_buckets(queries_unit, max(probes_wanted))
+    tally = {(probes, window): _Tally() for probes in probes_wanted for window in windows}
+    step = max(1, _CHUNK_CELLS // len(corpus_unit))
+    for start in range(0, len(queries_unit), step):
+        stop = min(start + step, len(queries_unit))
+        cosines = queries_unit[start:stop] @ corpus_unit.T
+        own = excluded[start:stop]
+        counts = np.zeros((stop - start, len(corpus_unit)), dtype=np.int64)
+        postings = np.zeros(stop - start, dtype=np.int64)
+        for probes in range(max(probes_wanted) + 1):
+            # Probe p adds one bucket per table to probe p - 1's query: add only its matches.
+            more, visited = index.match_matrix(buckets[start:stop, :, probes:probes + 1])
+            counts += more
+            postings += visited
+            if probes not in probes_wanted:
+                continue
+            counts[np.flatnonzero(own >= 0), own[own >= 0]] = 0
+            matched = (counts > 0).sum(axis=1)
+            head = _first_stage_head(counts, windows)
+            head_cosines = np.take_along_axis(cosines, head, axis=1)
+            head_cosines[np.take_along_axis(counts, head, axis=1) == 0] = -np.inf  # not a candidate
+            for window in windows:
+                part = head_cosines[:, :window]
+                best = -np.partition(-part, k - 1, axis=1)[:, :k] if window > k else part
+                tally[probes, window].add(tie_aware_recall(best, kth_best[start:stop], k),
+                                          np.minimum(matched, window), matched, postings)
+    return [tally[probes, window].point(tables, bits, probes, window, len(corpus_unit))
+            for probes in probes_wanted for window in windows]
+
+
+@dataclass
+class _Tally:
+    """Per-query figures of one grid point, gathered chunk by chunk."""
+
+    recall: list = field(default_factory=list)
+    rescored: list = field(default_factory=list)
+    candidates: list = field(default_factory=list)
+    postings: list = field(default_factory=list)
+
+    def add(self, recall: np.ndarray, rescored: np.ndarray, candidates: np.ndarray, postings: np.ndarray) -> None:
+        self.recall.append(recall)
+        self.rescored.append(rescored)
+        self.candidates.append(candidates)
+        self.postings.append(postings.copy())
+
+    def point(self, tables: int, bits: int, probes: int, window: int, corpus: int) -> GridPoint:
+        mean = {name: float(np.mean(np.concatenate(getattr(self, name))))
+                for name in ("recall", "rescored", "candidates", "postings")}
+        return GridPoint(tables, bits, probes, window, mean["recall"], mean["candidates"], mean["rescored"],
+                         mean["postings"], corpus, cost_of(mean["postings"], mean["rescored"], tables * (1 + probes)))
+
+
+def _first_stage_head(counts: np.ndarray, windows: Sequence[int]) -> np.ndarray:
+    """Rows per query ordered so that, for every window w, the first w are the w best first-stage hits.
+
+    First-stage order: tables matched descending, then row ascending (ingest order). Only the sets matter to
+    the rescore, so one multi-`kth` partition serves all windows (the order inside each window is arbitrary).
+    """
+    size = counts.shape[1]
+    keys = counts * size + (size - 1 - np.arange(size))  # higher is better, unique per row
+    kth = [window - 1 for window in windows if window < size]
+    if not kth:
+        return np.tile(np.arange(size), (len(keys), 1))
+    return np.argpartition(-keys, kth, axis=1)[:, :max(windows)]
+
+
+def choose(points: Sequence[GridPoint], target_recall: float) -> tuple[GridPoint | None, bool]:
+    """The cheapest point reaching `target_recall` (ties: higher recall, then fewer tables); else the best recall.
+
+    Returns (point, reached).
+    """
+    if not points:
+        return None, False
+    reaching = [point for point in points if point.recall >= target_recall]
+    if reaching:
+        return min(reaching, key=lambda p: (p.cost, -p.recall, p.tables, p.bits, p.probes, p.window)), True
+    return max(points, key=lambda p: (p.recall, -p.cost)), False
+
+
+def tune(corpus: np.ndarray, queries: np.ndarray, tables_grid: Iterable[int], bits_grid: Iterable[int],
+         probes_grid: Iterable[int], windows: Iterable[int], target_recall: float = DEFAULT_TARGET_RECALL,
+         k: int = TUNE_K, seed: int = DEFAULT_SEED, exclude_rows: Sequence[int] | None = None,
+         on_config: Callable[[int, int], None] | None = None,
+         prune: bool = False) -> tuple[GridPoint | None, bool, list[GridPoint]]:
+    """Sweep the grid and choose; returns (choice, reached, points swept).
+
+    `prune`: skip settings whose term clauses alone cost more than the cheapest point found so far that
+    reaches the target (the choice is the same, the sweep shorter; the points list is then partial).
+    """
+    corpus_unit, queries_unit = unit_rows(corpus), unit_rows(queries)
+    truth = exact_top_k(corpus_unit, queries_unit, k, exclude_rows)
+    points: list[GridPoint] = []
+    probes_grid, windows = list(probes_grid), list(windows)
+    for tables in sorted(tables_grid):
+        for bits in sorted(bits_grid):
+            if prune and _out_of_reach(points, tables, target_recall):
+                continue  # fewer bits of these tables already fell short: more bits only lower recall
+            best, reached = choose(points, target_recall)
+            bound = best.cost if prune and reached else float("inf")
+            points += sweep_config(corpus_unit, queries_unit, truth, tables, bits, probes_grid, windows, k, seed,
+                                   exclude_rows, below_cost=bound)
+            if on_config:
+                on_config(tables, bits)
+    choice, reached = choose(points, target_recall)
+    return choice, reached, points
+
+
+def _out_of_reach(points: Sequence[GridPoint], tables: int, target_recall: float) -> bool:
+    """True when the last bits swept for `tables` reached no point of the target."""
+    swept = [point for point in points if point.tables == tables]
+    if not swept:
+        return False
+    last_bits = max(point.bits for point in swept)
+    return max(point.recall for point in swept if point.bits == last_bits) < target_recall
+
+
+# ---- the product's entry point -----------------------------------------------------------------------------------
+
+
+@dataclass
+class TuneResult:
+    """What tuning chose for an index, and on what."""
+
+    lsh: RandomHyperplaneLSH
+    window: int
+    probes: int
+    recall: float
+    reached: bool
+    target_recall: float
+    queries: int
+    query_source: str  # "pins" (sampled pins, each excluded from its own results) or "queries" (given texts)
+    corpus: int  # pins with a vector in the corpus
+    tuned_on: int  # pins the sweep used (a sample above MAX_TUNE_CORPUS)
+    seconds: float
+    choice: GridPoint
+    points: list[GridPoint] = field(default_factory=list, repr=False)
+
+    def to_meta(self) -> dict:
+        """The `tuning` record of an index's `_meta`."""
+        return {"tuned": True, "target_recall": self.target_recall, "recall_at_10": round(self.recall, 4),
+                "reached": self.reached, "queries": self.queries, "query_source": self.query_source,
+                "corpus": self.corpus, "tuned_on": self.tuned_on, "seconds": round(self.seconds, 2),
+                "clauses": self.choice.clauses, "rescored_share": round(self.choice.rescored_share, 4)}
+
+
+def tune_for_corpus(corpus: np.ndarray, target_recall: float = DEFAULT_TARGET_RECALL,
+                    queries: np.ndarray | None = None, sample: int = DEFAULT_TUNE_QUERIES,
+                    grid: TuneGrid = DEFAULT_GRID, fixed: tuple[int, int] | None = None, seed: int = DEFAULT_SEED,
+                    max_corpus: int = MAX_TUNE_CORPUS,
+                    on_config: Callable[[int, int], None] | None = None) -> TuneResult:
+    """Pick the cheapest (tables, bits, probes, window) whose recall@10 vs exact cosine reaches `target_recall`.
+
+    `corpus`: the pins' vectors (zero rows, pins with no known word, are left out: they get no tokens).
+    `queries`: query vectors to tune on; default `sample` pins of the corpus, each excluded from its own results.
+    `fixed`: (tables, bits) to keep (a user's explicit MODEL/lsh.json): then only probes and window are tuned.
+    Above `max_corpus` pins a uniform sample is swept and the window scaled by corpus / sample (an estimate).
+    """
+    started = time.perf_counter()
+    rng = np.random.default_rng(seed)
+    corpus = np.asarray(corpus, dtype=np.float32)
+    corpus = corpus[np.linalg.norm(corpus, axis=1) > 0]
+    if len(corpus) < TUNE_K + 1:
+        raise ValueError(f"tuning needs at least {TUNE_K + 1} pins with a known word, got {len(corpus)}")
+    swept = corpus if len(corpus) <= max_corpus else corpus[np.sort(rng.choice(len(corpus), max_corpus, False))]
+    if queries is None:
+        rows = rng.permutation(len(swept))[:sample]
+        query_vectors, exclude, source = swept[rows], rows, "pins"
+    else:
+        query_vectors = np.asarray(queries, dtype=np.float32)
+        query_vectors = query_vectors[np.linalg.norm(query_vectors, axis=1) > 0]
+        query_vectors = query_vectors[rng.permutation(len(query_vectors))[:sample]]
+        exclude, source = None, "queries"
+        if len(query_vectors) == 0:
+            raise ValueError("tuning needs at least one query with a known word")
+    tables_grid, bits_grid = ((fixed[0],), (fixed[1],)) if fixed else \
+        (grid.tables, grid.bits or bits_for_corpus(len(swept)))
+    windows = [window for window in grid.windows if window <= MAX_RESCORE_WINDOW]
+    choice, reached, points = tune(swept, query_vectors, tables_grid, bits_grid, grid.probes, windows,
+                                   target_recall, seed=seed, exclude_rows=exclude, on_config=on_config,
+                                   prune=True)
+    if choice is None:
+        raise ValueError("no LSH setting of the grid is allowed (clause limit); widen the grid")
+    scale = len(corpus) / len(swept)
+    window = min(MAX_RESCORE_WINDOW, max(TUNE_K, int(round(choice.window * scale))))
+    return TuneResult(lsh=RandomHyperplaneLSH(dim=corpus.shape[1], tables=choice.tables, bits=choice.bits,
+                                              seed=seed),
+                      window=window, probes=choice.probes, recall=choice.recall, reached=reached,
+                      target_recall=target_recall, queries=len(query_vectors), query_source=source,
+                      corpus=len(corpus), tuned_on=len(swept), seconds=time.perf_counter() - started,
+                      choice=choice, points=points)
