@@ -16,7 +16,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import platform
 import shlex
 import subprocess
 import sys
@@ -365,25 +364,15 @@ def compare_with_rank_eval(ours: dict, theirs: dict, judgments: Any) -> dict:
 # ---- report ----------------------------------------------------------------------------------------------------
 
 
-def machine() -> dict:
-    meminfo = Path("/proc/meminfo")
-    totals = [line for line in meminfo.read_text().splitlines() if line.startswith("MemTotal:")] \
-        if meminfo.exists() else []
-    memory_kb = int(totals[0].split()[1]) if totals else 0
-    return {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
-            "cpus": os.cpu_count(), "memory_gib": round(memory_kb / 2**20, 1),
-            "load_average": [round(x, 2) for x in os.getloadavg()]}
-
-
-def versions(client: Any | None) -> dict:
-    import numpy
-
+def machine_and_versions(client: Any | None) -> tuple[dict, dict]:
+    """The benchmark harness's machine facts and package versions, plus pintext's and the node's versions."""
     from pintext import __version__
+    from pintext.bench.harness import machine_info, package_versions
 
-    found = {"pintext": __version__, "python": platform.python_version(), "numpy": numpy.__version__}
+    found = {"pintext": __version__, **package_versions()}
     if client is not None:
-        found["opensearch"] = client.info()["version"]["number"]
-    return found
+        found["opensearch node"] = client.info()["version"]["number"]
+    return machine_info(), found
 
 
 def command_line() -> str:
@@ -462,8 +451,8 @@ def markdown_report(results: dict) -> str:
                   "top 10 of all judged docs: NDCG is compared on the queries where the two definitions coincide."]
     machine_info, found = results["machine"], results["versions"]
     lines += ["", "## Machine and versions", "",
-              f"- {machine_info['platform']}, {machine_info['cpus']} CPUs ({machine_info['processor']}), "
-              f"{machine_info['memory_gib']} GiB, load average {machine_info['load_average']}",
+              f"- {machine_info['platform']}, {machine_info['cores']} cores ({machine_info['cpu_model']}), "
+              f"{machine_info['memory']}, load average at the end {machine_info['load_average_at_start']}",
               "- " + ", ".join(f"{name} {version}" for name, version in found.items()),
               f"- {results['seconds']:.1f} s in all", ""]
     return "\n".join(lines)
@@ -597,7 +586,7 @@ def eval_retrieval(
         results["rank_eval_check"] = compare_with_rank_eval(results["systems"]["bm25"]["per_query"], theirs, judged)
     results["how"] = describe_systems(results)
     uses_node = "index" in results
-    results["machine"], results["versions"] = machine(), versions(node.client if uses_node else None)
+    results["machine"], results["versions"] = machine_and_versions(node.client if uses_node else None)
     if cleanup and uses_node:
         forget_index(node.client, results["index"]["name"])
         results["index"]["deleted"] = True

@@ -1,0 +1,265 @@
+"""Retrieval on real judgments, as a user would get it: the project's documented commands with default flags.
+
+READS ../shared/data/real/ (the real data sets, never committed: see its README.md) through
+`python -m pintext.bench.realdata`, which writes out/real/<crowdflower|bestbuy>/corpus.jsonl and
+split<S>/{train_pairs.csv,test_qrels.csv} (git-ignored). Where that folder is missing the real data sets are
+skipped with a message and exit status 0. Then for each data set and split:
+
+    pintext pairs --import split<S>/train_pairs.csv --task search --val 0.1 --test 0 --out WORK/pairs
+    pintext train --pairs WORK/pairs --out WORK/model [TRAIN ARGS]
+    pintext eval-retrieval --model WORK/model --corpus corpus.jsonl --judgments split<S>/test_qrels.csv \
+        --out WORK/eval --cleanup
+
+and for the synthetic sample (data/sample), one run per pairs split seed:
+
+    pintext pairs --events data/sample/events.jsonl.gz --pins data/sample/pins.jsonl \
+        --users data/sample/users.jsonl --seed S --out WORK/pairs
+    pintext train ...; pintext eval-retrieval ... --judgments WORK/pairs (its search test split)
+
+Mean +- standard deviation over the splits go to docs/results/real/ and docs/results/sample-retrieval/
+(report.md, results.json, retrieval.png); figures only, never data.
+
+    python -m pintext.bench.real_eval [--datasets crowdflower,bestbuy,sample] [--splits 3]
+        [--train-args "--epochs 1"] [--work out/real-eval] [--shared ../shared/data/real]
+
+`--train-args` is for trying the runner quickly; a report made with it says so at the top.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from pintext.bench.harness import machine_info, package_versions
+from pintext.bench.realdata import DATASETS, DEFAULT_SHARED
+from pintext.trainer.retrieval import METRICS, mean_and_std
+
+REPO = Path(__file__).resolve().parents[1]
+SAMPLE = Path("data/sample")
+REAL_REPORT_DIR = Path("docs/results/real")
+SAMPLE_REPORT_DIR = Path("docs/results/sample-retrieval")
+PINTEXT = [sys.executable, "-c", "from pintext.cli import main; main()"]
+SYSTEM_LABELS = {"bm25": "BM25 (OpenSearch)", "exact": "PinText exact", "served": "PinText served",
+                 "hybrid": "hybrid"}
+
+
+class CommandFailed(RuntimeError):
+    """A pintext command exited non-zero."""
+
+
+def run_pintext(args: list[str], log: list[dict]) -> float:
+    """Run `pintext ARGS` from the repository root; record the command and its seconds in `log`."""
+    started = time.perf_counter()
+    completed = subprocess.run([*PINTEXT, *args], cwd=REPO, capture_output=True, text=True)
+    seconds = time.perf_counter() - started
+    log.append({"command": "pintext " + shlex.join(args), "seconds": round(seconds, 1),
+                "exit": completed.returncode})
+    if completed.returncode != 0:
+        tail = "\n".join(completed.stderr.strip().splitlines()[-5:])
+        raise CommandFailed(f"`pintext {shlex.join(args)}` failed (exit {completed.returncode}):\n{tail}")
+    return seconds
+
+
+def train_and_evaluate(pairs_args: list[str], pairs: Path, corpus: Path, judgments: Path, work: Path,
+                       train_args: list[str]) -> dict:
+    """pairs -> train -> eval-retrieval in `work`; the eval's results.json plus the commands and their seconds."""
+    log: list[dict] = []
+    model, evaluation = work / "model", work / "eval"
+    run_pintext([*pairs_args, "--out", str(pairs)], log)
+    run_pintext(["train", "--pairs", str(pairs), "--out", str(model), *train_args], log)
+    run_pintext(["eval-retrieval", "--model", str(model), "--corpus", str(corpus), "--judgments", str(judgments),
+                 "--out", str(evaluation), "--cleanup"], log)
+    results = json.loads((REPO / evaluation / "results.json").read_text(encoding="utf-8"))
+    return {"commands": log, "means": {name: system["mean"] for name, system in results["systems"].items()},
+            "queries": results["judgments"]["evaluated_queries"], "judgments": results["judgments"],
+            "index": results.get("index", {}), "rank_eval_check": results.get("rank_eval_check", {}),
+            "how": results.get("how", {}), "versions": results.get("versions", {})}
+
+
+def real_runs(name: str, prepared: Path, work: Path, splits: int, train_args: list[str]) -> list[dict]:
+    runs = []
+    for split in range(splits):
+        folder, split_work = prepared / f"split{split}", work / name / f"split{split}"
+        pairs_args = ["pairs", "--import", str(folder / "train_pairs.csv"), "--task", "search", "--val", "0.1",
+                      "--test", "0"]
+        print(f"{name} split {split} ...", flush=True)
+        runs.append({"split": split, **train_and_evaluate(pairs_args, split_work / "pairs", prepared / "corpus.jsonl",
+                                                          folder / "test_qrels.csv", split_work, train_args)})
+    return runs
+
+
+def sample_runs(work: Path, splits: int, train_args: list[str]) -> list[dict]:
+    runs = []
+    for seed in range(splits):
+        split_work = work / "sample" / f"seed{seed}"
+        pairs_args = ["pairs", "--events", str(SAMPLE / "events.jsonl.gz"), "--pins", str(SAMPLE / "pins.jsonl"),
+                      "--users", str(SAMPLE / "users.jsonl"), "--seed", str(seed)]
+        print(f"sample seed {seed} ...", flush=True)
+        runs.append({"split": seed, **train_and_evaluate(pairs_args, split_work / "pairs", SAMPLE / "pins.jsonl",
+                                                         split_work / "pairs", split_work, train_args)})
+    return runs
+
+
+# ---- aggregation and report ------------------------------------------------------------------------------------
+
+
+def aggregate(runs: list[dict]) -> dict:
+    """{system: {metric: {"mean", "std", "values"}}} over the runs (splits)."""
+    systems = list(runs[0]["means"])
+    return {system: {metric: dict(zip(("mean", "std"), mean_and_std([run["means"][system][metric] for run in runs])),
+                                  values=[run["means"][system][metric] for run in runs])
+                     for metric in METRICS} for system in systems}
+
+
+def dataset_section(name: str, result: dict) -> list[str]:
+    summary, runs = result["summary"], result["runs"]
+    lines = [f"## {name}", "", "| system | " + " | ".join(METRICS) + " |", "|---|" + "---:|" * len(METRICS)]
+    for system, metrics in summary.items():
+        lines.append(f"| {SYSTEM_LABELS.get(system, system)} | "
+                     + " | ".join(f"{metrics[m]['mean']:.3f} ± {metrics[m]['std']:.3f}" for m in METRICS) + " |")
+    lines += ["", f"Mean ± standard deviation over {len(runs)} splits. Per split (NDCG@10 of each system; "
+              "queries evaluated; judged docs absent from the corpus; pins ingest rejected; seconds):", "",
+              "| split | " + " | ".join(summary) + " | queries | absent docs | rejected pins | seconds |",
+              "|---|" + "---:|" * (len(summary) + 4)]
+    for run in runs:
+        ingest = run["index"].get("ingest", {})
+        lines.append(f"| {run['split']} | " + " | ".join(f"{run['means'][s]['ndcg@10']:.3f}" for s in summary)
+                     + f" | {run['queries']} | {run['judgments']['absent']['docs_absent_from_corpus']} | "
+                     f"{ingest.get('rejected', '?')} | {sum(c['seconds'] for c in run['commands']):.0f} |")
+    check = runs[0].get("rank_eval_check", {})
+    if check:
+        worst = max(max(run["rank_eval_check"][m]["max_abs_diff"] for m in check) for run in runs)
+        lines += ["", f"BM25 metrics equal OpenSearch `_rank_eval`'s on every split (largest per-query difference "
+                  f"{worst:.2g})."]
+    lines += ["", "Commands of split 0:", "", "```", *(c["command"] for c in runs[0]["commands"]), "```", ""]
+    return lines
+
+
+def write_report(folder: Path, title: str, source_note: str, results: dict, train_args: list[str],
+                 seconds: float) -> None:
+    folder = REPO / folder
+    folder.mkdir(parents=True, exist_ok=True)
+    lines = [f"# {title}", ""]
+    if train_args:
+        lines += [f"**Not the defaults: `pintext train` got `{shlex.join(train_args)}`** (a quick run of the "
+                  "runner, not the final figures).", ""]
+    lines += [source_note, "", "![metrics per system](retrieval.png)", ""]
+    for name, result in results["datasets"].items():
+        lines += dataset_section(name, result)
+    first_run = next(iter(results["datasets"].values()))["runs"][0]
+    lines += ["## Systems", "", *(f"- {name}: {how}" for name, how in first_run["how"].items()), "",
+              "## Machine, versions, time", "",
+              f"- {results['machine']['platform']}, {results['machine']['cores']} cores "
+              f"({results['machine']['cpu_model']}), {results['machine']['memory']}",
+              "- " + ", ".join(f"{k} {v}" for k, v in {**results["versions"], **first_run["versions"]}.items()),
+              f"- `{results['command']}`: {seconds / 60:.1f} min in all", ""]
+    (folder / "report.md").write_text("\n".join(lines), encoding="utf-8")
+    (folder / "results.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    write_plot({name: result["summary"] for name, result in results["datasets"].items()}, folder / "retrieval.png")
+
+
+def write_plot(summaries: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(1, len(summaries), figsize=(6.5 * len(summaries), 4), squeeze=False)
+    for axis, (name, summary) in zip(axes[0], summaries.items()):
+        width = 0.8 / max(1, len(summary))
+        for offset, (system, metrics) in enumerate(summary.items()):
+            positions = [i + offset * width for i in range(len(METRICS))]
+            axis.bar(positions, [metrics[m]["mean"] for m in METRICS], width,
+                     yerr=[metrics[m]["std"] for m in METRICS], capsize=3, label=SYSTEM_LABELS.get(system, system))
+        axis.set_xticks([i + width * (len(summary) - 1) / 2 for i in range(len(METRICS))], METRICS)
+        axis.set_ylim(0, 1)
+        axis.set_title(f"{name} (mean ± std over splits)")
+        axis.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+
+
+# ---- main ------------------------------------------------------------------------------------------------------
+
+
+def ensure_node() -> None:
+    """The node eval-retrieval talks to: $OPENSEARCH_URL if set, else the managed one (started if needed)."""
+    import os
+
+    if not os.environ.get("OPENSEARCH_URL"):
+        run_pintext(["opensearch", "up"], [])
+
+
+def prepare_real(shared: Path, prepared: Path, splits: int) -> bool:
+    """Build out/real/ from the shared folder; False (with a message) when the folder is missing."""
+    if not (REPO / shared).is_dir():
+        print(f"no real data at {shared} (resolved from {REPO}): skipping the real data sets")
+        return False
+    print(f"reading the real data sets from {shared} (never committed; figures only)", flush=True)
+    subprocess.run([sys.executable, "-m", "pintext.bench.realdata", "--shared", str(shared), "--out", str(prepared),
+                    "--splits", str(splits)], cwd=REPO, check=True, capture_output=True)
+    return True
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--datasets", default=",".join([*DATASETS, "sample"]),
+                        help="comma-separated: crowdflower, bestbuy, sample")
+    parser.add_argument("--splits", type=int, default=3)
+    parser.add_argument("--train-args", default="", help='extra `pintext train` flags, e.g. "--epochs 1"')
+    parser.add_argument("--work", type=Path, default=Path("out/real-eval"), help="pairs, models, eval outputs")
+    parser.add_argument("--shared", type=Path, default=DEFAULT_SHARED, help="the shared real-data folder")
+    parser.add_argument("--prepared", type=Path, default=Path("out/real"), help="where realdata writes")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    chosen = [name.strip() for name in args.datasets.split(",") if name.strip()]
+    unknown = set(chosen) - {*DATASETS, "sample"}
+    if unknown:
+        print(f"unknown data set(s): {', '.join(sorted(unknown))}", file=sys.stderr)
+        return 2
+    train_args = shlex.split(args.train_args)
+    common = {"machine": machine_info(), "versions": package_versions(),
+              "command": "python -m pintext.bench.real_eval " + shlex.join(argv if argv is not None else sys.argv[1:]),
+              "train_args": train_args}
+    try:
+        ensure_node()
+        real = [name for name in chosen if name in DATASETS]
+        if real and prepare_real(args.shared, args.prepared, args.splits):
+            started = time.perf_counter()
+            datasets = {}
+            for name in real:
+                runs = real_runs(name, args.prepared / name, args.work, args.splits, train_args)
+                datasets[name] = {"runs": runs, "summary": aggregate(runs)}
+            write_report(REAL_REPORT_DIR, "Retrieval on real judgments",
+                         f"Data: read from `{args.shared}` (see its README.md; never committed) by "
+                         "`python -m pintext.bench.realdata`, queries split by text into train (+ validation) and "
+                         "held-out test queries; test judgments are whole-corpus retrieval.",
+                         {**common, "datasets": datasets}, train_args, time.perf_counter() - started)
+            print(f"wrote {REAL_REPORT_DIR}/report.md")
+        if "sample" in chosen:
+            started = time.perf_counter()
+            runs = sample_runs(args.work, args.splits, train_args)
+            write_report(SAMPLE_REPORT_DIR, "Retrieval on the synthetic sample",
+                         f"Data: the committed synthetic sample `{SAMPLE}`; judgments = the search test split of "
+                         "`pintext pairs` (query = anchor, relevant = positive pin, grade 1), one pairs split seed "
+                         "per run; corpus = all sample pins.",
+                         {**common, "datasets": {"sample": {"runs": runs, "summary": aggregate(runs)}}}, train_args,
+                         time.perf_counter() - started)
+            print(f"wrote {SAMPLE_REPORT_DIR}/report.md")
+    except CommandFailed as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
