@@ -231,9 +231,9 @@ def main(argv: list[str] | None = None) -> int:
               "command": "python -m pintext.bench.real_eval " + shlex.join(argv if argv is not None else sys.argv[1:]),
               "train_args": train_args}
     try:
-        ensure_node()
         real = [name for name in chosen if name in DATASETS]
         if real and prepare_real(args.shared, args.prepared, args.splits):
+            ensure_node()
             started = time.perf_counter()
             datasets = {}
             for name in real:
@@ -246,6 +246,7 @@ def main(argv: list[str] | None = None) -> int:
                          {**common, "datasets": datasets}, train_args, time.perf_counter() - started)
             print(f"wrote {REAL_REPORT_DIR}/report.md")
         if "sample" in chosen:
+            ensure_node()
             started = time.perf_counter()
             runs = sample_runs(args.work, args.splits, train_args)
             write_report(SAMPLE_REPORT_DIR, "Retrieval on the synthetic sample",

@@ -255,3 +255,23 @@ def test_eval_retrieval_on_the_real_node(opensearch, opensearch_url, opensearch_
     assert rerun["index"]["reused"] is True and rerun["index"]["deleted"] is True
     assert {name: s["mean"] for name, s in rerun["systems"].items()} == {name: s["mean"] for name, s in systems.items()}
     assert not opensearch.indices.exists(index=opensearch_index_name)
+
+
+# ---- the real-data runner --------------------------------------------------------------------------------------
+
+
+def test_real_eval_skips_cleanly_without_the_shared_data(tmp_path, capsys):
+    from pintext.bench.real_eval import main
+
+    assert main(["--datasets", "crowdflower,bestbuy", "--shared", str(tmp_path / "absent")]) == 0
+    said = capsys.readouterr().out
+    assert f"no real data at {tmp_path / 'absent'}" in said and "skipping the real data sets" in said
+
+
+def test_real_eval_aggregates_mean_and_sample_std_over_splits():
+    from pintext.bench.real_eval import aggregate
+
+    runs = [{"means": {"bm25": {"ndcg@10": v, "recall@100": 0.5, "mrr@10": 1.0}}} for v in (0.2, 0.4, 0.6)]
+    summary = aggregate(runs)["bm25"]
+    assert summary["ndcg@10"]["mean"] == pytest.approx(0.4) and summary["ndcg@10"]["std"] == pytest.approx(0.2)
+    assert summary["recall@100"] == {"mean": 0.5, "std": 0.0, "values": [0.5, 0.5, 0.5]}
