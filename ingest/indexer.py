@@ -2,7 +2,9 @@
 
 Memory stays flat: lines are read one at a time and held only a batch at a time (plus at most `workers`
 batches in flight). Every valid line ends up indexed, every invalid one in the dead letter with its line number
-and reason, and nothing is lost on a crash:
+and reason, and nothing is lost on a crash. A valid pin none of whose words the model knows is indexed too, with
+its text but without vector or LSH tokens (BM25 and filters find it; the vector search cannot), and counted as
+`indexed_without_vector`:
 
 - a pin's doc `_id` is its pin id, so re-running replaces docs and never duplicates them (the bulk responses
   tell created from updated);
@@ -47,19 +49,35 @@ class InjectedCrash(RuntimeError):
 # ---- model-side config ---------------------------------------------------------------------------------------
 
 
-def load_or_create_lsh(model_dir: str | Path, dim: int) -> RandomHyperplaneLSH:
-    """The model's LSH config from `MODEL/lsh.json`, written with the defaults (64 x 8 bits) if missing."""
+def read_model_lsh(model_dir: str | Path | None, dim: int) -> RandomHyperplaneLSH | None:
+    """The LSH config a user set explicitly in `MODEL/lsh.json`, or None when there is none (never written here:
+    an index's own config lives in its `_meta`)."""
+    if model_dir is None:
+        return None
     path = Path(model_dir) / LSH_CONFIG_FILE
-    if path.is_file():
-        try:
-            lsh = RandomHyperplaneLSH.from_dict(json.loads(path.read_text(encoding="utf-8")))
-        except (ValueError, json.JSONDecodeError) as error:
-            raise ValueError(f"{path}: not a valid LSH config: {error}") from None
-        if lsh.dim != dim:
-            raise ValueError(f"{path}: field 'dim' is {lsh.dim}, the model's vectors have {dim}")
-        return lsh
-    lsh = RandomHyperplaneLSH(dim=dim, tables=DEFAULT_TABLES, bits=DEFAULT_BITS, seed=DEFAULT_SEED)
-    write_atomically(path, json.dumps(lsh.to_dict(), indent=2) + "\n")
+    if not path.is_file():
+        return None
+    try:
+        lsh = RandomHyperplaneLSH.from_dict(json.loads(path.read_text(encoding="utf-8")))
+    except (ValueError, json.JSONDecodeError) as error:
+        raise ValueError(f"{path}: not a valid LSH config: {error}") from None
+    if lsh.dim != dim:
+        raise ValueError(f"{path}: field 'dim' is {lsh.dim}, the model's vectors have {dim}")
+    return lsh
+
+
+def default_lsh(dim: int) -> RandomHyperplaneLSH:
+    """The untuned config (64 tables x 8 bits): what an index gets with --no-tune and no MODEL/lsh.json."""
+    return RandomHyperplaneLSH(dim=dim, tables=DEFAULT_TABLES, bits=DEFAULT_BITS, seed=DEFAULT_SEED)
+
+
+def load_or_create_lsh(model_dir: str | Path, dim: int) -> RandomHyperplaneLSH:
+    """`MODEL/lsh.json`, written with the defaults if missing. For the benchmarks, which keep their chosen config
+    in their own model folder; product commands read the index `_meta` and never write into a model folder."""
+    lsh = read_model_lsh(model_dir, dim)
+    if lsh is None:
+        lsh = default_lsh(dim)
+        write_atomically(Path(model_dir) / LSH_CONFIG_FILE, json.dumps(lsh.to_dict(), indent=2) + "\n")
     return lsh
 
 
@@ -72,6 +90,30 @@ def write_atomically(path: Path, text: str) -> None:
         handle.flush()
         os.fsync(handle.fileno())
     os.replace(temporary, path)
+
+
+def sample_pin_texts(path: str | Path, limit: int, seed: int = 0) -> tuple[list[str], int]:
+    """A uniform sample (reservoir) of at most `limit` valid pins' texts from a pins file, and how many valid pins
+    it holds: what LSH tuning sweeps. Invalid lines are skipped here; the ingest dead-letters them."""
+    rng = np.random.default_rng(seed)
+    sample: list[str] = []
+    seen = 0
+    for _line, pin in read_records(path, validate_pin, _Uncounted(), strict=False):
+        seen += 1
+        if len(sample) < limit:
+            sample.append(pin_text(pin))
+        else:
+            slot = int(rng.integers(0, seen))
+            if slot < limit:
+                sample[slot] = pin_text(pin)
+    return sample, seen
+
+
+class _Uncounted:
+    """A dead letter that drops what it is given: for a read whose bad lines another pass reports."""
+
+    def add(self, source: str, line: Any, error: RecordError, raw: str | bytes) -> None:
+        return None
 
 
 # ---- checkpoint ----------------------------------------------------------------------------------------------
@@ -126,11 +168,14 @@ class Sink(Protocol):
 
     thread_safe: bool
 
-    def write(self, pins: Sequence[dict], vectors: np.ndarray, tokens: Sequence[Sequence[str]]) -> BatchResult: ...
+    def write(self, pins: Sequence[dict], vectors: Sequence[np.ndarray | None],
+              tokens: Sequence[Sequence[str]]) -> BatchResult: ...
 
 
-def pin_document(pin: dict, vector: np.ndarray, tokens: Sequence[str]) -> dict:
-    """The OpenSearch document of a pin: its fields, its LSH tokens and its vector."""
+def pin_document(pin: dict, vector: np.ndarray | None, tokens: Sequence[str]) -> dict:
+    """The OpenSearch document of a pin: its fields, its LSH tokens and its vector (neither without a vector)."""
+    if vector is None:
+        return {key: value for key, value in pin.items() if key not in (TOKENS_FIELD, VECTOR_FIELD)}
     return {**pin, TOKENS_FIELD: list(tokens), VECTOR_FIELD: [float(x) for x in vector]}
 
 
@@ -148,7 +193,8 @@ class OpenSearchSink:
         self.max_backoff = max_backoff
         self.connection_retries = connection_retries
 
-    def write(self, pins: Sequence[dict], vectors: np.ndarray, tokens: Sequence[Sequence[str]]) -> BatchResult:
+    def write(self, pins: Sequence[dict], vectors: Sequence[np.ndarray | None],
+              tokens: Sequence[Sequence[str]]) -> BatchResult:
         from opensearchpy.exceptions import ConnectionError as TransportConnectionError
         from opensearchpy.exceptions import ConnectionTimeout
 
@@ -164,7 +210,8 @@ class OpenSearchSink:
                 delay = min(delay * 2, self.max_backoff)
         raise AssertionError("unreachable")
 
-    def _send(self, pins: Sequence[dict], vectors: np.ndarray, tokens: Sequence[Sequence[str]]) -> BatchResult:
+    def _send(self, pins: Sequence[dict], vectors: Sequence[np.ndarray | None],
+              tokens: Sequence[Sequence[str]]) -> BatchResult:
         from opensearchpy.helpers import streaming_bulk
 
         actions = (
@@ -197,7 +244,8 @@ class LocalSink:
     def __init__(self, local_index: Any) -> None:
         self.local_index = local_index
 
-    def write(self, pins: Sequence[dict], vectors: np.ndarray, tokens: Sequence[Sequence[str]]) -> BatchResult:
+    def write(self, pins: Sequence[dict], vectors: Sequence[np.ndarray | None],
+              tokens: Sequence[Sequence[str]]) -> BatchResult:
         created, updated = self.local_index.upsert(pins, vectors, tokens)
         return BatchResult(created=created, updated=updated)
 
@@ -212,6 +260,7 @@ class IngestReport:
     indexed: int = 0
     created: int = 0
     updated: int = 0
+    indexed_without_vector: int = 0  # pins with no known word: text only, for BM25 and filters
     rejected: int = 0
     rejected_by_reason: Counter = field(default_factory=Counter)
     resumed_after_line: int = 0
@@ -225,7 +274,8 @@ class IngestReport:
 
     def to_json(self) -> dict:
         return {
-            "indexed": self.indexed, "created": self.created, "updated": self.updated, "rejected": self.rejected,
+            "indexed": self.indexed, "created": self.created, "updated": self.updated,
+            "indexed_without_vector": self.indexed_without_vector, "rejected": self.rejected,
             "rejected_by_reason": dict(self.rejected_by_reason), "resumed_after_line": self.resumed_after_line,
             "last_line": self.last_line, "batches": self.batches, "seconds": round(self.seconds, 3),
             "docs_per_second": round(self.docs_per_second, 1),
@@ -315,25 +365,24 @@ class Ingestor:
         report.seconds = time.perf_counter() - started
         return report
 
-    def _embed_and_write(self, batch: Batch) -> tuple[BatchResult, list[tuple[int, dict, str]]]:
-        """Embed and hash a batch, drop pins with no known word, and send the rest to the sink."""
+    def _embed_and_write(self, batch: Batch) -> tuple[BatchResult, set[str]]:
+        """Embed and hash a batch and send it to the sink; a pin with no known word goes without vector or
+        tokens (its vector would be zero: no direction to hash or rank by). Returns the ids of those pins too."""
         vectors = self.encoder.encode([pin_text(pin) for pin in batch.pins])
         known = np.linalg.norm(vectors, axis=1) > 0
-        unembeddable = [(line, pin, "no known word: the model's vocabulary knows none of this pin's words")
-                        for line, pin, ok in zip(batch.lines, batch.pins, known) if not ok]
-        pins = [pin for pin, ok in zip(batch.pins, known) if ok]
-        vectors = vectors[known]
-        if not pins:
-            return BatchResult(), unembeddable
-        return self.sink.write(pins, vectors, self.lsh.tokens(vectors)), unembeddable
+        tokens: list[list[str]] = [[] for _ in batch.pins]
+        if known.any():
+            for row, pin_tokens in zip(np.flatnonzero(known), self.lsh.tokens(vectors[known])):
+                tokens[row] = pin_tokens
+        written = [vector if ok else None for vector, ok in zip(vectors, known)]
+        without_vector = {str(pin["id"]) for pin, ok in zip(batch.pins, known) if not ok}
+        return self.sink.write(batch.pins, written, tokens), without_vector
 
     def _acknowledge(self, batch: Batch, future: Future, path: Path, report: IngestReport,
                      rejected_before: int, started: float) -> None:
         """Book a finished batch (in file order), dead-letter its failures, then advance the checkpoint."""
-        result, unembeddable = future.result()
-        for line, pin, detail in unembeddable:
-            self.dead_letter.add(str(path), line, RecordError("title", "no known word", detail),
-                                 json.dumps(pin, ensure_ascii=False))
+        result, without_vector = future.result()
+        report.indexed_without_vector += len(without_vector - set(result.failed))
         if result.failed:
             line_of = {pin["id"]: line for line, pin in zip(batch.lines, batch.pins)}
             pin_of = {pin["id"]: pin for pin in batch.pins}

@@ -27,6 +27,7 @@ from pintext.ingest.search import SearchHit
 
 DATABASE_FILE = "index.sqlite"
 VECTORS_FILE = "vectors.f32"
+HAS_VECTOR_KEY = "has_vector"  # in a stored doc: false for a pin indexed without a vector (no known word)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -107,21 +108,27 @@ class LocalIndex:
 
     # ---- writing -------------------------------------------------------------------------------------------
 
-    def upsert(self, pins: Sequence[dict], vectors: np.ndarray, tokens: Sequence[Sequence[str]]) -> tuple[int, int]:
+    def upsert(self, pins: Sequence[dict], vectors: np.ndarray | Sequence[np.ndarray | None],
+               tokens: Sequence[Sequence[str]]) -> tuple[int, int]:
         """Insert or replace pins by id with their vectors and tokens; returns (created, updated).
 
+        A `None` vector is a pin with no known word: it is stored (its doc, `has_vector: false`) with a zero row
+        and no tokens, so the first stage never finds it and `get` tells it apart.
         Vectors are written before the SQLite transaction commits, so a crash in between leaves at worst a
         replaced vector whose pin row is re-written by the next run (ingest is idempotent by id).
         """
         dim = self._dim()
-        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        has_vector = [vector is not None for vector in vectors]
+        vectors = np.ascontiguousarray([np.zeros(dim, np.float32) if vector is None else vector
+                                        for vector in vectors], dtype=np.float32).reshape(len(pins), -1)
         if vectors.shape != (len(pins), dim):
             raise ValueError(f"expected vectors [{len(pins)}, {dim}], got {vectors.shape}")
+        tokens = [list(pin_tokens) if ok else [] for pin_tokens, ok in zip(tokens, has_vector)]
         db = self._connect()
         # An id seen twice in one batch: its last version wins, the earlier ones count as updates, as in a bulk.
         latest: dict[str, tuple[dict, np.ndarray, Sequence[str]]] = {}
-        for pin, vector, pin_tokens in zip(pins, vectors, tokens):
-            latest[str(pin["id"])] = (pin, vector, pin_tokens)
+        for pin, vector, pin_tokens, ok in zip(pins, vectors, tokens, has_vector):
+            latest[str(pin["id"])] = ({**pin, HAS_VECTOR_KEY: ok}, vector, pin_tokens)
         repeats = len(pins) - len(latest)
         with db, open(self.folder / VECTORS_FILE, "r+b") as vector_file:
             row_of = self._rows_of(list(latest))
@@ -151,12 +158,20 @@ class LocalIndex:
 
     # ---- reading -------------------------------------------------------------------------------------------
 
-    def get(self, pin_id: str) -> tuple[dict, np.ndarray] | None:
-        """A stored pin (with its `lsh_tokens`) and its vector, or None."""
+    def get(self, pin_id: str) -> tuple[dict, np.ndarray | None] | None:
+        """A stored pin (with its `lsh_tokens`) and its vector (None: indexed without one), or None."""
         found = self._connect().execute("SELECT row, doc FROM pins WHERE id = ?", (pin_id,)).fetchone()
         if not found:
             return None
-        return json.loads(found[1]), np.array(self._vectors()[int(found[0])])
+        doc = json.loads(found[1])
+        if not doc.pop(HAS_VECTOR_KEY, True):
+            return doc, None
+        return doc, np.array(self._vectors()[int(found[0])])
+
+    def count_without_vector(self) -> int:
+        """Pins stored with no vector (no known word)."""
+        query = f"SELECT COUNT(*) FROM pins WHERE json_extract(doc, '$.{HAS_VECTOR_KEY}') = 0"
+        return int(self._connect().execute(query).fetchone()[0])
 
     def first_stage(self, tokens: Sequence[str], exclude_ids: Sequence[str] = ()) -> list[tuple[int, str, int]]:
         """(row, pin id, tokens matched) of every pin sharing a token, best first by the tie rule."""
@@ -198,7 +213,7 @@ class LocalIndex:
                 score=float(score),
                 cosine=float(score),
                 first_stage_score=float(matched),
-                source={key: value for key, value in docs[row].items() if key != "lsh_tokens"},
+                source={key: value for key, value in docs[row].items() if key not in ("lsh_tokens", HAS_VECTOR_KEY)},
                 matched_tokens=sorted(query_tokens & set(docs[row].get("lsh_tokens", []))),
             )
             for (row, pin_id, matched), score in ranked

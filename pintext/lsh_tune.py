@@ -412,19 +412,23 @@ class TuneResult:
 def tune_for_corpus(corpus: np.ndarray, target_recall: float = DEFAULT_TARGET_RECALL,
                     queries: np.ndarray | None = None, sample: int = DEFAULT_TUNE_QUERIES,
                     grid: TuneGrid = DEFAULT_GRID, fixed: tuple[int, int] | None = None, seed: int = DEFAULT_SEED,
-                    max_corpus: int = MAX_TUNE_CORPUS,
+                    max_corpus: int = MAX_TUNE_CORPUS, total_pins: int | None = None,
                     on_config: Callable[[int, int], None] | None = None) -> TuneResult:
     """Pick the cheapest (tables, bits, probes, window) whose recall@10 vs exact cosine reaches `target_recall`.
 
     `corpus`: the pins' vectors (zero rows, pins with no known word, are left out: they get no tokens).
     `queries`: query vectors to tune on; default `sample` pins of the corpus, each excluded from its own results.
     `fixed`: (tables, bits) to keep (a user's explicit MODEL/lsh.json): then only probes and window are tuned.
-    Above `max_corpus` pins a uniform sample is swept and the window scaled by corpus / sample (an estimate).
+    Above `max_corpus` pins a uniform sample is swept and the window scaled by corpus / sample (see
+    MAX_TUNE_CORPUS). `total_pins`: the corpus size when `corpus` is already a uniform sample of it.
     """
     started = time.perf_counter()
     rng = np.random.default_rng(seed)
     corpus = np.asarray(corpus, dtype=np.float32)
+    given = len(corpus)
     corpus = corpus[np.linalg.norm(corpus, axis=1) > 0]
+    # Pins with a vector in the whole corpus (the sample's share of them, scaled up).
+    with_vectors = len(corpus) if total_pins is None else int(round(total_pins * len(corpus) / max(given, 1)))
     if len(corpus) < TUNE_K + 1:
         raise ValueError(f"tuning needs at least {TUNE_K + 1} pins with a known word, got {len(corpus)}")
     swept = corpus if len(corpus) <= max_corpus else corpus[np.sort(rng.choice(len(corpus), max_corpus, False))]
@@ -446,11 +450,12 @@ def tune_for_corpus(corpus: np.ndarray, target_recall: float = DEFAULT_TARGET_RE
                                    prune=True)
     if choice is None:
         raise ValueError("no LSH setting of the grid is allowed (clause limit); widen the grid")
-    scale = len(corpus) / len(swept)
+    scale = max(with_vectors, len(swept)) / len(swept)
     window = min(MAX_RESCORE_WINDOW, max(TUNE_K, int(round(choice.window * scale))))
     return TuneResult(lsh=RandomHyperplaneLSH(dim=corpus.shape[1], tables=choice.tables, bits=choice.bits,
                                               seed=seed),
                       window=window, probes=choice.probes, recall=choice.recall, reached=reached,
                       target_recall=target_recall, queries=len(query_vectors), query_source=source,
-                      corpus=len(corpus), tuned_on=len(swept), seconds=time.perf_counter() - started,
+                      corpus=max(with_vectors, len(swept)), tuned_on=len(swept),
+                      seconds=time.perf_counter() - started,
                       choice=choice, points=points)

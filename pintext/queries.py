@@ -8,13 +8,14 @@ How a search scores (the contract the local backend reproduces):
    `minimum_should_match: 1`. A pin holds one token per LSH table and matches at most one of a table's (probe)
    tokens, so its first-stage score is the number of tables it shares with the query. Only pins sharing at
    least one table are candidates.
-   With `hybrid`, a BM25 `multi_match` on title/description joins the same `should`: the bool query SUMS its
-   clauses, so the first-stage score becomes `tables matched + BM25`, and a pin that matches the words but no
-   LSH table becomes a candidate too. BM25 only decides which pins enter the rescore window.
 2. Rescore: the top `window` first-stage hits are rescored by the k-NN plugin's exact `knn_score` script
    (cosinesimil) with `query_weight: 0` and `rescore_query_weight: 1`, so a hit's final score is the script's
    score alone, a monotone function of cosine. `k` must not exceed `window`: hits past the window would keep
-   first-stage scores that are not comparable with rescored ones.
+   first-stage scores that are not comparable with rescored ones. The script only runs on pins that have a
+   vector (an `exists` filter): pins with no known word are indexed for BM25 without one.
+
+BM25 (`bm25_body`) is a `multi_match` on the pin's text fields. A hybrid search sends both requests and fuses the
+two rankings in the client (`pintext.fusion`); `hybrid_requests` gives the pair for `pintext dsl --hybrid`.
 """
 
 from __future__ import annotations
@@ -25,9 +26,12 @@ from collections.abc import Iterable, Sequence
 from pintext.mapping import TOKENS_FIELD, VECTOR_FIELD
 
 SEARCH_TEMPLATE_ID = "pintext-search"
-TEXT_FIELDS = ("title", "description")
+# BM25 searches these (board and annotations are keyword fields; their `.text` sub-fields are analyzed).
+TEXT_FIELDS = ("title", "description", "board.text", "annotations.text")
 DEFAULT_K = 10
-DEFAULT_WINDOW = 500
+DEFAULT_WINDOW = 500  # an untuned index's rescore window; a tuned index stores its own in `_meta`
+# Hits each side of a hybrid search contributes to the fusion (at least k).
+DEFAULT_FUSION_DEPTH = 100
 # Fields sent back with each hit: everything but the vector, which is large and only the rescore needs.
 SOURCE_EXCLUDES = [VECTOR_FIELD]
 
@@ -40,21 +44,36 @@ def token_clauses(tokens: Iterable[str]) -> list[dict]:
     ]
 
 
-def first_stage_query(
-    tokens: Sequence[str],
-    hybrid_text: str | None = None,
-    exclude_ids: Sequence[str] = (),
-) -> dict:
-    """Candidates sharing at least one token, scored by the number shared (+ BM25 when `hybrid_text`)."""
+def first_stage_query(tokens: Sequence[str], exclude_ids: Sequence[str] = ()) -> dict:
+    """Candidates sharing at least one token, scored by the number shared."""
     should = token_clauses(tokens)
-    if hybrid_text:
-        should.append({"multi_match": {"query": hybrid_text, "fields": list(TEXT_FIELDS)}})
     if not should:
-        raise ValueError("a first-stage query needs at least one LSH token or hybrid text")
+        raise ValueError("a first-stage query needs at least one LSH token")
     query: dict = {"bool": {"should": should, "minimum_should_match": 1}}
     if exclude_ids:
-        query["bool"]["must_not"] = [{"ids": {"values": list(exclude_ids)}}]
+        query["bool"]["must_not"] = [_ids_clause(exclude_ids)]
     return query
+
+
+def _ids_clause(ids: Sequence[str]) -> dict:
+    return {"ids": {"values": list(ids)}}
+
+
+def bm25_query(text: str, exclude_ids: Sequence[str] = ()) -> dict:
+    """Lucene BM25 (OpenSearch defaults) of `text` over the pin's text fields."""
+    if not text.strip():
+        raise ValueError("a BM25 query needs some text")
+    match = {"multi_match": {"query": text, "fields": list(TEXT_FIELDS)}}
+    if not exclude_ids:
+        return match
+    return {"bool": {"must": [match], "must_not": [_ids_clause(exclude_ids)]}}
+
+
+def bm25_body(text: str, k: int = DEFAULT_K, exclude_ids: Sequence[str] = ()) -> dict:
+    """A complete `_search` body for BM25 alone (also the fallback for a query with no known word)."""
+    if k <= 0:
+        raise ValueError(f"k must be positive, got {k}")
+    return {"size": int(k), "query": bm25_query(text, exclude_ids), "_source": {"excludes": list(SOURCE_EXCLUDES)}}
 
 
 def knn_score_script(vector: Sequence[float]) -> dict:
@@ -73,7 +92,10 @@ def rescore_block(vector: Sequence[float], window: int) -> dict:
     return {
         "window_size": int(window),
         "query": {
-            "rescore_query": {"script_score": {"query": {"match_all": {}}, "script": knn_score_script(vector)}},
+            # Only pins with a vector: a pin indexed for BM25 alone has none (on 2.19 knn_score scores such a
+            # pin 0 rather than failing, which would read as cosine -1; the filter makes that explicit).
+            "rescore_query": {"script_score": {"query": {"exists": {"field": VECTOR_FIELD}},
+                                               "script": knn_score_script(vector)}},
             "query_weight": 0.0,
             "rescore_query_weight": 1.0,
         },
@@ -85,7 +107,6 @@ def search_body(
     vector: Sequence[float] | None,
     k: int = DEFAULT_K,
     window: int = DEFAULT_WINDOW,
-    hybrid_text: str | None = None,
     exclude_ids: Sequence[str] = (),
 ) -> dict:
     """A complete `_search` body: first stage, then (when `vector` is given) the exact rescore of `window` hits.
@@ -96,7 +117,7 @@ def search_body(
         raise ValueError(f"k must be positive, got {k}")
     body: dict = {
         "size": int(k),
-        "query": first_stage_query(tokens, hybrid_text, exclude_ids),
+        "query": first_stage_query(tokens, exclude_ids),
         "_source": {"excludes": list(SOURCE_EXCLUDES)},
     }
     if vector is not None:
@@ -115,6 +136,24 @@ def related_body(
 ) -> dict:
     """Pins related to a stored pin: the same search from its vector, the pin itself excluded."""
     return search_body(tokens, vector, k=k, window=window, exclude_ids=[pin_id])
+
+
+def fusion_depth(k: int, depth: int = DEFAULT_FUSION_DEPTH) -> int:
+    """Hits each side of a hybrid search returns: at least `k`, so the fused top k can come from either."""
+    return max(int(k), int(depth))
+
+
+def hybrid_requests(text: str, tokens: Sequence[str], vector: Sequence[float] | None, k: int = DEFAULT_K,
+                    window: int = DEFAULT_WINDOW, depth: int = DEFAULT_FUSION_DEPTH) -> dict[str, dict]:
+    """The two `_search` bodies a hybrid search sends, {"bm25": ..., "pintext": ...}, each `fusion_depth` deep.
+
+    The PinText side is absent when the query has no known word (no vector): the search is then BM25 alone.
+    """
+    size = fusion_depth(k, depth)
+    requests = {"bm25": bm25_body(text, size)}
+    if vector is not None:
+        requests["pintext"] = search_body(tokens, vector, k=size, window=max(window, size))
+    return requests
 
 
 def template_params(tokens: Sequence[str], vector: Sequence[float], k: int = DEFAULT_K,

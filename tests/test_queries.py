@@ -19,11 +19,25 @@ def test_first_stage_counts_tokens_with_unit_constant_scores():
     assert "must_not" not in query["bool"]
 
 
-def test_hybrid_adds_bm25_to_the_same_should():
-    query = queries.first_stage_query(["t00_1a"], hybrid_text="red shoes")
-    should = query["bool"]["should"]
-    assert should[-1] == {"multi_match": {"query": "red shoes", "fields": ["title", "description"]}}
-    assert len(should) == 2
+def test_bm25_body_is_a_multi_match_over_the_text_fields():
+    body = queries.bm25_body("red shoes", k=7)
+    assert body["size"] == 7 and body["_source"] == {"excludes": ["vector"]}
+    assert body["query"] == {"multi_match": {"query": "red shoes",
+                                             "fields": ["title", "description", "board.text", "annotations.text"]}}
+    excluded = queries.bm25_body("red shoes", k=3, exclude_ids=["p1"])["query"]["bool"]
+    assert excluded["must"] == [body["query"]] and excluded["must_not"] == [{"ids": {"values": ["p1"]}}]
+    with pytest.raises(ValueError, match="needs some text"):
+        queries.bm25_body("  ")
+
+
+def test_hybrid_requests_are_bm25_and_pintext_each_fusion_depth_deep():
+    requests = queries.hybrid_requests("red shoes", ["t00_01"], [0.1, 0.2], k=10, window=50, depth=100)
+    assert set(requests) == {"bm25", "pintext"}
+    assert requests["bm25"] == queries.bm25_body("red shoes", 100)
+    # The PinText side returns `depth` hits, so its window widens to hold them.
+    assert requests["pintext"] == queries.search_body(["t00_01"], [0.1, 0.2], k=100, window=100)
+    assert queries.hybrid_requests("red shoes", [], None, k=150, depth=100) == {"bm25": queries.bm25_body(
+        "red shoes", 150)}
 
 
 def test_empty_first_stage_is_refused():
@@ -37,7 +51,7 @@ def test_rescore_block_is_exact_knn_cosine_with_zero_first_stage_weight():
     assert block["query"]["query_weight"] == 0.0
     assert block["query"]["rescore_query_weight"] == 1.0
     script_score = block["query"]["rescore_query"]["script_score"]
-    assert script_score["query"] == {"match_all": {}}
+    assert script_score["query"] == {"exists": {"field": "vector"}}  # pins indexed without a vector: not rescored
     assert script_score["script"] == {
         "lang": "knn",
         "source": "knn_score",

@@ -62,13 +62,17 @@ def lsh_tune(
                                                         "(re-ingest afterwards).")] = False,
     json_output: Annotated[bool, typer.Option("--json", help="Print the choice and every setting as JSON.")] = False,
 ) -> None:
-    """Pick the cheapest LSH settings (tables, bits, probes, window) reaching a target recall@10 on a sample."""
+    """Pick the cheapest LSH settings (tables, bits, probes, window) reaching a target recall@10 on a sample.
+
+    The same tuner (pintext/lsh_tune.py) runs by default when an index is created for a corpus; this command
+    shows the whole sweep. Recall is tie-aware (a hit as close as the exact 10th counts).
+    """
     import numpy as np
     from rich.console import Console
     from rich.table import Table
 
-    from pintext.bench.lsh_sim import tune
     from pintext.encoder import Encoder
+    from pintext.lsh_tune import tune
     from pintext.lsh import RandomHyperplaneLSH
 
     grids = {name: _int_list(name, text) for name, text in
@@ -119,7 +123,8 @@ def lsh_tune(
     Console().print(f"choice: {choice.tables} tables x {choice.bits} bits, probes {choice.probes}, window "
                     f"{choice.window}: recall@10 {choice.recall:.3f} {verdict} the target {target_recall}"
                     + (f"; wrote {model / 'lsh.json'}" if write else "; --write stores tables/bits in MODEL/lsh.json")
-                    + f". Search with --probes {choice.probes} --window {choice.window}.", highlight=False)
+                    + f". Search with --probes {choice.probes} --window {choice.window} (an index created with "
+                      f"--pins tunes and stores these itself).", highlight=False)
 
 
 def _read_pins(path: Path) -> tuple[list[str], list[str]]:

@@ -3,6 +3,11 @@
 Every command takes `--model` (default $PINTEXT_MODEL), `--index`, `--url` (default $OPENSEARCH_URL, else the
 managed node), `--user/--password`, `--ca-certs`/`--insecure`, and `--backend opensearch|local` with
 `--local-dir`. Heavy modules (opensearch-py, the encoder) are imported inside the commands; torch never is.
+
+An index's LSH config and its default window/probes live in its `_meta` (tuned on the corpus when the index is
+created with one: `index create --pins FILE`, or `ingest FILE` creating it). `search`, `related` and `dsl` read
+them from there; no command writes into the model folder. A `MODEL/lsh.json` a user wrote is honoured: a new
+index keeps its tables/bits (only probes and window are tuned) and an index built with another config is refused.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ import json
 import os
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any, Optional
@@ -40,8 +46,18 @@ InsecureOption = Annotated[bool, typer.Option("--insecure", help="Do not verify 
 BackendOption = Annotated[Backend, typer.Option("--backend", help="opensearch, or the local on-disk index.")]
 LocalDirOption = Annotated[Path, typer.Option("--local-dir", help="Folder of the local backend's index.")]
 KOption = Annotated[int, typer.Option("--k", min=1, help="Hits to return.")]
-WindowOption = Annotated[int, typer.Option("--window", min=1, help="First-stage hits rescored by exact cosine.")]
-ProbesOption = Annotated[int, typer.Option("--probes", min=0, help="Extra multi-probe buckets per LSH table.")]
+WindowOption = Annotated[Optional[int], typer.Option("--window", min=1, help="First-stage hits rescored by exact "
+                                                     "cosine; default: the index's tuned window.")]
+ProbesOption = Annotated[Optional[int], typer.Option("--probes", min=0, help="Extra multi-probe buckets per LSH "
+                                                     "table; default: the index's tuned probes.")]
+TargetRecallOption = Annotated[float, typer.Option("--target-recall", min=0.0, max=1.0,
+                                                   help="When the index is created: tune LSH for this recall@10 "
+                                                        "vs exact cosine.")]
+NoTuneOption = Annotated[bool, typer.Option("--no-tune", help="When the index is created: skip tuning, use "
+                                                              "the default LSH (64x8 bits, window 500).")]
+TuneQueriesOption = Annotated[Optional[Path], typer.Option("--tune-queries", exists=True, dir_okay=False,
+                                                           help="Query texts to tune on (one JSON line each); "
+                                                                "default: sampled pins.")]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 ExplainOption = Annotated[bool, typer.Option("--explain", help="Show matching tokens and first-stage/final scores.")]
 
@@ -57,6 +73,8 @@ class Connection:
         self.backend = backend
         self.local_dir = local_dir
         self._encoder = self._lsh = self._client = None
+        self._index_meta: dict | None = None
+        self._index_meta_read = False
 
     @property
     def encoder(self) -> Any:
@@ -72,21 +90,73 @@ class Connection:
         return self._encoder
 
     @property
-    def lsh(self) -> Any:
-        if self._lsh is None:
-            from pintext.ingest.indexer import load_or_create_lsh
+    def model_lsh(self) -> Any:
+        """The LSH config the user set in MODEL/lsh.json, or None."""
+        from pintext.ingest.indexer import read_model_lsh
 
-            try:
-                self._lsh = load_or_create_lsh(self.model_dir, self.encoder.dim)
-            except ValueError as error:
-                fail(str(error))
+        try:
+            return read_model_lsh(self.model_dir, self.encoder.dim)
+        except ValueError as error:
+            fail(str(error))
+
+    def index_meta(self) -> dict | None:
+        """The existing index's `_meta` (None when there is no index yet)."""
+        if not self._index_meta_read:
+            from pintext.ingest.search import opensearch_meta
+
+            if self.backend is Backend.local:
+                local = self.local_index()
+                self._index_meta = local.meta() if local.exists() else None
+            elif self.client.indices.exists(index=self.index):
+                self._index_meta = opensearch_meta(self.client, self.index)
+            self._index_meta_read = True
+        return self._index_meta
+
+    def without_index(self) -> None:
+        """Go on as if there were no index (dsl without a node)."""
+        self._index_meta, self._index_meta_read = None, True
+
+    def adopt(self, meta: dict) -> None:
+        """Use the `_meta` of an index just created (its LSH, its window and probes)."""
+        from pintext.lsh import RandomHyperplaneLSH
+
+        self._index_meta, self._index_meta_read = meta, True
+        self._lsh = RandomHyperplaneLSH.from_dict(meta["lsh"])
+
+    @property
+    def lsh(self) -> Any:
+        """The index's LSH config; before an index exists, MODEL/lsh.json or the default."""
+        if self._lsh is None:
+            from pintext.ingest.indexer import default_lsh
+            from pintext.lsh import RandomHyperplaneLSH
+
+            meta = self.index_meta() or {}
+            if meta.get("lsh"):
+                try:
+                    self._lsh = RandomHyperplaneLSH.from_dict(meta["lsh"])
+                except ValueError as error:
+                    fail(f"index {self.where}: {error}")
+            else:
+                self._lsh = self.model_lsh or default_lsh(self.encoder.dim)
         return self._lsh
 
     @property
+    def serving(self) -> Any:
+        """The index's default window and probes (the untuned defaults before an index exists)."""
+        from pintext.ingest.search import ServingDefaults
+
+        return ServingDefaults.from_meta(self.index_meta() or {})
+
+    @property
     def meta(self) -> dict:
+        """What the index must match: this model, and the LSH config MODEL/lsh.json sets (else the index's own)."""
         from pintext.ingest.search import index_meta
 
-        return index_meta(self.encoder.fingerprint, self.encoder.dim, self.lsh)
+        return index_meta(self.encoder.fingerprint, self.encoder.dim, self.model_lsh or self.lsh)
+
+    @property
+    def where(self) -> str:
+        return str(self.local_dir) if self.backend is Backend.local else self.index
 
     @property
     def client(self) -> Any:
@@ -106,22 +176,35 @@ class Connection:
 
         return LocalIndex(self.local_dir)
 
+    def searcher(self) -> Any:
+        """The OpenSearch searcher with this index's LSH and default window/probes."""
+        from pintext.ingest.search import OpenSearchSearcher
+
+        return OpenSearchSearcher(self.client, self.index, self.lsh, self.serving)
+
     def check_index(self) -> None:
         """Refuse an index built for another model (either backend)."""
-        from pintext.ingest.search import IndexMismatchError, check_meta, opensearch_meta
+        from pintext.ingest.search import IndexMismatchError, check_meta
 
-        try:
+        found = self.index_meta()
+        if found is None:
             if self.backend is Backend.local:
-                local = self.local_index()
-                if not local.exists():
-                    fail(f"no local index in {self.local_dir}: build it with `pintext ingest FILE --backend local`")
-                check_meta(str(self.local_dir), local.meta(), self.meta, str(self.model_dir))
-            else:
-                if not self.client.indices.exists(index=self.index):
-                    fail(f"index {self.index!r} does not exist: create it with `pintext index create` or ingest")
-                check_meta(self.index, opensearch_meta(self.client, self.index), self.meta, str(self.model_dir))
+                fail(f"no local index in {self.local_dir}: build it with `pintext ingest FILE --backend local`")
+            fail(f"index {self.index!r} does not exist: create it with `pintext index create` or ingest")
+        try:
+            check_meta(self.where, found, self.meta, str(self.model_dir))
         except IndexMismatchError as error:
             fail(str(error))
+
+
+@dataclass(frozen=True)
+class Tuning:
+    """How to choose the LSH settings of an index about to be created."""
+
+    pins_file: Path | None = None  # the corpus; None: no tuning (the defaults)
+    target_recall: float = 0.95
+    enabled: bool = True
+    queries_file: Path | None = None
 
 
 def connection(model: Path | None, index: str, url: str | None, user: str | None, password: str | None,
@@ -142,31 +225,76 @@ def fail(message: str, code: int = 2) -> None:
 # ---- index management ------------------------------------------------------------------------------------------
 
 
-def ensure_index(conn: Connection, shards: int = 1, replicas: int = 0) -> bool:
+def ensure_index(conn: Connection, shards: int = 1, replicas: int = 0, tuning: Tuning = Tuning()) -> bool:
     """Create the index (and install the search template) unless it exists; refuse a mismatched one.
 
-    `shards` and `replicas` apply only when the index is created here. Returns True when it created the index.
+    A new index gets its LSH settings tuned on `tuning.pins_file` (see `creation_meta`). `shards` and `replicas`
+    apply only when the index is created here. Returns True when it created the index.
     """
+    if conn.index_meta() is not None:
+        conn.check_index()
+        if conn.backend is Backend.opensearch:
+            install_search_template_of(conn.client)
+        return False
+    meta = creation_meta(conn, tuning)
     if conn.backend is Backend.local:
-        local = conn.local_index()
-        if local.exists():
-            conn.check_index()
-            return False
-        local.create(conn.meta)
-        return True
-    from pintext.mapping import pins_index_body
+        conn.local_index().create(meta)
+    else:
+        from pintext.mapping import pins_index_body
+
+        conn.client.indices.create(index=conn.index, body=pins_index_body(conn.encoder.dim, meta, shards=shards,
+                                                                          replicas=replicas))
+        install_search_template_of(conn.client)
+    conn.adopt(meta)
+    return True
+
+
+def install_search_template_of(client: Any) -> bool:
     from pintext.queries import SEARCH_TEMPLATE_ID, search_template_script
 
-    client = conn.client
-    created = False
-    if client.indices.exists(index=conn.index):
-        conn.check_index()
-    else:
-        client.indices.create(index=conn.index, body=pins_index_body(conn.encoder.dim, conn.meta, shards=shards,
-                                                                          replicas=replicas))
-        created = True
-    install_search_template(client, SEARCH_TEMPLATE_ID, search_template_script())
-    return created
+    return install_search_template(client, SEARCH_TEMPLATE_ID, search_template_script())
+
+
+def creation_meta(conn: Connection, tuning: Tuning) -> dict:
+    """The `_meta` of a new index: this model, and LSH settings tuned on the corpus when one is given.
+
+    MODEL/lsh.json (if the user wrote one) fixes tables and bits; tuning then picks only probes and window.
+    Without a corpus, or with --no-tune, the index gets that config (or the default) and the default window.
+    """
+    from pintext.ingest.indexer import default_lsh
+    from pintext.ingest.search import ServingDefaults, index_meta
+
+    encoder, fixed = conn.encoder, conn.model_lsh
+    if not tuning.enabled or tuning.pins_file is None:
+        reason = "--no-tune" if not tuning.enabled else "no corpus given (index create without --pins)"
+        lsh = fixed or default_lsh(encoder.dim)
+        return index_meta(encoder.fingerprint, encoder.dim, lsh, ServingDefaults(),
+                          {"tuned": False, "reason": reason})
+    result = tune_on_corpus(conn, tuning, fixed)
+    serving = ServingDefaults(window=result.window, probes=result.probes)
+    return index_meta(encoder.fingerprint, encoder.dim, result.lsh, serving, result.to_meta())
+
+
+def tune_on_corpus(conn: Connection, tuning: Tuning, fixed: Any) -> Any:
+    """Tune LSH on a sample of the pins file (and the given queries), saying what it chose on stderr."""
+    from pintext.ingest.indexer import sample_pin_texts
+    from pintext.lsh_tune import MAX_TUNE_CORPUS, tune_for_corpus
+
+    started = time.perf_counter()
+    texts, total = sample_pin_texts(tuning.pins_file, MAX_TUNE_CORPUS)
+    queries = conn.encoder.encode(read_queries(tuning.queries_file)) if tuning.queries_file else None
+    try:
+        result = tune_for_corpus(conn.encoder.encode(texts), tuning.target_recall, queries=queries,
+                                 fixed=(fixed.tables, fixed.bits) if fixed else None, seed=fixed.seed if fixed else 0,
+                                 total_pins=total)
+    except ValueError as error:
+        fail(f"cannot tune LSH on {tuning.pins_file}: {error} (pass --no-tune to use the defaults)")
+    verdict = "reached" if result.reached else "NOT reached (best recall kept)"
+    typer.echo(f"tuned LSH on {result.tuned_on:,} of {result.corpus:,} pins, {result.queries} {result.query_source} "
+               f"in {time.perf_counter() - started:.1f}s: {result.lsh.tables} tables x {result.lsh.bits} bits, "
+               f"probes {result.probes}, window {result.window}; recall@10 vs exact {result.recall:.3f}, target "
+               f"{tuning.target_recall} {verdict}", err=True)
+    return result
 
 
 def install_search_template(client: Any, template_id: str, script: dict) -> bool:
@@ -195,10 +323,19 @@ def index_create(model: ModelOption = None, index: IndexOption = DEFAULT_INDEX, 
                                                      "index exists).")] = 1,
                  replicas: Annotated[int, typer.Option("--replicas", min=0, help="Replicas of each shard; > 0 "
                                                        "needs that many more data nodes to go green.")] = 0,
+                 pins: Annotated[Optional[Path], typer.Option("--pins", exists=True, dir_okay=False,
+                                                              help="The corpus (pins.jsonl): tune LSH on it.")]
+                 = None,
+                 target_recall: TargetRecallOption = 0.95, no_tune: NoTuneOption = False,
+                 tune_queries: TuneQueriesOption = None,
                  ) -> None:
-    """Create the pins index for a model (writes MODEL/lsh.json if missing) and install the search template."""
+    """Create the pins index for a model, its LSH tuned on --pins FILE, and install the search template."""
     conn = connection(model, index, url, user, password, ca_certs, insecure, backend, local_dir)
-    created = ensure_index(conn, shards=shards, replicas=replicas)
+    created = ensure_index(conn, shards=shards, replicas=replicas,
+                           tuning=Tuning(pins, target_recall, not no_tune, tune_queries))
+    if created and pins is None and not no_tune:
+        typer.echo("note: no --pins FILE, so LSH was not tuned (default 64x8 bits, window 500); "
+                   "`pintext ingest FILE` on a new index tunes on FILE", err=True)
     where = str(local_dir) if backend is Backend.local else index
     layout = ""
     if backend is Backend.opensearch:
@@ -208,8 +345,8 @@ def index_create(model: ModelOption = None, index: IndexOption = DEFAULT_INDEX, 
                                                                                                        replicas):
             typer.echo(f"note: {index} already exists; --shards/--replicas were not applied", err=True)
     typer.echo(f"{'created' if created else 'exists, same model'}: {where} "
-               f"(dim {conn.encoder.dim}, LSH {conn.lsh.tables}x{conn.lsh.bits} bits, "
-               f"model {conn.encoder.fingerprint[:12]}{layout})")
+               f"(dim {conn.encoder.dim}, LSH {conn.lsh.tables}x{conn.lsh.bits} bits, probes {conn.serving.probes}, "
+               f"window {conn.serving.window}, model {conn.encoder.fingerprint[:12]}{layout})")
 
 
 def index_delete(index: IndexOption = DEFAULT_INDEX, url: UrlOption = None, user: UserOption = None,
@@ -278,11 +415,15 @@ def ingest(
     checkpoint: Annotated[Optional[Path], typer.Option("--checkpoint", help="Checkpoint file; default "
                                                        "FILE.<index>.checkpoint.json.")] = None,
     json_output: JsonOption = False,
+    target_recall: TargetRecallOption = 0.95, no_tune: NoTuneOption = False, tune_queries: TuneQueriesOption = None,
     url: UrlOption = None, user: UserOption = None, password: PasswordOption = None,
     ca_certs: CaCertsOption = None, insecure: InsecureOption = False,
     backend: BackendOption = Backend.opensearch, local_dir: LocalDirOption = DEFAULT_LOCAL_DIR,
 ) -> None:
-    """Index a pins JSONL file: validate, embed, hash into LSH tokens, bulk-index by pin id, checkpoint."""
+    """Index a pins JSONL file: validate, embed, hash into LSH tokens, bulk-index by pin id, checkpoint.
+
+    A new index is created first, its LSH tuned on this file (unless --no-tune).
+    """
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -291,7 +432,7 @@ def ingest(
     from pintext.schemas import LocatedRecordError
 
     conn = connection(model, index, url, user, password, ca_certs, insecure, backend, local_dir)
-    ensure_index(conn)
+    ensure_index(conn, tuning=Tuning(pins_file, target_recall, not no_tune, tune_queries))
     target = f"local:{local_dir.resolve()}" if backend is Backend.local else f"opensearch:{index}"
     sink = LocalSink(conn.local_index()) if backend is Backend.local else OpenSearchSink(conn.client, index)
     dead_letter_path = dead_letter or pins_file.with_name(pins_file.name + ".rejected.jsonl")
@@ -336,8 +477,9 @@ def print_ingest_summary(summary: dict) -> None:
     from rich.table import Table
 
     table = Table(title=f"ingest into {summary['index']}", show_header=False)
-    for key in ("indexed", "created", "updated", "rejected"):
-        table.add_row(key, f"{summary[key]:,}")
+    for key, label in (("indexed", "indexed"), ("created", "created"), ("updated", "updated"),
+                       ("indexed_without_vector", "indexed without a vector"), ("rejected", "rejected")):
+        table.add_row(label, f"{summary[key]:,}")
     for reason, count in sorted(summary["rejected_by_reason"].items()):
         table.add_row(f"  rejected: {reason}", f"{count:,}")
     if summary["resumed_after_line"]:
@@ -370,35 +512,105 @@ def read_queries(path: Path) -> list[str]:
     return texts
 
 
-def run_search(conn: Connection, vector: Any, k: int, window: int, probes: int, hybrid_text: str | None,
-               exclude_ids: list[str]) -> list[Any]:
-    """One search on the chosen backend."""
-    if k > window:
+class FusionMethod(str, Enum):
+    rrf = "rrf"
+    blend = "blend"
+
+
+@dataclass
+class Answer:
+    """One query's hits and how they were found: mode "pintext", "hybrid", "bm25_fallback" (no known word)."""
+
+    hits: list[Any]
+    mode: str
+    note: str | None = None
+    window: int | None = None
+    probes: int | None = None
+
+
+def serving_window(conn: Connection, k: int, window: int | None) -> int:
+    """The rescore window: --window, else the index's (widened to k); refuses k above an explicit window."""
+    if window is not None and k > window:
         fail(f"--k ({k}) must not exceed --window ({window})")
+    return conn.serving.window_for(k, window)
+
+
+def vector_search(conn: Connection, vector: Any, k: int, window: int | None, probes: int | None,
+                  exclude_ids: list[str]) -> Answer:
+    """PinText served on the chosen backend, with the index's window/probes unless given."""
+    window = serving_window(conn, k, window)
+    probes = conn.serving.probes if probes is None else probes
     if conn.backend is Backend.local:
-        if hybrid_text:
-            fail("--hybrid needs BM25, which only the opensearch backend has")
         tokens = conn.lsh.query_tokens(vector, probes=probes)[0]
-        return conn.local_index().search(tokens, vector, k=k, window=window, exclude_ids=exclude_ids)
-    from pintext.ingest.search import OpenSearchSearcher
+        hits = conn.local_index().search(tokens, vector, k=k, window=window, exclude_ids=exclude_ids)
+    else:
+        hits = conn.searcher().search(vector, k=k, window=window, probes=probes, exclude_ids=exclude_ids)
+    return Answer(hits, "pintext", window=window, probes=probes)
 
-    return OpenSearchSearcher(conn.client, conn.index, conn.lsh).search(
-        vector, k=k, window=window, probes=probes, hybrid_text=hybrid_text, exclude_ids=exclude_ids)
+
+def bm25_fallback(conn: Connection, text: str, k: int, why: str, exclude_ids: list[str] = ()) -> Answer:
+    """BM25 alone, for a query (or pin) with no known word; the local backend has no BM25 and says so."""
+    if conn.backend is Backend.local:
+        return Answer([], "bm25_fallback", f"{why}; the local backend has no BM25 to fall back on")
+    return Answer(conn.searcher().bm25_search(text, k=k, exclude_ids=list(exclude_ids)), "bm25_fallback",
+                  f"{why}: BM25 results")
 
 
-def show_hits(title: str, hits: list[Any], explain: bool, took_ms: float) -> None:
+def fusion_config(conn: Connection, method: FusionMethod | None, weight: float | None) -> Any:
+    """The model's MODEL/hybrid.json (default RRF, equal weights), with --fusion/--fusion-weight on top."""
+    from pintext.fusion import HYBRID_FILE, FusionConfig
+
+    try:
+        config = FusionConfig.load(conn.model_dir)
+        return FusionConfig(method=method.value if method else config.method, rrf_k=config.rrf_k,
+                            weight=config.weight if weight is None else weight)
+    except (ValueError, TypeError, json.JSONDecodeError) as error:
+        fail(f"{Path(str(conn.model_dir)) / HYBRID_FILE}: not a valid fusion config: {error}")
+
+
+def answer_query(conn: Connection, query: str, k: int, window: int | None, probes: int | None, hybrid: bool,
+                 fusion: Any, depth: int) -> Answer:
+    """One query: PinText, or the hybrid of BM25 and PinText; BM25 alone when no word of it is known."""
+    vector = conn.encoder.encode([query])[0]
+    known = bool(vector.any())
+    why = f"no word of {query!r} is in the model's vocabulary"
+    if hybrid:
+        if conn.backend is Backend.local:
+            fail("--hybrid needs BM25, which only the opensearch backend has")
+        window = serving_window(conn, k, window)
+        hits = conn.searcher().hybrid_search(query, vector if known else None, k=k, window=window, fusion=fusion,
+                                             depth=depth, probes=probes)
+        if not known:
+            return Answer(hits, "bm25_fallback", f"{why}: BM25 results")
+        return Answer(hits, "hybrid", f"fused by {fusion.method}, PinText weight {fusion.weight:g}",
+                      window=window, probes=conn.serving.probes if probes is None else probes)
+    if not known:
+        return bm25_fallback(conn, query, k, why)
+    return vector_search(conn, vector, k, window, probes, [])
+
+
+def show_hits(title: str, answer: Answer, explain: bool, took_ms: float) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=title, caption=f"{len(hits)} hits in {took_ms:.1f} ms")
+    hits = answer.hits
+    caption = f"{len(hits)} hits in {took_ms:.1f} ms" + (f"; {answer.note}" if answer.note else "")
+    table = Table(title=title, caption=caption)
     # The board is the pin's own grouping: seeing it beside the title shows whether the hits hang together.
     for column in ("rank", "id", "title", "board", "score"):
         table.add_column(column, justify="right" if column in ("rank", "score") else "left")
+    fused = answer.mode == "hybrid"
+    if explain and fused:
+        for column in ("cosine", "PinText rank", "BM25", "BM25 rank"):
+            table.add_column(column, justify="right")
     if explain:
         table.add_column("first stage", justify="right")
         table.add_column("matching tokens")
     for rank, hit in enumerate(hits, start=1):
         row = [str(rank), hit.id, hit.title[:60], str(hit.source.get("board") or ""), f"{hit.score:.4f}"]
+        if explain and fused:
+            row += [_number(hit.cosine, ".4f"), _number(hit.pintext_rank, "d"), _number(hit.bm25_score, ".3f"),
+                    _number(hit.bm25_rank, "d")]
         if explain:
             shown = " ".join(hit.matched_tokens[:6]) + (" ..." if len(hit.matched_tokens) > 6 else "")
             row += [f"{hit.first_stage_score:g}" if hit.first_stage_score is not None else "-", shown]
@@ -406,18 +618,34 @@ def show_hits(title: str, hits: list[Any], explain: bool, took_ms: float) -> Non
     Console().print(table)
 
 
-def emit(label: str, query: str, hits: list[Any], took_ms: float, json_output: bool, explain: bool) -> None:
+def _number(value: Any, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def emit(label: str, query: str, answer: Answer, took_ms: float, json_output: bool, explain: bool) -> None:
     if json_output:
-        typer.echo(json.dumps({label: query, "took_ms": round(took_ms, 2), "hits": [hit.to_json() for hit in hits]}))
+        typer.echo(json.dumps({label: query, "mode": answer.mode, "note": answer.note, "window": answer.window,
+                               "probes": answer.probes, "took_ms": round(took_ms, 2),
+                               "hits": [hit.to_json() for hit in answer.hits]}))
     else:
-        show_hits(f"{label}: {query}", hits, explain, took_ms)
+        show_hits(f"{label}: {query}", answer, explain, took_ms)
+
+
+FusionOption = Annotated[Optional[FusionMethod], typer.Option("--fusion", help="With --hybrid: rrf or blend; "
+                                                              "default MODEL/hybrid.json, else rrf.")]
+FusionWeightOption = Annotated[Optional[float], typer.Option("--fusion-weight", min=0.0, max=1.0,
+                                                             help="With --hybrid: PinText's share (BM25 gets "
+                                                                  "the rest); default MODEL/hybrid.json, else 0.5.")]
+DepthOption = Annotated[int, typer.Option("--depth", min=1, help="With --hybrid: hits each side contributes to "
+                                                                 "the fusion (at least --k).")]
+HybridOption = Annotated[bool, typer.Option("--hybrid", help="Fuse BM25 and PinText rankings (client side).")]
 
 
 def search(
     text: Annotated[Optional[str], typer.Argument(help="Query text (or use --queries FILE).")] = None,
-    k: KOption = 10, window: WindowOption = 500, probes: ProbesOption = 0,
-    hybrid: Annotated[bool, typer.Option("--hybrid", help="Add BM25 on title/description to the first stage.")]
-    = False,
+    k: KOption = 10, window: WindowOption = None, probes: ProbesOption = None,
+    hybrid: HybridOption = False, fusion: FusionOption = None, fusion_weight: FusionWeightOption = None,
+    depth: DepthOption = 100,
     json_output: JsonOption = False, explain: ExplainOption = False,
     queries_file: Annotated[Optional[Path], typer.Option("--queries", exists=True, dir_okay=False,
                                                          help="One JSON line per query.")] = None,
@@ -425,33 +653,32 @@ def search(
     password: PasswordOption = None, ca_certs: CaCertsOption = None, insecure: InsecureOption = False,
     backend: BackendOption = Backend.opensearch, local_dir: LocalDirOption = DEFAULT_LOCAL_DIR,
 ) -> None:
-    """Search pins by text: LSH token candidates, exact cosine rescore."""
+    """Search pins by text: LSH token candidates, exact cosine rescore; --hybrid fuses BM25 in. A query with
+    no known word gets BM25 results."""
     texts = read_queries(queries_file) if queries_file else ([text] if text else [])
     if not texts:
         fail("give a query text or --queries FILE")
     conn = connection(model, index, url, user, password, ca_certs, insecure, backend, local_dir)
     conn.check_index()
+    fused = fusion_config(conn, fusion, fusion_weight) if hybrid else None
     for query in texts:
         started = time.perf_counter()
-        vector = conn.encoder.encode([query])[0]
-        if not vector.any():
-            hits: list[Any] = []
-            if not json_output:
-                typer.echo(f"no word of {query!r} is in the model's vocabulary: nothing to search with", err=True)
-        else:
-            hits = run_search(conn, vector, k, window, probes, query if hybrid else None, [])
-        emit("query", query, hits, (time.perf_counter() - started) * 1000, json_output, explain)
+        answer = answer_query(conn, query, k, window, probes, hybrid, fused, depth)
+        emit("query", query, answer, (time.perf_counter() - started) * 1000, json_output, explain)
 
 
 def related(
     pin_id: Annotated[str, typer.Argument(help="Id of a pin in the index.")],
-    k: KOption = 10, window: WindowOption = 500, probes: ProbesOption = 0,
+    k: KOption = 10, window: WindowOption = None, probes: ProbesOption = None,
     json_output: JsonOption = False, explain: ExplainOption = False,
     model: ModelOption = None, index: IndexOption = DEFAULT_INDEX, url: UrlOption = None, user: UserOption = None,
     password: PasswordOption = None, ca_certs: CaCertsOption = None, insecure: InsecureOption = False,
     backend: BackendOption = Backend.opensearch, local_dir: LocalDirOption = DEFAULT_LOCAL_DIR,
 ) -> None:
-    """Pins related to a stored pin: nearest by its own vector, itself excluded."""
+    """Pins related to a stored pin: nearest by its own vector, itself excluded (BM25 on its text when it was
+    indexed without a vector)."""
+    from pintext.schemas import pin_text
+
     conn = connection(model, index, url, user, password, ca_certs, insecure, backend, local_dir)
     conn.check_index()
     started = time.perf_counter()
@@ -459,41 +686,79 @@ def related(
         found = conn.local_index().get(pin_id)
         if found is None:
             fail(f"pin {pin_id!r} is not in the local index {local_dir}")
-        vector = found[1]
+        doc, vector = found
     else:
-        from pintext.ingest.search import OpenSearchSearcher, PinNotFoundError
+        import numpy as np
+
+        from pintext.ingest.search import PinNotFoundError
+        from pintext.mapping import VECTOR_FIELD
 
         try:
-            vector = OpenSearchSearcher(conn.client, index, conn.lsh).stored_vector(pin_id)
+            doc = conn.searcher().stored_pin(pin_id)
         except PinNotFoundError as error:
             fail(str(error))
-    hits = run_search(conn, vector, k, window, probes, None, [pin_id])
-    emit("related", pin_id, hits, (time.perf_counter() - started) * 1000, json_output, explain)
+        vector = np.asarray(doc[VECTOR_FIELD], dtype=np.float32) if VECTOR_FIELD in doc else None
+    if vector is None:
+        answer = bm25_fallback(conn, pin_text(doc), k, f"pin {pin_id!r} has no vector (no known word)", [pin_id])
+    else:
+        answer = vector_search(conn, vector, k, window, probes, [pin_id])
+    emit("related", pin_id, answer, (time.perf_counter() - started) * 1000, json_output, explain)
 
 
 def dsl(
     text: Annotated[str, typer.Argument(help="Query text.")],
-    k: KOption = 10, window: WindowOption = 500, probes: ProbesOption = 0,
-    hybrid: Annotated[bool, typer.Option("--hybrid", help="Add BM25 on title/description.")] = False,
+    k: KOption = 10, window: WindowOption = None, probes: ProbesOption = None,
+    hybrid: Annotated[bool, typer.Option("--hybrid", help="Print the BM25 and PinText requests a hybrid search "
+                                                          "sends (fused in the client).")] = False,
+    fusion: FusionOption = None, fusion_weight: FusionWeightOption = None, depth: DepthOption = 100,
     template: Annotated[bool, typer.Option("--template", help="Print a call of the stored search template "
                                                                "instead of the full body.")] = False,
-    model: ModelOption = None, index: IndexOption = DEFAULT_INDEX,
+    model: ModelOption = None, index: IndexOption = DEFAULT_INDEX, url: UrlOption = None, user: UserOption = None,
+    password: PasswordOption = None, ca_certs: CaCertsOption = None, insecure: InsecureOption = False,
 ) -> None:
-    """Print the exact query DSL for a text, ready to paste into Dashboards Dev Tools."""
+    """Print the exact query DSL for a text, ready to paste into Dashboards Dev Tools (LSH config, window and
+    probes from the index's `_meta` when the node answers)."""
     from pintext import queries
 
-    conn = connection(model, index, None, None, None, None, False)
+    conn = connection(model, index, url, user, password, ca_certs, insecure)
+    read_index_settings_for_dsl(conn)
     vector = conn.encoder.encode([text])[0]
+    probes = conn.serving.probes if probes is None else probes
+    window = serving_window(conn, k, window)
     if not vector.any():
-        fail(f"no word of {text!r} is in the model's vocabulary: there is no query to print")
+        typer.echo(f"# no word of {text!r} is in the model's vocabulary: search falls back to BM25")
+        typer.echo(queries.dev_tools_request(index, queries.bm25_body(text, k)))
+        return
     tokens = conn.lsh.query_tokens(vector, probes=probes)[0]
+    if hybrid:
+        config = fusion_config(conn, fusion, fusion_weight)
+        requests = queries.hybrid_requests(text, tokens, vector, k=k, window=window, depth=depth)
+        typer.echo(f"# hybrid: both requests, then {config.method} fusion in the client (PinText weight "
+                   f"{config.weight:g}, rrf_k {config.rrf_k}), top {k}")
+        typer.echo("\n\n".join(f"# {side}\n" + queries.dev_tools_request(index, body)
+                                for side, body in requests.items()))
+        return
     if template:
         params = queries.template_params(tokens, vector, k=k, window=window)
         body = {"id": queries.SEARCH_TEMPLATE_ID, "params": params}
         typer.echo(f"GET {index}/_search/template\n{json.dumps(body, indent=2)}")
         return
-    body = queries.search_body(tokens, vector, k=k, window=window, hybrid_text=text if hybrid else None)
+    body = queries.search_body(tokens, vector, k=k, window=window)
     typer.echo(queries.dev_tools_request(index, body))
+
+
+def read_index_settings_for_dsl(conn: Connection) -> None:
+    """Read the index's `_meta` for dsl; without a node (or index), say so and use MODEL/lsh.json or the defaults."""
+    from opensearchpy.exceptions import ConnectionError as TransportConnectionError
+
+    try:
+        found = conn.index_meta()
+    except TransportConnectionError:
+        found = None
+        conn.without_index()
+    if found is None:
+        typer.echo(f"note: index {conn.index!r} not found or node unreachable: printing with "
+                   f"{'MODEL/lsh.json' if conn.model_lsh else 'the default LSH'} and the default window", err=True)
 
 
 def reports_unreachable_node(command: Callable[..., None]) -> Callable[..., None]:
@@ -523,4 +788,4 @@ def register(app: typer.Typer) -> None:
     app.command("ingest")(reports_unreachable_node(ingest))
     app.command("search")(reports_unreachable_node(search))
     app.command("related")(reports_unreachable_node(related))
-    app.command("dsl")(dsl)
+    app.command("dsl")(reports_unreachable_node(dsl))
