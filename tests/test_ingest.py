@@ -28,8 +28,9 @@ BAD_LINES = {  # line number (1-based, in the written file) -> the reason the de
     5: "not valid JSON",
     17: "missing",  # no id
     33: "not a string",  # title is a number
-    48: "no known word",  # only out-of-vocabulary words
 }
+OOV_LINE = 48  # a valid pin with only out-of-vocabulary words: indexed for BM25, without a vector
+OOV_ID = "oov"
 
 
 def make_model(folder: Path, seed: int = 0) -> Path:
@@ -51,21 +52,28 @@ def make_pins(count: int, seed: int = 1) -> list[dict]:
 
 
 def write_pins_file(path: Path, pins: list[dict], with_bad_lines: bool = True) -> int:
-    """Write pins, with BAD_LINES at their line numbers; returns the number of valid lines."""
+    """Write pins, with BAD_LINES and the OOV_LINE pin at their line numbers; returns the number of valid lines
+    (the pins, plus the OOV pin when written)."""
     lines, pending = [], list(pins)
-    total = len(pins) + (len(BAD_LINES) if with_bad_lines else 0)
-    for line_no in range(1, total + 1):
-        if with_bad_lines and line_no in BAD_LINES:
+    specials = {**BAD_LINES, OOV_LINE: "oov"} if with_bad_lines else {}
+    for line_no in range(1, len(pins) + len(specials) + 1):
+        if line_no in specials:
             lines.append({
                 5: '{"id": "broken", "title": ',
                 17: json.dumps({"title": "no id here"}),
                 33: json.dumps({"id": "numeric-title", "title": 42}),
-                48: json.dumps({"id": "oov", "title": "zzz qqq", "description": "unknown words only"}),
+                OOV_LINE: json.dumps({"id": OOV_ID, "title": "zzz qqq", "description": "unknown words only"}),
             }[line_no])
         else:
             lines.append(json.dumps(pending.pop(0)))
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return len(pins)
+    return len(pins) + (1 if with_bad_lines else 0)
+
+
+def model_snapshot(folder: Path) -> dict[str, tuple[int, int]]:
+    """Every file under a model folder with its size and mtime: to show a command left it untouched."""
+    return {str(path.relative_to(folder)): (path.stat().st_size, path.stat().st_mtime_ns)
+            for path in sorted(folder.rglob("*")) if path.is_file()}
 
 
 def cli(*args: str, env: dict | None = None) -> dict:
@@ -91,16 +99,24 @@ def local_ingest(pins_file: Path, model: Path, local_dir: Path, *extra: str, env
 def test_local_ingest_counts_and_dead_letters(tmp_path, model_dir):
     pins_file = tmp_path / "pins.jsonl"
     valid = write_pins_file(pins_file, make_pins(300))
+    before = model_snapshot(model_dir)
     summary = local_ingest(pins_file, model_dir, tmp_path / "local")
     assert summary["indexed"] == summary["created"] == valid
     assert summary["updated"] == 0
+    assert summary["indexed_without_vector"] == 1
     assert summary["rejected"] == len(BAD_LINES)
-    assert LocalIndex(tmp_path / "local").count() == valid
+    local = LocalIndex(tmp_path / "local")
+    assert local.count() == valid and local.count_without_vector() == 1
+    doc, vector = local.get(OOV_ID)
+    assert vector is None and doc["title"] == "zzz qqq"
     entries = [json.loads(line) for line in Path(summary["dead_letter"]).read_text().splitlines()]
     assert {entry["line"]: entry["reason"] for entry in entries} == BAD_LINES
     assert all(entry["source"] == str(pins_file) for entry in entries)
-    assert (model_dir / "lsh.json").is_file()
-    assert json.loads((model_dir / "lsh.json").read_text())["tables"] == 64
+    # The LSH config was tuned on the file and lives in the index meta; the model folder is untouched.
+    assert model_snapshot(model_dir) == before
+    meta = local.meta()
+    assert meta["tuning"]["tuned"] and meta["tuning"]["recall_at_10"] >= meta["tuning"]["target_recall"]
+    assert meta["serving"]["window"] >= 10
 
 
 def test_local_reingest_updates_and_never_duplicates(tmp_path, model_dir):
@@ -119,11 +135,11 @@ def test_local_crash_then_resume_loses_nothing(tmp_path, model_dir):
         CliRunner().invoke(app, ["ingest", str(pins_file), "--model", str(model_dir), "--backend", "local",
                                  "--local-dir", str(tmp_path / "local"), "--batch", "50", "--json"],
                            env={FAIL_AFTER_BATCHES_ENV: "3"}, catch_exceptions=False)
-    # 3 batches of 50 schema-valid pins, one of which (line 48) has no known word.
-    assert LocalIndex(tmp_path / "local").count() == 149
+    # 3 batches of 50 schema-valid pins (one of them, line 48, indexed without a vector).
+    assert LocalIndex(tmp_path / "local").count() == 150
     resumed = local_ingest(pins_file, model_dir, tmp_path / "local", "--resume")
     assert resumed["resumed_after_line"] > 150
-    assert (resumed["created"], resumed["updated"]) == (valid - 149, 0)
+    assert (resumed["created"], resumed["updated"]) == (valid - 150, 0)
     assert LocalIndex(tmp_path / "local").count() == valid
     # Bad lines before the checkpoint were dead-lettered by the first run, and not again.
     lines = [json.loads(line)["line"] for line in Path(resumed["dead_letter"]).read_text().splitlines()]
@@ -175,18 +191,21 @@ def test_opensearch_ingest_reingest_and_counts(opensearch, opensearch_index_name
     first = cli("ingest", str(pins_file), "--model", str(model_dir), "--batch", "100", "--workers", "2",
                 *os_args(opensearch, opensearch_index_name))
     assert (first["indexed"], first["created"], first["updated"]) == (valid, valid, 0)
-    assert first["rejected"] == len(BAD_LINES)
+    assert first["rejected"] == len(BAD_LINES) and first["indexed_without_vector"] == 1
     assert opensearch.count(index=opensearch_index_name)["count"] == valid
     second = cli("ingest", str(pins_file), "--model", str(model_dir), "--batch", "100",
                  *os_args(opensearch, opensearch_index_name))
     assert (second["created"], second["updated"]) == (0, valid)
     assert opensearch.count(index=opensearch_index_name)["count"] == valid
-    stored = opensearch.get(index=opensearch_index_name, id="pin-00003")["_source"]
-    pin = make_pins(500)[3]
-    assert stored["title"] == pin["title"] and len(stored["lsh_tokens"]) == 64
     meta = opensearch.indices.get_mapping(index=opensearch_index_name)[opensearch_index_name]["mappings"]["_meta"]
     assert meta["model_fingerprint"] == Encoder.load(model_dir).fingerprint
-    assert meta["lsh"] == json.loads((model_dir / "lsh.json").read_text())
+    assert meta["tuning"]["tuned"] and meta["tuning"]["corpus"] == valid - 1  # the OOV pin has no vector
+    stored = opensearch.get(index=opensearch_index_name, id="pin-00003")["_source"]
+    pin = make_pins(500)[3]
+    assert stored["title"] == pin["title"] and len(stored["lsh_tokens"]) == meta["lsh"]["tables"]
+    text_only = opensearch.get(index=opensearch_index_name, id=OOV_ID)["_source"]
+    assert text_only["title"] == "zzz qqq" and "vector" not in text_only and "lsh_tokens" not in text_only
+    assert not (model_dir / "lsh.json").exists()
 
 
 @pytest.mark.opensearch
@@ -201,13 +220,13 @@ def test_opensearch_crash_mid_ingest_then_resume(opensearch, opensearch_index_na
     checkpoint = json.loads(Path(f"{pins_file}.{opensearch_index_name}.checkpoint.json").read_text())
     assert checkpoint["line"] > 0 and not checkpoint["complete"]
     opensearch.indices.refresh(index=opensearch_index_name)
-    # 2 batches of 100 schema-valid pins, one of which (line 48) has no known word.
-    assert opensearch.count(index=opensearch_index_name)["count"] == 199
+    # 2 batches of 100 schema-valid pins (one of them, line 48, indexed without a vector).
+    assert opensearch.count(index=opensearch_index_name)["count"] == 200
     resumed = subprocess.run([*command, "--resume"], capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr
     summary = json.loads(resumed.stdout.strip().splitlines()[-1])
     assert summary["resumed_after_line"] == checkpoint["line"]
-    assert (summary["created"], summary["updated"]) == (valid - 199, 0)
+    assert (summary["created"], summary["updated"]) == (valid - 200, 0)
     assert opensearch.count(index=opensearch_index_name)["count"] == valid
 
 
@@ -237,7 +256,11 @@ def test_index_create_info_delete(opensearch, opensearch_index_name, tmp_path, m
     described = json.loads(info.stdout)
     assert described["docs"] == 0
     assert described["meta"]["model_fingerprint"] == Encoder.load(model_dir).fingerprint
+    # No --pins: nothing to tune on, so the defaults, and the meta says why.
     assert described["meta"]["dim"] == DIM and described["meta"]["lsh"]["tables"] == 64
+    assert described["meta"]["serving"] == {"window": 500, "probes": 0}
+    assert described["meta"]["tuning"] == {"tuned": False,
+                                           "reason": "no corpus given (index create without --pins)"}
     mapping = opensearch.indices.get_mapping(index=opensearch_index_name)[opensearch_index_name]["mappings"]
     assert mapping["properties"]["vector"]["dimension"] == DIM
     deleted = CliRunner().invoke(app, ["index", "delete", *os_args(opensearch, opensearch_index_name)])
@@ -332,7 +355,8 @@ def test_local_cli_index_info_search_related(tmp_path, model_dir):
     related = cli("related", "pin-00004", "--model", str(model_dir), "--k", "5", *local)
     assert len(related["hits"]) == 5 and "pin-00004" not in [h["id"] for h in related["hits"]]
     unknown = cli("search", "zzzz", "--model", str(model_dir), *local)
-    assert unknown["hits"] == []
+    assert unknown["hits"] == [] and unknown["mode"] == "bm25_fallback"
+    assert "no BM25" in unknown["note"]
     hybrid = CliRunner().invoke(app, ["search", "w001", "--hybrid", "--model", str(model_dir), *local])
     assert hybrid.exit_code == 2 and "BM25" in hybrid.output
 

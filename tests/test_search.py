@@ -17,11 +17,10 @@ from typer.testing import CliRunner
 from pintext import queries
 from pintext.cli import app
 from pintext.encoder import Encoder
-from pintext.ingest.indexer import load_or_create_lsh
 from pintext.ingest.local_backend import LocalIndex, cosine
 from pintext.ingest.search import OpenSearchSearcher
 from pintext.schemas import pin_text
-from tests.test_ingest import WORDS, make_model, make_pins, os_args, write_pins_file
+from tests.test_ingest import WORDS, make_model, make_pins, model_snapshot, os_args, write_pins_file
 
 pytestmark = pytest.mark.opensearch
 
@@ -42,14 +41,18 @@ def corpus(opensearch, opensearch_index_name, tmp_path):
         assert result.exit_code == 0, result.output
         assert json.loads(result.stdout.strip().splitlines()[-1])["indexed"] == PIN_COUNT
     encoder = Encoder.load(model_dir)
-    lsh = load_or_create_lsh(model_dir, encoder.dim)
+    searcher = OpenSearchSearcher.for_index(opensearch, opensearch_index_name)
+    # Both indexes were tuned on the same file, deterministically: the same LSH config and serving defaults.
+    assert LocalIndex(tmp_path / "local").meta()["lsh"] == searcher.lsh.to_dict()
+    assert LocalIndex(tmp_path / "local").meta()["serving"] == searcher.serving.to_dict()
+    lsh = searcher.lsh
     return {
         "model_dir": model_dir,
         "encoder": encoder,
         "lsh": lsh,
         "pins": pins,
         "vectors": encoder.encode([pin_text(pin) for pin in pins]),
-        "searcher": OpenSearchSearcher(opensearch, opensearch_index_name, lsh),
+        "searcher": searcher,
         "local": LocalIndex(tmp_path / "local"),
         "local_dir": tmp_path / "local",
         "index": opensearch_index_name,
@@ -96,7 +99,7 @@ def test_related_excludes_the_pin_and_agrees_with_local(corpus):
     for pin in corpus["pins"][:5]:
         remote = corpus["searcher"].related(pin["id"], k=8, window=100)
         _, vector = corpus["local"].get(pin["id"])
-        tokens = corpus["lsh"].tokens(vector)[0]
+        tokens = corpus["lsh"].query_tokens(vector, probes=corpus["searcher"].serving.probes)[0]
         local = corpus["local"].search(tokens, vector, k=8, window=100, exclude_ids=[pin["id"]])
         assert pin["id"] not in [hit.id for hit in remote]
         assert [hit.id for hit in remote] == [hit.id for hit in local]
@@ -118,19 +121,28 @@ def test_stored_template_renders_the_builder_body_and_searches_alike(corpus, ope
                                                                        "params": params})
     by_template = sorted(((-hit["_score"], hit["_id"]) for hit in response["hits"]["hits"]))
     assert [pin_id for _, pin_id in by_template] == [hit.id for hit in corpus["searcher"].search(
-        vector, k=7, window=60)]
+        vector, k=7, window=60, probes=0)]
 
 
-def test_hybrid_adds_bm25_candidates_and_still_ranks_by_cosine(corpus):
-    pin = corpus["pins"][42]
-    vector = corpus["encoder"].encode([pin["title"]])[0]
-    plain = corpus["searcher"].search(vector, k=10, window=10)
-    hybrid = corpus["searcher"].search(vector, k=10, window=10, hybrid_text=pin["title"])
-    assert hybrid and [h.score for h in hybrid] == sorted((h.score for h in hybrid), reverse=True)
-    by_id = {p["id"]: row for row, p in enumerate(corpus["pins"])}
-    np.testing.assert_allclose([h.cosine for h in hybrid],
-                               cosine(corpus["vectors"][[by_id[h.id] for h in hybrid]], vector), atol=1e-5)
-    assert {h.id for h in hybrid} != {h.id for h in plain} or pin["id"] in {h.id for h in hybrid}
+def test_search_uses_the_index_window_and_leaves_the_model_folder_untouched(corpus, opensearch):
+    before = model_snapshot(corpus["model_dir"])
+    serving = corpus["searcher"].serving
+    base = ["--model", str(corpus["model_dir"]), "--k", "5", "--json"]
+    remote = CliRunner().invoke(app, ["search", "w007 w077", *base, *os_args(opensearch, corpus["index"])],
+                                catch_exceptions=False)
+    local = CliRunner().invoke(app, ["search", "w007 w077", *base, "--backend", "local", "--local-dir",
+                                     str(corpus["local_dir"])], catch_exceptions=False)
+    for result in (remote, local):
+        answer = json.loads(result.stdout)
+        assert (answer["mode"], answer["window"], answer["probes"]) == ("pintext", serving.window, serving.probes)
+    vector = corpus["encoder"].encode(["w007 w077"])[0]
+    expected = corpus["searcher"].search(vector, k=5, window=serving.window, probes=serving.probes)
+    assert [hit["id"] for hit in json.loads(remote.stdout)["hits"]] == [hit.id for hit in expected]
+    for command in (["related", corpus["pins"][3]["id"]], ["dsl", "w007 w077", "--hybrid"]):
+        result = CliRunner().invoke(app, [*command, "--model", str(corpus["model_dir"]),
+                                          *os_args(opensearch, corpus["index"])], catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+    assert model_snapshot(corpus["model_dir"]) == before
 
 
 def test_cli_search_json_explain_dsl_and_backends_agree(corpus, opensearch):
@@ -144,7 +156,7 @@ def test_cli_search_json_explain_dsl_and_backends_agree(corpus, opensearch):
     assert [h["id"] for h in remote_hits] == [h["id"] for h in json.loads(local.stdout)["hits"]]
     assert all(h["matched_tokens"] and h["first_stage_score"] == len(h["matched_tokens"]) for h in remote_hits)
 
-    printed = CliRunner().invoke(app, ["dsl", "w007 w077", *base, "--index", corpus["index"]])
+    printed = CliRunner().invoke(app, ["dsl", "w007 w077", *base, *os_args(opensearch, corpus["index"])])
     request_line, body = printed.stdout.split("\n", 1)
     assert request_line == f"GET {corpus['index']}/_search"
     response = opensearch.search(index=corpus["index"], body=json.loads(body))
@@ -173,9 +185,13 @@ def test_cli_queries_file_related_and_template_call(corpus, opensearch, tmp_path
     missing = CliRunner().invoke(app, ["related", "no-such-pin", *base, *os_args(opensearch, corpus["index"])])
     assert missing.exit_code == 2 and "no-such-pin" in missing.output
 
-    printed = CliRunner().invoke(app, ["dsl", "w001 w002", *base, "--template", "--index", corpus["index"]])
+    printed = CliRunner().invoke(app, ["dsl", "w001 w002", *base, "--template",
+                                       *os_args(opensearch, corpus["index"])])
     request_line, body = printed.stdout.split("\n", 1)
     call = json.loads(body)
     assert request_line == f"GET {corpus['index']}/_search/template"
     assert call["id"] == queries.SEARCH_TEMPLATE_ID and call["params"]["size"] == 4
-    assert len(call["params"]["tokens"]) == 64 and len(call["params"]["vector"]) == corpus["encoder"].dim
+    # The index's LSH config and tuned probes: one token per table and probe.
+    probes = corpus["searcher"].serving.probes
+    assert len(call["params"]["tokens"]) == corpus["lsh"].tables * (1 + probes)
+    assert len(call["params"]["vector"]) == corpus["encoder"].dim
