@@ -194,6 +194,7 @@ def judged_queries(pins: list[dict], count: int) -> list[list[str]]:
 @pytest.mark.opensearch
 def test_eval_retrieval_on_the_real_node(opensearch, opensearch_url, opensearch_index_name, tmp_path):
     from pintext.encoder import Encoder
+    from pintext.queries import bm25_query
     from pintext.schemas import pin_text
     from tests.test_ingest import make_model, make_pins, write_pins_file
 
@@ -219,14 +220,15 @@ def test_eval_retrieval_on_the_real_node(opensearch, opensearch_url, opensearch_
         assert system["queries"] == 12 and len(system["per_query"]) == 12, name
         assert all(0.0 <= value <= 1.0 for value in system["mean"].values()), name
     assert systems["bm25"]["mean"]["ndcg@10"] > 0.5  # the grades were made from word matches
+    assert results["search_commands"]["served"]["modes"] == {"pintext": 12}
+    assert results["search_commands"]["hybrid"]["modes"] == {"hybrid": 12}
 
     # Our metrics equal OpenSearch's _rank_eval on the very same BM25 requests, query by query.
     judged = read_csv_judgments(tmp_path / "judgments.csv")
     specs = {"ndcg@10": {"dcg": {"k": 10, "normalize": True}}, "recall@100": {"recall": {"k": 100}},
              "mrr@10": {"mean_reciprocal_rank": {"k": 10}}}
     for metric, spec in specs.items():
-        requests = [{"id": query, "request": {"query": {"multi_match": {"query": query,
-                                                                          "fields": ["description", "title"]}}},
+        requests = [{"id": query, "request": {"query": bm25_query(query)},
                      "ratings": [{"_index": opensearch_index_name, "_id": doc, "rating": grade}
                                  for doc, grade in judged.grades[query].items()]}
                     for query in systems["bm25"]["per_query"]]

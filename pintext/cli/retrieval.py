@@ -1,11 +1,13 @@
 """`pintext eval-retrieval`: BM25, PinText exact, PinText served and hybrid on the same judged queries.
 
-- BM25: a `multi_match` over the pins index's text fields on the real node (Lucene's default BM25 similarity);
-  its metrics are also computed by OpenSearch's own `_rank_eval` API and compared with ours, query by query.
+- BM25: `pintext.queries.bm25_query` (a `multi_match` over the pins index's text fields, Lucene's default BM25
+  similarity) on the real node; its metrics are also computed by OpenSearch's own `_rank_eval` API and compared
+  with ours, query by query.
 - exact: the model's `pintext.Encoder` over the whole corpus, cosine in numpy, ties by pin id.
 - served: `pintext ingest` into an index for this model and corpus, then `pintext search --queries --json
   --k 100`: the project's own commands, with their defaults, as a user runs them.
-- hybrid: `pintext.fusion.FusionConfig.load(MODEL)` applied to the BM25 and served rankings.
+- hybrid: `pintext search --hybrid` the same way: BM25 and served fused by the model's
+  `pintext.fusion.FusionConfig.load(MODEL)` in the search code's `hybrid_search`.
 
 The index is named after the model fingerprint and the corpus hash (or `--index`), reused when the registry index
 `pintext-eval-registry` records that it holds this corpus for this model, and left in place unless `--cleanup`.
@@ -219,31 +221,24 @@ def prepare_index(node: Node, model: Path, corpus: dict, fingerprint: str, index
             "seconds": round(time.perf_counter() - started, 2)}
 
 
-def text_fields(client: Any, index: str) -> list[str]:
-    """The index's `text` fields: what BM25 searches."""
-    mapping = next(iter(client.indices.get_mapping(index=index).values()))["mappings"]
-    return sorted(name for name, spec in mapping.get("properties", {}).items() if spec.get("type") == "text")
-
-
 # ---- the systems -----------------------------------------------------------------------------------------------
 
 
 Ranking = list[tuple[str, float]]  # (doc id, score), best first
 
 
-def bm25_query(text: str, fields: list[str]) -> dict:
-    return {"multi_match": {"query": text, "fields": fields}}
+def bm25_rankings(client: Any, index: str, texts: dict[str, str], advance: Any) -> dict:
+    """Top RANKING_DEPTH BM25 hits per query, in the engine's own order (score, then Lucene doc order), as
+    `_rank_eval` sees them."""
+    from pintext.queries import bm25_query
 
-
-def bm25_rankings(client: Any, index: str, fields: list[str], texts: dict[str, str], advance: Any) -> dict:
-    """Top RANKING_DEPTH BM25 hits per query, in the engine's own order (score, then Lucene doc order)."""
     rankings: dict[str, Ranking] = {}
     qids = list(texts)
     for start in range(0, len(qids), MSEARCH_BATCH):
         batch = qids[start:start + MSEARCH_BATCH]
         lines: list[dict] = []
         for qid in batch:
-            lines += [{}, {"query": bm25_query(texts[qid], fields), "size": RANKING_DEPTH, "_source": False}]
+            lines += [{}, {"query": bm25_query(texts[qid]), "size": RANKING_DEPTH, "_source": False}]
         responses = client.msearch(index=index, body=lines)["responses"]
         for qid, response in zip(batch, responses):
             if "error" in response:
@@ -279,15 +274,19 @@ def exact_rankings(encoder: Any, pins: list[dict], texts: dict[str, str], advanc
     return rankings
 
 
-def served_rankings(node: Node, model: Path, index: str, texts: dict[str, str], out: Path, advance: Any) -> dict:
-    """`pintext search --queries FILE --json --k 100`, read as it streams (one JSON line per query, in order)."""
+def search_command_rankings(node: Node, model: Path, index: str, texts: dict[str, str], out: Path, hybrid: bool,
+                            advance: Any) -> dict:
+    """`pintext search [--hybrid] --queries FILE --json --k 100`, read as it streams (one JSON line per query)."""
+    from collections import Counter
+
     qids = list(texts)
-    queries_file = out / "served_queries.jsonl"
+    queries_file = out / "queries.jsonl"
     queries_file.write_text("".join(json.dumps({"query": texts[qid]}) + "\n" for qid in qids), encoding="utf-8")
-    args = ["search", "--queries", str(queries_file), "--json", "--k", str(RANKING_DEPTH), "--model", str(model),
-            "--index", index]
+    args = ["search", *(["--hybrid"] if hybrid else []), "--queries", str(queries_file), "--json", "--k",
+            str(RANKING_DEPTH), "--model", str(model), "--index", index]
     rankings: dict[str, Ranking] = {}
     took: list[float] = []
+    modes: Counter[str] = Counter()
     with tempfile.TemporaryFile("w+", encoding="utf-8") as errors:
         process = subprocess.Popen([*PINTEXT_COMMAND, *args, *node.options()], stdout=subprocess.PIPE,
                                    stderr=errors, text=True, env=node.environment())
@@ -298,22 +297,15 @@ def served_rankings(node: Node, model: Path, index: str, texts: dict[str, str], 
             result = json.loads(line)
             rankings[qids[len(rankings)]] = [(hit["id"], float(hit["score"])) for hit in result["hits"]]
             took.append(float(result.get("took_ms", 0.0)))
+            modes[str(result.get("mode", "pintext"))] += 1
             advance(1)
         if process.wait() != 0 or len(rankings) != len(qids):
             errors.seek(0)
             last = (errors.read().strip().splitlines() or ["(no message)"])[-1]
             fail(f"`pintext search` failed (exit {process.returncode}, {len(rankings)} of {len(qids)} queries "
                  f"answered): {last}")
-    return {"rankings": rankings, "took_ms": took, "command": "pintext " + shlex.join(args)}
-
-
-def hybrid_rankings(model: Path, bm25: dict, served: dict) -> tuple[dict, dict]:
-    """The model's fusion (MODEL/hybrid.json, else its default) of the BM25 and served rankings."""
-    from pintext.fusion import FusionConfig
-
-    fusion = FusionConfig.load(model)
-    fused = {qid: fusion.fuse(dict(bm25[qid]), dict(served[qid]))[:RANKING_DEPTH] for qid in served}
-    return fused, fusion.to_dict()
+    return {"rankings": rankings, "command": "pintext " + shlex.join(args), "modes": dict(modes),
+            "took_ms_median": sorted(took)[len(took) // 2] if took else 0.0}
 
 
 # ---- OpenSearch's own metrics ----------------------------------------------------------------------------------
@@ -326,14 +318,16 @@ RANK_EVAL_METRICS = {  # our metric -> the `_rank_eval` metric that computes it
 }
 
 
-def rank_eval_bm25(client: Any, index: str, fields: list[str], judgments: Any, qids: list[str]) -> dict:
+def rank_eval_bm25(client: Any, index: str, judgments: Any, qids: list[str]) -> dict:
     """Per query and metric, `_rank_eval`'s score of the same BM25 request, and how many hits it saw."""
+    from pintext.queries import bm25_query
+
     scores: dict[str, dict[str, float]] = {qid: {} for qid in qids}
     hits_seen: dict[str, int] = {}
     for metric, spec in RANK_EVAL_METRICS.items():
         for start in range(0, len(qids), RANK_EVAL_BATCH):
             batch = qids[start:start + RANK_EVAL_BATCH]
-            requests = [{"id": qid, "request": {"query": bm25_query(judgments.queries[qid], fields)},
+            requests = [{"id": qid, "request": {"query": bm25_query(judgments.queries[qid])},
                          "ratings": [{"_index": index, "_id": doc, "rating": grade}
                                      for doc, grade in judgments.grades[qid].items()]} for qid in batch]
             details = client.rank_eval(index=index, body={"requests": requests, "metric": spec})["details"]
@@ -494,7 +488,7 @@ def timed(progress: Any, label: str, total: int, run: Any) -> tuple[Any, float]:
 
 def run_systems(systems: list[str], model: Path, encoder: Any, pins: list[dict], corpus: dict, texts: dict,
                 node: Node, index: str | None, out: Path, progress: Any, results: dict) -> dict:
-    """The rankings of every system asked for (hybrid needs BM25 and served, so it runs them too)."""
+    """The rankings of every system asked for, and the seconds each took."""
     rankings: dict[str, dict] = {}
     seconds: dict[str, float] = {}
     if "exact" in systems:
@@ -502,33 +496,37 @@ def run_systems(systems: list[str], model: Path, encoder: Any, pins: list[dict],
                                                     lambda advance: exact_rankings(encoder, pins, texts, advance))
     if not any(name in systems for name in NODE_SYSTEMS):
         return {"rankings": rankings, "seconds": seconds}
+    from pintext.fusion import FusionConfig
+
     results["index"] = prepare_index(node, model, corpus, encoder.fingerprint, index, out)
     name = results["index"]["name"]
-    fields = text_fields(node.client, name)
-    results["bm25_fields"] = fields
-    if "bm25" in systems or "hybrid" in systems:
+    if "bm25" in systems:
         rankings["bm25"], seconds["bm25"] = timed(
-            progress, "bm25", len(texts), lambda advance: bm25_rankings(node.client, name, fields, texts, advance))
-    if "served" in systems or "hybrid" in systems:
-        served, seconds["served"] = timed(
-            progress, "served", len(texts), lambda advance: served_rankings(node, model, name, texts, out, advance))
-        rankings["served"] = served["rankings"]
-        results["served_command"] = served["command"]
-        results["served_took_ms_median"] = sorted(served["took_ms"])[len(served["took_ms"]) // 2]
+            progress, "bm25", len(texts), lambda advance: bm25_rankings(node.client, name, texts, advance))
+    for system in ("served", "hybrid"):
+        if system in systems:
+            found, seconds[system] = timed(progress, system, len(texts), lambda advance: search_command_rankings(
+                node, model, name, texts, out, system == "hybrid", advance))
+            rankings[system] = found.pop("rankings")
+            results.setdefault("search_commands", {})[system] = found
     if "hybrid" in systems:
-        started = time.perf_counter()
-        rankings["hybrid"], results["fusion"] = hybrid_rankings(model, rankings["bm25"], rankings["served"])
-        seconds["hybrid"] = seconds["bm25"] + seconds["served"] + time.perf_counter() - started
+        results["fusion"] = FusionConfig.load(model).to_dict()
     return {"rankings": rankings, "seconds": seconds}
 
 
 def describe_systems(results: dict) -> dict[str, str]:
-    how = {"bm25": f"OpenSearch `multi_match` over the index's text fields {results.get('bm25_fields')} "
-                   "(Lucene BM25 defaults), top 100",
+    from pintext.queries import TEXT_FIELDS
+
+    def via_search(system: str) -> str:
+        found = results.get("search_commands", {}).get(system, {})
+        return (f"`{found.get('command')}` (its defaults otherwise); median {found.get('took_ms_median', 0):.1f} ms "
+                f"a query; answers by mode {found.get('modes')}")
+
+    how = {"bm25": f"OpenSearch `multi_match` (pintext.queries.bm25_query) over {list(TEXT_FIELDS)} (Lucene BM25 "
+                   "defaults), top 100",
            "exact": "the model's numpy Encoder over every corpus pin with a known word, cosine, top 100",
-           "served": f"`{results.get('served_command')}` (its defaults otherwise); median took "
-                     f"{results.get('served_took_ms_median', 0):.1f} ms",
-           "hybrid": f"pintext.fusion {results.get('fusion')} of the BM25 and served rankings"}
+           "served": via_search("served"),
+           "hybrid": via_search("hybrid") + f"; fusion {results.get('fusion')} (MODEL/hybrid.json, else default)"}
     return {name: how[name] for name in results["systems"]}
 
 
@@ -582,7 +580,7 @@ def eval_retrieval(
                             "duplicates": judged_all.duplicates, "negative_grades": judged_all.negative_grades,
                             "absent": absent}
     if "bm25" in chosen:
-        theirs = rank_eval_bm25(node.client, results["index"]["name"], results["bm25_fields"], judged, qids)
+        theirs = rank_eval_bm25(node.client, results["index"]["name"], judged, qids)
         results["rank_eval_check"] = compare_with_rank_eval(results["systems"]["bm25"]["per_query"], theirs, judged)
     results["how"] = describe_systems(results)
     uses_node = "index" in results
