@@ -121,3 +121,46 @@ def test_an_id_twice_in_one_batch_keeps_the_last_version_and_no_stale_tokens(tmp
     assert matched["a"] == 8
     gone = set(lsh.tokens(vectors[2])[0]) - set(lsh.tokens(moved)[0])
     assert all(pin_id != "a" for token in gone for _, pin_id, _ in index.first_stage([token]))
+
+
+def test_an_index_tuned_at_ingest_serves_the_recall_its_meta_reports(tmp_path):
+    """Ingest tunes LSH on the file; replaying the tuner's own queries on the built index gives its recall."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from pintext.cli import app
+    from pintext.encoder import Encoder
+    from pintext.schemas import pin_text
+    from tests.test_ingest import make_model, make_pins, model_snapshot, write_pins_file
+
+    model = make_model(tmp_path / "model")
+    pins = make_pins(600, seed=4)
+    write_pins_file(tmp_path / "pins.jsonl", pins, with_bad_lines=False)
+    before = model_snapshot(model)
+    result = CliRunner().invoke(app, ["ingest", str(tmp_path / "pins.jsonl"), "--model", str(model), "--backend",
+                                      "local", "--local-dir", str(tmp_path / "local"), "--target-recall", "0.9",
+                                      "--json"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert model_snapshot(model) == before
+    index = LocalIndex(tmp_path / "local")
+    meta = index.meta()
+    assert meta["tuning"]["target_recall"] == 0.9 and meta["tuning"]["reached"]
+    lsh = RandomHyperplaneLSH.from_dict(meta["lsh"])
+    window, probes = meta["serving"]["window"], meta["serving"]["probes"]
+    vectors = Encoder.load(model).encode([pin_text(pin) for pin in pins])
+    unit = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    shares = []
+    for row in np.random.default_rng(0).permutation(len(pins))[:meta["tuning"]["queries"]]:
+        hits = index.search(lsh.query_tokens(vectors[row], probes=probes)[0], vectors[row], k=10, window=window,
+                            exclude_ids=[pins[row]["id"]])
+        exact = unit @ unit[row]
+        exact[row] = -np.inf
+        kth_best = np.sort(exact)[-10]
+        shares.append(sum(1 for hit in hits if hit.cosine >= kth_best - 1e-6) / 10)
+    assert np.mean(shares) == pytest.approx(meta["tuning"]["recall_at_10"], abs=1e-3)
+    assert np.mean(shares) >= 0.9
+    searched = json.loads(CliRunner().invoke(app, ["search", "w001 w002", "--model", str(model), "--backend",
+                                                   "local", "--local-dir", str(tmp_path / "local"), "--json"],
+                                             catch_exceptions=False).stdout)
+    assert (searched["window"], searched["probes"]) == (window, probes)

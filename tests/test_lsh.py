@@ -138,3 +138,84 @@ def test_long_buckets_are_formatted_without_the_lookup_table():
         assert row == [f"t{table:02d}_{int(bucket):05x}" for table, bucket in enumerate(signature)]
     probed = lsh.query_tokens(vectors, probes=2)
     assert all(len(row) == 40 * 3 for row in probed)
+
+
+# ---- tuning on a corpus (pintext.lsh_tune) ----------------------------------------------------------------------
+
+from pintext.lsh_tune import (MAX_QUERY_CLAUSES, TuneGrid, bits_for_corpus, tune_for_corpus,  # noqa: E402
+                              unit_rows)
+
+
+def clustered_corpus(count: int = 1500, dim: int = 24, clusters: int = 60, seed: int = 0) -> np.ndarray:
+    """Vectors around random centres: each has real near neighbours, as a product corpus has."""
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((clusters, dim))
+    return (centres[rng.integers(0, clusters, count)] + 0.6 * rng.standard_normal((count, dim))).astype(np.float32)
+
+
+def replayed_recall(lsh: RandomHyperplaneLSH, corpus: np.ndarray, queries: np.ndarray, probes: int, window: int,
+                    exclude: list[int] | None = None, k: int = 10) -> float:
+    """Tie-aware recall@k of the served ranking, replayed from the token strings the index would hold: first stage
+    = tokens shared (then row), the `window` best rescored by cosine; against brute-force cosine."""
+    corpus_unit, queries_unit = unit_rows(corpus), unit_rows(queries)
+    pin_tokens = [set(tokens) for tokens in lsh.tokens(corpus)]
+    shares = []
+    for row, (query, tokens) in enumerate(zip(queries_unit, lsh.query_tokens(queries, probes=probes))):
+        own = exclude[row] if exclude else -1
+        wanted = set(tokens)
+        matched = [(len(wanted & held), pin) for pin, held in enumerate(pin_tokens) if pin != own and wanted & held]
+        window_rows = [pin for _, pin in sorted(matched, key=lambda item: (-item[0], item[1]))[:window]]
+        cosines = corpus_unit @ query
+        if own >= 0:
+            cosines[own] = -np.inf
+        kth_best = np.sort(cosines)[-k]
+        served = sorted(cosines[window_rows], reverse=True)[:k]
+        shares.append(sum(1 for value in served if value >= kth_best - 1e-6) / k)
+    return float(np.mean(shares))
+
+
+def test_tuned_setting_meets_the_target_when_replayed_with_the_real_tokens():
+    corpus = clustered_corpus()
+    queries = clustered_corpus(count=80, seed=0)[:80] + 0.05
+    result = tune_for_corpus(corpus, target_recall=0.9, queries=queries, sample=80)
+    assert result.reached and result.recall >= 0.9
+    replay = replayed_recall(result.lsh, corpus, queries, result.probes, result.window)
+    assert replay == pytest.approx(result.recall, abs=1e-9)
+    assert result.lsh.tables * (1 + result.probes) <= MAX_QUERY_CLAUSES
+    reaching = [point for point in result.points if point.recall >= 0.9]
+    assert result.choice.cost == min(point.cost for point in reaching)  # the cheapest setting reaching it
+
+
+def test_tuning_on_the_corpus_own_pins_excludes_each_from_its_results():
+    corpus = clustered_corpus(count=800)
+    result = tune_for_corpus(corpus, target_recall=0.9, sample=60)
+    assert result.query_source == "pins" and result.queries == 60 and result.reached
+    rows = list(np.random.default_rng(0).permutation(len(corpus))[:60])  # the tuner's own sample
+    replay = replayed_recall(result.lsh, corpus, corpus[rows], result.probes, result.window, exclude=rows)
+    assert replay == pytest.approx(result.recall, abs=1e-9)
+
+
+def test_higher_target_costs_at_least_as_much_and_fixed_tables_bits_are_kept():
+    corpus = clustered_corpus(count=800)
+    low = tune_for_corpus(corpus, target_recall=0.8, sample=60)
+    high = tune_for_corpus(corpus, target_recall=0.99, sample=60)
+    assert high.choice.cost >= low.choice.cost and high.recall >= low.recall
+    fixed = tune_for_corpus(corpus, target_recall=0.9, sample=60, fixed=(16, 5))
+    assert (fixed.lsh.tables, fixed.lsh.bits) == (16, 5)
+    assert {(point.tables, point.bits) for point in fixed.points} == {(16, 5)}
+
+
+def test_a_corpus_above_the_cap_is_sampled_and_the_window_scaled():
+    corpus = clustered_corpus(count=1200)
+    result = tune_for_corpus(corpus, target_recall=0.9, sample=40, max_corpus=400,
+                             grid=TuneGrid(tables=(16, 32), bits=(6,), probes=(0, 1), windows=(20, 50, 100)))
+    assert (result.tuned_on, result.corpus) == (400, 1200)
+    assert result.window == result.choice.window * 3
+
+
+def test_bits_follow_the_corpus_size_and_tiny_corpora_are_refused():
+    assert bits_for_corpus(10_000) == (6, 8, 10)
+    assert bits_for_corpus(1_000_000) == (12, 14, 16)
+    assert bits_for_corpus(50) == (4, 6, 8)
+    with pytest.raises(ValueError, match="at least 11 pins"):
+        tune_for_corpus(np.ones((5, 4), dtype=np.float32))
