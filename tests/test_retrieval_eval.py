@@ -277,3 +277,10 @@ def test_real_eval_aggregates_mean_and_sample_std_over_splits():
     summary = aggregate(runs)["bm25"]
     assert summary["ndcg@10"]["mean"] == pytest.approx(0.4) and summary["ndcg@10"]["std"] == pytest.approx(0.2)
     assert summary["recall@100"] == {"mean": 0.5, "std": 0.0, "values": [0.5, 0.5, 0.5]}
+
+
+def test_every_system_ranks_as_deep_as_recall_counts():
+    from pintext.cli.retrieval import RANKING_DEPTH
+    from pintext.trainer.retrieval import RECALL_K
+
+    assert RANKING_DEPTH == RECALL_K

@@ -33,7 +33,7 @@ from pintext.cli.serve import (CaCertsOption, InsecureOption, ModelOption, Passw
 
 SYSTEMS = ("bm25", "exact", "served", "hybrid")
 NODE_SYSTEMS = ("bm25", "served", "hybrid")
-RANKING_DEPTH = 100  # = Recall@100's cut-off: every system returns this many hits per query
+RANKING_DEPTH = 100  # hits per query from every system: Recall@100's cut-off (pintext.trainer.retrieval.RECALL_K)
 EVAL_INDEX_PREFIX = "pintext-eval-"
 # Which corpus and model each eval index was filled with: a doc per index, id = the index name.
 REGISTRY_INDEX = "pintext-eval-registry"
@@ -311,11 +311,13 @@ def search_command_rankings(node: Node, model: Path, index: str, texts: dict[str
 # ---- OpenSearch's own metrics ----------------------------------------------------------------------------------
 
 
-RANK_EVAL_METRICS = {  # our metric -> the `_rank_eval` metric that computes it
-    "ndcg@10": {"dcg": {"k": 10, "normalize": True}},
-    "recall@100": {"recall": {"k": 100, "relevant_rating_threshold": 1}},
-    "mrr@10": {"mean_reciprocal_rank": {"k": 10, "relevant_rating_threshold": 1}},
-}
+def rank_eval_metrics() -> dict[str, dict]:
+    """Our metric -> the `_rank_eval` metric that computes it (relevant = grade >= 1, i.e. > 0)."""
+    from pintext.trainer.retrieval import MRR_K, NDCG_K, RECALL_K
+
+    return {"ndcg@10": {"dcg": {"k": NDCG_K, "normalize": True}},
+            "recall@100": {"recall": {"k": RECALL_K, "relevant_rating_threshold": 1}},
+            "mrr@10": {"mean_reciprocal_rank": {"k": MRR_K, "relevant_rating_threshold": 1}}}
 
 
 def rank_eval_bm25(client: Any, index: str, judgments: Any, qids: list[str]) -> dict:
@@ -324,7 +326,7 @@ def rank_eval_bm25(client: Any, index: str, judgments: Any, qids: list[str]) -> 
 
     scores: dict[str, dict[str, float]] = {qid: {} for qid in qids}
     hits_seen: dict[str, int] = {}
-    for metric, spec in RANK_EVAL_METRICS.items():
+    for metric, spec in rank_eval_metrics().items():
         for start in range(0, len(qids), RANK_EVAL_BATCH):
             batch = qids[start:start + RANK_EVAL_BATCH]
             requests = [{"id": qid, "request": {"query": bm25_query(judgments.queries[qid])},
@@ -343,10 +345,12 @@ def compare_with_rank_eval(ours: dict, theirs: dict, judgments: Any) -> dict:
     search returned hits, ours the top 10 of all judged docs; they agree when it returned min(10, judged) hits."""
     import statistics
 
+    from pintext.trainer.retrieval import NDCG_K
+
     check: dict[str, dict] = {}
-    for metric in RANK_EVAL_METRICS:
+    for metric in rank_eval_metrics():
         compared = [qid for qid in theirs["scores"] if metric != "ndcg@10"
-                    or theirs["hits"][qid] >= min(10, len(judgments.grades[qid]))]
+                    or theirs["hits"][qid] >= min(NDCG_K, len(judgments.grades[qid]))]
         diffs = [abs(ours[qid][metric] - theirs["scores"][qid][metric]) for qid in compared]
         check[metric] = {
             "rank_eval_mean": statistics.fmean(theirs["scores"][qid][metric] for qid in theirs["scores"]),
@@ -562,6 +566,8 @@ def eval_retrieval(
     judged_all = read_judgments(judgments, queries, split)
     pins, corpus_summary = read_corpus(corpus, out)
     judged, absent = judged_all.restricted_to({pin["id"] for pin in pins})
+    if not judged.relevant_queries():
+        fail(f"{judgments}: none of the relevant judged docs is in the corpus {corpus}")
     try:
         encoder = Encoder.load(model)
     except (OSError, ValueError) as error:
