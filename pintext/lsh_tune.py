@@ -50,7 +50,7 @@ TUNE_K = 10
 # is a lower bound of the full corpus' (bench/REPORT.md checks the chosen settings on the real node).
 MAX_TUNE_CORPUS = 20_000
 # Bounds the [queries, corpus] work arrays of one step of the sweep (elements).
-_CHUNK_CELLS = 1 << 22
+_CHUNK_CELLS = 1 << 21
 
 
 @dataclass(frozen=True)
@@ -142,8 +142,12 @@ class BucketIndex:
         # Hashed in chunks: the margins of many pins x 256 tables x 12 bits would not fit at once.
         signatures = np.concatenate([lsh.signatures(corpus[start:start + chunk])
                                      for start in range(0, len(corpus), chunk)])  # [n, tables]
-        self.order = np.argsort(signatures, axis=0, kind="stable").astype(np.int32)  # rows by bucket, per table
-        self.sorted_buckets = np.take_along_axis(signatures, self.order, axis=0)
+        order = np.argsort(signatures, axis=0, kind="stable")  # rows by bucket, per table
+        # Kept [n, tables] for callers, read per table through contiguous [tables, n] copies (much faster).
+        self.order = order.astype(np.int32)
+        self.sorted_buckets = np.take_along_axis(signatures, order, axis=0)
+        self._order_by_table = np.ascontiguousarray(self.order.T)
+        self._buckets_by_table = np.ascontiguousarray(self.sorted_buckets.T)
         self.size = len(corpus)
 
     def query_buckets(self, queries: np.ndarray, probes: int) -> np.ndarray:
@@ -176,7 +180,7 @@ class BucketIndex:
         postings = np.zeros(queries, dtype=np.int64)
         query_of_slot = np.repeat(np.arange(queries, dtype=np.int64), per_table)
         for table in range(tables):
-            column = self.sorted_buckets[:, table]
+            column = self._buckets_by_table[table]
             wanted = buckets[:, table, :].reshape(-1)
             lows = np.searchsorted(column, wanted, "left")
             lengths = np.searchsorted(column, wanted, "right") - lows
@@ -187,7 +191,7 @@ class BucketIndex:
             ends = np.cumsum(lengths)
             positions = np.arange(total) + np.repeat(lows - (ends - lengths), lengths)
             owners = np.repeat(query_of_slot, lengths)
-            keys.append(owners * self.size + self.order[positions, table])
+            keys.append(owners * self.size + self._order_by_table[table][positions])
             postings += np.bincount(owners, minlength=queries)
             pending += total
             if pending > _CHUNK_CELLS:  # fold the postings gathered so far, keeping memory bounded
@@ -269,8 +273,8 @@ def sweep_config(corpus_unit: np.ndarray, queries_unit: np.ndarray, truth: np.nd
     step = max(1, _CHUNK_CELLS // len(corpus_unit))
     for start in range(0, len(queries_unit), step):
         stop = min(start + step, len(queries_unit))
-        cosines = queries_unit[start:stop] @ corpus_unit.T
         own = excluded[start:stop]
+        good = _good_pins(queries_unit[start:stop] @ corpus_unit.T, kth_best[start:stop], own)
         counts = np.zeros((stop - start, len(corpus_unit)), dtype=np.int64)
         postings = np.zeros(stop - start, dtype=np.int64)
         for probes in range(max(probes_wanted) + 1):
@@ -281,17 +285,56 @@ def sweep_config(corpus_unit: np.ndarray, queries_unit: np.ndarray, truth: np.nd
             if probes not in probes_wanted:
                 continue
             counts[np.flatnonzero(own >= 0), own[own >= 0]] = 0
-            matched = (counts > 0).sum(axis=1)
-            head = _first_stage_head(counts, windows)
-            head_cosines = np.take_along_axis(cosines, head, axis=1)
-            head_cosines[np.take_along_axis(counts, head, axis=1) == 0] = -np.inf  # not a candidate
+            matched = len(corpus_unit) - (counts == 0).sum(axis=1)
+            good_query, good_count, good_rank = _first_stage_ranks(counts, good, windows)
             for window in windows:
-                part = head_cosines[:, :window]
-                best = -np.partition(-part, k - 1, axis=1)[:, :k] if window > k else part
-                tally[probes, window].add(tie_aware_recall(best, kth_best[start:stop], k),
-                                          np.minimum(matched, window), matched, postings)
+                kept = np.bincount(good_query, weights=(good_count > 0) & (good_rank < window),
+                                   minlength=stop - start)
+                tally[probes, window].add(np.minimum(kept, k) / k, np.minimum(matched, window), matched, postings)
     return [tally[probes, window].point(tables, bits, probes, window, len(corpus_unit))
             for probes in probes_wanted for window in windows]
+
+
+def _good_pins(cosines: np.ndarray, kth_best: np.ndarray, own: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(query, row) of every pin at least as close as the exact k-th best: the hits tie-aware recall counts.
+
+    The served top k holds min(k, good pins in the window) of them (a good pin outranks every other), so recall
+    only needs to know which good pins the window keeps.
+    """
+    slack = 1e-6  # float32 cosines of equal vectors may differ in the last bit
+    cosines[np.flatnonzero(own >= 0), own[own >= 0]] = -np.inf
+    return np.nonzero(cosines >= kth_best[:, None] - slack)
+
+
+def _first_stage_ranks(counts: np.ndarray, good: tuple[np.ndarray, np.ndarray],
+                       windows: Sequence[int]) -> tuple[np.ndarray, ...]:
+    """For each good pin: its query, tables matched and 0-based first-stage rank (tables matched descending,
+    then row ascending) = pins matching more tables + pins matching as many on earlier rows.
+
+    The second term is only counted where some window's edge falls inside the pin's tie group; elsewhere the
+    group's first rank decides the same for every window.
+    """
+    queries, size = counts.shape
+    good_query, good_row = good
+    levels = int(counts.max()) + 1
+    histogram = np.bincount((np.arange(queries)[:, None] * levels + counts).ravel(),
+                            minlength=queries * levels).reshape(queries, levels)
+    above = size - np.cumsum(histogram, axis=1)  # above[q, c]: pins matching more than c tables
+    good_count = counts[good_query, good_row]
+    first = above[good_query, good_count]
+    group = histogram[good_query, good_count]
+    edges = np.asarray(sorted(windows))
+    # A window w splits the tie group when first < w < first + group.
+    straddled = np.searchsorted(edges, first, "right") < np.searchsorted(edges, first + group, "left")
+    ranks = first.copy()
+    split = np.flatnonzero(straddled)
+    step = max(1, _CHUNK_CELLS // size)
+    columns = np.arange(size)
+    for start in range(0, len(split), step):
+        part = split[start:start + step]
+        earlier = columns[None, :] < good_row[part, None]
+        ranks[part] += ((counts[good_query[part]] == good_count[part, None]) & earlier).sum(axis=1)
+    return good_query, good_count, ranks
 
 
 @dataclass
@@ -314,20 +357,6 @@ class _Tally:
                 for name in ("recall", "rescored", "candidates", "postings")}
         return GridPoint(tables, bits, probes, window, mean["recall"], mean["candidates"], mean["rescored"],
                          mean["postings"], corpus, cost_of(mean["postings"], mean["rescored"], tables * (1 + probes)))
-
-
-def _first_stage_head(counts: np.ndarray, windows: Sequence[int]) -> np.ndarray:
-    """Rows per query ordered so that, for every window w, the first w are the w best first-stage hits.
-
-    First-stage order: tables matched descending, then row ascending (ingest order). Only the sets matter to
-    the rescore, so one multi-`kth` partition serves all windows (the order inside each window is arbitrary).
-    """
-    size = counts.shape[1]
-    keys = counts * size + (size - 1 - np.arange(size))  # higher is better, unique per row
-    kth = [window - 1 for window in windows if window < size]
-    if not kth:
-        return np.tile(np.arange(size), (len(keys), 1))
-    return np.argpartition(-keys, kth, axis=1)[:, :max(windows)]
 
 
 def choose(points: Sequence[GridPoint], target_recall: float) -> tuple[GridPoint | None, bool]:
