@@ -2,10 +2,11 @@
 
 The generative model (documented in docs/data.md) is built so that lexical matching is not enough:
 
-- `n_topics` latent interests, each with `concepts_per_topic` concepts; a concept has `forms_per_concept`
-  surface forms (synonyms). Pins prefer form 0 (the "catalogue" word), queries prefer the other forms
-  (the "colloquial" words), so a query and the pin a user saves for it often share no word.
-- Some words are ambiguous: the same word is a surface form in two or three topics.
+- `n_topics` latent interests drawn from the project's English topic vocabularies (`pintext.ingest.vocabulary`:
+  sofas and couches, hiking, weddings, ...), each with `concepts_per_topic` concepts; a concept has 2-3
+  surface forms, real synonyms (sofa / couch / settee). Pins prefer form 0 (the "catalogue" word), queries
+  prefer the other forms (the words people type), so a query and the pin a user saves for it often share no word.
+- Some words are ambiguous the way English words are: the same word (pot, frame, bowl) is a form in several topics.
 - Generic filler words ("ideas", "easy", "diy", ...) are shared by every topic and carry no topical signal.
 - Pin popularity is Zipf-distributed; topic sizes are Zipf-like too.
 - Users have 1-4 interests with Dirichlet weights, and an interest text per interest (a short phrase of that
@@ -33,6 +34,8 @@ from typing import IO, Any
 
 import numpy as np
 
+from pintext.ingest.vocabulary import TOPICS, Topic
+
 SURFACE_NAMES = ("search", "related", "homefeed")
 
 #: Generic words shared by every topic (no topical signal), most common first.
@@ -42,11 +45,6 @@ FILLER_WORDS = (
     "guide", "tips", "favorite", "perfect", "home", "summer", "winter", "spring", "fall", "2026", "aesthetic",
     "cheap", "minimal", "cozy", "vintage", "pretty", "simple", "trendy", "daily", "weekend", "kids",
 )
-
-_ONSETS = ("b", "d", "f", "g", "k", "l", "m", "n", "p", "r", "s", "t", "v", "z", "br", "dr", "gl", "kr",
-           "pl", "st", "tr", "sh", "ch", "th")
-_VOWELS = ("a", "e", "i", "o", "u", "ai", "ou", "ea")
-_CODAS = ("", "", "", "n", "r", "l", "s", "m", "k", "t")
 
 #: Per-impression probabilities by relevance level: 0 off-topic, 1 on-topic, 2 on-topic and on-concept.
 CLICK_PROB = np.array([0.03, 0.10, 0.40])
@@ -65,17 +63,19 @@ class SynthConfig:
     n_users: int = 800
     n_events: int = 120_000
     seed: int = 0
-    n_topics: int = 0  # 0: derived from n_pins (between 50 and 200)
+    n_topics: int = 0  # 0: derived from n_pins (50..200, at most the topics in the vocabulary)
     concepts_per_topic: int = 40
-    forms_per_concept: int = 3
+    forms_per_concept: int = 3  # a concept with fewer synonyms repeats its last one
     queries_per_topic: int = 40
     interest_phrases_per_topic: int = 8
-    ambiguous_words_per_topic: float = 1.5
     pin_zipf: float = 1.05
     query_zipf: float = 1.0
     concept_zipf: float = 0.9
-    pin_form_probs: tuple[float, ...] = (0.8, 0.15, 0.05)
-    query_form_probs: tuple[float, ...] = (0.3, 0.4, 0.3)
+    # English synonyms overlap more than made-up words (shared words in phrases, words in several topics), so
+    # pins keep closer to the catalogue word and queries further from it; this keeps ~61% of search pairs
+    # sharing no word, as with the earlier pseudo-word vocabulary.
+    pin_form_probs: tuple[float, ...] = (0.9, 0.07, 0.03)
+    query_form_probs: tuple[float, ...] = (0.2, 0.45, 0.35)
     surface_probs: tuple[float, float, float] = (0.45, 0.25, 0.30)
     explore_prob: float = 0.08
     on_topic_impression_prob: tuple[float, float, float] = (0.7, 0.65, 0.75)
@@ -85,8 +85,10 @@ class SynthConfig:
     start: str = "2026-01-01T00:00:00+00:00"
 
     def topics(self) -> int:
-        """The number of latent topics."""
-        return self.n_topics or int(np.clip(round(self.n_pins / 60), 50, 200))
+        """The number of latent topics (at most the number of topics the vocabulary has)."""
+        if self.n_topics > len(TOPICS):
+            raise ValueError(f"--topics {self.n_topics}: the English vocabulary has {len(TOPICS)} topics")
+        return self.n_topics or min(len(TOPICS), int(np.clip(round(self.n_pins / 60), 50, 200)))
 
 
 @dataclass
@@ -94,8 +96,9 @@ class World:
     """The latent model: vocabulary, topics, concepts, surface forms, pins' topics, users, query pools."""
 
     config: SynthConfig
-    vocab: np.ndarray  # object array of words; fillers at the end
-    forms: np.ndarray  # [topic, concept, form] -> word id
+    vocab: np.ndarray  # object array of surface forms (a word or a short phrase); fillers at the end
+    forms: np.ndarray  # [topic, concept, form] -> vocab id
+    topic_names: list[str]  # board name per topic
     filler_ids: np.ndarray
     filler_cdf: np.ndarray
     concept_cdf: np.ndarray
@@ -129,23 +132,28 @@ def sample_cdf(rng: np.random.Generator, cdf: np.ndarray, size: Any) -> np.ndarr
     return np.minimum(np.searchsorted(cdf, rng.random(size), side="right"), len(cdf) - 1)
 
 
-def make_pseudo_words(rng: np.random.Generator, count: int, reserved: set[str]) -> list[str]:
-    """`count` distinct pronounceable pseudo-words, none of them in `reserved`."""
-    chosen: dict[str, None] = {}
-    while len(chosen) < count:
-        batch = max(2 * (count - len(chosen)), 64)
-        syllables = rng.integers(2, 4, size=batch)
-        onsets = rng.integers(len(_ONSETS), size=(batch, 3))
-        vowels = rng.integers(len(_VOWELS), size=(batch, 3))
-        codas = rng.integers(len(_CODAS), size=batch)
-        for i in range(batch):
-            word = "".join(_ONSETS[onsets[i, s]] + _VOWELS[vowels[i, s]] for s in range(syllables[i]))
-            word += _CODAS[codas[i]]
-            if word not in reserved and word not in chosen:
-                chosen[word] = None
-                if len(chosen) == count:
-                    break
-    return list(chosen)
+def topic_forms(topics: list[Topic], n_concepts: int, n_forms: int) -> tuple[list[str], np.ndarray]:
+    """The distinct surface forms of `topics` and the [topic, concept, form] array of their ids.
+
+    A form written `coffee_table` in the vocabulary is the phrase "coffee table". A concept with fewer than
+    `n_forms` synonyms repeats its last one, so the form probabilities stay the same for every concept.
+    """
+    ids: dict[str, int] = {}
+    forms = np.zeros((len(topics), n_concepts, n_forms), dtype=np.int64)
+    for t, topic in enumerate(topics):
+        if len(topic.concepts) < n_concepts:
+            raise ValueError(f"topic {topic.name!r} has {len(topic.concepts)} concepts, fewer than {n_concepts}")
+        for c, synonyms in enumerate(topic.concepts[:n_concepts]):
+            for f in range(n_forms):
+                text = synonyms[min(f, len(synonyms) - 1)].replace("_", " ")
+                forms[t, c, f] = ids.setdefault(text, len(ids))
+    return list(ids), forms
+
+
+def count_ambiguous(forms: np.ndarray) -> int:
+    """Surface forms that belong to two or more topics."""
+    topics_per_form = np.bincount(np.concatenate([np.unique(topic) for topic in forms]))
+    return int((topics_per_form >= 2).sum())
 
 
 def build_world(config: SynthConfig) -> World:
@@ -154,11 +162,11 @@ def build_world(config: SynthConfig) -> World:
         np.random.default_rng(seq) for seq in np.random.SeedSequence(config.seed).spawn(4)
     )
     n_topics, n_concepts, n_forms = config.topics(), config.concepts_per_topic, config.forms_per_concept
+    # Which of the vocabulary's topics this world uses (all of them once n_topics reaches their number).
+    topics = [TOPICS[index] for index in vocab_rng.choice(len(TOPICS), size=n_topics, replace=False)]
     fillers = list(dict.fromkeys(FILLER_WORDS))
-    topical = make_pseudo_words(vocab_rng, n_topics * n_concepts * n_forms, set(fillers))
+    topical, forms = topic_forms(topics, n_concepts, n_forms)
     vocab = np.array(topical + fillers, dtype=object)
-    forms = np.arange(len(topical)).reshape(n_topics, n_concepts, n_forms)
-    ambiguous = _share_ambiguous_words(vocab_rng, forms, config.ambiguous_words_per_topic)
     filler_ids = np.arange(len(topical), len(vocab))
 
     topic_popularity_cdf = zipf_cdf(n_topics, 0.8)
@@ -177,6 +185,7 @@ def build_world(config: SynthConfig) -> World:
         config=config,
         vocab=vocab,
         forms=forms,
+        topic_names=[topic.name for topic in topics],
         filler_ids=filler_ids,
         filler_cdf=zipf_cdf(len(filler_ids), 1.0),
         concept_cdf=zipf_cdf(n_concepts, config.concept_zipf),
@@ -194,23 +203,9 @@ def build_world(config: SynthConfig) -> World:
         user_interest_texts=interest_texts,
         user_activity_cdf=activity_cdf,
         topic_popularity_cdf=topic_popularity_cdf,
-        ambiguous_words=ambiguous,
+        ambiguous_words=count_ambiguous(forms),
         extra={"topic_rank": topic_rank},
     )
-
-
-def _share_ambiguous_words(rng: np.random.Generator, forms: np.ndarray, per_topic: float) -> int:
-    """Make some words ambiguous: one word becomes a surface form in 2-3 different topics."""
-    n_topics, n_concepts, n_forms = forms.shape
-    count = int(round(per_topic * n_topics / 2.5))
-    for _ in range(count):
-        owner = rng.integers(n_topics)
-        word = forms[owner, rng.integers(n_concepts), rng.integers(n_forms)]
-        others = rng.choice(n_topics, size=rng.integers(1, 3), replace=False)
-        for topic in others:
-            if topic != owner:
-                forms[topic, rng.integers(n_concepts), rng.integers(n_forms)] = word
-    return count
 
 
 def _within_topic_cdf(pin_topic: np.ndarray, weight: np.ndarray, n_topics: int) -> tuple[np.ndarray, np.ndarray]:
@@ -240,6 +235,11 @@ def _query_pools(
     topic_index = np.arange(n_topics)[:, None, None]
     words = forms[topic_index, concepts, chosen_forms]
     used = np.arange(3)[None, None, :] < n_concept_words[..., None]
+    # A concept drawn twice for one query is used once ("donuts donuts" is not a query anyone types).
+    repeated = np.zeros_like(used)
+    repeated[..., 1] = concepts[..., 1] == concepts[..., 0]
+    repeated[..., 2] = (concepts[..., 2] == concepts[..., 0]) | (concepts[..., 2] == concepts[..., 1])
+    used &= ~repeated
     query_concepts = np.where(used, topic_index * n_concepts + concepts, -1)
     words = np.where(used, words, -1)
     with_filler = rng.random(shape) < 0.15
@@ -327,12 +327,14 @@ def generate_pins(world: World, chunk_size: int = 20_000) -> Iterator[list[dict[
         annotations = world.vocab[annotation_words].tolist()
         pins = []
         for row in range(size):
-            title_words = words[row][: title_length[row]]
+            # A form drawn twice for one field is written once, as a person would.
+            title_words = dict.fromkeys(words[row][: title_length[row]])
+            description_words = dict.fromkeys(words[row][TITLE_SLOTS : TITLE_SLOTS + description_length[row]])
             pin: dict[str, Any] = {
                 "id": pin_id(start + row),
                 "title": " ".join(title_words).capitalize(),
-                "description": " ".join(words[row][TITLE_SLOTS : TITLE_SLOTS + description_length[row]]) + ".",
-                "board": f"{world.vocab[world.forms[topic[row], 0, 0]]} {world.vocab[world.forms[topic[row], 1, 0]]}",
+                "description": " ".join(description_words) + ".",
+                "board": world.topic_names[topic[row]],
                 "annotations": list(dict.fromkeys(annotations[row][: n_annotations[row]])),
             }
             if has_link[row]:
@@ -563,7 +565,7 @@ def generate(
         "events": config.n_events,
         "topics": config.topics(),
         "files": [str(out / "pins.jsonl"), str(out / "users.jsonl"), str(events_path)],
-        "vocabulary": int(len(world.vocab)),
+        "vocabulary": len({word for form in world.vocab for word in form.split()}),
         "ambiguous_words": world.ambiguous_words,
         "config": asdict(config),
         **{key: round(value, 3) for key, value in timings.items()},

@@ -36,7 +36,8 @@ mapfile -t QUERIES < <($BIN/python scripts/demo_queries.py "$OUT/pairs" "$MODEL"
 step "6/7 Search: a held-out query, then one whose words appear in NO pin (BM25 finds nothing for it)"
 $BIN/pintext search "${QUERIES[0]}" --index "$INDEX" --model "$MODEL" --k 5
 $BIN/pintext search "${QUERIES[1]}" --index "$INDEX" --model "$MODEL" --k 5 --explain
-echo "The query '${QUERIES[1]}' shares no word with any pin: every hit above is a match by meaning (the board column shows they hang together)."
+echo "The query '${QUERIES[1]}' shares no word with any pin, so every hit above is a match by meaning. People who"
+echo "searched it saved pins from the board '${QUERIES[2]}': the board column shows whether PinText found that topic."
 
 step "7/7 Related pins, and the query DSL to paste into Dashboards Dev Tools"
 FIRST_PIN=$(head -n 1 $SAMPLE/pins.jsonl | $BIN/python -c 'import json,sys; print(json.load(sys.stdin)["id"])')

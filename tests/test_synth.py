@@ -13,7 +13,8 @@ import pytest
 
 from pintext.ingest.deadletter import DeadLetter
 from pintext.ingest.readers import read_records
-from pintext.ingest.synth import SynthConfig, build_world, generate, generate_pins, simulate_sessions
+from pintext.ingest.synth import FILLER_WORDS, SynthConfig, build_world, generate, generate_pins, simulate_sessions
+from pintext.ingest.vocabulary import TOPICS
 from pintext.schemas import ACTIONS, SURFACES, pin_text, validate_event, validate_pin, validate_user
 from pintext.text import words
 
@@ -102,9 +103,39 @@ def test_engagement_follows_the_latent_topics():
 def test_synonyms_and_ambiguous_words_exist():
     world = build_world(SMALL)
     forms = world.forms
-    assert forms.shape[2] >= 2 and len(np.unique(forms[:, :, 0])) > 0.9 * forms[:, :, 0].size
-    topics_per_word = Counter()
-    for topic in range(forms.shape[0]):
-        for word in set(forms[topic].ravel().tolist()):
-            topics_per_word[word] += 1
-    assert sum(1 for n in topics_per_word.values() if n >= 2) >= forms.shape[0] // 3
+    assert forms.shape == (SMALL.topics(), SMALL.concepts_per_topic, SMALL.forms_per_concept)
+    # Most catalogue words belong to one topic; English still has words that several topics use.
+    assert len(np.unique(forms[:, :, 0])) > 0.8 * forms[:, :, 0].size
+    assert (forms[:, :, 1] != forms[:, :, 0]).all()  # every concept has at least one real synonym
+    assert world.ambiguous_words >= forms.shape[0] // 3
+
+
+def test_the_english_vocabulary_is_well_formed():
+    assert 60 <= len(TOPICS) <= 150
+    fillers = set(FILLER_WORDS)
+    for topic in TOPICS:
+        assert len(topic.concepts) >= SynthConfig().concepts_per_topic, topic.name
+        forms = [form for concept in topic.concepts for form in concept]
+        assert len(forms) == len(set(forms)), f"{topic.name}: a form is in two concepts"
+        for concept in topic.concepts:
+            assert 2 <= len(concept) <= 3, (topic.name, concept)
+            texts = [form.replace("_", " ") for form in concept]
+            assert all(words(text) == text.split() for text in texts), (topic.name, concept)  # plain lowercase words
+            concept_words = [word for text in texts for word in text.split()]
+            # Synonyms share no word, so a query in one form and a pin in another really share none.
+            assert len(concept_words) == len(set(concept_words)), (topic.name, concept)
+            assert not fillers & set(concept_words), (topic.name, concept)  # fillers carry no topic
+
+
+def test_topics_come_from_the_vocabulary_and_are_bounded_by_it():
+    assert SynthConfig(n_pins=4000).topics() == 67
+    assert SynthConfig(n_pins=1_000_000).topics() == len(TOPICS)
+    with pytest.raises(ValueError, match="English vocabulary has"):
+        SynthConfig(n_topics=len(TOPICS) + 1).topics()
+    world = build_world(SynthConfig(n_pins=300, n_users=50, n_events=2000, seed=2, n_topics=len(TOPICS)))
+    assert sorted(world.topic_names) == sorted(topic.name for topic in TOPICS)
+    sofas = world.topic_names.index("Sofas and couches")
+    assert [world.vocab[i] for i in world.forms[sofas, 0]] == ["sofa", "couch", "settee"]
+    assert [world.vocab[i] for i in world.forms[sofas, 1]] == ["armchair", "recliner", "lounger"]
+    pins = next(generate_pins(world))
+    assert {pin["board"] for pin in pins} <= set(world.topic_names)
