@@ -392,3 +392,34 @@ def test_bulk_sink_retries_connection_errors_then_gives_up(model_dir):
     with pytest.raises(TransportConnectionError):
         sink.write([{"id": "a"}], np.ones((1, DIM), dtype=np.float32), [["t00_00"]])
     assert len(attempts) == 3
+
+
+def test_a_corpus_too_small_to_tune_gets_the_defaults_and_says_why(tmp_path, model_dir):
+    pins_file = tmp_path / "pins.jsonl"
+    write_pins_file(pins_file, make_pins(6), with_bad_lines=False)
+    result = CliRunner().invoke(app, ["ingest", str(pins_file), "--model", str(model_dir), "--backend", "local",
+                                      "--local-dir", str(tmp_path / "local"), "--json"])
+    assert result.exit_code == 0, result.output
+    assert "LSH not tuned" in result.stderr
+    meta = LocalIndex(tmp_path / "local").meta()
+    assert meta["tuning"]["tuned"] is False and "at least 11 pins" in meta["tuning"]["reason"]
+    assert (meta["lsh"]["tables"], meta["lsh"]["bits"], meta["serving"]["window"]) == (64, 8, 500)
+
+
+def test_an_explicit_model_lsh_json_fixes_tables_and_bits_of_a_tuned_index(tmp_path, model_dir):
+    from pintext.lsh import RandomHyperplaneLSH
+
+    (model_dir / "lsh.json").write_text(json.dumps(RandomHyperplaneLSH(dim=DIM, tables=24, bits=5).to_dict()))
+    pins_file = tmp_path / "pins.jsonl"
+    write_pins_file(pins_file, make_pins(200), with_bad_lines=False)
+    result = CliRunner().invoke(app, ["ingest", str(pins_file), "--model", str(model_dir), "--backend", "local",
+                                      "--local-dir", str(tmp_path / "local"), "--json"])
+    assert result.exit_code == 0, result.output
+    assert "lsh.json fixes 24 tables x 5 bits" in " ".join(result.stderr.split())
+    meta = LocalIndex(tmp_path / "local").meta()
+    assert (meta["lsh"]["tables"], meta["lsh"]["bits"], meta["tuning"]["tuned"]) == (24, 5, True)
+    # Another config in MODEL/lsh.json now no longer matches the index: refused, naming both.
+    (model_dir / "lsh.json").write_text(json.dumps(RandomHyperplaneLSH(dim=DIM, tables=32, bits=5).to_dict()))
+    refused = CliRunner().invoke(app, ["search", "w001", "--model", str(model_dir), "--backend", "local",
+                                       "--local-dir", str(tmp_path / "local")])
+    assert refused.exit_code == 2 and "LSH config" in " ".join(refused.output.split())

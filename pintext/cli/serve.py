@@ -267,16 +267,20 @@ def creation_meta(conn: Connection, tuning: Tuning) -> dict:
     encoder, fixed = conn.encoder, conn.model_lsh
     if not tuning.enabled or tuning.pins_file is None:
         reason = "--no-tune" if not tuning.enabled else "no corpus given (index create without --pins)"
-        lsh = fixed or default_lsh(encoder.dim)
-        return index_meta(encoder.fingerprint, encoder.dim, lsh, ServingDefaults(),
-                          {"tuned": False, "reason": reason})
-    result = tune_on_corpus(conn, tuning, fixed)
-    serving = ServingDefaults(window=result.window, probes=result.probes)
-    return index_meta(encoder.fingerprint, encoder.dim, result.lsh, serving, result.to_meta())
+    else:
+        result, reason = tune_on_corpus(conn, tuning, fixed)
+        if result is not None:
+            serving = ServingDefaults(window=result.window, probes=result.probes)
+            return index_meta(encoder.fingerprint, encoder.dim, result.lsh, serving, result.to_meta())
+    lsh = fixed or default_lsh(encoder.dim)
+    return index_meta(encoder.fingerprint, encoder.dim, lsh, ServingDefaults(), {"tuned": False, "reason": reason})
 
 
-def tune_on_corpus(conn: Connection, tuning: Tuning, fixed: Any) -> Any:
-    """Tune LSH on a sample of the pins file (and the given queries), saying what it chose on stderr."""
+def tune_on_corpus(conn: Connection, tuning: Tuning, fixed: Any) -> tuple[Any, str]:
+    """Tune LSH on a sample of the pins file (and the given queries), saying what it chose on stderr.
+
+    Returns (result, "") or, when the corpus cannot be tuned on (too few pins with a known word), (None, why).
+    """
     from pintext.ingest.indexer import sample_pin_texts
     from pintext.lsh_tune import MAX_TUNE_CORPUS, tune_for_corpus
 
@@ -288,13 +292,17 @@ def tune_on_corpus(conn: Connection, tuning: Tuning, fixed: Any) -> Any:
                                  fixed=(fixed.tables, fixed.bits) if fixed else None, seed=fixed.seed if fixed else 0,
                                  total_pins=total)
     except ValueError as error:
-        fail(f"cannot tune LSH on {tuning.pins_file}: {error} (pass --no-tune to use the defaults)")
+        typer.echo(f"note: LSH not tuned on {tuning.pins_file} ({error}): default LSH and window", err=True)
+        return None, f"not tunable: {error}"
+    if fixed:
+        typer.echo(f"note: {conn.model_dir}/lsh.json fixes {fixed.tables} tables x {fixed.bits} bits, so only probes "
+                   f"and window are tuned (delete it to let tuning choose tables and bits too)", err=True)
     verdict = "reached" if result.reached else "NOT reached (best recall kept)"
     typer.echo(f"tuned LSH on {result.tuned_on:,} of {result.corpus:,} pins, {result.queries} {result.query_source} "
                f"in {time.perf_counter() - started:.1f}s: {result.lsh.tables} tables x {result.lsh.bits} bits, "
                f"probes {result.probes}, window {result.window}; recall@10 vs exact {result.recall:.3f}, target "
                f"{tuning.target_recall} {verdict}", err=True)
-    return result
+    return result, ""
 
 
 def install_search_template(client: Any, template_id: str, script: dict) -> bool:
