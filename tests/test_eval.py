@@ -107,7 +107,7 @@ def test_random_encoder_keeps_vocabulary_and_shape(tmp_path):
 def trained(tmp_path_factory):
     root = tmp_path_factory.mktemp("eval")
     pairs = make_pairs(root / "pairs", n_topics=6, pins_per_topic=12, pairs_per_task=240, seed=5)
-    config = TrainConfig(epochs=3, batch_size=32, dim=16, min_count=1, threads=1)
+    config = TrainConfig(epochs=3, batch_size=32, dim=16, min_count=1, threads=1, early_stopping=False)
     return pairs, train(pairs, root / "model", config, show_progress=False).model_dir
 
 
@@ -146,7 +146,7 @@ def test_cli_train_eval_one_command(trained, tmp_path):
     pairs, _ = trained
     result = CliRunner().invoke(
         app, ["train-eval", "--pairs", str(pairs), "--out", str(tmp_path), "--epochs", "1", "--batch-size", "32",
-              "--dim", "8", "--json"]
+              "--dim", "8", "--no-tune", "--json"]
     )
     assert result.exit_code == 0, result.output
     output = json.loads(result.output[result.output.index("{"):])

@@ -70,8 +70,9 @@ class TaskData:
     coverage_texts: list[str]
 
 
-def prepare_task(data, split: str = "test", seed: int = 0) -> TaskData:
-    """Build pool, queries and background pairs from a task's DatasetDict."""
+def prepare_task(data, split: str = "test", seed: int = 0, distractors: Sequence[str] = ()) -> TaskData:
+    """Build pool, queries and background pairs from a task's DatasetDict. `distractors` (e.g. the corpus's pin
+    texts) join the pool after the positives, except texts already in it."""
     def ids_of(rows, column: str, fallback: str) -> list[str]:
         return list(rows[column]) if column in rows.column_names else list(rows[fallback])
 
@@ -82,6 +83,11 @@ def prepare_task(data, split: str = "test", seed: int = 0) -> TaskData:
             if positive_id not in pool_ids:
                 pool_ids[positive_id] = len(pool_texts)
                 pool_texts.append(text)
+    known_texts = set(pool_texts)
+    for text in distractors:
+        if text not in known_texts:
+            known_texts.add(text)
+            pool_texts.append(text)
     rows = data[split]
     anchors = list(rows["anchor"])
     positive_index = np.asarray([pool_ids[pid] for pid in ids_of(rows, "positive_id", "positive")], dtype=np.int64)

@@ -6,12 +6,14 @@ from pathlib import Path
 
 from sentence_transformers import SentenceTransformer
 
-from pintext.encoder import RUNTIME_FOLDER, write_runtime
+from pintext.encoder import RUNTIME_FOLDER, HashedWords, write_runtime
 from pintext.trainer.model import word_module
 from pintext.trainer.tokenizer import UNK_TOKEN
 
 
-def export_runtime(model: SentenceTransformer, model_dir: str | Path, *, float16: bool = False) -> Path:
+def export_runtime(
+    model: SentenceTransformer, model_dir: str | Path, *, float16: bool = False, oov: HashedWords | None = None
+) -> Path:
     """Write `model_dir/runtime/` (tokenizer.json, embeddings.npy, runtime.json); returns that folder."""
     module = word_module(model)
     return write_runtime(
@@ -20,4 +22,5 @@ def export_runtime(model: SentenceTransformer, model_dir: str | Path, *, float16
         module.table(),
         dtype="float16" if float16 else "float32",
         unk_token=UNK_TOKEN,
+        oov=oov,
     )

@@ -3,7 +3,8 @@
 `PinTextHingeLoss` is the paper's objective: for a positive pair (q, p+), cos(q, p+) must beat cos(q, p-)
 of randomly sampled background pairs by a margin. Background positives are drawn from the other pairs of
 the batch (in-batch sampling: uniform over the task's positives, and free, since they are already embedded).
-`--loss mnrl` uses sentence-transformers' MultipleNegativesRankingLoss instead.
+`--loss mnrl` uses sentence-transformers' MultipleNegativesRankingLoss instead, `--loss pintext+mnrl` the sum of
+both (`LOSSES` is the registry; the trainer picks among them on the validation split by default).
 
 The radius (norm bound of the word vectors) is enforced by `RadiusCallback`, which renormalizes the rows of
 the word table to at most `radius` after every optimizer step. Why a projection and not a penalty: it is the
@@ -128,12 +129,46 @@ class RadiusCallback(TrainerCallback):
         self._project()
 
 
-def build_loss(kind: str, model: SentenceTransformer, *, margin: float, negatives: int, radius: float | None) -> nn.Module:
-    """`pintext` (hinge on cosine) or `mnrl` (MultipleNegativesRankingLoss)."""
-    if kind == "pintext":
-        return PinTextHingeLoss(model, margin=margin, negatives=negatives, radius=radius)
-    if kind == "mnrl":
-        from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
+class CombinedLoss(nn.Module):
+    """The sum of several losses over the same batch (e.g. the PinText hinge plus in-batch negatives)."""
 
-        return MultipleNegativesRankingLoss(model)
-    raise ValueError(f"--loss must be 'pintext' or 'mnrl', got {kind!r}")
+    def __init__(self, losses: list[nn.Module]) -> None:
+        super().__init__()
+        if not losses:
+            raise ValueError("CombinedLoss needs at least one loss")
+        self.losses = nn.ModuleList(losses)
+
+    def forward(self, sentence_features: Iterable[dict[str, Tensor]], labels: Tensor | None = None) -> Tensor:
+        features = list(sentence_features)
+        return sum(loss(features, labels) for loss in self.losses)  # type: ignore[return-value]
+
+    def get_config_dict(self) -> dict[str, Any]:
+        return {"losses": [type(loss).__name__ for loss in self.losses]}
+
+
+def _hinge(model: SentenceTransformer, margin: float, negatives: int, radius: float | None) -> nn.Module:
+    return PinTextHingeLoss(model, margin=margin, negatives=negatives, radius=radius)
+
+
+def _mnrl(model: SentenceTransformer, margin: float, negatives: int, radius: float | None) -> nn.Module:
+    from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
+
+    return MultipleNegativesRankingLoss(model)
+
+
+def _hinge_and_mnrl(model: SentenceTransformer, margin: float, negatives: int, radius: float | None) -> nn.Module:
+    return CombinedLoss([_hinge(model, margin, negatives, radius), _mnrl(model, margin, negatives, radius)])
+
+
+# The `--loss` registry: name -> builder(model, margin, negatives, radius). `pintext` is the paper's hinge on cosine
+# against sampled background pairs; `mnrl` is in-batch negatives (softmax over the batch, sentence-transformers);
+# `pintext+mnrl` sums both. Losses that use in-batch negatives need batches without duplicate texts.
+LOSSES = {"pintext": _hinge, "mnrl": _mnrl, "pintext+mnrl": _hinge_and_mnrl}
+IN_BATCH_NEGATIVES = {"mnrl", "pintext+mnrl"}
+
+
+def build_loss(kind: str, model: SentenceTransformer, *, margin: float, negatives: int, radius: float | None) -> nn.Module:
+    """The loss object registered under `kind` (see LOSSES)."""
+    if kind not in LOSSES:
+        raise ValueError(f"--loss must be one of {', '.join(LOSSES)}, got {kind!r}")
+    return LOSSES[kind](model, margin, negatives, radius)

@@ -68,10 +68,17 @@ class WordMeanEmbedding(StaticEmbedding):
         return self.embedding.weight.detach().cpu().numpy().astype(np.float32)
 
 
-def build_model(tokenizer: Tokenizer, dim: int = 64, seed: int = 0, device: str | None = None) -> SentenceTransformer:
-    """A fresh SentenceTransformer of one WordMeanEmbedding module over `tokenizer`."""
+def build_model(
+    tokenizer: Tokenizer, dim: int = 64, seed: int = 0, device: str | None = None, weights: np.ndarray | None = None
+) -> SentenceTransformer:
+    """A SentenceTransformer of one WordMeanEmbedding module over `tokenizer`, starting from `weights`
+    ([vocab, dim], see `pintext.trainer.init`) or from small random rows."""
     torch.manual_seed(seed)
-    return SentenceTransformer(modules=[WordMeanEmbedding(tokenizer, embedding_dim=dim)], device=device)
+    if weights is not None:
+        module = WordMeanEmbedding(tokenizer, embedding_weights=np.asarray(weights, dtype=np.float32))
+    else:
+        module = WordMeanEmbedding(tokenizer, embedding_dim=dim)
+    return SentenceTransformer(modules=[module], device=device)
 
 
 def word_module(model: SentenceTransformer) -> WordMeanEmbedding:

@@ -9,7 +9,9 @@ plain proportional mixing let a weaker auxiliary task pull the main task down in
 
 from __future__ import annotations
 
+import itertools
 import json
+import math
 import os
 import time
 from dataclasses import asdict, dataclass, field
@@ -22,6 +24,8 @@ PAIR_COLUMNS = ("anchor", "positive", "anchor_id", "positive_id", "count", "weig
 SPLITS = ("train", "validation", "test")
 DEFAULT_TASK_WEIGHTS = {"search": 1.0, "related": 0.3, "homefeed": 0.3}
 TRAIN_CONFIG_FILE = "pintext_train.json"
+# The names of pintext.trainer.losses.LOSSES, here so that checking a config needs no torch (a test keeps them equal).
+LOSS_NAMES = ("pintext", "mnrl", "pintext+mnrl")
 TRAIN_LOG_FILE = "training_log.json"
 
 
@@ -35,16 +39,22 @@ class TrainConfig:
 
     tasks: list[str] = field(default_factory=lambda: list(TASKS))
     loss: str = "pintext"
-    dim: int = 64
-    epochs: float = 3.0
+    dim: int = 256
+    epochs: float = 10.0  # a ceiling when early stopping is on
     batch_size: int = 256
-    lr: float = 0.05
+    lr: float = 0.01
     sampling: str = "proportional"
     task_weights: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_TASK_WEIGHTS))
     margin: float = 0.2
     negatives: int = 32
-    radius: float | None = 1.0
-    min_count: int = 2
+    radius: float | None = None  # a norm bound would flatten the lexical start's IDF row norms
+    min_count: int = 1
+    init: str = "lexical"  # pintext.trainer.init: IDF-scaled random directions, or small random rows
+    corpus: str | None = None  # pins JSONL whose words join the vocabulary and the IDF (default: PAIRS/pins.jsonl)
+    early_stopping: bool = True  # score validation every half epoch, keep the best table
+    patience: int = 3
+    refit: bool = False  # train on train + validation (no early stopping: the epochs were chosen before)
+    hash_unseen: bool = True  # unseen words get hashed vectors at serving time (pintext.encoder.HashedWords)
     max_vocab: int = 200_000
     seed: int = 0
     float16: bool = False
@@ -56,8 +66,10 @@ class TrainConfig:
             raise ValueError(f"--tasks must be a non-empty subset of {','.join(TASKS)}; unknown: {unknown}")
         if self.sampling not in ("proportional", "round-robin"):
             raise ValueError(f"--sampling must be 'proportional' or 'round-robin', got {self.sampling!r}")
-        if self.loss not in ("pintext", "mnrl"):
-            raise ValueError(f"--loss must be 'pintext' or 'mnrl', got {self.loss!r}")
+        if self.loss not in LOSS_NAMES:
+            raise ValueError(f"--loss must be one of {', '.join(LOSS_NAMES)}, got {self.loss!r}")
+        if self.init not in ("lexical", "random"):
+            raise ValueError(f"--init must be 'lexical' or 'random', got {self.init!r}")
         if self.dim < 1 or self.batch_size < 2 or self.epochs <= 0 or self.lr <= 0:
             raise ValueError("need --dim >= 1, --batch-size >= 2, --epochs > 0 and --lr > 0")
 
@@ -113,9 +125,54 @@ def pair_texts(pairs: dict, split: str = "train"):
         yield from data[split]["positive"]
 
 
+CORPUS_REJECTED_FILE = "corpus.rejected.jsonl"
+MAX_DISTRACTORS = 100_000  # corpus texts added to each validation pool (bounded: validation runs every half epoch)
+
+
+def load_corpus_texts(pairs_dir: str | Path, corpus: str | None, rejected: Path) -> list[str]:
+    """Texts of the pins corpus (`corpus`, else PAIRS/pins.jsonl when present): their words join the vocabulary
+    and the IDF, so a pin's words are known even when no training pair uses them. Bad lines go to `rejected`."""
+    from pintext.ingest.deadletter import DeadLetter
+    from pintext.ingest.readers import read_records
+    from pintext.schemas import pin_text, validate_pin
+
+    path = Path(corpus) if corpus else Path(pairs_dir) / "pins.jsonl"
+    if not path.is_file():
+        if corpus:
+            raise FileNotFoundError(f"{path}: --corpus file not found")
+        return []
+    rejected.unlink(missing_ok=True)  # re-running rewrites it rather than appending duplicates
+    with DeadLetter(rejected) as dead_letter:
+        texts = [text for _, pin in read_records(path, validate_pin, dead_letter) if (text := pin_text(pin))]
+    if dead_letter.count == 0:
+        rejected.unlink(missing_ok=True)
+    return texts
+
+
+def document_texts(pairs: dict, corpus_texts: list[str]) -> list[str]:
+    """Distinct document texts for the IDF: every task's positives (all splits: they are pins, not judgments)
+    and the corpus."""
+    seen = dict.fromkeys(corpus_texts)
+    for data in pairs.values():
+        for split in SPLITS:
+            seen.update(dict.fromkeys(data[split]["positive"]))
+    return list(seen)
+
+
+def starting_table(tokenizer, documents: list[str], config: TrainConfig):
+    """(initial word table, documents behind its IDF) for `config.init` (see pintext.trainer.init)."""
+    from pintext.trainer.init import lexical_table, random_table
+
+    if config.init == "lexical":
+        return lexical_table(tokenizer, documents, config.dim, seed=config.seed)
+    return random_table(tokenizer.get_vocab_size(), config.dim, seed=config.seed), len(documents)
+
+
 def _training_arguments(config: TrainConfig, output_dir: Path, use_cpu: bool, show_progress: bool):
     from sentence_transformers import SentenceTransformerTrainingArguments
     from sentence_transformers.base.sampler import BatchSamplers, MultiDatasetBatchSamplers
+
+    from pintext.trainer.losses import IN_BATCH_NEGATIVES
 
     sampler = MultiDatasetBatchSamplers.PROPORTIONAL
     if config.sampling == "round-robin":
@@ -129,7 +186,7 @@ def _training_arguments(config: TrainConfig, output_dir: Path, use_cpu: bool, sh
         warmup_steps=0.05,  # a float is a share of the steps
         multi_dataset_batch_sampler=sampler,
         # In-batch negatives: a duplicate text in the batch would be a false negative for MNRL.
-        batch_sampler=BatchSamplers.NO_DUPLICATES if config.loss == "mnrl" else BatchSamplers.BATCH_SAMPLER,
+        batch_sampler=BatchSamplers.NO_DUPLICATES if config.loss in IN_BATCH_NEGATIVES else BatchSamplers.BATCH_SAMPLER,
         eval_strategy="epoch",
         logging_strategy="steps",
         logging_steps=1,
@@ -155,6 +212,7 @@ class TrainResult:
     pairs_per_second: float
     device: str
     coverage: dict[str, Any]
+    selection: dict[str, Any] = field(default_factory=dict)
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -194,10 +252,12 @@ def _train(pairs_dir, out_dir: Path, config: TrainConfig, show_progress: bool, u
     from datasets import DatasetDict
     from sentence_transformers import SentenceTransformerTrainer
 
-    from pintext.encoder import Encoder
+    from pintext.encoder import Encoder, HashedWords
     from pintext.trainer.export import export_runtime
+    from pintext.trainer.init import rare_word_idf
     from pintext.trainer.losses import RadiusCallback, WeightedLoss, build_loss
-    from pintext.trainer.model import build_model
+    from pintext.trainer.model import build_model, word_module
+    from pintext.trainer.selection import EarlyStopping, ValidationScorer
     from pintext.trainer.tokenizer import train_word_tokenizer
 
     datasets.disable_progress_bars()  # per-split "Map" bars would bury the Rich bar; re-enabled below
@@ -205,10 +265,15 @@ def _train(pairs_dir, out_dir: Path, config: TrainConfig, show_progress: bool, u
     empty = [task for task in config.tasks if len(pairs[task]["train"]) == 0]
     if empty:
         raise PairDataError(f"{pairs_dir}: no training pairs for task(s) {empty} (split 'train' is empty)")
-    tokenizer = train_word_tokenizer(pair_texts(pairs), min_count=config.min_count, max_size=config.max_vocab)
-    model = build_model(tokenizer, dim=config.dim, seed=config.seed, device=device)
+    corpus_texts = load_corpus_texts(pairs_dir, config.corpus, out_dir / CORPUS_REJECTED_FILE)
+    tokenizer = train_word_tokenizer(
+        itertools.chain(pair_texts(pairs), corpus_texts), min_count=config.min_count, max_size=config.max_vocab
+    )
+    documents = document_texts(pairs, corpus_texts)
+    weights, n_documents = starting_table(tokenizer, documents, config)
+    model = build_model(tokenizer, dim=config.dim, seed=config.seed, device=device, weights=weights)
 
-    train_sets = DatasetDict({task: pairs[task]["train"].select_columns(["anchor", "positive"]) for task in config.tasks})
+    train_sets = DatasetDict({task: _training_split(pairs[task], config.refit) for task in config.tasks})
     eval_sets = DatasetDict(
         {task: pairs[task]["validation"].select_columns(["anchor", "positive"]) for task in config.tasks}
     )
@@ -219,7 +284,14 @@ def _train(pairs_dir, out_dir: Path, config: TrainConfig, show_progress: bool, u
         )
         for task in config.tasks
     }
-    callbacks = [RadiusCallback(model, config.radius)] if config.radius else []
+    callbacks: list[Any] = [RadiusCallback(model, config.radius)] if config.radius else []
+    stopper = None
+    oov = HashedWords(seed=config.seed, scale=rare_word_idf(n_documents)) if config.hash_unseen else None
+    scorer = ValidationScorer(pairs, config.tasks, {"oov": oov}, distractors=corpus_texts[:MAX_DISTRACTORS])
+    if config.early_stopping and not config.refit and scorer.usable:
+        steps_per_epoch = math.ceil(sum(len(data) for data in train_sets.values()) / config.batch_size)
+        stopper = EarlyStopping(word_module(model), scorer, every=max(1, steps_per_epoch // 2), patience=config.patience)
+        callbacks.append(stopper)
     if show_progress:
         callbacks.append(RichProgressCallback(config.name))
     trainer = SentenceTransformerTrainer(
@@ -245,7 +317,7 @@ def _train(pairs_dir, out_dir: Path, config: TrainConfig, show_progress: bool, u
     if checkpoints.is_dir() and not any(checkpoints.iterdir()):
         checkpoints.rmdir()  # save_strategy="no": the trainer only leaves an empty folder behind
     model.save(str(out_dir))
-    export_runtime(model, out_dir, float16=config.float16)
+    export_runtime(model, out_dir, float16=config.float16, oov=oov)
     encoder = Encoder.load(out_dir)
     coverage = {task: _coverage_record(encoder, pairs[task]) for task in config.tasks}
     result = TrainResult(
@@ -259,9 +331,28 @@ def _train(pairs_dir, out_dir: Path, config: TrainConfig, show_progress: bool, u
         device=device,
         coverage=coverage,
     )
-    _write_json(out_dir / TRAIN_CONFIG_FILE, {"config": asdict(config), **result.summary(), "coverage": coverage})
+    selection = {"documents_for_idf": n_documents, "corpus_texts": len(corpus_texts)}
+    if stopper is not None:
+        record = stopper.record
+        selection.update(best_step=record.best_step, best_epoch=round(record.best_epoch, 3),
+                         best_validation_score=round(record.best_score, 5), stopped_early=record.stopped_early,
+                         best_metrics=record.best_metrics,
+                         validation_history=record.history)
+    result.selection = selection
+    _write_json(out_dir / TRAIN_CONFIG_FILE, {"config": asdict(config), **result.summary(), "coverage": coverage,
+                                             "selection": selection})
     _write_json(out_dir / TRAIN_LOG_FILE, _training_log(trainer.state.log_history))
     return result
+
+
+def _training_split(data, refit: bool):
+    """A task's training pairs: the train split, or train + validation for a refit."""
+    from datasets import concatenate_datasets
+
+    columns = ["anchor", "positive"]
+    if not refit:
+        return data["train"].select_columns(columns)
+    return concatenate_datasets([data["train"].select_columns(columns), data["validation"].select_columns(columns)])
 
 
 def _silence_log_printer(trainer) -> None:
@@ -327,44 +418,3 @@ def _training_log(history: list[dict[str, Any]]) -> dict[str, Any]:
 
 def _write_json(path: Path, payload: dict[str, Any]) -> None:
     path.write_text(json.dumps(payload, indent=2, default=str) + "\n", encoding="utf-8")
-
-
-AUX_WEIGHT_GRID = (0.1, 0.3, 1.0)
-
-
-def tune_task_weights(
-    pairs_dir: str | Path, work_dir: str | Path, config: TrainConfig, grid: tuple[float, ...] = AUX_WEIGHT_GRID
-) -> tuple[dict[str, float], list[dict[str, Any]]]:
-    """Pick the auxiliary tasks' weight on the VALIDATION split: train SR and one MTL per weight in `grid`
-    (search keeps weight 1, every other task gets the candidate weight), and keep the weight whose MTL is best
-    on validation search pairwise accuracy (ties: MRR), preferring those that match or beat SR on it.
-    Returns the chosen weights and one record per trial."""
-    from dataclasses import replace
-
-    from pintext.encoder import Encoder
-    from pintext.trainer.evaluate import evaluate_models
-
-    if "search" not in config.tasks or len(config.tasks) < 2:
-        raise ValueError("--tune-weights needs the search task and at least one auxiliary task")
-    work_dir = Path(work_dir)
-    pairs = load_pairs(pairs_dir, config.tasks)
-    search_only = {"search": pairs["search"]}
-
-    def validation_search(model_dir: Path) -> dict[str, float]:
-        results = evaluate_models(search_only, {"m": Encoder.load(model_dir)}, split="validation", bm25=False)
-        return results["m"]["search"]
-
-    single = train(pairs_dir, work_dir / "SR", replace(config, tasks=["search"]), show_progress=False)
-    baseline = validation_search(single.model_dir)
-    trials = [{"model": "SR", "aux_weight": None, **baseline}]
-    for weight in grid:
-        weights = {task: (1.0 if task == "search" else weight) for task in config.tasks}
-        result = train(pairs_dir, work_dir / f"MTL-{weight}", replace(config, task_weights=weights), show_progress=False)
-        trials.append({"model": "MTL", "aux_weight": weight, **validation_search(result.model_dir)})
-
-    def key(trial: dict[str, Any]) -> tuple:
-        return (trial["pairwise_accuracy"] >= baseline["pairwise_accuracy"], trial["pairwise_accuracy"], trial["mrr"])
-
-    best = max((trial for trial in trials if trial["model"] == "MTL"), key=key)
-    chosen = {task: (1.0 if task == "search" else best["aux_weight"]) for task in config.tasks}
-    return chosen, trials

@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Optional
 
 import typer
 
+DEFAULT_DIM = 256
+DEFAULT_LOSS = "pintext"
+DEFAULT_LR = 0.01
 TASKS_HELP = "Comma-separated tasks: search,related,homefeed. 'search' alone trains PinText-SR, all three PinText-MTL."
 
 
 def _config(
     tasks: str, loss: str, dim: int, epochs: float, batch_size: int, lr: float, sampling: str, task_weights: Optional[str],
     margin: float, negatives: int, radius: float, min_count: int, max_vocab: int, seed: int, float16: bool,
-    threads: int = 0,
+    threads: int = 0, init: str = "lexical", corpus: Optional[Path] = None, early_stopping: bool = True,
+    patience: int = 3, hash_unseen: bool = True,
 ):
     from pintext.trainer.train import TrainConfig, parse_task_weights
 
@@ -23,10 +28,48 @@ def _config(
         loss=loss, dim=dim, epochs=epochs, batch_size=batch_size, lr=lr, sampling=sampling,
         task_weights=parse_task_weights(task_weights), margin=margin, negatives=negatives,
         radius=radius if radius > 0 else None, min_count=min_count, max_vocab=max_vocab, seed=seed, float16=float16,
-        threads=threads,
+        threads=threads, init=init, corpus=str(corpus) if corpus else None, early_stopping=early_stopping,
+        patience=patience, hash_unseen=hash_unseen,
     )
     config.validate()
     return config
+
+
+def _tasks_in(pairs: Path, tasks: Optional[str]) -> list[str]:
+    """The tasks asked for, or every task folder the pairs folder has."""
+    from pintext.trainer.synthetic import TASKS
+
+    if tasks:
+        return [task.strip() for task in tasks.split(",") if task.strip()]
+    if not pairs.is_dir():
+        raise ValueError(f"{pairs}: missing (expected the folder `pintext pairs --out` writes)")
+    present = [task for task in TASKS if (pairs / task).is_dir()]
+    if not present:
+        raise ValueError(f"{pairs}: no task folder among {', '.join(TASKS)} (build it with `pintext pairs`)")
+    return present
+
+
+def fit(pairs: Path, out: Path, config, *, tune: bool, budget: float, refit: bool, losses=None, lrs=None,
+        tune_weights: bool = True, single_task_candidate: bool = True, show_progress: bool = True):
+    """Train (choosing settings on validation when `tune`), then choose the hybrid's fusion; (result, selection)."""
+    from pintext.encoder import Encoder
+    from pintext.trainer.autotune import tune_and_train
+    from pintext.trainer.selection import choose_fusion
+    from pintext.trainer.train import CORPUS_REJECTED_FILE, MAX_DISTRACTORS, load_corpus_texts, load_pairs, train
+
+    if tune:
+        result, selection = tune_and_train(pairs, out, config, budget_s=budget, refit=refit, losses=losses, lrs=lrs,
+                                           tune_weights=tune_weights, single_task_candidate=single_task_candidate)
+    else:
+        result, selection = train(pairs, out, config, show_progress=show_progress), {}
+    loaded = load_pairs(pairs, result.config.tasks)
+    if "search" in loaded and len(loaded["search"]["validation"]) > 0:
+        corpus = load_corpus_texts(pairs, result.config.corpus, out / CORPUS_REJECTED_FILE)
+        fusion, record = choose_fusion(loaded, Encoder.load(out), distractors=corpus[:MAX_DISTRACTORS])
+        fusion.save(out)
+        (out / "hybrid_selection.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+        selection["hybrid"] = record["chosen"]
+    return result, selection
 
 
 def _fail(message: str) -> None:
@@ -128,44 +171,62 @@ def register(app: typer.Typer) -> None:
     def train_command(
         pairs: Path = typer.Option(..., "--pairs", help="Pairs folder from `pintext pairs` (DIR/<task>/ DatasetDicts)."),
         out: Path = typer.Option(..., "--out", help="Model folder to write (SentenceTransformer + runtime/)."),
-        tasks: str = typer.Option("search,related,homefeed", help=TASKS_HELP),
-        loss: str = typer.Option("pintext", help="pintext (hinge on cosine vs sampled background pairs) or mnrl."),
-        dim: int = typer.Option(64, help="Embedding dimension."),
-        epochs: float = typer.Option(3.0, help="Training epochs."),
+        tasks: Optional[str] = typer.Option(None, help=TASKS_HELP + " Default: every task in the pairs folder."),
+        loss: Optional[str] = typer.Option(None, help="pintext (the paper's hinge), mnrl (in-batch negatives) or "
+                                           "pintext+mnrl. Default: chosen on validation."),
+        dim: int = typer.Option(DEFAULT_DIM, help="Embedding dimension."),
+        epochs: float = typer.Option(10.0, help="Most epochs; early stopping on validation decides."),
         batch_size: int = typer.Option(256, help="Pairs per batch (one task per batch)."),
-        lr: float = typer.Option(0.05, help="Learning rate (AdamW, linear decay)."),
+        lr: Optional[float] = typer.Option(None, help="Learning rate (AdamW, linear decay). Default: chosen on validation."),
         sampling: str = typer.Option("proportional", help="Which task each batch comes from: proportional or round-robin."),
-        task_weights: Optional[str] = typer.Option(None, help="Loss weight per task, e.g. search=1,related=0.3,homefeed=0.3."),
-        tune_weights: bool = typer.Option(False, "--tune-weights", help="Choose the auxiliary weight on the validation split."),
+        task_weights: Optional[str] = typer.Option(None, help="Loss weight per task, e.g. search=1,related=0.3 "
+                                                   "(fixes them; default: chosen on validation)."),
+        tune: bool = typer.Option(True, "--tune/--no-tune", help="Choose loss, learning rate and task weights on the "
+                                  "validation split within --budget (off: one run with the given settings)."),
+        budget: float = typer.Option(600.0, help="Seconds the choice may take (the first trial always runs)."),
+        refit: bool = typer.Option(False, "--refit", help="After choosing, train once more on train + validation."),
         margin: float = typer.Option(0.2, help="Hinge margin on cosine (--loss pintext)."),
         negatives: int = typer.Option(32, help="Background pairs sampled per positive pair (--loss pintext)."),
-        radius: float = typer.Option(1.0, help="Norm bound of the word vectors; 0 disables the projection."),
-        min_count: int = typer.Option(2, help="Minimum word count to enter the vocabulary."),
+        radius: float = typer.Option(0.0, help="Norm bound of the word vectors; 0 (default) disables the projection."),
+        min_count: int = typer.Option(1, help="Minimum word count to enter the vocabulary."),
         max_vocab: int = typer.Option(200_000, help="Maximum vocabulary size (unknown token included)."),
         seed: int = typer.Option(0, help="Random seed."),
         float16: bool = typer.Option(False, "--float16", help="Store the runtime table as float16."),
         threads: int = typer.Option(0, help="torch CPU threads (0 = all cores; 1 is faster on a busy shared machine)."),
+        init: str = typer.Option("lexical", help="Start of the word table: lexical (IDF-scaled random directions) or random."),
+        corpus: Optional[Path] = typer.Option(None, "--corpus", help="Pins JSONL whose words join the vocabulary and IDF "
+                                              "(default: PAIRS/pins.jsonl)."),
+        early_stopping: bool = typer.Option(True, "--early-stopping/--no-early-stopping",
+                                            help="Score validation every half epoch and keep the best table."),
+        patience: int = typer.Option(3, help="Validation scores without gain before training stops."),
+        hash_unseen: bool = typer.Option(True, "--hash-unseen/--no-hash-unseen",
+                                         help="Give words the vocabulary lacks a hashed vector at serving time "
+                                         "(off: they are ignored)."),
         json_output: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
     ) -> None:
-        """Train PinText (one shared word table, per-task weighted losses) and export its runtime."""
+        """Train PinText (one shared word table, per-task weighted losses), choosing its settings on validation."""
         try:
-            config = _config(tasks, loss, dim, epochs, batch_size, lr, sampling, task_weights, margin, negatives,
-                             radius, min_count, max_vocab, seed, float16, threads)
+            task_list = _tasks_in(pairs, tasks)
+            config = _config(",".join(task_list), loss or DEFAULT_LOSS, dim, epochs, batch_size, lr or DEFAULT_LR,
+                             sampling, task_weights, margin, negatives, radius, min_count, max_vocab, seed, float16,
+                             threads, init, corpus, early_stopping, patience, hash_unseen)
         except ValueError as error:
             _fail(str(error))
-        from pintext.trainer.train import PairDataError, train, tune_task_weights
+        from pintext.trainer.train import PairDataError
 
         try:
-            if tune_weights and len(config.tasks) > 1:
-                config.task_weights, trials = tune_task_weights(pairs, out / "tuning", config)
-                (out / "tuning" / "trials.json").write_text(json.dumps(trials, indent=2) + "\n")
-            result = train(pairs, out, config, show_progress=not json_output)
-        except (PairDataError, FileNotFoundError) as error:
+            result, selection = fit(pairs, out, config, tune=tune and not (loss and lr), budget=budget, refit=refit,
+                                    losses=(loss,) if loss else None, lrs=(lr,) if lr else None,
+                                    tune_weights=task_weights is None, single_task_candidate=tasks is None,
+                                    show_progress=not json_output)
+        except (PairDataError, FileNotFoundError, ValueError, RuntimeError) as error:
             _fail(str(error))
         if json_output:
-            typer.echo(json.dumps({**result.summary(), "coverage": result.coverage}, indent=2))
+            typer.echo(json.dumps({**result.summary(), "coverage": result.coverage, "selection": selection}, indent=2))
         else:
             _print_train_result(result)
+            if selection.get("why"):
+                typer.echo(f"chosen on validation: {selection['why']} (details: {out / 'selection.json'})")
 
     @app.command("eval")
     def eval_command(
@@ -198,31 +259,34 @@ def register(app: typer.Typer) -> None:
     def train_eval_command(
         pairs: Path = typer.Option(..., "--pairs", help="Pairs folder from `pintext pairs`."),
         out: Path = typer.Option(..., "--out", help="Folder for SR/, MTL/ and report/."),
-        epochs: float = typer.Option(3.0, help="Training epochs for both models."),
-        dim: int = typer.Option(64, help="Embedding dimension."),
+        epochs: float = typer.Option(10.0, help="Most epochs for both models (early stopping decides)."),
+        dim: int = typer.Option(DEFAULT_DIM, help="Embedding dimension."),
         batch_size: int = typer.Option(256, help="Pairs per batch."),
-        loss: str = typer.Option("pintext", help="pintext or mnrl."),
-        task_weights: Optional[str] = typer.Option(None, help="MTL loss weight per task."),
-        tune_weights: bool = typer.Option(False, "--tune-weights", help="Choose MTL's auxiliary weight on validation."),
+        loss: Optional[str] = typer.Option(None, help="pintext, mnrl or pintext+mnrl (default: chosen on validation)."),
+        task_weights: Optional[str] = typer.Option(None, help="MTL loss weight per task (default: chosen on validation)."),
+        tune: bool = typer.Option(True, "--tune/--no-tune", help="Choose settings on validation (as `pintext train`)."),
+        budget: float = typer.Option(600.0, help="Seconds each model's choice may take."),
         seed: int = typer.Option(0, help="Random seed."),
         threads: int = typer.Option(0, help="torch CPU threads (0 = all cores)."),
         json_output: bool = typer.Option(False, "--json", help="Print the evaluation as JSON."),
     ) -> None:
         """One command: train PinText-SR and PinText-MTL, evaluate them with BM25 and a random model, write the report."""
-        from pintext.trainer.train import PairDataError, TrainConfig, parse_task_weights, train, tune_task_weights
+        from pintext.trainer.train import PairDataError, TrainConfig, parse_task_weights
 
         try:
-            base = TrainConfig(dim=dim, epochs=epochs, batch_size=batch_size, loss=loss, seed=seed, threads=threads,
+            base = TrainConfig(tasks=_tasks_in(pairs, None), dim=dim, epochs=epochs, batch_size=batch_size,
+                               loss=loss or DEFAULT_LOSS, seed=seed, threads=threads,
                                task_weights=parse_task_weights(task_weights))
             base.validate()
-            single = train(pairs, out / "SR", TrainConfig(**{**base.__dict__, "tasks": ["search"]}), show_progress=not json_output)
-            if tune_weights:
-                base.task_weights, trials = tune_task_weights(pairs, out / "tuning", base)
-                (out / "tuning" / "trials.json").write_text(json.dumps(trials, indent=2) + "\n")
-            multi = train(pairs, out / "MTL", base, show_progress=not json_output)
+            options = dict(tune=tune, budget=budget, refit=False, losses=(loss,) if loss else None,
+                           show_progress=not json_output)
+            single, _ = fit(pairs, out / "SR", replace(base, tasks=["search"]), **options)
+            # MTL: every task, its weights chosen on validation unless given; search alone is not a candidate here.
+            multi, _ = fit(pairs, out / "MTL", base, tune_weights=task_weights is None, single_task_candidate=False,
+                           **options)
             results = run_eval([multi.model_dir, single.model_dir], pairs, split="test", bm25=True, random=True,
                                out=out / "report", sts=None)
-        except (PairDataError, FileNotFoundError, ValueError) as error:
+        except (PairDataError, FileNotFoundError, ValueError, RuntimeError) as error:
             _fail(str(error))
         speeds = {r.config.name: r.summary() for r in (single, multi)}
         (out / "report" / "training.json").write_text(json.dumps(speeds, indent=2) + "\n")

@@ -1,0 +1,169 @@
+"""The trainer's choices: lexical start, hashed unseen words, early stopping, settings and fusion picked on validation."""
+
+import json
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from pintext.cli import app
+from pintext.encoder import Encoder, HashedWords, write_runtime
+from pintext.fusion import FusionConfig
+from pintext.trainer.synthetic import make_pairs
+from pintext.trainer.train import LOSS_NAMES, TrainConfig, train
+
+FAST = dict(batch_size=32, dim=32, threads=1)
+
+
+@pytest.fixture(scope="module")
+def pairs_dir(tmp_path_factory):
+    return make_pairs(tmp_path_factory.mktemp("pairs"), n_topics=6, pins_per_topic=12, pairs_per_task=240, seed=5)
+
+
+@pytest.fixture(scope="module")
+def search_model(pairs_dir, tmp_path_factory):
+    config = TrainConfig(tasks=["search"], epochs=4, **FAST)
+    return train(pairs_dir, tmp_path_factory.mktemp("sr"), config, show_progress=False)
+
+
+def _tokenizer(texts):
+    from pintext.trainer.tokenizer import train_word_tokenizer
+
+    return train_word_tokenizer(texts, min_count=1)
+
+
+def test_loss_names_match_the_registry():
+    from pintext.trainer.losses import LOSSES
+
+    assert tuple(LOSSES) == LOSS_NAMES
+
+
+def test_lexical_start_weighs_words_by_idf():
+    from pintext.trainer.init import lexical_table
+
+    documents = ["red sofa", "red chair", "red lamp", "blue sofa"]
+    tokenizer = _tokenizer(documents)
+    table, n = lexical_table(tokenizer, documents, dim=64, seed=1)
+    norms = {word: float(np.linalg.norm(table[word_id])) for word, word_id in tokenizer.get_vocab().items()}
+    assert n == 4 and norms["[UNK]"] == 0.0
+    assert norms["lamp"] > norms["sofa"] > norms["red"]  # df 1 < df 2 < df 3
+    np.testing.assert_allclose(norms["lamp"], np.log(5 / 1.5), rtol=1e-5)
+
+
+def test_lexical_start_matches_rare_words_before_training():
+    from pintext.trainer.init import lexical_table
+
+    documents = [f"item {i} common words here" for i in range(50)] + ["velvet settee common words here"]
+    tokenizer = _tokenizer(documents)
+    table, _ = lexical_table(tokenizer, documents, dim=256, seed=0)
+    encoder = Encoder(tokenizer, table, unk_id=0, fingerprint="t")
+    vectors = encoder.encode(documents)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    query = encoder.encode(["velvet"])[0]
+    assert int(np.argmax(vectors @ query)) == len(documents) - 1
+
+
+def test_hashed_words_are_deterministic_and_match_each_other(tmp_path):
+    tokenizer = _tokenizer(["red sofa", "blue couch"])
+    table = np.random.default_rng(0).standard_normal((tokenizer.get_vocab_size(), 64)).astype(np.float32)
+    table *= 3.0 / np.linalg.norm(table, axis=1, keepdims=True)  # known words as long as the hashed ones
+    table[0] = 0
+    oov = HashedWords(seed=7, scale=3.0)
+    np.testing.assert_allclose(np.linalg.norm(oov.vector("zanzibar", 64)), 3.0, rtol=1e-5)
+    np.testing.assert_array_equal(oov.vector("zanzibar", 64), HashedWords(seed=7, scale=3.0).vector("zanzibar", 64))
+    assert not np.allclose(oov.vector("zanzibar", 64), HashedWords(seed=8, scale=3.0).vector("zanzibar", 64))
+
+    write_runtime(tmp_path / "with", tokenizer, table, oov=oov)
+    write_runtime(tmp_path / "without", tokenizer, table)
+    hashing, plain = Encoder.load(tmp_path / "with"), Encoder.load(tmp_path / "without")
+    assert hashing.fingerprint != plain.fingerprint  # the setting is part of the model
+    texts = ["red sofa", "red zanzibar", "zanzibar", "blue zanzibar qwerty", ""]
+    a, b = hashing.encode(texts), plain.encode(texts)
+    np.testing.assert_allclose(a[0], b[0], atol=1e-6)  # only known words: identical
+    np.testing.assert_allclose(a[1], (table[tokenizer.token_to_id("red")] + oov.vector("zanzibar", 64)) / 2, atol=1e-5)
+    assert a[2].any() and not b[2].any() and not a[4].any()
+    cosine = a[2] @ a[3] / np.linalg.norm(a[2]) / np.linalg.norm(a[3])
+    assert cosine > 0.4  # one of three equally long words is shared: about 1/sqrt(3)
+    np.testing.assert_allclose(hashing.encode(["ZANZIBAR!"])[0], a[2], atol=1e-6)  # same normalization as words
+
+
+def test_early_stopping_keeps_the_best_validation_table(search_model):
+    saved = json.loads((search_model.model_dir / "pintext_train.json").read_text())
+    selection = saved["selection"]
+    history = selection["validation_history"]
+    assert history[0]["step"] == 0  # the untrained start is a candidate
+    best = max(entry["score"] for entry in history)
+    assert selection["best_validation_score"] == pytest.approx(best, abs=1e-5)
+    encoder = Encoder.load(search_model.model_dir)
+    assert encoder.oov is not None and encoder.oov.scale > 0
+
+
+def test_exported_table_scores_what_early_stopping_recorded(pairs_dir, search_model):
+    from pintext.trainer.selection import ValidationScorer
+    from pintext.trainer.train import load_pairs
+
+    encoder = Encoder.load(search_model.model_dir)
+    corpus = [json.loads(line) for line in (pairs_dir / "pins.jsonl").read_text().splitlines()]
+    from pintext.schemas import pin_text
+
+    scorer = ValidationScorer(load_pairs(pairs_dir, ["search"]), ["search"], {"oov": encoder.oov},
+                              distractors=[pin_text(pin) for pin in corpus])
+    score = scorer.score(scorer.metrics(encoder.tokenizer, np.load(search_model.model_dir / "runtime" / "embeddings.npy")))
+    recorded = json.loads((search_model.model_dir / "pintext_train.json").read_text())["selection"]
+    assert score == pytest.approx(recorded["best_validation_score"], abs=1e-4)
+
+
+def test_train_without_flags_chooses_on_validation_and_writes_why(pairs_dir, tmp_path):
+    out = tmp_path / "auto"
+    result = CliRunner().invoke(app, ["train", "--pairs", str(pairs_dir), "--out", str(out), "--dim", "32",
+                                      "--epochs", "2", "--threads", "1", "--budget", "60", "--json"])
+    assert result.exit_code == 0, result.output
+    selection = json.loads((out / "selection.json").read_text())
+    ran = [trial for trial in selection["trials"] if trial["score"] is not None]
+    assert ran and selection["chosen"] in {trial["name"] for trial in ran}
+    best = max(ran, key=lambda trial: trial["score"])
+    assert selection["chosen"] == best["name"] and best["name"] in selection["why"]
+    assert {trial["settings"]["loss"] for trial in selection["trials"]} >= {"pintext", "mnrl"}
+    assert any(trial["name"].startswith("MTL") for trial in selection["trials"])  # the folder has three tasks
+    assert not (out / "trials").exists()
+    fusion = FusionConfig.load(out)
+    hybrid = json.loads((out / "hybrid_selection.json").read_text())
+    assert hybrid["chosen"] == fusion.to_dict()
+    best_fused = max(hybrid["candidates"], key=lambda c: c["score"])
+    assert best_fused["score"] == pytest.approx(max(c["score"] for c in hybrid["candidates"]))
+    assert (best_fused["method"], best_fused["weight"]) == (fusion.method, fusion.weight)
+
+
+def test_budget_skips_trials_but_always_runs_one(pairs_dir, tmp_path):
+    from pintext.trainer.autotune import tune_and_train
+
+    result, record = tune_and_train(pairs_dir, tmp_path / "m", TrainConfig(tasks=["search"], epochs=1, **FAST),
+                                    budget_s=0.0)
+    ran = [trial for trial in record["trials"] if trial["score"] is not None]
+    skipped = [trial for trial in record["trials"] if trial["skipped"]]
+    assert len(ran) == 1 and len(skipped) == len(record["trials"]) - 1 and "time budget" in skipped[0]["skipped"]
+    assert Encoder.load(tmp_path / "m").dim == 32
+
+
+def test_refit_trains_on_train_and_validation(pairs_dir, tmp_path):
+    from pintext.trainer.autotune import tune_and_train
+
+    result, record = tune_and_train(pairs_dir, tmp_path / "m", TrainConfig(tasks=["search"], epochs=2, **FAST),
+                                    budget_s=0.0, refit=True)
+    assert result.config.refit and record["chosen_settings"]["refit"]
+    from pintext.trainer.train import load_pairs
+
+    search = load_pairs(pairs_dir, ["search"])["search"]
+    assert result.train_pairs == len(search["train"]) + len(search["validation"])
+
+
+def test_default_tasks_are_the_folders_present(tmp_path):
+    import shutil
+
+    pairs = make_pairs(tmp_path / "p", n_topics=4, pins_per_topic=8, pairs_per_task=120, seed=1)
+    shutil.rmtree(pairs / "homefeed")
+    shutil.rmtree(pairs / "related")
+    result = CliRunner().invoke(app, ["train", "--pairs", str(pairs), "--out", str(tmp_path / "m"), "--dim", "16",
+                                      "--epochs", "1", "--threads", "1", "--no-tune", "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "m" / "pintext_train.json").read_text())["config"]["tasks"] == ["search"]

@@ -1,0 +1,201 @@
+"""Choosing on the validation split: when to stop, and which settings to keep.
+
+`ValidationScorer` ranks each task's validation anchors against the task's pool (every distinct positive, as
+`pintext eval` does) through the numpy `Encoder` of the table as it is now — what would be served — and scores
+it as the mean of recall@10, recall@100 and MRR. The search task decides when it is there (it is the task the
+product serves); otherwise the mean over tasks does.
+
+`EarlyStopping` scores the table before training and every `every` optimizer steps, keeps a copy of the best
+table, stops after `patience` scores without a gain, and puts the best table back at the end. So a run never
+ends worse on validation than its start: with the lexical start (`pintext.trainer.init`), the worst case is
+the untrained IDF match.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from transformers import TrainerCallback
+
+from pintext.encoder import Encoder
+from pintext.trainer.evaluate import TaskData, prepare_task, ranking_metrics
+
+MAIN_TASK = "search"
+
+
+def _unit(vectors: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return np.divide(vectors, norms, out=np.zeros_like(vectors), where=norms > 0)
+
+
+def validation_metrics(encoder: Encoder, task: TaskData) -> dict[str, float]:
+    """recall@10, recall@100, MRR and their mean (`score`) for one task's validation split."""
+    pool = _unit(encoder.encode(task.pool_texts))
+    queries = _unit(encoder.encode(task.query_texts))
+    metrics = ranking_metrics(lambda rows: queries[rows] @ pool.T, task)
+    metrics["score"] = float(np.mean([metrics["recall@10"], metrics["recall@100"], metrics["mrr"]]))
+    return metrics
+
+
+class ValidationScorer:
+    """Scores a word table on the validation split of the given tasks."""
+
+    def __init__(self, pairs: dict, tasks: list[str], encoder_options: dict[str, Any] | None = None,
+                 distractors: Sequence[str] = ()) -> None:
+        self.tasks = [task for task in tasks if len(pairs[task]["validation"]) > 0]
+        # The corpus joins each pool as distractors: validation then ranks among the pins that will be served.
+        self.data = {task: prepare_task(pairs[task], split="validation", distractors=distractors)
+                     for task in self.tasks}
+        self.encoder_options = encoder_options or {}
+
+    @property
+    def usable(self) -> bool:
+        return bool(self.tasks)
+
+    def encoder(self, tokenizer, table: np.ndarray) -> Encoder:
+        return Encoder(tokenizer, table, unk_id=0, fingerprint="validation", **self.encoder_options)
+
+    def metrics(self, tokenizer, table: np.ndarray) -> dict[str, dict[str, float]]:
+        encoder = self.encoder(tokenizer, table)
+        return {task: validation_metrics(encoder, data) for task, data in self.data.items()}
+
+    def score(self, metrics: dict[str, dict[str, float]]) -> float:
+        if MAIN_TASK in metrics:
+            return metrics[MAIN_TASK]["score"]
+        return float(np.mean([value["score"] for value in metrics.values()]))
+
+
+@dataclass
+class StopRecord:
+    """What early stopping saw: one entry per validation score, and which one was kept."""
+
+    history: list[dict[str, Any]] = field(default_factory=list)
+    best_step: int = 0
+    best_epoch: float = 0.0
+    best_score: float = float("-inf")
+    best_metrics: dict[str, Any] = field(default_factory=dict)
+    stopped_early: bool = False
+
+
+class EarlyStopping(TrainerCallback):
+    """Score on validation every `every` steps; keep the best table; stop after `patience` scores without gain."""
+
+    def __init__(self, module, scorer: ValidationScorer, every: int, patience: int = 3, min_gain: float = 1e-4) -> None:
+        self.module = module  # the WordMeanEmbedding whose table is trained
+        self.scorer = scorer
+        self.every = max(1, int(every))
+        self.patience = max(1, int(patience))
+        self.min_gain = min_gain
+        self.record = StopRecord()
+        self._best_table: np.ndarray | None = None
+        self._misses = 0
+
+    def _evaluate(self, step: int, epoch: float) -> bool:
+        """Score the current table; True when it is the best so far."""
+        table = self.module.table()
+        metrics = self.scorer.metrics(self.module.tokenizer, table)
+        score = self.scorer.score(metrics)
+        self.record.history.append({"step": step, "epoch": round(epoch, 3), "score": round(score, 5),
+                                    **{task: {k: round(v, 5) for k, v in m.items()} for task, m in metrics.items()}})
+        if score > self.record.best_score + self.min_gain:
+            self.record.best_score, self.record.best_step, self.record.best_epoch = score, step, epoch
+            self.record.best_metrics = metrics
+            self._best_table = table.copy()
+            self._misses = 0
+            return True
+        self._misses += 1
+        return False
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self._evaluate(0, 0.0)
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step % self.every == 0:
+            self._evaluate(state.global_step, float(state.epoch or 0.0))
+            if self._misses >= self.patience:
+                self.record.stopped_early = True
+                control.should_training_stop = True
+
+    def on_train_end(self, args, state, control, **kwargs):
+        last = self.record.history[-1]["step"] if self.record.history else -1
+        if state.global_step != last:
+            self._evaluate(state.global_step, float(state.epoch or 0.0))
+        if self._best_table is not None:
+            self.restore(self._best_table)
+
+    def restore(self, table: np.ndarray) -> None:
+        import torch
+
+        weight = self.module.embedding.weight
+        with torch.no_grad():
+            weight.copy_(torch.from_numpy(table).to(weight.device, weight.dtype))
+
+
+# ---- the hybrid's fusion, chosen on validation ------------------------------------------------------------------
+
+FUSION_GRID = tuple(
+    (method, weight) for method in ("rrf", "blend") for weight in (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+)
+FUSION_DEPTH = 100
+
+
+def _ranking_score(rankings: list[list[str]], relevant: list[set[str]]) -> dict[str, float]:
+    """recall@10, recall@100, MRR (within the top 100) and their mean, from ranked ids."""
+    r10, r100, rr = [], [], []
+    for ranking, wanted in zip(rankings, relevant):
+        r10.append(len(wanted & set(ranking[:10])) / len(wanted))
+        r100.append(len(wanted & set(ranking[:100])) / len(wanted))
+        rr.append(next((1.0 / rank for rank, doc in enumerate(ranking[:100], start=1) if doc in wanted), 0.0))
+    metrics = {"recall@10": float(np.mean(r10)), "recall@100": float(np.mean(r100)), "mrr": float(np.mean(rr))}
+    metrics["score"] = float(np.mean(list(metrics.values())))
+    return metrics
+
+
+def _top(scores: np.ndarray, depth: int) -> dict[str, float]:
+    order = np.argsort(-scores, kind="stable")[:depth]
+    return {str(index): float(scores[index]) for index in order}  # insertion order = rank order
+
+
+def choose_fusion(pairs: dict, encoder: Encoder, task: str = MAIN_TASK,
+                  distractors: Sequence[str] = ()) -> tuple[Any, dict[str, Any]]:
+    """The fusion of BM25 and PinText (method and PinText's weight) with the best validation score on `task`,
+    using the same functions `pintext search --hybrid` serves with. Returns (FusionConfig, record)."""
+    import bm25s
+
+    from pintext.fusion import FusionConfig
+
+    data = prepare_task(pairs[task], split="validation", distractors=distractors)
+    relevant = [{str(index) for index in indices} for indices in data.query_relevant]
+    depth = min(FUSION_DEPTH, len(data.pool_texts))
+    pool = _unit(encoder.encode(data.pool_texts))
+    queries = _unit(encoder.encode(data.query_texts))
+    dense = [_top(row, depth) for row in queries @ pool.T]
+    retriever = bm25s.BM25()
+    retriever.index(bm25s.tokenize(data.pool_texts, stopwords=None, show_progress=False), show_progress=False)
+    vocabulary = retriever.vocab_dict
+    lexical = []
+    for tokens in bm25s.tokenize(data.query_texts, stopwords=None, return_ids=False, show_progress=False):
+        known = [token for token in tokens if token in vocabulary]
+        scores = retriever.get_scores(known) if known else np.zeros(len(data.pool_texts), dtype=np.float32)
+        lexical.append({doc: score for doc, score in _top(scores, depth).items() if score > 0})
+    record: dict[str, Any] = {
+        "task": task,
+        "queries": len(data.query_texts),
+        "bm25": _ranking_score([list(ranked) for ranked in lexical], relevant),
+        "pintext": _ranking_score([list(ranked) for ranked in dense], relevant),
+        "candidates": [],
+    }
+    best: tuple[float, Any] | None = None
+    for method, weight in FUSION_GRID:
+        config = FusionConfig(method=method, weight=weight)
+        fused = [[doc for doc, _ in config.fuse(bm25, pintext)] for bm25, pintext in zip(lexical, dense)]
+        metrics = _ranking_score(fused, relevant)
+        record["candidates"].append({**config.to_dict(), **metrics})
+        if best is None or metrics["score"] > best[0] + 1e-9:
+            best = (metrics["score"], config)
+    assert best is not None
+    record["chosen"] = best[1].to_dict()
+    return best[1], record
