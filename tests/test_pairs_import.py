@@ -191,3 +191,17 @@ def test_train_multitask_on_imported_tasks(tmp_path, sources):
     train_pairs = sum(len(load_from_disk(str(out / task))["train"]) for task in ("search", "related"))
     assert trained["train_pairs"] == train_pairs
     assert Encoder.load(model).coverage(["settee backpack"]).token_share == 1.0
+
+
+def test_import_into_a_folder_written_before_sources_were_recorded(tmp_path, sources):
+    out = tmp_path / "pairs"
+    inputs = {name: write_jsonl(tmp_path / f"{name}.jsonl", records)
+              for name, records in (("pins", PINS), ("users", USERS), ("events", EVENTS))}
+    options = PairOptions(validation_share=0.0, test_share=0.0)
+    build_pairs(inputs["events"], inputs["pins"], inputs["users"], out, options)
+    legacy = json.loads((out / "stats.json").read_text())
+    del legacy["sources"]
+    (out / "stats.json").write_text(json.dumps(legacy))
+    stats = build_imported_pairs([(sources["search2"], "search")], out, options)
+    assert [(s["kind"], s["tasks"]) for s in stats["sources"]] == [("events", ["related", "homefeed"]), ("import", ["search"])]
+    assert len(task_rows(out, "related")) == 1 and (out / "rejected.jsonl").is_file()
