@@ -77,22 +77,53 @@ class SearchHit:
 
 @dataclass(frozen=True)
 class ServingDefaults:
-    """Query-time settings an index was tuned for (`_meta.serving`); what search uses unless told otherwise."""
+    """Query-time settings an index was tuned for (`_meta.serving`); what search uses unless told otherwise.
+
+    `window`/`probes` keep recall@10 at the tuning target; `window_at_100`/`probes_at_100` (tuned indexes) keep
+    recall@100 as close to it as the index's tables allow, for searches asking for more than 10 hits.
+    """
 
     window: int = queries.DEFAULT_WINDOW
     probes: int = 0
+    window_at_100: int | None = None
+    probes_at_100: int | None = None
 
     def to_dict(self) -> dict:
-        return {"window": int(self.window), "probes": int(self.probes)}
+        serving = {"window": int(self.window), "probes": int(self.probes)}
+        if self.window_at_100 is not None:
+            serving["window_at_100"] = int(self.window_at_100)
+            serving["probes_at_100"] = int(self.probes_at_100 if self.probes_at_100 is not None else self.probes)
+        return serving
 
     @classmethod
     def from_meta(cls, meta: dict) -> "ServingDefaults":
         serving = meta.get("serving") or {}
-        return cls(window=int(serving.get("window", queries.DEFAULT_WINDOW)), probes=int(serving.get("probes", 0)))
+        deep_window, deep_probes = serving.get("window_at_100"), serving.get("probes_at_100")
+        return cls(window=int(serving.get("window", queries.DEFAULT_WINDOW)), probes=int(serving.get("probes", 0)),
+                   window_at_100=int(deep_window) if deep_window is not None else None,
+                   probes_at_100=int(deep_probes) if deep_probes is not None else None)
+
+    def probes_for(self, k: int, probes: int | None = None) -> int:
+        """The probes to use: the ones asked for; else this index's for k hits."""
+        from pintext.lsh_tune import TUNE_K
+
+        if probes is not None:
+            return int(probes)
+        if k <= TUNE_K or self.probes_at_100 is None:
+            return self.probes
+        return self.probes_at_100
 
     def window_for(self, k: int, window: int | None = None) -> int:
-        """The rescore window to use: the one asked for, else this index's, widened to k when k exceeds it."""
-        return int(window) if window is not None else max(self.window, int(k))
+        """The rescore window to use: the one asked for; else this index's for k hits: its recall@10 window up to
+        10 hits, its recall@100 window up to 100 (grown in proportion beyond), never below k."""
+        from pintext.lsh_tune import DEEP_K, MAX_RESCORE_WINDOW, TUNE_K
+
+        if window is not None:
+            return int(window)
+        if k <= TUNE_K or self.window_at_100 is None:
+            return max(self.window, int(k))
+        deep = self.window_at_100 if k <= DEEP_K else min(MAX_RESCORE_WINDOW, self.window_at_100 * k // DEEP_K)
+        return max(deep, int(k))
 
 
 def index_meta(fingerprint: str, dim: int, lsh: RandomHyperplaneLSH, serving: ServingDefaults | None = None,
@@ -182,8 +213,7 @@ class OpenSearchSearcher:
     ) -> list[SearchHit]:
         """Top `k` pins for a query vector: LSH first stage, exact cosine rescore (window/probes default to the
         index's)."""
-        probes = self.serving.probes if probes is None else probes
-        tokens = self.lsh.query_tokens(vector, probes=probes)[0]
+        tokens = self.lsh.query_tokens(vector, probes=self.serving.probes_for(k, probes))[0]
         body = queries.search_body(tokens, vector, k=k, window=self.serving.window_for(k, window),
                                    exclude_ids=exclude_ids)
         return self.run(body, tokens)

@@ -43,6 +43,9 @@ MAX_RESCORE_WINDOW = 10_000
 DEFAULT_TARGET_RECALL = 0.95
 DEFAULT_TUNE_QUERIES = 200
 TUNE_K = 10
+# Deeper result lists (an evaluation's top 100) need a wider window for the same recall: for the chosen setting
+# the window that keeps recall@DEEP_K at the target is tuned too, and search uses it when asked for more than TUNE_K.
+DEEP_K = 100
 # Above this many pins the tuner sweeps a uniform sample and scales the chosen window by corpus / sample. That
 # errs on the safe side: a neighbour of a given cosine ranks in the first stage among a share of the pins that
 # does not depend on the corpus size, so the scaled window keeps it as often, while the sample's own top 10 lie
@@ -429,13 +432,19 @@ class TuneResult:
     seconds: float
     choice: GridPoint
     points: list[GridPoint] = field(default_factory=list, repr=False)
+    deep_window: int | None = None  # window and probes for recall@DEEP_K (None: corpus too small to tell)
+    deep_probes: int | None = None
+    deep_recall: float | None = None
 
     def to_meta(self) -> dict:
         """The `tuning` record of an index's `_meta`."""
-        return {"tuned": True, "target_recall": self.target_recall, "recall_at_10": round(self.recall, 4),
+        meta = {"tuned": True, "target_recall": self.target_recall, "recall_at_10": round(self.recall, 4),
                 "reached": self.reached, "queries": self.queries, "query_source": self.query_source,
                 "corpus": self.corpus, "tuned_on": self.tuned_on, "seconds": round(self.seconds, 2),
                 "clauses": self.choice.clauses, "rescored_share": round(self.choice.rescored_share, 4)}
+        if self.deep_recall is not None:
+            meta[f"recall_at_{DEEP_K}"] = round(self.deep_recall, 4)
+        return meta
 
 
 def tune_for_corpus(corpus: np.ndarray, target_recall: float = DEFAULT_TARGET_RECALL,
@@ -481,10 +490,31 @@ def tune_for_corpus(corpus: np.ndarray, target_recall: float = DEFAULT_TARGET_RE
         raise ValueError("no LSH setting of the grid is allowed (clause limit); widen the grid")
     scale = max(with_vectors, len(swept)) / len(swept)
     window = min(MAX_RESCORE_WINDOW, max(TUNE_K, int(round(choice.window * scale))))
+    deep = _deep_setting(swept, query_vectors, exclude, choice, target_recall, seed, windows, grid.probes)
+    deep_window = None if deep is None else \
+        min(MAX_RESCORE_WINDOW, max(window, DEEP_K, int(round(deep.window * scale))))
     return TuneResult(lsh=RandomHyperplaneLSH(dim=corpus.shape[1], tables=choice.tables, bits=choice.bits,
                                               seed=seed),
                       window=window, probes=choice.probes, recall=choice.recall, reached=reached,
                       target_recall=target_recall, queries=len(query_vectors), query_source=source,
                       corpus=max(with_vectors, len(swept)), tuned_on=len(swept),
                       seconds=time.perf_counter() - started,
-                      choice=choice, points=points)
+                      choice=choice, points=points, deep_window=deep_window,
+                      deep_probes=None if deep is None else deep.probes,
+                      deep_recall=None if deep is None else deep.recall)
+
+
+def _deep_setting(corpus: np.ndarray, queries: np.ndarray, exclude: np.ndarray | None, choice: GridPoint,
+                  target_recall: float, seed: int, windows: Sequence[int],
+                  probes_grid: Sequence[int]) -> GridPoint | None:
+    """For the chosen tables and bits: the cheapest probes (at least the chosen) and window whose recall@DEEP_K
+    reaches the target, else the best recall. None on a corpus too small for a top DEEP_K."""
+    if len(corpus) <= DEEP_K + 1:
+        return None
+    corpus_unit, queries_unit = unit_rows(corpus), unit_rows(queries)
+    truth = exact_top_k(corpus_unit, queries_unit, DEEP_K, exclude)
+    deep = sorted({w for w in windows if w > DEEP_K} | {min(len(corpus), MAX_RESCORE_WINDOW)})
+    probes = [p for p in probes_grid if p >= choice.probes]
+    points = sweep_config(corpus_unit, queries_unit, truth, choice.tables, choice.bits, probes, deep, k=DEEP_K,
+                          seed=seed, exclude_rows=exclude)
+    return choose(points, target_recall)[0]

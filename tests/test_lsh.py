@@ -219,3 +219,27 @@ def test_bits_follow_the_corpus_size_and_tiny_corpora_are_refused():
     assert bits_for_corpus(50) == (4, 6, 8)
     with pytest.raises(ValueError, match="at least 11 pins"):
         tune_for_corpus(np.ones((5, 4), dtype=np.float32))
+
+
+def test_deeper_lists_get_their_own_window_and_probes_reaching_recall_at_100():
+    corpus = clustered_corpus(count=1500, clusters=8)  # clusters of ~190 pins: a top 100 to find in each
+    result = tune_for_corpus(corpus, target_recall=0.9, sample=60)
+    assert result.deep_window >= max(result.window, 100) and result.deep_probes >= result.probes
+    rows = list(np.random.default_rng(0).permutation(len(corpus))[:60])
+    replay = replayed_recall(result.lsh, corpus, corpus[rows], result.deep_probes, result.deep_window,
+                             exclude=rows, k=100)
+    assert replay == pytest.approx(result.deep_recall, abs=1e-9) and replay >= 0.9
+    assert result.to_meta()["recall_at_100"] == round(result.deep_recall, 4)
+
+
+def test_serving_defaults_pick_the_window_and_probes_for_the_hits_asked():
+    from pintext.ingest.search import ServingDefaults
+
+    tuned = ServingDefaults(window=300, probes=0, window_at_100=2000, probes_at_100=1)
+    assert (tuned.window_for(10), tuned.probes_for(10)) == (300, 0)
+    assert (tuned.window_for(11), tuned.probes_for(50), tuned.window_for(100)) == (2000, 1, 2000)
+    assert tuned.window_for(300) == 6000 and tuned.window_for(100_000) == 100_000  # beyond 100: in proportion
+    assert (tuned.window_for(50, window=70), tuned.probes_for(50, probes=2)) == (70, 2)  # asked for: as asked
+    untuned = ServingDefaults.from_meta({})
+    assert (untuned.window_for(10), untuned.window_for(800), untuned.probes_for(100)) == (500, 800, 0)
+    assert ServingDefaults.from_meta({"serving": tuned.to_dict()}) == tuned

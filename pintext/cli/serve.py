@@ -270,7 +270,8 @@ def creation_meta(conn: Connection, tuning: Tuning) -> dict:
     else:
         result, reason = tune_on_corpus(conn, tuning, fixed)
         if result is not None:
-            serving = ServingDefaults(window=result.window, probes=result.probes)
+            serving = ServingDefaults(window=result.window, probes=result.probes, window_at_100=result.deep_window,
+                                      probes_at_100=result.deep_probes)
             return index_meta(encoder.fingerprint, encoder.dim, result.lsh, serving, result.to_meta())
     lsh = fixed or default_lsh(encoder.dim)
     return index_meta(encoder.fingerprint, encoder.dim, lsh, ServingDefaults(), {"tuned": False, "reason": reason})
@@ -301,7 +302,9 @@ def tune_on_corpus(conn: Connection, tuning: Tuning, fixed: Any) -> tuple[Any, s
     typer.echo(f"tuned LSH on {result.tuned_on:,} of {result.corpus:,} pins, {result.queries} {result.query_source} "
                f"in {time.perf_counter() - started:.1f}s: {result.lsh.tables} tables x {result.lsh.bits} bits, "
                f"probes {result.probes}, window {result.window}; recall@10 vs exact {result.recall:.3f}, target "
-               f"{tuning.target_recall} {verdict}", err=True)
+               f"{tuning.target_recall} {verdict}"
+               + (f"; for 100 hits probes {result.deep_probes}, window {result.deep_window} (recall@100 "
+                  f"{result.deep_recall:.3f})" if result.deep_window else ""), err=True)
     return result, ""
 
 
@@ -547,7 +550,7 @@ def vector_search(conn: Connection, vector: Any, k: int, window: int | None, pro
                   exclude_ids: list[str]) -> Answer:
     """PinText served on the chosen backend, with the index's window/probes unless given."""
     window = serving_window(conn, k, window)
-    probes = conn.serving.probes if probes is None else probes
+    probes = conn.serving.probes_for(k, probes)
     if conn.backend is Backend.local:
         tokens = conn.lsh.query_tokens(vector, probes=probes)[0]
         hits = conn.local_index().search(tokens, vector, k=k, window=window, exclude_ids=exclude_ids)
@@ -579,19 +582,24 @@ def fusion_config(conn: Connection, method: FusionMethod | None, weight: float |
 def answer_query(conn: Connection, query: str, k: int, window: int | None, probes: int | None, hybrid: bool,
                  fusion: Any, depth: int) -> Answer:
     """One query: PinText, or the hybrid of BM25 and PinText; BM25 alone when no word of it is known."""
+    from pintext.queries import fusion_depth
+
     vector = conn.encoder.encode([query])[0]
     known = bool(vector.any())
     why = f"no word of {query!r} is in the model's vocabulary"
     if hybrid:
         if conn.backend is Backend.local:
             fail("--hybrid needs BM25, which only the opensearch backend has")
-        window = serving_window(conn, k, window)
+        serving_window(conn, k, window)  # refuses --k above an explicit --window
         hits = conn.searcher().hybrid_search(query, vector if known else None, k=k, window=window, fusion=fusion,
                                              depth=depth, probes=probes)
         if not known:
             return Answer(hits, "bm25_fallback", f"{why}: BM25 results")
+        # The PinText side returns `size` hits, with the index's window and probes for that many.
+        size = fusion_depth(k, depth)
         return Answer(hits, "hybrid", f"fused by {fusion.method}, PinText weight {fusion.weight:g}",
-                      window=window, probes=conn.serving.probes if probes is None else probes)
+                      window=max(conn.serving.window_for(size, window), size),
+                      probes=conn.serving.probes_for(size, probes))
     if not known:
         return bm25_fallback(conn, query, k, why)
     return vector_search(conn, vector, k, window, probes, [])
@@ -731,16 +739,21 @@ def dsl(
     conn = connection(model, index, url, user, password, ca_certs, insecure)
     read_index_settings_for_dsl(conn)
     vector = conn.encoder.encode([text])[0]
-    probes = conn.serving.probes if probes is None else probes
-    window = serving_window(conn, k, window)
+    asked_window, asked_probes = window, probes
+    probes = conn.serving.probes_for(k, asked_probes)
+    window = serving_window(conn, k, asked_window)
     if not vector.any():
         typer.echo(f"# no word of {text!r} is in the model's vocabulary: search falls back to BM25")
         typer.echo(queries.dev_tools_request(index, queries.bm25_body(text, k)))
         return
     tokens = conn.lsh.query_tokens(vector, probes=probes)[0]
     if hybrid:
+        # As `hybrid_search` sends it: the PinText side with the index's window and probes for `size` hits.
         config = fusion_config(conn, fusion, fusion_weight)
-        requests = queries.hybrid_requests(text, tokens, vector, k=k, window=window, depth=depth)
+        size = queries.fusion_depth(k, depth)
+        deep_tokens = conn.lsh.query_tokens(vector, probes=conn.serving.probes_for(size, asked_probes))[0]
+        requests = queries.hybrid_requests(text, deep_tokens, vector, k=k,
+                                           window=conn.serving.window_for(size, asked_window), depth=depth)
         typer.echo(f"# hybrid: both requests, then {config.method} fusion in the client (PinText weight "
                    f"{config.weight:g}, rrf_k {config.rrf_k}), top {k}")
         typer.echo("\n\n".join(f"# {side}\n" + queries.dev_tools_request(index, body)
