@@ -119,8 +119,8 @@ class LocalIndex:
         """
         dim = self._dim()
         has_vector = [vector is not None for vector in vectors]
-        vectors = np.ascontiguousarray([np.zeros(dim, np.float32) if vector is None else vector
-                                        for vector in vectors], dtype=np.float32).reshape(len(pins), -1)
+        rows = [np.zeros(dim, np.float32) if vector is None else np.asarray(vector) for vector in vectors]
+        vectors = np.ascontiguousarray(rows, dtype=np.float32) if rows else np.zeros((0, dim), np.float32)
         if vectors.shape != (len(pins), dim):
             raise ValueError(f"expected vectors [{len(pins)}, {dim}], got {vectors.shape}")
         tokens = [list(pin_tokens) if ok else [] for pin_tokens, ok in zip(tokens, has_vector)]

@@ -164,3 +164,16 @@ def test_an_index_tuned_at_ingest_serves_the_recall_its_meta_reports(tmp_path):
                                                    "local", "--local-dir", str(tmp_path / "local"), "--json"],
                                              catch_exceptions=False).stdout)
     assert (searched["window"], searched["probes"]) == (window, probes)
+
+
+def test_a_pin_without_vector_is_stored_but_never_a_candidate(tmp_path):
+    index, lsh, pins, vectors = build(tmp_path, count=50)
+    text_only = {"id": "text-only", "title": "unknown words", "description": ""}
+    assert index.upsert([text_only], [None], [["t00_0"]]) == (1, 0)  # tokens of a vector-less pin are dropped
+    doc, vector = index.get("text-only")
+    assert vector is None and doc["title"] == "unknown words" and doc["lsh_tokens"] == []
+    assert index.count() == 51 and index.count_without_vector() == 1
+    every_token = sorted({token for tokens in lsh.tokens(vectors) for token in tokens} | {"t00_0"})
+    assert "text-only" not in {pin_id for _, pin_id, _ in index.first_stage(every_token)}
+    hits = index.search(lsh.tokens(vectors[0])[0], vectors[0], k=51, window=51)
+    assert "text-only" not in [hit.id for hit in hits] and all("has_vector" not in hit.source for hit in hits)
