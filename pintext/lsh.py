@@ -110,9 +110,11 @@ class RandomHyperplaneLSH:
         return matrix
 
     def _pack(self, bits: np.ndarray) -> np.ndarray:
-        """Bit b of a table's bucket id is the sign of hyperplane b."""
-        weights = np.left_shift(np.uint64(1), np.arange(self.bits, dtype=np.uint64))
-        return (bits.astype(np.uint64) * weights).sum(axis=-1, dtype=np.uint64)
+        """Bit b of a table's bucket id is the sign of hyperplane b (little-endian bit packing into uint64)."""
+        packed = np.packbits(bits, axis=-1, bitorder="little")  # [..., ceil(bits / 8)] bytes, low bits first
+        padded = np.zeros(bits.shape[:-1] + (8,), dtype=np.uint8)
+        padded[..., :packed.shape[-1]] = packed
+        return padded.view("<u8")[..., 0].astype(np.uint64)
 
     @property
     def _table_width(self) -> int:

@@ -288,8 +288,7 @@ def sweep_config(corpus_unit: np.ndarray, queries_unit: np.ndarray, truth: np.nd
             if probes not in probes_wanted:
                 continue
             counts[np.flatnonzero(own >= 0), own[own >= 0]] = 0
-            matched = len(corpus_unit) - (counts == 0).sum(axis=1)
-            good_query, good_count, good_rank = _first_stage_ranks(counts, good, windows)
+            good_query, good_count, good_rank, matched = _first_stage_ranks(counts, good, windows, tables)
             for window in windows:
                 kept = np.bincount(good_query, weights=(good_count > 0) & (good_rank < window),
                                    minlength=stop - start)
@@ -309,19 +308,18 @@ def _good_pins(cosines: np.ndarray, kth_best: np.ndarray, own: np.ndarray) -> tu
     return np.nonzero(cosines >= kth_best[:, None] - slack)
 
 
-def _first_stage_ranks(counts: np.ndarray, good: tuple[np.ndarray, np.ndarray],
-                       windows: Sequence[int]) -> tuple[np.ndarray, ...]:
+def _first_stage_ranks(counts: np.ndarray, good: tuple[np.ndarray, np.ndarray], windows: Sequence[int],
+                       tables: int) -> tuple[np.ndarray, ...]:
     """For each good pin: its query, tables matched and 0-based first-stage rank (tables matched descending,
-    then row ascending) = pins matching more tables + pins matching as many on earlier rows.
+    then row ascending) = pins matching more tables + pins matching as many on earlier rows; and the number of
+    candidates (pins matching any table) per query.
 
     The second term is only counted where some window's edge falls inside the pin's tie group; elsewhere the
     group's first rank decides the same for every window.
     """
     queries, size = counts.shape
     good_query, good_row = good
-    levels = int(counts.max()) + 1
-    histogram = np.bincount((np.arange(queries)[:, None] * levels + counts).ravel(),
-                            minlength=queries * levels).reshape(queries, levels)
+    histogram = np.stack([np.bincount(row, minlength=tables + 1) for row in counts])  # [queries, tables + 1]
     above = size - np.cumsum(histogram, axis=1)  # above[q, c]: pins matching more than c tables
     good_count = counts[good_query, good_row]
     first = above[good_query, good_count]
@@ -337,7 +335,7 @@ def _first_stage_ranks(counts: np.ndarray, good: tuple[np.ndarray, np.ndarray],
         part = split[start:start + step]
         earlier = columns[None, :] < good_row[part, None]
         ranks[part] += ((counts[good_query[part]] == good_count[part, None]) & earlier).sum(axis=1)
-    return good_query, good_count, ranks
+    return good_query, good_count, ranks, size - histogram[:, 0]
 
 
 @dataclass
