@@ -145,12 +145,10 @@ class BucketIndex:
         # Hashed in chunks: the margins of many pins x 256 tables x 12 bits would not fit at once.
         signatures = np.concatenate([lsh.signatures(corpus[start:start + chunk])
                                      for start in range(0, len(corpus), chunk)])  # [n, tables]
-        order = np.argsort(signatures, axis=0, kind="stable")  # rows by bucket, per table
-        # Kept [n, tables] for callers, read per table through contiguous [tables, n] copies (much faster).
-        self.order = order.astype(np.int32)
-        self.sorted_buckets = np.take_along_axis(signatures, order, axis=0)
-        self._order_by_table = np.ascontiguousarray(self.order.T)
-        self._buckets_by_table = np.ascontiguousarray(self.sorted_buckets.T)
+        by_table = np.ascontiguousarray(signatures.T)  # [tables, n]: each table's buckets contiguous
+        order = np.argsort(by_table, axis=1, kind="stable")  # rows by bucket, per table (ties: row order)
+        self._order_by_table = order.astype(np.int32)
+        self._buckets_by_table = np.take_along_axis(by_table, order, axis=1)
         self.size = len(corpus)
 
     def query_buckets(self, queries: np.ndarray, probes: int) -> np.ndarray:
