@@ -179,7 +179,7 @@ def write_plot(summaries: dict, path: Path) -> None:
         axis.set_xticks([i + width * (len(summary) - 1) / 2 for i in range(len(METRICS))], METRICS)
         axis.set_ylim(0, 1)
         axis.set_title(f"{name} (mean ± std over splits)")
-        axis.legend(fontsize=8)
+        axis.legend(loc="lower right", fontsize=8)
     figure.tight_layout()
     figure.savefig(path, dpi=120)
     plt.close(figure)

@@ -194,7 +194,7 @@ def judged_queries(pins: list[dict], count: int) -> list[list[str]]:
 @pytest.mark.opensearch
 def test_eval_retrieval_on_the_real_node(opensearch, opensearch_url, opensearch_index_name, tmp_path):
     from pintext.encoder import Encoder
-    from pintext.queries import bm25_query
+    from pintext.cli.retrieval import bm25_request
     from pintext.schemas import pin_text
     from tests.test_ingest import make_model, make_pins, write_pins_file
 
@@ -228,7 +228,7 @@ def test_eval_retrieval_on_the_real_node(opensearch, opensearch_url, opensearch_
     specs = {"ndcg@10": {"dcg": {"k": 10, "normalize": True}}, "recall@100": {"recall": {"k": 100}},
              "mrr@10": {"mean_reciprocal_rank": {"k": 10}}}
     for metric, spec in specs.items():
-        requests = [{"id": query, "request": {"query": bm25_query(query)},
+        requests = [{"id": query, "request": bm25_request(query),
                      "ratings": [{"_index": opensearch_index_name, "_id": doc, "rating": grade}
                                  for doc, grade in judged.grades[query].items()]}
                     for query in systems["bm25"]["per_query"]]

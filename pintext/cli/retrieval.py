@@ -40,6 +40,7 @@ REGISTRY_INDEX = "pintext-eval-registry"
 MSEARCH_BATCH = 50
 EXACT_QUERY_BATCH = 256
 RANK_EVAL_BATCH = 200
+PIN_ID_FIELD = "id"  # the pins mapping's keyword copy of the pin id (sortable, unlike _id)
 PINTEXT_COMMAND = [sys.executable, "-c", "from pintext.cli import main; main()"]
 
 
@@ -227,18 +228,24 @@ def prepare_index(node: Node, model: Path, corpus: dict, fingerprint: str, index
 Ranking = list[tuple[str, float]]  # (doc id, score), best first
 
 
-def bm25_rankings(client: Any, index: str, texts: dict[str, str], advance: Any) -> dict:
-    """Top RANKING_DEPTH BM25 hits per query, in the engine's own order (score, then Lucene doc order), as
-    `_rank_eval` sees them."""
+def bm25_request(text: str) -> dict:
+    """The BM25 request both our ranking and `_rank_eval` run. Ties go to the smaller pin id (PinText's tie rule,
+    as `bm25_search` has it): Lucene's own tie order is the doc order, which background merges may change between
+    two requests."""
     from pintext.queries import bm25_query
 
+    return {"query": bm25_query(text), "sort": [{"_score": "desc"}, {PIN_ID_FIELD: "asc"}]}
+
+
+def bm25_rankings(client: Any, index: str, texts: dict[str, str], advance: Any) -> dict:
+    """Top RANKING_DEPTH BM25 hits per query."""
     rankings: dict[str, Ranking] = {}
     qids = list(texts)
     for start in range(0, len(qids), MSEARCH_BATCH):
         batch = qids[start:start + MSEARCH_BATCH]
         lines: list[dict] = []
         for qid in batch:
-            lines += [{}, {"query": bm25_query(texts[qid]), "size": RANKING_DEPTH, "_source": False}]
+            lines += [{}, {**bm25_request(texts[qid]), "size": RANKING_DEPTH, "_source": False}]
         responses = client.msearch(index=index, body=lines)["responses"]
         for qid, response in zip(batch, responses):
             if "error" in response:
@@ -322,14 +329,12 @@ def rank_eval_metrics() -> dict[str, dict]:
 
 def rank_eval_bm25(client: Any, index: str, judgments: Any, qids: list[str]) -> dict:
     """Per query and metric, `_rank_eval`'s score of the same BM25 request, and how many hits it saw."""
-    from pintext.queries import bm25_query
-
     scores: dict[str, dict[str, float]] = {qid: {} for qid in qids}
     hits_seen: dict[str, int] = {}
     for metric, spec in rank_eval_metrics().items():
         for start in range(0, len(qids), RANK_EVAL_BATCH):
             batch = qids[start:start + RANK_EVAL_BATCH]
-            requests = [{"id": qid, "request": {"query": bm25_query(judgments.queries[qid])},
+            requests = [{"id": qid, "request": bm25_request(judgments.queries[qid]),
                          "ratings": [{"_index": index, "_id": doc, "rating": grade}
                                      for doc, grade in judgments.grades[qid].items()]} for qid in batch]
             details = client.rank_eval(index=index, body={"requests": requests, "metric": spec})["details"]
@@ -405,7 +410,7 @@ def write_plot(systems: dict, path: Path) -> None:
     axis.set_xticks([i + width * (len(systems) - 1) / 2 for i in range(len(METRICS))], METRICS)
     axis.set_ylim(0, 1)
     axis.set_ylabel("mean over judged queries")
-    axis.legend()
+    axis.legend(loc="lower right", fontsize=8)
     axis.set_title("Retrieval on judged queries")
     figure.tight_layout()
     figure.savefig(path, dpi=120)
