@@ -299,7 +299,8 @@ def tune_on_corpus(conn: Connection, tuning: Tuning, fixed: Any) -> tuple[Any, s
         typer.echo(f"note: {conn.model_dir}/lsh.json fixes {fixed.tables} tables x {fixed.bits} bits, so only probes "
                    f"and window are tuned (delete it to let tuning choose tables and bits too)", err=True)
     verdict = "reached" if result.reached else "NOT reached (best recall kept)"
-    typer.echo(f"tuned LSH on {result.tuned_on:,} of {result.corpus:,} pins, {result.queries} {result.query_source} "
+    asked = "sampled pins as queries" if result.query_source == "pins" else "given queries"
+    typer.echo(f"tuned LSH on {result.tuned_on:,} of {result.corpus:,} pins, {result.queries} {asked} "
                f"in {time.perf_counter() - started:.1f}s: {result.lsh.tables} tables x {result.lsh.bits} bits, "
                f"probes {result.probes}, window {result.window}; recall@10 vs exact {result.recall:.3f}, target "
                f"{tuning.target_recall} {verdict}"
