@@ -134,8 +134,9 @@ def dataset_section(name: str, result: dict) -> list[str]:
     check = runs[0].get("rank_eval_check", {})
     if check:
         worst = max(max(run["rank_eval_check"][m]["max_abs_diff"] for m in check) for run in runs)
-        lines += ["", f"BM25 metrics equal OpenSearch `_rank_eval`'s on every split (largest per-query difference "
-                  f"{worst:.2g})."]
+        verdict = "equal" if worst < 1e-9 else "DIFFERENT from"
+        lines += ["", f"BM25 metrics on every split are {verdict} OpenSearch `_rank_eval`'s on the same requests "
+                  f"(largest per-query difference {worst:.2g})."]
     lines += ["", "Commands of split 0:", "", "```", *(c["command"] for c in runs[0]["commands"]), "```", ""]
     return lines
 
@@ -152,7 +153,8 @@ def write_report(folder: Path, title: str, source_note: str, results: dict, trai
     for name, result in results["datasets"].items():
         lines += dataset_section(name, result)
     first_run = next(iter(results["datasets"].values()))["runs"][0]
-    lines += ["## Systems", "", *(f"- {name}: {how}" for name, how in first_run["how"].items()), "",
+    lines += ["## Systems", "", f"As run for split 0 of {next(iter(results['datasets']))}:", "",
+              *(f"- {name}: {how}" for name, how in first_run["how"].items()), "",
               "## Machine, versions, time", "",
               f"- {results['machine']['platform']}, {results['machine']['cores']} cores "
               f"({results['machine']['cpu_model']}), {results['machine']['memory']}",
