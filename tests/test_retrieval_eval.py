@@ -86,6 +86,12 @@ def test_csv_judgments_group_by_query_text_and_keep_the_highest_duplicate(tmp_pa
     assert (judged.duplicates, judged.negative_grades, judged.judgment_count) == (1, 1, 4)
 
 
+def test_csv_judgments_tolerate_a_byte_order_mark(tmp_path):
+    path = tmp_path / "excel.csv"
+    path.write_text("\ufeffquery,doc_id,grade\nred cake,p1,1\n", encoding="utf-8")
+    assert read_csv_judgments(path).grades == {"red cake": {"p1": 1}}
+
+
 @pytest.mark.parametrize("rows, where", [
     ([["query", "doc", "grade"], ["q", "p1", "1"]], ":1: field 'doc_id': missing from the header"),
     ([["query", "doc_id", "grade"], ["q", "p1", "1"], ["q", "p2", "high"]], ":3: field 'grade': not an integer"),

@@ -116,7 +116,7 @@ def read_csv_judgments(path: str | Path) -> Judgments:
     """query,doc_id,grade rows (a header naming these columns first; other columns are ignored)."""
     source = str(path)
     judgments = Judgments(source)
-    with Path(path).open(encoding="utf-8", newline="") as handle:
+    with Path(path).open(encoding="utf-8-sig", newline="") as handle:  # -sig: spreadsheet exports start with a BOM
         reader = csv.DictReader(handle)
         header = reader.fieldnames or []
         for column in CSV_COLUMNS:
