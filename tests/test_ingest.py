@@ -259,7 +259,7 @@ def test_index_create_info_delete(opensearch, opensearch_index_name, tmp_path, m
     # No --pins: nothing to tune on, so the defaults, and the meta says why.
     assert described["meta"]["dim"] == DIM and described["meta"]["lsh"]["tables"] == 64
     assert described["meta"]["serving"] == {"window": 500, "probes": 0}
-    assert described["meta"]["tuning"] == {"tuned": False,
+    assert described["meta"]["tuning"] == {"tuned": False, "pending": True,
                                            "reason": "no corpus given (index create without --pins)"}
     mapping = opensearch.indices.get_mapping(index=opensearch_index_name)[opensearch_index_name]["mappings"]
     assert mapping["properties"]["vector"]["dimension"] == DIM
@@ -423,3 +423,43 @@ def test_an_explicit_model_lsh_json_fixes_tables_and_bits_of_a_tuned_index(tmp_p
     refused = CliRunner().invoke(app, ["search", "w001", "--model", str(model_dir), "--backend", "local",
                                        "--local-dir", str(tmp_path / "local")])
     assert refused.exit_code == 2 and "LSH config" in " ".join(refused.output.split())
+
+
+def _create_then_ingest(pins_file: Path, model: Path, where: list[str], shards: list[str] = ()) -> tuple[dict, str]:
+    created = CliRunner().invoke(app, ["index", "create", "--model", str(model), *where, *shards])
+    assert created.exit_code == 0, created.output
+    ingested = CliRunner().invoke(app, ["ingest", str(pins_file), "--model", str(model), *where, "--json"])
+    assert ingested.exit_code == 0, ingested.output
+    return json.loads(ingested.stdout), ingested.stderr
+
+
+def test_index_create_then_ingest_tunes_on_the_ingested_file_local(tmp_path, model_dir):
+    pins_file = tmp_path / "pins.jsonl"
+    write_pins_file(pins_file, make_pins(300), with_bad_lines=False)
+    where = ["--backend", "local", "--local-dir", str(tmp_path / "local")]
+    report, stderr = _create_then_ingest(pins_file, model_dir, where)
+    assert "re-created with LSH tuned" in " ".join(stderr.split())
+    meta = LocalIndex(tmp_path / "local").meta()
+    assert meta["tuning"]["tuned"] and meta["tuning"]["corpus"] == 300
+    assert report["indexed"] == 300 and LocalIndex(tmp_path / "local").count() == 300
+    # A second file into the now non-empty index keeps the tuned settings.
+    other = tmp_path / "more.jsonl"
+    write_pins_file(other, make_pins(20, seed=9), with_bad_lines=False)
+    again = CliRunner().invoke(app, ["ingest", str(other), "--model", str(model_dir), *where, "--json"])
+    assert again.exit_code == 0 and "re-created" not in again.stderr
+    assert LocalIndex(tmp_path / "local").meta()["tuning"] == meta["tuning"]
+
+
+@pytest.mark.opensearch
+def test_index_create_then_ingest_tunes_on_the_ingested_file(opensearch, opensearch_index_name, tmp_path, model_dir):
+    pins_file = tmp_path / "pins.jsonl"
+    write_pins_file(pins_file, make_pins(300), with_bad_lines=False)
+    report, stderr = _create_then_ingest(pins_file, model_dir, os_args(opensearch, opensearch_index_name),
+                                         ["--shards", "2"])
+    assert "re-created with LSH tuned" in " ".join(stderr.split())
+    meta = opensearch.indices.get_mapping(index=opensearch_index_name)[opensearch_index_name]["mappings"]["_meta"]
+    assert meta["tuning"]["tuned"] and meta["serving"]["window"] >= 10
+    settings = opensearch.indices.get_settings(index=opensearch_index_name)[opensearch_index_name]["settings"]
+    assert settings["index"]["number_of_shards"] == "2"  # kept from `index create`
+    opensearch.indices.refresh(index=opensearch_index_name)
+    assert opensearch.count(index=opensearch_index_name)["count"] == report["indexed"] == 300

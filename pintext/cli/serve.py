@@ -116,6 +116,10 @@ class Connection:
         """Go on as if there were no index (dsl without a node)."""
         self._index_meta, self._index_meta_read = None, True
 
+    def forget_index_meta(self) -> None:
+        """The index was deleted: read its `_meta` afresh next time."""
+        self._index_meta, self._index_meta_read, self._lsh = None, False, None
+
     def adopt(self, meta: dict) -> None:
         """Use the `_meta` of an index just created (its LSH, its window and probes)."""
         from pintext.lsh import RandomHyperplaneLSH
@@ -231,7 +235,9 @@ def ensure_index(conn: Connection, shards: int = 1, replicas: int = 0, tuning: T
     A new index gets its LSH settings tuned on `tuning.pins_file` (see `creation_meta`). `shards` and `replicas`
     apply only when the index is created here. Returns True when it created the index.
     """
-    if conn.index_meta() is not None:
+    if conn.index_meta() is not None and awaits_tuning(conn, tuning):
+        shards, replicas = drop_empty_untuned_index(conn)
+    elif conn.index_meta() is not None:
         conn.check_index()
         if conn.backend is Backend.opensearch:
             install_search_template_of(conn.client)
@@ -247,6 +253,39 @@ def ensure_index(conn: Connection, shards: int = 1, replicas: int = 0, tuning: T
         install_search_template_of(conn.client)
     conn.adopt(meta)
     return True
+
+
+NO_CORPUS_YET = "no corpus given (index create without --pins)"
+
+
+def awaits_tuning(conn: Connection, tuning: Tuning) -> bool:
+    """An index that `index create` made without a corpus, still empty, for this model, when ingest brings the
+    corpus and tuning is on: the first ingest tunes it (the usual `index create` then `ingest FILE` flow)."""
+    meta = conn.index_meta() or {}
+    if not (tuning.enabled and tuning.pins_file is not None and (meta.get("tuning") or {}).get("pending")):
+        return False
+    if meta.get("model_fingerprint") != conn.encoder.fingerprint:
+        return False  # another model's index: check_index refuses it with the full explanation
+    if conn.backend is Backend.local:
+        return conn.local_index().count() == 0
+    conn.client.indices.refresh(index=conn.index)
+    return int(conn.client.count(index=conn.index)["count"]) == 0
+
+
+def drop_empty_untuned_index(conn: Connection) -> tuple[int, int]:
+    """Delete the empty, untuned index so it can be made again with tuned settings; returns its shards/replicas.
+    (Its `_meta` cannot be updated in place: a mapping update on an index with a knn_vector field fails.)"""
+    shards, replicas = 1, 0
+    if conn.backend is Backend.local:
+        conn.local_index().delete()
+    else:
+        settings = conn.client.indices.get_settings(index=conn.index)[conn.index]["settings"]["index"]
+        shards, replicas = int(settings["number_of_shards"]), int(settings["number_of_replicas"])
+        conn.client.indices.delete(index=conn.index)
+    conn.forget_index_meta()
+    typer.echo(f"note: {conn.where} was created without a corpus and is empty: re-created with LSH tuned on "
+               "this file", err=True)
+    return shards, replicas
 
 
 def install_search_template_of(client: Any) -> bool:
@@ -266,7 +305,7 @@ def creation_meta(conn: Connection, tuning: Tuning) -> dict:
 
     encoder, fixed = conn.encoder, conn.model_lsh
     if not tuning.enabled or tuning.pins_file is None:
-        reason = "--no-tune" if not tuning.enabled else "no corpus given (index create without --pins)"
+        reason = "--no-tune" if not tuning.enabled else NO_CORPUS_YET
     else:
         result, reason = tune_on_corpus(conn, tuning, fixed)
         if result is not None:
@@ -274,7 +313,8 @@ def creation_meta(conn: Connection, tuning: Tuning) -> dict:
                                       probes_at_100=result.deep_probes)
             return index_meta(encoder.fingerprint, encoder.dim, result.lsh, serving, result.to_meta())
     lsh = fixed or default_lsh(encoder.dim)
-    return index_meta(encoder.fingerprint, encoder.dim, lsh, ServingDefaults(), {"tuned": False, "reason": reason})
+    record = {"tuned": False, "reason": reason, "pending": reason == NO_CORPUS_YET}
+    return index_meta(encoder.fingerprint, encoder.dim, lsh, ServingDefaults(), record)
 
 
 def tune_on_corpus(conn: Connection, tuning: Tuning, fixed: Any) -> tuple[Any, str]:
@@ -346,8 +386,8 @@ def index_create(model: ModelOption = None, index: IndexOption = DEFAULT_INDEX, 
     created = ensure_index(conn, shards=shards, replicas=replicas,
                            tuning=Tuning(pins, target_recall, not no_tune, tune_queries))
     if created and pins is None and not no_tune:
-        typer.echo("note: no --pins FILE, so LSH was not tuned (default 64x8 bits, window 500); "
-                   "`pintext ingest FILE` on a new index tunes on FILE", err=True)
+        typer.echo("note: no --pins FILE, so LSH is not tuned yet (default 64x8 bits, window 500); the first "
+                   "`pintext ingest FILE` into this empty index tunes it on FILE", err=True)
     where = str(local_dir) if backend is Backend.local else index
     layout = ""
     if backend is Backend.opensearch:
@@ -586,7 +626,9 @@ def answer_query(conn: Connection, query: str, k: int, window: int | None, probe
     from pintext.queries import fusion_depth
 
     vector = conn.encoder.encode([query])[0]
-    known = bool(vector.any())
+    # With hashed unseen words (pintext.encoder.HashedWords) such a query still has a vector, but BM25, with the
+    # index's own statistics, ranks a pure word match better than hashed directions do.
+    known = bool(vector.any()) and conn.encoder.coverage([query]).known_tokens > 0
     why = f"no word of {query!r} is in the model's vocabulary"
     if hybrid:
         if conn.backend is Backend.local:
