@@ -34,7 +34,8 @@ from pintext.ingest.deadletter import DeadLetter
 from pintext.ingest.readers import read_records
 from pintext.lsh import DEFAULT_BITS, DEFAULT_SEED, DEFAULT_TABLES, RandomHyperplaneLSH
 from pintext.mapping import TOKENS_FIELD, VECTOR_FIELD
-from pintext.schemas import WHOLE_RECORD, RecordError, pin_text, validate_pin
+from pintext.pin_vectors import pin_vectors
+from pintext.schemas import WHOLE_RECORD, RecordError, validate_pin
 
 LSH_CONFIG_FILE = "lsh.json"
 CHECKPOINT_FORMAT = 1
@@ -92,20 +93,20 @@ def write_atomically(path: Path, text: str) -> None:
     os.replace(temporary, path)
 
 
-def sample_pin_texts(path: str | Path, limit: int, seed: int = 0) -> tuple[list[str], int]:
-    """A uniform sample (reservoir) of at most `limit` valid pins' texts from a pins file, and how many valid pins
-    it holds: what LSH tuning sweeps. Invalid lines are skipped here; the ingest dead-letters them."""
+def sample_pins(path: str | Path, limit: int, seed: int = 0) -> tuple[list[dict], int]:
+    """A uniform sample (reservoir) of at most `limit` valid pins from a pins file, and how many valid pins it
+    holds: what LSH tuning sweeps. Invalid lines are skipped here; the ingest dead-letters them."""
     rng = np.random.default_rng(seed)
-    sample: list[str] = []
+    sample: list[dict] = []
     seen = 0
     for _line, pin in read_records(path, validate_pin, _Uncounted(), strict=False):
         seen += 1
         if len(sample) < limit:
-            sample.append(pin_text(pin))
+            sample.append(pin)
         else:
             slot = int(rng.integers(0, seen))
             if slot < limit:
-                sample[slot] = pin_text(pin)
+                sample[slot] = pin
     return sample, seen
 
 
@@ -368,7 +369,7 @@ class Ingestor:
     def _embed_and_write(self, batch: Batch) -> tuple[BatchResult, set[str]]:
         """Embed and hash a batch and send it to the sink; a pin with no known word goes without vector or
         tokens (its vector would be zero: no direction to hash or rank by). Returns the ids of those pins too."""
-        vectors = self.encoder.encode([pin_text(pin) for pin in batch.pins])
+        vectors = pin_vectors(self.encoder, batch.pins)
         known = np.linalg.norm(vectors, axis=1) > 0
         tokens: list[list[str]] = [[] for _ in batch.pins]
         if known.any():

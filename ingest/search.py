@@ -130,8 +130,10 @@ def index_meta(fingerprint: str, dim: int, lsh: RandomHyperplaneLSH, serving: Se
                tuning: dict | None = None) -> dict:
     """The `_meta` an index carries: which model and LSH config its vectors and tokens come from, the window and
     probes search uses by default, and how they were chosen (`tuning`)."""
+    from pintext.pin_vectors import DEFAULT_PIN_VECTOR
+
     meta = {"model_fingerprint": fingerprint, "dim": int(dim), "lsh": lsh.to_dict(), "pintext_version": __version__,
-            "serving": (serving or ServingDefaults()).to_dict()}
+            "serving": (serving or ServingDefaults()).to_dict(), "pin_vector": DEFAULT_PIN_VECTOR.to_dict()}
     if tuning is not None:
         meta["tuning"] = tuning
     return meta
@@ -148,7 +150,8 @@ def lsh_from_meta(index: str, meta: dict) -> RandomHyperplaneLSH:
 def check_meta(index: str, found: dict, expected: dict, model_dir: str = "the model") -> None:
     """Refuse an index whose `_meta` names another model fingerprint, dimension or LSH config."""
     problems = []
-    for key, label in (("model_fingerprint", "model fingerprint"), ("dim", "dimension"), ("lsh", "LSH config")):
+    for key, label in (("model_fingerprint", "model fingerprint"), ("dim", "dimension"), ("lsh", "LSH config"),
+                       ("pin_vector", "pin vector (how a pin's fields are embedded)")):
         if found.get(key) != expected.get(key):
             problems.append(f"{label}: index has {found.get(key)!r}, {model_dir} has {expected.get(key)!r}")
     if problems:

@@ -18,7 +18,7 @@ from pintext.cli import app
 from pintext.encoder import Encoder
 from pintext.fusion import FusionConfig, min_max_blend, reciprocal_rank_fusion
 from pintext.ingest.search import OpenSearchSearcher
-from pintext.schemas import pin_text
+from pintext.pin_vectors import pin_vectors
 from tests.test_ingest import WORDS, make_model, os_args
 
 pytestmark = pytest.mark.opensearch
@@ -50,7 +50,7 @@ def hybrid_corpus(opensearch, opensearch_index_name, tmp_path):
     assert result.exit_code == 0, result.output
     assert "indexed without a vector" in result.stdout  # the summary table counts them
     encoder = Encoder.load(model_dir)
-    vectors = encoder.encode([pin_text(pin) for pin in pins])
+    vectors = pin_vectors(encoder, pins)
     return {"model_dir": model_dir, "pins": pins, "encoder": encoder, "vectors": vectors,
             "searcher": OpenSearchSearcher.for_index(opensearch, opensearch_index_name),
             "index": opensearch_index_name}

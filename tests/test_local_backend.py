@@ -131,7 +131,7 @@ def test_an_index_tuned_at_ingest_serves_the_recall_its_meta_reports(tmp_path):
 
     from pintext.cli import app
     from pintext.encoder import Encoder
-    from pintext.schemas import pin_text
+    from pintext.pin_vectors import pin_vectors
     from tests.test_ingest import make_model, make_pins, model_snapshot, write_pins_file
 
     model = make_model(tmp_path / "model")
@@ -148,7 +148,7 @@ def test_an_index_tuned_at_ingest_serves_the_recall_its_meta_reports(tmp_path):
     assert meta["tuning"]["target_recall"] == 0.9 and meta["tuning"]["reached"]
     lsh = RandomHyperplaneLSH.from_dict(meta["lsh"])
     window, probes = meta["serving"]["window"], meta["serving"]["probes"]
-    vectors = Encoder.load(model).encode([pin_text(pin) for pin in pins])
+    vectors = pin_vectors(Encoder.load(model), pins)
     unit = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
     shares = []
     for row in np.random.default_rng(0).permutation(len(pins))[:meta["tuning"]["queries"]]:

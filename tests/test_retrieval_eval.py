@@ -201,7 +201,7 @@ def judged_queries(pins: list[dict], count: int) -> list[list[str]]:
 def test_eval_retrieval_on_the_real_node(opensearch, opensearch_url, opensearch_index_name, tmp_path):
     from pintext.encoder import Encoder
     from pintext.cli.retrieval import bm25_request
-    from pintext.schemas import pin_text
+    from pintext.pin_vectors import pin_vectors
     from tests.test_ingest import make_model, make_pins, write_pins_file
 
     model_dir = make_model(tmp_path / "model")
@@ -247,7 +247,7 @@ def test_eval_retrieval_on_the_real_node(opensearch, opensearch_url, opensearch_
 
     # Exact = brute-force cosine over the corpus, ties by pin id.
     encoder = Encoder.load(model_dir)
-    vectors = encoder.encode([pin_text(pin) for pin in pins])
+    vectors = pin_vectors(encoder, pins)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
     ids = np.array([pin["id"] for pin in pins])
     for query, ours in systems["exact"]["per_query"].items():

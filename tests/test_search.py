@@ -19,7 +19,7 @@ from pintext.cli import app
 from pintext.encoder import Encoder
 from pintext.ingest.local_backend import LocalIndex, cosine
 from pintext.ingest.search import OpenSearchSearcher
-from pintext.schemas import pin_text
+from pintext.pin_vectors import pin_vectors
 from tests.test_ingest import WORDS, make_model, make_pins, model_snapshot, os_args, write_pins_file
 
 pytestmark = pytest.mark.opensearch
@@ -51,7 +51,7 @@ def corpus(opensearch, opensearch_index_name, tmp_path):
         "encoder": encoder,
         "lsh": lsh,
         "pins": pins,
-        "vectors": encoder.encode([pin_text(pin) for pin in pins]),
+        "vectors": pin_vectors(encoder, pins),
         "searcher": searcher,
         "local": LocalIndex(tmp_path / "local"),
         "local_dir": tmp_path / "local",

@@ -259,10 +259,10 @@ def exact_rankings(encoder: Any, pins: list[dict], texts: dict[str, str], advanc
     """Cosine of each query with every pin the model can embed, in numpy; ties by pin id (pins are id-sorted)."""
     import numpy as np
 
-    from pintext.schemas import pin_text
+    from pintext.pin_vectors import pin_vectors
     from pintext.trainer.retrieval import top_k_indices
 
-    vectors = encoder.encode([pin_text(pin) for pin in pins])
+    vectors = pin_vectors(encoder, pins)
     norms = np.linalg.norm(vectors, axis=1)
     embeddable = np.flatnonzero(norms > 0)  # a zero vector has no direction: no system can find it by vector
     unit = vectors[embeddable] / norms[embeddable, None]

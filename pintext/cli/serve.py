@@ -322,14 +322,16 @@ def tune_on_corpus(conn: Connection, tuning: Tuning, fixed: Any) -> tuple[Any, s
 
     Returns (result, "") or, when the corpus cannot be tuned on (too few pins with a known word), (None, why).
     """
-    from pintext.ingest.indexer import sample_pin_texts
+    from pintext.ingest.indexer import sample_pins
     from pintext.lsh_tune import MAX_TUNE_CORPUS, tune_for_corpus
 
     started = time.perf_counter()
-    texts, total = sample_pin_texts(tuning.pins_file, MAX_TUNE_CORPUS)
+    from pintext.pin_vectors import pin_vectors
+
+    sample, total = sample_pins(tuning.pins_file, MAX_TUNE_CORPUS)
     queries = conn.encoder.encode(read_queries(tuning.queries_file)) if tuning.queries_file else None
     try:
-        result = tune_for_corpus(conn.encoder.encode(texts), tuning.target_recall, queries=queries,
+        result = tune_for_corpus(pin_vectors(conn.encoder, sample), tuning.target_recall, queries=queries,
                                  fixed=(fixed.tables, fixed.bits) if fixed else None, seed=fixed.seed if fixed else 0,
                                  total_pins=total)
     except ValueError as error:
