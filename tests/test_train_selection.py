@@ -104,10 +104,7 @@ def test_exported_table_scores_what_early_stopping_recorded(pairs_dir, search_mo
 
     encoder = Encoder.load(search_model.model_dir)
     corpus = [json.loads(line) for line in (pairs_dir / "pins.jsonl").read_text().splitlines()]
-    from pintext.schemas import pin_text
-
-    scorer = ValidationScorer(load_pairs(pairs_dir, ["search"]), ["search"], {"oov": encoder.oov},
-                              distractors=[pin_text(pin) for pin in corpus])
+    scorer = ValidationScorer(load_pairs(pairs_dir, ["search"]), ["search"], {"oov": encoder.oov}, distractors=corpus)
     score = scorer.score(scorer.metrics(encoder.tokenizer, np.load(search_model.model_dir / "runtime" / "embeddings.npy")))
     recorded = json.loads((search_model.model_dir / "pintext_train.json").read_text())["selection"]
     assert score == pytest.approx(recorded["best_validation_score"], abs=1e-4)

@@ -68,11 +68,13 @@ class TaskData:
     query_texts: list[str]  # one per distinct anchor
     query_relevant: list[np.ndarray]  # pool indices relevant to each query
     coverage_texts: list[str]
+    distractors_from: int = -1  # pool index where the corpus distractors start (-1: none)
 
 
-def prepare_task(data, split: str = "test", seed: int = 0, distractors: Sequence[str] = ()) -> TaskData:
-    """Build pool, queries and background pairs from a task's DatasetDict. `distractors` (e.g. the corpus's pin
-    texts) join the pool after the positives, except texts already in it."""
+def prepare_task(data, split: str = "test", seed: int = 0, distractors: Sequence[tuple[str, str]] = ()) -> TaskData:
+    """Build pool, queries and background pairs from a task's DatasetDict. `distractors` ((pin id, text) of the
+    corpus's pins) join the pool after the positives, except pins whose id or text is already in it (a positive
+    must not come back as a non-relevant copy of itself)."""
     def ids_of(rows, column: str, fallback: str) -> list[str]:
         return list(rows[column]) if column in rows.column_names else list(rows[fallback])
 
@@ -83,9 +85,10 @@ def prepare_task(data, split: str = "test", seed: int = 0, distractors: Sequence
             if positive_id not in pool_ids:
                 pool_ids[positive_id] = len(pool_texts)
                 pool_texts.append(text)
+    distractors_from = len(pool_texts)
     known_texts = set(pool_texts)
-    for text in distractors:
-        if text not in known_texts:
+    for pin_id, text in distractors:
+        if text not in known_texts and pin_id not in pool_ids:
             known_texts.add(text)
             pool_texts.append(text)
     rows = data[split]
@@ -107,6 +110,7 @@ def prepare_task(data, split: str = "test", seed: int = 0, distractors: Sequence
         query_texts=[anchor_text[key] for key in relevant_by_anchor],
         query_relevant=[np.fromiter(sorted(values), dtype=np.int64) for values in relevant_by_anchor.values()],
         coverage_texts=anchors + list(rows["positive"]),
+        distractors_from=distractors_from,
     )
 
 

@@ -13,7 +13,7 @@ the untrained IDF match.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,9 +21,23 @@ import numpy as np
 from transformers import TrainerCallback
 
 from pintext.encoder import Encoder
+from pintext.pin_vectors import pin_vectors
+from pintext.schemas import pin_text
 from pintext.trainer.evaluate import TaskData, prepare_task, ranking_metrics
 
 MAIN_TASK = "search"
+
+
+def _ids_and_texts(pins_by_text: Mapping[str, dict]) -> list[tuple[str, str]]:
+    return [(str(pin["id"]), text) for text, pin in pins_by_text.items()]
+
+
+def distractor_pins(pins: Sequence[dict]) -> dict[str, dict]:
+    """{pin text: pin} for corpus pins (the first pin of each text), in corpus order."""
+    by_text: dict[str, dict] = {}
+    for pin in pins:
+        by_text.setdefault(pin_text(pin), pin)
+    return by_text
 
 
 def _unit(vectors: np.ndarray) -> np.ndarray:
@@ -31,9 +45,19 @@ def _unit(vectors: np.ndarray) -> np.ndarray:
     return np.divide(vectors, norms, out=np.zeros_like(vectors), where=norms > 0)
 
 
-def validation_metrics(encoder: Encoder, task: TaskData) -> dict[str, float]:
+def pool_vectors(encoder: Encoder, task: TaskData, pins_by_text: Mapping[str, dict]) -> np.ndarray:
+    """Unit vectors of a task's pool: positives as the texts they are, corpus distractors as the pins they are
+    (`pintext.pin_vectors`, the way ingest embeds them), so validation ranks what search will rank."""
+    start = task.distractors_from if task.distractors_from >= 0 else len(task.pool_texts)
+    parts = [encoder.encode(task.pool_texts[:start])]
+    if start < len(task.pool_texts):
+        parts.append(pin_vectors(encoder, [pins_by_text[text] for text in task.pool_texts[start:]]))
+    return _unit(np.concatenate(parts))
+
+
+def validation_metrics(encoder: Encoder, task: TaskData, pins_by_text: Mapping[str, dict] | None = None) -> dict[str, float]:
     """recall@10, recall@100, MRR and their mean (`score`) for one task's validation split."""
-    pool = _unit(encoder.encode(task.pool_texts))
+    pool = pool_vectors(encoder, task, pins_by_text or {})
     queries = _unit(encoder.encode(task.query_texts))
     metrics = ranking_metrics(lambda rows: queries[rows] @ pool.T, task)
     metrics["score"] = float(np.mean([metrics["recall@10"], metrics["recall@100"], metrics["mrr"]]))
@@ -44,10 +68,11 @@ class ValidationScorer:
     """Scores a word table on the validation split of the given tasks."""
 
     def __init__(self, pairs: dict, tasks: list[str], encoder_options: dict[str, Any] | None = None,
-                 distractors: Sequence[str] = ()) -> None:
+                 distractors: Sequence[dict] = ()) -> None:
         self.tasks = [task for task in tasks if len(pairs[task]["validation"]) > 0]
-        # The corpus joins each pool as distractors: validation then ranks among the pins that will be served.
-        self.data = {task: prepare_task(pairs[task], split="validation", distractors=distractors)
+        # The corpus pins join each pool as distractors: validation then ranks among the pins that will be served.
+        self.pins_by_text = distractor_pins(distractors)
+        self.data = {task: prepare_task(pairs[task], split="validation", distractors=_ids_and_texts(self.pins_by_text))
                      for task in self.tasks}
         self.encoder_options = encoder_options or {}
 
@@ -60,7 +85,7 @@ class ValidationScorer:
 
     def metrics(self, tokenizer, table: np.ndarray) -> dict[str, dict[str, float]]:
         encoder = self.encoder(tokenizer, table)
-        return {task: validation_metrics(encoder, data) for task, data in self.data.items()}
+        return {task: validation_metrics(encoder, data, self.pins_by_text) for task, data in self.data.items()}
 
     def score(self, metrics: dict[str, dict[str, float]]) -> float:
         if MAIN_TASK in metrics:
@@ -160,17 +185,18 @@ def _top(scores: np.ndarray, depth: int) -> dict[str, float]:
 
 
 def choose_fusion(pairs: dict, encoder: Encoder, task: str = MAIN_TASK,
-                  distractors: Sequence[str] = ()) -> tuple[Any, dict[str, Any]]:
+                  distractors: Sequence[dict] = ()) -> tuple[Any, dict[str, Any]]:
     """The fusion of BM25 and PinText (method and PinText's weight) with the best validation score on `task`,
     using the same functions `pintext search --hybrid` serves with. Returns (FusionConfig, record)."""
     import bm25s
 
     from pintext.fusion import FusionConfig
 
-    data = prepare_task(pairs[task], split="validation", distractors=distractors)
+    pins_by_text = distractor_pins(distractors)
+    data = prepare_task(pairs[task], split="validation", distractors=_ids_and_texts(pins_by_text))
     relevant = [{str(index) for index in indices} for indices in data.query_relevant]
     depth = min(FUSION_DEPTH, len(data.pool_texts))
-    pool = _unit(encoder.encode(data.pool_texts))
+    pool = pool_vectors(encoder, data, pins_by_text)
     queries = _unit(encoder.encode(data.query_texts))
     dense = [_top(row, depth) for row in queries @ pool.T]
     retriever = bm25s.BM25()

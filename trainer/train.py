@@ -129,9 +129,10 @@ CORPUS_REJECTED_FILE = "corpus.rejected.jsonl"
 MAX_DISTRACTORS = 100_000  # corpus texts added to each validation pool (bounded: validation runs every half epoch)
 
 
-def load_corpus_texts(pairs_dir: str | Path, corpus: str | None, rejected: Path) -> list[str]:
-    """Texts of the pins corpus (`corpus`, else PAIRS/pins.jsonl when present): their words join the vocabulary
-    and the IDF, so a pin's words are known even when no training pair uses them. Bad lines go to `rejected`."""
+def load_corpus(pairs_dir: str | Path, corpus: str | None, rejected: Path) -> list[dict]:
+    """The pins corpus (`corpus`, else PAIRS/pins.jsonl when present): its words join the vocabulary and the IDF,
+    so a pin's words are known even when no training pair uses them, and its pins are validation's distractors.
+    Bad lines go to `rejected` (kept only when there are some)."""
     from pintext.ingest.deadletter import DeadLetter
     from pintext.ingest.readers import read_records
     from pintext.schemas import pin_text, validate_pin
@@ -143,10 +144,10 @@ def load_corpus_texts(pairs_dir: str | Path, corpus: str | None, rejected: Path)
         return []
     rejected.unlink(missing_ok=True)  # re-running rewrites it rather than appending duplicates
     with DeadLetter(rejected) as dead_letter:
-        texts = [text for _, pin in read_records(path, validate_pin, dead_letter) if (text := pin_text(pin))]
+        pins = [pin for _, pin in read_records(path, validate_pin, dead_letter) if pin_text(pin)]
     if dead_letter.count == 0:
         rejected.unlink(missing_ok=True)
-    return texts
+    return pins
 
 
 def document_texts(pairs: dict, corpus_texts: list[str]) -> list[str]:
@@ -265,7 +266,10 @@ def _train(pairs_dir, out_dir: Path, config: TrainConfig, show_progress: bool, u
     empty = [task for task in config.tasks if len(pairs[task]["train"]) == 0]
     if empty:
         raise PairDataError(f"{pairs_dir}: no training pairs for task(s) {empty} (split 'train' is empty)")
-    corpus_texts = load_corpus_texts(pairs_dir, config.corpus, out_dir / CORPUS_REJECTED_FILE)
+    from pintext.schemas import pin_text
+
+    corpus = load_corpus(pairs_dir, config.corpus, out_dir / CORPUS_REJECTED_FILE)
+    corpus_texts = [pin_text(pin) for pin in corpus]
     tokenizer = train_word_tokenizer(
         itertools.chain(pair_texts(pairs), corpus_texts), min_count=config.min_count, max_size=config.max_vocab
     )
@@ -287,7 +291,7 @@ def _train(pairs_dir, out_dir: Path, config: TrainConfig, show_progress: bool, u
     callbacks: list[Any] = [RadiusCallback(model, config.radius)] if config.radius else []
     stopper = None
     oov = HashedWords(seed=config.seed, scale=rare_word_idf(n_documents)) if config.hash_unseen else None
-    scorer = ValidationScorer(pairs, config.tasks, {"oov": oov}, distractors=corpus_texts[:MAX_DISTRACTORS])
+    scorer = ValidationScorer(pairs, config.tasks, {"oov": oov}, distractors=corpus[:MAX_DISTRACTORS])
     if config.early_stopping and not config.refit and scorer.usable:
         steps_per_epoch = math.ceil(sum(len(data) for data in train_sets.values()) / config.batch_size)
         stopper = EarlyStopping(word_module(model), scorer, every=max(1, steps_per_epoch // 2), patience=config.patience)
