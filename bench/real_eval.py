@@ -34,6 +34,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from pintext.bench.harness import machine_info, package_versions
 from pintext.bench.realdata import DATASETS, DEFAULT_SHARED
@@ -81,15 +82,25 @@ def train_and_evaluate(pairs_args: list[str], pairs: Path, corpus: Path, judgmen
             "how": results.get("how", {}), "versions": results.get("versions", {})}
 
 
+def one_split(label: str, split: int, run: Any) -> dict:
+    """One split's run; a failed command is recorded (and printed) so the other splits still run."""
+    print(f"{label} split {split} ...", flush=True)
+    try:
+        return {"split": split, **run()}
+    except CommandFailed as error:
+        print(f"error: {error}", file=sys.stderr)
+        return {"split": split, "error": str(error)}
+
+
 def real_runs(name: str, prepared: Path, work: Path, splits: int, train_args: list[str]) -> list[dict]:
     runs = []
     for split in range(splits):
         folder, split_work = prepared / f"split{split}", work / name / f"split{split}"
         pairs_args = ["pairs", "--import", str(folder / "train_pairs.csv"), "--task", "search", "--val", "0.1",
                       "--test", "0"]
-        print(f"{name} split {split} ...", flush=True)
-        runs.append({"split": split, **train_and_evaluate(pairs_args, split_work / "pairs", prepared / "corpus.jsonl",
-                                                          folder / "test_qrels.csv", split_work, train_args)})
+        runs.append(one_split(name, split, lambda: train_and_evaluate(
+            pairs_args, split_work / "pairs", prepared / "corpus.jsonl", folder / "test_qrels.csv", split_work,
+            train_args)))
     return runs
 
 
@@ -99,17 +110,23 @@ def sample_runs(work: Path, splits: int, train_args: list[str]) -> list[dict]:
         split_work = work / "sample" / f"seed{seed}"
         pairs_args = ["pairs", "--events", str(SAMPLE / "events.jsonl.gz"), "--pins", str(SAMPLE / "pins.jsonl"),
                       "--users", str(SAMPLE / "users.jsonl"), "--seed", str(seed)]
-        print(f"sample seed {seed} ...", flush=True)
-        runs.append({"split": seed, **train_and_evaluate(pairs_args, split_work / "pairs", SAMPLE / "pins.jsonl",
-                                                         split_work / "pairs", split_work, train_args)})
+        runs.append(one_split("sample", seed, lambda: train_and_evaluate(
+            pairs_args, split_work / "pairs", SAMPLE / "pins.jsonl", split_work / "pairs", split_work, train_args)))
     return runs
+
+
+def succeeded(runs: list[dict]) -> list[dict]:
+    return [run for run in runs if "error" not in run]
 
 
 # ---- aggregation and report ------------------------------------------------------------------------------------
 
 
 def aggregate(runs: list[dict]) -> dict:
-    """{system: {metric: {"mean", "std", "values"}}} over the runs (splits)."""
+    """{system: {metric: {"mean", "std", "values"}}} over the runs (splits) that succeeded."""
+    runs = succeeded(runs)
+    if not runs:
+        return {}
     systems = list(runs[0]["means"])
     return {system: {metric: dict(zip(("mean", "std"), mean_and_std([run["means"][system][metric] for run in runs])),
                                   values=[run["means"][system][metric] for run in runs])
@@ -117,8 +134,11 @@ def aggregate(runs: list[dict]) -> dict:
 
 
 def dataset_section(name: str, result: dict) -> list[str]:
-    summary, runs = result["summary"], result["runs"]
-    lines = [f"## {name}", "", "| system | " + " | ".join(METRICS) + " |", "|---|" + "---:|" * len(METRICS)]
+    summary, runs = result["summary"], succeeded(result["runs"])
+    failures = [f"- **split {run['split']} failed**: {run['error']}" for run in result["runs"] if "error" in run]
+    if not runs:
+        return [f"## {name}", "", "Every split failed:", "", *failures, ""]
+    lines = [f"## {name}", "", *(failures + [""] if failures else []), "| system | " + " | ".join(METRICS) + " |", "|---|" + "---:|" * len(METRICS)]
     for system, metrics in summary.items():
         lines.append(f"| {SYSTEM_LABELS.get(system, system)} | "
                      + " | ".join(f"{metrics[m]['mean']:.3f} ± {metrics[m]['std']:.3f}" for m in METRICS) + " |")
@@ -137,7 +157,8 @@ def dataset_section(name: str, result: dict) -> list[str]:
         verdict = "equal" if worst < 1e-9 else "DIFFERENT from"
         lines += ["", f"BM25 metrics on every split are {verdict} OpenSearch `_rank_eval`'s on the same requests "
                   f"(largest per-query difference {worst:.2g})."]
-    lines += ["", "Commands of split 0:", "", "```", *(c["command"] for c in runs[0]["commands"]), "```", ""]
+    lines += ["", f"Commands of split {runs[0]['split']}:", "", "```", *(c["command"] for c in runs[0]["commands"]),
+              "```", ""]
     return lines
 
 
@@ -152,8 +173,9 @@ def write_report(folder: Path, title: str, source_note: str, results: dict, trai
     lines += [source_note, "", "![metrics per system](retrieval.png)", ""]
     for name, result in results["datasets"].items():
         lines += dataset_section(name, result)
-    first_run = next(iter(results["datasets"].values()))["runs"][0]
-    lines += ["## Systems", "", f"As run for split 0 of {next(iter(results['datasets']))}:", "",
+    first_name, first_run = next(((name, run) for name, result in results["datasets"].items()
+                                  for run in succeeded(result["runs"])), ("none", {"how": {}, "versions": {}}))
+    lines += ["## Systems", "", f"As run for split {first_run.get('split', '-')} of {first_name}:", "",
               *(f"- {name}: {how}" for name, how in first_run["how"].items()), "",
               "## Machine, versions, time", "",
               f"- {results['machine']['platform']}, {results['machine']['cores']} cores "
@@ -162,7 +184,8 @@ def write_report(folder: Path, title: str, source_note: str, results: dict, trai
               f"- `{results['command']}`: {seconds / 60:.1f} min in all", ""]
     (folder / "report.md").write_text("\n".join(lines), encoding="utf-8")
     (folder / "results.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
-    write_plot({name: result["summary"] for name, result in results["datasets"].items()}, folder / "retrieval.png")
+    write_plot({name: result["summary"] for name, result in results["datasets"].items() if result["summary"]},
+               folder / "retrieval.png")
 
 
 def write_plot(summaries: dict, path: Path) -> None:
@@ -171,7 +194,7 @@ def write_plot(summaries: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figure, axes = plt.subplots(1, len(summaries), figsize=(6.5 * len(summaries), 4), squeeze=False)
+    figure, axes = plt.subplots(1, max(1, len(summaries)), figsize=(6.5 * max(1, len(summaries)), 4), squeeze=False)
     for axis, (name, summary) in zip(axes[0], summaries.items()):
         width = 0.8 / max(1, len(summary))
         for offset, (system, metrics) in enumerate(summary.items()):
@@ -232,6 +255,7 @@ def main(argv: list[str] | None = None) -> int:
     common = {"machine": machine_info(), "versions": package_versions(),
               "command": "python -m pintext.bench.real_eval " + shlex.join(argv if argv is not None else sys.argv[1:]),
               "train_args": train_args}
+    failed = False
     try:
         real = [name for name in chosen if name in DATASETS]
         if real and prepare_real(args.shared, args.prepared, args.splits):
@@ -241,6 +265,7 @@ def main(argv: list[str] | None = None) -> int:
             for name in real:
                 runs = real_runs(name, args.prepared / name, args.work, args.splits, train_args)
                 datasets[name] = {"runs": runs, "summary": aggregate(runs)}
+                failed |= len(succeeded(runs)) < len(runs)
             write_report(REAL_REPORT_DIR, "Retrieval on real judgments",
                          f"Data: read from `{args.shared}` (see its README.md; never committed) by "
                          "`python -m pintext.bench.realdata`, queries split by text into train (+ validation) and "
@@ -251,6 +276,7 @@ def main(argv: list[str] | None = None) -> int:
             ensure_node()
             started = time.perf_counter()
             runs = sample_runs(args.work, args.splits, train_args)
+            failed |= len(succeeded(runs)) < len(runs)
             write_report(SAMPLE_REPORT_DIR, "Retrieval on the synthetic sample",
                          f"Data: the committed synthetic sample `{SAMPLE}`; judgments = the search test split of "
                          "`pintext pairs` (query = anchor, relevant = positive pin, grade 1), one pairs split seed "
@@ -258,10 +284,10 @@ def main(argv: list[str] | None = None) -> int:
                          {**common, "datasets": {"sample": {"runs": runs, "summary": aggregate(runs)}}}, train_args,
                          time.perf_counter() - started)
             print(f"wrote {SAMPLE_REPORT_DIR}/report.md")
-    except CommandFailed as error:
+    except CommandFailed as error:  # starting the node
         print(f"error: {error}", file=sys.stderr)
         return 1
-    return 0
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

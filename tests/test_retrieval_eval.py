@@ -280,9 +280,17 @@ def test_real_eval_aggregates_mean_and_sample_std_over_splits():
     from pintext.bench.real_eval import aggregate
 
     runs = [{"means": {"bm25": {"ndcg@10": v, "recall@100": 0.5, "mrr@10": 1.0}}} for v in (0.2, 0.4, 0.6)]
-    summary = aggregate(runs)["bm25"]
+    summary = aggregate([*runs, {"split": 3, "error": "train failed"}])["bm25"]  # a failed split is left out
     assert summary["ndcg@10"]["mean"] == pytest.approx(0.4) and summary["ndcg@10"]["std"] == pytest.approx(0.2)
     assert summary["recall@100"] == {"mean": 0.5, "std": 0.0, "values": [0.5, 0.5, 0.5]}
+    assert aggregate([{"split": 0, "error": "x"}]) == {}
+
+
+def test_real_eval_report_names_a_failed_split():
+    from pintext.bench.real_eval import dataset_section
+
+    lines = dataset_section("bestbuy", {"summary": {}, "runs": [{"split": 1, "error": "search refused"}]})
+    assert "- **split 1 failed**: search refused" in lines
 
 
 def test_every_system_ranks_as_deep_as_recall_counts():
