@@ -3,7 +3,8 @@
 - BM25: `pintext.queries.bm25_query` (a `multi_match` over the pins index's text fields, Lucene's default BM25
   similarity) on the real node; its metrics are also computed by OpenSearch's own `_rank_eval` API and compared
   with ours, query by query.
-- exact: the model's `pintext.Encoder` over the whole corpus, cosine in numpy, ties by pin id.
+- exact: the model's `pintext.Encoder` over the whole corpus (`pintext.pin_vectors`, as ingest embeds pins),
+  cosine in numpy, ties by pin id.
 - served: `pintext ingest` into an index for this model and corpus, then `pintext search --queries --json
   --k 100`: the project's own commands, with their defaults, as a user runs them.
 - hybrid: `pintext search --hybrid` the same way: BM25 and served fused by the model's
@@ -533,7 +534,8 @@ def describe_systems(results: dict) -> dict[str, str]:
 
     how = {"bm25": f"OpenSearch `multi_match` (pintext.queries.bm25_query) over {list(TEXT_FIELDS)} (Lucene BM25 "
                    "defaults), top 100",
-           "exact": "the model's numpy Encoder over every corpus pin with a known word, cosine, top 100",
+           "exact": "the model's numpy Encoder over every corpus pin with a known word (pintext.pin_vectors, as "
+                    "ingest embeds pins), cosine, top 100",
            "served": via_search("served"),
            "hybrid": via_search("hybrid") + f"; fusion {results.get('fusion')} (MODEL/hybrid.json, else default)"}
     return {name: how[name] for name in results["systems"]}
