@@ -154,7 +154,7 @@ def dataset_section(name: str, result: dict) -> list[str]:
     check = runs[0].get("rank_eval_check", {})
     if check:
         worst = max(max(run["rank_eval_check"][m]["max_abs_diff"] for m in check) for run in runs)
-        verdict = "equal" if worst < 1e-9 else "DIFFERENT from"
+        verdict = "equal to" if worst < 1e-9 else "DIFFERENT from"
         lines += ["", f"BM25 metrics on every split are {verdict} OpenSearch `_rank_eval`'s on the same requests "
                   f"(largest per-query difference {worst:.2g})."]
     lines += ["", f"Commands of split {runs[0]['split']}:", "", "```", *(c["command"] for c in runs[0]["commands"]),
