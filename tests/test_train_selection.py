@@ -164,3 +164,13 @@ def test_default_tasks_are_the_folders_present(tmp_path):
                                       "--epochs", "1", "--threads", "1", "--no-tune", "--json"])
     assert result.exit_code == 0, result.output
     assert json.loads((tmp_path / "m" / "pintext_train.json").read_text())["config"]["tasks"] == ["search"]
+
+
+def test_epochs_is_the_ceiling_of_every_trial(pairs_dir, tmp_path):
+    from pintext.trainer.autotune import tune_and_train
+
+    _, record = tune_and_train(pairs_dir, tmp_path / "m", TrainConfig(tasks=["search"], epochs=1, **FAST),
+                               budget_s=0.0)
+    saved = json.loads((tmp_path / "m" / "pintext_train.json").read_text())
+    assert saved["config"]["epochs"] == 1
+    assert max(entry["epoch"] for entry in saved["selection"]["validation_history"]) <= 1.0

@@ -32,7 +32,6 @@ SEARCH_GRID: tuple[tuple[str, float], ...] = (
     ("mnrl", 0.01),
 )
 AUX_WEIGHTS = (0.1, 0.3, 1.0)
-MAX_EPOCHS = 10.0  # a ceiling: early stopping decides
 
 
 @dataclass
@@ -101,7 +100,7 @@ def tune_and_train(
     grid = [(loss, lr) for loss, lr in SEARCH_GRID if (losses is None or loss in losses) and (lrs is None or lr in lrs)]
     if not grid:  # the user fixed a setting outside the grid: that one setting
         grid = [(losses[0] if losses else base.loss, lrs[0] if lrs else base.lr)]
-    first_stage = replace(base, tasks=main_tasks, epochs=max(base.epochs, MAX_EPOCHS), early_stopping=True)
+    first_stage = replace(base, tasks=main_tasks, early_stopping=True)  # base.epochs is the ceiling
     for loss, lr in grid:
         tuner.run(f"{'+'.join(main_tasks)}-{loss}-lr{lr}", replace(first_stage, loss=loss, lr=lr))
     if tuner.best is None:
