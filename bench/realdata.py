@@ -6,6 +6,8 @@ and written under `out/real/` (git-ignored). Per data set and per split seed:
     out/real/<name>/corpus.jsonl                 pins: id, title[, description]
     out/real/<name>/split<S>/train_pairs.csv     anchor,positive,positive_id,weight (train + validation queries)
     out/real/<name>/split<S>/test_qrels.csv      query,doc_id,grade (held-out queries only; grade > 0 = relevant)
+    out/real/bestbuy/split<S>/related_pairs.csv  anchor,positive,anchor_id,positive_id,weight: SKUs one user
+                                                 clicked together (training queries only), for multitask runs
 
 Queries are split by their normalized text (a query is in test for every judgment it has, or in none), so the test
 queries are unseen in training, as a new user's queries are. `pintext pairs --import train_pairs.csv --val 0.1
@@ -100,6 +102,7 @@ def bestbuy(shared: Path, out: Path, splits: int) -> dict:
     pins = {f"sku{sku}": {"id": f"sku{sku}", "title": name} for sku, name in names.items()}
     _write_corpus(out / "corpus.jsonl", pins)
     clicks: Counter[tuple[str, str]] = Counter()
+    user_clicks: list[tuple[str, str, str]] = []  # (user, query, doc): the related task's source
     unknown = 0
     with (shared / "bestbuy" / "clicks.csv").open(encoding="utf-8", newline="") as handle:
         for row in csv.DictReader(handle):
@@ -109,6 +112,7 @@ def bestbuy(shared: Path, out: Path, splits: int) -> dict:
                 unknown += 1
                 continue
             clicks[(query, doc)] += 1
+            user_clicks.append((row["user"].strip(), query, doc))
     summary = {"docs": len(pins), "clicks_used": sum(clicks.values()), "clicks_skipped": unknown,
                "queries": len({query_key(q) for q, _ in clicks})}
     for seed in range(splits):
@@ -121,12 +125,31 @@ def bestbuy(shared: Path, out: Path, splits: int) -> dict:
             if in_test(q, seed):
                 test_docs[query_key(q)].add(d)
         test = [(q, d, 1) for q, docs in sorted(test_docs.items()) for d in sorted(docs)]
+        related = _co_clicked(user_clicks, pins, seed)
         summary[f"split{seed}"] = {
             "train_pairs": _write_csv(folder / "train_pairs.csv", ["anchor", "positive", "positive_id", "weight"], train),
+            "related_pairs": _write_csv(folder / "related_pairs.csv",
+                                        ["anchor", "positive", "anchor_id", "positive_id", "weight"], related),
             "test_judgments": _write_csv(folder / "test_qrels.csv", ["query", "doc_id", "grade"], test),
             "test_queries": len(test_docs),
         }
     return summary
+
+
+def _co_clicked(user_clicks: list[tuple[str, str, str]], pins: dict[str, dict], seed: int) -> list[tuple]:
+    """Related-pins pairs: two SKUs the same user clicked (from training queries only, so no test query's clicks
+    shape them), both directions, one row per user and pair."""
+    by_user: dict[str, set[str]] = defaultdict(set)
+    for user, query, doc in user_clicks:
+        if not in_test(query, seed):
+            by_user[user].add(doc)
+    rows = []
+    for docs in by_user.values():
+        for first in sorted(docs):
+            for second in sorted(docs):
+                if first != second:
+                    rows.append((pins[first]["title"], pins[second]["title"], first, second, 1.0))
+    return rows
 
 
 DATASETS = {"crowdflower": crowdflower, "bestbuy": bestbuy}

@@ -18,12 +18,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from pintext.trainer.evaluate import TaskData, prepare_task, ranking_metrics
 from transformers import TrainerCallback
 
 from pintext.encoder import Encoder
 from pintext.pin_vectors import pin_vectors
 from pintext.schemas import pin_text
-from pintext.trainer.evaluate import TaskData, prepare_task, ranking_metrics
 
 MAIN_TASK = "search"
 
