@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -52,7 +53,9 @@ def _trial_settings(config: TrainConfig) -> dict[str, Any]:
 class Tuner:
     """Runs trials into `work_dir` and remembers the best one."""
 
-    def __init__(self, pairs_dir: Path, work_dir: Path, budget_s: float) -> None:
+    def __init__(self, pairs_dir: Path, work_dir: Path, budget_s: float,
+                 on_trial: Callable[[Trial], None] | None = None) -> None:
+        self.on_trial = on_trial or (lambda trial: None)
         self.pairs_dir = pairs_dir
         self.work_dir = work_dir
         self.budget_s = budget_s
@@ -71,6 +74,7 @@ class Tuner:
         expected = max((t.seconds for t in runs), default=0.0)
         if runs and self.elapsed() + expected > self.budget_s:
             trial.skipped = f"time budget ({self.budget_s:.0f} s) would be exceeded"
+            self.on_trial(trial)
             return trial
         started = time.perf_counter()
         result = train(self.pairs_dir, self.work_dir / name, config, show_progress=False)
@@ -82,20 +86,21 @@ class Tuner:
         trial.validation = selection.get("best_metrics", {})
         if trial.score is not None and (self.best is None or trial.score > (self.best[0].score or float("-inf"))):
             self.best = (trial, result)
+        self.on_trial(trial)
         return trial
 
 
 def tune_and_train(
     pairs_dir: str | Path, out_dir: str | Path, base: TrainConfig, *, budget_s: float = 600.0, refit: bool = False,
     losses: tuple[str, ...] | None = None, lrs: tuple[float, ...] | None = None, tune_weights: bool = True,
-    single_task_candidate: bool = True,
+    single_task_candidate: bool = True, on_trial: Callable[[Trial], None] | None = None,
 ) -> tuple[TrainResult, dict[str, Any]]:
     """Choose settings on validation, leave the chosen model in `out_dir`; returns it and the selection record.
     `single_task_candidate=False` (the user named the tasks) keeps search alone out of the final choice."""
     pairs_dir, out_dir = Path(pairs_dir), Path(out_dir)
     work_dir = out_dir / "trials"
     shutil.rmtree(work_dir, ignore_errors=True)
-    tuner = Tuner(pairs_dir, work_dir, budget_s)
+    tuner = Tuner(pairs_dir, work_dir, budget_s, on_trial)
     main_tasks = ["search"] if "search" in base.tasks else list(base.tasks)
     grid = [(loss, lr) for loss, lr in SEARCH_GRID if (losses is None or loss in losses) and (lrs is None or lr in lrs)]
     if not grid:  # the user fixed a setting outside the grid: that one setting

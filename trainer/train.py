@@ -298,6 +298,9 @@ def _train(pairs_dir, out_dir: Path, config: TrainConfig, show_progress: bool, u
         callbacks.append(stopper)
     if show_progress:
         callbacks.append(RichProgressCallback(config.name))
+    # The model card samples "widget examples" from the data behind a bare tqdm bar, once per run (so once per trial
+    # when choosing settings); an example set here skips it. It only shows on the Hugging Face hub.
+    model.model_card_data.widget = [{"text": "a text's vector is the mean of its words' vectors"}]
     trainer = SentenceTransformerTrainer(
         model=model,
         args=_training_arguments(config, out_dir / "checkpoints", use_cpu, show_progress),

@@ -59,7 +59,8 @@ def fit(pairs: Path, out: Path, config, *, tune: bool, budget: float, refit: boo
 
     if tune:
         result, selection = tune_and_train(pairs, out, config, budget_s=budget, refit=refit, losses=losses, lrs=lrs,
-                                           tune_weights=tune_weights, single_task_candidate=single_task_candidate)
+                                           tune_weights=tune_weights, single_task_candidate=single_task_candidate,
+                                           on_trial=_print_trial if show_progress else None)
     else:
         result, selection = train(pairs, out, config, show_progress=show_progress), {}
     loaded = load_pairs(pairs, result.config.tasks)
@@ -70,6 +71,18 @@ def fit(pairs: Path, out: Path, config, *, tune: bool, budget: float, refit: boo
         (out / "hybrid_selection.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
         selection["hybrid"] = record["chosen"]
     return result, selection
+
+
+def _print_trial(trial) -> None:
+    """One line on stderr per trial, so a long choice on validation shows its progress."""
+    from rich.console import Console
+
+    if trial.skipped:
+        line = f"[dim]trial {trial.name}: skipped ({trial.skipped})[/]"
+    else:
+        line = (f"trial [bold]{trial.name}[/]: validation score {trial.score:.4f} at epoch {trial.best_epoch:g} "
+                f"({trial.seconds:.0f} s)")
+    Console(stderr=True).print(line, highlight=False)
 
 
 def _fail(message: str) -> None:
@@ -226,7 +239,9 @@ def register(app: typer.Typer) -> None:
         else:
             _print_train_result(result)
             if selection.get("why"):
-                typer.echo(f"chosen on validation: {selection['why']} (details: {out / 'selection.json'})")
+                tried = sum(1 for trial in selection.get("trials", []) if trial.get("score") is not None)
+                typer.echo(f"chosen on validation ({tried} trials, {selection.get('seconds', 0):.0f} s): "
+                           f"{selection['why']} (details: {out / 'selection.json'})")
 
     @app.command("eval")
     def eval_command(
