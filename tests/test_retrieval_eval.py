@@ -276,6 +276,14 @@ def test_real_eval_skips_cleanly_without_the_shared_data(tmp_path, capsys):
     assert f"no real data at {tmp_path / 'absent'}" in said and "skipping the real data sets" in said
 
 
+def test_real_mtl_skips_cleanly_without_the_shared_data(tmp_path, capsys):
+    from pintext.bench.real_mtl import main
+
+    assert main(["--shared", str(tmp_path / "absent"), "--work", str(tmp_path / "work")]) == 0
+    assert "skipping the real data sets" in capsys.readouterr().out
+    assert not (tmp_path / "work").exists()
+
+
 def test_real_eval_aggregates_mean_and_sample_std_over_splits():
     from pintext.bench.real_eval import aggregate
 
