@@ -31,7 +31,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from pintext.ingest.deadletter import DeadLetter
-from pintext.ingest.readers import read_records
+from pintext.ingest.readers import ReportedElsewhere, read_records
 from pintext.lsh import DEFAULT_BITS, DEFAULT_SEED, DEFAULT_TABLES, RandomHyperplaneLSH
 from pintext.mapping import TOKENS_FIELD, VECTOR_FIELD
 from pintext.pin_vectors import pin_vectors
@@ -99,7 +99,7 @@ def sample_pins(path: str | Path, limit: int, seed: int = 0) -> tuple[list[dict]
     rng = np.random.default_rng(seed)
     sample: list[dict] = []
     seen = 0
-    for _line, pin in read_records(path, validate_pin, _Uncounted(), strict=False):
+    for _line, pin in read_records(path, validate_pin, ReportedElsewhere(), strict=False):
         seen += 1
         if len(sample) < limit:
             sample.append(pin)
@@ -108,13 +108,6 @@ def sample_pins(path: str | Path, limit: int, seed: int = 0) -> tuple[list[dict]
             if slot < limit:
                 sample[slot] = pin
     return sample, seen
-
-
-class _Uncounted:
-    """A dead letter that drops what it is given: for a read whose bad lines another pass reports."""
-
-    def add(self, source: str, line: Any, error: RecordError, raw: str | bytes) -> None:
-        return None
 
 
 # ---- checkpoint ----------------------------------------------------------------------------------------------

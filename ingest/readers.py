@@ -19,6 +19,14 @@ from pintext.schemas import WHOLE_RECORD, LocatedRecordError, RecordError
 Validator = Callable[[Any], dict[str, Any]]
 
 
+class ReportedElsewhere:
+    """A dead letter that drops what it is given: for a second read of a file whose bad lines another pass
+    dead-letters and counts (so they are not reported twice)."""
+
+    def add(self, source: str, line: Any, error: RecordError, raw: str | bytes) -> None:
+        return None
+
+
 def open_binary(path: str | Path) -> IO[bytes]:
     """Open a file for reading bytes, transparently un-gzipping `.gz` files."""
     path = Path(path)
@@ -43,7 +51,7 @@ def parse_line(raw: bytes, validate: Validator) -> dict[str, Any]:
 def read_records(
     path: str | Path,
     validate: Validator,
-    dead_letter: DeadLetter | None,
+    dead_letter: DeadLetter | ReportedElsewhere | None,
     strict: bool = False,
 ) -> Iterator[tuple[int, dict[str, Any]]]:
     """Yield `(line_no, record)` for each valid line of a JSONL(.gz) file; line numbers start at 1.

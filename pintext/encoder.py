@@ -225,40 +225,33 @@ class Encoder:
         """Vocabulary ids of each text's words (the unknown id for out-of-vocabulary words)."""
         return self._word_ids(texts)
 
-    def _known_ids(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(row of each known token, its vocabulary id, number of words per text) for a batch."""
+    def _flat_ids(self, texts: Sequence[str]) -> tuple[list[list[int]], np.ndarray, np.ndarray, np.ndarray]:
+        """(ids per text, number of words per text, every token's id, every token's text row) for a batch."""
         per_text = self.token_ids(texts)
         lengths = np.fromiter(map(len, per_text), dtype=np.int64, count=len(per_text))
         ids = np.fromiter(itertools.chain.from_iterable(per_text), dtype=np.int64, count=int(lengths.sum()))
         rows = np.repeat(np.arange(len(per_text), dtype=np.int64), lengths)
+        return per_text, lengths, ids, rows
+
+    def _known_ids(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(row of each known token, its vocabulary id, number of words per text) for a batch."""
+        _, lengths, ids, rows = self._flat_ids(texts)
         known = ids != self._unk_id
         return rows[known], ids[known], lengths
 
     def _encode_batch(self, texts: Sequence[str]) -> np.ndarray:
-        if self.oov is not None:
-            return self._encode_batch_hashing(texts)
-        rows, ids, _ = self._known_ids(texts)
-        known_per_text = np.bincount(rows, minlength=len(texts))
-        # Each known word weighs 1/(known words of its text); a text without one keeps an all-zero row.
-        weights = (1.0 / known_per_text[rows]).astype(np.float32)
-        mean_weights = scipy.sparse.csr_matrix((weights, (rows, ids)), shape=(len(texts), self.vocab_size))
-        return np.asarray(mean_weights @ self._table, dtype=np.float32)
-
-    def _encode_batch_hashing(self, texts: Sequence[str]) -> np.ndarray:
-        """The mean over every word: table rows for known words, hashed vectors for unseen ones."""
-        per_text = self.token_ids(texts)
-        lengths = np.fromiter(map(len, per_text), dtype=np.int64, count=len(per_text))
-        ids = np.fromiter(itertools.chain.from_iterable(per_text), dtype=np.int64, count=int(lengths.sum()))
-        rows = np.repeat(np.arange(len(per_text), dtype=np.int64), lengths)
-        weights = (1.0 / np.maximum(lengths, 1)[rows]).astype(np.float32)
+        per_text, lengths, ids, rows = self._flat_ids(texts)
         known = ids != self._unk_id
-        mean_weights = scipy.sparse.csr_matrix(
-            (weights[known], (rows[known], ids[known])), shape=(len(texts), self.vocab_size)
-        )
+        # Each word counted in the mean weighs 1/(words counted in its text): the known words, or every word when
+        # unseen ones are hashed in. A text with none keeps an all-zero row.
+        counted = lengths if self.oov is not None else np.bincount(rows[known], minlength=len(texts))
+        weights = (1.0 / np.maximum(counted, 1)[rows[known]]).astype(np.float32)
+        mean_weights = scipy.sparse.csr_matrix((weights, (rows[known], ids[known])), shape=(len(texts), self.vocab_size))
         vectors = np.asarray(mean_weights @ self._table, dtype=np.float32)
-        for index in np.unique(rows[~known]):  # only texts with an unseen word take this slower path
-            unseen = [word for word, word_id in zip(words(texts[index]), per_text[index]) if word_id == self._unk_id]
-            vectors[index] += sum(self._oov_vector(word) for word in unseen) / lengths[index]
+        if self.oov is not None:
+            for index in np.unique(rows[~known]):  # only texts with an unseen word take this slower path
+                unseen = [word for word, word_id in zip(words(texts[index]), per_text[index]) if word_id == self._unk_id]
+                vectors[index] += sum(self._oov_vector(word) for word in unseen) / lengths[index]
         return vectors
 
     def _oov_vector(self, word: str) -> np.ndarray:

@@ -42,7 +42,8 @@ def pin_parts(pin: Mapping[str, Any]) -> tuple[str, str]:
     return (pin.get("title") or "").strip(), " ".join(part.strip() for part in rest if part and part.strip())
 
 
-def _unit(vectors: np.ndarray) -> np.ndarray:
+def unit_rows(vectors: np.ndarray) -> np.ndarray:
+    """Each row scaled to length 1; zero rows stay zero."""
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
     return np.divide(vectors, norms, out=np.zeros_like(vectors), where=norms > 0)
 
@@ -53,6 +54,6 @@ def pin_vectors(encoder: Any, pins: Sequence[Mapping[str, Any]],
     if not pins:
         return np.zeros((0, encoder.dim), dtype=np.float32)
     titles, rests = zip(*(pin_parts(pin) for pin in pins))
-    title = _unit(encoder.encode(list(titles)))
-    rest = _unit(encoder.encode(list(rests)))
+    title = unit_rows(encoder.encode(list(titles)))
+    rest = unit_rows(encoder.encode(list(rests)))
     return (config.title_weight * title + (1.0 - config.title_weight) * rest).astype(np.float32)

@@ -151,12 +151,18 @@ EVENTS = [
 ]
 
 
-def test_import_over_an_events_folder_keeps_its_other_tasks_and_corpus(tmp_path, sources):
-    out = tmp_path / "pairs"
+def build_events_folder(tmp_path, out) -> PairOptions:
+    """A pairs folder built from PINS/USERS/EVENTS (no validation or test split); returns its options."""
     inputs = {name: write_jsonl(tmp_path / f"{name}.jsonl", records)
               for name, records in (("pins", PINS), ("users", USERS), ("events", EVENTS))}
     options = PairOptions(validation_share=0.0, test_share=0.0)
     build_pairs(inputs["events"], inputs["pins"], inputs["users"], out, options)
+    return options
+
+
+def test_import_over_an_events_folder_keeps_its_other_tasks_and_corpus(tmp_path, sources):
+    out = tmp_path / "pairs"
+    options = build_events_folder(tmp_path, out)
     related_before, homefeed_before = task_rows(out, "related"), task_rows(out, "homefeed")
     stats = build_imported_pairs([(sources["search2"], "search")], out, options)
     assert [r["anchor_id"] for r in task_rows(out, "search")] == ["red shoes"]
@@ -195,10 +201,7 @@ def test_train_multitask_on_imported_tasks(tmp_path, sources):
 
 def test_import_into_a_folder_written_before_sources_were_recorded(tmp_path, sources):
     out = tmp_path / "pairs"
-    inputs = {name: write_jsonl(tmp_path / f"{name}.jsonl", records)
-              for name, records in (("pins", PINS), ("users", USERS), ("events", EVENTS))}
-    options = PairOptions(validation_share=0.0, test_share=0.0)
-    build_pairs(inputs["events"], inputs["pins"], inputs["users"], out, options)
+    options = build_events_folder(tmp_path, out)
     legacy = json.loads((out / "stats.json").read_text())
     del legacy["sources"]
     (out / "stats.json").write_text(json.dumps(legacy))

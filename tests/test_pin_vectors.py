@@ -1,10 +1,10 @@
 """A pin's vector: the title's direction weighted above the description's, whatever their lengths."""
 
 import numpy as np
-from pintext.trainer.tokenizer import train_word_tokenizer
 
 from pintext.encoder import Encoder
 from pintext.pin_vectors import TITLE_WEIGHT, pin_parts, pin_vectors
+from pintext.trainer.tokenizer import train_word_tokenizer
 
 
 def _encoder(dim: int = 64) -> Encoder:

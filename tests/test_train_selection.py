@@ -4,13 +4,13 @@ import json
 
 import numpy as np
 import pytest
-from pintext.trainer.synthetic import make_pairs
-from pintext.trainer.train import LOSS_NAMES, TrainConfig, train
 from typer.testing import CliRunner
 
 from pintext.cli import app
 from pintext.encoder import Encoder, HashedWords, write_runtime
 from pintext.fusion import FusionConfig
+from pintext.trainer.synthetic import make_pairs
+from pintext.trainer.train import LOSS_NAMES, TrainConfig, train
 
 FAST = dict(batch_size=32, dim=32, threads=1)
 

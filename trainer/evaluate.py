@@ -28,6 +28,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from pintext.encoder import Encoder
+from pintext.pin_vectors import unit_rows
 
 METRICS = ("pairwise_accuracy", "recall@10", "recall@100", "mrr", "token_coverage", "text_coverage")
 STS_FILE = "sts-dev.csv"
@@ -156,18 +157,13 @@ def ranking_metrics(score_rows: Callable[[slice], np.ndarray], task: TaskData, c
     return {"recall@10": float(np.mean(recalls[10])), "recall@100": float(np.mean(recalls[100])), "mrr": float(np.mean(reciprocal_ranks))}
 
 
-def _unit(vectors: np.ndarray) -> np.ndarray:
-    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-    return np.divide(vectors, norms, out=np.zeros_like(vectors), where=norms > 0)
-
-
 def evaluate_encoder(encoder: Encoder, task: TaskData) -> dict[str, float]:
     """All task metrics for a dense model."""
-    pool = _unit(encoder.encode(task.pool_texts))
-    anchors = _unit(encoder.encode(task.anchors))
+    pool = unit_rows(encoder.encode(task.pool_texts))
+    anchors = unit_rows(encoder.encode(task.anchors))
     positive_cos = np.einsum("ij,ij->i", anchors, pool[task.positive_index])
     background_cos = np.einsum("ij,ij->i", anchors, pool[task.background_index])
-    queries = _unit(encoder.encode(task.query_texts))
+    queries = unit_rows(encoder.encode(task.query_texts))
     metrics = {"pairwise_accuracy": float(np.mean(positive_cos > background_cos))}
     metrics.update(ranking_metrics(lambda rows: queries[rows] @ pool.T, task))
     coverage = encoder.coverage(task.coverage_texts)
@@ -209,7 +205,7 @@ def sts_spearman(encoder: Encoder, sts_path: Path) -> float:
     from scipy.stats import spearmanr
 
     first, second, gold = read_sts(sts_path)
-    cosines = np.einsum("ij,ij->i", _unit(encoder.encode(first)), _unit(encoder.encode(second)))
+    cosines = np.einsum("ij,ij->i", unit_rows(encoder.encode(first)), unit_rows(encoder.encode(second)))
     return float(spearmanr(cosines, gold).statistic)
 
 

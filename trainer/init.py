@@ -19,10 +19,10 @@ from collections import Counter
 from collections.abc import Iterable
 
 import numpy as np
-from pintext.trainer.tokenizer import UNK_ID
 from tokenizers import Tokenizer
 
 from pintext.text import WordIds
+from pintext.trainer.tokenizer import UNK_ID
 
 INITS = ("lexical", "random")
 RANDOM_INIT_STD = 0.1

@@ -18,12 +18,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from pintext.trainer.evaluate import TaskData, prepare_task, ranking_metrics
 from transformers import TrainerCallback
 
 from pintext.encoder import Encoder
-from pintext.pin_vectors import pin_vectors
+from pintext.pin_vectors import pin_vectors, unit_rows
 from pintext.schemas import pin_text
+from pintext.trainer.evaluate import TaskData, prepare_task, ranking_metrics
 
 MAIN_TASK = "search"
 
@@ -40,11 +40,6 @@ def distractor_pins(pins: Sequence[dict]) -> dict[str, dict]:
     return by_text
 
 
-def _unit(vectors: np.ndarray) -> np.ndarray:
-    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-    return np.divide(vectors, norms, out=np.zeros_like(vectors), where=norms > 0)
-
-
 def pool_vectors(encoder: Encoder, task: TaskData, pins_by_text: Mapping[str, dict]) -> np.ndarray:
     """Unit vectors of a task's pool: positives as the texts they are, corpus distractors as the pins they are
     (`pintext.pin_vectors`, the way ingest embeds them), so validation ranks what search will rank."""
@@ -52,13 +47,13 @@ def pool_vectors(encoder: Encoder, task: TaskData, pins_by_text: Mapping[str, di
     parts = [encoder.encode(task.pool_texts[:start])]
     if start < len(task.pool_texts):
         parts.append(pin_vectors(encoder, [pins_by_text[text] for text in task.pool_texts[start:]]))
-    return _unit(np.concatenate(parts))
+    return unit_rows(np.concatenate(parts))
 
 
 def validation_metrics(encoder: Encoder, task: TaskData, pins_by_text: Mapping[str, dict] | None = None) -> dict[str, float]:
     """recall@10, recall@100, MRR and their mean (`score`) for one task's validation split."""
     pool = pool_vectors(encoder, task, pins_by_text or {})
-    queries = _unit(encoder.encode(task.query_texts))
+    queries = unit_rows(encoder.encode(task.query_texts))
     metrics = ranking_metrics(lambda rows: queries[rows] @ pool.T, task)
     metrics["score"] = float(np.mean([metrics["recall@10"], metrics["recall@100"], metrics["mrr"]]))
     return metrics
@@ -197,7 +192,7 @@ def choose_fusion(pairs: dict, encoder: Encoder, task: str = MAIN_TASK,
     relevant = [{str(index) for index in indices} for indices in data.query_relevant]
     depth = min(FUSION_DEPTH, len(data.pool_texts))
     pool = pool_vectors(encoder, data, pins_by_text)
-    queries = _unit(encoder.encode(data.query_texts))
+    queries = unit_rows(encoder.encode(data.query_texts))
     dense = [_top(row, depth) for row in queries @ pool.T]
     retriever = bm25s.BM25()
     retriever.index(bm25s.tokenize(data.pool_texts, stopwords=None, show_progress=False), show_progress=False)

@@ -129,12 +129,12 @@ CORPUS_REJECTED_FILE = "corpus.rejected.jsonl"
 MAX_DISTRACTORS = 100_000  # corpus texts added to each validation pool (bounded: validation runs every half epoch)
 
 
-def load_corpus(pairs_dir: str | Path, corpus: str | None, rejected: Path) -> list[dict]:
+def load_corpus(pairs_dir: str | Path, corpus: str | None, rejected: Path | None) -> list[dict]:
     """The pins corpus (`corpus`, else PAIRS/pins.jsonl when present): its words join the vocabulary and the IDF,
     so a pin's words are known even when no training pair uses them, and its pins are validation's distractors.
-    Bad lines go to `rejected` (kept only when there are some)."""
+    Bad lines go to `rejected` (kept only when there are some); None: a later read, training reported them."""
     from pintext.ingest.deadletter import DeadLetter
-    from pintext.ingest.readers import read_records
+    from pintext.ingest.readers import ReportedElsewhere, read_records
     from pintext.schemas import pin_text, validate_pin
 
     path = Path(corpus) if corpus else Path(pairs_dir) / "pins.jsonl"
@@ -142,6 +142,8 @@ def load_corpus(pairs_dir: str | Path, corpus: str | None, rejected: Path) -> li
         if corpus:
             raise FileNotFoundError(f"{path}: --corpus file not found")
         return []
+    if rejected is None:
+        return [pin for _, pin in read_records(path, validate_pin, ReportedElsewhere()) if pin_text(pin)]
     rejected.unlink(missing_ok=True)  # re-running rewrites it rather than appending duplicates
     with DeadLetter(rejected) as dead_letter:
         pins = [pin for _, pin in read_records(path, validate_pin, dead_letter) if pin_text(pin)]

@@ -30,7 +30,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from pintext.cli.serve import (CaCertsOption, InsecureOption, ModelOption, PasswordOption, UrlOption, UserOption,
-                               fail, reports_unreachable_node)
+                               fail, open_client, reports_unreachable_node)
 
 SYSTEMS = ("bm25", "exact", "served", "hybrid")
 NODE_SYSTEMS = ("bm25", "served", "hybrid")
@@ -114,16 +114,10 @@ class Node:
     @property
     def client(self) -> Any:
         if self._client is None:
-            from pintext.ingest.opensearch_client import connect
-
-            try:
-                self._client = connect(url=self.url, user=self.user, password=self.password,
-                                       verify_certs=not self.insecure,
-                                       ca_certs=str(self.ca_certs) if self.ca_certs else None)
-                self._client.info()
-            except Exception as error:  # noqa: BLE001 - any failure to reach the node is reported the same way
-                fail(f"cannot reach OpenSearch at {self.url or os.environ.get('OPENSEARCH_URL') or 'the managed node'}"
-                     f": {error} (start one with `pintext opensearch up`, or pass --url / set OPENSEARCH_URL)")
+            where = self.url or os.environ.get("OPENSEARCH_URL") or "the managed node"
+            self._client = open_client(self.url, self.user, self.password, self.ca_certs, self.insecure, ping=True,
+                                       where=f" at {where}", advice=" (start one with `pintext opensearch up`, "
+                                       "or pass --url / set OPENSEARCH_URL)")
         return self._client
 
     def options(self) -> list[str]:

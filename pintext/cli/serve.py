@@ -165,14 +165,7 @@ class Connection:
     @property
     def client(self) -> Any:
         if self._client is None:
-            from pintext.ingest.opensearch_client import connect
-
-            try:
-                self._client = connect(url=self.url, user=self.user, password=self.password,
-                                       verify_certs=not self.insecure,
-                                       ca_certs=str(self.ca_certs) if self.ca_certs else None)
-            except Exception as error:  # noqa: BLE001 - any failure to reach the node is reported the same way
-                fail(f"cannot reach OpenSearch: {error}")
+            self._client = open_client(self.url, self.user, self.password, self.ca_certs, self.insecure)
         return self._client
 
     def local_index(self) -> Any:
@@ -209,6 +202,22 @@ class Tuning:
     target_recall: float = 0.95
     enabled: bool = True
     queries_file: Path | None = None
+
+
+def open_client(url: str | None, user: str | None, password: str | None, ca_certs: Path | None, insecure: bool,
+                ping: bool = False, where: str = "", advice: str = "") -> Any:
+    """An opensearch-py client for the CLI's connection options; any failure to reach the node (when `ping`, the
+    node is asked for its info first) is one clear error line."""
+    from pintext.ingest.opensearch_client import connect
+
+    try:
+        client = connect(url=url, user=user, password=password, verify_certs=not insecure,
+                         ca_certs=str(ca_certs) if ca_certs else None)
+        if ping:
+            client.info()
+    except Exception as error:  # noqa: BLE001 - any failure to reach the node is reported the same way
+        fail(f"cannot reach OpenSearch{where}: {error}{advice}")
+    return client
 
 
 def connection(model: Path | None, index: str, url: str | None, user: str | None, password: str | None,

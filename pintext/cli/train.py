@@ -55,7 +55,7 @@ def fit(pairs: Path, out: Path, config, *, tune: bool, budget: float, refit: boo
     from pintext.encoder import Encoder
     from pintext.trainer.autotune import tune_and_train
     from pintext.trainer.selection import choose_fusion
-    from pintext.trainer.train import CORPUS_REJECTED_FILE, MAX_DISTRACTORS, load_corpus, load_pairs, train
+    from pintext.trainer.train import MAX_DISTRACTORS, load_corpus, load_pairs, train
 
     if tune:
         result, selection = tune_and_train(pairs, out, config, budget_s=budget, refit=refit, losses=losses, lrs=lrs,
@@ -65,7 +65,7 @@ def fit(pairs: Path, out: Path, config, *, tune: bool, budget: float, refit: boo
         result, selection = train(pairs, out, config, show_progress=show_progress), {}
     loaded = load_pairs(pairs, result.config.tasks)
     if "search" in loaded and len(loaded["search"]["validation"]) > 0:
-        corpus = load_corpus(pairs, result.config.corpus, out / CORPUS_REJECTED_FILE)
+        corpus = load_corpus(pairs, result.config.corpus, rejected=None)  # training dead-lettered its bad lines
         fusion, record = choose_fusion(loaded, Encoder.load(out), distractors=corpus[:MAX_DISTRACTORS])
         fusion.save(out)
         (out / "hybrid_selection.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
