@@ -27,7 +27,7 @@ class BenchNode:
         """Stop the node if this benchmark started it; returns how it ended."""
         if not self.started_here:
             return None
-        from pintext.ingest.servers.opensearch_node import stop
+        from pintext.servers.opensearch_node import stop
 
         return stop(self._settings)
 
@@ -40,7 +40,7 @@ def open_node(timeout_s: float = 240.0) -> BenchNode:
 
     started_here, start_seconds, settings = False, 0.0, None
     if not os.environ.get("OPENSEARCH_URL"):
-        from pintext.ingest.servers.opensearch_node import NodeSettings, running_pid, start
+        from pintext.servers.opensearch_node import NodeSettings, running_pid, start
 
         settings = NodeSettings.from_env()
         if running_pid(settings) is None:

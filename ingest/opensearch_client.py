@@ -18,7 +18,7 @@ DEFAULT_TIMEOUT_S = 30
 
 def managed_node_url() -> str:
     """The URL of the node `pintext opensearch up` manages (the one it recorded, else the configured port)."""
-    from pintext.ingest.servers.opensearch_node import managed_url
+    from pintext.servers.opensearch_node import managed_url
 
     return managed_url()
 

@@ -28,7 +28,7 @@ def kafka_bootstrap() -> Iterator[str]:
     except ImportError:
         _unavailable("confluent-kafka is not installed (pip install 'pintext[kafka]')")
 
-    from pintext.ingest.servers import kafka_broker
+    from pintext.servers import kafka_broker
 
     external = os.environ.get("KAFKA_BOOTSTRAP")
     if external:

@@ -88,7 +88,7 @@ def _live_leases(settings) -> list[Path]:
 
 def _from_managed_node():
     from pintext.ingest.opensearch_client import connect
-    from pintext.ingest.servers import opensearch_node as node
+    from pintext.servers import opensearch_node as node
 
     settings = node.NodeSettings.from_env()
     try:

@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 from pintext.ingest import kafka_collector as kc
-from pintext.ingest.servers import kafka_broker as kb
+from pintext.servers import kafka_broker as kb
 from pintext.schemas import WHOLE_RECORD, RecordError, validate_event
 
 PINTEXT = str(Path(sys.executable).parent / "pintext")

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 from pintext.ingest import opensearch_client
-from pintext.ingest.servers import opensearch_node as node
+from pintext.servers import opensearch_node as node
 from pintext.mapping import pins_index_body
 
 

@@ -35,7 +35,7 @@ def kafka_up(
     """Download (once), format (once) and start the broker; waits until it answers a metadata request."""
     import time
 
-    from pintext.ingest.servers import kafka_broker
+    from pintext.servers import kafka_broker
 
     settings = kafka_broker.settings_from_env()
     try:
@@ -55,7 +55,7 @@ def kafka_up(
 def _download_with_progress(settings: object) -> None:
     from rich.progress import Progress
 
-    from pintext.ingest.servers import kafka_broker
+    from pintext.servers import kafka_broker
 
     missing = kafka_broker.missing_artifacts(settings)  # type: ignore[arg-type]
     if not missing:
@@ -68,7 +68,7 @@ def _download_with_progress(settings: object) -> None:
 @kafka_app.command("down")
 def kafka_down() -> None:
     """Stop the broker `pintext kafka up` started (and nothing else)."""
-    from pintext.ingest.servers import kafka_broker
+    from pintext.servers import kafka_broker
 
     if kafka_broker.down():
         console.print("[green]Kafka stopped[/green]")
@@ -79,7 +79,7 @@ def kafka_down() -> None:
 @kafka_app.command("status")
 def kafka_status() -> None:
     """Whether the managed broker runs and answers; exits 1 if it does not answer."""
-    from pintext.ingest.servers import kafka_broker
+    from pintext.servers import kafka_broker
 
     state = kafka_broker.status()
     table = Table(title="Kafka", show_header=False)

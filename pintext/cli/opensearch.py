@@ -40,7 +40,7 @@ def _fail(message: str, code: int = 1) -> NoReturn:
 @opensearch_app.command("up")
 def up(port: PortOption = None, heap: HeapOption = None, timeout: TimeoutOption = 180.0) -> None:
     """Start the managed node (download and assemble it first if needed); does nothing if ours already runs."""
-    from pintext.ingest.servers import opensearch_node as node
+    from pintext.servers import opensearch_node as node
 
     settings = node.NodeSettings.from_env(port=port, heap=heap)
     began = time.monotonic()
@@ -63,7 +63,7 @@ def up(port: PortOption = None, heap: HeapOption = None, timeout: TimeoutOption 
 @opensearch_app.command("down")
 def down(timeout: Annotated[float, typer.Option("--timeout", min=1.0, help="Seconds before SIGKILL.")] = 60.0) -> None:
     """Stop the node `up` started (SIGTERM, then SIGKILL after --timeout); other processes are never touched."""
-    from pintext.ingest.servers import opensearch_node as node
+    from pintext.servers import opensearch_node as node
 
     outcome = node.stop(node.NodeSettings.from_env(), timeout_s=timeout)
     console.print("no managed OpenSearch node is running" if outcome is None else f"OpenSearch {outcome}")
@@ -74,7 +74,7 @@ def status(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] 
     """URL, health, version and plugins of the managed node; exit 1 when it is not running or lacks k-NN."""
     import json
 
-    from pintext.ingest.servers import opensearch_node as node
+    from pintext.servers import opensearch_node as node
 
     info = node.node_status(node.NodeSettings.from_env())
     if as_json:
@@ -115,7 +115,7 @@ def logs(
     follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing new lines (Ctrl-C stops).")] = False,
 ) -> None:
     """Print the tail of the node's log."""
-    from pintext.ingest.servers import opensearch_node as node
+    from pintext.servers import opensearch_node as node
 
     settings = node.NodeSettings.from_env()
     if not settings.log_file.exists():

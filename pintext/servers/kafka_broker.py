@@ -23,10 +23,10 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
-from pintext.ingest.servers import maven, process
-from pintext.ingest.servers.maven import MAVEN_REPO, MavenArtifact
+from pintext.servers import maven, process
+from pintext.servers.maven import MAVEN_REPO, MavenArtifact
 # parse_java_version is re-exported: callers and tests use kafka_broker.parse_java_version.
-from pintext.ingest.servers.process import parse_java_version  # noqa: F401
+from pintext.servers.process import parse_java_version  # noqa: F401
 from pintext.paths import pintext_home
 
 KAFKA_VERSION = "4.1.1"
@@ -147,7 +147,7 @@ def render_server_properties(settings: BrokerSettings) -> str:
         "log.segment.bytes": str(64 * 1024 * 1024),
         "offsets.topic.num.partitions": "5",
     }
-    header = "# Written by pintext.ingest.servers.kafka_broker; edits are overwritten on the next `pintext kafka up`.\n"
+    header = "# Written by pintext.servers.kafka_broker; edits are overwritten on the next `pintext kafka up`.\n"
     return header + "".join(f"{key}={value}\n" for key, value in lines.items())
 
 

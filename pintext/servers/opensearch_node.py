@@ -37,8 +37,8 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from pintext.ingest.servers import maven, process
-from pintext.ingest.servers.maven import MAVEN_REPO, MavenArtifact, Progress, no_progress
+from pintext.servers import maven, process
+from pintext.servers.maven import MAVEN_REPO, MavenArtifact, Progress, no_progress
 from pintext.paths import pintext_home
 
 OPENSEARCH_VERSION = "2.19.1"
@@ -243,7 +243,7 @@ def resolve_module_jars(
 
 
 def _resource_text(name: str) -> str:
-    return resources.files("pintext.ingest.servers").joinpath(name).read_text("utf-8")
+    return resources.files("pintext.servers").joinpath(name).read_text("utf-8")
 
 
 def render_module_descriptor(module: ModuleSpec, version: str) -> str:

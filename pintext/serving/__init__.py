@@ -1,0 +1,1 @@
+"""Serving: one protocol, one module per engine (OpenSearch, Elasticsearch, local), and the engine-free searcher."""
