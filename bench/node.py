@@ -36,7 +36,7 @@ def open_node(timeout_s: float = 240.0) -> BenchNode:
     """Connect to $OPENSEARCH_URL, or start the managed node if it is not running."""
     import os
 
-    from pintext.ingest.opensearch_client import connect, resolve_url
+    from pintext.serving.opensearch_client import connect, resolve_url
 
     started_here, start_seconds, settings = False, 0.0, None
     if not os.environ.get("OPENSEARCH_URL"):

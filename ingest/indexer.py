@@ -12,8 +12,8 @@ its text but without vector or LSH tokens (BM25 and filters find it; the vector 
   fully acknowledged (written to a temporary file then renamed, so it is never half written). `resume=True`
   skips lines up to it.
 
-Two sinks: `OpenSearchSink` (opensearch-py `streaming_bulk`, retries on 429 with exponential backoff, and
-whole-batch retries on connection errors) and `LocalSink` (the local backend). The CLI adds the progress bar.
+The sink is `EngineSink`: any serving engine's `write` (`pintext.serving`; OpenSearch and Elasticsearch bulk with
+retries, the local backend upserts). The CLI adds the progress bar.
 """
 
 from __future__ import annotations
@@ -33,9 +33,10 @@ import numpy as np
 from pintext.ingest.deadletter import DeadLetter
 from pintext.ingest.readers import ReportedElsewhere, read_records
 from pintext.lsh import DEFAULT_BITS, DEFAULT_SEED, DEFAULT_TABLES, RandomHyperplaneLSH
-from pintext.mapping import TOKENS_FIELD, VECTOR_FIELD
 from pintext.pin_vectors import pin_vectors
 from pintext.schemas import WHOLE_RECORD, RecordError, validate_pin
+from pintext.serving.base import BatchResult
+from pintext.tokens import TokenFamily
 
 LSH_CONFIG_FILE = "lsh.json"
 CHECKPOINT_FORMAT = 1
@@ -148,15 +149,6 @@ def default_checkpoint_path(source: Path, target: str) -> Path:
 # ---- sinks -----------------------------------------------------------------------------------------------------
 
 
-@dataclass
-class BatchResult:
-    """What a sink reports for one batch: created/updated counts and per-pin failures (pin id -> reason)."""
-
-    created: int = 0
-    updated: int = 0
-    failed: dict[str, str] = field(default_factory=dict)
-
-
 class Sink(Protocol):
     """Where embedded pins go."""
 
@@ -166,82 +158,17 @@ class Sink(Protocol):
               tokens: Sequence[Sequence[str]]) -> BatchResult: ...
 
 
-def pin_document(pin: dict, vector: np.ndarray | None, tokens: Sequence[str]) -> dict:
-    """The OpenSearch document of a pin: its fields, its LSH tokens and its vector (neither without a vector)."""
-    if vector is None:
-        return {key: value for key, value in pin.items() if key not in (TOKENS_FIELD, VECTOR_FIELD)}
-    return {**pin, TOKENS_FIELD: list(tokens), VECTOR_FIELD: [float(x) for x in vector]}
+class EngineSink:
+    """Writes batches into one index of a serving engine (`pintext.serving.base.Engine.write`)."""
 
-
-class OpenSearchSink:
-    """Bulk-indexes batches with `streaming_bulk`, doc `_id` = pin id."""
-
-    thread_safe = True
-
-    def __init__(self, client: Any, index: str, max_retries: int = 5, initial_backoff: float = 1.0,
-                 max_backoff: float = 30.0, connection_retries: int = 5) -> None:
-        self.client = client
+    def __init__(self, engine: Any, index: str) -> None:
+        self.engine = engine
         self.index = index
-        self.max_retries = max_retries
-        self.initial_backoff = initial_backoff
-        self.max_backoff = max_backoff
-        self.connection_retries = connection_retries
+        self.thread_safe = bool(engine.thread_safe)
 
     def write(self, pins: Sequence[dict], vectors: Sequence[np.ndarray | None],
               tokens: Sequence[Sequence[str]]) -> BatchResult:
-        from opensearchpy.exceptions import ConnectionError as TransportConnectionError
-        from opensearchpy.exceptions import ConnectionTimeout
-
-        delay = self.initial_backoff
-        for attempt in range(self.connection_retries + 1):
-            try:
-                return self._send(pins, vectors, tokens)
-            except (TransportConnectionError, ConnectionTimeout):
-                # Re-sending a whole batch is safe: docs are keyed by pin id.
-                if attempt == self.connection_retries:
-                    raise
-                time.sleep(delay)
-                delay = min(delay * 2, self.max_backoff)
-        raise AssertionError("unreachable")
-
-    def _send(self, pins: Sequence[dict], vectors: Sequence[np.ndarray | None],
-              tokens: Sequence[Sequence[str]]) -> BatchResult:
-        from opensearchpy.helpers import streaming_bulk
-
-        actions = (
-            {"_op_type": "index", "_index": self.index, "_id": pin["id"], "_source": pin_document(pin, v, t)}
-            for pin, v, t in zip(pins, vectors, tokens)
-        )
-        result = BatchResult()
-        for ok, item in streaming_bulk(
-            self.client, actions, chunk_size=max(1, len(pins)), raise_on_error=False, raise_on_exception=True,
-            max_retries=self.max_retries, initial_backoff=self.initial_backoff, max_backoff=self.max_backoff,
-        ):
-            outcome = item.get("index", {})
-            if ok and outcome.get("result") == "created":
-                result.created += 1
-            elif ok:
-                result.updated += 1
-            else:
-                error = outcome.get("error", {})
-                reason = error.get("reason", str(error)) if isinstance(error, dict) else str(error)
-                kind = error.get("type", "error") if isinstance(error, dict) else "error"
-                result.failed[str(outcome.get("_id"))] = f"{kind}: {reason} (status {outcome.get('status')})"
-        return result
-
-
-class LocalSink:
-    """Writes batches into a local-backend index (one SQLite writer, so no parallel workers)."""
-
-    thread_safe = False
-
-    def __init__(self, local_index: Any) -> None:
-        self.local_index = local_index
-
-    def write(self, pins: Sequence[dict], vectors: Sequence[np.ndarray | None],
-              tokens: Sequence[Sequence[str]]) -> BatchResult:
-        created, updated = self.local_index.upsert(pins, vectors, tokens)
-        return BatchResult(created=created, updated=updated)
+        return self.engine.write(self.index, pins, vectors, tokens)
 
 
 # ---- the pipeline ----------------------------------------------------------------------------------------------
@@ -320,7 +247,7 @@ def read_batches(path: Path, batch_size: int, dead_letter: Any, strict: bool, sk
 class Ingestor:
     """Runs one ingest of a pins file into a sink; see the module docstring for the guarantees."""
 
-    def __init__(self, encoder: Any, lsh: RandomHyperplaneLSH, sink: Sink, dead_letter: DeadLetter,
+    def __init__(self, encoder: Any, lsh: TokenFamily, sink: Sink, dead_letter: DeadLetter,
                  checkpoint: Checkpoint, batch_size: int = 500, workers: int = 1, strict: bool = False,
                  on_batch: Callable[[IngestReport], None] | None = None) -> None:
         if batch_size <= 0 or workers <= 0:

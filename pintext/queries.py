@@ -24,6 +24,7 @@ import json
 from collections.abc import Iterable, Sequence
 
 from pintext.mapping import TOKENS_FIELD, VECTOR_FIELD
+from pintext.serving.filters import NO_FILTERS, Filters
 
 SEARCH_TEMPLATE_ID = "pintext-search"
 # BM25 searches these (board and annotations are keyword fields; their `.text` sub-fields are analyzed).
@@ -44,36 +45,47 @@ def token_clauses(tokens: Iterable[str]) -> list[dict]:
     ]
 
 
-def first_stage_query(tokens: Sequence[str], exclude_ids: Sequence[str] = ()) -> dict:
-    """Candidates sharing at least one token, scored by the number shared."""
+def first_stage_query(tokens: Sequence[str], exclude_ids: Sequence[str] = (), filters: Filters = NO_FILTERS) -> dict:
+    """Candidates sharing at least one token and passing `filters`, scored by the number of tokens shared
+    (filter clauses do not score)."""
     should = token_clauses(tokens)
     if not should:
         raise ValueError("a first-stage query needs at least one LSH token")
     query: dict = {"bool": {"should": should, "minimum_should_match": 1}}
-    if exclude_ids:
-        query["bool"]["must_not"] = [_ids_clause(exclude_ids)]
+    _restrict(query["bool"], exclude_ids, filters)
     return query
+
+
+def _restrict(bool_query: dict, exclude_ids: Sequence[str], filters: Filters) -> None:
+    """Add the exclusions and filters of a search to a `bool` query, in place."""
+    if exclude_ids:
+        bool_query["must_not"] = [_ids_clause(exclude_ids)]
+    if filters:
+        bool_query["filter"] = filters.clauses()
 
 
 def _ids_clause(ids: Sequence[str]) -> dict:
     return {"ids": {"values": list(ids)}}
 
 
-def bm25_query(text: str, exclude_ids: Sequence[str] = ()) -> dict:
-    """Lucene BM25 (OpenSearch defaults) of `text` over the pin's text fields."""
+def bm25_query(text: str, exclude_ids: Sequence[str] = (), filters: Filters = NO_FILTERS) -> dict:
+    """Lucene BM25 (the engine's defaults) of `text` over the pin's text fields."""
     if not text.strip():
         raise ValueError("a BM25 query needs some text")
     match = {"multi_match": {"query": text, "fields": list(TEXT_FIELDS)}}
-    if not exclude_ids:
+    if not exclude_ids and not filters:
         return match
-    return {"bool": {"must": [match], "must_not": [_ids_clause(exclude_ids)]}}
+    query: dict = {"bool": {"must": [match]}}
+    _restrict(query["bool"], exclude_ids, filters)
+    return query
 
 
-def bm25_body(text: str, k: int = DEFAULT_K, exclude_ids: Sequence[str] = ()) -> dict:
+def bm25_body(text: str, k: int = DEFAULT_K, exclude_ids: Sequence[str] = (), filters: Filters = NO_FILTERS) -> dict:
     """A complete `_search` body for BM25 alone (also the fallback for a query with no known word)."""
     if k <= 0:
         raise ValueError(f"k must be positive, got {k}")
-    return {"size": int(k), "query": bm25_query(text, exclude_ids), "_source": {"excludes": list(SOURCE_EXCLUDES)}}
+    return {"size": int(k), "query": bm25_query(text, exclude_ids, filters),
+            "_source": {"excludes": list(SOURCE_EXCLUDES)}}
 
 
 def knn_score_script(vector: Sequence[float]) -> dict:
@@ -108,6 +120,7 @@ def search_body(
     k: int = DEFAULT_K,
     window: int = DEFAULT_WINDOW,
     exclude_ids: Sequence[str] = (),
+    filters: Filters = NO_FILTERS,
 ) -> dict:
     """A complete `_search` body: first stage, then (when `vector` is given) the exact rescore of `window` hits.
 
@@ -117,7 +130,7 @@ def search_body(
         raise ValueError(f"k must be positive, got {k}")
     body: dict = {
         "size": int(k),
-        "query": first_stage_query(tokens, exclude_ids),
+        "query": first_stage_query(tokens, exclude_ids, filters),
         "_source": {"excludes": list(SOURCE_EXCLUDES)},
     }
     if vector is not None:
@@ -144,15 +157,16 @@ def fusion_depth(k: int, depth: int = DEFAULT_FUSION_DEPTH) -> int:
 
 
 def hybrid_requests(text: str, tokens: Sequence[str], vector: Sequence[float] | None, k: int = DEFAULT_K,
-                    window: int = DEFAULT_WINDOW, depth: int = DEFAULT_FUSION_DEPTH) -> dict[str, dict]:
+                    window: int = DEFAULT_WINDOW, depth: int = DEFAULT_FUSION_DEPTH,
+                    filters: Filters = NO_FILTERS) -> dict[str, dict]:
     """The two `_search` bodies a hybrid search sends, {"bm25": ..., "pintext": ...}, each `fusion_depth` deep.
 
     The PinText side is absent when the query has no known word (no vector): the search is then BM25 alone.
     """
     size = fusion_depth(k, depth)
-    requests = {"bm25": bm25_body(text, size)}
+    requests = {"bm25": bm25_body(text, size, filters=filters)}
     if vector is not None:
-        requests["pintext"] = search_body(tokens, vector, k=size, window=max(window, size))
+        requests["pintext"] = search_body(tokens, vector, k=size, window=max(window, size), filters=filters)
     return requests
 
 

@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 from pintext.cli import app
 from pintext.encoder import Encoder
 from pintext.fusion import FusionConfig, min_max_blend, reciprocal_rank_fusion
-from pintext.ingest.search import OpenSearchSearcher
+from tests.serving_helpers import opensearch_searcher
 from pintext.pin_vectors import pin_vectors
 from tests.test_ingest import WORDS, make_model, os_args
 
@@ -52,7 +52,7 @@ def hybrid_corpus(opensearch, opensearch_index_name, tmp_path):
     encoder = Encoder.load(model_dir)
     vectors = pin_vectors(encoder, pins)
     return {"model_dir": model_dir, "pins": pins, "encoder": encoder, "vectors": vectors,
-            "searcher": OpenSearchSearcher.for_index(opensearch, opensearch_index_name),
+            "searcher": opensearch_searcher(opensearch, opensearch_index_name),
             "index": opensearch_index_name}
 
 

@@ -24,7 +24,9 @@ def run(*args: str) -> str:
 
 
 def index_settings(client, index: str) -> tuple[int, int]:
-    settings = client.indices.get_settings(index=index)[index]["settings"]["index"]
+    # `index` is the alias users search; the settings are those of the one index behind it.
+    (found,) = client.indices.get_settings(index=index).values()
+    settings = found["settings"]["index"]
     return int(settings["number_of_shards"]), int(settings["number_of_replicas"])
 
 

@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 from pintext.cli import app
 from pintext.encoder import Encoder, write_runtime
 from pintext.ingest.indexer import FAIL_AFTER_BATCHES_ENV
-from pintext.ingest.local_backend import LocalIndex
+from tests.serving_helpers import local_index, only
 from pintext.trainer.tokenizer import train_word_tokenizer
 
 WORDS = [f"w{i:03d}" for i in range(240)]
@@ -105,7 +105,7 @@ def test_local_ingest_counts_and_dead_letters(tmp_path, model_dir):
     assert summary["updated"] == 0
     assert summary["indexed_without_vector"] == 1
     assert summary["rejected"] == len(BAD_LINES)
-    local = LocalIndex(tmp_path / "local")
+    local = local_index(tmp_path / "local")
     assert local.count() == valid and local.count_without_vector() == 1
     doc, vector = local.get(OOV_ID)
     assert vector is None and doc["title"] == "zzz qqq"
@@ -125,7 +125,7 @@ def test_local_reingest_updates_and_never_duplicates(tmp_path, model_dir):
     local_ingest(pins_file, model_dir, tmp_path / "local")
     again = local_ingest(pins_file, model_dir, tmp_path / "local")
     assert (again["created"], again["updated"]) == (0, valid)
-    assert LocalIndex(tmp_path / "local").count() == valid
+    assert local_index(tmp_path / "local").count() == valid
 
 
 def test_local_crash_then_resume_loses_nothing(tmp_path, model_dir):
@@ -136,11 +136,11 @@ def test_local_crash_then_resume_loses_nothing(tmp_path, model_dir):
                                  "--local-dir", str(tmp_path / "local"), "--batch", "50", "--json"],
                            env={FAIL_AFTER_BATCHES_ENV: "3"}, catch_exceptions=False)
     # 3 batches of 50 schema-valid pins (one of them, line 48, indexed without a vector).
-    assert LocalIndex(tmp_path / "local").count() == 150
+    assert local_index(tmp_path / "local").count() == 150
     resumed = local_ingest(pins_file, model_dir, tmp_path / "local", "--resume")
     assert resumed["resumed_after_line"] > 150
     assert (resumed["created"], resumed["updated"]) == (valid - 150, 0)
-    assert LocalIndex(tmp_path / "local").count() == valid
+    assert local_index(tmp_path / "local").count() == valid
     # Bad lines before the checkpoint were dead-lettered by the first run, and not again.
     lines = [json.loads(line)["line"] for line in Path(resumed["dead_letter"]).read_text().splitlines()]
     assert sorted(lines) == sorted(BAD_LINES)
@@ -155,17 +155,24 @@ def test_strict_stops_at_the_first_bad_line_naming_file_line_field(tmp_path, mod
     assert f"{pins_file}:5:" in result.output and "not valid JSON" in result.output
 
 
-def test_other_model_is_refused_with_both_fingerprints(tmp_path, model_dir):
+def test_another_model_gets_its_own_index_and_search_refuses_it_until_promoted(tmp_path, model_dir):
     pins_file = tmp_path / "pins.jsonl"
     write_pins_file(pins_file, make_pins(30), with_bad_lines=False)
+    local = ["--backend", "local", "--local-dir", str(tmp_path / "local")]
     local_ingest(pins_file, model_dir, tmp_path / "local")
     other = make_model(tmp_path / "other", seed=5)
-    result = CliRunner().invoke(app, ["ingest", str(pins_file), "--model", str(other), "--backend", "local",
-                                      "--local-dir", str(tmp_path / "local")])
-    assert result.exit_code == 2
-    text = " ".join(result.output.split())
-    assert Encoder.load(model_dir).fingerprint in text and Encoder.load(other).fingerprint in text
-    assert "model fingerprint" in text
+    result = CliRunner().invoke(app, ["ingest", str(pins_file), "--model", str(other), "--json", *local])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    first, second = Encoder.load(model_dir).fingerprint, Encoder.load(other).fingerprint
+    assert summary["index"] == f"pins-{second[:12]}" and summary["serving"] is False
+    refused = CliRunner().invoke(app, ["search", "w001", "--model", str(other), *local])
+    assert refused.exit_code == 2
+    text = " ".join(refused.output.split())
+    assert first in text and second in text and "model fingerprint" in text
+    assert f"pintext index promote --index pins --model {other}" in text
+    served = CliRunner().invoke(app, ["search", "w001", "--model", str(model_dir), "--json", *local])
+    assert served.exit_code == 0 and json.loads(served.stdout)["hits"]
 
 
 # ---- real OpenSearch -------------------------------------------------------------------------------------------
@@ -197,7 +204,7 @@ def test_opensearch_ingest_reingest_and_counts(opensearch, opensearch_index_name
                  *os_args(opensearch, opensearch_index_name))
     assert (second["created"], second["updated"]) == (0, valid)
     assert opensearch.count(index=opensearch_index_name)["count"] == valid
-    meta = opensearch.indices.get_mapping(index=opensearch_index_name)[opensearch_index_name]["mappings"]["_meta"]
+    meta = only(opensearch.indices.get_mapping(index=opensearch_index_name))["mappings"]["_meta"]
     assert meta["model_fingerprint"] == Encoder.load(model_dir).fingerprint
     assert meta["tuning"]["tuned"] and meta["tuning"]["corpus"] == valid - 1  # the OOV pin has no vector
     stored = opensearch.get(index=opensearch_index_name, id="pin-00003")["_source"]
@@ -231,17 +238,21 @@ def test_opensearch_crash_mid_ingest_then_resume(opensearch, opensearch_index_na
 
 
 @pytest.mark.opensearch
-def test_opensearch_refuses_an_index_of_another_model(opensearch, opensearch_index_name, tmp_path, model_dir):
+def test_opensearch_another_model_waits_behind_the_alias_until_promoted(opensearch, opensearch_index_name, tmp_path,
+                                                                        model_dir):
     pins_file = tmp_path / "pins.jsonl"
     write_pins_file(pins_file, make_pins(20), with_bad_lines=False)
     cli("ingest", str(pins_file), "--model", str(model_dir), *os_args(opensearch, opensearch_index_name))
     other = make_model(tmp_path / "other", seed=7)
-    for command in (["ingest", str(pins_file)], ["search", "w001 w002"]):
-        result = CliRunner().invoke(app, [*command, "--model", str(other),
-                                          *os_args(opensearch, opensearch_index_name)])
-        assert result.exit_code == 2, result.output
-        text = " ".join(result.output.split())
-        assert Encoder.load(model_dir).fingerprint in text and Encoder.load(other).fingerprint in text
+    first, second = Encoder.load(model_dir).fingerprint, Encoder.load(other).fingerprint
+    cli("ingest", str(pins_file), "--model", str(other), *os_args(opensearch, opensearch_index_name))
+    refused = CliRunner().invoke(app, ["search", "w001 w002", "--model", str(other),
+                                       *os_args(opensearch, opensearch_index_name)])
+    assert refused.exit_code == 2, refused.output
+    text = " ".join(refused.output.split())
+    assert first in text and second in text and "pintext index promote" in text
+    assert sorted(opensearch.indices.get_alias(name=opensearch_index_name)) == [
+        f"{opensearch_index_name}-{first[:12]}"]
     assert opensearch.count(index=opensearch_index_name)["count"] == 20
 
 
@@ -261,7 +272,7 @@ def test_index_create_info_delete(opensearch, opensearch_index_name, tmp_path, m
     assert described["meta"]["serving"] == {"window": 500, "probes": 0}
     assert described["meta"]["tuning"] == {"tuned": False, "pending": True,
                                            "reason": "no corpus given (index create without --pins)"}
-    mapping = opensearch.indices.get_mapping(index=opensearch_index_name)[opensearch_index_name]["mappings"]
+    mapping = only(opensearch.indices.get_mapping(index=opensearch_index_name))["mappings"]
     assert mapping["properties"]["vector"]["dimension"] == DIM
     deleted = CliRunner().invoke(app, ["index", "delete", *os_args(opensearch, opensearch_index_name)])
     assert deleted.exit_code == 0 and not opensearch.indices.exists(index=opensearch_index_name)
@@ -374,23 +385,23 @@ def test_unreachable_node_is_one_clear_error(tmp_path, model_dir):
     write_pins_file(pins_file, make_pins(5), with_bad_lines=False)
     url = f"http://127.0.0.1:{free_port()}"
     result = CliRunner().invoke(app, ["ingest", str(pins_file), "--model", str(model_dir), "--url", url])
-    assert result.exit_code == 2
-    assert f"cannot reach OpenSearch at {url}" in " ".join(result.output.split())
+    assert result.exit_code == 1
+    assert f"cannot reach the engine at {url}" in " ".join(result.output.split())
 
 
 def test_bulk_sink_retries_connection_errors_then_gives_up(model_dir):
     from opensearchpy import OpenSearch
     from opensearchpy.exceptions import ConnectionError as TransportConnectionError
 
-    from pintext.ingest.indexer import OpenSearchSink
+    from pintext.serving.opensearch import OpenSearchEngine
 
     client = OpenSearch(f"http://127.0.0.1:{free_port()}", max_retries=0)
     attempts = []
-    sink = OpenSearchSink(client, "pins", initial_backoff=0.01, connection_retries=2)
-    original = sink._send
-    sink._send = lambda *args: attempts.append(1) or original(*args)
+    engine = OpenSearchEngine(client, initial_backoff=0.01, connection_retries=2)
+    original = engine._send
+    engine._send = lambda *args: attempts.append(1) or original(*args)
     with pytest.raises(TransportConnectionError):
-        sink.write([{"id": "a"}], np.ones((1, DIM), dtype=np.float32), [["t00_00"]])
+        engine.write("pins", [{"id": "a"}], np.ones((1, DIM), dtype=np.float32), [["t00_00"]])
     assert len(attempts) == 3
 
 
@@ -401,7 +412,7 @@ def test_a_corpus_too_small_to_tune_gets_the_defaults_and_says_why(tmp_path, mod
                                       "--local-dir", str(tmp_path / "local"), "--json"])
     assert result.exit_code == 0, result.output
     assert "LSH not tuned" in result.stderr
-    meta = LocalIndex(tmp_path / "local").meta()
+    meta = local_index(tmp_path / "local").meta()
     assert meta["tuning"]["tuned"] is False and "at least 11 pins" in meta["tuning"]["reason"]
     assert (meta["lsh"]["tables"], meta["lsh"]["bits"], meta["serving"]["window"]) == (64, 8, 500)
 
@@ -416,7 +427,7 @@ def test_an_explicit_model_lsh_json_fixes_tables_and_bits_of_a_tuned_index(tmp_p
                                       "--local-dir", str(tmp_path / "local"), "--json"])
     assert result.exit_code == 0, result.output
     assert "lsh.json fixes 24 tables x 5 bits" in " ".join(result.stderr.split())
-    meta = LocalIndex(tmp_path / "local").meta()
+    meta = local_index(tmp_path / "local").meta()
     assert (meta["lsh"]["tables"], meta["lsh"]["bits"], meta["tuning"]["tuned"]) == (24, 5, True)
     # Another config in MODEL/lsh.json now no longer matches the index: refused, naming both.
     (model_dir / "lsh.json").write_text(json.dumps(RandomHyperplaneLSH(dim=DIM, tables=32, bits=5).to_dict()))
@@ -439,15 +450,15 @@ def test_index_create_then_ingest_tunes_on_the_ingested_file_local(tmp_path, mod
     where = ["--backend", "local", "--local-dir", str(tmp_path / "local")]
     report, stderr = _create_then_ingest(pins_file, model_dir, where)
     assert "re-created with LSH tuned" in " ".join(stderr.split())
-    meta = LocalIndex(tmp_path / "local").meta()
+    meta = local_index(tmp_path / "local").meta()
     assert meta["tuning"]["tuned"] and meta["tuning"]["corpus"] == 300
-    assert report["indexed"] == 300 and LocalIndex(tmp_path / "local").count() == 300
+    assert report["indexed"] == 300 and local_index(tmp_path / "local").count() == 300
     # A second file into the now non-empty index keeps the tuned settings.
     other = tmp_path / "more.jsonl"
     write_pins_file(other, make_pins(20, seed=9), with_bad_lines=False)
     again = CliRunner().invoke(app, ["ingest", str(other), "--model", str(model_dir), *where, "--json"])
     assert again.exit_code == 0 and "re-created" not in again.stderr
-    assert LocalIndex(tmp_path / "local").meta()["tuning"] == meta["tuning"]
+    assert local_index(tmp_path / "local").meta()["tuning"] == meta["tuning"]
 
 
 @pytest.mark.opensearch
@@ -457,9 +468,9 @@ def test_index_create_then_ingest_tunes_on_the_ingested_file(opensearch, opensea
     report, stderr = _create_then_ingest(pins_file, model_dir, os_args(opensearch, opensearch_index_name),
                                          ["--shards", "2"])
     assert "re-created with LSH tuned" in " ".join(stderr.split())
-    meta = opensearch.indices.get_mapping(index=opensearch_index_name)[opensearch_index_name]["mappings"]["_meta"]
+    meta = only(opensearch.indices.get_mapping(index=opensearch_index_name))["mappings"]["_meta"]
     assert meta["tuning"]["tuned"] and meta["serving"]["window"] >= 10
-    settings = opensearch.indices.get_settings(index=opensearch_index_name)[opensearch_index_name]["settings"]
+    settings = only(opensearch.indices.get_settings(index=opensearch_index_name))["settings"]
     assert settings["index"]["number_of_shards"] == "2"  # kept from `index create`
     opensearch.indices.refresh(index=opensearch_index_name)
     assert opensearch.count(index=opensearch_index_name)["count"] == report["indexed"] == 300

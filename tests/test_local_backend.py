@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from pintext.ingest.local_backend import LocalIndex, LocalIndexError, cosine
+from pintext.serving.local import LocalIndex, LocalIndexError, cosine
+from tests.serving_helpers import local_index
 from pintext.lsh import RandomHyperplaneLSH
 
 
@@ -93,8 +94,8 @@ def test_serving_modules_import_neither_torch_nor_opensearch():
 
     code = (
         "import sys\n"
-        "import pintext.cli, pintext.cli.serve, pintext.ingest.indexer, pintext.ingest.search\n"
-        "import pintext.ingest.local_backend, pintext.queries, pintext.lsh\n"
+        "import pintext.cli, pintext.cli.serve, pintext.ingest.indexer, pintext.serving.opensearch\n"
+        "import pintext.serving.local, pintext.queries, pintext.lsh\n"
         "heavy = [m for m in ('torch', 'sentence_transformers', 'datasets', 'opensearchpy') if m in sys.modules]\n"
         "print(','.join(heavy))\n"
     )
@@ -143,7 +144,7 @@ def test_an_index_tuned_at_ingest_serves_the_recall_its_meta_reports(tmp_path):
                                       "--json"], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     assert model_snapshot(model) == before
-    index = LocalIndex(tmp_path / "local")
+    index = local_index(tmp_path / "local")
     meta = index.meta()
     assert meta["tuning"]["target_recall"] == 0.9 and meta["tuning"]["reached"]
     lsh = RandomHyperplaneLSH.from_dict(meta["lsh"])

@@ -233,7 +233,7 @@ def test_deeper_lists_get_their_own_window_and_probes_reaching_recall_at_100():
 
 
 def test_serving_defaults_pick_the_window_and_probes_for_the_hits_asked():
-    from pintext.ingest.search import ServingDefaults
+    from pintext.serving.meta import ServingDefaults
 
     tuned = ServingDefaults(window=300, probes=0, window_at_100=2000, probes_at_100=1)
     assert (tuned.window_for(10), tuned.probes_for(10)) == (300, 0)

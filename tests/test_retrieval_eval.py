@@ -18,6 +18,7 @@ import pytest
 from typer.testing import CliRunner
 
 from pintext.cli import app
+from pintext.cli.retrieval import concrete_index
 from pintext.schemas import LocatedRecordError
 from pintext.trainer.retrieval import (Judgments, evaluate_rankings, load_judgments, mrr_at_k, ndcg_at_k,
                                        read_csv_judgments, read_pairs_judgments, read_trec_qrels, recall_at_k,
@@ -235,7 +236,7 @@ def test_eval_retrieval_on_the_real_node(opensearch, opensearch_url, opensearch_
              "mrr@10": {"mean_reciprocal_rank": {"k": 10}}}
     for metric, spec in specs.items():
         requests = [{"id": query, "request": bm25_request(query),
-                     "ratings": [{"_index": opensearch_index_name, "_id": doc, "rating": grade}
+                     "ratings": [{"_index": concrete_index(opensearch, opensearch_index_name), "_id": doc, "rating": grade}
                                  for doc, grade in judged.grades[query].items()]}
                     for query in systems["bm25"]["per_query"]]
         theirs = opensearch.rank_eval(index=opensearch_index_name, body={"requests": requests, "metric": spec})

@@ -17,8 +17,9 @@ from typer.testing import CliRunner
 from pintext import queries
 from pintext.cli import app
 from pintext.encoder import Encoder
-from pintext.ingest.local_backend import LocalIndex, cosine
-from pintext.ingest.search import OpenSearchSearcher
+from pintext.serving.local import cosine
+from tests.serving_helpers import local_index
+from tests.serving_helpers import opensearch_searcher
 from pintext.pin_vectors import pin_vectors
 from tests.test_ingest import WORDS, make_model, make_pins, model_snapshot, os_args, write_pins_file
 
@@ -41,10 +42,10 @@ def corpus(opensearch, opensearch_index_name, tmp_path):
         assert result.exit_code == 0, result.output
         assert json.loads(result.stdout.strip().splitlines()[-1])["indexed"] == PIN_COUNT
     encoder = Encoder.load(model_dir)
-    searcher = OpenSearchSearcher.for_index(opensearch, opensearch_index_name)
+    searcher = opensearch_searcher(opensearch, opensearch_index_name)
     # Both indexes were tuned on the same file, deterministically: the same LSH config and serving defaults.
-    assert LocalIndex(tmp_path / "local").meta()["lsh"] == searcher.lsh.to_dict()
-    assert LocalIndex(tmp_path / "local").meta()["serving"] == searcher.serving.to_dict()
+    assert local_index(tmp_path / "local").meta()["lsh"] == searcher.lsh.to_dict()
+    assert local_index(tmp_path / "local").meta()["serving"] == searcher.serving.to_dict()
     lsh = searcher.lsh
     return {
         "model_dir": model_dir,
@@ -53,7 +54,7 @@ def corpus(opensearch, opensearch_index_name, tmp_path):
         "pins": pins,
         "vectors": pin_vectors(encoder, pins),
         "searcher": searcher,
-        "local": LocalIndex(tmp_path / "local"),
+        "local": local_index(tmp_path / "local"),
         "local_dir": tmp_path / "local",
         "index": opensearch_index_name,
     }

@@ -184,9 +184,17 @@ def record_corpus(client: Any, index: str, marker: dict, ingest_summary: dict) -
                  body={**marker, "docs": client.count(index=index)["count"], "ingest": ingest_summary})
 
 
+def concrete_index(client: Any, index: str) -> str:
+    """The one concrete index behind a name (itself, or the index its alias points to)."""
+    (name,) = client.indices.get(index=index)
+    return str(name)
+
+
 def forget_index(client: Any, index: str) -> None:
-    """Delete an eval index and its registry entry."""
-    client.indices.delete(index=index, ignore_unavailable=True)
+    """Delete an eval index (every version behind its alias) and its registry entry."""
+    if client.indices.exists(index=index):
+        for name in client.indices.get(index=index):
+            client.indices.delete(index=name)
     if client.indices.exists(index=REGISTRY_INDEX):
         client.delete(index=REGISTRY_INDEX, id=index, refresh=True, ignore=404)
 
@@ -326,11 +334,13 @@ def rank_eval_bm25(client: Any, index: str, judgments: Any, qids: list[str]) -> 
     """Per query and metric, `_rank_eval`'s score of the same BM25 request, and how many hits it saw."""
     scores: dict[str, dict[str, float]] = {qid: {} for qid in qids}
     hits_seen: dict[str, int] = {}
+    # Ratings name the concrete index a hit comes from; `index` is the alias over it (pintext.serving.rollout).
+    concrete = concrete_index(client, index)
     for metric, spec in rank_eval_metrics().items():
         for start in range(0, len(qids), RANK_EVAL_BATCH):
             batch = qids[start:start + RANK_EVAL_BATCH]
             requests = [{"id": qid, "request": bm25_request(judgments.queries[qid]),
-                         "ratings": [{"_index": index, "_id": doc, "rating": grade}
+                         "ratings": [{"_index": concrete, "_id": doc, "rating": grade}
                                      for doc, grade in judgments.grades[qid].items()]} for qid in batch]
             details = client.rank_eval(index=index, body={"requests": requests, "metric": spec})["details"]
             for qid in batch:

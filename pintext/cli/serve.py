@@ -1,17 +1,21 @@
-"""CLI commands: serving — `index create|delete|info`, `ingest`, `search`, `related`, `dsl`.
+"""CLI commands: serving — `index create|delete|info|promote`, `ingest`, `search`, `related`, `dsl`.
 
-Every command takes `--model` (default $PINTEXT_MODEL), `--index`, `--url` (default $OPENSEARCH_URL, else the
-managed node), `--user/--password`, `--ca-certs`/`--insecure`, and `--backend opensearch|local` with
-`--local-dir`. Heavy modules (opensearch-py, the encoder) are imported inside the commands; torch never is.
+Every command takes `--model` (default $PINTEXT_MODEL), `--index` (the name users search: an alias over one index
+per model, `pintext.serving.rollout`), `--engine auto|opensearch|elasticsearch|local` (auto: the engine answering
+at `--url`, else the one whose URL variable is set, else the managed OpenSearch node), `--url`, `--user/--password`,
+`--ca-certs`/`--insecure`, and `--local-dir` for the local engine. The commands talk to the engine only through
+the serving protocol (`pintext.serving.base.Engine`): there is no engine-specific code here. Heavy modules
+(engine clients, the encoder) are imported inside the commands; torch never is.
 
-An index's LSH config and its default window/probes live in its `_meta` (tuned on the corpus when the index is
-created with one: `index create --pins FILE`, or `ingest FILE` creating it). `search`, `related` and `dsl` read
-them from there; no command writes into the model folder. A `MODEL/lsh.json` a user wrote is honoured: a new
-index keeps its tables/bits (only probes and window are tuned) and an index built with another config is refused.
+An index's token family and its default window/probes live in its `_meta` (tuned on the corpus when the index is
+created with one: `index create --pins FILE`, or `ingest FILE` creating it). `search`, `related` and `dsl` only
+read: no command writes into the model folder. A `MODEL/lsh.json` a user wrote is honoured: a new index keeps its
+tables/bits (only probes and window are tuned) and an index built with another config is refused.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import os
@@ -20,36 +24,53 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any, NoReturn, Optional
 
 import typer
+
+from pintext.cli.errors import USAGE
+from pintext.cli.errors import fail as report_error
 
 DEFAULT_INDEX = "pins"
 DEFAULT_LOCAL_DIR = Path("pintext-local-index")
 
 
-class Backend(str, Enum):
+class EngineName(str, Enum):
+    auto = "auto"
     opensearch = "opensearch"
+    elasticsearch = "elasticsearch"
     local = "local"
 
 
+# Kept for scripts written against the first CLI, where `--backend opensearch|local` chose the engine.
+Backend = EngineName
+
 ModelOption = Annotated[Optional[Path], typer.Option("--model", envvar="PINTEXT_MODEL",
                                                      help="Model folder (with runtime/); default $PINTEXT_MODEL.")]
-IndexOption = Annotated[str, typer.Option("--index", help="Index name.")]
-UrlOption = Annotated[Optional[str], typer.Option("--url", help="OpenSearch URL; default $OPENSEARCH_URL, "
-                                                                "else the managed local node.")]
+IndexOption = Annotated[str, typer.Option("--index", help="Index name users search (an alias over one index per "
+                                                          "model).")]
+UrlOption = Annotated[Optional[str], typer.Option("--url", help="Engine URL; default $OPENSEARCH_URL (or "
+                                                                "$ELASTICSEARCH_URL), else the managed local node.")]
 UserOption = Annotated[Optional[str], typer.Option("--user", envvar="OPENSEARCH_USER", help="Basic-auth user.")]
 PasswordOption = Annotated[Optional[str], typer.Option("--password", envvar="OPENSEARCH_PASSWORD",
                                                        help="Basic-auth password.")]
 CaCertsOption = Annotated[Optional[Path], typer.Option("--ca-certs", help="CA bundle for https.")]
 InsecureOption = Annotated[bool, typer.Option("--insecure", help="Do not verify TLS certificates.")]
-BackendOption = Annotated[Backend, typer.Option("--backend", help="opensearch, or the local on-disk index.")]
-LocalDirOption = Annotated[Path, typer.Option("--local-dir", help="Folder of the local backend's index.")]
+EngineOption = Annotated[EngineName, typer.Option("--engine", "--backend", envvar="PINTEXT_ENGINE",
+                                                  help="Serving engine: auto (ask the node at --url), opensearch, "
+                                                       "elasticsearch, or the local on-disk index.")]
+BackendOption = EngineOption
+LocalDirOption = Annotated[Path, typer.Option("--local-dir", help="Folder of the local engine's indices.")]
 KOption = Annotated[int, typer.Option("--k", min=1, help="Hits to return.")]
 WindowOption = Annotated[Optional[int], typer.Option("--window", min=1, help="First-stage hits rescored by exact "
                                                      "cosine; default: the index's tuned window.")]
 ProbesOption = Annotated[Optional[int], typer.Option("--probes", min=0, help="Extra multi-probe buckets per LSH "
                                                      "table; default: the index's tuned probes.")]
+FilterOption = Annotated[Optional[list[str]], typer.Option("--filter", help="FIELD=VALUE on a keyword field (id, "
+                                                           "board, annotations, link); repeat: OR within a field, "
+                                                           "AND across fields. Applied in the first stage.")]
+FilterJsonOption = Annotated[Optional[list[str]], typer.Option("--filter-json", help="A raw query DSL filter "
+                                                               "clause (JSON), AND-ed with the others.")]
 TargetRecallOption = Annotated[float, typer.Option("--target-recall", min=0.0, max=1.0,
                                                    help="When the index is created: tune LSH for this recall@10 "
                                                         "vs exact cosine.")]
@@ -62,19 +83,44 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of 
 ExplainOption = Annotated[bool, typer.Option("--explain", help="Show matching tokens and first-stage/final scores.")]
 
 
-class Connection:
-    """The options every serving command shares, resolved lazily into a model, an LSH and a backend."""
+def fail(message: str, code: int = USAGE) -> NoReturn:
+    """Stop a serving command with one error line (pintext.cli.errors); serving errors are usage errors."""
+    report_error(message, code)
 
-    def __init__(self, model: Path | None, index: str, url: str | None, user: str | None, password: str | None,
-                 ca_certs: Path | None, insecure: bool, backend: Backend, local_dir: Path) -> None:
+
+@dataclass(frozen=True)
+class Target:
+    """Where serving commands go: an engine (by name, or auto) and how to reach it."""
+
+    engine: EngineName = EngineName.auto
+    url: str | None = None
+    user: str | None = None
+    password: str | None = None
+    ca_certs: Path | None = None
+    insecure: bool = False
+    local_dir: Path = DEFAULT_LOCAL_DIR
+
+    def options(self) -> Any:
+        from pintext.serving.engines import EngineOptions
+
+        return EngineOptions(self.url, self.user, self.password, self.ca_certs, self.insecure, self.local_dir)
+
+
+class Connection:
+    """The options every serving command shares, resolved lazily into a model, a token family and an engine."""
+
+    def __init__(self, model: Path | None, index: str, target: Target) -> None:
         self.model_dir = model
-        self.index = index
-        self.url, self.user, self.password, self.ca_certs, self.insecure = url, user, password, ca_certs, insecure
-        self.backend = backend
-        self.local_dir = local_dir
-        self._encoder = self._lsh = self._client = None
+        self.name = index
+        self.target = target
+        self._encoder: Any = None
+        self._lsh: Any = None
+        self._engine: Any = None
         self._index_meta: dict | None = None
         self._index_meta_read = False
+        self._write_index: str | None = None
+
+    # ---- the model -----------------------------------------------------------------------------------------
 
     @property
     def encoder(self) -> Any:
@@ -99,47 +145,68 @@ class Connection:
         except ValueError as error:
             fail(str(error))
 
-    def index_meta(self) -> dict | None:
-        """The existing index's `_meta` (None when there is no index yet)."""
-        if not self._index_meta_read:
-            from pintext.ingest.search import opensearch_meta
+    # ---- the engine and the index --------------------------------------------------------------------------
 
-            if self.backend is Backend.local:
-                local = self.local_index()
-                self._index_meta = local.meta() if local.exists() else None
-            elif self.client.indices.exists(index=self.index):
-                self._index_meta = opensearch_meta(self.client, self.index)
+    def use_target(self, target: Target) -> None:
+        """Go on with another engine (dsl without a node answering: print for OpenSearch)."""
+        self.target, self._engine, self._write_index = target, None, None
+        self.forget_index_meta()
+
+    @property
+    def engine(self) -> Any:
+        if self._engine is None:
+            from pintext.serving.engines import EngineError, EngineUnreachableError, open_engine
+
+            try:
+                self._engine = open_engine(self.target.engine.value, self.target.options())
+            except EngineUnreachableError as error:
+                fail(str(error), 1)
+            except (EngineError, ValueError) as error:
+                fail(str(error))
+        return self._engine
+
+    @property
+    def write_index(self) -> str:
+        """The concrete index ingest writes for this model (`pintext.serving.rollout.write_target`)."""
+        if self._write_index is None:
+            from pintext.serving.rollout import write_target
+
+            self._write_index = write_target(self.engine, self.name, self.encoder.fingerprint)
+        return self._write_index
+
+    def index_meta(self, index: str | None = None) -> dict | None:
+        """The `_meta` of the index this model writes (or of `index`); None when there is none yet."""
+        if index is not None:
+            return self.engine.meta(index) if self.engine.exists(index) else None
+        if not self._index_meta_read:
+            self._index_meta = self.index_meta(self.write_index)
             self._index_meta_read = True
         return self._index_meta
-
-    def without_index(self) -> None:
-        """Go on as if there were no index (dsl without a node)."""
-        self._index_meta, self._index_meta_read = None, True
 
     def forget_index_meta(self) -> None:
         """The index was deleted: read its `_meta` afresh next time."""
         self._index_meta, self._index_meta_read, self._lsh = None, False, None
 
     def adopt(self, meta: dict) -> None:
-        """Use the `_meta` of an index just created (its LSH, its window and probes)."""
-        from pintext.lsh import RandomHyperplaneLSH
+        """Use the `_meta` of an index just created (its token family, its window and probes)."""
+        from pintext.tokens import family_from_dict
 
         self._index_meta, self._index_meta_read = meta, True
-        self._lsh = RandomHyperplaneLSH.from_dict(meta["lsh"])
+        self._lsh = family_from_dict(meta["lsh"])
 
     @property
     def lsh(self) -> Any:
-        """The index's LSH config; before an index exists, MODEL/lsh.json or the default."""
+        """The index's token family; before an index exists, MODEL/lsh.json or the default."""
         if self._lsh is None:
             from pintext.ingest.indexer import default_lsh
-            from pintext.lsh import RandomHyperplaneLSH
+            from pintext.tokens import family_from_dict
 
             meta = self.index_meta() or {}
             if meta.get("lsh"):
                 try:
-                    self._lsh = RandomHyperplaneLSH.from_dict(meta["lsh"])
+                    self._lsh = family_from_dict(meta["lsh"])
                 except ValueError as error:
-                    fail(f"index {self.where}: {error}")
+                    fail(f"index {self.write_index}: {error}")
             else:
                 self._lsh = self.model_lsh or default_lsh(self.encoder.dim)
         return self._lsh
@@ -147,51 +214,48 @@ class Connection:
     @property
     def serving(self) -> Any:
         """The index's default window and probes (the untuned defaults before an index exists)."""
-        from pintext.ingest.search import ServingDefaults
+        from pintext.serving.meta import ServingDefaults
 
         return ServingDefaults.from_meta(self.index_meta() or {})
 
-    @property
-    def meta(self) -> dict:
-        """What the index must match: this model, and the LSH config MODEL/lsh.json sets (else the index's own)."""
-        from pintext.ingest.search import index_meta
+    def expected_meta(self, family: Any = None) -> dict:
+        """What an index must match: this model, and the LSH config MODEL/lsh.json sets (else `family`)."""
+        from pintext.serving.meta import index_meta
 
-        return index_meta(self.encoder.fingerprint, self.encoder.dim, self.model_lsh or self.lsh)
+        return index_meta(self.encoder.fingerprint, self.encoder.dim, self.model_lsh or family or self.lsh)
 
-    @property
-    def where(self) -> str:
-        return str(self.local_dir) if self.backend is Backend.local else self.index
+    def check_written_index(self) -> None:
+        """Refuse to write into an index built for another model."""
+        from pintext.serving.meta import IndexMismatchError, check_meta
 
-    @property
-    def client(self) -> Any:
-        if self._client is None:
-            self._client = open_client(self.url, self.user, self.password, self.ca_certs, self.insecure)
-        return self._client
-
-    def local_index(self) -> Any:
-        from pintext.ingest.local_backend import LocalIndex
-
-        return LocalIndex(self.local_dir)
-
-    def searcher(self) -> Any:
-        """The OpenSearch searcher with this index's LSH and default window/probes."""
-        from pintext.ingest.search import OpenSearchSearcher
-
-        return OpenSearchSearcher(self.client, self.index, self.lsh, self.serving)
-
-    def check_index(self) -> None:
-        """Refuse an index built for another model (either backend)."""
-        from pintext.ingest.search import IndexMismatchError, check_meta
-
-        found = self.index_meta()
-        if found is None:
-            if self.backend is Backend.local:
-                fail(f"no local index in {self.local_dir}: build it with `pintext ingest FILE --backend local`")
-            fail(f"index {self.index!r} does not exist: create it with `pintext index create` or ingest")
         try:
-            check_meta(self.where, found, self.meta, str(self.model_dir))
+            check_meta(self.write_index, self.index_meta() or {}, self.expected_meta(), str(self.model_dir))
         except IndexMismatchError as error:
             fail(str(error))
+
+    def searcher(self) -> Any:
+        """A searcher over the alias users search, refusing an index built for another model."""
+        from pintext.serving.base import IndexNotFoundError
+        from pintext.serving.meta import IndexMismatchError
+        from pintext.serving.rollout import version_name
+        from pintext.serving.searcher import Searcher
+
+        try:
+            searcher = Searcher.for_index(self.engine, self.name)
+        except IndexNotFoundError:
+            fail(f"index {self.name!r} does not exist in {self.engine.describe()}: create it with "
+                 "`pintext index create` or `pintext ingest FILE`")
+        except IndexMismatchError as error:
+            fail(str(error))
+        try:
+            searcher.check(self.expected_meta(searcher.family), str(self.model_dir))
+        except IndexMismatchError as error:
+            waiting = version_name(self.name, self.encoder.fingerprint)
+            if waiting != self.name and self.engine.exists(waiting):
+                fail(f"{error} This model's index {waiting!r} exists but does not serve yet: "
+                     f"pintext index promote --index {self.name} --model {self.model_dir}")
+            fail(str(error))
+        return searcher
 
 
 @dataclass(frozen=True)
@@ -206,9 +270,9 @@ class Tuning:
 
 def open_client(url: str | None, user: str | None, password: str | None, ca_certs: Path | None, insecure: bool,
                 ping: bool = False, where: str = "", advice: str = "") -> Any:
-    """An opensearch-py client for the CLI's connection options; any failure to reach the node (when `ping`, the
-    node is asked for its info first) is one clear error line."""
-    from pintext.ingest.opensearch_client import connect
+    """An opensearch-py client for the CLI's connection options (eval-retrieval talks to OpenSearch directly);
+    any failure to reach the node (when `ping`, the node is asked for its info first) is one clear error line."""
+    from pintext.serving.opensearch_client import connect
 
     try:
         client = connect(url=url, user=user, password=password, verify_certs=not insecure,
@@ -216,50 +280,36 @@ def open_client(url: str | None, user: str | None, password: str | None, ca_cert
         if ping:
             client.info()
     except Exception as error:  # noqa: BLE001 - any failure to reach the node is reported the same way
-        fail(f"cannot reach OpenSearch{where}: {error}{advice}")
+        fail(f"cannot reach OpenSearch{where}: {error}{advice}", 1)
     return client
 
 
 def connection(model: Path | None, index: str, url: str | None, user: str | None, password: str | None,
-               ca_certs: Path | None, insecure: bool, backend: Backend = Backend.opensearch,
+               ca_certs: Path | None, insecure: bool, engine: EngineName = EngineName.auto,
                local_dir: Path = DEFAULT_LOCAL_DIR) -> Connection:
-    return Connection(model, index, url, user, password, ca_certs, insecure, backend, local_dir)
-
-
-def fail(message: str, code: int = 2) -> None:
-    """Print a clear error on stderr and stop."""
-    from rich.console import Console
-    from rich.markup import escape
-
-    Console(stderr=True).print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
-    raise typer.Exit(code)
+    return Connection(model, index, Target(engine, url, user, password, ca_certs, insecure, local_dir))
 
 
 # ---- index management ------------------------------------------------------------------------------------------
 
 
 def ensure_index(conn: Connection, shards: int = 1, replicas: int = 0, tuning: Tuning = Tuning()) -> bool:
-    """Create the index (and install the search template) unless it exists; refuse a mismatched one.
+    """Create this model's index unless it exists (refusing a mismatched one); the first version of a name gets
+    the alias at once. A new index gets its LSH settings tuned on `tuning.pins_file` (see `creation_meta`).
+    `shards` and `replicas` apply only when the index is created here. Returns True when it created the index."""
+    from pintext.serving.rollout import alias_if_first
 
-    A new index gets its LSH settings tuned on `tuning.pins_file` (see `creation_meta`). `shards` and `replicas`
-    apply only when the index is created here. Returns True when it created the index.
-    """
+    engine, index = conn.engine, conn.write_index
     if conn.index_meta() is not None and awaits_tuning(conn, tuning):
         shards, replicas = drop_empty_untuned_index(conn)
     elif conn.index_meta() is not None:
-        conn.check_index()
-        if conn.backend is Backend.opensearch:
-            install_search_template_of(conn.client)
+        conn.check_written_index()
+        alias_if_first(engine, conn.name, index)
         return False
     meta = creation_meta(conn, tuning)
-    if conn.backend is Backend.local:
-        conn.local_index().create(meta)
-    else:
-        from pintext.mapping import pins_index_body
-
-        conn.client.indices.create(index=conn.index, body=pins_index_body(conn.encoder.dim, meta, shards=shards,
-                                                                          replicas=replicas))
-        install_search_template_of(conn.client)
+    for note in engine.create(index, conn.encoder.dim, meta, shards=shards, replicas=replicas) or []:
+        typer.echo(f"note: {note}", err=True)
+    alias_if_first(engine, conn.name, index)
     conn.adopt(meta)
     return True
 
@@ -274,33 +324,20 @@ def awaits_tuning(conn: Connection, tuning: Tuning) -> bool:
     if not (tuning.enabled and tuning.pins_file is not None and (meta.get("tuning") or {}).get("pending")):
         return False
     if meta.get("model_fingerprint") != conn.encoder.fingerprint:
-        return False  # another model's index: check_index refuses it with the full explanation
-    if conn.backend is Backend.local:
-        return conn.local_index().count() == 0
-    conn.client.indices.refresh(index=conn.index)
-    return int(conn.client.count(index=conn.index)["count"]) == 0
+        return False  # another model's index: check_written_index refuses it with the full explanation
+    conn.engine.refresh(conn.write_index)
+    return conn.engine.count(conn.write_index) == 0
 
 
 def drop_empty_untuned_index(conn: Connection) -> tuple[int, int]:
     """Delete the empty, untuned index so it can be made again with tuned settings; returns its shards/replicas.
     (Its `_meta` cannot be updated in place: a mapping update on an index with a knn_vector field fails.)"""
-    shards, replicas = 1, 0
-    if conn.backend is Backend.local:
-        conn.local_index().delete()
-    else:
-        settings = conn.client.indices.get_settings(index=conn.index)[conn.index]["settings"]["index"]
-        shards, replicas = int(settings["number_of_shards"]), int(settings["number_of_replicas"])
-        conn.client.indices.delete(index=conn.index)
+    layout = conn.engine.layout(conn.write_index)
+    conn.engine.delete(conn.write_index)
     conn.forget_index_meta()
-    typer.echo(f"note: {conn.where} was created without a corpus and is empty: re-created with LSH tuned on "
-               "this file", err=True)
-    return shards, replicas
-
-
-def install_search_template_of(client: Any) -> bool:
-    from pintext.queries import SEARCH_TEMPLATE_ID, search_template_script
-
-    return install_search_template(client, SEARCH_TEMPLATE_ID, search_template_script())
+    typer.echo(f"note: {conn.write_index} was created without a corpus and is empty: re-created with LSH tuned "
+               "on this file", err=True)
+    return layout.shards or 1, layout.replicas or 0
 
 
 def creation_meta(conn: Connection, tuning: Tuning) -> dict:
@@ -310,7 +347,7 @@ def creation_meta(conn: Connection, tuning: Tuning) -> dict:
     Without a corpus, or with --no-tune, the index gets that config (or the default) and the default window.
     """
     from pintext.ingest.indexer import default_lsh
-    from pintext.ingest.search import ServingDefaults, index_meta
+    from pintext.serving.meta import ServingDefaults, index_meta
 
     encoder, fixed = conn.encoder, conn.model_lsh
     if not tuning.enabled or tuning.pins_file is None:
@@ -360,96 +397,110 @@ def tune_on_corpus(conn: Connection, tuning: Tuning, fixed: Any) -> tuple[Any, s
     return result, ""
 
 
-def install_search_template(client: Any, template_id: str, script: dict) -> bool:
-    """Store the mustache search template; a node without the lang-mustache module gets a warning, not a failure.
-
-    The template is a convenience for Dev Tools and other clients; PinText's own commands send full bodies.
-    """
-    from opensearchpy.exceptions import RequestError
-
-    try:
-        client.put_script(id=template_id, body=script)
-    except RequestError as error:
-        if "mustache" not in str(error):
-            raise
-        typer.echo(f"warning: search template {template_id!r} not installed: this node has no lang-mustache "
-                   f"module ({error.error})", err=True)
-        return False
-    return True
+ShardsOption = Annotated[int, typer.Option("--shards", min=1, help="Primary shards (fixed once the index exists).")]
+ReplicasOption = Annotated[int, typer.Option("--replicas", min=0, help="Replicas of each shard; > 0 needs that "
+                                                                       "many more data nodes to go green.")]
 
 
 def index_create(model: ModelOption = None, index: IndexOption = DEFAULT_INDEX, url: UrlOption = None,
                  user: UserOption = None, password: PasswordOption = None, ca_certs: CaCertsOption = None,
-                 insecure: InsecureOption = False, backend: BackendOption = Backend.opensearch,
-                 local_dir: LocalDirOption = DEFAULT_LOCAL_DIR,
-                 shards: Annotated[int, typer.Option("--shards", min=1, help="Primary shards (fixed once the "
-                                                     "index exists).")] = 1,
-                 replicas: Annotated[int, typer.Option("--replicas", min=0, help="Replicas of each shard; > 0 "
-                                                       "needs that many more data nodes to go green.")] = 0,
+                 insecure: InsecureOption = False, engine: EngineOption = EngineName.auto,
+                 local_dir: LocalDirOption = DEFAULT_LOCAL_DIR, shards: ShardsOption = 1,
+                 replicas: ReplicasOption = 0,
                  pins: Annotated[Optional[Path], typer.Option("--pins", exists=True, dir_okay=False,
                                                               help="The corpus (pins.jsonl): tune LSH on it.")]
                  = None,
                  target_recall: TargetRecallOption = 0.95, no_tune: NoTuneOption = False,
                  tune_queries: TuneQueriesOption = None,
                  ) -> None:
-    """Create the pins index for a model, its LSH tuned on --pins FILE, and install the search template."""
-    conn = connection(model, index, url, user, password, ca_certs, insecure, backend, local_dir)
+    """Create this model's index behind the alias --index (the alias moves to it at once only when it is the
+    name's first index; later ones wait for `pintext index promote`), its LSH tuned on --pins FILE."""
+    conn = connection(model, index, url, user, password, ca_certs, insecure, engine, local_dir)
     created = ensure_index(conn, shards=shards, replicas=replicas,
                            tuning=Tuning(pins, target_recall, not no_tune, tune_queries))
     if created and pins is None and not no_tune:
         typer.echo("note: no --pins FILE, so LSH is not tuned yet (default 64x8 bits, window 500); the first "
                    "`pintext ingest FILE` into this empty index tunes it on FILE", err=True)
-    where = str(local_dir) if backend is Backend.local else index
-    layout = ""
-    if backend is Backend.opensearch:
-        settings = conn.client.indices.get_settings(index=index)[index]["settings"]["index"]
-        layout = f", {settings['number_of_shards']} shards x {settings['number_of_replicas']} replicas"
-        if not created and (int(settings["number_of_shards"]), int(settings["number_of_replicas"])) != (shards,
-                                                                                                       replicas):
-            typer.echo(f"note: {index} already exists; --shards/--replicas were not applied", err=True)
-    typer.echo(f"{'created' if created else 'exists, same model'}: {where} "
+    layout = conn.engine.layout(conn.write_index)
+    shape = f", {layout.shards} shards x {layout.replicas} replicas" if layout.shards is not None else ""
+    if not created and layout.shards is not None and (layout.shards, layout.replicas) != (shards, replicas):
+        typer.echo(f"note: {conn.write_index} already exists; --shards/--replicas were not applied", err=True)
+    serving = conn.engine.alias_target(index)
+    route = (f"serving as {index!r}" if serving == conn.write_index and index != serving
+             else "the name's own index" if serving == index
+             else f"not serving yet ({index!r} serves {serving!r}): `pintext index promote --index {index}`")
+    typer.echo(f"{'created' if created else 'exists, same model'}: {conn.write_index}, {route} "
                f"(dim {conn.encoder.dim}, LSH {conn.lsh.tables}x{conn.lsh.bits} bits, probes {conn.serving.probes}, "
-               f"window {conn.serving.window}, model {conn.encoder.fingerprint[:12]}{layout})")
+               f"window {conn.serving.window}, model {conn.encoder.fingerprint[:12]}{shape})")
 
 
 def index_delete(index: IndexOption = DEFAULT_INDEX, url: UrlOption = None, user: UserOption = None,
                  password: PasswordOption = None, ca_certs: CaCertsOption = None, insecure: InsecureOption = False,
-                 backend: BackendOption = Backend.opensearch, local_dir: LocalDirOption = DEFAULT_LOCAL_DIR) -> None:
-    """Delete the pins index (no error if it is absent)."""
-    conn = connection(None, index, url, user, password, ca_certs, insecure, backend, local_dir)
-    if backend is Backend.local:
-        conn.local_index().delete()
-        typer.echo(f"deleted local index in {local_dir}")
+                 engine: EngineOption = EngineName.auto, local_dir: LocalDirOption = DEFAULT_LOCAL_DIR,
+                 version: Annotated[Optional[str], typer.Option("--version", help="Delete only this concrete "
+                                                                "index (not the one serving).")] = None) -> None:
+    """Delete the name: every index behind the alias (or only --version); no error if there is none."""
+    from pintext.serving.rollout import versions
+
+    conn = connection(None, index, url, user, password, ca_certs, insecure, engine, local_dir)
+    serving = conn.engine.alias_target(index)
+    if version is not None:
+        if version == serving and version != index:
+            fail(f"{version!r} serves {index!r}: promote another version first, or delete the whole name")
+        typer.echo(f"{'deleted' if conn.engine.delete(version) else 'absent'}: {version}")
         return
-    if conn.client.indices.exists(index=index):
-        conn.client.indices.delete(index=index)
-        typer.echo(f"deleted: {index}")
-    else:
+    doomed = [index] if serving == index else versions(conn.engine, index)
+    if not doomed:
         typer.echo(f"absent: {index}")
+    for name in doomed:
+        conn.engine.delete(name)
+        typer.echo(f"deleted: {name}")
 
 
 def index_info(index: IndexOption = DEFAULT_INDEX, url: UrlOption = None, user: UserOption = None,
                password: PasswordOption = None, ca_certs: CaCertsOption = None, insecure: InsecureOption = False,
-               backend: BackendOption = Backend.opensearch, local_dir: LocalDirOption = DEFAULT_LOCAL_DIR) -> None:
-    """Print the index's document count and `_meta` (model fingerprint, dim, LSH config) as JSON."""
-    conn = connection(None, index, url, user, password, ca_certs, insecure, backend, local_dir)
-    if backend is Backend.local:
-        local = conn.local_index()
-        if not local.exists():
-            fail(f"no local index in {local_dir}")
-        info = {"index": str(local_dir), "docs": local.count(), "meta": local.meta()}
-    else:
-        from pintext.ingest.search import opensearch_meta
+               engine: EngineOption = EngineName.auto, local_dir: LocalDirOption = DEFAULT_LOCAL_DIR) -> None:
+    """Print the alias, which index serves, and every version (model, docs, shards, `_meta`) as JSON."""
+    from pintext.serving.rollout import describe
 
-        if not conn.client.indices.exists(index=index):
-            fail(f"index {index!r} does not exist")
-        count = conn.client.count(index=index)["count"]
-        settings = conn.client.indices.get_settings(index=index)[index]["settings"]["index"]
-        health = conn.client.cluster.health(index=index)["status"]
-        info = {"index": index, "docs": count, "shards": int(settings["number_of_shards"]),
-                "replicas": int(settings["number_of_replicas"]), "health": health,
-                "meta": opensearch_meta(conn.client, index)}
-    typer.echo(json.dumps(info, indent=2))
+    conn = connection(None, index, url, user, password, ca_certs, insecure, engine, local_dir)
+    info = describe(conn.engine, index)
+    serving = next((row for row in info["versions"] if row["serving"]), None)
+    if serving is None and not info["versions"]:
+        fail(f"index {index!r} does not exist in {conn.engine.describe()}")
+    # The serving version's figures at the top level, as `index info` printed them before versioning.
+    head = ({"index": serving["index"], "docs": serving["docs"], "shards": serving["shards"],
+             "replicas": serving["replicas"], "health": serving["health"], "meta": serving["meta"]}
+            if serving else {"index": None})
+    typer.echo(json.dumps({"engine": conn.engine.name, **head, **info}, indent=2))
+
+
+def index_promote(model: ModelOption = None, index: IndexOption = DEFAULT_INDEX, url: UrlOption = None,
+                  user: UserOption = None, password: PasswordOption = None, ca_certs: CaCertsOption = None,
+                  insecure: InsecureOption = False, engine: EngineOption = EngineName.auto,
+                  local_dir: LocalDirOption = DEFAULT_LOCAL_DIR,
+                  delete_old: Annotated[bool, typer.Option("--delete-old", help="Delete the other versions once "
+                                                           "the alias has moved.")] = False,
+                  allow_empty: Annotated[bool, typer.Option("--allow-empty", help="Promote an index that holds "
+                                                            "no pins yet.")] = False) -> None:
+    """Serve this model's index: swap the alias --index to it in one atomic step (searches never fail or see an
+    empty page), keeping the old version unless --delete-old."""
+    from pintext.serving.base import IndexNotFoundError
+    from pintext.serving.rollout import promote, version_name
+
+    conn = connection(model, index, url, user, password, ca_certs, insecure, engine, local_dir)
+    target = version_name(index, conn.encoder.fingerprint)
+    if conn.engine.exists(target):
+        conn.engine.refresh(target)
+        if not allow_empty and conn.engine.count(target) == 0:
+            fail(f"{target!r} holds no pins yet: ingest first (or pass --allow-empty)")
+    try:
+        done = promote(conn.engine, index, conn.encoder.fingerprint, delete_old=delete_old)
+    except (IndexNotFoundError, ValueError) as error:
+        fail(str(error))
+    was = f" (was {done.previous})" if done.previous else ""
+    typer.echo(f"promoted: {index} -> {done.serving}{was}"
+               + (f"; deleted {', '.join(done.deleted)}" if done.deleted else ""))
 
 
 # ---- ingest ------------------------------------------------------------------------------------------------------
@@ -481,9 +532,10 @@ def ingest(
     target_recall: TargetRecallOption = 0.95, no_tune: NoTuneOption = False, tune_queries: TuneQueriesOption = None,
     url: UrlOption = None, user: UserOption = None, password: PasswordOption = None,
     ca_certs: CaCertsOption = None, insecure: InsecureOption = False,
-    backend: BackendOption = Backend.opensearch, local_dir: LocalDirOption = DEFAULT_LOCAL_DIR,
+    engine: EngineOption = EngineName.auto, local_dir: LocalDirOption = DEFAULT_LOCAL_DIR,
 ) -> None:
-    """Index a pins JSONL file: validate, embed, hash into LSH tokens, bulk-index by pin id, checkpoint.
+    """Index a pins JSONL file into this model's index behind --index: validate, embed, hash into LSH tokens,
+    bulk-index by pin id, checkpoint.
 
     A new index is created first, its LSH tuned on this file (unless --no-tune).
     """
@@ -491,20 +543,20 @@ def ingest(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from pintext.ingest.deadletter import DeadLetter
-    from pintext.ingest.indexer import Checkpoint, Ingestor, LocalSink, OpenSearchSink, default_checkpoint_path
+    from pintext.ingest.indexer import Checkpoint, EngineSink, Ingestor, default_checkpoint_path
     from pintext.schemas import LocatedRecordError
 
-    conn = connection(model, index, url, user, password, ca_certs, insecure, backend, local_dir)
+    conn = connection(model, index, url, user, password, ca_certs, insecure, engine, local_dir)
     ensure_index(conn, tuning=Tuning(pins_file, target_recall, not no_tune, tune_queries))
-    target = f"local:{local_dir.resolve()}" if backend is Backend.local else f"opensearch:{index}"
-    sink = LocalSink(conn.local_index()) if backend is Backend.local else OpenSearchSink(conn.client, index)
+    written = conn.write_index
+    where = f"{conn.engine.name}:{local_dir.resolve() / written if conn.engine.name == 'local' else written}"
     dead_letter_path = dead_letter or pins_file.with_name(pins_file.name + ".rejected.jsonl")
     if dead_letter is None and not resume:
         # The default dead letter belongs to this input alone: a fresh run starts it afresh, so re-running
         # never lists a line twice. A --dead-letter path may be shared, so it is only ever appended to.
         dead_letter_path.unlink(missing_ok=True)
-    checkpoint_path = checkpoint or default_checkpoint_path(pins_file, index if backend is Backend.opensearch
-                                                            else "local")
+    # Named by the name users search; it records the concrete index, so --resume refuses another model's run.
+    checkpoint_path = checkpoint or default_checkpoint_path(pins_file, index)
     stderr = Console(stderr=True)
     total_lines = count_lines(pins_file)
     progress = Progress(TextColumn("[bold]ingest[/]"), BarColumn(), MofNCompleteColumn(), TextColumn("lines"),
@@ -513,7 +565,8 @@ def ingest(
     with progress, DeadLetter(dead_letter_path) as rejected:
         task = progress.add_task("ingest", total=total_lines, rate=0.0)
         ingestor = Ingestor(
-            conn.encoder, conn.lsh, sink, rejected, Checkpoint(checkpoint_path, str(pins_file.resolve()), target),
+            conn.encoder, conn.lsh, EngineSink(conn.engine, written), rejected,
+            Checkpoint(checkpoint_path, str(pins_file.resolve()), where),
             batch_size=batch, workers=workers, strict=strict,
             on_batch=lambda report: progress.update(task, completed=report.last_line,
                                                     rate=report.docs_per_second),
@@ -525,10 +578,9 @@ def ingest(
         except ValueError as error:
             fail(str(error))
         progress.update(task, completed=total_lines, rate=report.docs_per_second)
-    if backend is Backend.opensearch:
-        conn.client.indices.refresh(index=index)
+    conn.engine.refresh(written)
     summary = {**report.to_json(), "dead_letter": str(dead_letter_path), "checkpoint": str(checkpoint_path),
-               "index": str(local_dir) if backend is Backend.local else index}
+               "index": written, "alias": index, "serving": conn.engine.alias_target(index) == written}
     if json_output:
         typer.echo(json.dumps(summary))
     else:
@@ -591,32 +643,41 @@ class Answer:
     probes: int | None = None
 
 
-def serving_window(conn: Connection, k: int, window: int | None) -> int:
+def parse_filters(pairs: list[str] | None, raw: list[str] | None) -> Any:
+    from pintext.serving.filters import FilterError, Filters
+
+    try:
+        return Filters.parse(pairs or [], raw or [])
+    except FilterError as error:
+        fail(str(error))
+
+
+def serving_window(searcher: Any, k: int, window: int | None) -> int:
     """The rescore window: --window, else the index's (widened to k); refuses k above an explicit window."""
     if window is not None and k > window:
         fail(f"--k ({k}) must not exceed --window ({window})")
-    return conn.serving.window_for(k, window)
+    return searcher.serving.window_for(k, window)
 
 
-def vector_search(conn: Connection, vector: Any, k: int, window: int | None, probes: int | None,
-                  exclude_ids: list[str]) -> Answer:
-    """PinText served on the chosen backend, with the index's window/probes unless given."""
-    window = serving_window(conn, k, window)
-    probes = conn.serving.probes_for(k, probes)
-    if conn.backend is Backend.local:
-        tokens = conn.lsh.query_tokens(vector, probes=probes)[0]
-        hits = conn.local_index().search(tokens, vector, k=k, window=window, exclude_ids=exclude_ids)
-    else:
-        hits = conn.searcher().search(vector, k=k, window=window, probes=probes, exclude_ids=exclude_ids)
+def vector_search(searcher: Any, vector: Any, k: int, window: int | None, probes: int | None,
+                  exclude_ids: list[str], filters: Any) -> Answer:
+    """PinText served, with the index's window/probes unless given."""
+    window = serving_window(searcher, k, window)
+    probes = searcher.serving.probes_for(k, probes)
+    hits = searcher.search(vector, k=k, window=window, probes=probes, exclude_ids=exclude_ids, filters=filters)
     return Answer(hits, "pintext", window=window, probes=probes)
 
 
-def bm25_fallback(conn: Connection, text: str, k: int, why: str, exclude_ids: list[str] = ()) -> Answer:
-    """BM25 alone, for a query (or pin) with no known word; the local backend has no BM25 and says so."""
-    if conn.backend is Backend.local:
-        return Answer([], "bm25_fallback", f"{why}; the local backend has no BM25 to fall back on")
-    return Answer(conn.searcher().bm25_search(text, k=k, exclude_ids=list(exclude_ids)), "bm25_fallback",
-                  f"{why}: BM25 results")
+def bm25_fallback(searcher: Any, text: str, k: int, why: str, filters: Any,
+                  exclude_ids: list[str] | None = None) -> Answer:
+    """BM25 alone, for a query (or pin) with no known word; an engine without BM25 says so."""
+    from pintext.serving.base import UnsupportedError
+
+    try:
+        hits = searcher.bm25_search(text, k=k, exclude_ids=list(exclude_ids or []), filters=filters)
+    except UnsupportedError as error:
+        return Answer([], "bm25_fallback", f"{why}; {error}")
+    return Answer(hits, "bm25_fallback", f"{why}: BM25 results")
 
 
 def fusion_config(conn: Connection, method: FusionMethod | None, weight: float | None) -> Any:
@@ -631,32 +692,39 @@ def fusion_config(conn: Connection, method: FusionMethod | None, weight: float |
         fail(f"{Path(str(conn.model_dir)) / HYBRID_FILE}: not a valid fusion config: {error}")
 
 
-def answer_query(conn: Connection, query: str, k: int, window: int | None, probes: int | None, hybrid: bool,
-                 fusion: Any, depth: int) -> Answer:
+def query_vector(conn: Connection, query: str) -> tuple[Any, bool]:
+    """The query's vector, and whether any of its words is in the vocabulary.
+
+    With hashed unseen words (pintext.encoder.HashedWords) a query of unknown words still has a vector, but BM25,
+    with the index's own statistics, ranks a pure word match better than hashed directions do."""
+    vector = conn.encoder.encode([query])[0]
+    return vector, bool(vector.any()) and conn.encoder.coverage([query]).known_tokens > 0
+
+
+def answer_query(conn: Connection, searcher: Any, query: str, k: int, window: int | None, probes: int | None,
+                 hybrid: bool, fusion: Any, depth: int, filters: Any) -> Answer:
     """One query: PinText, or the hybrid of BM25 and PinText; BM25 alone when no word of it is known."""
     from pintext.queries import fusion_depth
+    from pintext.serving.base import UnsupportedError
 
-    vector = conn.encoder.encode([query])[0]
-    # With hashed unseen words (pintext.encoder.HashedWords) such a query still has a vector, but BM25, with the
-    # index's own statistics, ranks a pure word match better than hashed directions do.
-    known = bool(vector.any()) and conn.encoder.coverage([query]).known_tokens > 0
+    vector, known = query_vector(conn, query)
     why = f"no word of {query!r} is in the model's vocabulary"
     if hybrid:
-        if conn.backend is Backend.local:
-            fail("--hybrid needs BM25, which only the opensearch backend has")
-        serving_window(conn, k, window)  # refuses --k above an explicit --window
-        hits = conn.searcher().hybrid_search(query, vector if known else None, k=k, window=window, fusion=fusion,
-                                             depth=depth, probes=probes)
+        serving_window(searcher, k, window)  # refuses --k above an explicit --window
+        try:
+            hits = searcher.hybrid_search(query, vector if known else None, k=k, window=window, fusion=fusion,
+                                          depth=depth, probes=probes, filters=filters)
+        except UnsupportedError as error:
+            fail(f"--hybrid needs BM25: {error}")
         if not known:
             return Answer(hits, "bm25_fallback", f"{why}: BM25 results")
         # The PinText side returns `size` hits, with the index's window and probes for that many.
         size = fusion_depth(k, depth)
         return Answer(hits, "hybrid", f"fused by {fusion.method}, PinText weight {fusion.weight:g}",
-                      window=max(conn.serving.window_for(size, window), size),
-                      probes=conn.serving.probes_for(size, probes))
+                      window=searcher.hybrid_window(size, window), probes=searcher.serving.probes_for(size, probes))
     if not known:
-        return bm25_fallback(conn, query, k, why)
-    return vector_search(conn, vector, k, window, probes, [])
+        return bm25_fallback(searcher, query, k, why, filters)
+    return vector_search(searcher, vector, k, window, probes, [], filters)
 
 
 def show_hits(title: str, answer: Answer, explain: bool, took_ms: float) -> None:
@@ -715,63 +783,56 @@ def search(
     text: Annotated[Optional[str], typer.Argument(help="Query text (or use --queries FILE).")] = None,
     k: KOption = 10, window: WindowOption = None, probes: ProbesOption = None,
     hybrid: HybridOption = False, fusion: FusionOption = None, fusion_weight: FusionWeightOption = None,
-    depth: DepthOption = 100,
+    depth: DepthOption = 100, filters: FilterOption = None, filter_json: FilterJsonOption = None,
     json_output: JsonOption = False, explain: ExplainOption = False,
     queries_file: Annotated[Optional[Path], typer.Option("--queries", exists=True, dir_okay=False,
                                                          help="One JSON line per query.")] = None,
     model: ModelOption = None, index: IndexOption = DEFAULT_INDEX, url: UrlOption = None, user: UserOption = None,
     password: PasswordOption = None, ca_certs: CaCertsOption = None, insecure: InsecureOption = False,
-    backend: BackendOption = Backend.opensearch, local_dir: LocalDirOption = DEFAULT_LOCAL_DIR,
+    engine: EngineOption = EngineName.auto, local_dir: LocalDirOption = DEFAULT_LOCAL_DIR,
 ) -> None:
-    """Search pins by text: LSH token candidates, exact cosine rescore; --hybrid fuses BM25 in. A query with
-    no known word gets BM25 results."""
+    """Search pins by text: LSH token candidates (filtered), exact cosine rescore; --hybrid fuses BM25 in. A
+    query with no known word gets BM25 results."""
     texts = read_queries(queries_file) if queries_file else ([text] if text else [])
     if not texts:
         fail("give a query text or --queries FILE")
-    conn = connection(model, index, url, user, password, ca_certs, insecure, backend, local_dir)
-    conn.check_index()
+    chosen = parse_filters(filters, filter_json)
+    conn = connection(model, index, url, user, password, ca_certs, insecure, engine, local_dir)
+    searcher = conn.searcher()
     fused = fusion_config(conn, fusion, fusion_weight) if hybrid else None
     for query in texts:
         started = time.perf_counter()
-        answer = answer_query(conn, query, k, window, probes, hybrid, fused, depth)
+        answer = answer_query(conn, searcher, query, k, window, probes, hybrid, fused, depth, chosen)
         emit("query", query, answer, (time.perf_counter() - started) * 1000, json_output, explain)
 
 
 def related(
     pin_id: Annotated[str, typer.Argument(help="Id of a pin in the index.")],
     k: KOption = 10, window: WindowOption = None, probes: ProbesOption = None,
+    filters: FilterOption = None, filter_json: FilterJsonOption = None,
     json_output: JsonOption = False, explain: ExplainOption = False,
     model: ModelOption = None, index: IndexOption = DEFAULT_INDEX, url: UrlOption = None, user: UserOption = None,
     password: PasswordOption = None, ca_certs: CaCertsOption = None, insecure: InsecureOption = False,
-    backend: BackendOption = Backend.opensearch, local_dir: LocalDirOption = DEFAULT_LOCAL_DIR,
+    engine: EngineOption = EngineName.auto, local_dir: LocalDirOption = DEFAULT_LOCAL_DIR,
 ) -> None:
     """Pins related to a stored pin: nearest by its own vector, itself excluded (BM25 on its text when it was
     indexed without a vector)."""
     from pintext.schemas import pin_text
+    from pintext.serving.base import PinNotFoundError
 
-    conn = connection(model, index, url, user, password, ca_certs, insecure, backend, local_dir)
-    conn.check_index()
+    chosen = parse_filters(filters, filter_json)
+    conn = connection(model, index, url, user, password, ca_certs, insecure, engine, local_dir)
+    searcher = conn.searcher()
     started = time.perf_counter()
-    if backend is Backend.local:
-        found = conn.local_index().get(pin_id)
-        if found is None:
-            fail(f"pin {pin_id!r} is not in the local index {local_dir}")
-        doc, vector = found
-    else:
-        import numpy as np
-
-        from pintext.ingest.search import PinNotFoundError
-        from pintext.mapping import VECTOR_FIELD
-
-        try:
-            doc = conn.searcher().stored_pin(pin_id)
-        except PinNotFoundError as error:
-            fail(str(error))
-        vector = np.asarray(doc[VECTOR_FIELD], dtype=np.float32) if VECTOR_FIELD in doc else None
+    try:
+        doc, vector = searcher.engine.get(searcher.index, pin_id)
+    except PinNotFoundError as error:
+        fail(str(error))
     if vector is None:
-        answer = bm25_fallback(conn, pin_text(doc), k, f"pin {pin_id!r} has no vector (no known word)", [pin_id])
+        answer = bm25_fallback(searcher, pin_text(doc), k, f"pin {pin_id!r} has no vector (no known word)", chosen,
+                               [pin_id])
     else:
-        answer = vector_search(conn, vector, k, window, probes, [pin_id])
+        answer = vector_search(searcher, vector, k, window, probes, [pin_id], chosen)
     emit("related", pin_id, answer, (time.perf_counter() - started) * 1000, json_output, explain)
 
 
@@ -781,86 +842,123 @@ def dsl(
     hybrid: Annotated[bool, typer.Option("--hybrid", help="Print the BM25 and PinText requests a hybrid search "
                                                           "sends (fused in the client).")] = False,
     fusion: FusionOption = None, fusion_weight: FusionWeightOption = None, depth: DepthOption = 100,
-    template: Annotated[bool, typer.Option("--template", help="Print a call of the stored search template "
-                                                               "instead of the full body.")] = False,
+    filters: FilterOption = None, filter_json: FilterJsonOption = None,
+    template: Annotated[bool, typer.Option("--template", help="OpenSearch: print a call of the stored search "
+                                                               "template instead of the full body.")] = False,
     model: ModelOption = None, index: IndexOption = DEFAULT_INDEX, url: UrlOption = None, user: UserOption = None,
     password: PasswordOption = None, ca_certs: CaCertsOption = None, insecure: InsecureOption = False,
+    engine: EngineOption = EngineName.auto,
 ) -> None:
-    """Print the exact query DSL for a text, ready to paste into Dashboards Dev Tools (LSH config, window and
-    probes from the index's `_meta` when the node answers)."""
+    """Print the exact requests a search sends, ready to paste into Dev Tools / Kibana Console (token config,
+    window and probes from the index's `_meta` when the node answers). Reads only: never writes anywhere."""
     from pintext import queries
+    from pintext.serving.base import UnsupportedError
 
-    conn = connection(model, index, url, user, password, ca_certs, insecure)
-    read_index_settings_for_dsl(conn)
-    vector = conn.encoder.encode([text])[0]
-    asked_window, asked_probes = window, probes
-    probes = conn.serving.probes_for(k, asked_probes)
-    window = serving_window(conn, k, asked_window)
-    if not vector.any():
+    chosen = parse_filters(filters, filter_json)
+    conn = connection(model, index, url, user, password, ca_certs, insecure, engine)
+    searcher = searcher_for_dsl(conn)
+    vector, known = query_vector(conn, text)
+    if not known:
         typer.echo(f"# no word of {text!r} is in the model's vocabulary: search falls back to BM25")
-        typer.echo(queries.dev_tools_request(index, queries.bm25_body(text, k)))
+        line, body = searcher.engine.bm25_request(searcher.index, text, k, chosen)
+        typer.echo(f"{line}\n{json.dumps(body, indent=2)}")
         return
-    tokens = conn.lsh.query_tokens(vector, probes=probes)[0]
+    serving_window(searcher, k, window)
     if hybrid:
-        # As `hybrid_search` sends it: the PinText side with the index's window and probes for `size` hits.
         config = fusion_config(conn, fusion, fusion_weight)
         size = queries.fusion_depth(k, depth)
-        deep_tokens = conn.lsh.query_tokens(vector, probes=conn.serving.probes_for(size, asked_probes))[0]
-        requests = queries.hybrid_requests(text, deep_tokens, vector, k=k,
-                                           window=conn.serving.window_for(size, asked_window), depth=depth)
+        bm25_line, bm25_body = searcher.engine.bm25_request(searcher.index, text, size, chosen)
+        requests = [("bm25", bm25_line, bm25_body)] + [
+            ("pintext", line, body) for line, body in searcher.engine.requests(
+                searcher.index, searcher.query(vector, size, searcher.hybrid_window(size, window), probes, chosen))]
         typer.echo(f"# hybrid: both requests, then {config.method} fusion in the client (PinText weight "
                    f"{config.weight:g}, rrf_k {config.rrf_k}), top {k}")
-        typer.echo("\n\n".join(f"# {side}\n" + queries.dev_tools_request(index, body)
-                                for side, body in requests.items()))
+        typer.echo("\n\n".join(f"# {side}\n{line}\n{json.dumps(body, indent=2)}" for side, line, body in requests))
         return
+    request = searcher.query(vector, k, window, probes, chosen)
     if template:
-        params = queries.template_params(tokens, vector, k=k, window=window)
+        if chosen:
+            fail("--template: the stored template takes no filters; drop --template to print the full body")
+        params = queries.template_params(request.tokens, request.vector, k=request.k, window=request.window)
         body = {"id": queries.SEARCH_TEMPLATE_ID, "params": params}
         typer.echo(f"GET {index}/_search/template\n{json.dumps(body, indent=2)}")
         return
-    body = queries.search_body(tokens, vector, k=k, window=window)
-    typer.echo(queries.dev_tools_request(index, body))
+    try:
+        sent = searcher.engine.requests(searcher.index, request)
+    except UnsupportedError as error:
+        fail(str(error))
+    typer.echo("\n\n".join(f"{line}\n{json.dumps(body, indent=2)}" for line, body in sent))
 
 
-def read_index_settings_for_dsl(conn: Connection) -> None:
-    """Read the index's `_meta` for dsl; without a node (or index), say so and use MODEL/lsh.json or the defaults."""
-    from opensearchpy.exceptions import ConnectionError as TransportConnectionError
+def searcher_for_dsl(conn: Connection) -> Any:
+    """The searcher of the serving index; without a node (or index), say so and use MODEL/lsh.json or the
+    defaults on the engine asked for (OpenSearch under auto)."""
+    from pintext.ingest.indexer import default_lsh
+    from pintext.serving.base import IndexNotFoundError
+    from pintext.serving.engines import EngineError
+    from pintext.serving.searcher import Searcher
 
     try:
-        found = conn.index_meta()
-    except TransportConnectionError:
-        found = None
-        conn.without_index()
-    if found is None:
-        typer.echo(f"note: index {conn.index!r} not found or node unreachable: printing with "
-                   f"{'MODEL/lsh.json' if conn.model_lsh else 'the default LSH'} and the default window", err=True)
+        if conn.engine.exists(conn.name):
+            return conn.searcher()
+    except Exception as error:  # noqa: BLE001 - no node answering is expected here: dsl works offline
+        if not is_unreachable(error) and not isinstance(error, (EngineError, IndexNotFoundError)):
+            raise
+    if conn.target.engine is EngineName.auto:
+        conn.use_target(dataclasses.replace(conn.target, engine=EngineName.opensearch))
+    fixed = conn.model_lsh
+    typer.echo(f"note: index {conn.name!r} not found or node unreachable: printing with "
+               f"{'MODEL/lsh.json' if fixed else 'the default LSH'} and the default window", err=True)
+    return Searcher(conn.engine, conn.name, fixed or default_lsh(conn.encoder.dim))
 
 
-def reports_unreachable_node(command: Callable[..., None]) -> Callable[..., None]:
-    """Turn "no node answers" into one clear line instead of a traceback."""
+def is_unreachable(error: BaseException) -> bool:
+    """True for a client's "no node answers" (opensearch-py and elasticsearch-py both call it ConnectionError)."""
+    for kind in type(error).__mro__:
+        if kind.__name__ in ("ConnectionError", "ConnectionTimeout") and kind.__module__.split(".")[0] in (
+                "opensearchpy", "elastic_transport", "elasticsearch"):
+            return True
+    return False
+
+
+def reports_serving_errors(command: Callable[..., None]) -> Callable[..., None]:
+    """Turn "no node answers" and the serving protocol's errors into one clear line instead of a traceback."""
 
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> None:
-        from opensearchpy.exceptions import ConnectionError as TransportConnectionError
+        from pintext.serving.base import IndexMismatchError, IndexNotFoundError, PinNotFoundError, UnsupportedError
+        from pintext.serving.engines import safe_url
+        from pintext.serving.filters import FilterError
 
         try:
             command(*args, **kwargs)
-        except TransportConnectionError as error:
-            url = kwargs.get("url") or os.environ.get("OPENSEARCH_URL") or "the managed node"
-            fail(f"cannot reach OpenSearch at {url}: {error.error if hasattr(error, 'error') else error} "
-                 f"(start one with `pintext opensearch up`, or pass --url / set OPENSEARCH_URL)")
+        except (IndexMismatchError, IndexNotFoundError, PinNotFoundError, UnsupportedError, FilterError) as error:
+            fail(str(error).strip("'\""))
+        except Exception as error:
+            if not is_unreachable(error):
+                raise
+            url = kwargs.get("url") or os.environ.get("OPENSEARCH_URL") or os.environ.get("ELASTICSEARCH_URL")
+            detail = getattr(error, "error", None) or getattr(error, "message", None) or type(error).__name__
+            fail(f"cannot reach the engine at {safe_url(url) if url else 'the managed node'}: {detail} (start one "
+                 f"with `pintext opensearch up` / `pintext elasticsearch up`, or pass --url)", 1)
 
     return wrapper
 
 
+# Kept under its first name: eval-retrieval wraps its command with it.
+reports_unreachable_node = reports_serving_errors
+
+
 def register(app: typer.Typer) -> None:
     """Add this module's commands to the main app."""
-    index_app = typer.Typer(help="Create, delete and inspect the pins index.", no_args_is_help=True)
-    index_app.command("create")(reports_unreachable_node(index_create))
-    index_app.command("delete")(reports_unreachable_node(index_delete))
-    index_app.command("info")(reports_unreachable_node(index_info))
+    index_app = typer.Typer(help="Create, inspect, promote and delete the pins index (an alias over one index "
+                                 "per model).", no_args_is_help=True)
+    index_app.command("create")(reports_serving_errors(index_create))
+    index_app.command("delete")(reports_serving_errors(index_delete))
+    index_app.command("info")(reports_serving_errors(index_info))
+    index_app.command("promote")(reports_serving_errors(index_promote))
     app.add_typer(index_app, name="index")
-    app.command("ingest")(reports_unreachable_node(ingest))
-    app.command("search")(reports_unreachable_node(search))
-    app.command("related")(reports_unreachable_node(related))
-    app.command("dsl")(reports_unreachable_node(dsl))
+    app.command("ingest")(reports_serving_errors(ingest))
+    app.command("search")(reports_serving_errors(search))
+    app.command("related")(reports_serving_errors(related))
+    app.command("dsl")(reports_serving_errors(dsl))

@@ -20,10 +20,21 @@ import json
 import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from pintext.ingest.search import SearchHit
+from pintext.serving.base import (
+    BatchResult,
+    IndexLayout,
+    IndexNotFoundError,
+    PinNotFoundError,
+    SearchHit,
+    UnsupportedError,
+    VectorQuery,
+    rank,
+)
+from pintext.serving.filters import NO_FILTERS, Filters
 
 DATABASE_FILE = "index.sqlite"
 VECTORS_FILE = "vectors.f32"
@@ -173,8 +184,10 @@ class LocalIndex:
         query = f"SELECT COUNT(*) FROM pins WHERE json_extract(doc, '$.{HAS_VECTOR_KEY}') = 0"
         return int(self._connect().execute(query).fetchone()[0])
 
-    def first_stage(self, tokens: Sequence[str], exclude_ids: Sequence[str] = ()) -> list[tuple[int, str, int]]:
-        """(row, pin id, tokens matched) of every pin sharing a token, best first by the tie rule."""
+    def first_stage(self, tokens: Sequence[str], exclude_ids: Sequence[str] = (),
+                    filters: Filters = NO_FILTERS) -> list[tuple[int, str, int]]:
+        """(row, pin id, tokens matched) of every pin sharing a token and passing `filters`, best first by the
+        tie rule."""
         distinct = list(dict.fromkeys(tokens))
         if not distinct:
             return []
@@ -186,6 +199,9 @@ class LocalIndex:
         ).fetchall()
         excluded = set(exclude_ids)
         candidates = [(int(row), pin_id, int(matched)) for row, pin_id, matched in rows if pin_id not in excluded]
+        if filters:
+            docs = self._docs([row for row, _, _ in candidates])
+            candidates = [candidate for candidate in candidates if filters.matches(docs[candidate[0]])]
         return sorted(candidates, key=lambda c: rank_key(c[2], c[1]))
 
     def search(
@@ -195,11 +211,12 @@ class LocalIndex:
         k: int = 10,
         window: int = 500,
         exclude_ids: Sequence[str] = (),
+        filters: Filters = NO_FILTERS,
     ) -> list[SearchHit]:
         """Top `k` of the `window` best first-stage candidates, by exact cosine (tie rule: then id)."""
         if k > window:
             raise ValueError(f"k ({k}) must not exceed the rescore window ({window})")
-        candidates = self.first_stage(tokens, exclude_ids)[:window]
+        candidates = self.first_stage(tokens, exclude_ids, filters)[:window]
         if not candidates:
             return []
         rows = np.array([row for row, _, _ in candidates])
@@ -225,8 +242,11 @@ class LocalIndex:
         if self._db is None:
             path = self.folder / DATABASE_FILE
             if not create and not path.is_file():
-                raise LocalIndexError(f"{self.folder}: no local index here (build it with `pintext ingest --backend local`)")
-            self._db = sqlite3.connect(path)
+                raise LocalIndexError(f"{self.folder}: no local index here (build it with `pintext ingest FILE "
+                                      "--engine local`)")
+            # One connection per index, used from one thread at a time (ingest writes from its single worker
+            # thread; the engine says thread_safe = False, so never two at once).
+            self._db = sqlite3.connect(path, check_same_thread=False)
             # WAL + NORMAL: a process crash never loses a committed batch (only power loss could), and
             # batches commit without an fsync each, which the resume checkpoint does not need.
             self._db.execute("PRAGMA journal_mode=WAL")
@@ -272,3 +292,157 @@ class LocalIndex:
             found = self._connect().execute(f"SELECT row, doc FROM pins WHERE row IN ({placeholders})", chunk)
             docs.update((int(row), json.loads(doc)) for row, doc in found)
         return docs
+
+
+# ---- the engine ------------------------------------------------------------------------------------------------
+
+ALIASES_FILE = "aliases.json"
+
+
+class LocalEngine:
+    """The serving protocol over local indices in one root folder: `ROOT/<index>/` each, aliases in
+    `ROOT/aliases.json` (replaced atomically, so a reader sees the old or the new target, never neither).
+
+    It has no BM25 (no analyzer to match Lucene's): `bm25` raises UnsupportedError, which the CLI reports."""
+
+    name = "local"
+    thread_safe = False  # one SQLite writer per index
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+        self._open: dict[str, LocalIndex] = {}
+
+    def describe(self) -> str:
+        return f"local index folder {self.root}"
+
+    def close(self) -> None:
+        for index in self._open.values():
+            index.close()
+        self._open.clear()
+
+    # ---- indices and aliases -------------------------------------------------------------------------------
+
+    def _index(self, name: str) -> LocalIndex:
+        if not name or "/" in name or name.startswith("."):
+            raise ValueError(f"local index name {name!r}: want a plain folder name")
+        if name not in self._open:
+            self._open[name] = LocalIndex(self.root / name)
+        return self._open[name]
+
+    def _concrete(self, name: str) -> LocalIndex:
+        target = self.alias_target(name)
+        if target is None:
+            raise IndexNotFoundError(f"no local index {name!r} in {self.root}")
+        return self._index(target)
+
+    def _aliases(self) -> dict[str, str]:
+        path = self.root / ALIASES_FILE
+        return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+
+    def exists(self, index: str) -> bool:
+        return self.alias_target(index) is not None
+
+    def create(self, index: str, dim: int, meta: dict, shards: int = 1, replicas: int = 0) -> list[str]:
+        self._index(index).create({**meta, "dim": int(dim)})
+        return []
+
+    def delete(self, index: str) -> bool:
+        local = self._index(index)
+        existed = local.exists()
+        local.delete()
+        self._open.pop(index, None)
+        aliases = {alias: target for alias, target in self._aliases().items() if target != index}
+        self._write_aliases(aliases)
+        return existed
+
+    def meta(self, index: str) -> dict:
+        return self._concrete(index).meta()
+
+    def count(self, index: str) -> int:
+        return self._concrete(index).count()
+
+    def layout(self, index: str) -> IndexLayout:
+        return IndexLayout()
+
+    def refresh(self, index: str) -> None:
+        """Nothing to do: a committed batch is visible at once."""
+
+    def indices(self, prefix: str) -> list[str]:
+        if not self.root.is_dir():
+            return []
+        return sorted(path.name for path in self.root.iterdir()
+                      if path.name.startswith(prefix) and (path / DATABASE_FILE).is_file())
+
+    def alias_target(self, alias: str) -> str | None:
+        target = self._aliases().get(alias)
+        if target is not None and self._index(target).exists():
+            return target
+        if "/" not in alias and (self.root / alias / DATABASE_FILE).is_file():
+            return alias
+        return None
+
+    def point_alias(self, alias: str, index: str) -> None:
+        if not self._index(index).exists():
+            raise IndexNotFoundError(f"no local index {index!r} in {self.root}")
+        if (self.root / alias / DATABASE_FILE).is_file():
+            raise ValueError(f"{alias!r} is a local index, not an alias")
+        self._write_aliases({**self._aliases(), alias: index})
+
+    def _write_aliases(self, aliases: dict[str, str]) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        path = self.root / ALIASES_FILE
+        temporary = path.with_name(path.name + ".tmp")
+        temporary.write_text(json.dumps(aliases, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        temporary.replace(path)
+
+    # ---- writing -------------------------------------------------------------------------------------------
+
+    def write(self, index: str, pins: Sequence[dict], vectors: Sequence[np.ndarray | None],
+              tokens: Sequence[Sequence[str]]) -> BatchResult:
+        created, updated = self._concrete(index).upsert(pins, vectors, tokens)
+        return BatchResult(created=created, updated=updated)
+
+    # ---- reading -------------------------------------------------------------------------------------------
+
+    def search(self, index: str, query: VectorQuery) -> list[SearchHit]:
+        return self._concrete(index).search(list(query.tokens), query.vector, k=query.k, window=query.window,
+                                            exclude_ids=query.exclude_ids, filters=query.filters)
+
+    def first_stage(self, index: str, tokens: Sequence[str], size: int, filters: Filters = NO_FILTERS,
+                    exclude_ids: Sequence[str] = ()) -> list[SearchHit]:
+        local = self._concrete(index)
+        candidates = local.first_stage(tokens, exclude_ids, filters)[:size]
+        docs = local._docs([row for row, _, _ in candidates])
+        wanted = set(tokens)
+        return rank([SearchHit(id=pin_id, score=float(matched), cosine=None, first_stage_score=float(matched),
+                               source=_public(docs[row]),
+                               matched_tokens=sorted(wanted & set(docs[row].get("lsh_tokens", []))))
+                     for row, pin_id, matched in candidates])
+
+    def bm25(self, index: str, text: str, k: int, filters: Filters = NO_FILTERS,
+             exclude_ids: Sequence[str] = ()) -> list[SearchHit]:
+        raise UnsupportedError("the local backend has no BM25 (use an engine: --engine opensearch or "
+                               "elasticsearch)")
+
+    def get(self, index: str, pin_id: str) -> tuple[dict, np.ndarray | None]:
+        found = self._concrete(index).get(pin_id)
+        if found is None:
+            raise PinNotFoundError(f"pin {pin_id!r} is not in the local index {index!r}")
+        doc, vector = found
+        return _public(doc), vector
+
+    def requests(self, index: str, query: VectorQuery) -> list[tuple[str, dict]]:
+        raise UnsupportedError("the local backend sends no query DSL; `pintext dsl` prints an engine's")
+
+    def bm25_request(self, index: str, text: str, k: int, filters: Filters = NO_FILTERS) -> tuple[str, dict]:
+        raise UnsupportedError("the local backend has no BM25")
+
+
+def _public(doc: dict) -> dict:
+    """A stored doc as search returns it: without the tokens and the has-vector flag."""
+    return {key: value for key, value in doc.items() if key not in ("lsh_tokens", HAS_VECTOR_KEY)}
+
+
+def open_engine(options: Any) -> LocalEngine:
+    """The local engine over `options.local_dir` (`pintext.serving.engines` calls this)."""
+    return LocalEngine(options.local_dir)

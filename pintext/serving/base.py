@@ -1,0 +1,195 @@
+"""The serving seam: what every engine backend implements, and the types that cross it.
+
+An `Engine` is a connection to one kind of search engine (OpenSearch, Elasticsearch, or the local on-disk
+oracle), with the index name as an argument of each call. It stores pins with their vectors and tokens, answers
+the two-stage PinText search for a `VectorQuery` (tokens + vector + k + window + filters + exclusions), BM25 for
+a text, the first stage alone, a stored pin, and manages indices and aliases. It does not hash, embed or fuse:
+`pintext.serving.searcher.Searcher` does that once for every engine, and re-applies the one tie rule (`rank`).
+
+A new engine is one module implementing `Engine` plus one line in `pintext.serving.engines.ENGINES`; the
+conformance suite (tests/test_conformance.py) runs it on the same pins and queries as every other.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+from pintext.serving.filters import NO_FILTERS, Filters
+
+
+class IndexMismatchError(RuntimeError):
+    """An index built for another model or token config than the one given."""
+
+
+class PinNotFoundError(LookupError):
+    """A pin id the index does not hold."""
+
+
+class IndexNotFoundError(LookupError):
+    """The index (or alias) does not exist."""
+
+
+class UnsupportedError(RuntimeError):
+    """This engine cannot do what was asked (the local backend has no BM25); the message says so."""
+
+
+@dataclass
+class SearchHit:
+    """One ranked pin. `score` is what the ranking used: the cosine after rescoring, the BM25 score for BM25
+    alone, the fused score for a hybrid search (whose hits also carry both sides' scores and ranks)."""
+
+    id: str
+    score: float
+    cosine: float | None
+    first_stage_score: float | None
+    source: dict[str, Any] = field(default_factory=dict)
+    matched_tokens: list[str] = field(default_factory=list)
+    raw_score: float | None = None  # the engine's own _score, before mapping back to a cosine
+    bm25_score: float | None = None
+    bm25_rank: int | None = None  # 1-based rank in the BM25 list (None: not in it)
+    pintext_rank: int | None = None  # 1-based rank in the PinText list (None: not in it)
+
+    @property
+    def title(self) -> str:
+        return str(self.source.get("title") or "")
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "score": self.score,
+            "cosine": self.cosine,
+            "first_stage_score": self.first_stage_score,
+            "matched_tokens": self.matched_tokens,
+            "raw_score": self.raw_score,
+            "bm25_score": self.bm25_score,
+            "bm25_rank": self.bm25_rank,
+            "pintext_rank": self.pintext_rank,
+            "source": self.source,
+        }
+
+
+def rank(hits: list[SearchHit]) -> list[SearchHit]:
+    """PinText's tie rule, the same on every engine: score descending, then pin id ascending."""
+    return sorted(hits, key=lambda hit: (-hit.score, hit.id))
+
+
+@dataclass(frozen=True)
+class VectorQuery:
+    """One PinText search as an engine receives it: the tokens to look up (already hashed), the query vector for
+    the exact rescore, how many hits, how many first-stage hits to rescore, filters and pin ids to leave out."""
+
+    tokens: tuple[str, ...]
+    vector: np.ndarray
+    k: int = 10
+    window: int = 500
+    filters: Filters = NO_FILTERS
+    exclude_ids: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.k <= 0:
+            raise ValueError(f"k must be positive, got {self.k}")
+        if self.k > self.window:
+            raise ValueError(f"k ({self.k}) must not exceed the rescore window ({self.window})")
+        if not self.tokens:
+            raise ValueError("a PinText search needs at least one token")
+
+
+@dataclass
+class BatchResult:
+    """What an engine reports for one written batch: created/updated counts and per-pin failures (id -> reason)."""
+
+    created: int = 0
+    updated: int = 0
+    failed: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class IndexLayout:
+    """Shards, replicas and health of an index (None where the engine has no such thing)."""
+
+    shards: int | None = None
+    replicas: int | None = None
+    health: str | None = None
+
+
+class Engine(Protocol):
+    """One engine behind PinText serving (see the module docstring)."""
+
+    name: str  # "opensearch", "elasticsearch", "local": what `--engine` and the index `_meta` call it
+    thread_safe: bool  # may several write() calls run at once
+
+    def describe(self) -> str:
+        """Where it is, for messages: `OpenSearch 3.5.0 at http://...`, `local index in DIR`."""
+        ...
+
+    # ---- indices and aliases -------------------------------------------------------------------------------
+    def exists(self, index: str) -> bool: ...
+    def create(self, index: str, dim: int, meta: dict, shards: int = 1, replicas: int = 0) -> list[str]:
+        """Create a pins index for `dim`-d vectors carrying `meta`; returns notes for the user (may be empty)."""
+        ...
+    def delete(self, index: str) -> bool:
+        """Delete a concrete index; False when it was absent."""
+        ...
+    def meta(self, index: str) -> dict:
+        """The `_meta` of an index or of the index an alias points to; IndexNotFoundError when neither exists."""
+        ...
+    def count(self, index: str) -> int: ...
+    def layout(self, index: str) -> IndexLayout: ...
+    def refresh(self, index: str) -> None: ...
+    def indices(self, prefix: str) -> list[str]:
+        """Concrete indices whose name starts with `prefix`, sorted."""
+        ...
+    def alias_target(self, alias: str) -> str | None:
+        """The concrete index `alias` names: the alias's index, the name itself when it is a concrete index, or
+        None when neither exists."""
+        ...
+    def point_alias(self, alias: str, index: str) -> None:
+        """Make `alias` name `index` alone, atomically (a search never sees no index or both)."""
+        ...
+
+    # ---- writing -------------------------------------------------------------------------------------------
+    def write(self, index: str, pins: Sequence[dict], vectors: Sequence[np.ndarray | None],
+              tokens: Sequence[Sequence[str]]) -> BatchResult:
+        """Insert or replace pins by id; a None vector is a pin stored for BM25 and filters only."""
+        ...
+
+    # ---- reading -------------------------------------------------------------------------------------------
+    def search(self, index: str, query: VectorQuery) -> list[SearchHit]:
+        """First stage over `query.tokens` (score = tokens shared) with filters and exclusions, then the top
+        `query.window` rescored by exact cosine; the top `query.k`, `cosine` set, ranked by `rank`."""
+        ...
+    def first_stage(self, index: str, tokens: Sequence[str], size: int, filters: Filters = NO_FILTERS,
+                    exclude_ids: Sequence[str] = ()) -> list[SearchHit]:
+        """The first stage alone: score = number of `tokens` a pin holds."""
+        ...
+    def bm25(self, index: str, text: str, k: int, filters: Filters = NO_FILTERS,
+             exclude_ids: Sequence[str] = ()) -> list[SearchHit]: ...
+    def get(self, index: str, pin_id: str) -> tuple[dict, np.ndarray | None]:
+        """A stored pin's fields and its vector (None: stored without one); PinNotFoundError when absent."""
+        ...
+    def requests(self, index: str, query: VectorQuery) -> list[tuple[str, dict]]:
+        """The engine requests (request line, body) `search` sends, for `pintext dsl`."""
+        ...
+    def bm25_request(self, index: str, text: str, k: int, filters: Filters = NO_FILTERS) -> tuple[str, dict]: ...
+
+
+def fuse_hits(bm25: list[SearchHit], pintext: list[SearchHit], fusion: Any, k: int) -> list[SearchHit]:
+    """The top `k` of two ranked hit lists fused by `fusion` (`pintext.fusion.FusionConfig`); each hit keeps both
+    sides' scores and ranks."""
+    by_id: dict[str, SearchHit] = {}
+    for hit in pintext:
+        by_id[hit.id] = SearchHit(hit.id, 0.0, hit.cosine, hit.first_stage_score, dict(hit.source),
+                                  list(hit.matched_tokens), hit.raw_score, pintext_rank=hit.pintext_rank)
+    for hit in bm25:
+        fused = by_id.setdefault(hit.id, SearchHit(hit.id, 0.0, None, None, dict(hit.source)))
+        fused.bm25_score, fused.bm25_rank = hit.bm25_score, hit.bm25_rank
+    ranked = fusion.fuse({hit.id: hit.score for hit in bm25}, {hit.id: hit.score for hit in pintext})
+    hits = []
+    for pin_id, score in ranked[:k]:
+        by_id[pin_id].score = float(score)
+        hits.append(by_id[pin_id])
+    return hits

@@ -1,0 +1,102 @@
+"""The engine registry: which module serves `--engine NAME`, and how an engine is opened from the CLI's options.
+
+Each engine module has `open_engine(options: EngineOptions) -> Engine`; the module is imported only when its engine
+is used, so the client library of an engine nobody asked for is never needed. `--engine auto` (the default) asks
+the node at the URL which engine it is (`GET /`): OpenSearch says `version.distribution: opensearch`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from pintext.serving.base import Engine
+
+# engine name -> module with `open_engine(options)`
+ENGINES: dict[str, str] = {
+    "opensearch": "pintext.serving.opensearch",
+    "elasticsearch": "pintext.serving.elasticsearch",
+    "local": "pintext.serving.local",
+}
+AUTO = "auto"
+# Environment variables naming a node, per engine (the first that is set wins under --engine auto).
+URL_ENV = {"opensearch": "OPENSEARCH_URL", "elasticsearch": "ELASTICSEARCH_URL"}
+ENGINE_ENV = "PINTEXT_ENGINE"
+
+
+class EngineError(RuntimeError):
+    """The engine could not be chosen or opened; the message says why (never a credential)."""
+
+
+class EngineUnreachableError(EngineError):
+    """No engine answers at the URL."""
+
+
+@dataclass(frozen=True)
+class EngineOptions:
+    """How to reach an engine: what the CLI's connection options say."""
+
+    url: str | None = None
+    user: str | None = None
+    password: str | None = None
+    ca_certs: Path | None = None
+    insecure: bool = False
+    local_dir: Path = Path("pintext-local-index")
+
+
+def engine_names() -> list[str]:
+    return [AUTO, *ENGINES]
+
+
+def choose_engine(name: str | None, options: EngineOptions) -> str:
+    """The engine to use: the one named; under `auto`, the one whose URL variable is set, else the one that
+    answers at --url, else the managed OpenSearch node."""
+    chosen = (name or os.environ.get(ENGINE_ENV) or AUTO).lower()
+    if chosen != AUTO:
+        if chosen not in ENGINES:
+            raise EngineError(f"unknown engine {chosen!r} (known: {', '.join(engine_names())})")
+        return chosen
+    if options.url:
+        return detect_engine(options)
+    for engine, variable in URL_ENV.items():
+        if os.environ.get(variable):
+            return engine
+    return "opensearch"
+
+
+def detect_engine(options: EngineOptions) -> str:
+    """Which engine answers at `options.url` (asked with opensearch-py, which talks to both)."""
+    from pintext.serving.opensearch_client import connect
+
+    try:
+        info = connect(url=options.url, user=options.user, password=options.password,
+                       verify_certs=not options.insecure,
+                       ca_certs=str(options.ca_certs) if options.ca_certs else None).info()
+    except Exception as error:  # noqa: BLE001 - any failure to reach the node is one message
+        raise EngineUnreachableError(f"cannot reach the engine at {safe_url(options.url)}: {error} (start one, "
+                                     "or pass another --url; --engine NAME skips asking which engine it is)")
+    version = info.get("version", {}) if isinstance(info, dict) else {}
+    return "opensearch" if version.get("distribution") == "opensearch" else "elasticsearch"
+
+
+def open_engine(name: str | None, options: EngineOptions) -> Engine:
+    """The engine `name` (or `auto`) names, opened with `options`."""
+    chosen = choose_engine(name, options)
+    module = importlib.import_module(ENGINES[chosen])
+    return module.open_engine(options)
+
+
+def safe_url(url: str | None) -> str:
+    """A URL fit for a message: any credentials in it are replaced by `***`."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    if not url:
+        return "(no URL)"
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url
+    host = parts.hostname or ""
+    netloc = f"***@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))

@@ -1,0 +1,103 @@
+"""The model/index contract every engine's index carries in its `_meta`, and the query-time defaults in it.
+
+`_meta` = `{model_fingerprint, dim, lsh (the token family config, with its kind), pin_vector, serving: {window,
+probes[, window_at_100, probes_at_100]}, tuning, pintext_version}`. Ingest and search refuse an index whose
+`_meta` names another model, dimension, token config or pin-vector rule (`check_meta`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pintext import __version__, queries
+from pintext.serving.base import IndexMismatchError
+from pintext.tokens import TokenFamily, family_from_dict
+
+
+@dataclass(frozen=True)
+class ServingDefaults:
+    """Query-time settings an index was tuned for (`_meta.serving`); what search uses unless told otherwise.
+
+    `window`/`probes` keep recall@10 at the tuning target; `window_at_100`/`probes_at_100` (tuned indexes) keep
+    recall@100 as close to it as the index's tables allow, for searches asking for more than 10 hits.
+    """
+
+    window: int = queries.DEFAULT_WINDOW
+    probes: int = 0
+    window_at_100: int | None = None
+    probes_at_100: int | None = None
+
+    def to_dict(self) -> dict:
+        serving = {"window": int(self.window), "probes": int(self.probes)}
+        if self.window_at_100 is not None:
+            serving["window_at_100"] = int(self.window_at_100)
+            serving["probes_at_100"] = int(self.probes_at_100 if self.probes_at_100 is not None else self.probes)
+        return serving
+
+    @classmethod
+    def from_meta(cls, meta: dict) -> "ServingDefaults":
+        serving = meta.get("serving") or {}
+        deep_window, deep_probes = serving.get("window_at_100"), serving.get("probes_at_100")
+        return cls(window=int(serving.get("window", queries.DEFAULT_WINDOW)), probes=int(serving.get("probes", 0)),
+                   window_at_100=int(deep_window) if deep_window is not None else None,
+                   probes_at_100=int(deep_probes) if deep_probes is not None else None)
+
+    def probes_for(self, k: int, probes: int | None = None) -> int:
+        """The probes to use: the ones asked for; else this index's for k hits."""
+        from pintext.lsh_tune import TUNE_K
+
+        if probes is not None:
+            return int(probes)
+        if k <= TUNE_K or self.probes_at_100 is None:
+            return self.probes
+        return self.probes_at_100
+
+    def window_for(self, k: int, window: int | None = None) -> int:
+        """The rescore window to use: the one asked for; else this index's for k hits: its recall@10 window up to
+        10 hits, its recall@100 window up to 100 (grown in proportion beyond), never below k."""
+        from pintext.lsh_tune import DEEP_K, MAX_RESCORE_WINDOW, TUNE_K
+
+        if window is not None:
+            return int(window)
+        if k <= TUNE_K or self.window_at_100 is None:
+            return max(self.window, int(k))
+        deep = self.window_at_100 if k <= DEEP_K else min(MAX_RESCORE_WINDOW, self.window_at_100 * k // DEEP_K)
+        return max(deep, int(k))
+
+
+def index_meta(fingerprint: str, dim: int, lsh: TokenFamily, serving: ServingDefaults | None = None,
+               tuning: dict | None = None) -> dict:
+    """The `_meta` an index carries: which model and LSH config its vectors and tokens come from, the window and
+    probes search uses by default, and how they were chosen (`tuning`)."""
+    from pintext.pin_vectors import DEFAULT_PIN_VECTOR
+
+    meta = {"model_fingerprint": fingerprint, "dim": int(dim), "lsh": lsh.to_dict(), "pintext_version": __version__,
+            "serving": (serving or ServingDefaults()).to_dict(), "pin_vector": DEFAULT_PIN_VECTOR.to_dict()}
+    if tuning is not None:
+        meta["tuning"] = tuning
+    return meta
+
+
+def family_from_meta(index: str, meta: dict) -> TokenFamily:
+    """The token family an index's tokens were made with."""
+    if not meta.get("lsh"):
+        raise IndexMismatchError(f"index {index!r} has no LSH config in its _meta: it was not created by pintext "
+                                 f"(pintext index delete --index {index}, then index create or ingest)")
+    try:
+        return family_from_dict(meta["lsh"])
+    except ValueError as error:
+        raise IndexMismatchError(f"index {index!r}: {error}") from None
+
+
+def check_meta(index: str, found: dict, expected: dict, model_dir: str = "the model") -> None:
+    """Refuse an index whose `_meta` names another model fingerprint, dimension or LSH config."""
+    problems = []
+    for key, label in (("model_fingerprint", "model fingerprint"), ("dim", "dimension"), ("lsh", "LSH config"),
+                       ("pin_vector", "pin vector (how a pin's fields are embedded)")):
+        if found.get(key) != expected.get(key):
+            problems.append(f"{label}: index has {found.get(key)!r}, {model_dir} has {expected.get(key)!r}")
+    if problems:
+        raise IndexMismatchError(
+            f"index {index!r} was built for another model ({'; '.join(problems)}). "
+            f"Use the model it was built with, or re-create it: pintext index delete --index {index}, then ingest."
+        )

@@ -1,0 +1,255 @@
+"""The OpenSearch engine (2.19 and 3.x with the k-NN plugin): the serving protocol over opensearch-py.
+
+The request bodies come from `pintext.queries`: a first stage of constant-score term clauses on the token field
+(with the search's filters and exclusions in the same `bool`), then a `rescore` of the top `window` by the k-NN
+plugin's exact `knn_score` script (cosinesimil), mapped back to a cosine by `cosine_from_knn_score`. Writes go
+through opensearch-py's `streaming_bulk` (retries on 429 with backoff; whole-batch retries on connection errors,
+safe because docs are keyed by pin id). Aliases move with one `_aliases` call, which OpenSearch applies atomically.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from pintext import queries
+from pintext.mapping import TOKENS_FIELD, VECTOR_FIELD, pins_index_body
+from pintext.serving.base import (
+    BatchResult,
+    IndexLayout,
+    IndexNotFoundError,
+    PinNotFoundError,
+    SearchHit,
+    VectorQuery,
+    rank,
+)
+from pintext.serving.filters import NO_FILTERS, Filters
+from pintext.serving.opensearch_client import cosine_from_knn_score
+
+
+def hit_source(raw: dict) -> tuple[dict, set[str]]:
+    """A hit's fields without the token list, and the tokens it held."""
+    source = dict(raw.get("_source") or {})
+    return source, set(source.pop(TOKENS_FIELD, None) or [])
+
+
+def bulk_outcomes(results: Any) -> BatchResult:
+    """Count a `streaming_bulk` run's per-doc outcomes (opensearch-py and elasticsearch-py report alike)."""
+    result = BatchResult()
+    for ok, item in results:
+        outcome = item.get("index", {})
+        if ok and outcome.get("result") == "created":
+            result.created += 1
+        elif ok:
+            result.updated += 1
+        else:
+            error = outcome.get("error", {})
+            reason = error.get("reason", str(error)) if isinstance(error, dict) else str(error)
+            kind = error.get("type", "error") if isinstance(error, dict) else "error"
+            result.failed[str(outcome.get("_id"))] = f"{kind}: {reason} (status {outcome.get('status')})"
+    return result
+
+
+def pin_document(pin: dict, vector: np.ndarray | None, tokens: Sequence[str]) -> dict:
+    """The engine document of a pin: its fields, its tokens and its vector (neither without a vector)."""
+    if vector is None:
+        return {key: value for key, value in pin.items() if key not in (TOKENS_FIELD, VECTOR_FIELD)}
+    return {**pin, TOKENS_FIELD: list(tokens), VECTOR_FIELD: [float(x) for x in vector]}
+
+
+class OpenSearchEngine:
+    """The serving protocol (`pintext.serving.base.Engine`) on an OpenSearch node with k-NN."""
+
+    name = "opensearch"
+    thread_safe = True
+
+    def __init__(self, client: Any, max_retries: int = 5, initial_backoff: float = 1.0, max_backoff: float = 30.0,
+                 connection_retries: int = 5) -> None:
+        self.client = client
+        self.max_retries = max_retries
+        self.initial_backoff = initial_backoff
+        self.max_backoff = max_backoff
+        self.connection_retries = connection_retries
+        self._version: str | None = None
+
+    def describe(self) -> str:
+        host = self.client.transport.hosts[0]
+        return f"OpenSearch at {host.get('host')}:{host.get('port')}"
+
+    @property
+    def version(self) -> str:
+        if self._version is None:
+            self._version = str(self.client.info()["version"]["number"])
+        return self._version
+
+    # ---- indices and aliases -------------------------------------------------------------------------------
+
+    def exists(self, index: str) -> bool:
+        return bool(self.client.indices.exists(index=index))
+
+    def create(self, index: str, dim: int, meta: dict, shards: int = 1, replicas: int = 0) -> list[str]:
+        """Create the index and (re)install the stored search template; returns notes for the user."""
+        self.client.indices.create(index=index, body=pins_index_body(dim, meta, shards=shards, replicas=replicas))
+        return self.install_search_template()
+
+    def install_search_template(self) -> list[str]:
+        """Store the mustache template `pintext-search` (a convenience for Dev Tools and other clients; PinText's
+        own commands send full bodies); a node without lang-mustache gets a note, not a failure."""
+        from opensearchpy.exceptions import RequestError
+
+        try:
+            self.client.put_script(id=queries.SEARCH_TEMPLATE_ID, body=queries.search_template_script())
+        except RequestError as error:
+            if "mustache" not in str(error):
+                raise
+            return [f"search template {queries.SEARCH_TEMPLATE_ID!r} not installed: this node has no "
+                    f"lang-mustache module ({error.error})"]
+        return []
+
+    def delete(self, index: str) -> bool:
+        if not self.client.indices.exists(index=index):
+            return False
+        self.client.indices.delete(index=index)
+        return True
+
+    def meta(self, index: str) -> dict:
+        from opensearchpy.exceptions import NotFoundError
+
+        try:
+            mapping = self.client.indices.get_mapping(index=index)
+        except NotFoundError:
+            raise IndexNotFoundError(f"index {index!r} does not exist") from None
+        return next(iter(mapping.values()))["mappings"].get("_meta", {})
+
+    def count(self, index: str) -> int:
+        return int(self.client.count(index=index)["count"])
+
+    def layout(self, index: str) -> IndexLayout:
+        concrete = self.alias_target(index) or index
+        settings = self.client.indices.get_settings(index=concrete)[concrete]["settings"]["index"]
+        health = self.client.cluster.health(index=concrete)["status"]
+        return IndexLayout(int(settings["number_of_shards"]), int(settings["number_of_replicas"]), str(health))
+
+    def refresh(self, index: str) -> None:
+        self.client.indices.refresh(index=index)
+
+    def indices(self, prefix: str) -> list[str]:
+        found = self.client.indices.get(index=f"{prefix}*", expand_wildcards="open", ignore_unavailable=True)
+        return sorted(name for name in found if name.startswith(prefix))
+
+    def alias_target(self, alias: str) -> str | None:
+        if self.client.indices.exists_alias(name=alias):
+            targets = sorted(self.client.indices.get_alias(name=alias))
+            return targets[0] if targets else None
+        return alias if self.client.indices.exists(index=alias) else None
+
+    def point_alias(self, alias: str, index: str) -> None:
+        actions: list[dict] = []
+        if self.client.indices.exists_alias(name=alias):
+            actions += [{"remove": {"index": old, "alias": alias}} for old in self.client.indices.get_alias(name=alias)
+                        if old != index]
+        elif self.client.indices.exists(index=alias):
+            raise ValueError(f"{alias!r} is an index, not an alias")
+        actions.append({"add": {"index": index, "alias": alias}})
+        self.client.indices.update_aliases(body={"actions": actions})
+
+    # ---- writing -------------------------------------------------------------------------------------------
+
+    def write(self, index: str, pins: Sequence[dict], vectors: Sequence[np.ndarray | None],
+              tokens: Sequence[Sequence[str]]) -> BatchResult:
+        from opensearchpy.exceptions import ConnectionError as TransportConnectionError
+        from opensearchpy.exceptions import ConnectionTimeout
+
+        delay = self.initial_backoff
+        for attempt in range(self.connection_retries + 1):
+            try:
+                return self._send(index, pins, vectors, tokens)
+            except (TransportConnectionError, ConnectionTimeout):
+                # Re-sending a whole batch is safe: docs are keyed by pin id.
+                if attempt == self.connection_retries:
+                    raise
+                time.sleep(delay)
+                delay = min(delay * 2, self.max_backoff)
+        raise AssertionError("unreachable")
+
+    def _send(self, index: str, pins: Sequence[dict], vectors: Sequence[np.ndarray | None],
+              tokens: Sequence[Sequence[str]]) -> BatchResult:
+        from opensearchpy.helpers import streaming_bulk
+
+        actions = ({"_op_type": "index", "_index": index, "_id": pin["id"], "_source": pin_document(pin, v, t)}
+                   for pin, v, t in zip(pins, vectors, tokens))
+        return bulk_outcomes(streaming_bulk(
+            self.client, actions, chunk_size=max(1, len(pins)), raise_on_error=False, raise_on_exception=True,
+            max_retries=self.max_retries, initial_backoff=self.initial_backoff, max_backoff=self.max_backoff))
+
+    # ---- reading -------------------------------------------------------------------------------------------
+
+    def search(self, index: str, query: VectorQuery) -> list[SearchHit]:
+        (_, body), = self.requests(index, query)
+        response = self.client.search(index=index, body=body)
+        return rank([self._rescored_hit(raw, query.tokens) for raw in response["hits"]["hits"]])
+
+    def first_stage(self, index: str, tokens: Sequence[str], size: int, filters: Filters = NO_FILTERS,
+                    exclude_ids: Sequence[str] = ()) -> list[SearchHit]:
+        body = queries.search_body(tokens, None, k=size, exclude_ids=exclude_ids, filters=filters)
+        response = self.client.search(index=index, body=body)
+        hits = []
+        for raw in response["hits"]["hits"]:
+            source, held = hit_source(raw)
+            score = float(raw["_score"])
+            hits.append(SearchHit(str(raw["_id"]), score, None, score, source, sorted(held & set(tokens)), score))
+        return rank(hits)
+
+    def bm25(self, index: str, text: str, k: int, filters: Filters = NO_FILTERS,
+             exclude_ids: Sequence[str] = ()) -> list[SearchHit]:
+        response = self.client.search(index=index, body=queries.bm25_body(text, k, exclude_ids, filters))
+        return rank([bm25_hit(raw) for raw in response["hits"]["hits"]])
+
+    def get(self, index: str, pin_id: str) -> tuple[dict, np.ndarray | None]:
+        from opensearchpy.exceptions import NotFoundError
+
+        try:
+            source = dict(self.client.get(index=index, id=pin_id)["_source"])
+        except NotFoundError:
+            raise PinNotFoundError(f"pin {pin_id!r} is not in index {index!r}") from None
+        return split_stored(source)
+
+    def requests(self, index: str, query: VectorQuery) -> list[tuple[str, dict]]:
+        body = queries.search_body(list(query.tokens), query.vector, k=query.k, window=query.window,
+                                   exclude_ids=query.exclude_ids, filters=query.filters)
+        return [(f"GET {index}/_search", body)]
+
+    def bm25_request(self, index: str, text: str, k: int, filters: Filters = NO_FILTERS) -> tuple[str, dict]:
+        return f"GET {index}/_search", queries.bm25_body(text, k, filters=filters)
+
+    def _rescored_hit(self, raw: dict, tokens: Sequence[str]) -> SearchHit:
+        source, held = hit_source(raw)
+        matched = sorted(held & set(tokens))
+        score = float(raw["_score"])
+        cosine = cosine_from_knn_score(score)
+        return SearchHit(str(raw["_id"]), cosine, cosine, float(len(matched)), source, matched, score)
+
+
+def bm25_hit(raw: dict) -> SearchHit:
+    source, _ = hit_source(raw)
+    score = float(raw["_score"])
+    return SearchHit(str(raw["_id"]), score, None, None, source, raw_score=score, bm25_score=score)
+
+
+def split_stored(source: dict) -> tuple[dict, np.ndarray | None]:
+    """A stored document as (fields without tokens and vector, vector or None)."""
+    vector = source.pop(VECTOR_FIELD, None)
+    source.pop(TOKENS_FIELD, None)
+    return source, (np.asarray(vector, dtype=np.float32) if vector is not None else None)
+
+
+def open_engine(options: Any) -> OpenSearchEngine:
+    """The OpenSearch engine for the CLI's connection options (`pintext.serving.engines` calls this)."""
+    from pintext.serving.opensearch_client import connect
+
+    client = connect(url=options.url, user=options.user, password=options.password,
+                     verify_certs=not options.insecure, ca_certs=str(options.ca_certs) if options.ca_certs else None)
+    return OpenSearchEngine(client)

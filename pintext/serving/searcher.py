@@ -1,0 +1,125 @@
+"""PinText search over any engine: hash the query vector with the index's token family, let the engine run the
+two stages, re-apply the tie rule; BM25, hybrid fusion and related pins on top. Engine-free: the same code serves
+OpenSearch, Elasticsearch and the local backend.
+
+The API callers use, per query (window and probes default to the index's tuned ones, `_meta.serving`):
+
+- `Searcher.search(vector, k, window, probes, filters, exclude_ids)`: PinText served;
+- `Searcher.bm25_search(text, k, filters, exclude_ids)`: BM25 alone;
+- `Searcher.hybrid_search(text, vector, k, window, fusion, depth, probes, filters)`: both, fused in the client by
+  `pintext.fusion` (BM25 alone when `vector` is None or zero: a query with no known word);
+- `Searcher.related(pin_id, ...)`: nearest to a stored pin's own vector, the pin excluded.
+
+`Searcher.for_index(engine, index)` builds one from the index's own `_meta`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from pintext import queries
+from pintext.serving.base import Engine, SearchHit, VectorQuery, fuse_hits, rank
+from pintext.serving.filters import NO_FILTERS, Filters
+from pintext.serving.meta import ServingDefaults, check_meta, family_from_meta
+from pintext.tokens import TokenFamily
+
+
+class Searcher:
+    """Searches one index (or alias) of one engine with a given token family (see the module docstring)."""
+
+    def __init__(self, engine: Engine, index: str, family: TokenFamily,
+                 serving: ServingDefaults | None = None) -> None:
+        self.engine = engine
+        self.index = index
+        self.family = family
+        self.serving = serving or ServingDefaults()
+
+    @classmethod
+    def for_index(cls, engine: Engine, index: str) -> "Searcher":
+        """A searcher with the token family and default window/probes the index's `_meta` records."""
+        meta = engine.meta(index)
+        return cls(engine, index, family_from_meta(index, meta), ServingDefaults.from_meta(meta))
+
+    # Kept for callers of the first API: `searcher.lsh` is the token family.
+    @property
+    def lsh(self) -> TokenFamily:
+        return self.family
+
+    def check(self, expected_meta: dict, model_dir: str = "the model") -> None:
+        """Refuse to search an index built for another model (see `check_meta`)."""
+        check_meta(self.index, self.engine.meta(self.index), expected_meta, model_dir)
+
+    def query(self, vector: np.ndarray, k: int = queries.DEFAULT_K, window: int | None = None,
+              probes: int | None = None, filters: Filters = NO_FILTERS,
+              exclude_ids: Sequence[str] = ()) -> VectorQuery:
+        """The engine request for a query vector: its tokens, and the window and probes for `k` hits."""
+        tokens = self.family.query_tokens(np.asarray(vector, dtype=np.float32),
+                                          probes=self.serving.probes_for(k, probes))[0]
+        return VectorQuery(tuple(tokens), np.asarray(vector, dtype=np.float32), k=k,
+                           window=self.serving.window_for(k, window), filters=filters,
+                           exclude_ids=tuple(exclude_ids))
+
+    def search(self, vector: np.ndarray, k: int = queries.DEFAULT_K, window: int | None = None,
+               probes: int | None = None, exclude_ids: Sequence[str] = (),
+               filters: Filters = NO_FILTERS) -> list[SearchHit]:
+        """Top `k` pins for a query vector: token first stage (filtered), exact cosine rescore."""
+        hits = rank(self.engine.search(self.index, self.query(vector, k, window, probes, filters, exclude_ids)))
+        for position, hit in enumerate(hits, start=1):
+            hit.pintext_rank = position
+        return hits
+
+    def bm25_search(self, text: str, k: int = queries.DEFAULT_K, exclude_ids: Sequence[str] = (),
+                    filters: Filters = NO_FILTERS) -> list[SearchHit]:
+        """Top `k` pins by BM25 on the pin's text fields."""
+        hits = rank(self.engine.bm25(self.index, text, k, filters, exclude_ids))
+        for position, hit in enumerate(hits, start=1):
+            hit.bm25_rank = position
+        return hits
+
+    def hybrid_search(self, text: str, vector: np.ndarray | None, k: int = queries.DEFAULT_K,
+                      window: int | None = None, fusion: Any = None, depth: int = queries.DEFAULT_FUSION_DEPTH,
+                      probes: int | None = None, filters: Filters = NO_FILTERS) -> list[SearchHit]:
+        """BM25 and PinText, each `depth` deep (at least k), fused by `fusion` (default RRF, equal weights).
+
+        A query with no known word (`vector` None or zero) is BM25 alone.
+        """
+        from pintext.fusion import FusionConfig
+
+        size = queries.fusion_depth(k, depth)
+        lexical = self.bm25_search(text, size, filters=filters)
+        if vector is None or not np.any(vector):
+            return lexical[:k]
+        semantic = self.search(vector, k=size, window=self.hybrid_window(size, window), probes=probes,
+                               filters=filters)
+        return fuse_hits(lexical, semantic, fusion or FusionConfig(), k)
+
+    def hybrid_window(self, size: int, window: int | None) -> int:
+        """The PinText side's window in a hybrid search: the index's for `size` hits, never below `size`."""
+        return max(self.serving.window_for(size, window), size)
+
+    def first_stage(self, vector: np.ndarray, size: int, probes: int = 0,
+                    filters: Filters = NO_FILTERS) -> list[SearchHit]:
+        """The first stage alone (no rescore): score = number of query tokens a pin holds."""
+        tokens = self.family.query_tokens(np.asarray(vector, dtype=np.float32), probes=probes)[0]
+        return self.engine.first_stage(self.index, tokens, size, filters)
+
+    def related(self, pin_id: str, k: int = queries.DEFAULT_K, window: int | None = None,
+                probes: int | None = None, filters: Filters = NO_FILTERS) -> list[SearchHit]:
+        """Pins nearest to a stored pin's own vector, the pin excluded; BM25 on its text when it has no vector."""
+        from pintext.schemas import pin_text
+
+        doc, vector = self.engine.get(self.index, pin_id)
+        if vector is None:
+            return self.bm25_search(pin_text(doc), k=k, exclude_ids=[pin_id], filters=filters)
+        return self.search(vector, k=k, window=window, probes=probes, exclude_ids=[pin_id], filters=filters)
+
+    def stored_pin(self, pin_id: str) -> dict:
+        """A stored pin's fields (PinNotFoundError when the index does not hold it)."""
+        return self.engine.get(self.index, pin_id)[0]
+
+    def stored_vector(self, pin_id: str) -> np.ndarray | None:
+        """The vector indexed for a pin; None for a pin indexed without one (no known word)."""
+        return self.engine.get(self.index, pin_id)[1]
