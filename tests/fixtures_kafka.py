@@ -1,7 +1,8 @@
 """Session fixture for a live Kafka broker.
 
-`kafka_bootstrap` is `$KAFKA_BOOTSTRAP` when set; otherwise the project's managed broker (`pintext kafka up`):
-reused without being stopped if it already runs, else started for the session and stopped at its end.
+`kafka_bootstrap` is `$KAFKA_BOOTSTRAP` when set; otherwise the project's managed broker (`pintext kafka up`),
+with the same session rule as the search nodes (tests/fixtures_engines.py): reused and left running if it
+already runs, else started for the session and stopped at its end unless another session still uses it.
 Without a broker the Kafka tests skip, except under CI=true, where that is a failure.
 """
 
@@ -12,12 +13,9 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.fixtures_engines import lease_managed_server, unavailable
 
-def _unavailable(reason: str) -> None:
-    """Skip locally; under CI a missing server is a failure, never a silent skip."""
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(f"Kafka is required under CI=true: {reason}")
-    pytest.skip(f"no Kafka broker: {reason}")
+WHAT = "a Kafka broker"
 
 
 @pytest.fixture(scope="session")
@@ -26,7 +24,7 @@ def kafka_bootstrap() -> Iterator[str]:
     try:
         import confluent_kafka  # noqa: F401
     except ImportError:
-        _unavailable("confluent-kafka is not installed (pip install 'pintext[kafka]')")
+        unavailable(WHAT, "confluent-kafka is not installed (pip install 'pintext[kafka]')")
 
     from pintext.servers import kafka_broker
 
@@ -35,19 +33,15 @@ def kafka_bootstrap() -> Iterator[str]:
         try:
             kafka_broker.wait_until_ready(external, deadline_s=30)
         except kafka_broker.KafkaBrokerError as error:
-            _unavailable(f"KAFKA_BOOTSTRAP={external} does not answer: {error}")
+            unavailable(WHAT, f"KAFKA_BOOTSTRAP={external} does not answer: {error}")
         yield external
         return
-
-    settings = kafka_broker.settings_from_env()
-    pid = kafka_broker.read_pid(settings)
-    already_running = pid is not None and kafka_broker.is_our_broker(pid, settings)
     try:
-        state = kafka_broker.up(settings, timeout_s=180)
+        broker = kafka_broker.KafkaBroker(kafka_broker.settings_from_env())
     except kafka_broker.KafkaBrokerError as error:
-        _unavailable(f"the managed broker did not start: {error}")
+        unavailable(WHAT, str(error))
+    bootstrap, release = lease_managed_server(broker, WHAT)
     try:
-        yield state.bootstrap
+        yield bootstrap
     finally:
-        if not already_running:
-            kafka_broker.down(settings)
+        release()

@@ -19,9 +19,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pintext.ingest import opensearch_client
-from pintext.servers import opensearch_node as node
 from pintext.mapping import pins_index_body
+from pintext.servers import maven, process
+from pintext.servers import opensearch_node as node
+from pintext.serving import opensearch_client
 
 
 def parse_properties(text: str) -> dict[str, str]:
@@ -43,18 +44,50 @@ def test_opensearch_yml_is_a_loopback_single_node_with_our_port_and_folders(tmp_
     assert rendered["path.logs"] == str(tmp_path / "opensearch" / node.OPENSEARCH_VERSION / "logs")
 
 
-def test_settings_read_port_heap_and_java_from_the_environment(monkeypatch, tmp_path):
+def test_settings_read_version_port_and_heap_from_the_environment(monkeypatch, tmp_path):
     monkeypatch.setenv("PINTEXT_HOME", str(tmp_path))
+    monkeypatch.delenv("PINTEXT_OPENSEARCH_VERSION", raising=False)
     monkeypatch.setenv("PINTEXT_OPENSEARCH_PORT", "9444")
     monkeypatch.setenv("PINTEXT_OPENSEARCH_HEAP", "1g")
-    monkeypatch.setenv("PINTEXT_JAVA_HOME", "/opt/jdk17")
     settings = node.NodeSettings.from_env()
-    assert (settings.port, settings.heap, settings.java_home) == (9444, "1g", Path("/opt/jdk17"))
+    assert (settings.version, settings.port, settings.heap) == ("3.5.0", 9444, "1g")
     assert settings.url == "http://127.0.0.1:9444"
     assert node.NodeSettings.from_env(port=9555, heap="256m").port == 9555
+    # 2.19.1 listens one port up by default, so both versions run side by side without flags.
+    older = node.NodeSettings.from_env(version="2.19.1")
+    assert (older.version, older.port, older.knn_version) == ("2.19.1", 9445, "2.19.1.0")
+    monkeypatch.setenv("PINTEXT_OPENSEARCH_VERSION", "2.19.1")
+    assert node.NodeSettings.from_env().version == "2.19.1"
+    monkeypatch.setenv("PINTEXT_OPENSEARCH_VERSION", "1.3.0")
+    with pytest.raises(node.OpenSearchNodeError, match="not managed by PinText; choose one of 3.5.0, 2.19.1"):
+        node.NodeSettings.from_env()
+    monkeypatch.delenv("PINTEXT_OPENSEARCH_VERSION")
     monkeypatch.setenv("PINTEXT_OPENSEARCH_PORT", "ninety")
     with pytest.raises(node.OpenSearchNodeError, match="PINTEXT_OPENSEARCH_PORT"):
         node.NodeSettings.from_env()
+
+
+def test_each_version_has_its_own_folders_and_run_files(tmp_path):
+    new, old = (node.OpenSearchNode(node.NodeSettings(home=tmp_path, version=version, port=port))
+                for version, port in (("3.5.0", 9200), ("2.19.1", 9201)))
+    assert new.node_dir == tmp_path / "opensearch" / "3.5.0" and old.node_dir == tmp_path / "opensearch" / "2.19.1"
+    paths = {new.pid_file, new.state_file, new.lock_file, old.pid_file, old.state_file, old.lock_file}
+    assert len(paths) == 6
+    assert new.java_range().accepts(25) and not new.java_range().accepts(17)
+    assert old.java_range().accepts(17) and not old.java_range().accepts(24)  # the Security Manager is gone in 24
+    assert [server.settings.version for server in node.managed_nodes()] == ["3.5.0", "2.19.1"]
+
+
+def test_a_pid_file_from_before_versions_is_adopted_by_its_version(tmp_path):
+    base = tmp_path / "opensearch"
+    base.mkdir()
+    (base / "opensearch.pid").write_text("12345\n")
+    (base / "node.json").write_text('{"url": "http://127.0.0.1:9200", "version": "2.19.1"}')
+    new = node.OpenSearchNode(node.NodeSettings(home=tmp_path, version="3.5.0"))
+    assert new.running_pid() is None and (base / "opensearch.pid").exists()  # not 3.5.0's
+    old = node.OpenSearchNode(node.NodeSettings(home=tmp_path, version="2.19.1"))
+    old._adopt_legacy_run_files()
+    assert old.pid_file.read_text() == "12345\n" and not (base / "opensearch.pid").exists()
 
 
 @pytest.mark.parametrize("heap, expected", [("512m", "-Xms512m -Xmx512m"), ("2g", "-Xms2g -Xmx2g")])
@@ -177,6 +210,30 @@ def test_a_checksum_mismatch_leaves_no_file_behind(maven_repo, tmp_path):
     assert list(downloads.iterdir()) == []
 
 
+def test_a_pinned_digest_stands_in_for_a_missing_checksum_and_must_match(maven_repo, tmp_path):
+    root, url = maven_repo
+    artifact = node.MavenArtifact("org.example", "unsigned", "1.0", "zip")
+    payload = os.urandom(1000)
+    publish(root, artifact, payload).with_name("unsigned-1.0.zip.sha1").unlink()
+    pinned = ("sha512", hashlib.sha512(payload).hexdigest())
+    with pytest.raises(node.OpenSearchNodeError, match="checksum mismatch"):
+        node.download_artifact(artifact, tmp_path / "bad", repo=url, pinned=("sha512", "0" * 128))
+    assert node.download_artifact(artifact, tmp_path / "good", repo=url, pinned=pinned).read_bytes() == payload
+    signed = node.MavenArtifact("org.example", "signed", "1.0")
+    publish(root, signed, payload)  # published sha1; a pin of another algorithm cannot contradict it
+    assert maven.expected_checksum(signed, url, pinned)[0] == "sha1"
+    with pytest.raises(maven.MavenDownloadError, match="not the digest PinText pins"):
+        maven.expected_checksum(signed, url, ("sha1", "f" * 40))
+
+
+def test_the_3_5_0_zip_is_the_only_pinned_download():
+    server = node.OpenSearchNode(node.NodeSettings(home=Path("/nonexistent"), version="3.5.0"))
+    assert server.pinned_checksum(node.distribution_artifact("3.5.0"))[0] == "sha512"
+    assert server.pinned_checksum(node.knn_artifact("3.5.0.0")) is None
+    older = node.OpenSearchNode(node.NodeSettings(home=Path("/nonexistent"), version="2.19.1"))
+    assert older.pinned_checksum(node.distribution_artifact("2.19.1")) is None
+
+
 def test_a_missing_checksum_is_an_error(maven_repo, tmp_path):
     root, url = maven_repo
     artifact = node.MavenArtifact("org.example", "unsigned", "1.0")
@@ -193,7 +250,8 @@ def test_url_comes_from_the_argument_then_the_environment_then_the_managed_node(
     monkeypatch.delenv("PINTEXT_OPENSEARCH_PORT", raising=False)
     monkeypatch.delenv("OPENSEARCH_URL", raising=False)
     assert opensearch_client.resolve_url() == "http://127.0.0.1:9200"
-    state = node.NodeSettings.from_env().state_file
+    monkeypatch.delenv("PINTEXT_OPENSEARCH_VERSION", raising=False)
+    state = node.OpenSearchNode(node.NodeSettings.from_env()).state_file
     state.parent.mkdir(parents=True)
     state.write_text('{"url": "http://127.0.0.1:9299"}')
     assert opensearch_client.managed_node_url() == "http://127.0.0.1:9299"
@@ -223,13 +281,14 @@ def test_knn_score_transform_round_trips(cosine):
 
 def test_down_never_signals_a_process_it_did_not_start(tmp_path):
     settings = node.NodeSettings(home=tmp_path)
+    pid_file = node.OpenSearchNode(settings).pid_file
     bystander = subprocess.Popen(["sleep", "60"])
     try:
-        settings.pid_file.parent.mkdir(parents=True)
-        settings.pid_file.write_text(f"{bystander.pid}\n")
+        pid_file.parent.mkdir(parents=True)
+        pid_file.write_text(f"{bystander.pid}\n")
         assert node.stop(settings, timeout_s=2) is None
         assert bystander.poll() is None  # still running
-        assert not settings.pid_file.exists()  # the stale pid file is gone
+        assert not pid_file.exists()  # the stale pid file is gone
     finally:
         bystander.kill()
         bystander.wait()
@@ -333,7 +392,7 @@ def pintext_command(*args: str, env: dict[str, str]) -> subprocess.CompletedProc
 
 
 def recorded_pid(env: dict[str, str]) -> int:
-    return int(node.NodeSettings(home=Path(env["PINTEXT_HOME"])).pid_file.read_text())
+    return int(node.OpenSearchNode(node.NodeSettings(home=Path(env["PINTEXT_HOME"]))).pid_file.read_text())
 
 
 @pytest.fixture
@@ -343,17 +402,21 @@ def lifecycle_env():
     Not under pytest's tmp_path: pytest keeps /tmp/pytest-of-<user> at mode 0700 (and re-applies that when any
     other session starts), which the node's service user cannot traverse.
     """
-    settings = node.NodeSettings.from_env()
-    if not (settings.java_home / "bin" / "java").is_file():
+    settings = node.NodeSettings.from_env(version=node.DEFAULT_VERSION)
+    try:
+        node.OpenSearchNode(settings).choose_java()
+    except node.OpenSearchNodeError as error:
         if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"no JDK 17 at {settings.java_home} (CI=true)")
-        pytest.skip(f"no JDK 17 at {settings.java_home}")
+            pytest.fail(f"{error} (CI=true)")
+        pytest.skip(str(error))
     home = Path(tempfile.mkdtemp(prefix="pintext-lifecycle-"))
-    settings.downloads_dir.mkdir(parents=True, exist_ok=True)
-    (home / "downloads").symlink_to(settings.downloads_dir)
+    downloads = node.OpenSearchNode(settings).downloads_dir
+    downloads.mkdir(parents=True, exist_ok=True)
+    (home / "downloads").symlink_to(downloads)
     env = {**os.environ, "PINTEXT_HOME": str(home), "PINTEXT_OPENSEARCH_PORT": str(free_port()),
            "PINTEXT_OPENSEARCH_HEAP": "384m", "COLUMNS": "200"}
     env.pop("OPENSEARCH_URL", None)
+    env.pop("PINTEXT_OPENSEARCH_VERSION", None)
     yield env
     pintext_command("down", env=env)
     shutil.rmtree(home, ignore_errors=True)
@@ -372,7 +435,8 @@ def test_up_is_idempotent_and_down_then_up_works(lifecycle_env):
 
     status = pintext_command("status", "--json", env=lifecycle_env)
     assert status.returncode == 0, status.stdout + status.stderr
-    assert '"opensearch-knn 2.19.1.0"' in status.stdout and f'"pid": {pid}' in status.stdout
+    knn = node.VERSIONS[node.DEFAULT_VERSION].knn_version
+    assert f'"opensearch-knn {knn}"' in status.stdout and f'"pid": {pid}' in status.stdout
 
     logs = pintext_command("logs", "-n", "5", env=lifecycle_env)
     assert logs.returncode == 0 and len(logs.stdout.splitlines()) >= 5 and "pintext-local" in logs.stdout
@@ -406,12 +470,12 @@ def test_docker_compose_is_a_single_node_2_19_without_security_and_with_a_health
 
 
 def test_a_failed_start_reports_only_what_this_start_wrote(tmp_path):
-    settings = node.NodeSettings(home=tmp_path)
-    settings.logs_dir.mkdir(parents=True)
-    settings.log_file.write_text("old run: started\n")
-    offsets = {path: node._file_size(path) for path in (settings.log_file, settings.console_file)}
-    settings.console_file.write_text("Error occurred during initialization of VM\nToo small maximum heap\n")
-    message = str(node._failure_report(settings, "did not start", offsets))
+    server = node.OpenSearchNode(node.NodeSettings(home=tmp_path))
+    server.logs_dir.mkdir(parents=True)
+    server.log_file.write_text("old run: started\n")
+    offsets = {path: process.file_size(path) for path in (server.log_file, server.console_file)}
+    server.console_file.write_text("Error occurred during initialization of VM\nToo small maximum heap\n")
+    message = server.failure_report("did not start", offsets)
     assert message.startswith("did not start")
     assert "Too small maximum heap" in message and "old run" not in message
 

@@ -6,7 +6,7 @@ functions, so `pintext --help` and the serving commands never load torch.
 
 import typer
 
-from pintext.cli import bench, collect, dashboards, data, opensearch, retrieval, serve, train
+from pintext.cli import bench, collect, dashboards, data, elasticsearch, opensearch, retrieval, serve, train
 
 app = typer.Typer(
     name="pintext",
@@ -30,7 +30,7 @@ def version() -> None:
     typer.echo(__version__)
 
 
-for module in (opensearch, data, collect, train, serve, bench, dashboards, retrieval):
+for module in (opensearch, elasticsearch, data, collect, train, serve, bench, dashboards, retrieval):
     module.register(app)
 
 

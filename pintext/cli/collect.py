@@ -1,4 +1,4 @@
-"""CLI commands: `pintext kafka up|down|status`, `pintext collect`, `pintext produce`.
+"""CLI commands: `pintext kafka up|down|status|logs`, `pintext collect`, `pintext produce`.
 
 confluent-kafka and the broker module are imported inside the commands, so `pintext --help` stays light.
 """
@@ -14,8 +14,9 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from pintext.cli.servers import ServerGroup, lifecycle_app
+
 console = Console(stderr=True)
-kafka_app = typer.Typer(help="The managed local Kafka broker (KRaft, single node, downloads once from Maven Central).")
 
 
 def register(app: typer.Typer) -> None:
@@ -28,68 +29,29 @@ def register(app: typer.Typer) -> None:
 # ----------------------------------------------------------------------------------------------- kafka
 
 
-@kafka_app.command("up")
-def kafka_up(
-    timeout: Annotated[float, typer.Option(help="Seconds to wait for the broker to answer.")] = 120.0,
-) -> None:
-    """Download (once), format (once) and start the broker; waits until it answers a metadata request."""
-    import time
+# Literal copies of pintext.servers.kafka_broker's, so `pintext --help` imports no server code (tests/test_servers.py).
+KAFKA_VERSIONS = ("4.1.1",)
+KAFKA_DEFAULT_PORT = 9092
+
+
+def _kafka_broker(version: str | None, port: int | None, heap: str | None):
+    import os
 
     from pintext.servers import kafka_broker
 
-    settings = kafka_broker.settings_from_env()
-    try:
-        _download_with_progress(settings)
-        started = time.monotonic()
-        with console.status(f"starting Kafka {kafka_broker.KAFKA_VERSION} on {settings.bootstrap}"):
-            state = kafka_broker.up(settings, timeout_s=timeout)
-    except kafka_broker.KafkaBrokerError as error:
-        console.print(f"[red]kafka up failed:[/red] {escape(str(error))}")
-        raise typer.Exit(1) from None
-    console.print(
-        f"[green]Kafka up[/green] at {state.bootstrap} (pid {state.pid}) in {time.monotonic() - started:.1f}s; "
-        f"state in {settings.broker_dir}"
-    )
+    if version not in (None, kafka_broker.KAFKA_VERSION):
+        raise kafka_broker.KafkaBrokerError(f"the managed Kafka version is {kafka_broker.KAFKA_VERSION}, not {version}")
+    overrides = {"PINTEXT_KAFKA_PORT": str(port)} if port else {}
+    if heap:
+        overrides["PINTEXT_KAFKA_HEAP"] = heap
+    return kafka_broker.KafkaBroker(kafka_broker.settings_from_env({**os.environ, **overrides}))
 
 
-def _download_with_progress(settings: object) -> None:
-    from rich.progress import Progress
-
-    from pintext.servers import kafka_broker
-
-    missing = kafka_broker.missing_artifacts(settings)  # type: ignore[arg-type]
-    if not missing:
-        return
-    with Progress(console=console, transient=True) as progress:
-        task = progress.add_task(f"downloading {len(missing)} Kafka jars from Maven Central", total=len(missing))
-        kafka_broker.ensure_downloaded(settings, on_progress=lambda _artifact: progress.advance(task))  # type: ignore[arg-type]
-
-
-@kafka_app.command("down")
-def kafka_down() -> None:
-    """Stop the broker `pintext kafka up` started (and nothing else)."""
-    from pintext.servers import kafka_broker
-
-    if kafka_broker.down():
-        console.print("[green]Kafka stopped[/green]")
-    else:
-        console.print("no managed Kafka broker was running")
-
-
-@kafka_app.command("status")
-def kafka_status() -> None:
-    """Whether the managed broker runs and answers; exits 1 if it does not answer."""
-    from pintext.servers import kafka_broker
-
-    state = kafka_broker.status()
-    table = Table(title="Kafka", show_header=False)
-    table.add_row("bootstrap", state.bootstrap)
-    table.add_row("managed pid", str(state.pid) if state.running else "none")
-    table.add_row("answers", "yes" if state.reachable else f"no ({state.detail})")
-    table.add_row("topics", ", ".join(t for t in state.topics if not t.startswith("__")) or "-")
-    Console().print(table)
-    if not state.reachable:
-        raise typer.Exit(1)
+kafka_app = lifecycle_app(ServerGroup(
+    name="kafka", title="Kafka", noun="broker", versions=KAFKA_VERSIONS, default_port=KAFKA_DEFAULT_PORT,
+    help="The managed local Kafka broker (KRaft, single node, downloads once from Maven Central).",
+    select=_kafka_broker, select_every=lambda: [_kafka_broker(None, None, None)],
+))
 
 
 # ----------------------------------------------------------------------------------------------- collect

@@ -7,27 +7,27 @@ the first time, starts the JVM detached and waits until the broker answers a met
 only the process whose pid it recorded (and only if that pid is still our broker).
 
 Ports: PLAINTEXT on 127.0.0.1:$PINTEXT_KAFKA_PORT (default 9092), CONTROLLER on the next port up unless
-$PINTEXT_KAFKA_CONTROLLER_PORT says otherwise. Java: $PINTEXT_JAVA_HOME, $JAVA_HOME, the Debian JDK 17, then
-`java` on PATH; Kafka 4 needs Java 17 or newer.
+$PINTEXT_KAFKA_CONTROLLER_PORT says otherwise. Java: the shared rule of `pintext.servers.java`
+($PINTEXT_KAFKA_JAVA_HOME first); Kafka 4 needs Java 17 or newer. The lifecycle (lock, pid and state files,
+readiness wait, failure report) is `pintext.servers.lifecycle`'s, like the search nodes'.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
-import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
-from pintext.servers import maven, process
+from pintext.paths import pintext_home
+from pintext.servers import java, lifecycle, maven, process
+from pintext.servers.lifecycle import Launch, Progress, ServerError, no_progress
 from pintext.servers.maven import MAVEN_REPO, MavenArtifact
 # parse_java_version is re-exported: callers and tests use kafka_broker.parse_java_version.
-from pintext.servers.process import parse_java_version  # noqa: F401
-from pintext.paths import pintext_home
+from pintext.servers.java import parse_java_version  # noqa: F401
 
 KAFKA_VERSION = "4.1.1"
 ARTIFACTS_RESOURCE = "kafka-artifacts.txt"
@@ -37,10 +37,12 @@ DEFAULT_PORT = 9092
 DEFAULT_HEAP = "384m"
 MAIN_CLASS = "kafka.Kafka"
 STORAGE_TOOL = "kafka.tools.StorageTool"
-MIN_JAVA = 17
+JAVA_RANGE = java.JavaRange(17)
+START_TIMEOUT_S = 120.0
+STOP_TIMEOUT_S = 30.0
 
 
-class KafkaBrokerError(RuntimeError):
+class KafkaBrokerError(ServerError):
     """The managed broker could not be downloaded, started, reached or stopped; the message says why."""
 
 
@@ -212,11 +214,11 @@ def missing_artifacts(settings: BrokerSettings) -> list[MavenArtifact]:
 
 
 def find_java(env: dict[str, str] | None = None) -> Path:
-    """A `java` executable of version 17 or newer."""
+    """The `java` executable the broker runs on (the shared rule; Kafka 4 needs 17+)."""
     try:
-        return process.find_java(MIN_JAVA, env)
-    except process.JavaNotFoundError as error:
-        raise KafkaBrokerError(f"Kafka {KAFKA_VERSION} needs Java {MIN_JAVA}+; set JAVA_HOME. Found: {error}") from None
+        return java.choose_java("kafka", f"Kafka {KAFKA_VERSION}", JAVA_RANGE, env).executable
+    except java.JavaNotFoundError as error:
+        raise KafkaBrokerError(str(error)) from None
 
 
 def java_command(java: Path, settings: BrokerSettings, main_class: str, *args: str) -> list[str]:
@@ -281,24 +283,6 @@ def _run_tool(java: Path, settings: BrokerSettings, *args: str) -> str:
     return result.stdout
 
 
-def read_pid(settings: BrokerSettings) -> int | None:
-    """The pid recorded by `up`, or None."""
-    return process.read_pid(settings.pid_path)
-
-
-def recorded_bootstrap(settings: BrokerSettings) -> str | None:
-    """The address the running managed broker was started on (from broker.json), or None."""
-    try:
-        return json.loads((settings.broker_dir / "broker.json").read_text())["bootstrap"]
-    except (FileNotFoundError, ValueError, KeyError):
-        return None
-
-
-def is_our_broker(pid: int, settings: BrokerSettings) -> bool:
-    """True if `pid` is alive and is a Kafka JVM started with this broker folder's config (not a reused pid)."""
-    return process.is_our_process(pid, MAIN_CLASS, str(settings.config_path))
-
-
 def metadata_topics(bootstrap: str, timeout: float = 3.0) -> list[str]:
     """Ask the broker for its metadata (a real request); raises KafkaException if it does not answer."""
     from confluent_kafka.admin import AdminClient
@@ -309,120 +293,126 @@ def metadata_topics(bootstrap: str, timeout: float = 3.0) -> list[str]:
     return sorted(metadata.topics)
 
 
+class KafkaBroker(lifecycle.ManagedServer):
+    """The managed broker: prepared (downloaded, configured, formatted) and run by the shared lifecycle."""
+
+    key = "kafka"
+    error = KafkaBrokerError
+    start_timeout_s = START_TIMEOUT_S
+    stop_timeout_s = STOP_TIMEOUT_S
+
+    settings: BrokerSettings
+
+    @property
+    def label(self) -> str:
+        return f"Kafka {KAFKA_VERSION}"
+
+    @property
+    def url(self) -> str:
+        return self.settings.bootstrap
+
+    @property
+    def run_dir(self) -> Path:
+        return self.settings.broker_dir
+
+    @property
+    def pid_file(self) -> Path:
+        return self.settings.pid_path
+
+    @property
+    def state_file(self) -> Path:
+        return self.settings.broker_dir / "broker.json"
+
+    @property
+    def log_file(self) -> Path:
+        return self.settings.logs_dir / "server.log"
+
+    @property
+    def console_file(self) -> Path:
+        return self.settings.console_path
+
+    @property
+    def port_hint(self) -> str:
+        return "set PINTEXT_KAFKA_PORT (and PINTEXT_KAFKA_CONTROLLER_PORT) to free ports"
+
+    def identity_args(self) -> tuple[str, ...]:
+        return MAIN_CLASS, str(self.settings.config_path)
+
+    def ports(self) -> list[int]:
+        return [self.settings.port, self.settings.controller_port]
+
+    def state_extra(self) -> dict:
+        return {"bootstrap": self.settings.bootstrap, "kafka": KAFKA_VERSION}
+
+    def prepare(self, progress: Progress) -> Launch:
+        executable = find_java()
+        ensure_downloaded(self.settings, on_progress=lambda artifact: progress(f"downloaded {artifact.file_name}"))
+        write_config(self.settings)
+        if not is_formatted(self.settings):
+            progress(f"formatting the KRaft storage in {self.settings.data_dir}")
+            format_storage(self.settings, executable)
+        command = java_command(executable, self.settings, MAIN_CLASS, str(self.settings.config_path))
+        return Launch(command, self.settings.broker_dir, dict(os.environ))
+
+    def probe(self, url: str) -> dict:
+        """A real metadata request; raises (KafkaException) while the broker does not answer."""
+        return {"topics": metadata_topics(url, timeout=3.0)}
+
+
+def read_pid(settings: BrokerSettings) -> int | None:
+    """The pid recorded by `up`, or None."""
+    return process.read_pid(settings.pid_path)
+
+
+def recorded_bootstrap(settings: BrokerSettings) -> str | None:
+    """The address the running managed broker was started on (from broker.json), or None."""
+    return KafkaBroker(settings).read_state().get("bootstrap")
+
+
+def is_our_broker(pid: int, settings: BrokerSettings) -> bool:
+    """True if `pid` is alive and is a Kafka JVM started with this broker folder's config (not a reused pid)."""
+    return KafkaBroker(settings).is_ours(pid)
+
+
 def wait_until_ready(
     bootstrap: str,
     deadline_s: float,
     still_running: Callable[[], bool] = lambda: True,
     probe: Callable[[str], Iterable[str]] = metadata_topics,
 ) -> float:
-    """Poll the broker with metadata requests until one succeeds; returns seconds waited.
-
-    Fails early if `still_running()` turns false (the JVM died), and after `deadline_s` seconds otherwise.
-    """
-    started = time.monotonic()
-    last_error: Exception | None = None
-    while time.monotonic() - started < deadline_s:
-        if not still_running():
-            raise KafkaBrokerError(f"broker process exited before answering on {bootstrap}")
-        try:
-            probe(bootstrap)
-            return time.monotonic() - started
-        except Exception as error:  # confluent_kafka raises KafkaException; any failure means "not yet"
-            last_error = error
-            time.sleep(0.2)  # pause between two real probes, so a refused connection does not spin the CPU
-    raise KafkaBrokerError(f"broker on {bootstrap} did not answer within {deadline_s:.0f}s: {last_error}")
+    """Poll the broker with metadata requests until one succeeds; returns seconds waited."""
+    _answer, waited = lifecycle.wait_until_ready(bootstrap, deadline_s, probe, still_running, KafkaBrokerError)
+    return waited
 
 
-def _log_tail(settings: BrokerSettings, lines: int = 30) -> str:
-    chunks = []
-    for path in (settings.console_path, settings.logs_dir / "server.log"):
-        if path.exists():
-            tail = path.read_text(errors="replace").splitlines()[-lines:]
-            chunks.append(f"--- {path}\n" + "\n".join(tail))
-    return "\n".join(chunks)
+def _refuse_if_port_taken(settings: BrokerSettings) -> None:
+    KafkaBroker(settings).refuse_taken_ports()
 
 
-def up(settings: BrokerSettings | None = None, timeout_s: float = 120.0) -> BrokerStatus:
+def up(settings: BrokerSettings | None = None, timeout_s: float = START_TIMEOUT_S,
+       progress: Progress = no_progress) -> BrokerStatus:
     """Start the managed broker (downloading and formatting first if needed) and wait until it answers.
 
     Re-running is safe: a broker this folder already runs is reused. A port held by something else is an error.
     """
     settings = settings or settings_from_env()
-    pid = read_pid(settings)
-    if pid is not None and is_our_broker(pid, settings):
-        recorded = recorded_bootstrap(settings)
-        if recorded != settings.bootstrap:
-            # Probing the new address could reach some other broker and "succeed": refuse instead.
-            raise KafkaBrokerError(
-                f"the managed broker in {settings.broker_dir} already runs on {recorded} (pid {pid}), "
-                f"not {settings.bootstrap}: run `pintext kafka down` first, or use its port"
-            )
-        wait_until_ready(settings.bootstrap, timeout_s, lambda: is_our_broker(pid, settings))
-        return status(settings)
-    java = find_java()
-    ensure_downloaded(settings)
-    write_config(settings)
-    if not is_formatted(settings):
-        format_storage(settings, java)
-    _refuse_if_port_taken(settings)
-    broker = _spawn(java, settings)
-    try:
-        wait_until_ready(settings.bootstrap, timeout_s, lambda: broker.poll() is None)
-    except KafkaBrokerError as error:
-        process.stop_process(broker.pid, grace_s=10)
-        raise KafkaBrokerError(f"{error}\n{_log_tail(settings)}") from None
+    KafkaBroker(settings).start(timeout_s, progress)
     return status(settings)
 
 
-def _refuse_if_port_taken(settings: BrokerSettings) -> None:
-    for port in (settings.port, settings.controller_port):
-        if process.port_in_use(settings.host, port):
-            raise KafkaBrokerError(
-                f"{settings.host}:{port} is already in use by another process; "
-                "set PINTEXT_KAFKA_PORT (and PINTEXT_KAFKA_CONTROLLER_PORT) to free ports"
-            )
-
-
-def _spawn(java: Path, settings: BrokerSettings) -> subprocess.Popen[bytes]:
-    """Start the broker JVM detached (own session, output to a file) and record its pid."""
-    command = java_command(java, settings, MAIN_CLASS, str(settings.config_path))
-    with settings.console_path.open("ab") as console:
-        broker = subprocess.Popen(
-            command,
-            stdin=subprocess.DEVNULL,
-            stdout=console,
-            stderr=subprocess.STDOUT,
-            cwd=settings.broker_dir,
-            start_new_session=True,
-        )
-    process.write_pid(settings.pid_path, broker.pid)
-    (settings.broker_dir / "broker.json").write_text(
-        json.dumps({"pid": broker.pid, "bootstrap": settings.bootstrap, "kafka": KAFKA_VERSION}) + "\n"
-    )
-    return broker
-
-
-def down(settings: BrokerSettings | None = None, grace_s: float = 30.0) -> bool:
+def down(settings: BrokerSettings | None = None, grace_s: float = STOP_TIMEOUT_S) -> bool:
     """Stop the broker this folder started; returns False if none was running. Other processes are never touched."""
-    settings = settings or settings_from_env()
-    pid = read_pid(settings)
-    if pid is None or not is_our_broker(pid, settings):
-        settings.pid_path.unlink(missing_ok=True)
-        return False
-    process.stop_process(pid, grace_s)
-    settings.pid_path.unlink(missing_ok=True)
-    return True
+    return KafkaBroker(settings or settings_from_env()).stop(grace_s) is not None
 
 
 def status(settings: BrokerSettings | None = None) -> BrokerStatus:
     """Whether the recorded broker runs and answers a metadata request."""
-    settings = settings or settings_from_env()
-    pid = read_pid(settings)
-    running = pid is not None and is_our_broker(pid, settings)
+    broker = KafkaBroker(settings or settings_from_env())
+    pid = broker.running_pid()
     # A running managed broker is asked where it was started, even if the port settings changed since.
-    bootstrap = (recorded_bootstrap(settings) if running else None) or settings.bootstrap
+    bootstrap = broker.address() if pid is not None else broker.url
     try:
         topics = metadata_topics(bootstrap, timeout=5.0)
-        return BrokerStatus(bootstrap, pid, running, True, topics)
+        return BrokerStatus(bootstrap, pid, pid is not None, True, topics)
     except Exception as error:  # KafkaException: nobody answers there
-        return BrokerStatus(bootstrap, pid, running, False, [], detail=str(error))
+        return BrokerStatus(bootstrap, pid, pid is not None, False, [], detail=str(error))

@@ -1,7 +1,9 @@
-"""Verified downloads from Maven Central, shared by the managed OpenSearch node and Kafka broker.
+"""Verified downloads from Maven Central, shared by every managed server (OpenSearch, Elasticsearch, Kafka).
 
 Every file is checked against the checksum Maven Central publishes beside it (`.sha512`, else `.sha1`) and lands
-by an atomic rename, so a reader never sees half a file. Only the standard library is used.
+by an atomic rename, so a reader never sees half a file. A file Maven serves without any checksum is accepted only
+against a digest the caller pins (and a pinned digest must also agree with a published one). Only the standard
+library is used.
 """
 
 from __future__ import annotations
@@ -11,25 +13,22 @@ import os
 import tempfile
 import urllib.error
 import urllib.request
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+
+from pintext.servers.lifecycle import Progress, ServerError, no_progress
 
 # Maven Central by default; PINTEXT_MAVEN_REPO points both managed servers at a mirror or an internal proxy.
 MAVEN_REPO = os.environ.get("PINTEXT_MAVEN_REPO", "https://repo1.maven.org/maven2").rstrip("/")
 # Strongest first: Maven Central has .sha1 for everything, .sha512 only for newer uploads.
 CHECKSUM_ALGORITHMS = ("sha512", "sha1")
 DOWNLOAD_CHUNK = 1 << 20
+# (algorithm, hex digest)
+Checksum = tuple[str, str]
 
-Progress = Callable[[str], None]
 
-
-class MavenDownloadError(RuntimeError):
+class MavenDownloadError(ServerError):
     """A file could not be fetched from the repository, or did not match its published checksum."""
-
-
-def no_progress(_message: str) -> None:
-    """Default progress callback: say nothing."""
 
 
 @dataclass(frozen=True)
@@ -57,8 +56,9 @@ def _open(url: str, timeout: float):
     return urllib.request.urlopen(urllib.request.Request(url, headers={"User-Agent": "pintext"}), timeout=timeout)
 
 
-def published_checksum(artifact: MavenArtifact, repo: str = MAVEN_REPO) -> tuple[str, str]:
-    """(algorithm, hex digest) the repository publishes for the artifact: sha512 when present, else sha1."""
+def published_checksum(artifact: MavenArtifact, repo: str = MAVEN_REPO) -> Checksum | None:
+    """(algorithm, hex digest) the repository publishes for the artifact: sha512 when present, else sha1;
+    None when it publishes neither."""
     for algorithm in CHECKSUM_ALGORITHMS:
         try:
             with _open(f"{artifact.url(repo)}.{algorithm}", timeout=60) as response:
@@ -69,7 +69,21 @@ def published_checksum(artifact: MavenArtifact, repo: str = MAVEN_REPO) -> tuple
             raise
         # Some checksum files carry "<digest>  <file name>"; the digest is the first word.
         return algorithm, text.split()[0].strip().lower()
-    raise MavenDownloadError(f"Maven Central publishes no .sha512 or .sha1 for {artifact.url(repo)}")
+    return None
+
+
+def expected_checksum(artifact: MavenArtifact, repo: str, pinned: Checksum | None) -> Checksum:
+    """The digest a download must match: the published one (which must agree with a pinned one), else the pin."""
+    url = artifact.url(repo)
+    try:
+        published = published_checksum(artifact, repo)
+    except OSError as error:  # URLError and HTTPError are OSErrors too
+        raise MavenDownloadError(f"could not download the checksum of {url}: {error}") from error
+    if published is None and pinned is None:
+        raise MavenDownloadError(f"Maven Central publishes no .sha512 or .sha1 for {url}")
+    if published and pinned and published[0] == pinned[0] and published[1] != pinned[1]:
+        raise MavenDownloadError(f"the published {published[0]} of {url} is not the digest PinText pins")
+    return published or pinned  # type: ignore[return-value]
 
 
 def file_digest(path: Path, algorithm: str) -> str:
@@ -100,7 +114,11 @@ def _verified_copy(target: Path) -> bool:
 
 
 def download_artifact(
-    artifact: MavenArtifact, downloads_dir: Path, repo: str = MAVEN_REPO, progress: Progress = no_progress
+    artifact: MavenArtifact,
+    downloads_dir: Path,
+    repo: str = MAVEN_REPO,
+    progress: Progress = no_progress,
+    pinned: Checksum | None = None,
 ) -> Path:
     """The artifact's file under `downloads_dir`, downloaded and verified once, reused afterwards.
 
@@ -114,10 +132,7 @@ def download_artifact(
         return target
     downloads_dir.mkdir(parents=True, exist_ok=True)
     url = artifact.url(repo)
-    try:
-        algorithm, expected = published_checksum(artifact, repo)
-    except OSError as error:  # URLError and HTTPError are OSErrors too
-        raise MavenDownloadError(f"could not download the checksum of {url}: {error}") from error
+    algorithm, expected = expected_checksum(artifact, repo, pinned)
     progress(f"downloading {url}")
     handle, temp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=downloads_dir)
     temp_path = Path(temp_name)

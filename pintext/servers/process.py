@@ -1,70 +1,26 @@
-"""Process plumbing shared by the managed local servers: Java discovery, pid files, recognising our own process,
-stopping it. Only the standard library is used, so status commands stay light.
+"""Process plumbing shared by the managed local servers: pid files, recognising our own process, stopping it,
+the start lock, and the system user the search engines run as. Only the standard library is used, so status
+commands stay light.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
-import re
-import shutil
+import pwd
 import signal
 import socket
+import stat
 import subprocess
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
-# The Debian/Ubuntu JDK 17, tried after the environment and before `java` on PATH.
-DEBIAN_JDK17 = Path("/usr/lib/jvm/java-17-openjdk-amd64")
 # Poll interval of the bounded waits below: short enough to return promptly, long enough not to spin a core.
 POLL_S = 0.2
 # After SIGKILL the kernel only needs to tear the process down; no clean shutdown to wait for.
 KILL_WAIT_S = 10.0
-
-
-class JavaNotFoundError(RuntimeError):
-    """No candidate `java` is new enough; the message lists what was found."""
-
-
-# ------------------------------------------------------------------------------------------------- java
-
-
-def java_candidates(env: dict[str, str] | None = None) -> list[Path]:
-    """Where to look for `java`, in order: $PINTEXT_JAVA_HOME, $JAVA_HOME, the Debian JDK 17, PATH."""
-    env = dict(os.environ if env is None else env)
-    candidates = [Path(env[name]) / "bin" / "java" for name in ("PINTEXT_JAVA_HOME", "JAVA_HOME") if env.get(name)]
-    candidates.append(DEBIAN_JDK17 / "bin" / "java")
-    on_path = shutil.which("java")
-    if on_path:
-        candidates.append(Path(on_path))
-    return candidates
-
-
-def find_java(min_version: int, env: dict[str, str] | None = None) -> Path:
-    """The first candidate `java` of `min_version` or newer; JavaNotFoundError lists the ones seen otherwise."""
-    seen = []
-    for candidate in java_candidates(env):
-        if not candidate.exists():
-            continue
-        version = java_major_version(candidate)
-        seen.append(f"{candidate} ({version})")
-        if version >= min_version:
-            return candidate
-    raise JavaNotFoundError(", ".join(seen) or "none")
-
-
-def java_major_version(java: Path) -> int:
-    """The major version `java -version` reports (8 for 1.8), 0 if it cannot be read."""
-    result = subprocess.run([str(java), "-version"], capture_output=True, text=True, timeout=30)
-    return parse_java_version(result.stderr + result.stdout)
-
-
-def parse_java_version(banner: str) -> int:
-    """Major version from a `java -version` banner: `version "17.0.15"` -> 17, `"1.8.0_392"` -> 8."""
-    match = re.search(r'version "(\d+)(?:\.(\d+))?', banner)
-    if not match:
-        return 0
-    major = int(match.group(1))
-    return int(match.group(2) or 0) if major == 1 else major
 
 
 # --------------------------------------------------------------------------------------------- pid files
@@ -155,3 +111,67 @@ def port_in_use(host: str, port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.settimeout(1.0)
         return probe.connect_ex((host, port)) == 0
+
+
+def file_size(path: Path) -> int:
+    """Bytes in `path` (0 when it does not exist): where this start's output begins in an appended log."""
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0
+
+
+@contextmanager
+def exclusive_lock(lock_file: Path) -> Iterator[None]:
+    """Hold an exclusive lock on `lock_file` for the block (released when the process dies, too)."""
+    lock_file.parent.mkdir(parents=True, exist_ok=True)
+    with lock_file.open("w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+# ------------------------------------------------------------------------------------------- service user
+
+
+class ServiceUserError(RuntimeError):
+    """The system user a server runs as could not be created."""
+
+
+def ensure_service_user(name: str) -> pwd.struct_passwd | None:
+    """The system user a server runs as; created when we are root. None when we are not root (run as ourselves)."""
+    if os.geteuid() != 0:
+        return None
+    try:
+        return pwd.getpwnam(name)
+    except KeyError:
+        pass
+    result = subprocess.run(
+        ["useradd", "--system", "--user-group", "--no-create-home", "--shell", "/usr/sbin/nologin", name],
+        capture_output=True,
+        text=True,
+    )
+    if result.returncode != 0 and "already exists" not in result.stderr:
+        raise ServiceUserError(f"could not create system user {name!r}: {result.stderr.strip()}")
+    return pwd.getpwnam(name)
+
+
+def grant_traverse_to_ancestors(path: Path) -> list[Path]:
+    """Add the 'others may traverse' bit to ancestors that lack it (e.g. /root is 0700), so the service
+    user can reach the server folder. Traverse only: it still cannot list or read those folders."""
+    changed = []
+    for ancestor in reversed(path.resolve().parents):
+        mode = ancestor.stat().st_mode
+        if not mode & stat.S_IXOTH:
+            ancestor.chmod(stat.S_IMODE(mode) | stat.S_IXOTH)
+            changed.append(ancestor)
+    return changed
+
+
+def chown_tree(root: Path, uid: int, gid: int) -> None:
+    os.chown(root, uid, gid)
+    for folder, subfolders, files in os.walk(root):
+        for name in subfolders + files:
+            os.lchown(os.path.join(folder, name), uid, gid)
