@@ -860,17 +860,17 @@ def dsl(
     vector, known = query_vector(conn, text)
     if not known:
         typer.echo(f"# no word of {text!r} is in the model's vocabulary: search falls back to BM25")
-        line, body = searcher.engine.bm25_request(searcher.index, text, k, chosen)
+        line, body = searcher.engine.bm25_request(index, text, k, chosen)
         typer.echo(f"{line}\n{json.dumps(body, indent=2)}")
         return
     serving_window(searcher, k, window)
     if hybrid:
         config = fusion_config(conn, fusion, fusion_weight)
         size = queries.fusion_depth(k, depth)
-        bm25_line, bm25_body = searcher.engine.bm25_request(searcher.index, text, size, chosen)
+        bm25_line, bm25_body = searcher.engine.bm25_request(index, text, size, chosen)
         requests = [("bm25", bm25_line, bm25_body)] + [
             ("pintext", line, body) for line, body in searcher.engine.requests(
-                searcher.index, searcher.query(vector, size, searcher.hybrid_window(size, window), probes, chosen))]
+                index, searcher.query(vector, size, searcher.hybrid_window(size, window), probes, chosen))]
         typer.echo(f"# hybrid: both requests, then {config.method} fusion in the client (PinText weight "
                    f"{config.weight:g}, rrf_k {config.rrf_k}), top {k}")
         typer.echo("\n\n".join(f"# {side}\n{line}\n{json.dumps(body, indent=2)}" for side, line, body in requests))
@@ -884,7 +884,7 @@ def dsl(
         typer.echo(f"GET {index}/_search/template\n{json.dumps(body, indent=2)}")
         return
     try:
-        sent = searcher.engine.requests(searcher.index, request)
+        sent = searcher.engine.requests(index, request)
     except UnsupportedError as error:
         fail(str(error))
     typer.echo("\n\n".join(f"{line}\n{json.dumps(body, indent=2)}" for line, body in sent))

@@ -39,9 +39,19 @@ class Searcher:
 
     @classmethod
     def for_index(cls, engine: Engine, index: str) -> "Searcher":
-        """A searcher with the token family and default window/probes the index's `_meta` records."""
-        meta = engine.meta(index)
-        return cls(engine, index, family_from_meta(index, meta), ServingDefaults.from_meta(meta))
+        """A searcher with the token family and default window/probes the index's `_meta` records.
+
+        An alias is resolved once, here: every search of this searcher goes to the index whose `_meta` it read,
+        so a promote between two requests never pairs one model's tokens with another model's index. (A new
+        searcher, e.g. the next command, follows the alias to wherever it points then.)
+        """
+        from pintext.serving.base import IndexNotFoundError
+
+        concrete = engine.alias_target(index)
+        if concrete is None:
+            raise IndexNotFoundError(f"index {index!r} does not exist")
+        meta = engine.meta(concrete)
+        return cls(engine, concrete, family_from_meta(index, meta), ServingDefaults.from_meta(meta))
 
     # Kept for callers of the first API: `searcher.lsh` is the token family.
     @property

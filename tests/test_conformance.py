@@ -1,0 +1,353 @@
+"""The serving conformance suite: every engine, the same pins and queries, the same answers.
+
+Each engine (the local oracle, OpenSearch 3.5.0, OpenSearch 2.19.1, Elasticsearch 8.15.0) gets the same corpus
+through `pintext ingest --engine NAME`, and must return what an independent numpy oracle computes from the pins:
+the same ids in the same order and the same scores (within float tolerance) for PinText search, filtered search,
+exclusions, related pins and the first stage; BM25 must agree between the engines that have it; stored vectors,
+pins without a vector, `_meta`, aliases and a promote under continuous search behave alike. A new engine passes
+this file by adding one entry to ENGINES and a node fixture.
+
+The rescore window is set to the corpus size, so every first-stage candidate is rescored: the engines break
+first-stage ties at a window's edge by their internal doc order, and a window holding every candidate makes the
+answer depend on the pins alone.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from pintext.cli import app
+from pintext.encoder import Encoder
+from pintext.pin_vectors import pin_vectors
+from pintext.serving.base import PinNotFoundError, UnsupportedError
+from pintext.serving.engines import EngineOptions, open_engine
+from pintext.serving.filters import Filters
+from pintext.serving.local import cosine
+from pintext.serving.meta import check_meta, index_meta
+from pintext.serving.rollout import version_name
+from pintext.serving.searcher import Searcher
+from tests.test_ingest import WORDS, make_model, make_pins, model_snapshot, write_pins_file
+
+PIN_COUNT = 420
+WINDOW = 1_000  # above the corpus size: every candidate is rescored
+SCORE_TOLERANCE = 1e-5
+OOV_PINS = [{"id": f"oov-{i}", "title": "zzz qqq", "description": "unknown words only", "board": "b3"}
+            for i in range(3)]
+RARE_BOARD = "rare"  # the board a 1% filter keeps
+COLOURS = ("red", "blue", "green", "black")
+
+# engine id -> (engine name for --engine, node fixture or None for the local engine)
+ENGINES = {
+    "local": ("local", None),
+    "opensearch": ("opensearch", "opensearch_node"),
+    "opensearch-2.19.1": ("opensearch", "opensearch_219_node"),
+    "elasticsearch": ("elasticsearch", "elasticsearch_node"),
+}
+WITH_BM25 = [engine_id for engine_id in ENGINES if engine_id != "local"]
+
+FILTER_CASES = {
+    "one board": (["board=b3"], []),
+    "1% of the pins": ([f"board={RARE_BOARD}"], []),
+    "two annotations OR-ed, AND a board": (["annotations=red", "annotations=blue", "board=b1"], []),
+    "raw DSL must_not": ([], [json.dumps({"bool": {"must_not": [{"term": {"board": "b0"}}]}})]),
+}
+
+
+# ---- the corpus and the oracle ---------------------------------------------------------------------------------
+
+
+def conformance_pins() -> list[dict]:
+    """make_pins' pins with annotations, 1% of them on a rare board, then pins with no known word."""
+    pins = make_pins(PIN_COUNT, seed=21)
+    rng = np.random.default_rng(3)
+    for row, pin in enumerate(pins):
+        pin["annotations"] = sorted({str(colour) for colour in rng.choice(COLOURS, size=int(rng.integers(0, 3)))})
+        if row % 100 == 7:
+            pin["board"] = RARE_BOARD
+    return pins + [dict(pin) for pin in OOV_PINS]
+
+
+@dataclass
+class Corpus:
+    model: Path
+    other_model: Path
+    pins_file: Path
+    pins: list[dict]
+    encoder: Encoder
+    vectors: np.ndarray
+    queries: list[str]
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Corpus:
+    folder = tmp_path_factory.mktemp("conformance")
+    pins = conformance_pins()
+    pins_file = folder / "pins.jsonl"
+    write_pins_file(pins_file, pins, with_bad_lines=False)
+    model = make_model(folder / "model")
+    encoder = Encoder.load(model)
+    rng = np.random.default_rng(8)
+    queries = [" ".join(rng.choice(WORDS, size=int(rng.integers(1, 4)))) for _ in range(12)]
+    return Corpus(model, make_model(folder / "other-model", seed=9), pins_file, pins, encoder,
+                  pin_vectors(encoder, pins), queries)
+
+
+def oracle(corpus: Corpus, family: Any, query_tokens: list[str], vector: np.ndarray, k: int,
+           filters: Filters = Filters(), exclude: tuple[str, ...] = ()) -> list[tuple[str, float]]:
+    """Independent of every engine: pins sharing a token with the query and passing the filters, by exact
+    cosine, ties by id (the window holds them all)."""
+    known = np.linalg.norm(corpus.vectors, axis=1) > 0
+    wanted = set(query_tokens)
+    rows = [row for row in np.flatnonzero(known)
+            if wanted & set(family.tokens(corpus.vectors[row:row + 1])[0])
+            and corpus.pins[row]["id"] not in exclude and filters.matches(corpus.pins[row])]
+    if not rows:
+        return []
+    scores = cosine(corpus.vectors[rows], vector)
+    ranked = sorted(zip((corpus.pins[row]["id"] for row in rows), scores), key=lambda item: (-item[1], item[0]))
+    return [(pin_id, float(score)) for pin_id, score in ranked[:k]]
+
+
+def assert_same_ranking(hits: list[Any], expected: list[tuple[str, float]]) -> None:
+    """Same ids in the same order, scores within SCORE_TOLERANCE; two hits whose expected scores are within the
+    tolerance of each other may come in either order (a float-rounding tie)."""
+    assert len(hits) == len(expected), ([hit.id for hit in hits], [pin_id for pin_id, _ in expected])
+    expected_score = dict(expected)
+    for hit, (pin_id, score) in zip(hits, expected):
+        assert hit.id in expected_score, (hit.id, expected)
+        assert abs(expected_score[hit.id] - score) <= SCORE_TOLERANCE, (hit.id, pin_id)
+        assert hit.score == pytest.approx(expected_score[hit.id], abs=SCORE_TOLERANCE)
+        assert hit.cosine == pytest.approx(expected_score[hit.id], abs=SCORE_TOLERANCE)
+
+
+# ---- one engine, served ----------------------------------------------------------------------------------------
+
+
+@dataclass
+class Served:
+    engine_id: str
+    engine: Any
+    index: str
+    cli: list[str]  # --engine/--url/--local-dir/--index options for the CLI
+    searcher: Searcher
+    cleanup: list[str] = field(default_factory=list)
+
+
+def run(*args: str) -> str:
+    result = CliRunner().invoke(app, list(args))
+    assert result.exit_code == 0, result.output
+    return result.stdout
+
+
+@pytest.fixture(scope="module", params=list(ENGINES))
+def served(request, corpus, tmp_path_factory) -> Served:
+    name, node_fixture = ENGINES[request.param]
+    index = f"conformance-{uuid.uuid4().hex[:8]}"
+    if node_fixture is None:
+        local_dir = tmp_path_factory.mktemp("local-engine")
+        options = EngineOptions(local_dir=local_dir)
+        cli_args = ["--engine", "local", "--local-dir", str(local_dir), "--index", index]
+    else:
+        node = request.getfixturevalue(node_fixture)
+        options = EngineOptions(url=node.url)
+        cli_args = ["--engine", name, "--url", node.url, "--index", index]
+    summary = json.loads(run("ingest", str(corpus.pins_file), "--model", str(corpus.model), "--json",
+                             *cli_args).strip().splitlines()[-1])
+    assert summary["indexed"] == len(corpus.pins) and summary["indexed_without_vector"] == len(OOV_PINS)
+    engine = open_engine(name, options)
+    yield Served(request.param, engine, index, cli_args, Searcher.for_index(engine, index))
+    run("index", "delete", *cli_args)
+
+
+# ---- PinText search --------------------------------------------------------------------------------------------
+
+
+def test_search_is_the_exact_cosine_order_of_the_candidates(served, corpus):
+    for text in corpus.queries:
+        vector = corpus.encoder.encode([text])[0]
+        hits = served.searcher.search(vector, k=10, window=WINDOW)
+        query = served.searcher.query(vector, 10, WINDOW)
+        assert_same_ranking(hits, oracle(corpus, served.searcher.family, list(query.tokens), vector, 10))
+        assert [hit.pintext_rank for hit in hits] == list(range(1, len(hits) + 1))
+
+
+@pytest.mark.parametrize("case", list(FILTER_CASES))
+def test_filtered_search_keeps_only_passing_pins_and_matches_the_oracle(served, corpus, case):
+    filters = Filters.parse(*FILTER_CASES[case])
+    by_id = {pin["id"]: pin for pin in corpus.pins}
+    found_any = False
+    for text in corpus.queries:
+        vector = corpus.encoder.encode([text])[0]
+        hits = served.searcher.search(vector, k=10, window=WINDOW, filters=filters)
+        assert all(filters.matches(by_id[hit.id]) for hit in hits)
+        query = served.searcher.query(vector, 10, WINDOW)
+        assert_same_ranking(hits, oracle(corpus, served.searcher.family, list(query.tokens), vector, 10, filters))
+        found_any = found_any or bool(hits)
+    assert found_any, f"no query found a pin under {case}: the case tests nothing"
+
+
+def test_related_excludes_the_pin_and_matches_the_oracle(served, corpus):
+    for row in (0, 57, 311):
+        pin_id = corpus.pins[row]["id"]
+        hits = served.searcher.related(pin_id, k=10, window=WINDOW)
+        assert pin_id not in {hit.id for hit in hits}
+        vector = corpus.vectors[row]
+        query = served.searcher.query(vector, 10, WINDOW)
+        assert_same_ranking(hits, oracle(corpus, served.searcher.family, list(query.tokens), vector, 10,
+                                         exclude=(pin_id,)))
+
+
+def test_first_stage_scores_count_the_shared_tokens(served, corpus):
+    family = served.searcher.family
+    vector = corpus.encoder.encode([corpus.queries[0]])[0]
+    tokens = set(family.query_tokens(vector)[0])
+    hits = served.searcher.first_stage(vector, size=len(corpus.pins))
+    expected = {}
+    for row, pin in enumerate(corpus.pins):
+        if np.any(corpus.vectors[row]):
+            shared = len(tokens & set(family.tokens(corpus.vectors[row:row + 1])[0]))
+            if shared:
+                expected[pin["id"]] = float(shared)
+    assert {hit.id: hit.score for hit in hits} == expected
+    assert [hit.id for hit in hits] == sorted(expected, key=lambda pin_id: (-expected[pin_id], pin_id))
+
+
+def test_stored_pins_round_trip_and_pins_without_vector_are_never_candidates(served, corpus):
+    assert served.engine.count(served.index) == len(corpus.pins)
+    doc, vector = served.engine.get(served.index, corpus.pins[5]["id"])
+    assert doc["title"] == corpus.pins[5]["title"] and doc["annotations"] == corpus.pins[5]["annotations"]
+    assert "lsh_tokens" not in doc and "vector" not in doc
+    np.testing.assert_allclose(vector, corpus.vectors[5], rtol=1e-6, atol=1e-6)
+    oov_doc, oov_vector = served.engine.get(served.index, OOV_PINS[0]["id"])
+    assert oov_vector is None and oov_doc["title"] == OOV_PINS[0]["title"]
+    with pytest.raises(PinNotFoundError):
+        served.engine.get(served.index, "no-such-pin")
+    family = served.searcher.family
+    everything = served.searcher.first_stage(corpus.vectors[0], size=len(corpus.pins), probes=family.bits)
+    assert not {hit.id for hit in everything} & {pin["id"] for pin in OOV_PINS}
+
+
+def test_meta_names_the_model_and_passes_the_model_check(served, corpus):
+    meta = served.engine.meta(served.index)
+    assert meta["model_fingerprint"] == corpus.encoder.fingerprint and meta["dim"] == corpus.encoder.dim
+    check_meta(served.index, meta, index_meta(corpus.encoder.fingerprint, corpus.encoder.dim,
+                                              served.searcher.family))
+    assert served.engine.alias_target(served.index) == version_name(served.index, corpus.encoder.fingerprint)
+
+
+# ---- BM25 ------------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def bm25_reference(corpus, opensearch_node) -> dict[str, list[tuple[str, float]]]:
+    """BM25 on the default OpenSearch node: what every engine with BM25 must return."""
+    engine = open_engine("opensearch", EngineOptions(url=opensearch_node.url))
+    index = f"conformance-bm25-{uuid.uuid4().hex[:8]}"
+    cli_args = ["--engine", "opensearch", "--url", opensearch_node.url, "--index", index]
+    run("ingest", str(corpus.pins_file), "--model", str(corpus.model), "--json", *cli_args)
+    reference = {text: [(hit.id, hit.score) for hit in Searcher.for_index(engine, index).bm25_search(text, k=10)]
+                 for text in corpus.queries}
+    run("index", "delete", *cli_args)
+    return reference
+
+
+def test_bm25_agrees_between_engines_and_the_local_engine_says_it_has_none(served, corpus, request):
+    if served.engine_id == "local":
+        with pytest.raises(UnsupportedError, match="no BM25"):
+            served.searcher.bm25_search(corpus.queries[0])
+        return
+    reference = request.getfixturevalue("bm25_reference")
+    for text in corpus.queries:
+        hits = served.searcher.bm25_search(text, k=10)
+        assert [hit.id for hit in hits] == [pin_id for pin_id, _ in reference[text]], text
+        assert [hit.score for hit in hits] == pytest.approx([score for _, score in reference[text]], rel=1e-5)
+        assert [hit.bm25_rank for hit in hits] == list(range(1, len(hits) + 1))
+
+
+# ---- the CLI on every engine -----------------------------------------------------------------------------------
+
+
+def test_cli_search_with_filters_matches_the_searcher(served, corpus):
+    text = corpus.queries[1]
+    before = model_snapshot(corpus.model)
+    printed = json.loads(run("search", text, "--model", str(corpus.model), "--json", "--k", "5", "--window",
+                             str(WINDOW), "--filter", "board=b3", *served.cli))
+    expected = served.searcher.search(corpus.encoder.encode([text])[0], k=5, window=WINDOW,
+                                      filters=Filters.parse(["board=b3"]))
+    assert [hit["id"] for hit in printed["hits"]] == [hit.id for hit in expected]
+    assert all(hit["source"]["board"] == "b3" for hit in printed["hits"])
+    # search, related and dsl only read: the model folder is byte for byte what it was.
+    run("related", corpus.pins[0]["id"], "--model", str(corpus.model), "--json", *served.cli)
+    if served.engine_id != "local":  # the local engine sends no DSL to print
+        dsl = run("dsl", text, "--model", str(corpus.model), "--filter", "board=b3", *served.cli)
+        assert '"board": [' in dsl and "b3" in dsl
+    assert model_snapshot(corpus.model) == before
+
+
+# ---- rollout: promote under continuous search ------------------------------------------------------------------
+
+
+def test_promote_swaps_the_alias_with_no_error_and_no_empty_page(served, corpus):
+    """A second model's index is filled behind the alias; while a reader searches in a bounded loop, promote
+    swaps the alias. Every page the reader gets is non-empty, no request fails, and it ends on the new model."""
+    cli_args = [*served.cli[:-1], f"{served.index}-roll"]  # a name of its own: the other tests keep theirs
+    name = cli_args[-1]
+    for model in (corpus.model, corpus.other_model):
+        run("ingest", str(corpus.pins_file), "--model", str(model), "--no-tune", "--json", *cli_args)
+    first, second = corpus.encoder.fingerprint, Encoder.load(corpus.other_model).fingerprint
+    assert served.engine.alias_target(name) == version_name(name, first)
+    vector = corpus.vectors[3]
+    seen: list[str] = []
+    errors: list[BaseException] = []
+    empty: list[int] = []
+    promoted = threading.Event()
+
+    def reader() -> None:
+        after_promote = 0
+        for attempt in range(5_000):  # bounded: the promote takes a handful of requests
+            try:
+                searcher = Searcher.for_index(served.engine, name)  # a new command: follows the alias
+                hits = searcher.search(vector, k=5, window=WINDOW)
+            except BaseException as error:  # noqa: BLE001 - any failure is what this test looks for
+                errors.append(error)
+                return
+            seen.append(searcher.engine.meta(searcher.index)["model_fingerprint"])
+            if not hits:
+                empty.append(attempt)
+            if promoted.is_set():
+                after_promote += 1
+                if after_promote >= 20:
+                    return
+
+    thread = threading.Thread(target=reader)
+    thread.start()
+    while len(seen) < 20 and thread.is_alive():
+        time.sleep(0.01)  # let the reader search the old version first (progress is checked, not assumed)
+    printed = run("index", "promote", "--model", str(corpus.other_model), *cli_args)
+    promoted.set()
+    thread.join(timeout=120)
+    assert not thread.is_alive() and not errors and not empty
+    assert f"promoted: {name} -> {version_name(name, second)}" in printed
+    assert seen[0] == first and seen[-1] == second and set(seen) == {first, second}
+    assert served.engine.alias_target(name) == version_name(name, second)
+    info = json.loads(run("index", "info", *cli_args))
+    assert info["alias"] == name and info["serving"] == version_name(name, second)
+    assert {row["index"]: row["serving"] for row in info["versions"]} == {
+        version_name(name, first): False, version_name(name, second): True}
+    # Searching with the old model is now refused, with the index it would need named.
+    refused = CliRunner().invoke(app, ["search", "w001", "--model", str(corpus.model), *cli_args])
+    assert refused.exit_code == 2 and "model fingerprint" in refused.output
+    run("index", "promote", "--model", str(corpus.other_model), "--delete-old", *cli_args)
+    assert served.engine.indices(f"{name}-") == [version_name(name, second)]
+    run("index", "delete", *cli_args)
+    assert served.engine.alias_target(name) is None
