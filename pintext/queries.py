@@ -22,9 +22,15 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
+from typing import Union
+
+import numpy as np
 
 from pintext.mapping import TOKENS_FIELD, VECTOR_FIELD
 from pintext.serving.filters import NO_FILTERS, Filters
+
+# A query vector: a list of floats or a numpy row.
+Vector = Union[Sequence[float], np.ndarray]
 
 SEARCH_TEMPLATE_ID = "pintext-search"
 # BM25 searches these (board and annotations are keyword fields; their `.text` sub-fields are analyzed).
@@ -88,7 +94,7 @@ def bm25_body(text: str, k: int = DEFAULT_K, exclude_ids: Sequence[str] = (), fi
             "_source": {"excludes": list(SOURCE_EXCLUDES)}}
 
 
-def knn_score_script(vector: Sequence[float]) -> dict:
+def knn_score_script(vector: Vector) -> dict:
     """The k-NN plugin's exact cosine scoring script over the stored `vector` field."""
     return {
         "lang": "knn",
@@ -97,7 +103,7 @@ def knn_score_script(vector: Sequence[float]) -> dict:
     }
 
 
-def rescore_block(vector: Sequence[float], window: int) -> dict:
+def rescore_block(vector: Vector, window: int) -> dict:
     """Replace the top `window` first-stage scores by the exact cosine score (first-stage weight 0)."""
     if window <= 0:
         raise ValueError(f"rescore window must be positive, got {window}")
@@ -116,7 +122,7 @@ def rescore_block(vector: Sequence[float], window: int) -> dict:
 
 def search_body(
     tokens: Sequence[str],
-    vector: Sequence[float] | None,
+    vector: Vector | None,
     k: int = DEFAULT_K,
     window: int = DEFAULT_WINDOW,
     exclude_ids: Sequence[str] = (),
@@ -143,7 +149,7 @@ def search_body(
 def related_body(
     pin_id: str,
     tokens: Sequence[str],
-    vector: Sequence[float],
+    vector: Vector,
     k: int = DEFAULT_K,
     window: int = DEFAULT_WINDOW,
 ) -> dict:
@@ -156,7 +162,7 @@ def fusion_depth(k: int, depth: int = DEFAULT_FUSION_DEPTH) -> int:
     return max(int(k), int(depth))
 
 
-def hybrid_requests(text: str, tokens: Sequence[str], vector: Sequence[float] | None, k: int = DEFAULT_K,
+def hybrid_requests(text: str, tokens: Sequence[str], vector: Vector | None, k: int = DEFAULT_K,
                     window: int = DEFAULT_WINDOW, depth: int = DEFAULT_FUSION_DEPTH,
                     filters: Filters = NO_FILTERS) -> dict[str, dict]:
     """The two `_search` bodies a hybrid search sends, {"bm25": ..., "pintext": ...}, each `fusion_depth` deep.
@@ -170,7 +176,7 @@ def hybrid_requests(text: str, tokens: Sequence[str], vector: Sequence[float] | 
     return requests
 
 
-def template_params(tokens: Sequence[str], vector: Sequence[float], k: int = DEFAULT_K,
+def template_params(tokens: Sequence[str], vector: Vector, k: int = DEFAULT_K,
                     window: int = DEFAULT_WINDOW) -> dict:
     """Parameters for the stored mustache template `pintext-search` (mappings/search_template.json)."""
     if k > window:

@@ -20,7 +20,10 @@ from pintext.lsh import LSH_KIND, RandomHyperplaneLSH
 class TokenFamily(Protocol):
     """What serving and ingest need from a token family."""
 
-    dim: int
+    @property
+    def dim(self) -> int:
+        """The vector dimension it hashes."""
+        ...
 
     def tokens(self, vectors: np.ndarray) -> list[list[str]]:
         """The tokens each pin vector (a row) is stored under."""

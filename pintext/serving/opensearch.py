@@ -183,7 +183,9 @@ class OpenSearchEngine:
                    for pin, v, t in zip(pins, vectors, tokens))
         return bulk_outcomes(streaming_bulk(
             self.client, actions, chunk_size=max(1, len(pins)), raise_on_error=False, raise_on_exception=True,
-            max_retries=self.max_retries, initial_backoff=self.initial_backoff, max_backoff=self.max_backoff))
+            # opensearch-py annotates the backoffs as int, but sleeps for whatever it is given: a float is fine.
+            max_retries=self.max_retries, initial_backoff=self.initial_backoff,  # type: ignore[arg-type]
+            max_backoff=self.max_backoff))  # type: ignore[arg-type]
 
     # ---- reading -------------------------------------------------------------------------------------------
 
