@@ -11,10 +11,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from pintext.bench.harness import markdown_table, ratio, stopwatch
+from pintext.constants import SEARCH, TEST
 
 RRF_K = 60
 
@@ -51,7 +53,8 @@ def rrf(*score_matrices: np.ndarray) -> np.ndarray:
     return fused
 
 
-def cosine_matrix(encode: Callable[[list[str]], np.ndarray], queries: list[str], pool: list[str]) -> tuple[np.ndarray, float]:
+def cosine_matrix(encode: Callable[[list[str]], np.ndarray], queries: list[str],
+                  pool: list[str]) -> tuple[np.ndarray, float]:
     """[queries, pool] cosines and the encode rate (texts/s) over pool + queries."""
     from pintext.bench.lsh_sim import unit_rows
 
@@ -75,7 +78,7 @@ def bm25_matrix(queries: list[str], pool: list[str]) -> tuple[np.ndarray, float]
     return scores, (len(pool) + len(queries)) / timer["seconds"]
 
 
-def bm25_scores(retriever: object, tokens: list[str], pool_size: int) -> np.ndarray:
+def bm25_scores(retriever: Any, tokens: list[str], pool_size: int) -> np.ndarray:
     """BM25 scores of one tokenized query; all zeros when none of its words is indexed."""
     return retriever.get_scores(tokens) if tokens else np.zeros(pool_size)
 
@@ -86,7 +89,7 @@ def run(model_dir: Path, pairs_dir: Path) -> tuple[str, dict]:
     from pintext.trainer.evaluate import prepare_task
     from pintext.trainer.train import load_pairs
 
-    task = prepare_task(load_pairs(pairs_dir, ["search"])["search"], split="test")
+    task = prepare_task(load_pairs(pairs_dir, [SEARCH])[SEARCH], split=TEST)
     queries, pool, relevant = task.query_texts, task.pool_texts, task.query_relevant
     encoder = Encoder.load(model_dir)
     bm25_scores, bm25_rate = bm25_matrix(queries, pool)

@@ -38,6 +38,7 @@ from typing import Any
 
 from pintext.bench.harness import machine_info, package_versions
 from pintext.bench.realdata import DATASETS, DEFAULT_SHARED
+from pintext.constants import SEARCH
 from pintext.trainer.retrieval import METRICS, mean_and_std
 
 REPO = Path(__file__).resolve().parents[1]
@@ -96,7 +97,7 @@ def real_runs(name: str, prepared: Path, work: Path, splits: int, train_args: li
     runs = []
     for split in range(splits):
         folder, split_work = prepared / f"split{split}", work / name / f"split{split}"
-        pairs_args = ["pairs", "--import", str(folder / "train_pairs.csv"), "--task", "search", "--val", "0.1",
+        pairs_args = ["pairs", "--import", str(folder / "train_pairs.csv"), "--task", SEARCH, "--val", "0.1",
                       "--test", "0"]
         runs.append(one_split(name, split, lambda: train_and_evaluate(
             pairs_args, split_work / "pairs", prepared / "corpus.jsonl", folder / "test_qrels.csv", split_work,
@@ -138,7 +139,8 @@ def dataset_section(name: str, result: dict) -> list[str]:
     failures = [f"- **split {run['split']} failed**: {run['error']}" for run in result["runs"] if "error" in run]
     if not runs:
         return [f"## {name}", "", "Every split failed:", "", *failures, ""]
-    lines = [f"## {name}", "", *(failures + [""] if failures else []), "| system | " + " | ".join(METRICS) + " |", "|---|" + "---:|" * len(METRICS)]
+    lines = [f"## {name}", "", *(failures + [""] if failures else []), "| system | " + " | ".join(METRICS) + " |",
+             "|---|" + "---:|" * len(METRICS)]
     for system, metrics in summary.items():
         lines.append(f"| {SYSTEM_LABELS.get(system, system)} | "
                      + " | ".join(f"{metrics[m]['mean']:.3f} ± {metrics[m]['std']:.3f}" for m in METRICS) + " |")

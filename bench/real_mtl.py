@@ -24,16 +24,18 @@ from pathlib import Path
 
 from pintext.bench.real_eval import REAL_REPORT_DIR, REPO, CommandFailed, prepare_real, run_pintext
 from pintext.bench.realdata import DEFAULT_SHARED
+from pintext.constants import RELATED, SEARCH
 from pintext.trainer.retrieval import METRICS, mean_and_std
 
-MODELS = {"SR": ["--tasks", "search"], "MTL": []}
+MODELS: dict[str, list[str]] = {"SR": ["--tasks", SEARCH], "MTL": []}
 
 
 def one_split(prepared: Path, work: Path, split: int) -> dict:
-    folder, log = prepared / f"split{split}", []
+    folder = prepared / f"split{split}"
+    log: list[dict] = []
     pairs = work / f"split{split}" / "pairs"
-    run_pintext(["pairs", "--import", str(folder / "train_pairs.csv"), "--task", "search",
-                 "--import", str(folder / "related_pairs.csv"), "--task", "related",
+    run_pintext(["pairs", "--import", str(folder / "train_pairs.csv"), "--task", SEARCH,
+                 "--import", str(folder / "related_pairs.csv"), "--task", RELATED,
                  "--val", "0.1", "--test", "0", "--out", str(pairs)], log)
     result: dict = {"split": split, "commands": log}
     for name, flags in MODELS.items():

@@ -24,7 +24,9 @@ import hashlib
 import json
 from collections import Counter, defaultdict
 from pathlib import Path
+from typing import Any
 
+from pintext.constants import ANCHOR, ANCHOR_ID, POSITIVE, POSITIVE_ID, WEIGHT
 from pintext.text import normalize, words
 
 DEFAULT_SHARED = Path("../shared/data/real")
@@ -32,6 +34,9 @@ TEST_SHARE = 0.2
 # Crowdflower median_relevance 1-4 -> graded gain; 1 and 2 were judged (mostly) irrelevant.
 CROWDFLOWER_GAIN = {4: 3, 3: 2, 2: 1, 1: 0}
 CROWDFLOWER_POSITIVE = 3  # relevance >= 3 becomes a training pair
+# Columns of the pair CSVs `pintext pairs --import` reads (the search task gets its anchor ids from the queries).
+TRAIN_PAIR_COLUMNS = [ANCHOR, POSITIVE, POSITIVE_ID, WEIGHT]
+RELATED_PAIR_COLUMNS = [ANCHOR, POSITIVE, ANCHOR_ID, POSITIVE_ID, WEIGHT]
 
 
 def query_key(query: str) -> str:
@@ -77,14 +82,15 @@ def crowdflower(shared: Path, out: Path, splits: int) -> dict:
             pins.setdefault(doc, {"id": doc, "title": title, "description": description})
             judged.append((row["query"].strip(), doc, int(row["median_relevance"])))
     _write_corpus(out / "corpus.jsonl", pins)
-    summary = {"docs": len(pins), "judgments": len(judged), "queries": len({query_key(q) for q, _, _ in judged})}
+    summary: dict[str, Any] = {"docs": len(pins), "judgments": len(judged),
+                               "queries": len({query_key(q) for q, _, _ in judged})}
     for seed in range(splits):
         folder = out / f"split{seed}"
         train = [(q, pins[d]["title"], d, 1.0 if r == 4 else 0.5) for q, d, r in judged
                  if r >= CROWDFLOWER_POSITIVE and not in_test(q, seed)]
         test = [(q, d, CROWDFLOWER_GAIN[r]) for q, d, r in judged if in_test(q, seed)]
         summary[f"split{seed}"] = {
-            "train_pairs": _write_csv(folder / "train_pairs.csv", ["anchor", "positive", "positive_id", "weight"], train),
+            "train_pairs": _write_csv(folder / "train_pairs.csv", TRAIN_PAIR_COLUMNS, train),
             "test_judgments": _write_csv(folder / "test_qrels.csv", ["query", "doc_id", "grade"], test),
             "test_queries": len({query_key(q) for q, _, _ in test}),
         }
@@ -113,7 +119,7 @@ def bestbuy(shared: Path, out: Path, splits: int) -> dict:
                 continue
             clicks[(query, doc)] += 1
             user_clicks.append((row["user"].strip(), query, doc))
-    summary = {"docs": len(pins), "clicks_used": sum(clicks.values()), "clicks_skipped": unknown,
+    summary: dict[str, Any] = {"docs": len(pins), "clicks_used": sum(clicks.values()), "clicks_skipped": unknown,
                "queries": len({query_key(q) for q, _ in clicks})}
     for seed in range(splits):
         folder = out / f"split{seed}"
@@ -127,9 +133,9 @@ def bestbuy(shared: Path, out: Path, splits: int) -> dict:
         test = [(q, d, 1) for q, docs in sorted(test_docs.items()) for d in sorted(docs)]
         related = _co_clicked(user_clicks, pins, seed)
         summary[f"split{seed}"] = {
-            "train_pairs": _write_csv(folder / "train_pairs.csv", ["anchor", "positive", "positive_id", "weight"], train),
+            "train_pairs": _write_csv(folder / "train_pairs.csv", TRAIN_PAIR_COLUMNS, train),
             "related_pairs": _write_csv(folder / "related_pairs.csv",
-                                        ["anchor", "positive", "anchor_id", "positive_id", "weight"], related),
+                                        RELATED_PAIR_COLUMNS, related),
             "test_judgments": _write_csv(folder / "test_qrels.csv", ["query", "doc_id", "grade"], test),
             "test_queries": len(test_docs),
         }

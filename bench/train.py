@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from pintext.bench.harness import markdown_table, stopwatch
+from pintext.constants import SEARCH
 
 
 def pintext_command(*arguments: str) -> list[str]:
@@ -48,8 +49,8 @@ def run(sample_dir: Path, work_dir: Path, epochs: float = 3.0) -> tuple[str, dic
     stdout, train_wall = call(pintext_command("train", "--pairs", str(pairs_dir), "--out", str(model_dir),
                                               "--epochs", str(epochs), "--json"))
     summary = json.loads(stdout[stdout.index("{"):])
-    results = evaluate_models(load_pairs(pairs_dir, ["search"]), {"PinText": Encoder.load(model_dir)}, bm25=True)
-    search = {name: results[name]["search"] for name in results}
+    results = evaluate_models(load_pairs(pairs_dir, [SEARCH]), {"PinText": Encoder.load(model_dir)}, bm25=True)
+    search = {name: results[name][SEARCH] for name in results}
     rows = [{"model": name, **{metric: values.get(metric) for metric in ("recall@10", "recall@100", "mrr",
                                                                           "pairwise_accuracy")}}
             for name, values in search.items()]

@@ -37,14 +37,26 @@ from itertools import combinations
 from pathlib import Path
 from typing import Any
 
+from pintext.constants import (
+    ANCHOR,
+    ANCHOR_ID,
+    COUNT,
+    PAIR_COLUMNS,
+    POSITIVE,
+    POSITIVE_ID,
+    RELATED,
+    SEARCH,
+    SPLITS,
+    TASKS,
+    TEST,
+    TRAIN,
+    VALIDATION,
+    WEIGHT,
+)
 from pintext.ingest.deadletter import DeadLetter
 from pintext.ingest.readers import open_binary, read_records
 from pintext.schemas import WHOLE_RECORD, RecordError, pin_text, validate_event, validate_pin, validate_user
 from pintext.text import words
-
-TASKS = ("search", "related", "homefeed")
-SPLITS = ("train", "validation", "test")
-COLUMNS = ("anchor", "positive", "anchor_id", "positive_id", "count", "weight")
 
 
 @dataclass(frozen=True)
@@ -69,7 +81,7 @@ class PairOptions:
 
 @dataclass
 class Pair:
-    """One merged positive pair."""
+    """One merged positive pair; its fields are PAIR_COLUMNS, in that order."""
 
     anchor: str
     positive: str
@@ -89,14 +101,25 @@ def split_of(task: str, anchor_id: str, options: PairOptions) -> str:
     digest = hashlib.blake2b(f"{options.seed}\x1f{task}\x1f{anchor_id}".encode(), digest_size=8).digest()
     unit = int.from_bytes(digest, "big") / 2**64
     if unit < options.test_share:
-        return "test"
+        return TEST
     if unit < options.test_share + options.validation_share:
-        return "validation"
-    return "train"
+        return VALIDATION
+    return TRAIN
+
+
+def _strongest_first(task: str, anchor_id: str, seed: int, pair: Pair) -> tuple[float, int, int]:
+    """Sort key of an anchor's pairs: heaviest, then most users, then a seeded hash (stable across runs)."""
+    return -pair.weight, -pair.count, _tie_break(task, anchor_id, pair.positive_id, seed)
 
 
 def _tie_break(task: str, anchor_id: str, positive_id: str, seed: int) -> int:
-    return int.from_bytes(hashlib.blake2b(f"{seed}\x1f{task}\x1f{anchor_id}\x1f{positive_id}".encode(), digest_size=8).digest(), "big")
+    key = f"{seed}\x1f{task}\x1f{anchor_id}\x1f{positive_id}"
+    return int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "big")
+
+
+def _text_digest(text: str) -> str:
+    """The 16 hex digits that name an imported positive without a `positive_id`."""
+    return hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
 
 
 class EngagementAggregator:
@@ -123,7 +146,8 @@ class EngagementAggregator:
         """Merged pairs per task after hides, min count and the per-anchor cap."""
         by_anchor: dict[tuple[str, str], list[Pair]] = defaultdict(list)
         for (task, anchor_id, pin_id), users in self.positive.items():
-            kept = {user: weight for user, weight in users.items() if (task, anchor_id, pin_id, user) not in self.hidden}
+            kept = {user: weight for user, weight in users.items()
+                    if (task, anchor_id, pin_id, user) not in self.hidden}
             self.counters["engagements_cancelled_by_hide"] += len(users) - len(kept)
             if not kept:
                 self.counters["pairs_cancelled_by_hide"] += 1
@@ -137,7 +161,7 @@ class EngagementAggregator:
             )
         result: dict[str, list[Pair]] = {task: [] for task in TASKS}
         for (task, anchor_id), pairs in sorted(by_anchor.items()):
-            pairs.sort(key=lambda pair: (-pair.weight, -pair.count, _tie_break(task, anchor_id, pair.positive_id, self.options.seed)))
+            pairs.sort(key=partial(_strongest_first, task, anchor_id, self.options.seed))
             self.counters["pairs_over_anchor_cap"] += max(0, len(pairs) - self.options.max_per_anchor)
             result.setdefault(task, []).extend(pairs[: self.options.max_per_anchor])
         return result
@@ -163,7 +187,8 @@ def load_users(path: Path, dead_letter: DeadLetter, strict: bool, counters: Coun
     return users
 
 
-def _reject(dead_letter: DeadLetter, strict: bool, source: str, line: int, error: RecordError, record: dict[str, Any]) -> None:
+def _reject(dead_letter: DeadLetter, strict: bool, source: str, line: int, error: RecordError,
+            record: dict[str, Any]) -> None:
     if strict:
         raise error.located(source, line)
     dead_letter.add(source, line, error, json.dumps(record, ensure_ascii=False))
@@ -198,13 +223,13 @@ def collect_engagement(
         if event["action"] == "impression":
             continue
         task, user, pin = event["surface"], event["user_id"], event["pin_id"]
-        if task == "search":
+        if task == SEARCH:
             anchor_id = query_key(event["query"])
             if not anchor_id:
                 _reject(dead_letter, options.strict, source, line, RecordError("query", "no words"), event)
                 continue
             anchor = " ".join(event["query"].split())
-        elif task == "related":
+        elif task == RELATED:
             anchor_id = event["subject_pin_id"]
             if anchor_id == pin:
                 counters["self_pairs_dropped"] += 1
@@ -212,7 +237,8 @@ def collect_engagement(
             anchor = pin_text(pins[anchor_id])
         else:
             if user not in users:
-                _reject(dead_letter, options.strict, source, line, RecordError("user_id", "unknown user", repr(user)), event)
+                error = RecordError("user_id", "unknown user", repr(user))
+                _reject(dead_letter, options.strict, source, line, error, event)
                 continue
             if not users[user]:
                 counters["homefeed_user_without_interests"] += 1
@@ -253,7 +279,7 @@ def validate_import_row(row: Any) -> dict[str, Any]:
     if not isinstance(row, dict):
         raise RecordError(WHOLE_RECORD, "not a JSON object", f"got {type(row).__name__}")
     result: dict[str, Any] = {}
-    for field in ("anchor", "positive"):
+    for field in (ANCHOR, POSITIVE):
         value = row.get(field)
         if value is None:
             raise RecordError(field, "missing")
@@ -262,7 +288,7 @@ def validate_import_row(row: Any) -> dict[str, Any]:
         if not words(value):
             raise RecordError(field, "no words")
         result[field] = " ".join(value.split())
-    for field, kind, default in (("weight", float, 1.0), ("count", int, 1)):
+    for field, kind, default in ((WEIGHT, float, 1.0), (COUNT, int, 1)):
         value = row.get(field)
         if value in (None, ""):
             result[field] = default
@@ -274,12 +300,13 @@ def validate_import_row(row: Any) -> dict[str, Any]:
         if not number > 0:
             raise RecordError(field, "not positive", f"got {value!r}")
         result[field] = number
-    result["anchor_id"] = str(row.get("anchor_id") or query_key(result["anchor"]))
-    result["positive_id"] = str(row.get("positive_id") or "t" + hashlib.blake2b(result["positive"].encode(), digest_size=8).hexdigest())
+    result[ANCHOR_ID] = str(row.get(ANCHOR_ID) or query_key(result[ANCHOR]))
+    result[POSITIVE_ID] = str(row.get(POSITIVE_ID) or "t" + _text_digest(result[POSITIVE]))
     return result
 
 
-def import_pairs(paths: list[Path], task: str, options: PairOptions, dead_letter: DeadLetter) -> tuple[list[Pair], Counter[str]]:
+def import_pairs(paths: list[Path], task: str, options: PairOptions,
+                 dead_letter: DeadLetter) -> tuple[list[Pair], Counter[str]]:
     """One task's pairs from CSV/JSONL files of anchor, positive (optional weight): merged over all the files,
     capped and filtered like events."""
     merged: dict[tuple[str, str], Pair] = {}
@@ -294,13 +321,13 @@ def import_pairs(paths: list[Path], task: str, options: PairOptions, dead_letter
                 dead_letter.add(str(path), line, error, raw)
                 continue
             counters["rows_valid"] += 1
-            key = (record["anchor_id"], record["positive_id"])
+            key = (record[ANCHOR_ID], record[POSITIVE_ID])
             if key in merged:
                 counters["rows_merged"] += 1
-                merged[key].count += record["count"]
-                merged[key].weight += record["weight"]
+                merged[key].count += record[COUNT]
+                merged[key].weight += record[WEIGHT]
             else:
-                merged[key] = Pair(record["anchor"], record["positive"], *key, record["count"], record["weight"])
+                merged[key] = Pair(record[ANCHOR], record[POSITIVE], *key, record[COUNT], record[WEIGHT])
     by_anchor: dict[str, list[Pair]] = defaultdict(list)
     for pair in merged.values():
         if pair.count < options.min_count:
@@ -309,7 +336,7 @@ def import_pairs(paths: list[Path], task: str, options: PairOptions, dead_letter
         by_anchor[pair.anchor_id].append(pair)
     pairs: list[Pair] = []
     for anchor_id, group in sorted(by_anchor.items()):
-        group.sort(key=lambda pair: (-pair.weight, -pair.count, _tie_break(task, anchor_id, pair.positive_id, options.seed)))
+        group.sort(key=partial(_strongest_first, task, anchor_id, options.seed))
         counters["pairs_over_anchor_cap"] += max(0, len(group) - options.max_per_anchor)
         pairs.extend(group[: options.max_per_anchor])
     return pairs, counters
@@ -357,7 +384,8 @@ def pair_stats(splits: dict[str, dict[str, list[Pair]]]) -> dict[str, Any]:
     overlap = {
         f"{first}~{second}": {
             "shared_words": len(vocabularies[first] & vocabularies[second]),
-            "jaccard": round(len(vocabularies[first] & vocabularies[second]) / max(1, len(vocabularies[first] | vocabularies[second])), 4),
+            "jaccard": round(len(vocabularies[first] & vocabularies[second])
+                             / max(1, len(vocabularies[first] | vocabularies[second])), 4),
         }
         for first, second in combinations(sorted(vocabularies), 2)
     }
@@ -374,7 +402,8 @@ def stats_markdown(stats: dict[str, Any]) -> str:
     lines += ["", "| task | pairs | vocabulary | pairs sharing no word (anchor vs positive) |", "|---|---:|---:|---:|"]
     for task, info in stats["tasks"].items():
         share = info["zero_word_overlap_share"]
-        lines.append(f"| {task} | {info['pairs']} | {info['vocabulary']} | {'-' if share is None else f'{share:.1%}'} |")
+        shown = "-" if share is None else f"{share:.1%}"
+        lines.append(f"| {task} | {info['pairs']} | {info['vocabulary']} | {shown} |")
     lines += ["", f"Vocabulary over all tasks: {stats['vocabulary']} words.", ""]
     if stats["task_word_overlap"]:
         lines += ["| tasks | shared words | Jaccard |", "|---|---:|---:|"]
@@ -394,22 +423,23 @@ def stats_markdown(stats: dict[str, Any]) -> str:
 # ---------------------------------------------------------------------------------------------- output
 
 
-FEATURES_SPEC = {"anchor": "string", "positive": "string", "anchor_id": "string", "positive_id": "string",
-                 "count": "int64", "weight": "float64"}
+FEATURES_SPEC = {ANCHOR: "string", POSITIVE: "string", ANCHOR_ID: "string", POSITIVE_ID: "string",
+                 COUNT: "int64", WEIGHT: "float64"}
 
 
-def save_task(pairs: Iterable[Pair], folder: Path) -> None:
-    """One task's pairs (already split) as a DatasetDict on disk."""
+def save_task(pairs: Iterable[tuple[str, Pair]], folder: Path) -> None:
+    """One task's pairs, each with its split, as a DatasetDict on disk."""
     from datasets import Dataset, DatasetDict, Features, Value, disable_progress_bars
 
     disable_progress_bars()  # callers print their own summary
 
     features = Features({name: Value(kind) for name, kind in FEATURES_SPEC.items()})
     by_split: dict[str, list[Pair]] = {split: [] for split in SPLITS}
-    for split, pair in pairs:  # type: ignore[misc]
+    for split, pair in pairs:
         by_split[split].append(pair)
     dataset = DatasetDict({
-        split: Dataset.from_dict({name: [getattr(pair, name) for pair in rows] for name in COLUMNS}, features=features)
+        split: Dataset.from_dict({name: [getattr(pair, name) for pair in rows] for name in PAIR_COLUMNS},
+                                 features=features)
         for split, rows in by_split.items()
     })
     # At least one shard per split: an empty split saved with zero shards cannot be loaded back.
@@ -514,7 +544,8 @@ def build_pairs(
         splits = _split_all(pairs_by_task, options)
         for task, by_split in splits.items():
             _save_splits(by_split, folder / task)
-        source = _source_record("events", splits, (Path(events), Path(pins), Path(users)), counters, dead_letter, options)
+        inputs = (Path(events), Path(pins), Path(users))
+        source = _source_record("events", splits, inputs, counters, dead_letter, options)
         return _write_outputs(folder, splits, pin_records, [source], options)
 
     return _build_aside(Path(out_dir), fill)
@@ -549,7 +580,7 @@ def _load_splits(folder: Path) -> dict[str, list[Pair]]:
     from datasets import load_from_disk
 
     data = load_from_disk(str(folder))
-    return {split: [Pair(*(row[column] for column in COLUMNS)) for row in data[split].to_list()]
+    return {split: [Pair(*(row[column] for column in PAIR_COLUMNS)) for row in data[split].to_list()]
             for split in SPLITS if split in data}
 
 
@@ -557,7 +588,7 @@ def _positive_ids(folder: Path) -> set[str]:
     from datasets import load_from_disk
 
     data = load_from_disk(str(folder))
-    return {pin_id for split in data.values() for pin_id in split["positive_id"]}
+    return {pin_id for split in data.values() for pin_id in split[POSITIVE_ID]}
 
 
 def _existing_sources(out_dir: Path) -> list[dict[str, Any]]:
@@ -568,7 +599,8 @@ def _existing_sources(out_dir: Path) -> list[dict[str, Any]]:
     if not stats_path.is_file():
         if out_dir.is_dir() and not any(out_dir.iterdir()):
             return []
-        raise ValueError(f"{out_dir}: exists but is not a pairs folder (no {STATS_FILE}); pick another --out or remove it")
+        raise ValueError(f"{out_dir}: exists but is not a pairs folder (no {STATS_FILE}); "
+                         "pick another --out or remove it")
     try:
         stats = json.loads(stats_path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
@@ -590,7 +622,8 @@ def _link_or_copy(source: str, target: str) -> None:
         shutil.copy2(source, target)
 
 
-def _keep_other_tasks(out_dir: Path, sources: list[dict[str, Any]], replaced: set[str], folder: Path) -> list[dict[str, Any]]:
+def _keep_other_tasks(out_dir: Path, sources: list[dict[str, Any]], replaced: set[str],
+                      folder: Path) -> list[dict[str, Any]]:
     """Carry the tasks not being replaced (and their builds' dead letters) into `folder`; returns their sources."""
     kept = []
     for source in sources:
@@ -670,6 +703,6 @@ def build_imported_pairs(imports: Sequence[tuple[Path, str]], out_dir: Path, opt
 
 
 __all__ = [
-    "TASKS", "SPLITS", "COLUMNS", "PairOptions", "Pair", "build_pairs", "build_imported_pairs", "split_of",
+    "PairOptions", "Pair", "build_pairs", "build_imported_pairs", "split_of",
     "query_key", "pair_stats", "import_rejected_file", "EVENTS_REJECTED_FILE",
 ]

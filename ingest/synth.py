@@ -34,9 +34,11 @@ from typing import IO, Any
 
 import numpy as np
 
+from pintext.constants import HOMEFEED, RELATED, SEARCH, SURFACES
 from pintext.ingest.vocabulary import TOPICS, Topic
 
-SURFACE_NAMES = ("search", "related", "homefeed")
+# A session's surface as a small int (SessionChunk.surface): its index in SURFACES.
+SEARCH_CODE, RELATED_CODE, HOMEFEED_CODE = (SURFACES.index(name) for name in (SEARCH, RELATED, HOMEFEED))
 
 #: Generic words shared by every topic (no topical signal), most common first.
 FILLER_WORDS = (
@@ -274,7 +276,8 @@ def _users(
         user_texts = []
         for slot in range(n_interests[user]):
             topic, phrase = topics[user, slot], phrase_pick[user, slot]
-            ids = forms[topic, phrase_concepts[topic, phrase], phrase_forms[topic, phrase]][: phrase_length[topic, phrase]]
+            phrase_ids = forms[topic, phrase_concepts[topic, phrase], phrase_forms[topic, phrase]]
+            ids = phrase_ids[: phrase_length[topic, phrase]]
             user_texts.append(ids)
         texts.append(user_texts)  # word ids; `users_as_records` turns them into strings
     activity = rng.lognormal(0.0, 1.0, size=n_users)
@@ -392,13 +395,15 @@ def simulate_sessions(world: World, rng: np.random.Generator, size: int) -> Sess
     # Slot topics: search and related stay on the session topic; home feed mixes all of the user's interests.
     slot_interest = (rng.random((size, MAX_SLATE))[:, :, None] > world.user_weight_cdf[user][:, None, :]).sum(axis=2)
     slot_topic = world.user_topics[user[:, None], np.minimum(slot_interest, 3)]
-    slot_topic = np.where((surface[:, None] == 2) & (slot_topic >= 0), slot_topic, topic[:, None])
+    slot_topic = np.where((surface[:, None] == HOMEFEED_CODE) & (slot_topic >= 0), slot_topic, topic[:, None])
     on_topic_prob = np.asarray(config.on_topic_impression_prob)[surface]
     on_topic = rng.random((size, MAX_SLATE)) < on_topic_prob[:, None]
-    shown = np.where(on_topic, _pins_of_topic(world, rng, slot_topic), sample_cdf(rng, world.pin_popularity_cdf, (size, MAX_SLATE)))
+    shown = np.where(on_topic, _pins_of_topic(world, rng, slot_topic),
+                     sample_cdf(rng, world.pin_popularity_cdf, (size, MAX_SLATE)))
     # A related slate never shows its own subject: swap it for a popular pin from anywhere.
-    is_subject = (surface[:, None] == 1) & (shown == subject[:, None])
-    shown = np.where(is_subject, (shown + 1 + sample_cdf(rng, world.pin_popularity_cdf, shown.shape)) % config.n_pins, shown)
+    is_subject = (surface[:, None] == RELATED_CODE) & (shown == subject[:, None])
+    swapped = (shown + 1 + sample_cdf(rng, world.pin_popularity_cdf, shown.shape)) % config.n_pins
+    shown = np.where(is_subject, swapped, shown)
     visible = np.arange(MAX_SLATE)[None, :] < rng.integers(6, MAX_SLATE + 1, size=size)[:, None]
 
     relevance = _relevance(world, user, surface, topic, query, subject, shown)
@@ -412,7 +417,8 @@ def simulate_sessions(world: World, rng: np.random.Generator, size: int) -> Sess
     regret = click & (relevance == 0) & (rng.random(shown.shape) < REGRET_HIDE_PROB)
     hide = (~click & ~save & (rng.random(shown.shape) < HIDE_PROB[relevance])) | regret
     save &= ~regret
-    return SessionChunk(user, surface, topic, query, subject, shown, visible, click & visible, save & visible, hide & visible)
+    return SessionChunk(user, surface, topic, query, subject, shown, visible, click & visible, save & visible,
+                        hide & visible)
 
 
 def _pins_of_topic(world: World, rng: np.random.Generator, topic: np.ndarray) -> np.ndarray:
@@ -433,17 +439,17 @@ def _relevance(world, user, surface, topic, query, subject, shown) -> np.ndarray
     shown_topic = world.pin_topic[shown]
     user_topics = world.user_topics[user]
     on_interest = (shown_topic[:, :, None] == user_topics[:, None, :]).any(axis=2)
-    on_topic = np.where(surface[:, None] == 2, on_interest, shown_topic == topic[:, None])
+    on_topic = np.where(surface[:, None] == HOMEFEED_CODE, on_interest, shown_topic == topic[:, None])
     anchor_concepts = np.where(
-        (surface == 0)[:, None],
+        (surface == SEARCH_CODE)[:, None],
         world.query_concepts[topic, query],
         world.pin_concepts[subject, :3],
     )
-    anchor_concepts = np.where((surface == 2)[:, None], -1, anchor_concepts)
+    anchor_concepts = np.where((surface == HOMEFEED_CODE)[:, None], -1, anchor_concepts)
     pin_concepts = world.pin_concepts[shown]  # [session, slot, concepts]
     shares = (pin_concepts[:, :, :, None] == anchor_concepts[:, None, None, :]) & (pin_concepts[:, :, :, None] >= 0)
     # Home feed has no query: a pin from one of the user's own interests is as good as it gets there.
-    on_concept = shares.any(axis=(2, 3)) | (surface == 2)[:, None]
+    on_concept = shares.any(axis=(2, 3)) | (surface == HOMEFEED_CODE)[:, None]
     return on_topic.astype(np.int64) + (on_topic & on_concept)
 
 
@@ -489,15 +495,15 @@ def generate_events(world: World, chunk_sessions: int = 5000) -> Iterator[dict[s
 
 
 def _session_fields(world: World, chunk: SessionChunk, row: int, session_number: int) -> dict[str, Any]:
-    surface = SURFACE_NAMES[chunk.surface[row]]
+    surface = SURFACES[chunk.surface[row]]
     fields: dict[str, Any] = {
         "user_id": user_id(chunk.user[row]),
         "session_id": f"s{world.config.seed}-{session_number:08d}",
         "surface": surface,
     }
-    if surface == "search":
+    if surface == SEARCH:
         fields["query"] = query_text(world, int(chunk.topic[row]), int(chunk.query[row]))
-    elif surface == "related":
+    elif surface == RELATED:
         fields["subject_pin_id"] = pin_id(chunk.subject[row])
     return fields
 
@@ -584,12 +590,11 @@ class _atomic_text:
 
     def __enter__(self) -> IO[str]:
         self.raw = self.partial.open("wb")
+        self.zipped: gzip.GzipFile | None = None
+        stream: IO[bytes] | gzip.GzipFile = self.raw
         if self.path.suffix == ".gz":
-            self.zipped: IO[bytes] | None = gzip.GzipFile(filename="", mode="wb", fileobj=self.raw, mtime=0)
-            self.handle = io.TextIOWrapper(self.zipped, encoding="utf-8")
-        else:
-            self.zipped = None
-            self.handle = io.TextIOWrapper(self.raw, encoding="utf-8")
+            self.zipped = stream = gzip.GzipFile(filename="", mode="wb", fileobj=self.raw, mtime=0)
+        self.handle: IO[str] = io.TextIOWrapper(stream, encoding="utf-8")
         return self.handle
 
     def __exit__(self, exc_type, exc, traceback) -> None:

@@ -14,7 +14,8 @@ from collections.abc import Container, Mapping
 from datetime import datetime, timezone
 from typing import Any
 
-SURFACES: tuple[str, ...] = ("search", "related", "homefeed")
+from pintext.constants import RELATED, SEARCH, SURFACES
+
 ACTIONS: tuple[str, ...] = ("impression", "click", "save", "hide")
 
 # Pseudo-field names for errors that concern the whole line rather than one field.
@@ -174,11 +175,11 @@ def validate_event(obj: Any, known_pins: Container[str] | None = None) -> dict[s
     surface = _enum(record, "surface", SURFACES)
     _enum(record, "action", ACTIONS)
     pin_id = _required_str(record, "pin_id")
-    if surface == "search":
+    if surface == SEARCH:
         _required_str(record, "query")
     else:
         _optional_str(record, "query")
-    subject_pin_id = _required_str(record, "subject_pin_id") if surface == "related" else None
+    subject_pin_id = _required_str(record, "subject_pin_id") if surface == RELATED else None
     if known_pins is not None:
         if pin_id not in known_pins:
             raise RecordError("pin_id", "unknown pin", f"got {pin_id!r}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -10,7 +11,8 @@ from datasets import load_from_disk
 from typer.testing import CliRunner
 
 from pintext.cli import app
-from pintext.ingest.pairs import COLUMNS, PairOptions, build_pairs, split_of
+from pintext.constants import PAIR_COLUMNS
+from pintext.ingest.pairs import Pair, PairOptions, build_pairs, split_of
 from pintext.ingest.synth import SynthConfig, generate
 
 runner = CliRunner()
@@ -97,7 +99,11 @@ def test_merge_hide_duplicates_and_rejects(tmp_path, inputs):
         ("title", "empty"), ("<record>", "not valid JSON"), ("user_id", "unknown user"), ("pin_id", "unknown pin")])
     assert {entry["line"] for entry in rejected if entry["field"] == "pin_id"} == {14}
     assert [json.loads(line)["id"] for line in (out / "pins.jsonl").read_text().splitlines()] == [p["id"] for p in PINS]
-    assert set(load_from_disk(str(out / "search"))["train"].column_names) == set(COLUMNS)
+    assert set(load_from_disk(str(out / "search"))["train"].column_names) == set(PAIR_COLUMNS)
+
+
+def test_pair_fields_are_the_pair_columns():
+    assert tuple(field.name for field in dataclasses.fields(Pair)) == PAIR_COLUMNS
 
 
 def test_min_count_and_cap_per_anchor(tmp_path, inputs):

@@ -11,11 +11,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from pintext.constants import SURFACES
 from pintext.ingest.deadletter import DeadLetter
 from pintext.ingest.readers import read_records
 from pintext.ingest.synth import FILLER_WORDS, SynthConfig, build_world, generate, generate_pins, simulate_sessions
 from pintext.ingest.vocabulary import TOPICS
-from pintext.schemas import ACTIONS, SURFACES, pin_text, validate_event, validate_pin, validate_user
+from pintext.schemas import ACTIONS, pin_text, validate_event, validate_pin, validate_user
 from pintext.text import words
 
 SMALL = SynthConfig(n_pins=1500, n_users=300, n_events=30_000, seed=3)

@@ -20,7 +20,8 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from pintext.trainer.train import TrainConfig, TrainResult, train
+from pintext.constants import SEARCH
+from pintext.trainer.train import PairDataError, TrainConfig, TrainResult, train
 
 SELECTION_FILE = "selection.json"
 # (loss, learning rate), best first. The hinge is the paper's objective; in-batch negatives (MNRL) and their sum are
@@ -47,7 +48,8 @@ class Trial:
 
 
 def _trial_settings(config: TrainConfig) -> dict[str, Any]:
-    return {"loss": config.loss, "lr": config.lr, "tasks": list(config.tasks), "task_weights": dict(config.task_weights)}
+    return {"loss": config.loss, "lr": config.lr, "tasks": list(config.tasks),
+            "task_weights": dict(config.task_weights)}
 
 
 class Tuner:
@@ -101,7 +103,7 @@ def tune_and_train(
     work_dir = out_dir / "trials"
     shutil.rmtree(work_dir, ignore_errors=True)
     tuner = Tuner(pairs_dir, work_dir, budget_s, on_trial)
-    main_tasks = ["search"] if "search" in base.tasks else list(base.tasks)
+    main_tasks = [SEARCH] if SEARCH in base.tasks else list(base.tasks)
     grid = [(loss, lr) for loss, lr in SEARCH_GRID if (losses is None or loss in losses) and (lrs is None or lr in lrs)]
     if not grid:  # the user fixed a setting outside the grid: that one setting
         grid = [(losses[0] if losses else base.loss, lrs[0] if lrs else base.lr)]
@@ -109,7 +111,7 @@ def tune_and_train(
     for loss, lr in grid:
         tuner.run(f"{'+'.join(main_tasks)}-{loss}-lr{lr}", replace(first_stage, loss=loss, lr=lr))
     if tuner.best is None:
-        raise RuntimeError("no trial could be scored: the pairs folder needs a non-empty validation split")
+        raise PairDataError("no trial could be scored: the pairs folder needs a non-empty validation split")
     single_trial, _ = tuner.best
     auxiliary = [task for task in base.tasks if task not in main_tasks]
     if auxiliary and not tune_weights:

@@ -27,6 +27,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from pintext.constants import ANCHOR, ANCHOR_ID, POSITIVE, POSITIVE_ID, TEST
 from pintext.encoder import Encoder
 from pintext.pin_vectors import unit_rows
 
@@ -72,7 +73,7 @@ class TaskData:
     distractors_from: int = -1  # pool index where the corpus distractors start (-1: none)
 
 
-def prepare_task(data, split: str = "test", seed: int = 0, distractors: Sequence[tuple[str, str]] = ()) -> TaskData:
+def prepare_task(data, split: str = TEST, seed: int = 0, distractors: Sequence[tuple[str, str]] = ()) -> TaskData:
     """Build pool, queries and background pairs from a task's DatasetDict. `distractors` ((pin id, text) of the
     corpus's pins) join the pool after the positives, except pins whose id or text is already in it (a positive
     must not come back as a non-relevant copy of itself)."""
@@ -82,7 +83,7 @@ def prepare_task(data, split: str = "test", seed: int = 0, distractors: Sequence
     pool_ids: dict[str, int] = {}
     pool_texts: list[str] = []
     for part in data.values():
-        for positive_id, text in zip(ids_of(part, "positive_id", "positive"), part["positive"]):
+        for positive_id, text in zip(ids_of(part, POSITIVE_ID, POSITIVE), part[POSITIVE]):
             if positive_id not in pool_ids:
                 pool_ids[positive_id] = len(pool_texts)
                 pool_texts.append(text)
@@ -93,9 +94,9 @@ def prepare_task(data, split: str = "test", seed: int = 0, distractors: Sequence
             known_texts.add(text)
             pool_texts.append(text)
     rows = data[split]
-    anchors = list(rows["anchor"])
-    positive_index = np.asarray([pool_ids[pid] for pid in ids_of(rows, "positive_id", "positive")], dtype=np.int64)
-    anchor_keys = ids_of(rows, "anchor_id", "anchor")
+    anchors = list(rows[ANCHOR])
+    positive_index = np.asarray([pool_ids[pid] for pid in ids_of(rows, POSITIVE_ID, POSITIVE)], dtype=np.int64)
+    anchor_keys = ids_of(rows, ANCHOR_ID, ANCHOR)
     background_index = _draw_background(positive_index, anchor_keys, np.random.default_rng(seed))
 
     relevant_by_anchor: dict[str, set[int]] = {}
@@ -110,7 +111,7 @@ def prepare_task(data, split: str = "test", seed: int = 0, distractors: Sequence
         pool_texts=pool_texts,
         query_texts=[anchor_text[key] for key in relevant_by_anchor],
         query_relevant=[np.fromiter(sorted(values), dtype=np.int64) for values in relevant_by_anchor.values()],
-        coverage_texts=anchors + list(rows["positive"]),
+        coverage_texts=anchors + list(rows[POSITIVE]),
         distractors_from=distractors_from,
     )
 
@@ -145,16 +146,17 @@ def ranks_of_relevant(scores: np.ndarray, relevant: np.ndarray) -> np.ndarray:
 
 def ranking_metrics(score_rows: Callable[[slice], np.ndarray], task: TaskData, chunk: int = 256) -> dict[str, float]:
     """recall@10, recall@100 and MRR over the pool; `score_rows(slice)` gives [queries, pool] scores."""
-    recalls = {10: [], 100: []}
-    reciprocal_ranks = []
+    recalls: dict[int, list[float]] = {10: [], 100: []}
+    reciprocal_ranks: list[float] = []
     for start in range(0, len(task.query_texts), chunk):
         block = score_rows(slice(start, start + chunk))
         for row, relevant in zip(block, task.query_relevant[start : start + chunk]):
             ranks = ranks_of_relevant(row, relevant)
             for k in recalls:
-                recalls[k].append(np.mean(ranks <= k))
+                recalls[k].append(float(np.mean(ranks <= k)))
             reciprocal_ranks.append(1.0 / ranks.min())
-    return {"recall@10": float(np.mean(recalls[10])), "recall@100": float(np.mean(recalls[100])), "mrr": float(np.mean(reciprocal_ranks))}
+    return {"recall@10": float(np.mean(recalls[10])), "recall@100": float(np.mean(recalls[100])),
+            "mrr": float(np.mean(reciprocal_ranks))}
 
 
 def evaluate_encoder(encoder: Encoder, task: TaskData) -> dict[str, float]:
@@ -219,7 +221,7 @@ def evaluate_models(
     pairs: dict,
     encoders: dict[str, Encoder],
     *,
-    split: str = "test",
+    split: str = TEST,
     bm25: bool = True,
     sts_path: Path | None = None,
     seed: int = 0,

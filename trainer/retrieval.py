@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pintext.constants import ANCHOR, POSITIVE_ID, SEARCH, TEST
 from pintext.schemas import LocatedRecordError
 
 NDCG_K = 10
@@ -36,8 +37,8 @@ RECALL_K = 100
 MRR_K = 10
 METRICS = ("ndcg@10", "recall@100", "mrr@10")
 CSV_COLUMNS = ("query", "doc_id", "grade")
-PAIRS_TASK = "search"
-DEFAULT_PAIRS_SPLIT = "test"
+PAIRS_TASK = SEARCH
+DEFAULT_PAIRS_SPLIT = TEST
 
 
 # ---- judgments -------------------------------------------------------------------------------------------------
@@ -182,9 +183,9 @@ def read_pairs_judgments(folder: str | Path, split: str = DEFAULT_PAIRS_SPLIT, t
         raise LocatedRecordError(str(task_dir), "-", split, "no such split", f"splits: {', '.join(splits)}")
     rows = splits[split]
     judgments = Judgments(f"{task_dir}/{split}")
-    for row_no, (anchor, positive_id) in enumerate(zip(rows["anchor"], rows["positive_id"]), start=1):
-        anchor = _required(anchor, judgments.source, row_no, "anchor")
-        judgments.add(anchor, anchor, _required(positive_id, judgments.source, row_no, "positive_id"), 1)
+    for row_no, (anchor, positive_id) in enumerate(zip(rows[ANCHOR], rows[POSITIVE_ID]), start=1):
+        anchor = _required(anchor, judgments.source, row_no, ANCHOR)
+        judgments.add(anchor, anchor, _required(positive_id, judgments.source, row_no, POSITIVE_ID), 1)
     return judgments
 
 

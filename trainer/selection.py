@@ -20,12 +20,13 @@ from typing import Any
 import numpy as np
 from transformers import TrainerCallback
 
+from pintext.constants import SEARCH, VALIDATION
 from pintext.encoder import Encoder
 from pintext.pin_vectors import pin_vectors, unit_rows
 from pintext.schemas import pin_text
 from pintext.trainer.evaluate import TaskData, prepare_task, ranking_metrics
 
-MAIN_TASK = "search"
+MAIN_TASK = SEARCH
 
 
 def _ids_and_texts(pins_by_text: Mapping[str, dict]) -> list[tuple[str, str]]:
@@ -50,7 +51,8 @@ def pool_vectors(encoder: Encoder, task: TaskData, pins_by_text: Mapping[str, di
     return unit_rows(np.concatenate(parts))
 
 
-def validation_metrics(encoder: Encoder, task: TaskData, pins_by_text: Mapping[str, dict] | None = None) -> dict[str, float]:
+def validation_metrics(encoder: Encoder, task: TaskData,
+                       pins_by_text: Mapping[str, dict] | None = None) -> dict[str, float]:
     """recall@10, recall@100, MRR and their mean (`score`) for one task's validation split."""
     pool = pool_vectors(encoder, task, pins_by_text or {})
     queries = unit_rows(encoder.encode(task.query_texts))
@@ -64,10 +66,10 @@ class ValidationScorer:
 
     def __init__(self, pairs: dict, tasks: list[str], encoder_options: dict[str, Any] | None = None,
                  distractors: Sequence[dict] = ()) -> None:
-        self.tasks = [task for task in tasks if len(pairs[task]["validation"]) > 0]
+        self.tasks = [task for task in tasks if len(pairs[task][VALIDATION]) > 0]
         # The corpus pins join each pool as distractors: validation then ranks among the pins that will be served.
         self.pins_by_text = distractor_pins(distractors)
-        self.data = {task: prepare_task(pairs[task], split="validation", distractors=_ids_and_texts(self.pins_by_text))
+        self.data = {task: prepare_task(pairs[task], split=VALIDATION, distractors=_ids_and_texts(self.pins_by_text))
                      for task in self.tasks}
         self.encoder_options = encoder_options or {}
 
@@ -76,7 +78,7 @@ class ValidationScorer:
         return bool(self.tasks)
 
     def encoder(self, tokenizer, table: np.ndarray) -> Encoder:
-        return Encoder(tokenizer, table, unk_id=0, fingerprint="validation", **self.encoder_options)
+        return Encoder(tokenizer, table, unk_id=0, fingerprint=VALIDATION, **self.encoder_options)
 
     def metrics(self, tokenizer, table: np.ndarray) -> dict[str, dict[str, float]]:
         encoder = self.encoder(tokenizer, table)
@@ -188,7 +190,7 @@ def choose_fusion(pairs: dict, encoder: Encoder, task: str = MAIN_TASK,
     from pintext.fusion import FusionConfig
 
     pins_by_text = distractor_pins(distractors)
-    data = prepare_task(pairs[task], split="validation", distractors=_ids_and_texts(pins_by_text))
+    data = prepare_task(pairs[task], split=VALIDATION, distractors=_ids_and_texts(pins_by_text))
     relevant = [{str(index) for index in indices} for indices in data.query_relevant]
     depth = min(FUSION_DEPTH, len(data.pool_texts))
     pool = pool_vectors(encoder, data, pins_by_text)

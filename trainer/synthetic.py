@@ -12,9 +12,22 @@ import json
 import random
 from pathlib import Path
 
+from pintext.constants import (
+    ANCHOR,
+    ANCHOR_ID,
+    COUNT,
+    POSITIVE,
+    POSITIVE_ID,
+    RELATED,
+    SEARCH,
+    TASKS,
+    TEST,
+    TRAIN,
+    VALIDATION,
+    WEIGHT,
+)
 from pintext.schemas import pin_text
 
-TASKS = ("search", "related", "homefeed")
 FILLER_WORDS = ["the", "best", "ideas", "for", "with", "new", "easy", "diy", "my", "home"]
 SYLLABLES = ["ka", "lo", "mi", "ru", "ta", "ne", "so", "vi", "pe", "zu", "ba", "do", "fi", "gu", "ho", "ji"]
 
@@ -66,10 +79,10 @@ def make_pairs(
 
     def anchor_for(task: str, topic: int) -> tuple[str, str]:
         words = topics[topic]
-        if task == "search":
+        if task == SEARCH:
             query = " ".join(rng.sample(words[:query_words], rng.randint(1, 2)))
             return query, query
-        if task == "related":
+        if task == RELATED:
             subject = rng.choice(pins_by_topic[topic])
             return pin_text(subject), subject["id"]
         interests = " ".join(rng.sample(words, 3))
@@ -83,20 +96,20 @@ def make_pairs(
             positive = rng.choice(pins_by_topic[topic])
             rows.append(
                 {
-                    "anchor": anchor,
-                    "positive": pin_text(positive),
-                    "anchor_id": anchor_id,
-                    "positive_id": positive["id"],
-                    "count": 1,
-                    "weight": 1.0,
+                    ANCHOR: anchor,
+                    POSITIVE: pin_text(positive),
+                    ANCHOR_ID: anchor_id,
+                    POSITIVE_ID: positive["id"],
+                    COUNT: 1,
+                    WEIGHT: 1.0,
                 }
             )
         cut_train, cut_validation = int(0.8 * len(rows)), int(0.9 * len(rows))
         DatasetDict(
             {
-                "train": Dataset.from_list(rows[:cut_train]),
-                "validation": Dataset.from_list(rows[cut_train:cut_validation]),
-                "test": Dataset.from_list(rows[cut_validation:]),
+                TRAIN: Dataset.from_list(rows[:cut_train]),
+                VALIDATION: Dataset.from_list(rows[cut_train:cut_validation]),
+                TEST: Dataset.from_list(rows[cut_validation:]),
             }
         ).save_to_disk(str(out_dir / task))
     return out_dir

@@ -18,11 +18,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pintext.trainer.synthetic import TASKS
+from pintext.constants import ANCHOR, HOMEFEED, POSITIVE, RELATED, SEARCH, SPLITS, TASKS, TRAIN, VALIDATION
 
-PAIR_COLUMNS = ("anchor", "positive", "anchor_id", "positive_id", "count", "weight")
-SPLITS = ("train", "validation", "test")
-DEFAULT_TASK_WEIGHTS = {"search": 1.0, "related": 0.3, "homefeed": 0.3}
+DEFAULT_TASK_WEIGHTS = {SEARCH: 1.0, RELATED: 0.3, HOMEFEED: 0.3}
 TRAIN_CONFIG_FILE = "pintext_train.json"
 # The names of pintext.trainer.losses.LOSSES, here so that checking a config needs no torch (a test keeps them equal).
 LOSS_NAMES = ("pintext", "mnrl", "pintext+mnrl")
@@ -78,7 +76,7 @@ class TrainConfig:
 
     @property
     def name(self) -> str:
-        return "SR" if self.tasks == ["search"] else "MTL" if set(self.tasks) == set(TASKS) else "+".join(self.tasks)
+        return "SR" if self.tasks == [SEARCH] else "MTL" if set(self.tasks) == set(TASKS) else "+".join(self.tasks)
 
 
 def parse_task_weights(text: str | None) -> dict[str, float]:
@@ -111,18 +109,18 @@ def load_pairs(pairs_dir: str | Path, tasks: list[str]):
         for split in SPLITS:
             if split not in data:
                 raise PairDataError(f"{folder}: split {split!r} is missing (has {sorted(data)})")
-            missing = [column for column in ("anchor", "positive") if column not in data[split].column_names]
+            missing = [column for column in (ANCHOR, POSITIVE) if column not in data[split].column_names]
             if missing:
                 raise PairDataError(f"{folder}/{split}: field(s) {missing} missing (has {data[split].column_names})")
         loaded[task] = data
     return loaded
 
 
-def pair_texts(pairs: dict, split: str = "train"):
+def pair_texts(pairs: dict, split: str = TRAIN):
     """Every anchor and positive text of a split, over all given tasks (the vocabulary's source)."""
     for data in pairs.values():
-        yield from data[split]["anchor"]
-        yield from data[split]["positive"]
+        yield from data[split][ANCHOR]
+        yield from data[split][POSITIVE]
 
 
 CORPUS_REJECTED_FILE = "corpus.rejected.jsonl"
@@ -158,7 +156,7 @@ def document_texts(pairs: dict, corpus_texts: list[str]) -> list[str]:
     seen = dict.fromkeys(corpus_texts)
     for data in pairs.values():
         for split in SPLITS:
-            seen.update(dict.fromkeys(data[split]["positive"]))
+            seen.update(dict.fromkeys(data[split][POSITIVE]))
     return list(seen)
 
 
@@ -231,7 +229,8 @@ class TrainResult:
         }
 
 
-def train(pairs_dir: str | Path, out_dir: str | Path, config: TrainConfig, *, show_progress: bool = True) -> TrainResult:
+def train(pairs_dir: str | Path, out_dir: str | Path, config: TrainConfig, *,
+          show_progress: bool = True) -> TrainResult:
     """Train on `pairs_dir`, save the SentenceTransformer, its config, log and runtime into `out_dir`."""
     import torch
 
@@ -250,7 +249,8 @@ def train(pairs_dir: str | Path, out_dir: str | Path, config: TrainConfig, *, sh
         torch.set_num_threads(threads_before)  # process-wide: leave it as the caller had it
 
 
-def _train(pairs_dir, out_dir: Path, config: TrainConfig, show_progress: bool, use_cpu: bool, device: str) -> TrainResult:
+def _train(pairs_dir, out_dir: Path, config: TrainConfig, show_progress: bool, use_cpu: bool,
+           device: str) -> TrainResult:
     import datasets
     from datasets import DatasetDict
     from sentence_transformers import SentenceTransformerTrainer
@@ -265,9 +265,9 @@ def _train(pairs_dir, out_dir: Path, config: TrainConfig, show_progress: bool, u
 
     datasets.disable_progress_bars()  # per-split "Map" bars would bury the Rich bar; re-enabled below
     pairs = load_pairs(pairs_dir, config.tasks)
-    empty = [task for task in config.tasks if len(pairs[task]["train"]) == 0]
+    empty = [task for task in config.tasks if len(pairs[task][TRAIN]) == 0]
     if empty:
-        raise PairDataError(f"{pairs_dir}: no training pairs for task(s) {empty} (split 'train' is empty)")
+        raise PairDataError(f"{pairs_dir}: no training pairs for task(s) {empty} (split {TRAIN!r} is empty)")
     from pintext.schemas import pin_text
 
     corpus = load_corpus(pairs_dir, config.corpus, out_dir / CORPUS_REJECTED_FILE)
@@ -281,7 +281,7 @@ def _train(pairs_dir, out_dir: Path, config: TrainConfig, show_progress: bool, u
 
     train_sets = DatasetDict({task: _training_split(pairs[task], config.refit) for task in config.tasks})
     eval_sets = DatasetDict(
-        {task: pairs[task]["validation"].select_columns(["anchor", "positive"]) for task in config.tasks}
+        {task: pairs[task][VALIDATION].select_columns([ANCHOR, POSITIVE]) for task in config.tasks}
     )
     loss = {
         task: WeightedLoss(
@@ -296,7 +296,8 @@ def _train(pairs_dir, out_dir: Path, config: TrainConfig, show_progress: bool, u
     scorer = ValidationScorer(pairs, config.tasks, {"oov": oov}, distractors=corpus[:MAX_DISTRACTORS])
     if config.early_stopping and not config.refit and scorer.usable:
         steps_per_epoch = math.ceil(sum(len(data) for data in train_sets.values()) / config.batch_size)
-        stopper = EarlyStopping(word_module(model), scorer, every=max(1, steps_per_epoch // 2), patience=config.patience)
+        stopper = EarlyStopping(word_module(model), scorer, every=max(1, steps_per_epoch // 2),
+                                patience=config.patience)
         callbacks.append(stopper)
     if show_progress:
         callbacks.append(RichProgressCallback(config.name))
@@ -358,10 +359,10 @@ def _training_split(data, refit: bool):
     """A task's training pairs: the train split, or train + validation for a refit."""
     from datasets import concatenate_datasets
 
-    columns = ["anchor", "positive"]
+    columns = [ANCHOR, POSITIVE]
     if not refit:
-        return data["train"].select_columns(columns)
-    return concatenate_datasets([data["train"].select_columns(columns), data["validation"].select_columns(columns)])
+        return data[TRAIN].select_columns(columns)
+    return concatenate_datasets([data[TRAIN].select_columns(columns), data[VALIDATION].select_columns(columns)])
 
 
 def _silence_log_printer(trainer) -> None:
@@ -404,7 +405,7 @@ def _coverage_record(encoder, data) -> dict[str, Any]:
     """Per split: word coverage and how many texts got the zero vector (no known word)."""
     record = {}
     for split in SPLITS:
-        texts = list(data[split]["anchor"]) + list(data[split]["positive"])
+        texts = list(data[split][ANCHOR]) + list(data[split][POSITIVE])
         coverage = encoder.coverage(texts)
         record[split] = {
             "token_share": round(coverage.token_share, 4),
@@ -416,7 +417,8 @@ def _coverage_record(encoder, data) -> dict[str, Any]:
 
 def _training_log(history: list[dict[str, Any]]) -> dict[str, Any]:
     """Training loss per step and validation loss per task per evaluation, from the trainer's log history."""
-    steps = [{"step": entry["step"], "epoch": entry.get("epoch"), "loss": entry["loss"]} for entry in history if "loss" in entry]
+    steps = [{"step": entry["step"], "epoch": entry.get("epoch"), "loss": entry["loss"]}
+             for entry in history if "loss" in entry]
     validation = [
         {"step": entry["step"], "epoch": entry.get("epoch"), **{k: v for k, v in entry.items() if k.endswith("_loss")}}
         for entry in history
