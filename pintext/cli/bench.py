@@ -11,6 +11,8 @@ from typing import Annotated, Optional
 
 import typer
 
+from pintext.cli.errors import USAGE, fail
+
 PROFILE_NAMES = ("tiny", "quick", "full")
 
 
@@ -30,11 +32,11 @@ def bench(
     from pintext.bench.run import PROFILES, SECTIONS, run
 
     if profile not in PROFILES:
-        _fail(f"--profile must be one of {', '.join(PROFILES)}, got {profile!r}")
+        fail(f"--profile must be one of {', '.join(PROFILES)}, got {profile!r}", USAGE)
     sections = {part.strip() for part in only.split(",")} if only else None
     unknown = sorted((sections or set()) - {key for key, *_ in SECTIONS})
     if unknown:
-        _fail(f"--only: unknown section(s) {unknown}")
+        fail(f"--only: unknown section(s) {unknown}", USAGE)
     console = Console(stderr=True)
     report = run(profile, out, sections, log=lambda message: console.print(message, highlight=False))
     Console().print(f"[green]wrote[/] {out / 'REPORT.md'} and {out / 'report.json'} "
@@ -72,15 +74,15 @@ def lsh_tune(
     from rich.table import Table
 
     from pintext.encoder import Encoder
-    from pintext.lsh_tune import tune
     from pintext.lsh import RandomHyperplaneLSH
+    from pintext.lsh_tune import tune
 
     grids = {name: _int_list(name, text) for name, text in
              (("--tables", tables), ("--bits", bits), ("--probes", probes), ("--windows", windows))}
     try:
         encoder = Encoder.load(model)
     except (OSError, ValueError) as error:
-        _fail(f"cannot load the model: {error}")
+        fail(f"cannot load the model: {error}", USAGE)
     texts, ids = _read_pins(pins)
     corpus = encoder.encode(texts)
     known = np.flatnonzero(np.linalg.norm(corpus, axis=1) > 0)
@@ -97,12 +99,14 @@ def lsh_tune(
         rows = rng.permutation(len(corpus))[:sample]
         query_vectors, exclude = corpus[rows], rows
     if len(query_vectors) == 0 or len(corpus) < 10:
-        _fail("need at least one query with a known word and 10 pins with a known word")
+        fail("need at least one query with a known word and 10 pins with a known word", USAGE)
     console = Console(stderr=True)
     choice, reached, points = tune(corpus, query_vectors, grids["--tables"], grids["--bits"], grids["--probes"],
                                    grids["--windows"], target_recall, exclude_rows=exclude,
                                    on_config=lambda t, b: console.print(f"swept {t} tables x {b} bits",
                                                                         highlight=False))
+    if choice is None:
+        fail("no LSH setting of the grid is allowed (clause limit); widen the grid", USAGE)
     if write:
         lsh = RandomHyperplaneLSH(dim=encoder.dim, tables=choice.tables, bits=choice.bits)
         (model / "lsh.json").write_text(json.dumps(lsh.to_dict(), indent=2) + "\n", encoding="utf-8")
@@ -130,9 +134,7 @@ def lsh_tune(
 def _read_pins(path: Path) -> tuple[list[str], list[str]]:
     """Pin texts and ids; a bad line stops with its file, line and field."""
     from pintext.ingest.readers import read_records
-    from pintext.schemas import pin_text, validate_pin
-
-    from pintext.schemas import LocatedRecordError
+    from pintext.schemas import LocatedRecordError, pin_text, validate_pin
 
     texts, ids = [], []
     try:
@@ -140,7 +142,7 @@ def _read_pins(path: Path) -> tuple[list[str], list[str]]:
             texts.append(pin_text(pin))
             ids.append(pin["id"])
     except LocatedRecordError as error:
-        _fail(f"{error} (fix the line, or ingest with its dead letter and tune on what was indexed)")
+        fail(f"{error} (fix the line, or ingest with its dead letter and tune on what was indexed)", USAGE)
     return texts, ids
 
 
@@ -148,17 +150,10 @@ def _int_list(option: str, text: str) -> list[int]:
     try:
         values = [int(part) for part in text.split(",") if part.strip()]
     except ValueError:
-        _fail(f"{option}: expected comma-separated integers, got {text!r}")
+        fail(f"{option}: expected comma-separated integers, got {text!r}", USAGE)
     if not values or min(values) < 0:
-        _fail(f"{option}: expected non-negative integers, got {text!r}")
+        fail(f"{option}: expected non-negative integers, got {text!r}", USAGE)
     return values
-
-
-def _fail(message: str) -> None:
-    from rich.console import Console
-
-    Console(stderr=True).print(f"[bold red]error:[/] {message}", highlight=False)
-    raise typer.Exit(2)
 
 
 def register(app: typer.Typer) -> None:

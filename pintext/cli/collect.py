@@ -11,9 +11,9 @@ from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 
+from pintext.cli.errors import FAILURE, USAGE, fail
 from pintext.cli.servers import ServerGroup, lifecycle_app
 
 console = Console(stderr=True)
@@ -78,10 +78,14 @@ def collect(
     bootstrap: Annotated[str, typer.Option(help="Kafka bootstrap servers, HOST:PORT.")],
     topic: Annotated[str, typer.Option(help="Topic with engagement events, one JSON object per message.")],
     out: Annotated[Path, typer.Option(help="Folder for events.jsonl and rejected.jsonl (appended to).")],
-    group: Annotated[str, typer.Option(help="Consumer group; a restart with the same group resumes.")] = "pintext-collect",
+    group: Annotated[
+        str, typer.Option(help="Consumer group; a restart with the same group resumes.")
+    ] = "pintext-collect",
     pins: Annotated[Optional[Path], typer.Option(help="pins.jsonl: events naming other pins are rejected.")] = None,
     max_messages: Annotated[Optional[int], typer.Option(min=1, help="Stop after this many messages.")] = None,
-    idle_timeout: Annotated[Optional[float], typer.Option(min=0, help="Stop after this many seconds without a message.")] = None,
+    idle_timeout: Annotated[
+        Optional[float], typer.Option(min=0, help="Stop after this many seconds without a message.")
+    ] = None,
     batch_size: Annotated[int, typer.Option(min=1, help="Messages per write+fsync+commit.")] = 500,
     strict: Annotated[bool, typer.Option(help="Stop at the first bad message instead of dead-lettering it.")] = False,
 ) -> None:
@@ -106,11 +110,9 @@ def collect(
                 on_batch=lambda s: spinner.update(f"collecting {topic}: {s.consumed} consumed, {s.rejected} rejected"),
             )  # fmt: skip
     except LocatedRecordError as error:
-        console.print(f"[red]bad message[/red] {escape(str(error))} (strict mode: offsets committed up to it)")
-        raise typer.Exit(2) from None
+        fail(f"bad message {error} (strict mode: offsets committed up to it)", USAGE)
     except KafkaException as error:
-        console.print(f"[red]cannot consume from {escape(bootstrap)}:[/red] {escape(str(error))}")
-        raise typer.Exit(1) from None
+        fail(f"cannot consume from {bootstrap}: {error}", FAILURE)
     _print_collect_summary(config, stats)
 
 
@@ -140,7 +142,8 @@ def _print_collect_summary(config: object, stats: object) -> None:
         table.add_row(f"  {reason}", str(count))
     table.add_row("batches committed", str(stats.commits))
     table.add_row("stopped by", stats.stopped_by)
-    table.add_row("messages/s", f"{stats.messages_per_second:,.0f} ({stats.active_seconds:.2f}s active of {stats.seconds:.1f}s)")
+    rate = f"{stats.messages_per_second:,.0f} ({stats.active_seconds:.2f}s active of {stats.seconds:.1f}s)"
+    table.add_row("messages/s", rate)
     if stats.repaired_bytes:
         table.add_row("torn last line cut", f"{stats.repaired_bytes} bytes (re-read from Kafka)")
     for warning in stats.warnings:
@@ -152,36 +155,38 @@ def _print_collect_summary(config: object, stats: object) -> None:
 
 
 def produce(
-    events: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="JSONL(.gz) file; each line is sent as-is.")],
+    events: Annotated[
+        Path, typer.Argument(exists=True, dir_okay=False, help="JSONL(.gz) file; each line is sent as-is.")
+    ],
     bootstrap: Annotated[str, typer.Option(help="Kafka bootstrap servers, HOST:PORT.")],
     topic: Annotated[str, typer.Option(help="Topic to write to; created if missing.")],
     partitions: Annotated[int, typer.Option(min=1, help="Partitions when the topic is created.")] = 1,
 ) -> None:
     """Replay a JSONL file into a Kafka topic, keyed by user_id; reports how many messages were delivered."""
+    from confluent_kafka import KafkaException
     from rich.progress import Progress, SpinnerColumn, TextColumn
 
     from pintext.ingest.kafka_collector import produce_file
 
-    from confluent_kafka import KafkaException
-
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), console=console, transient=True) as progress:
         task = progress.add_task(f"producing {events} -> {topic}")
+
+        def on_line(n: int) -> None:
+            if n % 1000 == 0:
+                progress.update(task, description=f"producing {events} -> {topic}: {n} lines")
+
         try:
-            stats = produce_file(
-                events, bootstrap, topic, partitions,
-                on_line=lambda n: n % 1000 or progress.update(task, description=f"producing {events} -> {topic}: {n} lines"),
-            )  # fmt: skip
+            stats = produce_file(events, bootstrap, topic, partitions, on_line=on_line)
         except KafkaException as error:
-            console.print(f"[red]cannot produce to {escape(bootstrap)}:[/red] {escape(str(error))}")
-            raise typer.Exit(1) from None
+            fail(f"cannot produce to {bootstrap}: {error}", FAILURE)
     table = Table(title=f"pintext produce: {topic}", show_header=False)
     table.add_row("lines sent", str(stats.lines))
     table.add_row("delivered", str(stats.delivered))
     table.add_row("failed", str(stats.failed))
-    for error, count in stats.errors.most_common():
-        table.add_row(f"  {error}", str(count))
+    for reason, count in stats.errors.most_common():
+        table.add_row(f"  {reason}", str(count))
     table.add_row("topic created", "yes" if stats.topic_created else "no (existed)")
     table.add_row("seconds", f"{stats.seconds:.1f}")
     Console().print(table)
     if stats.failed:
-        raise typer.Exit(1)
+        raise typer.Exit(FAILURE)

@@ -7,6 +7,8 @@ from typing import Annotated, Optional
 
 import typer
 
+from pintext.cli.errors import USAGE, fail
+
 
 def export(
     index: Annotated[str, typer.Option("--index", help="Index name (or pattern, e.g. 'pins-*') the objects "
@@ -25,8 +27,7 @@ def export(
     try:
         text = export_ndjson(index)
     except ValueError as error:
-        typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(2) from None
+        fail(str(error), USAGE)
     if out is None:
         typer.echo(text, nl=False)
         return

@@ -10,6 +10,9 @@ from typing import Annotated, Optional
 
 import typer
 
+from pintext.cli.errors import USAGE, fail
+from pintext.constants import SPLITS
+
 
 def register(app: typer.Typer) -> None:
     """Add this module's commands to the main app."""
@@ -65,11 +68,15 @@ def pairs(
     save_weight: Annotated[float, typer.Option("--save-weight", min=0.0)] = 1.0,
     click_weight: Annotated[float, typer.Option("--click-weight", min=0.0)] = 0.5,
     min_count: Annotated[int, typer.Option("--min-count", min=1, help="Drop pairs engaged by fewer users.")] = 1,
-    max_per_anchor: Annotated[int, typer.Option("--max-per-anchor", min=1, help="Keep the N strongest pins per anchor.")] = 50,
+    max_per_anchor: Annotated[
+        int, typer.Option("--max-per-anchor", min=1, help="Keep the N strongest pins per anchor.")
+    ] = 50,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the hash split.")] = 0,
     val: Annotated[float, typer.Option("--val", min=0.0, max=0.9, help="Share of anchors in validation.")] = 0.1,
     test: Annotated[float, typer.Option("--test", min=0.0, max=0.9, help="Share of anchors in test.")] = 0.1,
-    strict: Annotated[bool, typer.Option("--strict", help="Stop at the first bad record instead of dead-lettering it.")] = False,
+    strict: Annotated[
+        bool, typer.Option("--strict", help="Stop at the first bad record instead of dead-lettering it.")
+    ] = False,
 ) -> None:
     """Turn engagement events into positive text pairs per task (search, related, homefeed), split by anchor;
     or add imported pairs as tasks of a pairs folder (`--import FILE --task NAME`, repeatable)."""
@@ -94,19 +101,17 @@ def pairs(
             if imports:
                 stats = build_imported_pairs(imports, out, options)
             else:
-                missing = [name for name, value in (("--events", events), ("--pins", pins), ("--users", users)) if value is None]
+                given = (("--events", events), ("--pins", pins), ("--users", users))
+                missing = [name for name, value in given if value is None]
                 if missing:
                     raise typer.BadParameter(f"missing {', '.join(missing)} (or use --import FILE --task NAME)")
                 stats = build_pairs(events, pins, users, out, options, report)  # type: ignore[arg-type]
     except RecordError as error:
-        console.print(f"[red]error:[/] {error}", highlight=False)
-        raise typer.Exit(2) from None
+        fail(str(error), USAGE)
     except FileNotFoundError as error:
-        console.print(f"[red]error:[/] no such file: {error.filename}", highlight=False)
-        raise typer.Exit(2) from None
+        fail(f"no such file: {error.filename}", USAGE)
     except ValueError as error:
-        console.print(f"[red]error:[/] {error}", highlight=False)
-        raise typer.Exit(2) from None
+        fail(str(error), USAGE)
     _print_pairs_summary(console, out, stats, {task for _, task in imports})
 
 
@@ -118,7 +123,8 @@ def _paired_imports(import_files: list[Path], tasks: list[str], events: Optional
         raise typer.BadParameter("use either --events (rebuilds every task) or --import/--task, not both")
     if len(import_files) != len(tasks):
         raise typer.BadParameter(
-            f"{len(import_files)} --import but {len(tasks)} --task: give one --task NAME per --import FILE, in the same order"
+            f"{len(import_files)} --import but {len(tasks)} --task: "
+            "give one --task NAME per --import FILE, in the same order"
         )
     return list(zip(import_files, tasks))
 
@@ -129,14 +135,14 @@ def _print_pairs_summary(console, out: Path, stats: dict, imported: set[str]) ->
     from rich.table import Table
 
     table = Table(title=f"pairs in {out}")
-    for column in ("task", "train", "validation", "test", "anchors", "no shared word"):
+    for column in ("task", *SPLITS, "anchors", "no shared word"):
         table.add_column(column, justify="left" if column == "task" else "right")
     for name, info in stats["tasks"].items():
         splits = info["splits"]
         share = info["zero_word_overlap_share"]
         table.add_row(
             name,
-            *(str(splits[split]["pairs"]) for split in ("train", "validation", "test")),
+            *(str(splits[split]["pairs"]) for split in SPLITS),
             str(sum(split["anchors"] for split in splits.values())),
             "-" if share is None else f"{share:.1%}",
         )

@@ -29,8 +29,18 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from pintext.cli.serve import (CaCertsOption, InsecureOption, ModelOption, PasswordOption, UrlOption, UserOption,
-                               fail, open_client, reports_unreachable_node)
+from pintext.cli.errors import FAILURE, USAGE, fail
+from pintext.cli.serve import (
+    CaCertsOption,
+    InsecureOption,
+    ModelOption,
+    PasswordOption,
+    UrlOption,
+    UserOption,
+    open_client,
+    reports_unreachable_node,
+)
+from pintext.constants import TEST
 
 SYSTEMS = ("bm25", "exact", "served", "hybrid")
 NODE_SYSTEMS = ("bm25", "served", "hybrid")
@@ -64,11 +74,11 @@ def read_judgments(path: Path, queries: Path | None, split: str) -> Any:
     try:
         judgments = load_judgments(path, queries, split)
     except RecordError as error:
-        fail(str(error))
+        fail(str(error), USAGE)
     except (FileNotFoundError, UnicodeDecodeError) as error:
-        fail(f"{getattr(error, 'filename', None) or path}: cannot read the judgments ({error})")
+        fail(f"{getattr(error, 'filename', None) or path}: cannot read the judgments ({error})", USAGE)
     if not judgments.relevant_queries():
-        fail(f"{path}: no query has a relevant (grade > 0) judgment")
+        fail(f"{path}: no query has a relevant (grade > 0) judgment", USAGE)
     return judgments
 
 
@@ -142,7 +152,7 @@ def pintext_command(args: list[str], node: Node) -> subprocess.CompletedProcess:
                                env=node.environment())
     if completed.returncode != 0:
         last = (completed.stderr.strip().splitlines() or ["(no message)"])[-1]
-        fail(f"`pintext {args[0]}` failed (exit {completed.returncode}): {last}")
+        fail(f"`pintext {args[0]}` failed (exit {completed.returncode}): {last}", FAILURE)
     return completed
 
 
@@ -167,7 +177,7 @@ def holds_corpus(client: Any, index: str, marker: dict) -> bool:
     if recorded and recorded.get("corpus_sha256") != marker["corpus_sha256"]:
         fail(f"index {index!r} holds another corpus (sha256 {recorded.get('corpus_sha256', '?')[:12]}, this one "
              f"{marker['corpus_sha256'][:12]}): pass another --index or delete it (pintext index delete "
-             f"--index {index})")
+             f"--index {index})", USAGE)
     return (recorded.get("model_fingerprint") == marker["model_fingerprint"]
             and recorded.get("docs") == client.count(index=index)["count"])
 
@@ -217,7 +227,7 @@ def prepare_index(node: Node, model: Path, corpus: dict, fingerprint: str, index
     docs = client.count(index=name)["count"]
     if docs > corpus["pins"]:
         fail(f"index {name!r} holds {docs} docs but the corpus has {corpus['pins']} pins: it holds other "
-             f"documents too; pass a fresh --index")
+             f"documents too; pass a fresh --index", USAGE)
     kept = {key: summary.get(key) for key in ("indexed", "created", "updated", "rejected", "rejected_by_reason",
                                               "seconds", "docs_per_second")}
     record_corpus(client, name, marker, kept)
@@ -252,7 +262,7 @@ def bm25_rankings(client: Any, index: str, texts: dict[str, str], advance: Any) 
         responses = client.msearch(index=index, body=lines)["responses"]
         for qid, response in zip(batch, responses):
             if "error" in response:
-                fail(f"BM25 search for {texts[qid]!r} failed: {response['error']}")
+                fail(f"BM25 search for {texts[qid]!r} failed: {response['error']}", FAILURE)
             rankings[qid] = [(hit["_id"], float(hit["_score"])) for hit in response["hits"]["hits"]]
         advance(len(batch))
     return rankings
@@ -313,7 +323,7 @@ def search_command_rankings(node: Node, model: Path, index: str, texts: dict[str
             errors.seek(0)
             last = (errors.read().strip().splitlines() or ["(no message)"])[-1]
             fail(f"`pintext search` failed (exit {process.returncode}, {len(rankings)} of {len(qids)} queries "
-                 f"answered): {last}")
+                 f"answered): {last}", FAILURE)
     return {"rankings": rankings, "command": "pintext " + shlex.join(args), "modes": dict(modes),
             "took_ms_median": sorted(took)[len(took) // 2] if took else 0.0}
 
@@ -555,7 +565,7 @@ def eval_retrieval(
     model: ModelOption = None,
     queries: Annotated[Optional[Path], typer.Option("--queries", exists=True, dir_okay=False,
                                                     help="qid<TAB>text, for TREC qrels.")] = None,
-    split: Annotated[str, typer.Option("--split", help="Split of a pairs folder's search task.")] = "test",
+    split: Annotated[str, typer.Option("--split", help="Split of a pairs folder's search task.")] = TEST,
     index: Annotated[Optional[str], typer.Option("--index", help="Index to ingest into and search; default "
                                                  "pintext-eval-<model fingerprint>-<corpus hash>.")] = None,
     systems: Annotated[str, typer.Option("--systems", help="Comma-separated: bm25,exact,served,hybrid.")]
@@ -572,17 +582,17 @@ def eval_retrieval(
     began = time.perf_counter()
     chosen = parse_systems(systems)
     if model is None:
-        fail("no model: pass --model MODEL or set PINTEXT_MODEL")
+        fail("no model: pass --model MODEL or set PINTEXT_MODEL", USAGE)
     out.mkdir(parents=True, exist_ok=True)
     judged_all = read_judgments(judgments, queries, split)
     pins, corpus_summary = read_corpus(corpus, out)
     judged, absent = judged_all.restricted_to({pin["id"] for pin in pins})
     if not judged.relevant_queries():
-        fail(f"{judgments}: none of the relevant judged docs is in the corpus {corpus}")
+        fail(f"{judgments}: none of the relevant judged docs is in the corpus {corpus}", USAGE)
     try:
         encoder = Encoder.load(model)
     except (OSError, ValueError) as error:
-        fail(f"cannot load the model: {error}")
+        fail(f"cannot load the model: {error}", USAGE)
     qids = judged.relevant_queries()
     texts = {qid: judged.queries[qid] for qid in qids}
     node = Node(url, user, password, ca_certs, insecure)

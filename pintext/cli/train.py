@@ -5,19 +5,24 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
+
+from pintext.cli.errors import FAILURE, USAGE, fail
+from pintext.constants import SEARCH, TASKS, TEST, VALIDATION
 
 DEFAULT_DIM = 256
 DEFAULT_LOSS = "pintext"
 DEFAULT_LR = 0.01
-TASKS_HELP = "Comma-separated tasks: search,related,homefeed. 'search' alone trains PinText-SR, all three PinText-MTL."
+TASKS_HELP = (f"Comma-separated tasks: {','.join(TASKS)}. '{SEARCH}' alone trains PinText-SR, "
+              "all three PinText-MTL.")
 
 
 def _config(
-    tasks: str, loss: str, dim: int, epochs: float, batch_size: int, lr: float, sampling: str, task_weights: Optional[str],
-    margin: float, negatives: int, radius: float, min_count: int, max_vocab: int, seed: int, float16: bool,
+    tasks: str, loss: str, dim: int, epochs: float, batch_size: int, lr: float, sampling: str,
+    task_weights: Optional[str], margin: float, negatives: int, radius: float, min_count: int, max_vocab: int,
+    seed: int, float16: bool,
     threads: int = 0, init: str = "lexical", corpus: Optional[Path] = None, early_stopping: bool = True,
     patience: int = 3, hash_unseen: bool = True,
 ):
@@ -37,8 +42,6 @@ def _config(
 
 def _tasks_in(pairs: Path, tasks: Optional[str]) -> list[str]:
     """The tasks asked for, or every task folder the pairs folder has."""
-    from pintext.trainer.synthetic import TASKS
-
     if tasks:
         return [task.strip() for task in tasks.split(",") if task.strip()]
     if not pairs.is_dir():
@@ -64,7 +67,7 @@ def fit(pairs: Path, out: Path, config, *, tune: bool, budget: float, refit: boo
     else:
         result, selection = train(pairs, out, config, show_progress=show_progress), {}
     loaded = load_pairs(pairs, result.config.tasks)
-    if "search" in loaded and len(loaded["search"]["validation"]) > 0:
+    if SEARCH in loaded and len(loaded[SEARCH][VALIDATION]) > 0:
         corpus = load_corpus(pairs, result.config.corpus, rejected=None)  # training dead-lettered its bad lines
         fusion, record = choose_fusion(loaded, Encoder.load(out), distractors=corpus[:MAX_DISTRACTORS])
         fusion.save(out)
@@ -85,15 +88,6 @@ def _print_trial(trial) -> None:
     Console(stderr=True).print(line, highlight=False)
 
 
-def _fail(message: str) -> None:
-    from rich.console import Console
-    from rich.markup import escape
-
-    # soft_wrap: keep paths whole for copy-paste; escape: messages quote fields like ['positive'].
-    Console(stderr=True, soft_wrap=True).print(f"[bold red]error:[/] {escape(message)}", highlight=False)
-    raise typer.Exit(code=2)
-
-
 def _print_train_result(result) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -102,7 +96,7 @@ def _print_train_result(result) -> None:
     for key, value in result.summary().items():
         table.add_row(key, str(value))
     for task, record in result.coverage.items():
-        test = record["test"]
+        test = record[TEST]
         table.add_row(f"{task} test coverage", f"tokens {test['token_share']:.3f}, texts {test['text_share']:.3f}")
     Console().print(table)
 
@@ -149,7 +143,6 @@ def run_eval(
     from pintext.encoder import Encoder
     from pintext.trainer.evaluate import default_sts_path, evaluate_models, random_encoder
     from pintext.trainer.report import write_report
-    from pintext.trainer.synthetic import TASKS
     from pintext.trainer.train import TRAIN_LOG_FILE, load_pairs
 
     available = [task for task in (tasks or TASKS) if (pairs / task).is_dir()]
@@ -166,7 +159,9 @@ def run_eval(
     results = evaluate_models(pair_data, encoders, split=split, bm25=bm25, sts_path=sts_path)
     if out is not None:
         logs = {
-            _model_name(d): json.loads((d / TRAIN_LOG_FILE).read_text()) for d in model_dirs if (d / TRAIN_LOG_FILE).is_file()
+            _model_name(d): json.loads((d / TRAIN_LOG_FILE).read_text())
+            for d in model_dirs
+            if (d / TRAIN_LOG_FILE).is_file()
         }
         notes = [
             f"Pairs: `{pairs}`, split `{split}`. Candidate pool per task: all distinct positives of the task "
@@ -182,7 +177,8 @@ def register(app: typer.Typer) -> None:
 
     @app.command("train")
     def train_command(
-        pairs: Path = typer.Option(..., "--pairs", help="Pairs folder from `pintext pairs` (DIR/<task>/ DatasetDicts)."),
+        pairs: Path = typer.Option(..., "--pairs",
+                                   help="Pairs folder from `pintext pairs` (DIR/<task>/ DatasetDicts)."),
         out: Path = typer.Option(..., "--out", help="Model folder to write (SentenceTransformer + runtime/)."),
         tasks: Optional[str] = typer.Option(None, help=TASKS_HELP + " Default: every task in the pairs folder."),
         loss: Optional[str] = typer.Option(None, help="pintext (the paper's hinge), mnrl (in-batch negatives) or "
@@ -190,8 +186,10 @@ def register(app: typer.Typer) -> None:
         dim: int = typer.Option(DEFAULT_DIM, help="Embedding dimension."),
         epochs: float = typer.Option(10.0, help="Most epochs; early stopping on validation decides."),
         batch_size: int = typer.Option(256, help="Pairs per batch (one task per batch)."),
-        lr: Optional[float] = typer.Option(None, help="Learning rate (AdamW, linear decay). Default: chosen on validation."),
-        sampling: str = typer.Option("proportional", help="Which task each batch comes from: proportional or round-robin."),
+        lr: Optional[float] = typer.Option(None, help="Learning rate (AdamW, linear decay). "
+                                           "Default: chosen on validation."),
+        sampling: str = typer.Option("proportional", help="Which task each batch comes from: "
+                                     "proportional or round-robin."),
         task_weights: Optional[str] = typer.Option(None, help="Loss weight per task, e.g. search=1,related=0.3 "
                                                    "(fixes them; default: chosen on validation)."),
         tune: bool = typer.Option(True, "--tune/--no-tune", help="Choose loss, learning rate and task weights on the "
@@ -206,9 +204,10 @@ def register(app: typer.Typer) -> None:
         seed: int = typer.Option(0, help="Random seed."),
         float16: bool = typer.Option(False, "--float16", help="Store the runtime table as float16."),
         threads: int = typer.Option(0, help="torch CPU threads (0 = all cores; 1 is faster on a busy shared machine)."),
-        init: str = typer.Option("lexical", help="Start of the word table: lexical (IDF-scaled random directions) or random."),
-        corpus: Optional[Path] = typer.Option(None, "--corpus", help="Pins JSONL whose words join the vocabulary and IDF "
-                                              "(default: PAIRS/pins.jsonl)."),
+        init: str = typer.Option("lexical", help="Start of the word table: lexical (IDF-scaled random directions) "
+                                 "or random."),
+        corpus: Optional[Path] = typer.Option(None, "--corpus", help="Pins JSONL whose words join the vocabulary "
+                                              "and IDF (default: PAIRS/pins.jsonl)."),
         early_stopping: bool = typer.Option(True, "--early-stopping/--no-early-stopping",
                                             help="Score validation every half epoch and keep the best table."),
         patience: int = typer.Option(3, help="Validation scores without gain before training stops."),
@@ -224,7 +223,7 @@ def register(app: typer.Typer) -> None:
                              sampling, task_weights, margin, negatives, radius, min_count, max_vocab, seed, float16,
                              threads, init, corpus, early_stopping, patience, hash_unseen)
         except ValueError as error:
-            _fail(str(error))
+            fail(str(error), USAGE)
         from pintext.trainer.train import PairDataError
 
         try:
@@ -232,8 +231,10 @@ def register(app: typer.Typer) -> None:
                                     losses=(loss,) if loss else None, lrs=(lr,) if lr else None,
                                     tune_weights=task_weights is None, single_task_candidate=tasks is None,
                                     show_progress=not json_output)
-        except (PairDataError, FileNotFoundError, ValueError, RuntimeError) as error:
-            _fail(str(error))
+        except (PairDataError, FileNotFoundError, ValueError) as error:
+            fail(str(error), USAGE)
+        except RuntimeError as error:
+            fail(str(error), FAILURE)
         if json_output:
             typer.echo(json.dumps({**result.summary(), "coverage": result.coverage, "selection": selection}, indent=2))
         else:
@@ -247,12 +248,13 @@ def register(app: typer.Typer) -> None:
     def eval_command(
         model: Path = typer.Option(..., "--model", help="Model folder (its runtime/ is what gets evaluated)."),
         pairs: Path = typer.Option(..., "--pairs", help="Pairs folder from `pintext pairs`."),
-        split: str = typer.Option("test", help="Split to evaluate: test or validation."),
+        split: str = typer.Option(TEST, help=f"Split to evaluate: {TEST} or {VALIDATION}."),
         baseline: list[Path] = typer.Option([], "--baseline", help="More model folders to compare (repeatable)."),
         bm25: bool = typer.Option(False, "--bm25", help="Add BM25 (bm25s) over the same candidate pool."),
         random: bool = typer.Option(False, "--random", help="Add a random-initialized model with the same vocabulary."),
         out: Optional[Path] = typer.Option(None, "--out", help="Report folder: report.md, results.json, PNG plots."),
-        sts: Optional[Path] = typer.Option(None, "--sts", help="STS Benchmark TSV (default: $PINTEXT_STS_DIR/sts-dev.csv)."),
+        sts: Optional[Path] = typer.Option(None, "--sts",
+                                           help="STS Benchmark TSV (default: $PINTEXT_STS_DIR/sts-dev.csv)."),
         json_output: bool = typer.Option(False, "--json", help="Print {model: {task: {metric: value}}} as JSON."),
     ) -> None:
         """Evaluate models per task: pairwise accuracy, recall@10/100, MRR, word coverage, STS Spearman."""
@@ -262,7 +264,7 @@ def register(app: typer.Typer) -> None:
         try:
             results = run_eval([model, *baseline], pairs, split=split, bm25=bm25, random=random, out=out, sts=sts)
         except (PairDataError, RuntimeArtifactError, FileNotFoundError, ValueError) as error:
-            _fail(str(error))
+            fail(str(error), USAGE)
         if json_output:
             typer.echo(json.dumps(results, indent=2))
         else:
@@ -278,14 +280,16 @@ def register(app: typer.Typer) -> None:
         dim: int = typer.Option(DEFAULT_DIM, help="Embedding dimension."),
         batch_size: int = typer.Option(256, help="Pairs per batch."),
         loss: Optional[str] = typer.Option(None, help="pintext, mnrl or pintext+mnrl (default: chosen on validation)."),
-        task_weights: Optional[str] = typer.Option(None, help="MTL loss weight per task (default: chosen on validation)."),
+        task_weights: Optional[str] = typer.Option(None, help="MTL loss weight per task "
+                                                   "(default: chosen on validation)."),
         tune: bool = typer.Option(True, "--tune/--no-tune", help="Choose settings on validation (as `pintext train`)."),
         budget: float = typer.Option(600.0, help="Seconds each model's choice may take."),
         seed: int = typer.Option(0, help="Random seed."),
         threads: int = typer.Option(0, help="torch CPU threads (0 = all cores)."),
         json_output: bool = typer.Option(False, "--json", help="Print the evaluation as JSON."),
     ) -> None:
-        """One command: train PinText-SR and PinText-MTL, evaluate them with BM25 and a random model, write the report."""
+        """One command: train PinText-SR and PinText-MTL, evaluate them with BM25 and a random model, write the
+        report."""
         from pintext.trainer.train import PairDataError, TrainConfig, parse_task_weights
 
         try:
@@ -293,16 +297,18 @@ def register(app: typer.Typer) -> None:
                                loss=loss or DEFAULT_LOSS, seed=seed, threads=threads,
                                task_weights=parse_task_weights(task_weights))
             base.validate()
-            options = dict(tune=tune, budget=budget, refit=False, losses=(loss,) if loss else None,
+            options: dict[str, Any] = dict(tune=tune, budget=budget, refit=False, losses=(loss,) if loss else None,
                            show_progress=not json_output)
-            single, _ = fit(pairs, out / "SR", replace(base, tasks=["search"]), **options)
+            single, _ = fit(pairs, out / "SR", replace(base, tasks=[SEARCH]), **options)
             # MTL: every task, its weights chosen on validation unless given; search alone is not a candidate here.
             multi, _ = fit(pairs, out / "MTL", base, tune_weights=task_weights is None, single_task_candidate=False,
                            **options)
-            results = run_eval([multi.model_dir, single.model_dir], pairs, split="test", bm25=True, random=True,
+            results = run_eval([multi.model_dir, single.model_dir], pairs, split=TEST, bm25=True, random=True,
                                out=out / "report", sts=None)
-        except (PairDataError, FileNotFoundError, ValueError, RuntimeError) as error:
-            _fail(str(error))
+        except (PairDataError, FileNotFoundError, ValueError) as error:
+            fail(str(error), USAGE)
+        except RuntimeError as error:
+            fail(str(error), FAILURE)
         speeds = {r.config.name: r.summary() for r in (single, multi)}
         (out / "report" / "training.json").write_text(json.dumps(speeds, indent=2) + "\n")
         if json_output:
