@@ -1,8 +1,8 @@
 """Encoding benchmark: texts/s of `pintext.Encoder` vs the same model through sentence-transformers vs MiniLM.
 
 Same pin texts for all, one process. Each rate is the fastest of a few passes (the pass least disturbed by
-other load on the machine; two passes for MiniLM). all-MiniLM-L6-v2 runs on a prefix of the texts (it is ~1000x slower), which the
-report states. Memory is the bytes of each model's parameters (the word table for PinText).
+other load on the machine; two passes for MiniLM). all-MiniLM-L6-v2 runs on a prefix of the texts (it is ~1000x
+slower), which the report states. Memory is the bytes of each model's parameters (the word table for PinText).
 """
 
 from __future__ import annotations

@@ -11,8 +11,20 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from pintext.lsh_tune import (CLAUSE_COST, MAX_QUERY_CLAUSES, RESCORE_COST, BucketIndex, GridPoint,  # noqa: F401
-                              choose, cost_of, exact_top_k, recall_at_k, sweep_config, tune, unit_rows)
+from pintext.lsh_tune import (  # noqa: F401
+    CLAUSE_COST,
+    MAX_QUERY_CLAUSES,
+    RESCORE_COST,
+    BucketIndex,
+    GridPoint,
+    choose,
+    cost_of,
+    exact_top_k,
+    recall_at_k,
+    sweep_config,
+    tune,
+    unit_rows,
+)
 
 
 def fit_cost_model(clauses: Sequence[float], postings: Sequence[float], rescored: Sequence[float],

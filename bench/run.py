@@ -17,7 +17,7 @@ import traceback
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -84,6 +84,16 @@ class Context:
     queries: np.ndarray | None = None
     lsh_choice: Any = None
     node: Any = None
+
+
+_T = TypeVar("_T")
+
+
+def ready(value: _T | None, what: str) -> _T:
+    """A Context field an earlier section fills (SECTIONS names what each section needs, so `run` orders them)."""
+    if value is None:
+        raise RuntimeError(f"{what} is not ready: the section that makes it has not run")
+    return value
 
 
 def repo_root() -> Path:
@@ -156,8 +166,9 @@ def section_encode(ctx: Context, report: Report) -> None:
     from pintext.bench import encode as encode_bench
     from pintext.encoder import Encoder
 
-    pins, texts, ids = _pins_texts_and_ids(ctx.pins_file)
-    markdown, data = encode_bench.run(ctx.model_dir, texts[:ctx.profile.encode_texts], ctx.profile.minilm_texts)
+    pins_file, model_dir = ready(ctx.pins_file, "the pins file"), ready(ctx.model_dir, "the model")
+    pins, texts, ids = _pins_texts_and_ids(pins_file)
+    markdown, data = encode_bench.run(model_dir, texts[:ctx.profile.encode_texts], ctx.profile.minilm_texts)
     report.add("encode", "Encoding speed", markdown, data, 0.0)
     report.goal("Encoder vs all-MiniLM-L6-v2", ">= 300x texts/s", data["encoder_vs_minilm"],
                 data["encoder_vs_minilm"] >= 300)
@@ -166,11 +177,11 @@ def section_encode(ctx: Context, report: Report) -> None:
     # The corpus as the index holds it (pintext.pin_vectors, as ingest embeds); pins with no vector are not ranked.
     from pintext.pin_vectors import pin_vectors
 
-    encoder = Encoder.load(ctx.model_dir)
+    encoder = Encoder.load(model_dir)
     vectors = pin_vectors(encoder, pins)
     known = np.linalg.norm(vectors, axis=1) > 0
     ctx.corpus, ctx.ids = vectors[known], [pin_id for pin_id, ok in zip(ids, known) if ok]
-    query_texts = [json.loads(line) for line in (ctx.pins_file.parent / "queries.jsonl").read_text().splitlines()]
+    query_texts = [json.loads(line) for line in (pins_file.parent / "queries.jsonl").read_text().splitlines()]
     query_vectors = encoder.encode(query_texts)
     query_vectors = query_vectors[np.linalg.norm(query_vectors, axis=1) > 0]
     rng = np.random.default_rng(0)
@@ -183,13 +194,14 @@ def section_tune(ctx: Context, report: Report) -> None:
     from pintext.lsh import RandomHyperplaneLSH
 
     profile = ctx.profile
-    sample = ctx.queries[:profile.tune_queries]
-    choice, reached, points = lsh_sim.tune(ctx.corpus, sample, profile.tables, profile.bits, profile.probes,
+    corpus, model_dir = ready(ctx.corpus, "the corpus vectors"), ready(ctx.model_dir, "the model")
+    sample = ready(ctx.queries, "the query vectors")[:profile.tune_queries]
+    choice, reached, points = lsh_sim.tune(corpus, sample, profile.tables, profile.bits, profile.probes,
                                            profile.windows, profile.target_recall,
                                            on_config=lambda t, b: ctx.log(f"  swept {t}x{b}"))
     ctx.lsh_choice = choice
-    lsh = RandomHyperplaneLSH(dim=ctx.corpus.shape[1], tables=choice.tables, bits=choice.bits)
-    (ctx.model_dir / "lsh.json").write_text(json.dumps(lsh.to_dict(), indent=2) + "\n")
+    lsh = RandomHyperplaneLSH(dim=corpus.shape[1], tables=choice.tables, bits=choice.bits)
+    (model_dir / "lsh.json").write_text(json.dumps(lsh.to_dict(), indent=2) + "\n")
     plot = _plot_sweep(points, ctx.out / "lsh_sweep.png")
     best_rows = sorted(points, key=lambda p: p.cost)
     frontier = [p for i, p in enumerate(best_rows) if p.recall > max([q.recall for q in best_rows[:i]] or [-1])]
@@ -266,8 +278,9 @@ def section_node(ctx: Context, report: Report) -> None:
 def section_ingest(ctx: Context, report: Report) -> None:
     from pintext.bench import ingest as ingest_bench
 
+    dim = ready(ctx.corpus, "the corpus vectors").shape[1]
     markdown, data = ingest_bench.run(ctx.node.client, ctx.node.url, ctx.pins_file, ctx.model_dir, bench_index(ctx),
-                                      ctx.corpus.shape[1], len(ctx.ids))
+                                      dim, len(ctx.ids))
     report.add("ingest", "Ingest", markdown, data, 0.0)
 
 
@@ -277,23 +290,24 @@ def bench_index(ctx: Context) -> str:
 
 def section_retrieval(ctx: Context, report: Report) -> None:
     from pintext.bench import retrieval
-    from pintext.ingest.indexer import load_or_create_lsh
     from pintext.bench.lsh_sim import MAX_QUERY_CLAUSES
+    from pintext.ingest.indexer import load_or_create_lsh
     from pintext.lsh import DEFAULT_BITS, DEFAULT_TABLES, RandomHyperplaneLSH
 
-    lsh = load_or_create_lsh(ctx.model_dir, ctx.corpus.shape[1])
+    corpus = ready(ctx.corpus, "the corpus vectors")
+    lsh = load_or_create_lsh(ctx.model_dir, corpus.shape[1])
     choice = ctx.lsh_choice
     # OpenSearch refuses a bool query of more than 1024 clauses (indices.query.bool.max_clause_count).
     probes = sorted(p for p in {0, choice.probes, min(choice.probes + 1, lsh.bits)}
                     if lsh.tables * (1 + p) <= MAX_QUERY_CLAUSES)
     windows = sorted({choice.window, max(10, choice.window // 2), choice.window * 2})
-    queries = ctx.queries[:ctx.profile.node_queries]
+    queries = ready(ctx.queries, "the query vectors")[:ctx.profile.node_queries]
     # On extra token fields of the same index: the project default (what an untuned install gets), and a
     # many-tables, many-bits config (few postings, many rare terms) so the cost fit can tell clauses from postings.
     others = [RandomHyperplaneLSH(dim=lsh.dim, tables=tables, bits=bits)
               for tables, bits in dict.fromkeys([(DEFAULT_TABLES, DEFAULT_BITS), (128, 14)])
               if (tables, bits) != (lsh.tables, lsh.bits)] if ctx.profile.extra_lsh_fields else []
-    rows, extra = retrieval.run(ctx.node.client, bench_index(ctx), lsh, ctx.ids, ctx.corpus, queries, probes,
+    rows, extra = retrieval.run(ctx.node.client, bench_index(ctx), lsh, ctx.ids, corpus, queries, probes,
                                 windows, ctx.profile.exact_queries, hnsw=ctx.profile.hnsw, log=ctx.log,
                                 other_configs=others, other_probes=(0, 1), other_windows=(choice.window,))
     plot = retrieval.plot(rows, ctx.out / "recall_vs_latency.png")
@@ -303,7 +317,7 @@ def section_retrieval(ctx: Context, report: Report) -> None:
                  f"Lucene HNSW index build (bulk + refresh) took {extra.get('hnsw_build_seconds', float('nan')):.1f} s."
                  if ctx.profile.hnsw else "Lucene HNSW: not run in this profile.")
     markdown = "\n".join([
-        f"Real node, index `{bench_index(ctx)}` ({len(ctx.ids):,} pins, dim {ctx.corpus.shape[1]}, tuned LSH "
+        f"Real node, index `{bench_index(ctx)}` ({len(ctx.ids):,} pins, dim {corpus.shape[1]}, tuned LSH "
         f"{lsh.tables}x{lsh.bits}). {len(queries)} benchmark queries ({extra['exact_queries']} for the exact "
         "baseline, which scores every pin); recall@10 against numpy brute-force cosine. Latency is client-side "
         "wall time per request; QPS with 4 threads is queries / wall time with 4 concurrent clients. "

@@ -8,10 +8,11 @@ the dead letter with its line number; with `strict=True` the first such line rai
 from __future__ import annotations
 
 import gzip
+import io
 import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from pintext.ingest.deadletter import DeadLetter
 from pintext.schemas import WHOLE_RECORD, LocatedRecordError, RecordError
@@ -27,7 +28,7 @@ class ReportedElsewhere:
         return None
 
 
-def open_binary(path: str | Path) -> IO[bytes]:
+def open_binary(path: str | Path) -> io.BufferedIOBase:
     """Open a file for reading bytes, transparently un-gzipping `.gz` files."""
     path = Path(path)
     if path.suffix == ".gz":

@@ -198,7 +198,8 @@ class Encoder:
             )
         if tokenizer.get_vocab_size() != config["vocab_size"]:
             raise RuntimeArtifactError(
-                f"{where}: field 'vocab_size' is {config['vocab_size']}, tokenizer.json has {tokenizer.get_vocab_size()}"
+                f"{where}: field 'vocab_size' is {config['vocab_size']}, "
+                f"tokenizer.json has {tokenizer.get_vocab_size()}"
             )
 
     @property
@@ -246,11 +247,13 @@ class Encoder:
         # unseen ones are hashed in. A text with none keeps an all-zero row.
         counted = lengths if self.oov is not None else np.bincount(rows[known], minlength=len(texts))
         weights = (1.0 / np.maximum(counted, 1)[rows[known]]).astype(np.float32)
-        mean_weights = scipy.sparse.csr_matrix((weights, (rows[known], ids[known])), shape=(len(texts), self.vocab_size))
+        mean_weights = scipy.sparse.csr_matrix((weights, (rows[known], ids[known])),
+                                               shape=(len(texts), self.vocab_size))
         vectors = np.asarray(mean_weights @ self._table, dtype=np.float32)
         if self.oov is not None:
             for index in np.unique(rows[~known]):  # only texts with an unseen word take this slower path
-                unseen = [word for word, word_id in zip(words(texts[index]), per_text[index]) if word_id == self._unk_id]
+                unseen = [word for word, word_id in zip(words(texts[index]), per_text[index])
+                          if word_id == self._unk_id]
                 vectors[index] += sum(self._oov_vector(word) for word in unseen) / lengths[index]
         return vectors
 

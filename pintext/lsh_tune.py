@@ -90,7 +90,7 @@ def unit_rows(vectors: np.ndarray) -> np.ndarray:
 
 
 def exact_top_k(corpus_unit: np.ndarray, queries_unit: np.ndarray, k: int,
-                exclude_rows: Sequence[int] | None = None, max_cells: int = 1 << 25) -> np.ndarray:
+                exclude_rows: np.ndarray | Sequence[int] | None = None, max_cells: int = 1 << 25) -> np.ndarray:
     """Brute-force cosine top-k corpus rows per query [queries, k], best first; ties by smaller row.
 
     `exclude_rows[i]` (>= 0) removes that row from query i's results (a pin used as its own query).
@@ -254,7 +254,8 @@ def allowed(tables: int, bits: int, probes: int) -> bool:
 
 def sweep_config(corpus_unit: np.ndarray, queries_unit: np.ndarray, truth: np.ndarray, tables: int, bits: int,
                  probes_grid: Iterable[int], windows: Iterable[int], k: int = TUNE_K, seed: int = DEFAULT_SEED,
-                 exclude_rows: Sequence[int] | None = None, below_cost: float = float("inf")) -> list[GridPoint]:
+                 exclude_rows: np.ndarray | Sequence[int] | None = None,
+                 below_cost: float = float("inf")) -> list[GridPoint]:
     """Every (probes, window) point of one (tables, bits) config: recall@k and work per query.
 
     `truth` is the exact top-k rows per query ([queries, k], from `exact_top_k`); recall is tie-aware.
@@ -303,7 +304,8 @@ def _good_pins(cosines: np.ndarray, kth_best: np.ndarray, own: np.ndarray) -> tu
     """
     slack = 1e-6  # float32 cosines of equal vectors may differ in the last bit
     cosines[np.flatnonzero(own >= 0), own[own >= 0]] = -np.inf
-    return np.nonzero(cosines >= kth_best[:, None] - slack)
+    queries, rows = np.nonzero(cosines >= kth_best[:, None] - slack)
+    return queries, rows
 
 
 def _first_stage_ranks(counts: np.ndarray, good: tuple[np.ndarray, np.ndarray], windows: Sequence[int],
@@ -373,7 +375,7 @@ def choose(points: Sequence[GridPoint], target_recall: float) -> tuple[GridPoint
 
 def tune(corpus: np.ndarray, queries: np.ndarray, tables_grid: Iterable[int], bits_grid: Iterable[int],
          probes_grid: Iterable[int], windows: Iterable[int], target_recall: float = DEFAULT_TARGET_RECALL,
-         k: int = TUNE_K, seed: int = DEFAULT_SEED, exclude_rows: Sequence[int] | None = None,
+         k: int = TUNE_K, seed: int = DEFAULT_SEED, exclude_rows: np.ndarray | Sequence[int] | None = None,
          on_config: Callable[[int, int], None] | None = None,
          prune: bool = False) -> tuple[GridPoint | None, bool, list[GridPoint]]:
     """Sweep the grid and choose; returns (choice, reached, points swept).
@@ -390,7 +392,7 @@ def tune(corpus: np.ndarray, queries: np.ndarray, tables_grid: Iterable[int], bi
             if prune and _out_of_reach(points, tables, target_recall):
                 continue  # fewer bits of these tables already fell short: more bits only lower recall
             best, reached = choose(points, target_recall)
-            bound = best.cost if prune and reached else float("inf")
+            bound = best.cost if prune and reached and best is not None else float("inf")
             points += sweep_config(corpus_unit, queries_unit, truth, tables, bits, probes_grid, windows, k, seed,
                                    exclude_rows, below_cost=bound)
             if on_config:

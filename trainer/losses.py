@@ -98,7 +98,8 @@ class WeightedLoss(nn.Module):
         return self.weight * self.loss(sentence_features, labels)
 
     def get_config_dict(self) -> dict[str, Any]:
-        inner = self.loss.get_config_dict() if hasattr(self.loss, "get_config_dict") else {}
+        get_config_dict = getattr(self.loss, "get_config_dict", None)
+        inner = get_config_dict() if callable(get_config_dict) else {}
         return {"weight": self.weight, "loss": type(self.loss).__name__, **inner}
 
 
@@ -167,7 +168,8 @@ LOSSES = {"pintext": _hinge, "mnrl": _mnrl, "pintext+mnrl": _hinge_and_mnrl}
 IN_BATCH_NEGATIVES = {"mnrl", "pintext+mnrl"}
 
 
-def build_loss(kind: str, model: SentenceTransformer, *, margin: float, negatives: int, radius: float | None) -> nn.Module:
+def build_loss(kind: str, model: SentenceTransformer, *, margin: float, negatives: int,
+               radius: float | None) -> nn.Module:
     """The loss object registered under `kind` (see LOSSES)."""
     if kind not in LOSSES:
         raise ValueError(f"--loss must be one of {', '.join(LOSSES)}, got {kind!r}")

@@ -9,7 +9,9 @@ the zero vector, exactly as the numpy `pintext.Encoder` computes it.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -47,10 +49,11 @@ class WordMeanEmbedding(StaticEmbedding):
 
         self._word_ids = WordIds(self.tokenizer, UNK_ID)
 
-    def preprocess(self, inputs: list[str], prompt: str | None = None, **kwargs) -> dict[str, torch.Tensor]:
-        """Token ids and bag offsets, through the same exact fast word lookup as the numpy Encoder."""
+    def preprocess(self, inputs: Sequence[Any], prompt: str | None = None, **kwargs) -> dict[str, torch.Tensor]:
+        """Token ids and bag offsets of texts (the only input this module takes), through the same exact fast word
+        lookup as the numpy Encoder."""
         if prompt:
-            inputs = self._prepend_prompt(inputs, prompt)
+            inputs = self._prepend_prompt(list(inputs), prompt)
         per_text = self._word_ids(list(inputs))
         lengths = [len(ids) for ids in per_text]
         offsets = torch.from_numpy(np.cumsum([0] + lengths[:-1]))
@@ -58,9 +61,9 @@ class WordMeanEmbedding(StaticEmbedding):
         return {"input_ids": input_ids, "offsets": offsets}
 
     @classmethod
-    def load(cls, model_name_or_path: str, **kwargs) -> "WordMeanEmbedding":
+    def load(cls, model_name_or_path: str, *args: Any, **kwargs: Any) -> "WordMeanEmbedding":
         """Load what `save` wrote (the parent's loader would rebuild a plain StaticEmbedding)."""
-        plain = StaticEmbedding.load(model_name_or_path, **kwargs)
+        plain = StaticEmbedding.load(model_name_or_path, *args, **kwargs)
         return cls(plain.tokenizer, embedding_weights=plain.embedding.weight.detach())
 
     def table(self) -> np.ndarray:
