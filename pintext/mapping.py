@@ -31,3 +31,19 @@ def pins_index_body(dim: int, meta: dict | None = None, shards: int = 1, replica
     body["settings"]["index"]["number_of_shards"] = int(shards)
     body["settings"]["index"]["number_of_replicas"] = int(replicas)
     return body
+
+
+# The vector field of an Elasticsearch 8 pins index: cosine, and `flat` (no HNSW graph), so a `knn` query whose
+# filter passes the rescore window's ids scores exactly those pins by their exact cosine.
+ELASTICSEARCH_VECTOR = {"type": "dense_vector", "index": True, "similarity": "cosine",
+                        "index_options": {"type": "flat"}}
+
+
+def pins_index_body_elasticsearch(dim: int, meta: dict | None = None, shards: int = 1, replicas: int = 0) -> dict:
+    """The Elasticsearch 8 pins index: `pins_index_body` (the same fields, analyzers, `dynamic: false` and
+    `_meta`) with the vector as a `dense_vector` (`ELASTICSEARCH_VECTOR`) instead of OpenSearch's `knn_vector`, and
+    without the k-NN plugin's `index.knn` setting."""
+    body = pins_index_body(dim, meta, shards=shards, replicas=replicas)
+    body["settings"]["index"].pop("knn", None)
+    body["mappings"]["properties"][VECTOR_FIELD] = {**copy.deepcopy(ELASTICSEARCH_VECTOR), "dims": int(dim)}
+    return body
