@@ -140,3 +140,17 @@ def test_model_preprocess_matches_the_tokenizer(mtl):
     features = module.preprocess(texts)
     assert features["input_ids"].tolist() == [i for e in encodings for i in e.ids]
     assert features["offsets"].tolist() == list(np.cumsum([0] + [len(e.ids) for e in encodings[:-1]]))
+
+
+@pytest.mark.parametrize(("raised", "code"), [(PairDataError("bad pairs"), 2), (RuntimeError("training broke"), 1)])
+def test_train_exit_code_says_whose_fault(pairs_dir, tmp_path, monkeypatch, raised, code):
+    """pintext.cli.errors: bad input is a usage error (2), a failure of the work itself is 1."""
+    import pintext.cli.train as train_cli
+
+    def broken_fit(*_args, **_kwargs):
+        raise raised
+
+    monkeypatch.setattr(train_cli, "fit", broken_fit)
+    result = CliRunner().invoke(app, ["train", "--pairs", str(pairs_dir), "--out", str(tmp_path / "m")])
+    assert result.exit_code == code
+    assert f"error: {raised}" in result.output
