@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from pintext.servers import elasticsearch_node as es_node
+from tests.fixtures_engines import unavailable
 
 
 def parse_yml(text: str) -> dict[str, str]:
@@ -76,8 +77,10 @@ DIM = 16
 
 @pytest.fixture(scope="module")
 def es(elasticsearch_node):
-    from elasticsearch import Elasticsearch
-
+    try:
+        from elasticsearch import Elasticsearch
+    except ImportError:
+        unavailable("the Elasticsearch client", "pip install 'pintext[elasticsearch]'")
     return Elasticsearch(elasticsearch_node.url, request_timeout=60)
 
 
@@ -204,3 +207,13 @@ def test_up_status_down_with_a_private_home():
     finally:
         pintext_command("down", env=env)
         shutil.rmtree(home, ignore_errors=True)
+
+
+def test_managed_url_is_the_recorded_one_else_the_configured_one(monkeypatch, tmp_path):
+    monkeypatch.setenv("PINTEXT_HOME", str(tmp_path))
+    monkeypatch.setenv("PINTEXT_ELASTICSEARCH_PORT", "9477")
+    assert es_node.managed_url() == "http://127.0.0.1:9477"
+    state = es_node.managed_node().state_file
+    state.parent.mkdir(parents=True)
+    state.write_text('{"url": "http://127.0.0.1:9488"}')
+    assert es_node.managed_url() == "http://127.0.0.1:9488"

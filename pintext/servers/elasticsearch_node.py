@@ -99,3 +99,8 @@ def check_version(version: str | None) -> None:
         raise ElasticsearchNodeError(
             f"Elasticsearch {version!r} is not managed by PinText; the managed version is {ELASTICSEARCH_VERSION}"
         )
+
+
+def managed_url() -> str:
+    """The URL of the managed node: the one `up` recorded, else the configured one."""
+    return managed_node().address()
