@@ -37,6 +37,10 @@ SEARCH_TEMPLATE_ID = "pintext-search"
 TEXT_FIELDS = ("title", "description", "board.text", "annotations.text")
 DEFAULT_K = 10
 DEFAULT_WINDOW = 500  # an untuned index's rescore window; a tuned index stores its own in `_meta`
+# OpenSearch 2.x and Elasticsearch 8 score BM25 with Lucene's LegacyBM25Similarity, which multiplies each term's
+# score by (k1 + 1) = 2.2 (k1 = 1.2, Lucene's default); OpenSearch 3 (Lucene 10) uses BM25Similarity, which does
+# not. Boosting the legacy engines' BM25 by 1 / (k1 + 1) gives every engine the same scores (same ids and order).
+LEGACY_BM25_BOOST = 1.0 / 2.2
 # Hits each side of a hybrid search contributes to the fusion (at least k).
 DEFAULT_FUSION_DEPTH = 100
 # Fields sent back with each hit: everything but the vector, which is large and only the rescore needs.
@@ -74,11 +78,15 @@ def _ids_clause(ids: Sequence[str]) -> dict:
     return {"ids": {"values": list(ids)}}
 
 
-def bm25_query(text: str, exclude_ids: Sequence[str] = (), filters: Filters = NO_FILTERS) -> dict:
-    """Lucene BM25 (the engine's defaults) of `text` over the pin's text fields."""
+def bm25_query(text: str, exclude_ids: Sequence[str] = (), filters: Filters = NO_FILTERS,
+               boost: float = 1.0) -> dict:
+    """Lucene BM25 (the engine's defaults) of `text` over the pin's text fields; `boost` scales the scores
+    (`LEGACY_BM25_BOOST` on engines whose Lucene scores BM25 the legacy way)."""
     if not text.strip():
         raise ValueError("a BM25 query needs some text")
-    match = {"multi_match": {"query": text, "fields": list(TEXT_FIELDS)}}
+    match: dict = {"multi_match": {"query": text, "fields": list(TEXT_FIELDS)}}
+    if boost != 1.0:
+        match["multi_match"]["boost"] = boost
     if not exclude_ids and not filters:
         return match
     query: dict = {"bool": {"must": [match]}}
@@ -86,12 +94,31 @@ def bm25_query(text: str, exclude_ids: Sequence[str] = (), filters: Filters = NO
     return query
 
 
-def bm25_body(text: str, k: int = DEFAULT_K, exclude_ids: Sequence[str] = (), filters: Filters = NO_FILTERS) -> dict:
+def bm25_body(text: str, k: int = DEFAULT_K, exclude_ids: Sequence[str] = (), filters: Filters = NO_FILTERS,
+              boost: float = 1.0) -> dict:
     """A complete `_search` body for BM25 alone (also the fallback for a query with no known word)."""
     if k <= 0:
         raise ValueError(f"k must be positive, got {k}")
-    return {"size": int(k), "query": bm25_query(text, exclude_ids, filters),
+    return {"size": int(k), "query": bm25_query(text, exclude_ids, filters, boost),
             "_source": {"excludes": list(SOURCE_EXCLUDES)}}
+
+
+# Lucene's default k1. `LegacyBM25Similarity` (Elasticsearch 8, OpenSearch 2.x) multiplies every BM25 term score by
+# (k1 + 1); `BM25Similarity` (OpenSearch 3) does not. A query boosted by 1 / (k1 + 1) on a legacy engine scores as
+# BM25Similarity does.
+BM25_K1 = 1.2
+LEGACY_BM25_BOOST = 1.0 / (1.0 + BM25_K1)
+
+
+def legacy_bm25_body(text: str, k: int = DEFAULT_K, exclude_ids: Sequence[str] = (),
+                     filters: Filters = NO_FILTERS) -> dict:
+    """`bm25_body` for an engine scoring with Lucene's `LegacyBM25Similarity`: the same `multi_match` (fields,
+    analyzers, ids and order), boosted by `LEGACY_BM25_BOOST`, so its scores equal `BM25Similarity`'s."""
+    body = bm25_body(text, k, exclude_ids, filters)
+    query = body["query"]
+    match = query["multi_match"] if "multi_match" in query else query["bool"]["must"][0]["multi_match"]
+    match["boost"] = LEGACY_BM25_BOOST
+    return body
 
 
 def knn_score_script(vector: Vector) -> dict:

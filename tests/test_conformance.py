@@ -149,7 +149,14 @@ def run(*args: str) -> str:
     return result.stdout
 
 
-@pytest.fixture(scope="module", params=list(ENGINES))
+def engine_params() -> list[Any]:
+    """One param per engine, marked with its server's marker (`-m opensearch` runs the OpenSearch ones)."""
+    marks = {"opensearch": pytest.mark.opensearch, "elasticsearch": pytest.mark.elasticsearch}
+    return [pytest.param(engine_id, id=engine_id, marks=[marks[name]] if name in marks else [])
+            for engine_id, (name, _) in ENGINES.items()]
+
+
+@pytest.fixture(scope="module", params=engine_params())
 def served(request, corpus, tmp_path_factory) -> Served:
     name, node_fixture = ENGINES[request.param]
     index = f"conformance-{uuid.uuid4().hex[:8]}"

@@ -85,6 +85,11 @@ class OpenSearchEngine:
             self._version = str(self.client.info()["version"]["number"])
         return self._version
 
+    @property
+    def bm25_boost(self) -> float:
+        """OpenSearch 2.x scores BM25 the legacy way ((k1 + 1) x OpenSearch 3's): boost it back to 3's scores."""
+        return queries.LEGACY_BM25_BOOST if int(self.version.split(".")[0]) < 3 else 1.0
+
     # ---- indices and aliases -------------------------------------------------------------------------------
 
     def exists(self, index: str) -> bool:
@@ -207,7 +212,8 @@ class OpenSearchEngine:
 
     def bm25(self, index: str, text: str, k: int, filters: Filters = NO_FILTERS,
              exclude_ids: Sequence[str] = ()) -> list[SearchHit]:
-        response = self.client.search(index=index, body=queries.bm25_body(text, k, exclude_ids, filters))
+        body = queries.bm25_body(text, k, exclude_ids, filters, boost=self.bm25_boost)
+        response = self.client.search(index=index, body=body)
         return rank([bm25_hit(raw) for raw in response["hits"]["hits"]])
 
     def get(self, index: str, pin_id: str) -> tuple[dict, np.ndarray | None]:
@@ -225,7 +231,7 @@ class OpenSearchEngine:
         return [(f"GET {index}/_search", body)]
 
     def bm25_request(self, index: str, text: str, k: int, filters: Filters = NO_FILTERS) -> tuple[str, dict]:
-        return f"GET {index}/_search", queries.bm25_body(text, k, filters=filters)
+        return f"GET {index}/_search", queries.bm25_body(text, k, filters=filters, boost=self.bm25_boost)
 
     def _rescored_hit(self, raw: dict, tokens: Sequence[str]) -> SearchHit:
         source, held = hit_source(raw)
