@@ -103,24 +103,6 @@ def bm25_body(text: str, k: int = DEFAULT_K, exclude_ids: Sequence[str] = (), fi
             "_source": {"excludes": list(SOURCE_EXCLUDES)}}
 
 
-# Lucene's default k1. `LegacyBM25Similarity` (Elasticsearch 8, OpenSearch 2.x) multiplies every BM25 term score by
-# (k1 + 1); `BM25Similarity` (OpenSearch 3) does not. A query boosted by 1 / (k1 + 1) on a legacy engine scores as
-# BM25Similarity does.
-BM25_K1 = 1.2
-LEGACY_BM25_BOOST = 1.0 / (1.0 + BM25_K1)
-
-
-def legacy_bm25_body(text: str, k: int = DEFAULT_K, exclude_ids: Sequence[str] = (),
-                     filters: Filters = NO_FILTERS) -> dict:
-    """`bm25_body` for an engine scoring with Lucene's `LegacyBM25Similarity`: the same `multi_match` (fields,
-    analyzers, ids and order), boosted by `LEGACY_BM25_BOOST`, so its scores equal `BM25Similarity`'s."""
-    body = bm25_body(text, k, exclude_ids, filters)
-    query = body["query"]
-    match = query["multi_match"] if "multi_match" in query else query["bool"]["must"][0]["multi_match"]
-    match["boost"] = LEGACY_BM25_BOOST
-    return body
-
-
 def knn_score_script(vector: Vector) -> dict:
     """The k-NN plugin's exact cosine scoring script over the stored `vector` field."""
     return {

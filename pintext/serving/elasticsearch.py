@@ -15,7 +15,9 @@ behind the choice):
    `(1 + cos) / 2`; `cosine_from_es_score` maps it back.
 
 BM25 is the same `multi_match` over the same standard-analyzed fields as OpenSearch (`pintext.queries.bm25_body`),
-boosted by 1 / (k1 + 1) so that Elasticsearch's legacy BM25 gives OpenSearch 3's scores (`bm25_body`).
+boosted by 1 / (k1 + 1) (`pintext.queries.LEGACY_BM25_BOOST`): Elasticsearch 8 scores BM25 with Lucene's
+`LegacyBM25Similarity`, which multiplies each term's score by (k1 + 1) = 2.2, and OpenSearch 3 with
+`BM25Similarity`, which does not; boosted, the scores are OpenSearch 3's.
 Writes go through `elasticsearch.helpers.streaming_bulk` (retries on 429 with backoff; whole-batch retries on
 connection errors, safe because docs are keyed by pin id). Aliases move with one `_aliases` call (atomic).
 """
@@ -63,8 +65,6 @@ MAX_WINDOW = 10_000
 # field: sorting on `_id` is disabled in Elasticsearch 8).
 TIE_SORT = [{"_score": {"order": "desc"}}, {"id": {"order": "asc"}}]
 IDS_PLACEHOLDER = "<the ids request 1 returns, in its order>"
-# 1 / (k1 + 1) for Lucene's default k1 = 1.2 (see `bm25_body`).
-BM25_BOOST = 1.0 / 2.2
 INSTALL_HINT = "pip install 'pintext[elasticsearch]'"
 
 
@@ -119,18 +119,6 @@ def rescore_body(vector: Sequence[float], ids: Sequence[str], k: int) -> dict:
            "filter": {"ids": {"values": ids}}}
     return {"size": int(k), "query": {"knn": knn}, "sort": [dict(clause) for clause in TIE_SORT],
             "track_total_hits": False, "_source": {"excludes": list(queries.SOURCE_EXCLUDES)}}
-
-
-def bm25_body(text: str, k: int, exclude_ids: Sequence[str] = (), filters: Filters = NO_FILTERS) -> dict:
-    """`pintext.queries.bm25_body` with the `multi_match` boosted by `BM25_BOOST`, so that its scores are
-    OpenSearch's: Elasticsearch 8 scores BM25 with Lucene's `LegacyBM25Similarity`, which multiplies every term's
-    score by (k1 + 1) = 2.2; OpenSearch 3 uses Lucene's `BM25Similarity`, which does not. The boost is the one
-    difference: same fields, analyzers, ids and order."""
-    body = queries.bm25_body(text, k, exclude_ids, filters)
-    query = body["query"]
-    match = query["multi_match"] if "multi_match" in query else query["bool"]["must"][0]["multi_match"]
-    match["boost"] = BM25_BOOST
-    return body
 
 
 def search_requests(index: str, query: VectorQuery, ids: Sequence[str] | None = None) -> list[tuple[str, dict]]:
@@ -288,7 +276,8 @@ class ElasticsearchEngine:
 
     def bm25(self, index: str, text: str, k: int, filters: Filters = NO_FILTERS,
              exclude_ids: Sequence[str] = ()) -> list[SearchHit]:
-        return rank([bm25_hit(raw) for raw in self._search(index, bm25_body(text, k, exclude_ids, filters))])
+        body = queries.bm25_body(text, k, exclude_ids, filters, boost=queries.LEGACY_BM25_BOOST)
+        return rank([bm25_hit(raw) for raw in self._search(index, body)])
 
     def get(self, index: str, pin_id: str) -> tuple[dict, np.ndarray | None]:
         not_found = _client_module().NotFoundError
@@ -306,7 +295,8 @@ class ElasticsearchEngine:
         return search_requests(index, query)
 
     def bm25_request(self, index: str, text: str, k: int, filters: Filters = NO_FILTERS) -> tuple[str, dict]:
-        return f"GET {index}/_search", bm25_body(text, k, filters=filters)
+        # Elasticsearch 8 scores BM25 the legacy way ((k1 + 1) x OpenSearch 3's): boosted back to 3's scores.
+        return f"GET {index}/_search", queries.bm25_body(text, k, filters=filters, boost=queries.LEGACY_BM25_BOOST)
 
 
 def _error_type(error: Any) -> str | None:
