@@ -312,10 +312,9 @@ def _error_type(error: Any) -> str | None:
 
 def managed_node_url() -> str:
     """The URL of the node `pintext elasticsearch up` manages (the one it recorded, else the configured port)."""
-    from pintext.servers import elasticsearch_node
+    from pintext.servers.elasticsearch_node import managed_url
 
-    managed_url = getattr(elasticsearch_node, "managed_url", None)
-    return managed_url() if managed_url else elasticsearch_node.managed_node().address()
+    return managed_url()
 
 
 def resolve_url(url: str | None = None) -> str:
