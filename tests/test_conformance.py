@@ -301,6 +301,16 @@ def test_cli_search_with_filters_matches_the_searcher(served, corpus):
     assert model_snapshot(corpus.model) == before
 
 
+def test_engine_auto_names_the_engine_that_answers(served):
+    from pintext.serving.engines import choose_engine
+
+    if served.engine_id == "local":
+        assert choose_engine("local", EngineOptions()) == "local"
+        return
+    url = served.cli[served.cli.index("--url") + 1]
+    assert choose_engine("auto", EngineOptions(url=url)) == ENGINES[served.engine_id][0]
+
+
 # ---- rollout: promote under continuous search ------------------------------------------------------------------
 
 

@@ -24,12 +24,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Any, NoReturn, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
-from pintext.cli.errors import USAGE
-from pintext.cli.errors import fail as report_error
+from pintext.cli.errors import FAILURE, USAGE, fail
 
 DEFAULT_INDEX = "pins"
 DEFAULT_LOCAL_DIR = Path("pintext-local-index")
@@ -83,11 +82,6 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of 
 ExplainOption = Annotated[bool, typer.Option("--explain", help="Show matching tokens and first-stage/final scores.")]
 
 
-def fail(message: str, code: int = USAGE) -> NoReturn:
-    """Stop a serving command with one error line (pintext.cli.errors); serving errors are usage errors."""
-    report_error(message, code)
-
-
 @dataclass(frozen=True)
 class Target:
     """Where serving commands go: an engine (by name, or auto) and how to reach it."""
@@ -126,13 +120,13 @@ class Connection:
     def encoder(self) -> Any:
         if self._encoder is None:
             if self.model_dir is None:
-                fail("no model: pass --model MODEL or set PINTEXT_MODEL")
+                fail("no model: pass --model MODEL or set PINTEXT_MODEL", USAGE)
             from pintext.encoder import Encoder
 
             try:
                 self._encoder = Encoder.load(self.model_dir)
             except (OSError, ValueError) as error:
-                fail(f"cannot load the model: {error}")
+                fail(f"cannot load the model: {error}", USAGE)
         return self._encoder
 
     @property
@@ -143,7 +137,7 @@ class Connection:
         try:
             return read_model_lsh(self.model_dir, self.encoder.dim)
         except ValueError as error:
-            fail(str(error))
+            fail(str(error), USAGE)
 
     # ---- the engine and the index --------------------------------------------------------------------------
 
@@ -160,9 +154,9 @@ class Connection:
             try:
                 self._engine = open_engine(self.target.engine.value, self.target.options())
             except EngineUnreachableError as error:
-                fail(str(error), 1)
+                fail(str(error), FAILURE)
             except (EngineError, ValueError) as error:
-                fail(str(error))
+                fail(str(error), USAGE)
         return self._engine
 
     @property
@@ -206,7 +200,7 @@ class Connection:
                 try:
                     self._lsh = family_from_dict(meta["lsh"])
                 except ValueError as error:
-                    fail(f"index {self.write_index}: {error}")
+                    fail(f"index {self.write_index}: {error}", USAGE)
             else:
                 self._lsh = self.model_lsh or default_lsh(self.encoder.dim)
         return self._lsh
@@ -231,7 +225,7 @@ class Connection:
         try:
             check_meta(self.write_index, self.index_meta() or {}, self.expected_meta(), str(self.model_dir))
         except IndexMismatchError as error:
-            fail(str(error))
+            fail(str(error), USAGE)
 
     def searcher(self) -> Any:
         """A searcher over the alias users search, refusing an index built for another model."""
@@ -244,17 +238,17 @@ class Connection:
             searcher = Searcher.for_index(self.engine, self.name)
         except IndexNotFoundError:
             fail(f"index {self.name!r} does not exist in {self.engine.describe()}: create it with "
-                 "`pintext index create` or `pintext ingest FILE`")
+                 "`pintext index create` or `pintext ingest FILE`", USAGE)
         except IndexMismatchError as error:
-            fail(str(error))
+            fail(str(error), USAGE)
         try:
             searcher.check(self.expected_meta(searcher.family), str(self.model_dir))
         except IndexMismatchError as error:
             waiting = version_name(self.name, self.encoder.fingerprint)
             if waiting != self.name and self.engine.exists(waiting):
                 fail(f"{error} This model's index {waiting!r} exists but does not serve yet: "
-                     f"pintext index promote --index {self.name} --model {self.model_dir}")
-            fail(str(error))
+                     f"pintext index promote --index {self.name} --model {self.model_dir}", USAGE)
+            fail(str(error), USAGE)
         return searcher
 
 
@@ -280,7 +274,7 @@ def open_client(url: str | None, user: str | None, password: str | None, ca_cert
         if ping:
             client.info()
     except Exception as error:  # noqa: BLE001 - any failure to reach the node is reported the same way
-        fail(f"cannot reach OpenSearch{where}: {error}{advice}", 1)
+        fail(f"cannot reach OpenSearch{where}: {error}{advice}", FAILURE)
     return client
 
 
@@ -446,7 +440,7 @@ def index_delete(index: IndexOption = DEFAULT_INDEX, url: UrlOption = None, user
     serving = conn.engine.alias_target(index)
     if version is not None:
         if version == serving and version != index:
-            fail(f"{version!r} serves {index!r}: promote another version first, or delete the whole name")
+            fail(f"{version!r} serves {index!r}: promote another version first, or delete the whole name", USAGE)
         typer.echo(f"{'deleted' if conn.engine.delete(version) else 'absent'}: {version}")
         return
     doomed = [index] if serving == index else versions(conn.engine, index)
@@ -467,7 +461,7 @@ def index_info(index: IndexOption = DEFAULT_INDEX, url: UrlOption = None, user: 
     info = describe(conn.engine, index)
     serving = next((row for row in info["versions"] if row["serving"]), None)
     if serving is None and not info["versions"]:
-        fail(f"index {index!r} does not exist in {conn.engine.describe()}")
+        fail(f"index {index!r} does not exist in {conn.engine.describe()}", USAGE)
     # The serving version's figures at the top level, as `index info` printed them before versioning.
     head = ({"index": serving["index"], "docs": serving["docs"], "shards": serving["shards"],
              "replicas": serving["replicas"], "health": serving["health"], "meta": serving["meta"]}
@@ -493,11 +487,11 @@ def index_promote(model: ModelOption = None, index: IndexOption = DEFAULT_INDEX,
     if conn.engine.exists(target):
         conn.engine.refresh(target)
         if not allow_empty and conn.engine.count(target) == 0:
-            fail(f"{target!r} holds no pins yet: ingest first (or pass --allow-empty)")
+            fail(f"{target!r} holds no pins yet: ingest first (or pass --allow-empty)", USAGE)
     try:
         done = promote(conn.engine, index, conn.encoder.fingerprint, delete_old=delete_old)
     except (IndexNotFoundError, ValueError) as error:
-        fail(str(error))
+        fail(str(error), USAGE)
     was = f" (was {done.previous})" if done.previous else ""
     typer.echo(f"promoted: {index} -> {done.serving}{was}"
                + (f"; deleted {', '.join(done.deleted)}" if done.deleted else ""))
@@ -574,9 +568,9 @@ def ingest(
         try:
             report = ingestor.run(pins_file, resume=resume)
         except LocatedRecordError as error:
-            fail(f"{error} (--strict: nothing after this line was indexed; fix it or drop --strict)")
+            fail(f"{error} (--strict: nothing after this line was indexed; fix it or drop --strict)", USAGE)
         except ValueError as error:
-            fail(str(error))
+            fail(str(error), USAGE)
         progress.update(task, completed=total_lines, rate=report.docs_per_second)
     conn.engine.refresh(written)
     summary = {**report.to_json(), "dead_letter": str(dead_letter_path), "checkpoint": str(checkpoint_path),
@@ -618,11 +612,11 @@ def read_queries(path: Path) -> list[str]:
         try:
             value = json.loads(line)
         except json.JSONDecodeError as error:
-            fail(f"{path}:{line_no}: not valid JSON ({error})")
+            fail(f"{path}:{line_no}: not valid JSON ({error})", USAGE)
         text = value if isinstance(value, str) else (value.get("query") or value.get("text")
                                                      if isinstance(value, dict) else None)
         if not isinstance(text, str) or not text.strip():
-            fail(f"{path}:{line_no}: field 'query': missing (want a JSON string or {{\"query\": \"...\"}})")
+            fail(f"{path}:{line_no}: field 'query': missing (want a JSON string or {{\"query\": \"...\"}})", USAGE)
         texts.append(text)
     return texts
 
@@ -649,13 +643,13 @@ def parse_filters(pairs: list[str] | None, raw: list[str] | None) -> Any:
     try:
         return Filters.parse(pairs or [], raw or [])
     except FilterError as error:
-        fail(str(error))
+        fail(str(error), USAGE)
 
 
 def serving_window(searcher: Any, k: int, window: int | None) -> int:
     """The rescore window: --window, else the index's (widened to k); refuses k above an explicit window."""
     if window is not None and k > window:
-        fail(f"--k ({k}) must not exceed --window ({window})")
+        fail(f"--k ({k}) must not exceed --window ({window})", USAGE)
     return searcher.serving.window_for(k, window)
 
 
@@ -689,7 +683,7 @@ def fusion_config(conn: Connection, method: FusionMethod | None, weight: float |
         return FusionConfig(method=method.value if method else config.method, rrf_k=config.rrf_k,
                             weight=config.weight if weight is None else weight)
     except (ValueError, TypeError, json.JSONDecodeError) as error:
-        fail(f"{Path(str(conn.model_dir)) / HYBRID_FILE}: not a valid fusion config: {error}")
+        fail(f"{Path(str(conn.model_dir)) / HYBRID_FILE}: not a valid fusion config: {error}", USAGE)
 
 
 def query_vector(conn: Connection, query: str) -> tuple[Any, bool]:
@@ -715,7 +709,7 @@ def answer_query(conn: Connection, searcher: Any, query: str, k: int, window: in
             hits = searcher.hybrid_search(query, vector if known else None, k=k, window=window, fusion=fusion,
                                           depth=depth, probes=probes, filters=filters)
         except UnsupportedError as error:
-            fail(f"--hybrid needs BM25: {error}")
+            fail(f"--hybrid needs BM25: {error}", USAGE)
         if not known:
             return Answer(hits, "bm25_fallback", f"{why}: BM25 results")
         # The PinText side returns `size` hits, with the index's window and probes for that many.
@@ -795,7 +789,7 @@ def search(
     query with no known word gets BM25 results."""
     texts = read_queries(queries_file) if queries_file else ([text] if text else [])
     if not texts:
-        fail("give a query text or --queries FILE")
+        fail("give a query text or --queries FILE", USAGE)
     chosen = parse_filters(filters, filter_json)
     conn = connection(model, index, url, user, password, ca_certs, insecure, engine, local_dir)
     searcher = conn.searcher()
@@ -827,7 +821,7 @@ def related(
     try:
         doc, vector = searcher.engine.get(searcher.index, pin_id)
     except PinNotFoundError as error:
-        fail(str(error))
+        fail(str(error), USAGE)
     if vector is None:
         answer = bm25_fallback(searcher, pin_text(doc), k, f"pin {pin_id!r} has no vector (no known word)", chosen,
                                [pin_id])
@@ -878,7 +872,7 @@ def dsl(
     request = searcher.query(vector, k, window, probes, chosen)
     if template:
         if chosen:
-            fail("--template: the stored template takes no filters; drop --template to print the full body")
+            fail("--template: the stored template takes no filters; drop --template to print the full body", USAGE)
         params = queries.template_params(request.tokens, request.vector, k=request.k, window=request.window)
         body = {"id": queries.SEARCH_TEMPLATE_ID, "params": params}
         typer.echo(f"GET {index}/_search/template\n{json.dumps(body, indent=2)}")
@@ -886,7 +880,7 @@ def dsl(
     try:
         sent = searcher.engine.requests(index, request)
     except UnsupportedError as error:
-        fail(str(error))
+        fail(str(error), USAGE)
     typer.echo("\n\n".join(f"{line}\n{json.dumps(body, indent=2)}" for line, body in sent))
 
 
@@ -933,14 +927,14 @@ def reports_serving_errors(command: Callable[..., None]) -> Callable[..., None]:
         try:
             command(*args, **kwargs)
         except (IndexMismatchError, IndexNotFoundError, PinNotFoundError, UnsupportedError, FilterError) as error:
-            fail(str(error).strip("'\""))
+            fail(str(error).strip("'\""), USAGE)
         except Exception as error:
             if not is_unreachable(error):
                 raise
             url = kwargs.get("url") or os.environ.get("OPENSEARCH_URL") or os.environ.get("ELASTICSEARCH_URL")
             detail = getattr(error, "error", None) or getattr(error, "message", None) or type(error).__name__
             fail(f"cannot reach the engine at {safe_url(url) if url else 'the managed node'}: {detail} (start one "
-                 f"with `pintext opensearch up` / `pintext elasticsearch up`, or pass --url)", 1)
+                 f"with `pintext opensearch up` / `pintext elasticsearch up`, or pass --url)", FAILURE)
 
     return wrapper
 

@@ -25,7 +25,6 @@ connection errors, safe because docs are keyed by pin id). Aliases move with one
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
@@ -35,7 +34,6 @@ import numpy as np
 from pintext import queries
 from pintext.mapping import VECTOR_FIELD, pins_index_body_elasticsearch
 from pintext.serving.base import (
-    BatchResult,
     IndexLayout,
     IndexNotFoundError,
     PinNotFoundError,
@@ -46,11 +44,9 @@ from pintext.serving.base import (
 )
 from pintext.serving.filters import NO_FILTERS, Filters
 from pintext.serving.opensearch import (
-    OpenSearchEngine,
+    ClusterEngine,
     bm25_hit,
-    bulk_outcomes,
     hit_source,
-    pin_document,
     split_stored,
 )
 
@@ -105,7 +101,7 @@ def first_stage_body(tokens: Sequence[str], size: int, exclude_ids: Sequence[str
     return body
 
 
-def rescore_body(vector: Sequence[float], ids: Sequence[str], k: int) -> dict:
+def rescore_body(vector: queries.Vector, ids: Sequence[str], k: int) -> dict:
     """The exact rescore: a `knn` query filtered to the window's `ids` (every one of them scored, exactly), the
     top `k` by cosine, ties by pin id."""
     if k <= 0:
@@ -139,21 +135,27 @@ def search_requests(index: str, query: VectorQuery, ids: Sequence[str] | None = 
 # ---- the engine --------------------------------------------------------------------------------------------------
 
 
-class ElasticsearchEngine:
-    """The serving protocol (`pintext.serving.base.Engine`) on an Elasticsearch 8 node (see the module docstring)."""
+class ElasticsearchEngine(ClusterEngine):
+    """The serving protocol (`pintext.serving.base.Engine`) on an Elasticsearch 8 node (see the module docstring).
+    Index listing, aliases and the bulk write with retries are `ClusterEngine`'s, shared with OpenSearch."""
 
     name = "elasticsearch"
-    thread_safe = True
 
     def __init__(self, client: "Elasticsearch", where: str = "Elasticsearch", max_retries: int = 5,
                  initial_backoff: float = 1.0, max_backoff: float = 30.0, connection_retries: int = 5) -> None:
-        self.client = client
+        super().__init__(client, max_retries, initial_backoff, max_backoff, connection_retries)
         self.where = where  # a URL without credentials, for messages
-        self.max_retries = max_retries
-        self.initial_backoff = initial_backoff
-        self.max_backoff = max_backoff
-        self.connection_retries = connection_retries
-        self._version: str | None = None
+
+    def streaming_bulk(self) -> Any:
+        from elasticsearch.helpers import streaming_bulk
+
+        return streaming_bulk
+
+    def connection_errors(self) -> tuple[type[BaseException], ...]:
+        from elastic_transport import ConnectionError as TransportConnectionError
+        from elastic_transport import ConnectionTimeout
+
+        return (TransportConnectionError, ConnectionTimeout)
 
     def describe(self) -> str:
         return f"Elasticsearch at {self.where}"
@@ -180,12 +182,6 @@ class ElasticsearchEngine:
     # ---- indices and aliases -------------------------------------------------------------------------------
 
     # The two clients spell these calls alike: the OpenSearch engine's own code serves both.
-    exists = OpenSearchEngine.exists
-    delete = OpenSearchEngine.delete
-    indices = OpenSearchEngine.indices
-    alias_target = OpenSearchEngine.alias_target
-    point_alias = OpenSearchEngine.point_alias  # one `_aliases` call: applied atomically
-
     def create(self, index: str, dim: int, meta: dict, shards: int = 1, replicas: int = 0) -> list[str]:
         body = pins_index_body_elasticsearch(dim, meta, shards=shards, replicas=replicas)
         self.client.indices.create(index=index, settings=body["settings"], mappings=body["mappings"])
@@ -213,33 +209,6 @@ class ElasticsearchEngine:
             self.client.indices.refresh(index=index)
 
     # ---- writing -------------------------------------------------------------------------------------------
-
-    def write(self, index: str, pins: Sequence[dict], vectors: Sequence[np.ndarray | None],
-              tokens: Sequence[Sequence[str]]) -> BatchResult:
-        from elastic_transport import ConnectionError as TransportConnectionError
-        from elastic_transport import ConnectionTimeout
-
-        delay = self.initial_backoff
-        for attempt in range(self.connection_retries + 1):
-            try:
-                return self._send(index, pins, vectors, tokens)
-            except (TransportConnectionError, ConnectionTimeout):
-                # Re-sending a whole batch is safe: docs are keyed by pin id.
-                if attempt == self.connection_retries:
-                    raise
-                time.sleep(delay)
-                delay = min(delay * 2, self.max_backoff)
-        raise AssertionError("unreachable")
-
-    def _send(self, index: str, pins: Sequence[dict], vectors: Sequence[np.ndarray | None],
-              tokens: Sequence[Sequence[str]]) -> BatchResult:
-        from elasticsearch.helpers import streaming_bulk
-
-        actions = ({"_op_type": "index", "_index": index, "_id": pin["id"], "_source": pin_document(pin, v, t)}
-                   for pin, v, t in zip(pins, vectors, tokens))
-        return bulk_outcomes(streaming_bulk(
-            self.client, actions, chunk_size=max(1, len(pins)), raise_on_error=False, raise_on_exception=True,
-            max_retries=self.max_retries, initial_backoff=self.initial_backoff, max_backoff=self.max_backoff))
 
     # ---- reading -------------------------------------------------------------------------------------------
 

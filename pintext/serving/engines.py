@@ -75,6 +75,10 @@ def detect_engine(options: EngineOptions) -> str:
                        verify_certs=not options.insecure,
                        ca_certs=str(options.ca_certs) if options.ca_certs else None).info()
     except Exception as error:  # noqa: BLE001 - any failure to reach the node is one message
+        # Elasticsearch without its rest-root module (the integ-test distribution) refuses `GET /` with 405;
+        # OpenSearch always answers it.
+        if getattr(error, "status_code", None) == 405:
+            return "elasticsearch"
         raise EngineUnreachableError(f"cannot reach the engine at {safe_url(options.url)}: {error} (start one, "
                                      "or pass another --url; --engine NAME skips asking which engine it is)")
     version = info.get("version", {}) if isinstance(info, dict) else {}

@@ -60,10 +60,11 @@ def pin_document(pin: dict, vector: np.ndarray | None, tokens: Sequence[str]) ->
     return {**pin, TOKENS_FIELD: list(tokens), VECTOR_FIELD: [float(x) for x in vector]}
 
 
-class OpenSearchEngine:
-    """The serving protocol (`pintext.serving.base.Engine`) on an OpenSearch node with k-NN."""
+class ClusterEngine:
+    """What OpenSearch and Elasticsearch share: their clients take the same index, alias and bulk calls, so index
+    existence, deletion, listing, aliases and the bulk write with retries live here once. A subclass names its
+    client's `streaming_bulk` and its "no node answers" exceptions."""
 
-    name = "opensearch"
     thread_safe = True
 
     def __init__(self, client: Any, max_retries: int = 5, initial_backoff: float = 1.0, max_backoff: float = 30.0,
@@ -74,6 +75,90 @@ class OpenSearchEngine:
         self.max_backoff = max_backoff
         self.connection_retries = connection_retries
         self._version: str | None = None
+
+    # ---- the client's own parts ----------------------------------------------------------------------------
+
+    def streaming_bulk(self) -> Any:
+        """The client library's `helpers.streaming_bulk`."""
+        raise NotImplementedError
+
+    def connection_errors(self) -> tuple[type[BaseException], ...]:
+        """The client's exceptions for a node that does not answer (a whole batch is re-sent on them)."""
+        raise NotImplementedError
+
+    # ---- indices and aliases -------------------------------------------------------------------------------
+
+    def exists(self, index: str) -> bool:
+        return bool(self.client.indices.exists(index=index))
+
+    def delete(self, index: str) -> bool:
+        if not self.client.indices.exists(index=index):
+            return False
+        self.client.indices.delete(index=index)
+        return True
+
+    def indices(self, prefix: str) -> list[str]:
+        found = self.client.indices.get(index=f"{prefix}*", expand_wildcards="open", ignore_unavailable=True)
+        return sorted(name for name in found if name.startswith(prefix))
+
+    def alias_target(self, alias: str) -> str | None:
+        if self.client.indices.exists_alias(name=alias):
+            targets = sorted(self.client.indices.get_alias(name=alias))
+            return targets[0] if targets else None
+        return alias if self.client.indices.exists(index=alias) else None
+
+    def point_alias(self, alias: str, index: str) -> None:
+        """One `_aliases` call, which the engine applies atomically."""
+        actions: list[dict] = []
+        if self.client.indices.exists_alias(name=alias):
+            actions += [{"remove": {"index": old, "alias": alias}} for old in self.client.indices.get_alias(name=alias)
+                        if old != index]
+        elif self.client.indices.exists(index=alias):
+            raise ValueError(f"{alias!r} is an index, not an alias")
+        actions.append({"add": {"index": index, "alias": alias}})
+        self.client.indices.update_aliases(body={"actions": actions})
+
+    # ---- writing -------------------------------------------------------------------------------------------
+
+    def write(self, index: str, pins: Sequence[dict], vectors: Sequence[np.ndarray | None],
+              tokens: Sequence[Sequence[str]]) -> BatchResult:
+        delay = self.initial_backoff
+        for attempt in range(self.connection_retries + 1):
+            try:
+                return self._send(index, pins, vectors, tokens)
+            except self.connection_errors():
+                # Re-sending a whole batch is safe: docs are keyed by pin id.
+                if attempt == self.connection_retries:
+                    raise
+                time.sleep(delay)
+                delay = min(delay * 2, self.max_backoff)
+        raise AssertionError("unreachable")
+
+    def _send(self, index: str, pins: Sequence[dict], vectors: Sequence[np.ndarray | None],
+              tokens: Sequence[Sequence[str]]) -> BatchResult:
+        actions = ({"_op_type": "index", "_index": index, "_id": pin["id"], "_source": pin_document(pin, v, t)}
+                   for pin, v, t in zip(pins, vectors, tokens))
+        # Both clients sleep for whatever backoff they are given: a float is fine (they annotate it as int).
+        return bulk_outcomes(self.streaming_bulk()(
+            self.client, actions, chunk_size=max(1, len(pins)), raise_on_error=False, raise_on_exception=True,
+            max_retries=self.max_retries, initial_backoff=self.initial_backoff, max_backoff=self.max_backoff))
+
+
+class OpenSearchEngine(ClusterEngine):
+    """The serving protocol (`pintext.serving.base.Engine`) on an OpenSearch node with k-NN."""
+
+    name = "opensearch"
+
+    def streaming_bulk(self) -> Any:
+        from opensearchpy.helpers import streaming_bulk
+
+        return streaming_bulk
+
+    def connection_errors(self) -> tuple[type[BaseException], ...]:
+        from opensearchpy.exceptions import ConnectionError as TransportConnectionError
+        from opensearchpy.exceptions import ConnectionTimeout
+
+        return (TransportConnectionError, ConnectionTimeout)
 
     def describe(self) -> str:
         host = self.client.transport.hosts[0]
@@ -91,9 +176,6 @@ class OpenSearchEngine:
         return queries.LEGACY_BM25_BOOST if int(self.version.split(".")[0]) < 3 else 1.0
 
     # ---- indices and aliases -------------------------------------------------------------------------------
-
-    def exists(self, index: str) -> bool:
-        return bool(self.client.indices.exists(index=index))
 
     def create(self, index: str, dim: int, meta: dict, shards: int = 1, replicas: int = 0) -> list[str]:
         """Create the index and (re)install the stored search template; returns notes for the user."""
@@ -113,12 +195,6 @@ class OpenSearchEngine:
             return [f"search template {queries.SEARCH_TEMPLATE_ID!r} not installed: this node has no "
                     f"lang-mustache module ({error.error})"]
         return []
-
-    def delete(self, index: str) -> bool:
-        if not self.client.indices.exists(index=index):
-            return False
-        self.client.indices.delete(index=index)
-        return True
 
     def meta(self, index: str) -> dict:
         from opensearchpy.exceptions import NotFoundError
@@ -140,57 +216,6 @@ class OpenSearchEngine:
 
     def refresh(self, index: str) -> None:
         self.client.indices.refresh(index=index)
-
-    def indices(self, prefix: str) -> list[str]:
-        found = self.client.indices.get(index=f"{prefix}*", expand_wildcards="open", ignore_unavailable=True)
-        return sorted(name for name in found if name.startswith(prefix))
-
-    def alias_target(self, alias: str) -> str | None:
-        if self.client.indices.exists_alias(name=alias):
-            targets = sorted(self.client.indices.get_alias(name=alias))
-            return targets[0] if targets else None
-        return alias if self.client.indices.exists(index=alias) else None
-
-    def point_alias(self, alias: str, index: str) -> None:
-        actions: list[dict] = []
-        if self.client.indices.exists_alias(name=alias):
-            actions += [{"remove": {"index": old, "alias": alias}} for old in self.client.indices.get_alias(name=alias)
-                        if old != index]
-        elif self.client.indices.exists(index=alias):
-            raise ValueError(f"{alias!r} is an index, not an alias")
-        actions.append({"add": {"index": index, "alias": alias}})
-        self.client.indices.update_aliases(body={"actions": actions})
-
-    # ---- writing -------------------------------------------------------------------------------------------
-
-    def write(self, index: str, pins: Sequence[dict], vectors: Sequence[np.ndarray | None],
-              tokens: Sequence[Sequence[str]]) -> BatchResult:
-        from opensearchpy.exceptions import ConnectionError as TransportConnectionError
-        from opensearchpy.exceptions import ConnectionTimeout
-
-        delay = self.initial_backoff
-        for attempt in range(self.connection_retries + 1):
-            try:
-                return self._send(index, pins, vectors, tokens)
-            except (TransportConnectionError, ConnectionTimeout):
-                # Re-sending a whole batch is safe: docs are keyed by pin id.
-                if attempt == self.connection_retries:
-                    raise
-                time.sleep(delay)
-                delay = min(delay * 2, self.max_backoff)
-        raise AssertionError("unreachable")
-
-    def _send(self, index: str, pins: Sequence[dict], vectors: Sequence[np.ndarray | None],
-              tokens: Sequence[Sequence[str]]) -> BatchResult:
-        from opensearchpy.helpers import streaming_bulk
-
-        actions = ({"_op_type": "index", "_index": index, "_id": pin["id"], "_source": pin_document(pin, v, t)}
-                   for pin, v, t in zip(pins, vectors, tokens))
-        return bulk_outcomes(streaming_bulk(
-            self.client, actions, chunk_size=max(1, len(pins)), raise_on_error=False, raise_on_exception=True,
-            # opensearch-py annotates the backoffs as int, but sleeps for whatever it is given: a float is fine.
-            max_retries=self.max_retries, initial_backoff=self.initial_backoff,  # type: ignore[arg-type]
-            max_backoff=self.max_backoff))  # type: ignore[arg-type]
 
     # ---- reading -------------------------------------------------------------------------------------------
 
