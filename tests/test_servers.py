@@ -276,3 +276,12 @@ def test_the_cli_literals_match_the_servers():
     assert elasticsearch_cli.DEFAULT_PORT == elasticsearch_node.DEFAULT_PORT
     assert collect_cli.KAFKA_VERSIONS == (kafka_broker.KAFKA_VERSION,)
     assert collect_cli.KAFKA_DEFAULT_PORT == kafka_broker.DEFAULT_PORT
+
+
+def test_a_failure_to_prepare_is_a_server_error(tmp_path):
+    class Unpreparable(HttpServer):
+        def prepare(self, progress):
+            raise PermissionError(13, "Permission denied", str(self.home / "node"))
+
+    with pytest.raises(lifecycle.ServerError, match=r"could not prepare Toy .*Permission denied"):
+        Unpreparable(tmp_path, free_port()).start()

@@ -211,7 +211,10 @@ class ManagedServer(ABC):
 
     def _launch(self, timeout_s: float, progress: Progress) -> StartResult:
         self.refuse_taken_ports()
-        launch = self.prepare(progress)
+        try:
+            launch = self.prepare(progress)
+        except OSError as error:  # a full disk, a permission: one clear line, not a traceback
+            raise self.error(f"could not prepare {self.label}: {error}") from error
         account = self._service_account(progress)
         env = dict(launch.env)
         if account is not None:
