@@ -37,6 +37,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -370,29 +371,31 @@ def measure_all(client: TookRecorder, searcher: Any, corpus: Corpus, queries_uni
         filters = NO_FILTERS if board is None else Filters.parse([f"board={board}"])
         methods: list[tuple[str, str, Callable]] = []
 
-        def pintext_probes(vector: np.ndarray, filters: Filters, probes: int | None) -> tuple:
-            hits = searcher.search(vector, k=K, probes=probes, filters=filters)
+        def pintext_probes(vector: np.ndarray, filters: Filters, probes: int | None, exact_filter: bool) -> tuple:
+            hits = searcher.search(vector, k=K, probes=probes, filters=filters, exact_filter=exact_filter)
             return [h.id for h in hits], [str(h.source.get("board")) for h in hits]
 
-        def pintext_run(vector: np.ndarray, filters: Filters = filters) -> tuple:
-            return pintext_probes(vector, filters, None)
-
         serving, family = searcher.serving, searcher.family
-        methods.append(("PinText", f"tuned: window {serving.window}, probes {serving.probes}", pintext_run))
+        if board is not None:
+            # As served: a filter keeping no more pins than the window is scored exactly (one count decides).
+            methods.append(("PinText", f"as served: exact when the filter keeps <= window {serving.window} pins",
+                            partial(pintext_probes, filters=filters, probes=None, exact_filter=True)))
+        methods.append(("PinText", f"tokens: window {serving.window}, probes {serving.probes}",
+                        partial(pintext_probes, filters=filters, probes=None, exact_filter=False)))
         more = serving.probes + EXTRA_PROBES
         if allowed(family.tables, family.bits, more):
-            methods.append(("PinText", f"window {serving.window}, probes {more}",
-                            lambda v, f=filters, p=more: pintext_probes(v, f, p)))
+            methods.append(("PinText", f"tokens: window {serving.window}, probes {more}",
+                            partial(pintext_probes, filters=filters, probes=more, exact_filter=False)))
         methods.append(("exact script", "script_score knn_score over " + ("the filter" if board else "every pin"),
-                        search_runner(client, PINTEXT_INDEX, lambda v, b=board: exact_body(v, b))))
+                        search_runner(client, PINTEXT_INDEX, partial(exact_body, board=board))))
         if hnsw_ok:
             for ef in EF_SEARCH_GRID:
                 methods.append(("HNSW filtered" if board else "HNSW", f"k {K}, ef_search {ef}",
-                                search_runner(client, HNSW_INDEX, lambda v, b=board, e=ef: knn_body(v, b, K, e))))
+                                search_runner(client, HNSW_INDEX, partial(knn_body, board=board, k=K, ef_search=ef))))
             if board is not None:
                 for k in POST_FILTER_K:
                     methods.append(("HNSW post-filter", f"k {k}, ef_search {k}, then filter", search_runner(
-                        client, HNSW_INDEX, lambda v, b=board, kk=k: knn_body(v, b, kk, kk, post_filter=True))))
+                        client, HNSW_INDEX, partial(knn_body, board=board, k=k, ef_search=k, post_filter=True))))
         for method, setting, run in methods:
             ids, boards, millis, took = timed(run, items, client)
             row = {"filter": filter_name, "method": method, "setting": setting,

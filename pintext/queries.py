@@ -155,6 +155,23 @@ def search_body(
     return body
 
 
+def filtered_pins_query(filters: Filters, exclude_ids: Sequence[str] = ()) -> dict:
+    """The pins an exact filtered search scores: those with a vector that pass `filters`, minus `exclude_ids`."""
+    query: dict = {"bool": {"filter": [{"exists": {"field": VECTOR_FIELD}}, *filters.clauses()]}}
+    if exclude_ids:
+        query["bool"]["must_not"] = [_ids_clause(exclude_ids)]
+    return query
+
+
+def exact_filtered_body(vector: Vector, k: int, filters: Filters, exclude_ids: Sequence[str] = ()) -> dict:
+    """Every pin passing `filters` scored by the exact `knn_score` script: a selective filter's exact answer."""
+    if k <= 0:
+        raise ValueError(f"k must be positive, got {k}")
+    return {"size": int(k), "query": {"script_score": {"query": filtered_pins_query(filters, exclude_ids),
+                                                       "script": knn_score_script(vector)}},
+            "_source": {"excludes": list(SOURCE_EXCLUDES)}}
+
+
 def related_body(
     pin_id: str,
     tokens: Sequence[str],

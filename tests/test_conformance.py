@@ -103,14 +103,18 @@ def corpus(tmp_path_factory) -> Corpus:
 
 
 def oracle(corpus: Corpus, family: Any, query_tokens: list[str], vector: np.ndarray, k: int,
-           filters: Filters = Filters(), exclude: tuple[str, ...] = ()) -> list[tuple[str, float]]:
-    """Independent of every engine: pins sharing a token with the query and passing the filters, by exact
-    cosine, ties by id (the window holds them all)."""
+           filters: Filters = Filters(), exclude: tuple[str, ...] = (), window: int | None = None,
+           exact: bool = False) -> list[tuple[str, float]]:
+    """Independent of every engine: pins passing the filters and sharing a token with the query (every pin that
+    passes, when `exact`), the `window` best by tokens shared (ties by id; all when None), then by exact cosine,
+    ties by id."""
     known = np.linalg.norm(corpus.vectors, axis=1) > 0
     wanted = set(query_tokens)
-    rows = [row for row in np.flatnonzero(known)
-            if wanted & set(family.tokens(corpus.vectors[row:row + 1])[0])
+    shared = {row: len(wanted & set(family.tokens(corpus.vectors[row:row + 1])[0])) for row in np.flatnonzero(known)}
+    rows = [row for row in shared if (exact or shared[row])
             and corpus.pins[row]["id"] not in exclude and filters.matches(corpus.pins[row])]
+    if window is not None:
+        rows = sorted(rows, key=lambda row: (-shared[row], corpus.pins[row]["id"]))[:window]
     if not rows:
         return []
     scores = cosine(corpus.vectors[rows], vector)
@@ -189,18 +193,40 @@ def test_search_is_the_exact_cosine_order_of_the_candidates(served, corpus):
 
 
 @pytest.mark.parametrize("case", list(FILTER_CASES))
-def test_filtered_search_keeps_only_passing_pins_and_matches_the_oracle(served, corpus, case):
+def test_a_selective_filter_is_the_exact_answer_over_the_pins_that_pass(served, corpus, case):
+    """A filter keeping no more pins than the window: every passing pin is scored exactly (no tokens needed), so
+    the hits are the exact top k of the filtered pins on every engine."""
     filters = Filters.parse(*FILTER_CASES[case])
     by_id = {pin["id"]: pin for pin in corpus.pins}
     found_any = False
     for text in corpus.queries:
         vector = corpus.encoder.encode([text])[0]
+        query = served.searcher.query(vector, 10, WINDOW, filters=filters)
+        assert query.exact
         hits = served.searcher.search(vector, k=10, window=WINDOW, filters=filters)
         assert all(filters.matches(by_id[hit.id]) for hit in hits)
-        query = served.searcher.query(vector, 10, WINDOW)
-        assert_same_ranking(hits, oracle(corpus, served.searcher.family, list(query.tokens), vector, 10, filters))
+        assert_same_ranking(hits, oracle(corpus, served.searcher.family, list(query.tokens), vector, 10, filters,
+                                         exact=True))
         found_any = found_any or bool(hits)
     assert found_any, f"no query found a pin under {case}: the case tests nothing"
+
+
+@pytest.mark.parametrize("case", ["one board", "raw DSL must_not"])
+def test_a_broad_filter_goes_through_the_tokens_and_fills_the_window_with_passing_pins(served, corpus, case):
+    """A filter keeping more pins than the window: the first stage is filtered, so the window's pins all pass,
+    and the answer is the window semantics over the passing pins."""
+    filters = Filters.parse(*FILTER_CASES[case])
+    window = 12
+    assert served.engine.count_matching(served.index, filters) > window
+    by_id = {pin["id"]: pin for pin in corpus.pins}
+    for text in corpus.queries:
+        vector = corpus.encoder.encode([text])[0]
+        query = served.searcher.query(vector, 10, window, filters=filters)
+        assert not query.exact
+        hits = served.searcher.search(vector, k=10, window=window, filters=filters)
+        assert all(filters.matches(by_id[hit.id]) for hit in hits)
+        assert_same_ranking(hits, oracle(corpus, served.searcher.family, list(query.tokens), vector, 10, filters,
+                                         window=window))
 
 
 def test_related_excludes_the_pin_and_matches_the_oracle(served, corpus):

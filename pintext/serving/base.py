@@ -88,6 +88,10 @@ class VectorQuery:
     window: int = 500
     filters: Filters = NO_FILTERS
     exclude_ids: tuple[str, ...] = ()
+    # Score every pin that passes the filters exactly, without the tokens: the Searcher sets it when a filter keeps
+    # no more pins than the window would rescore (Lucene's rule for a selective filter), so a filtered search is
+    # the exact answer and costs no more than a rescore.
+    exact: bool = False
 
     def __post_init__(self) -> None:
         if self.k <= 0:
@@ -160,11 +164,15 @@ class Engine(Protocol):
     # ---- reading -------------------------------------------------------------------------------------------
     def search(self, index: str, query: VectorQuery) -> list[SearchHit]:
         """First stage over `query.tokens` (score = tokens shared) with filters and exclusions, then the top
-        `query.window` rescored by exact cosine; the top `query.k`, `cosine` set, ranked by `rank`."""
+        `query.window` rescored by exact cosine; the top `query.k`, `cosine` set, ranked by `rank`. With
+        `query.exact`: every pin with a vector passing the filters, by exact cosine (no tokens)."""
         ...
     def first_stage(self, index: str, tokens: Sequence[str], size: int, filters: Filters = NO_FILTERS,
                     exclude_ids: Sequence[str] = ()) -> list[SearchHit]:
         """The first stage alone: score = number of `tokens` a pin holds."""
+        ...
+    def count_matching(self, index: str, filters: Filters, exclude_ids: Sequence[str] = ()) -> int:
+        """Pins with a vector that pass `filters` (and are not excluded): what an exact filtered search scores."""
         ...
     def bm25(self, index: str, text: str, k: int, filters: Filters = NO_FILTERS,
              exclude_ids: Sequence[str] = ()) -> list[SearchHit]: ...

@@ -117,12 +117,24 @@ def rescore_body(vector: queries.Vector, ids: Sequence[str], k: int) -> dict:
             "track_total_hits": False, "_source": {"excludes": list(queries.SOURCE_EXCLUDES)}}
 
 
+def exact_filtered_body(query: VectorQuery) -> dict:
+    """A selective filter's exact answer: a `knn` query over every pin passing the filters (flat index: exact),
+    the top k by cosine, ties by pin id."""
+    knn = {"field": VECTOR_FIELD, "query_vector": [float(x) for x in query.vector],
+           "num_candidates": min(MAX_WINDOW, max(int(query.k), int(query.window))),
+           "filter": queries.filtered_pins_query(query.filters, query.exclude_ids)}
+    return {"size": int(query.k), "query": {"knn": knn}, "sort": [dict(clause) for clause in TIE_SORT],
+            "track_total_hits": False, "_source": {"excludes": list(queries.SOURCE_EXCLUDES)}}
+
+
 def search_requests(index: str, query: VectorQuery, ids: Sequence[str] | None = None) -> list[tuple[str, dict]]:
     """The two requests of a PinText search. Without the first request's `ids` (what `pintext dsl` prints), the
     second carries a placeholder and its request line a Console comment saying so; its `num_candidates` is then
     the window, the most ids it can be given."""
-    first = first_stage_body(query.tokens, query.window, query.exclude_ids, query.filters, with_source=False)
     line = f"GET {index}/_search"
+    if query.exact:
+        return [(line, exact_filtered_body(query))]
+    first = first_stage_body(query.tokens, query.window, query.exclude_ids, query.filters, with_source=False)
     if ids is None:
         second = rescore_body(query.vector, [IDS_PLACEHOLDER], query.k)
         second["query"]["knn"]["num_candidates"] = int(query.window)
@@ -216,13 +228,22 @@ class ElasticsearchEngine(ClusterEngine):
         with self._index_errors(index):
             return list(self.client.search(index=index, body=body)["hits"]["hits"])
 
+    def count_matching(self, index: str, filters: Filters, exclude_ids: Sequence[str] = ()) -> int:
+        with self._index_errors(index):
+            body = {"query": queries.filtered_pins_query(filters, exclude_ids)}
+            return int(self.client.count(index=index, body=body)["count"])
+
     def search(self, index: str, query: VectorQuery) -> list[SearchHit]:
-        first = first_stage_body(query.tokens, query.window, query.exclude_ids, query.filters, with_source=False)
-        window = self._search(index, first)
-        if not window:
-            return []
-        stage = {str(raw["sort"][1]): float(raw["_score"]) for raw in window}
-        second = rescore_body(query.vector, list(stage), query.k)
+        stage: dict[str, float] = {}
+        if query.exact:
+            second = exact_filtered_body(query)
+        else:
+            first = first_stage_body(query.tokens, query.window, query.exclude_ids, query.filters, with_source=False)
+            window = self._search(index, first)
+            if not window:
+                return []
+            stage = {str(raw["sort"][1]): float(raw["_score"]) for raw in window}
+            second = rescore_body(query.vector, list(stage), query.k)
         wanted = set(query.tokens)
         hits = []
         for raw in self._search(index, second):
@@ -230,7 +251,9 @@ class ElasticsearchEngine(ClusterEngine):
             score = float(raw["_score"])
             cosine = cosine_from_es_score(score)
             pin_id = str(raw["_id"])
-            hits.append(SearchHit(pin_id, cosine, cosine, stage.get(pin_id), source, sorted(held & wanted), score))
+            matched = sorted(held & wanted)
+            first_stage = stage.get(pin_id, float(len(matched)) if query.exact else None)
+            hits.append(SearchHit(pin_id, cosine, cosine, first_stage, source, matched, score))
         return rank(hits)
 
     def first_stage(self, index: str, tokens: Sequence[str], size: int, filters: Filters = NO_FILTERS,

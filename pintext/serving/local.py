@@ -236,6 +236,31 @@ class LocalIndex:
             for (row, pin_id, matched), score in ranked
         ]
 
+    def filtered_rows(self, filters: Filters, exclude_ids: Sequence[str] = ()) -> list[tuple[int, str, dict]]:
+        """(row, pin id, doc) of every pin with a vector that passes `filters` and is not excluded."""
+        excluded = set(exclude_ids)
+        found = []
+        for row, pin_id, text in self._connect().execute("SELECT row, id, doc FROM pins ORDER BY row"):
+            doc = json.loads(text)
+            if doc.get(HAS_VECTOR_KEY, True) and pin_id not in excluded and filters.matches(doc):
+                found.append((int(row), str(pin_id), doc))
+        return found
+
+    def exact_filtered(self, tokens: Sequence[str], vector: np.ndarray, k: int, filters: Filters,
+                       exclude_ids: Sequence[str] = ()) -> list[SearchHit]:
+        """Every pin passing `filters` by exact cosine (no first stage): a selective filter's exact answer."""
+        passing = self.filtered_rows(filters, exclude_ids)
+        if not passing:
+            return []
+        scores = cosine(np.asarray(self._vectors()[[row for row, _, _ in passing]]), np.asarray(vector, np.float32))
+        ranked = sorted(zip(passing, scores), key=lambda item: rank_key(float(item[1]), item[0][1]))[:k]
+        wanted = set(tokens)
+        hits = []
+        for (_, pin_id, doc), score in ranked:
+            matched = sorted(wanted & set(doc.get("lsh_tokens", [])))
+            hits.append(SearchHit(pin_id, float(score), float(score), float(len(matched)), _public(doc), matched))
+        return hits
+
     # ---- helpers -------------------------------------------------------------------------------------------
 
     def _connect(self, create: bool = False) -> sqlite3.Connection:
@@ -404,7 +429,13 @@ class LocalEngine:
 
     # ---- reading -------------------------------------------------------------------------------------------
 
+    def count_matching(self, index: str, filters: Filters, exclude_ids: Sequence[str] = ()) -> int:
+        return len(self._concrete(index).filtered_rows(filters, exclude_ids))
+
     def search(self, index: str, query: VectorQuery) -> list[SearchHit]:
+        if query.exact:
+            return self._concrete(index).exact_filtered(query.tokens, query.vector, query.k, query.filters,
+                                                        query.exclude_ids)
         return self._concrete(index).search(list(query.tokens), query.vector, k=query.k, window=query.window,
                                             exclude_ids=query.exclude_ids, filters=query.filters)
 

@@ -224,6 +224,10 @@ class OpenSearchEngine(ClusterEngine):
         response = self.client.search(index=index, body=body)
         return rank([self._rescored_hit(raw, query.tokens) for raw in response["hits"]["hits"]])
 
+    def count_matching(self, index: str, filters: Filters, exclude_ids: Sequence[str] = ()) -> int:
+        body = {"query": queries.filtered_pins_query(filters, exclude_ids)}
+        return int(self.client.count(index=index, body=body)["count"])
+
     def first_stage(self, index: str, tokens: Sequence[str], size: int, filters: Filters = NO_FILTERS,
                     exclude_ids: Sequence[str] = ()) -> list[SearchHit]:
         body = queries.search_body(tokens, None, k=size, exclude_ids=exclude_ids, filters=filters)
@@ -251,6 +255,9 @@ class OpenSearchEngine(ClusterEngine):
         return split_stored(source)
 
     def requests(self, index: str, query: VectorQuery) -> list[tuple[str, dict]]:
+        if query.exact:
+            return [(f"GET {index}/_search", queries.exact_filtered_body(query.vector, query.k, query.filters,
+                                                                         query.exclude_ids))]
         body = queries.search_body(list(query.tokens), query.vector, k=query.k, window=query.window,
                                    exclude_ids=query.exclude_ids, filters=query.filters)
         return [(f"GET {index}/_search", body)]

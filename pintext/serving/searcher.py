@@ -64,19 +64,29 @@ class Searcher:
 
     def query(self, vector: np.ndarray, k: int = queries.DEFAULT_K, window: int | None = None,
               probes: int | None = None, filters: Filters = NO_FILTERS,
-              exclude_ids: Sequence[str] = ()) -> VectorQuery:
-        """The engine request for a query vector: its tokens, and the window and probes for `k` hits."""
+              exclude_ids: Sequence[str] = (), exact_filter: bool = True) -> VectorQuery:
+        """The engine request for a query vector: its tokens, and the window and probes for `k` hits.
+
+        With filters that keep no more pins than the window would rescore, the request is `exact`: those pins are
+        all scored by exact cosine (Lucene does the same for a selective filter), so the answer is exact and costs
+        no more than the rescore would; one count request decides. `exact_filter=False` always uses the tokens
+        (benchmarks compare the two).
+        """
         tokens = self.family.query_tokens(np.asarray(vector, dtype=np.float32),
                                           probes=self.serving.probes_for(k, probes))[0]
-        return VectorQuery(tuple(tokens), np.asarray(vector, dtype=np.float32), k=k,
-                           window=self.serving.window_for(k, window), filters=filters,
-                           exclude_ids=tuple(exclude_ids))
+        size = self.serving.window_for(k, window)
+        exact = (exact_filter and bool(filters)
+                 and self.engine.count_matching(self.index, filters, tuple(exclude_ids)) <= size)
+        return VectorQuery(tuple(tokens), np.asarray(vector, dtype=np.float32), k=k, window=size, filters=filters,
+                           exclude_ids=tuple(exclude_ids), exact=exact)
 
     def search(self, vector: np.ndarray, k: int = queries.DEFAULT_K, window: int | None = None,
                probes: int | None = None, exclude_ids: Sequence[str] = (),
-               filters: Filters = NO_FILTERS) -> list[SearchHit]:
-        """Top `k` pins for a query vector: token first stage (filtered), exact cosine rescore."""
-        hits = rank(self.engine.search(self.index, self.query(vector, k, window, probes, filters, exclude_ids)))
+               filters: Filters = NO_FILTERS, exact_filter: bool = True) -> list[SearchHit]:
+        """Top `k` pins for a query vector: token first stage (filtered), exact cosine rescore; a selective filter
+        is scored exactly (see `query`)."""
+        query = self.query(vector, k, window, probes, filters, exclude_ids, exact_filter)
+        hits = rank(self.engine.search(self.index, query))
         for position, hit in enumerate(hits, start=1):
             hit.pintext_rank = position
         return hits
