@@ -39,7 +39,7 @@ WINDOWS = (100, 500, 2000)
 Ranked = tuple[list[str], list[float]]
 
 
-def pin_id(row: int) -> str:
+def pin_id(row: int | np.integer) -> str:
     return f"p{row:06d}"
 
 

@@ -24,10 +24,11 @@ from pathlib import Path
 
 from pintext.paths import pintext_home
 from pintext.servers import java, lifecycle, maven, process
-from pintext.servers.lifecycle import Launch, Progress, ServerError, no_progress
-from pintext.servers.maven import MAVEN_REPO, MavenArtifact
+
 # parse_java_version is re-exported: callers and tests use kafka_broker.parse_java_version.
 from pintext.servers.java import parse_java_version  # noqa: F401
+from pintext.servers.lifecycle import Launch, Progress, ServerError, no_progress
+from pintext.servers.maven import MAVEN_REPO, MavenArtifact
 
 KAFKA_VERSION = "4.1.1"
 ARTIFACTS_RESOURCE = "kafka-artifacts.txt"

@@ -31,10 +31,10 @@ from pathlib import Path
 from pintext.paths import pintext_home
 from pintext.servers import maven, search_node
 from pintext.servers.java import JavaRange
-from pintext.servers.lifecycle import Progress, ServerError, StartResult, no_progress
-from pintext.servers.maven import MAVEN_REPO, MavenArtifact
+
 # Re-exported for callers and tests that read logs or build a failure report through this module.
-from pintext.servers.lifecycle import follow_lines, tail_lines  # noqa: F401
+from pintext.servers.lifecycle import Progress, ServerError, StartResult, follow_lines, no_progress, tail_lines  # noqa: F401
+from pintext.servers.maven import MAVEN_REPO, MavenArtifact
 from pintext.servers.search_node import CLUSTER_NAME, DEFAULT_HEAP, SERVICE_USER  # noqa: F401
 
 DEFAULT_VERSION = "3.5.0"

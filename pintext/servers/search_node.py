@@ -282,7 +282,7 @@ class SearchNode(ManagedServer):
         return cluster_health(url, timeout=2.0)
 
     def is_ready(self, answer: dict | None) -> bool:
-        return bool(answer) and answer.get("status") in READY_STATUSES
+        return answer is not None and answer.get("status") in READY_STATUSES
 
     def details(self, url: str) -> dict:
         return node_details(url)
@@ -292,7 +292,10 @@ def node_details(url: str) -> dict:
     """Version (from `_nodes/_local`: Elasticsearch's integ-test zip has no `GET /`), modules and plugins of the
     node at `url`, or an `error` key saying why it could not tell."""
     try:
-        nodes = http_json(f"{url}/_nodes/_local/plugins")["nodes"]
+        answer = http_json(f"{url}/_nodes/_local/plugins")
+        if not isinstance(answer, dict):
+            raise ValueError("not a JSON object")
+        nodes = answer["nodes"]
         node = next(iter(nodes.values()))
         return {"version": node["version"],
                 "modules": sorted(module["name"] for module in node.get("modules", [])),
