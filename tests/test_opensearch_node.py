@@ -456,17 +456,20 @@ def test_up_is_idempotent_and_down_then_up_works(lifecycle_env):
 # ---- docker-compose.yml --------------------------------------------------------------------------------------
 
 
-def test_docker_compose_is_a_single_node_2_19_without_security_and_with_a_health_check():
+def test_docker_compose_is_the_default_version_without_security_and_with_a_health_check():
     import yaml  # the test extra pins PyYAML; no Docker runs here, so parsing is what can be checked
     compose = yaml.safe_load((Path(__file__).parents[1] / "docker-compose.yml").read_text())
     opensearch, dashboards = compose["services"]["opensearch"], compose["services"]["dashboards"]
-    assert opensearch["image"].startswith("opensearchproject/opensearch:2.19.")
+    assert opensearch["image"] == f"opensearchproject/opensearch:{node.OPENSEARCH_VERSION}"
     assert dashboards["image"].split(":")[1] == opensearch["image"].split(":")[1]
     assert opensearch["environment"]["discovery.type"] == "single-node"
     assert opensearch["environment"]["DISABLE_SECURITY_PLUGIN"] == "true"
     assert "_cluster/health" in " ".join(opensearch["healthcheck"]["test"])
     assert dashboards["depends_on"]["opensearch"]["condition"] == "service_healthy"
     assert "http://opensearch:9200" in dashboards["environment"]["OPENSEARCH_HOSTS"]
+    elasticsearch = compose["services"]["elasticsearch"]
+    assert elasticsearch["image"].endswith(":8.15.0") and elasticsearch["profiles"] == ["elasticsearch"]
+    assert elasticsearch["environment"]["xpack.security.enabled"] == "false"
 
 
 def test_a_failed_start_reports_only_what_this_start_wrote(tmp_path):
