@@ -543,7 +543,7 @@ def ingest(
     conn = connection(model, index, url, user, password, ca_certs, insecure, engine, local_dir)
     ensure_index(conn, tuning=Tuning(pins_file, target_recall, not no_tune, tune_queries))
     written = conn.write_index
-    where = f"{conn.engine.name}:{local_dir.resolve() / written if conn.engine.name == 'local' else written}"
+    where = f"{conn.engine.describe()}: {written}"  # what the checkpoint is for: --resume refuses another target
     dead_letter_path = dead_letter or pins_file.with_name(pins_file.name + ".rejected.jsonl")
     if dead_letter is None and not resume:
         # The default dead letter belongs to this input alone: a fresh run starts it afresh, so re-running

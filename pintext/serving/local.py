@@ -338,7 +338,7 @@ class LocalEngine:
         self._open: dict[str, LocalIndex] = {}
 
     def describe(self) -> str:
-        return f"local index folder {self.root}"
+        return f"local index folder {self.root.resolve()}"
 
     def close(self) -> None:
         for index in self._open.values():
