@@ -15,6 +15,7 @@ The API callers use, per query (window and probes default to the index's tuned o
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -36,6 +37,10 @@ class Searcher:
         self.index = index
         self.family = family
         self.serving = serving or ServingDefaults()
+        # Pins passing a filter, per (filters, exclusions): counted once per searcher (one command), since many
+        # queries of a batch share a filter. A count gone stale by a concurrent ingest only picks the other path;
+        # both return pins that pass.
+        self._filtered_counts: dict[tuple[str, tuple[str, ...]], int] = {}
 
     @classmethod
     def for_index(cls, engine: Engine, index: str) -> "Searcher":
@@ -72,13 +77,20 @@ class Searcher:
         no more than the rescore would; one count request decides. `exact_filter=False` always uses the tokens
         (benchmarks compare the two).
         """
+        size = self.serving.window_for(k, window)
+        exact = exact_filter and bool(filters) and self.filtered_count(filters, tuple(exclude_ids)) <= size
+        # The exact path needs no tokens; they are still computed, for `--explain`'s matched tokens.
         tokens = self.family.query_tokens(np.asarray(vector, dtype=np.float32),
                                           probes=self.serving.probes_for(k, probes))[0]
-        size = self.serving.window_for(k, window)
-        exact = (exact_filter and bool(filters)
-                 and self.engine.count_matching(self.index, filters, tuple(exclude_ids)) <= size)
         return VectorQuery(tuple(tokens), np.asarray(vector, dtype=np.float32), k=k, window=size, filters=filters,
                            exclude_ids=tuple(exclude_ids), exact=exact)
+
+    def filtered_count(self, filters: Filters, exclude_ids: tuple[str, ...] = ()) -> int:
+        """Pins with a vector passing `filters` (cached for this searcher, see `__init__`)."""
+        key = (json.dumps(filters.to_dict(), sort_keys=True), exclude_ids)
+        if key not in self._filtered_counts:
+            self._filtered_counts[key] = self.engine.count_matching(self.index, filters, exclude_ids)
+        return self._filtered_counts[key]
 
     def search(self, vector: np.ndarray, k: int = queries.DEFAULT_K, window: int | None = None,
                probes: int | None = None, exclude_ids: Sequence[str] = (),
