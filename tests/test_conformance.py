@@ -394,3 +394,14 @@ def test_promote_swaps_the_alias_with_no_error_and_no_empty_page(served, corpus)
     assert served.engine.indices(f"{name}-") == [version_name(name, second)]
     run("index", "delete", *cli_args)
     assert served.engine.alias_target(name) is None
+
+
+def test_dsl_without_a_node_prints_the_filtered_token_request(corpus):
+    """Offline there is no count to pick the exact path with: dsl says so and prints the filtered first stage."""
+    result = CliRunner().invoke(app, ["dsl", corpus.queries[0], "--model", str(corpus.model), "--engine",
+                                      "opensearch", "--url", "http://127.0.0.1:9", "--filter", "board=b3"])
+    assert result.exit_code == 0, result.output
+    body = json.loads(result.stdout.split("\n", 1)[1])
+    assert body["query"]["bool"]["filter"] == [{"terms": {"board": ["b3"]}}]
+    assert body["query"]["bool"]["should"] and "rescore" in body
+    assert "node unreachable" in result.stderr

@@ -850,7 +850,7 @@ def dsl(
 
     chosen = parse_filters(filters, filter_json)
     conn = connection(model, index, url, user, password, ca_certs, insecure, engine)
-    searcher = searcher_for_dsl(conn)
+    searcher, online = searcher_for_dsl(conn)
     vector, known = query_vector(conn, text)
     if not known:
         typer.echo(f"# no word of {text!r} is in the model's vocabulary: search falls back to BM25")
@@ -864,12 +864,14 @@ def dsl(
         bm25_line, bm25_body = searcher.engine.bm25_request(index, text, size, chosen)
         requests = [("bm25", bm25_line, bm25_body)] + [
             ("pintext", line, body) for line, body in searcher.engine.requests(
-                index, searcher.query(vector, size, searcher.hybrid_window(size, window), probes, chosen))]
+                index, searcher.query(vector, size, searcher.hybrid_window(size, window), probes, chosen,
+                                      exact_filter=online))]
         typer.echo(f"# hybrid: both requests, then {config.method} fusion in the client (PinText weight "
                    f"{config.weight:g}, rrf_k {config.rrf_k}), top {k}")
         typer.echo("\n\n".join(f"# {side}\n{line}\n{json.dumps(body, indent=2)}" for side, line, body in requests))
         return
-    request = searcher.query(vector, k, window, probes, chosen)
+    # Offline there is no count to tell whether a filter is selective: print the token path.
+    request = searcher.query(vector, k, window, probes, chosen, exact_filter=online)
     if template:
         if chosen:
             fail("--template: the stored template takes no filters; drop --template to print the full body", USAGE)
@@ -884,9 +886,9 @@ def dsl(
     typer.echo("\n\n".join(f"{line}\n{json.dumps(body, indent=2)}" for line, body in sent))
 
 
-def searcher_for_dsl(conn: Connection) -> Any:
-    """The searcher of the serving index; without a node (or index), say so and use MODEL/lsh.json or the
-    defaults on the engine asked for (OpenSearch under auto)."""
+def searcher_for_dsl(conn: Connection) -> tuple[Any, bool]:
+    """The searcher of the serving index, and whether the node answered; without a node (or index), say so and
+    use MODEL/lsh.json or the defaults on the engine asked for (OpenSearch under auto)."""
     from pintext.ingest.indexer import default_lsh
     from pintext.serving.base import IndexNotFoundError
     from pintext.serving.engines import EngineError
@@ -894,7 +896,7 @@ def searcher_for_dsl(conn: Connection) -> Any:
 
     try:
         if conn.engine.exists(conn.name):
-            return conn.searcher()
+            return conn.searcher(), True
     except Exception as error:  # noqa: BLE001 - no node answering is expected here: dsl works offline
         if not is_unreachable(error) and not isinstance(error, (EngineError, IndexNotFoundError)):
             raise
@@ -903,7 +905,7 @@ def searcher_for_dsl(conn: Connection) -> Any:
     fixed = conn.model_lsh
     typer.echo(f"note: index {conn.name!r} not found or node unreachable: printing with "
                f"{'MODEL/lsh.json' if fixed else 'the default LSH'} and the default window", err=True)
-    return Searcher(conn.engine, conn.name, fixed or default_lsh(conn.encoder.dim))
+    return Searcher(conn.engine, conn.name, fixed or default_lsh(conn.encoder.dim)), False
 
 
 def is_unreachable(error: BaseException) -> bool:
