@@ -38,13 +38,14 @@ $BIN/pintext search "${QUERIES[0]}" --index "$INDEX" --model "$MODEL" --k 5
 $BIN/pintext search "${QUERIES[1]}" --index "$INDEX" --model "$MODEL" --k 5 --explain
 echo "The query '${QUERIES[1]}' shares no word with any pin, so every hit above is a match by meaning. People who"
 echo "searched it saved pins from the board '${QUERIES[2]}': the board column shows whether PinText found that topic."
-echo "The same query, filtered to that board in the first stage (the rescore window fills with pins that pass):"
+echo "The same query, filtered to that board (a filter applies in the first stage; one that keeps fewer pins than the"
+echo "rescore window is scored exactly, pin by pin):"
 $BIN/pintext search "${QUERIES[1]}" --index "$INDEX" --model "$MODEL" --k 5 --filter "board=${QUERIES[2]}"
 
 step "7/7 Related pins, the index behind the alias, and the query DSL to paste into Dashboards Dev Tools"
 FIRST_PIN=$(head -n 1 $SAMPLE/pins.jsonl | $BIN/python -c 'import json,sys; print(json.load(sys.stdin)["id"])')
 $BIN/pintext related "$FIRST_PIN" --index "$INDEX" --model "$MODEL" --k 5
-$BIN/pintext index info --index "$INDEX" | $BIN/python -c 'import json, sys; i = json.load(sys.stdin); print("alias", i["alias"], "->", i["serving"], "(", i["docs"], "pins,", len(i["versions"]), "version): a new model rolls out with pintext ingest ... --model NEW, then pintext index promote --model NEW")'
+$BIN/pintext index info --index "$INDEX" | $BIN/python -c 'import json, sys; i = json.load(sys.stdin); print("alias %s -> %s (%d pins, %d version); a new model rolls out with: pintext ingest ... --model NEW, then pintext index promote --model NEW" % (i["alias"], i["serving"], i["docs"], len(i["versions"])))'
 $BIN/pintext dsl "${QUERIES[1]}" --index "$INDEX" --model "$MODEL" | head -n 12
 echo "..."
 
