@@ -41,6 +41,7 @@ from pintext.constants import (
     ANCHOR,
     ANCHOR_ID,
     COUNT,
+    HOMEFEED,
     PAIR_COLUMNS,
     POSITIVE,
     POSITIVE_ID,
@@ -197,14 +198,15 @@ def _reject(dead_letter: DeadLetter, strict: bool, source: str, line: int, error
 def collect_engagement(
     events_path: Path,
     pins: dict[str, dict[str, Any]],
-    users: dict[str, list[str]],
+    users: dict[str, list[str]] | None,
     options: PairOptions,
     dead_letter: DeadLetter,
     progress: Callable[[int], None] | None = None,
 ) -> EngagementAggregator:
     """Stream the events once and feed every valid, first-seen click/save/hide to an aggregator.
 
-    `progress(n)` is called with the number of valid events read so far, every 10,000 events.
+    `progress(n)` is called with the number of valid events read so far, every 10,000 events. `users=None` (no
+    users file): homefeed events are counted as `homefeed_without_users_file` and skipped.
     """
     aggregator = EngagementAggregator(options)
     counters = aggregator.counters
@@ -236,6 +238,9 @@ def collect_engagement(
                 continue
             anchor = pin_text(pins[anchor_id])
         else:
+            if users is None:
+                counters["homefeed_without_users_file"] += 1
+                continue
             if user not in users:
                 error = RecordError("user_id", "unknown user", repr(user))
                 _reject(dead_letter, options.strict, source, line, error, event)
@@ -523,28 +528,31 @@ def _write_outputs(folder: Path, splits: dict[str, dict[str, list[Pair]]], corpu
 def build_pairs(
     events: Path,
     pins: Path,
-    users: Path,
+    users: Path | None,
     out_dir: Path,
     options: PairOptions,
     progress: Callable[[int], None] | None = None,
 ) -> dict[str, Any]:
     """The `pintext pairs` job for engagement events: writes all three tasks and replaces `out_dir` whole;
-    `progress(n)` reports valid events read so far."""
+    `progress(n)` reports valid events read so far. Without a users file (logs that have no user interests, such
+    as UBI or a click log) homefeed events are rejected as of an unknown user and the other tasks are built."""
 
     def fill(folder: Path) -> dict[str, Any]:
         counters: Counter[str] = Counter()
         with DeadLetter(folder / EVENTS_REJECTED_FILE) as dead_letter:
             pin_records = load_pins(Path(pins), dead_letter, options.strict, counters)
-            user_records = load_users(Path(users), dead_letter, options.strict, counters)
-            counters["pins"], counters["users"] = len(pin_records), len(user_records)
+            user_records = load_users(Path(users), dead_letter, options.strict, counters) if users else None
+            counters["pins"], counters["users"] = len(pin_records), len(user_records or {})
             aggregator = collect_engagement(Path(events), pin_records, user_records, options, dead_letter, progress)
         texts = {pin_id: pin_text(pin) for pin_id, pin in pin_records.items()}
         pairs_by_task = aggregator.pairs(texts.__getitem__)
+        if user_records is None:
+            pairs_by_task.pop(HOMEFEED, None)  # no users file: no homefeed task (not an empty one)
         counters.update(aggregator.counters)
         splits = _split_all(pairs_by_task, options)
         for task, by_split in splits.items():
             _save_splits(by_split, folder / task)
-        inputs = (Path(events), Path(pins), Path(users))
+        inputs = tuple(Path(path) for path in (events, pins, users) if path is not None)
         source = _source_record("events", splits, inputs, counters, dead_letter, options)
         return _write_outputs(folder, splits, pin_records, [source], options)
 

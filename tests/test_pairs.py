@@ -207,3 +207,13 @@ def test_import_needs_a_task(tmp_path):
     source = write_jsonl(tmp_path / "pairs.jsonl", [{"anchor": "a", "positive": "b"}])
     result = runner.invoke(app, ["pairs", "--import", str(source), "--out", str(tmp_path / "out")])
     assert result.exit_code != 0 and "--task" in result.output
+
+
+def test_without_a_users_file_homefeed_is_skipped_and_counted(tmp_path, inputs):
+    stats = build_pairs(inputs["events"], inputs["pins"], None, tmp_path / "out", ALL_TRAIN)
+    assert sorted(stats["tasks"]) == ["related", "search"]
+    assert not (tmp_path / "out" / "homefeed").exists()
+    counters = stats["sources"][0]["input"]
+    assert counters["homefeed_without_users_file"] == 3  # e11, e12, e14: none rejected for an unknown user
+    assert "unknown user" not in (tmp_path / "out" / "rejected.jsonl").read_text()
+    assert {row["positive_id"] for row in rows(tmp_path / "out", "search")} == {"p1", "p5"}

@@ -56,7 +56,8 @@ def pairs(
     out: Annotated[Path, typer.Option("--out", help="Output folder (built aside, swapped in atomically).")],
     events: Annotated[Optional[Path], typer.Option("--events", help="events.jsonl(.gz)")] = None,
     pins: Annotated[Optional[Path], typer.Option("--pins", help="pins.jsonl(.gz)")] = None,
-    users: Annotated[Optional[Path], typer.Option("--users", help="users.jsonl(.gz)")] = None,
+    users: Annotated[Optional[Path], typer.Option("--users", help="users.jsonl(.gz); optional: without it the "
+                                                               "homefeed task is not built")] = None,
     import_files: Annotated[
         Optional[list[Path]],
         typer.Option("--import", help="CSV or JSONL of anchor, positive[, weight] to add as the task given by the "
@@ -101,11 +102,11 @@ def pairs(
             if imports:
                 stats = build_imported_pairs(imports, out, options)
             else:
-                given = (("--events", events), ("--pins", pins), ("--users", users))
+                given = (("--events", events), ("--pins", pins))
                 missing = [name for name, value in given if value is None]
                 if missing:
                     raise typer.BadParameter(f"missing {', '.join(missing)} (or use --import FILE --task NAME)")
-                stats = build_pairs(events, pins, users, out, options, report)  # type: ignore[arg-type]
+                stats = build_pairs(events, pins, users, out, options, report)  # type: ignore[arg-type]  # checked above
     except RecordError as error:
         fail(str(error), USAGE)
     except FileNotFoundError as error:
