@@ -55,7 +55,7 @@ from pintext.constants import (
     WEIGHT,
 )
 from pintext.ingest.deadletter import DeadLetter
-from pintext.ingest.readers import open_binary, read_records
+from pintext.ingest.readers import open_binary, read_located_records, read_records
 from pintext.schemas import WHOLE_RECORD, RecordError, pin_text, validate_event, validate_pin, validate_user
 from pintext.text import words
 
@@ -195,6 +195,44 @@ def _reject(dead_letter: DeadLetter, strict: bool, source: str, line: int, error
     dead_letter.add(source, line, error, json.dumps(record, ensure_ascii=False))
 
 
+#: `classify_engagement` outcomes: an engagement to aggregate, or the counter that skipped it (a rejection has
+#: outcome REJECTED and an error).
+ENGAGED = "engaged"
+REJECTED = "rejected"
+SELF_PAIR = "self_pairs_dropped"
+HOMEFEED_WITHOUT_USERS = "homefeed_without_users_file"
+HOMEFEED_WITHOUT_INTERESTS = "homefeed_user_without_interests"
+
+
+def classify_engagement(
+    event: dict[str, Any], pins: dict[str, dict[str, Any]], users: dict[str, list[str]] | None
+) -> tuple[str, str, str, RecordError | None]:
+    """What one valid, first-seen click/save/hide becomes: `(outcome, anchor_id, anchor, error)`.
+
+    The rules shared by every engine: search anchors are the query (id = `query_key`, rejected without words),
+    related anchors the subject pin's text (a pin related to itself is dropped), homefeed anchors the user's
+    interests (skipped without a users file or interests; an unknown user is rejected).
+    """
+    task, user, pin = event["surface"], event["user_id"], event["pin_id"]
+    if task == SEARCH:
+        anchor_id = query_key(event["query"])
+        if not anchor_id:
+            return REJECTED, "", "", RecordError("query", "no words")
+        return ENGAGED, anchor_id, " ".join(event["query"].split()), None
+    if task == RELATED:
+        anchor_id = event["subject_pin_id"]
+        if anchor_id == pin:
+            return SELF_PAIR, anchor_id, "", None
+        return ENGAGED, anchor_id, pin_text(pins[anchor_id]), None
+    if users is None:
+        return HOMEFEED_WITHOUT_USERS, "", "", None
+    if user not in users:
+        return REJECTED, "", "", RecordError("user_id", "unknown user", repr(user))
+    if not users[user]:
+        return HOMEFEED_WITHOUT_INTERESTS, user, "", None
+    return ENGAGED, user, ", ".join(users[user]), None
+
+
 def collect_engagement(
     events_path: Path,
     pins: dict[str, dict[str, Any]],
@@ -211,9 +249,8 @@ def collect_engagement(
     aggregator = EngagementAggregator(options)
     counters = aggregator.counters
     seen_event_ids: set[str] = set()
-    source = str(events_path)
     validate = partial(validate_event, known_pins=pins)
-    for line, event in read_records(events_path, validate, dead_letter, options.strict):
+    for source, line, event in read_located_records(events_path, validate, dead_letter, options.strict):
         counters["events_valid"] += 1
         if progress and counters["events_valid"] % 10_000 == 0:
             progress(counters["events_valid"])
@@ -224,32 +261,13 @@ def collect_engagement(
         counters[f"action_{event['action']}"] += 1
         if event["action"] == "impression":
             continue
-        task, user, pin = event["surface"], event["user_id"], event["pin_id"]
-        if task == SEARCH:
-            anchor_id = query_key(event["query"])
-            if not anchor_id:
-                _reject(dead_letter, options.strict, source, line, RecordError("query", "no words"), event)
-                continue
-            anchor = " ".join(event["query"].split())
-        elif task == RELATED:
-            anchor_id = event["subject_pin_id"]
-            if anchor_id == pin:
-                counters["self_pairs_dropped"] += 1
-                continue
-            anchor = pin_text(pins[anchor_id])
+        outcome, anchor_id, anchor, error = classify_engagement(event, pins, users)
+        if error is not None:
+            _reject(dead_letter, options.strict, source, line, error, event)
+        elif outcome != ENGAGED:
+            counters[outcome] += 1
         else:
-            if users is None:
-                counters["homefeed_without_users_file"] += 1
-                continue
-            if user not in users:
-                error = RecordError("user_id", "unknown user", repr(user))
-                _reject(dead_letter, options.strict, source, line, error, event)
-                continue
-            if not users[user]:
-                counters["homefeed_user_without_interests"] += 1
-                continue
-            anchor_id, anchor = user, ", ".join(users[user])
-        aggregator.add(task, anchor_id, anchor, pin, user, event["action"])
+            aggregator.add(event["surface"], anchor_id, anchor, event["pin_id"], event["user_id"], event["action"])
     return aggregator
 
 
@@ -525,6 +543,22 @@ def _write_outputs(folder: Path, splits: dict[str, dict[str, list[Pair]]], corpu
     return stats
 
 
+def write_events_build(folder: Path, pairs_by_task: dict[str, list[Pair]], with_users: bool,
+                       pin_records: dict[str, dict[str, Any]], inputs: tuple[Path, ...], counters: Counter[str],
+                       dead_letter: DeadLetter, options: PairOptions,
+                       engine: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Split, save and describe an events build (every engine ends here); returns the stats."""
+    if not with_users:
+        pairs_by_task.pop(HOMEFEED, None)  # no users file: no homefeed task (not an empty one)
+    splits = _split_all(pairs_by_task, options)
+    for task, by_split in splits.items():
+        _save_splits(by_split, folder / task)
+    source = _source_record("events", splits, inputs, counters, dead_letter, options)
+    if engine is not None:
+        source["engine"] = engine
+    return _write_outputs(folder, splits, pin_records, [source], options)
+
+
 def build_pairs(
     events: Path,
     pins: Path,
@@ -546,15 +580,10 @@ def build_pairs(
             aggregator = collect_engagement(Path(events), pin_records, user_records, options, dead_letter, progress)
         texts = {pin_id: pin_text(pin) for pin_id, pin in pin_records.items()}
         pairs_by_task = aggregator.pairs(texts.__getitem__)
-        if user_records is None:
-            pairs_by_task.pop(HOMEFEED, None)  # no users file: no homefeed task (not an empty one)
         counters.update(aggregator.counters)
-        splits = _split_all(pairs_by_task, options)
-        for task, by_split in splits.items():
-            _save_splits(by_split, folder / task)
         inputs = tuple(Path(path) for path in (events, pins, users) if path is not None)
-        source = _source_record("events", splits, inputs, counters, dead_letter, options)
-        return _write_outputs(folder, splits, pin_records, [source], options)
+        return write_events_build(folder, pairs_by_task, user_records is not None, pin_records, inputs, counters,
+                                  dead_letter, options)
 
     return _build_aside(Path(out_dir), fill)
 

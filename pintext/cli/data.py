@@ -75,6 +75,11 @@ def pairs(
     seed: Annotated[int, typer.Option("--seed", help="Seed of the hash split.")] = 0,
     val: Annotated[float, typer.Option("--val", min=0.0, max=0.9, help="Share of anchors in validation.")] = 0.1,
     test: Annotated[float, typer.Option("--test", min=0.0, max=0.9, help="Share of anchors in test.")] = 0.1,
+    engine: Annotated[str, typer.Option(
+        "--engine", help="duckdb (default: bounded memory, spills to disk) or memory (the reference, all in RAM); "
+        "same pairs either way.")] = "duckdb",
+    memory_limit: Annotated[Optional[str], typer.Option(
+        "--memory-limit", help="DuckDB's memory bound, e.g. 1GB (default: a quarter of RAM, at most 4GB).")] = None,
     strict: Annotated[
         bool, typer.Option("--strict", help="Stop at the first bad record instead of dead-lettering it.")
     ] = False,
@@ -84,7 +89,7 @@ def pairs(
     from rich.console import Console
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-    from pintext.ingest.pairs import PairOptions, build_imported_pairs, build_pairs
+    from pintext.ingest.pairs import PairOptions, build_imported_pairs
     from pintext.schemas import RecordError
 
     console = Console(stderr=True)
@@ -93,6 +98,8 @@ def pairs(
     except ValueError as error:
         raise typer.BadParameter(str(error)) from None
     imports = _paired_imports(import_files or [], tasks or [], events)
+    if engine not in PAIRS_ENGINES:
+        raise typer.BadParameter(f"--engine {engine!r}: use one of {', '.join(PAIRS_ENGINES)}")
     _silence_datasets()
     try:
         columns = (SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn())
@@ -106,7 +113,7 @@ def pairs(
                 missing = [name for name, value in given if value is None]
                 if missing:
                     raise typer.BadParameter(f"missing {', '.join(missing)} (or use --import FILE --task NAME)")
-                stats = build_pairs(events, pins, users, out, options, report)  # type: ignore[arg-type]  # checked above
+                stats = _event_pairs(engine, memory_limit)(events, pins, users, out, options, report)  # type: ignore[arg-type]  # checked above
     except RecordError as error:
         fail(str(error), USAGE)
     except FileNotFoundError as error:
@@ -114,6 +121,26 @@ def pairs(
     except ValueError as error:
         fail(str(error), USAGE)
     _print_pairs_summary(console, out, stats, {task for _, task in imports})
+
+
+PAIRS_ENGINES = ("duckdb", "memory")
+
+
+def _event_pairs(engine: str, memory_limit: Optional[str]):
+    """The events -> pairs job of `engine` (build_pairs' signature); a missing extra is a usage error."""
+    from functools import partial
+
+    from pintext.ingest.pairs import build_pairs
+
+    if engine == "memory":
+        return build_pairs
+    try:
+        from pintext.ingest.pairs_duckdb import build_pairs_duckdb, require_duckdb
+
+        require_duckdb()
+    except ImportError as error:
+        fail(str(error), USAGE)
+    return partial(build_pairs_duckdb, memory_limit=memory_limit)
 
 
 def _paired_imports(import_files: list[Path], tasks: list[str], events: Optional[Path]) -> list[tuple[Path, str]]:

@@ -1,0 +1,404 @@
+"""The pairs step on DuckDB: the same pairs as `pintext.ingest.pairs.build_pairs`, in bounded memory.
+
+Two passes (docs/data.md, "Pairs at any size"):
+
+1. A streaming Python pass validates each event with the very validator of the in-memory path
+   (`pintext.schemas.validate_event`, so a bad line is dead-lettered with the same file, line, field, reason and
+   raw text), classifies it with the shared rules (`pintext.ingest.pairs.classify_engagement`) and writes one
+   compact row per valid event to Parquet parts in a work folder, 100,000 rows at a time. Nothing grows with
+   the log but the pins and users (the catalogue, held as the in-memory path holds them).
+2. DuckDB does the part whose state grows with the log: the dedupe by `event_id` (first seen), the strongest
+   action per (task, anchor, pin, user), hides, counts and weights, `min_count`, the per-anchor cap with the
+   in-memory path's tie order. It runs with `memory_limit` and a `temp_directory` in the work folder, so it
+   spills to disk instead of growing.
+
+Rejections that depend on the dedupe (a search query without words, an unknown homefeed user: only a first-seen
+event is rejected) come out of DuckDB and are merged by line with the first pass's, so the dead letter is the
+same file, in the same order, as the in-memory path's. Weights are summed in the order each user first engaged
+(a left fold, like Python 3.11's `sum` over the in-memory dict), so they are the same floats.
+
+Events may be JSONL (plain or .gz) or Parquet (one row per event; `line` is the row number, from 1).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import heapq
+import json
+import os
+import shutil
+from collections import Counter
+from collections.abc import Callable, Iterator
+from datetime import date, datetime
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from pintext.constants import HOMEFEED, RELATED, SEARCH, TASKS
+from pintext.ingest.deadletter import DeadLetter
+from pintext.ingest.pairs import (
+    ENGAGED,
+    EVENTS_REJECTED_FILE,
+    REJECTED,
+    Pair,
+    PairOptions,
+    _build_aside,
+    classify_engagement,
+    load_pins,
+    load_users,
+    write_events_build,
+)
+from pintext.ingest.readers import parse_line
+from pintext.schemas import WHOLE_RECORD, LocatedRecordError, RecordError, pin_text, validate_event
+
+INSTALL_HINT = "pip install 'pintext[duckdb]'"
+#: Rows per Parquet part written by the first pass (and per batch read back).
+BATCH_ROWS = 100_000
+IMPRESSION = "impression"
+
+_COLUMNS = ("line", "event_id", "action", "outcome", "task", "user_id", "pin_id", "anchor_id", "anchor",
+            "err_field", "err_reason", "err_detail", "raw")
+
+
+def require_duckdb() -> Any:
+    """The duckdb module, or an ImportError that names the extra to install."""
+    try:
+        import duckdb
+    except ImportError:
+        raise ImportError(f"the DuckDB pairs engine needs duckdb: {INSTALL_HINT} (or use --engine memory)") from None
+    return duckdb
+
+
+def default_memory_limit() -> str:
+    """A quarter of the machine's memory, at most 4 GB and at least 256 MB."""
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        total = 4 << 30
+    megabytes = max(256, min(4096, total // 4 // (1 << 20)))
+    return f"{megabytes}MB"
+
+
+def check_memory_limit(limit: str) -> str:
+    """`limit` if DuckDB accepts it as a memory limit, else a ValueError naming --memory-limit."""
+    duckdb = require_duckdb()
+    try:
+        duckdb.connect(config={"memory_limit": limit}).close()
+    except duckdb.Error as error:
+        raise ValueError(f"--memory-limit {limit!r}: {error} (e.g. 512MB, 2GB)") from None
+    return limit
+
+
+def _tie_break_int(seed: int, task: str, anchor_id: str, positive_id: str) -> int:
+    """`pintext.ingest.pairs._tie_break` as an int DuckDB can order by (the same hash, the same order)."""
+    key = f"{seed}\x1f{task}\x1f{anchor_id}\x1f{positive_id}"
+    return int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "big")
+
+
+# ------------------------------------------------------------------------------------ pass 1: validate
+
+
+def _plain(value: Any) -> Any:
+    """A Parquet value as JSON would carry it (timestamps as ISO-8601 strings)."""
+    if isinstance(value, (datetime, date)):
+        return value.isoformat()
+    return value
+
+
+def _event_lines(path: Path) -> Iterator[tuple[int, Any, str | bytes]]:
+    """(line, parsed object or RecordError, raw) for each record of a JSONL(.gz) or Parquet events file."""
+    name = path.name.lower()
+    if name.endswith(".parquet"):
+        import pyarrow.parquet as pq
+
+        line = 0
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=BATCH_ROWS):
+            for row in batch.to_pylist():
+                line += 1
+                record = {key: _plain(value) for key, value in row.items() if value is not None}
+                yield line, record, json.dumps(record, ensure_ascii=False, default=str)
+        return
+    from pintext.ingest.readers import open_binary
+
+    with open_binary(path) as handle:
+        for line, raw in enumerate(handle, start=1):
+            if raw.strip():
+                yield line, raw, raw
+
+
+class _PartWriter:
+    """Buffers first-pass rows and writes them as numbered Parquet parts."""
+
+    def __init__(self, folder: Path) -> None:
+        import pyarrow as pa
+
+        self.folder = folder
+        folder.mkdir(parents=True, exist_ok=True)
+        self.schema = pa.schema([("line", pa.int64())] + [(name, pa.string()) for name in _COLUMNS[1:]])
+        self.buffer: dict[str, list[Any]] = {name: [] for name in _COLUMNS}
+        self.parts = 0
+        self.rows = 0
+
+    def add(self, line: int, event_id: str, action: str, outcome: str | None = None, task: str | None = None,
+            user_id: str | None = None, pin_id: str | None = None, anchor_id: str | None = None,
+            anchor: str | None = None, error: RecordError | None = None, raw: str | None = None) -> None:
+        values = (line, event_id, action, outcome, task, user_id, pin_id, anchor_id, anchor,
+                  error.field if error else None, error.reason if error else None,
+                  error.detail if error else None, raw)
+        for name, value in zip(_COLUMNS, values):
+            self.buffer[name].append(value)
+        self.rows += 1
+        if len(self.buffer["line"]) >= BATCH_ROWS:
+            self.flush()
+
+    def flush(self) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        if not self.buffer["line"]:
+            return
+        table = pa.table({name: pa.array(values, type=self.schema.field(name).type)
+                          for name, values in self.buffer.items()}, schema=self.schema)
+        pq.write_table(table, self.folder / f"part-{self.parts:06d}.parquet")
+        self.parts += 1
+        self.buffer = {name: [] for name in _COLUMNS}
+
+    @property
+    def glob(self) -> str:
+        return str(self.folder / "part-*.parquet")
+
+
+def _first_pass(events: Path, pins: dict[str, dict[str, Any]], users: dict[str, list[str]] | None,
+                options: PairOptions, early: DeadLetter, parts: _PartWriter,
+                progress: Callable[[int], None] | None) -> LocatedRecordError | None:
+    """Validate and classify every event into `parts`; schema rejections go to `early` (the dead letter of this
+    pass). With `strict`, stops at the first schema error and returns it (the caller decides whether an earlier
+    first-seen rejection wins)."""
+    source = str(events)
+    known = set(pins)
+    search_anchor = lru_cache(maxsize=200_000)(lambda query: classify_engagement(
+        {"surface": SEARCH, "user_id": "", "pin_id": "", "query": query}, pins, users))
+    for line, parsed, raw in _event_lines(events):
+        try:
+            if isinstance(parsed, bytes):
+                event = parse_line(parsed, lambda obj: validate_event(obj, known_pins=known))
+            else:
+                event = validate_event(parsed, known_pins=known)
+        except RecordError as error:
+            if options.strict:
+                return error.located(source, line)
+            early.add(source, line, error, raw)
+            continue
+        event_id, action = event["event_id"], event["action"]
+        if progress and (parts.rows + 1) % 10_000 == 0:
+            progress(parts.rows + 1)
+        if action == IMPRESSION:
+            parts.add(line, event_id, action)
+            continue
+        task = event["surface"]
+        if task == SEARCH:
+            outcome, anchor_id, anchor, problem = search_anchor(event["query"])
+        else:
+            outcome, anchor_id, anchor, problem = classify_engagement(event, pins, users)
+            anchor = None  # related and homefeed anchors are a function of the id: looked up at the end
+        if problem is not None:
+            parts.add(line, event_id, action, REJECTED, error=problem, raw=json.dumps(event, ensure_ascii=False))
+        elif outcome != ENGAGED:
+            parts.add(line, event_id, action, outcome)
+        else:
+            parts.add(line, event_id, action, ENGAGED, task, event["user_id"], event["pin_id"], anchor_id, anchor)
+    return None
+
+
+# ------------------------------------------------------------------------------------ pass 2: aggregate
+
+
+def _connect(work: Path, memory_limit: str, threads: int | None) -> Any:
+    duckdb = require_duckdb()
+    spill = work / "spill"
+    spill.mkdir(parents=True, exist_ok=True)
+    config = {"memory_limit": memory_limit, "temp_directory": str(spill), "preserve_insertion_order": False}
+    if threads:
+        config["threads"] = threads
+    connection = duckdb.connect(str(work / "pairs.duckdb"), config=config)
+    return connection
+
+
+def _first_seen(connection: Any, parts_glob: str) -> dict[str, int]:
+    """Table `firsts`: each event_id's first valid row. Returns events_valid and events_duplicate."""
+    connection.execute(f"CREATE OR REPLACE VIEW valid AS SELECT * FROM read_parquet('{parts_glob}')")
+    connection.execute("""
+        CREATE OR REPLACE TABLE firsts AS
+        SELECT v.* FROM valid v SEMI JOIN (SELECT min(line) AS line FROM valid GROUP BY event_id) f USING (line)
+    """)
+    valid = connection.execute("SELECT count(*) FROM valid").fetchone()[0]
+    distinct = connection.execute("SELECT count(*) FROM firsts").fetchone()[0]
+    return {"events_valid": valid, "events_duplicate": valid - distinct}
+
+
+def _late_rejections(connection: Any, source: str) -> Iterator[dict[str, Any]]:
+    """The first-seen events rejected by a rule after the dedupe, in line order, as dead-letter entries."""
+    cursor = connection.execute(
+        "SELECT line, err_field, err_reason, err_detail, raw FROM firsts WHERE outcome = ? ORDER BY line", [REJECTED])
+    while rows := cursor.fetchmany(10_000):
+        for line, field, reason, detail, raw in rows:
+            yield {"source": source, "line": line, "field": field, "reason": reason, "detail": detail, "raw": raw}
+
+
+def _read_entries(path: Path) -> Iterator[dict[str, Any]]:
+    with path.open(encoding="utf-8") as handle:
+        for text in handle:
+            yield json.loads(text)
+
+
+def _merge_dead_letters(early: Path, late: Iterator[dict[str, Any]], dead_letter: DeadLetter) -> None:
+    """Both streams are in line order: merged, they are the in-memory path's events dead letter."""
+    for entry in heapq.merge(_read_entries(early), late, key=lambda entry: entry["line"]):
+        error = RecordError(entry["field"], entry["reason"], entry["detail"])
+        dead_letter.add(entry["source"], entry["line"], error, entry["raw"])
+
+
+def _aggregate(connection: Any, options: PairOptions, counters: Counter[str]) -> None:
+    """Tables `ranked` (every surviving pair with its rank in its anchor) and `anchors` (search anchor texts)."""
+    seed = int(options.seed)
+    connection.create_function(
+        "pintext_tie", lambda task, anchor_id, pin_id: _tie_break_int(seed, task, anchor_id, pin_id),
+        ["VARCHAR", "VARCHAR", "VARCHAR"], "UBIGINT", side_effects=False)
+    for action, number in connection.execute("SELECT action, count(*) FROM firsts GROUP BY action").fetchall():
+        counters[f"action_{action}"] += number
+    skipped = connection.execute(
+        "SELECT outcome, count(*) FROM firsts WHERE outcome NOT IN (?, ?) GROUP BY outcome", [ENGAGED, REJECTED])
+    for outcome, number in skipped.fetchall():
+        counters[outcome] += number
+    connection.execute("""
+        CREATE OR REPLACE TABLE engagement AS
+        SELECT task, anchor_id, pin_id, user_id,
+               max(CASE action WHEN 'save' THEN $save WHEN 'click' THEN $click END) AS weight,
+               min(line) FILTER (WHERE action <> 'hide') AS first_line,
+               bool_or(action = 'hide') AS hidden
+        FROM firsts WHERE outcome = $engaged GROUP BY ALL
+    """, {"save": float(options.save_weight), "click": float(options.click_weight), "engaged": ENGAGED})
+    connection.execute("""
+        CREATE OR REPLACE TABLE merged AS
+        SELECT task, anchor_id, pin_id,
+               count(weight) AS engaged_users,
+               count(weight) FILTER (WHERE NOT hidden) AS kept,
+               list(weight ORDER BY first_line) FILTER (WHERE NOT hidden AND weight IS NOT NULL) AS weights
+        FROM engagement GROUP BY ALL HAVING count(weight) > 0
+    """)
+    pairs, cancelled, cancelled_pairs, below = connection.execute("""
+        SELECT count(*), coalesce(sum(engaged_users - kept), 0), count(*) FILTER (WHERE kept = 0),
+               count(*) FILTER (WHERE kept > 0 AND kept < $min)
+        FROM merged
+    """, {"min": options.min_count}).fetchone()
+    if pairs:  # the in-memory path's counters exist once there is a pair (zero or not)
+        counters["engagements_cancelled_by_hide"] += int(cancelled)
+        if cancelled_pairs:
+            counters["pairs_cancelled_by_hide"] += cancelled_pairs
+        if below:
+            counters["pairs_below_min_count"] += below
+    connection.execute("""
+        CREATE OR REPLACE TABLE ranked AS
+        SELECT task, anchor_id, pin_id, kept AS count, weight,
+               row_number() OVER (PARTITION BY task, anchor_id ORDER BY weight DESC, kept DESC, tie) AS rank
+        FROM (SELECT *, list_reduce(weights, lambda a, b: a + b) AS weight,
+                     pintext_tie(task, anchor_id, pin_id) AS tie
+              FROM merged WHERE kept >= $min)
+    """, {"min": options.min_count})
+    anchors, over = connection.execute(
+        "SELECT count(DISTINCT (task, anchor_id)), count(*) FILTER (WHERE rank > $cap) FROM ranked",
+        {"cap": options.max_per_anchor}).fetchone()
+    if anchors:
+        counters["pairs_over_anchor_cap"] += over
+    connection.execute("""
+        CREATE OR REPLACE TABLE anchors AS
+        SELECT task, anchor_id, arg_min(anchor, line) AS anchor
+        FROM firsts WHERE outcome = $engaged AND task = $search GROUP BY ALL
+    """, {"engaged": ENGAGED, "search": SEARCH})
+
+
+def _kept_pairs(connection: Any, options: PairOptions, pins: dict[str, dict[str, Any]],
+                users: dict[str, list[str]] | None) -> dict[str, list[Pair]]:
+    """The capped pairs per task, in the in-memory path's order (task, anchor id, strongest first)."""
+    texts = {pin_id: pin_text(pin) for pin_id, pin in pins.items()}
+    result: dict[str, list[Pair]] = {task: [] for task in TASKS}
+    cursor = connection.execute("""
+        SELECT r.task, r.anchor_id, a.anchor, r.pin_id, r.count, r.weight
+        FROM ranked r LEFT JOIN anchors a USING (task, anchor_id)
+        WHERE r.rank <= $cap ORDER BY r.task, r.anchor_id, r.rank
+    """, {"cap": options.max_per_anchor})
+    while rows := cursor.fetchmany(50_000):
+        for task, anchor_id, anchor, pin_id, count, weight in rows:
+            if task == RELATED:
+                anchor = texts[anchor_id]
+            elif task == HOMEFEED:
+                anchor = ", ".join((users or {})[anchor_id])
+            result[task].append(Pair(anchor, texts[pin_id], anchor_id, pin_id, int(count), float(weight)))
+    return result
+
+
+def _strict_error(connection: Any, parts_glob: str, schema_error: LocatedRecordError | None,
+                  source: str) -> LocatedRecordError | None:
+    """With --strict: the first bad record in file order, as the in-memory path would raise it."""
+    first_late = None
+    if any(Path(parts_glob).parent.glob("part-*.parquet")):
+        _first_seen(connection, parts_glob)
+        first_late = connection.execute(
+            "SELECT line, err_field, err_reason, err_detail FROM firsts WHERE outcome = ? ORDER BY line LIMIT 1",
+            [REJECTED]).fetchone()
+    if first_late is not None and (schema_error is None or first_late[0] < int(schema_error.line)):
+        return LocatedRecordError(source, first_late[0], first_late[1], first_late[2], first_late[3])
+    return schema_error
+
+
+def build_pairs_duckdb(events: Path, pins: Path, users: Path | None, out_dir: Path, options: PairOptions,
+                       progress: Callable[[int], None] | None = None, memory_limit: str | None = None,
+                       threads: int | None = None) -> dict[str, Any]:
+    """`pintext.ingest.pairs.build_pairs` on DuckDB: the same folder (pairs, splits, dead letter, stats).
+
+    `memory_limit` (DuckDB syntax, e.g. "1GB"; default `default_memory_limit()`) bounds DuckDB's memory; beyond
+    it DuckDB spills to a work folder next to `out_dir`, removed at the end.
+    """
+    limit = check_memory_limit(memory_limit or default_memory_limit())
+    out_dir = Path(out_dir).resolve()
+    work = out_dir.with_name(f".{out_dir.name}.work-{os.getpid()}")
+
+    def fill(folder: Path) -> dict[str, Any]:
+        counters: Counter[str] = Counter()
+        shutil.rmtree(work, ignore_errors=True)
+        work.mkdir(parents=True)
+        with DeadLetter(folder / EVENTS_REJECTED_FILE) as dead_letter:
+            pin_records = load_pins(Path(pins), dead_letter, options.strict, counters)
+            user_records = load_users(Path(users), dead_letter, options.strict, counters) if users else None
+            counters["pins"], counters["users"] = len(pin_records), len(user_records or {})
+            parts = _PartWriter(work / "events")
+            with DeadLetter(work / "early-rejected.jsonl") as early:
+                schema_error = _first_pass(Path(events), pin_records, user_records, options, early, parts, progress)
+            parts.flush()
+            connection = _connect(work, limit, threads)
+            try:
+                if options.strict:
+                    error = _strict_error(connection, parts.glob, schema_error, str(events))
+                    if error is not None:
+                        raise error
+                if parts.parts:
+                    counters.update({name: n for name, n in _first_seen(connection, parts.glob).items() if n})
+                    _merge_dead_letters(early.path, _late_rejections(connection, str(events)), dead_letter)
+                    _aggregate(connection, options, counters)
+                    pairs_by_task = _kept_pairs(connection, options, pin_records, user_records)
+                else:
+                    _merge_dead_letters(early.path, iter(()), dead_letter)
+                    pairs_by_task = {task: [] for task in TASKS}
+            finally:
+                connection.close()
+        inputs = tuple(Path(path) for path in (events, pins, users) if path is not None)
+        return write_events_build(folder, pairs_by_task, user_records is not None, pin_records, inputs, counters,
+                                  dead_letter, options, {"name": "duckdb", "memory_limit": limit})
+
+    try:
+        return _build_aside(out_dir, fill)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+__all__ = ["build_pairs_duckdb", "default_memory_limit", "require_duckdb", "INSTALL_HINT", "WHOLE_RECORD"]
