@@ -10,7 +10,7 @@ from __future__ import annotations
 import gzip
 import io
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -77,3 +77,86 @@ def read_records(
                 dead_letter.add(source, line_no, error, raw)
                 continue
             yield line_no, record
+
+
+# ----------------------------------------------------------------------------------------------- folders of parts
+
+# A folder of parts (what `pintext collect --roll-*` writes) is read as all its parts in name order. Hidden names
+# (the collector's open part, `.events-*.open`) are never parts: only closed, renamed parts count; nor are dead
+# letters kept beside them (`rejected*.jsonl`).
+PART_SUFFIXES = (".jsonl", ".jsonl.gz", ".parquet")
+# The columns of an events Parquet part; `ts` is epoch seconds (float), `extra` the other fields as a JSON object.
+PARQUET_EVENT_COLUMNS = ("event_id", "ts", "user_id", "surface", "action", "pin_id", "query", "subject_pin_id")
+PARQUET_EXTRA_COLUMN = "extra"
+
+
+def record_parts(path: str | Path) -> list[Path]:
+    """The files to read for `path`: the file itself, or a folder's `*.jsonl`, `*.jsonl.gz`, `*.parquet` parts in
+    name order (not hidden files, not `rejected*` dead letters). A missing path raises FileNotFoundError; a folder
+    without parts, ValueError naming it."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(2, "no such file or folder", str(path))
+    if not path.is_dir():
+        return [path]
+    parts = sorted(child for child in path.iterdir() if child.is_file() and child.name.endswith(PART_SUFFIXES)
+                   and not child.name.startswith((".", "rejected")))
+    if not parts:
+        raise ValueError(f"{path}: a folder with no parts ({', '.join('*' + s for s in PART_SUFFIXES)})")
+    return parts
+
+
+def import_pyarrow_parquet() -> Any:
+    """`pyarrow.parquet`, or an ImportError naming the extra."""
+    try:
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise ImportError("Parquet parts need pyarrow: pip install 'pintext[parquet]'") from None
+    return pq
+
+
+def parquet_rows(path: str | Path) -> Iterator[dict[str, Any]]:
+    """The rows of an events Parquet part as event dicts (nulls dropped, `extra` merged back), batch by batch."""
+    pq = import_pyarrow_parquet()
+    for batch in pq.ParquetFile(path).iter_batches(batch_size=8192):
+        for row in batch.to_pylist():
+            extra = row.pop(PARQUET_EXTRA_COLUMN, None)
+            event = {key: value for key, value in row.items() if value is not None}
+            if extra:
+                event = {**json.loads(extra), **event}
+            yield event
+
+
+def read_located_records(
+    path: str | Path,
+    validate: Validator,
+    dead_letter: DeadLetter | ReportedElsewhere | None,
+    strict: bool = False,
+) -> Iterator[tuple[str, int, dict[str, Any]]]:
+    """Yield `(source, line_no, record)` over a file or every part of a folder (`record_parts`); a Parquet part's
+    line is its row number from 1. Bad records go to `dead_letter` as in `read_records`."""
+    for part in record_parts(path):
+        if part.name.endswith(".parquet"):
+            rows: Iterable[tuple[int, dict[str, Any]]] = _validated_rows(part, validate, dead_letter, strict)
+        else:
+            rows = read_records(part, validate, dead_letter, strict)
+        source = str(part)
+        for line_no, record in rows:
+            yield source, line_no, record
+
+
+def _validated_rows(
+    part: Path, validate: Validator, dead_letter: DeadLetter | ReportedElsewhere | None, strict: bool
+) -> Iterator[tuple[int, dict[str, Any]]]:
+    if dead_letter is None and not strict:
+        raise ValueError("read_located_records needs a dead letter unless strict=True")
+    for row_no, row in enumerate(parquet_rows(part), start=1):
+        try:
+            record = validate(row)
+        except RecordError as error:
+            if strict:
+                raise LocatedRecordError(str(part), row_no, error.field, error.reason, error.detail) from None
+            assert dead_letter is not None
+            dead_letter.add(str(part), row_no, error, json.dumps(row, ensure_ascii=False))
+            continue
+        yield row_no, record
