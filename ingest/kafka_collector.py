@@ -6,14 +6,27 @@ and the commit loses nothing; the batch is read again and its events appear twic
 absorbs by deduplicating on `event_id`. A crash in the middle of a write can leave a torn last line; it is
 cut off when the file is opened again (its message was never committed, so it is re-read).
 
+With `--roll-bytes` / `--roll-seconds` / `--format parquet` the collector writes parts instead: a folder of
+`events-<collector id>-<seq>.jsonl` (or `.parquet`) that `pintext pairs --events FOLDER` reads in name order. The
+open part has a hidden temporary name and is renamed when closed; only closed parts are read. A JSONL part is
+fsynced before each batch's commit (so a crash's open part holds committed events: it is repaired to whole lines
+and closed on restart, by the collector itself or by any collector of the folder once its owner's lock is free);
+a Parquet part is only durable once closed, so its offsets are committed after the close and rename (a crash's
+open Parquet part is deleted: its offsets were never committed, its events are read again). Several collectors
+in one consumer group share a folder, each with its own collector id; on a rebalance, what is on disk is
+committed before the partitions go (`on_revoke`).
+
 confluent-kafka is imported inside the functions that talk to a broker, so the pure parts (consumer config,
 message -> record, partition key) can be used and tested without it.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+import re
+import socket
 import time
 from collections import Counter
 from collections.abc import Callable, Container
@@ -24,8 +37,14 @@ from types import TracebackType
 from typing import IO, Any
 
 from pintext.ingest.deadletter import DeadLetter
-from pintext.ingest.readers import open_binary, parse_line
-from pintext.schemas import WHOLE_RECORD, LocatedRecordError, RecordError, validate_event
+from pintext.ingest.readers import (
+    PARQUET_EVENT_COLUMNS,
+    PARQUET_EXTRA_COLUMN,
+    import_pyarrow_parquet,
+    open_binary,
+    parse_line,
+)
+from pintext.schemas import WHOLE_RECORD, LocatedRecordError, RecordError, parse_timestamp, validate_event
 
 EVENTS_FILE = "events.jsonl"
 REJECTED_FILE = "rejected.jsonl"
@@ -36,6 +55,13 @@ SESSION_TIMEOUT_MS = 10_000
 CONNECT_TIMEOUT_S = 15.0
 # How long an idle-timeout run waits for the group to assign it partitions at all before giving up.
 ASSIGNMENT_WAIT_S = 60.0
+FORMATS = ("jsonl", "parquet")
+# A Parquet part is held in memory until it closes; without --roll-* it closes at this many bytes of JSON events.
+DEFAULT_PARQUET_ROLL_BYTES = 64 * 1024 * 1024
+# How long a starting collector waits for its own id's lock (held briefly by another collector closing its orphan).
+LOCK_WAIT_S = 10.0
+_COLLECTOR_ID = re.compile(r"^[A-Za-z0-9_.]+$")
+_PART_NAME = re.compile(r"^\.?events-(?P<id>[A-Za-z0-9_.]+)-(?P<seq>\d+)\.(?P<ext>jsonl|parquet)(?P<open>\.open)?$")
 
 
 # ----------------------------------------------------------------------------------------------- pure parts
@@ -54,14 +80,39 @@ class CollectorConfig:
     batch_size: int = DEFAULT_BATCH_SIZE
     poll_timeout_s: float = 0.5
     strict: bool = False
+    # Parts mode (any of these set): rolled part files per collector id instead of one events.jsonl.
+    roll_bytes: int | None = None
+    roll_seconds: float | None = None
+    format: str = "jsonl"
+    collector_id: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.format not in FORMATS:
+            raise ValueError(f"format must be one of {', '.join(FORMATS)}, not {self.format!r}")
+        if self.collector_id is not None and not _COLLECTOR_ID.match(self.collector_id):
+            raise ValueError(f"collector id {self.collector_id!r}: use letters, digits, '_' and '.' only")
+
+    @property
+    def parts(self) -> bool:
+        """True when the collector writes rolled parts (a folder the pairs step reads) rather than events.jsonl."""
+        return (self.roll_bytes is not None or self.roll_seconds is not None or self.format != "jsonl"
+                or self.collector_id is not None)
+
+    @property
+    def writer_id(self) -> str:
+        """The collector id naming this collector's parts, dead letter and lock (default: the host name)."""
+        if self.collector_id is not None:
+            return self.collector_id
+        return re.sub(r"[^A-Za-z0-9_.]", "_", socket.gethostname()) or "collector"
 
     @property
     def events_path(self) -> Path:
-        return self.out_dir / EVENTS_FILE
+        """events.jsonl, or in parts mode the folder of parts."""
+        return self.out_dir if self.parts else self.out_dir / EVENTS_FILE
 
     @property
     def rejected_path(self) -> Path:
-        return self.out_dir / REJECTED_FILE
+        return self.out_dir / (f"rejected-{self.writer_id}.jsonl" if self.parts else REJECTED_FILE)
 
 
 def consumer_config(config: CollectorConfig) -> dict[str, Any]:
@@ -135,7 +186,8 @@ def repair_torn_tail(path: Path) -> int:
 
 
 def fsync_path(path: Path) -> None:
-    """Force a file's written data to disk (fsync on a second descriptor syncs the same inode)."""
+    """Force a file's written data to disk (fsync on a second descriptor syncs the same inode); on a folder, make
+    the renames in it durable."""
     descriptor = os.open(path, os.O_RDONLY)
     try:
         os.fsync(descriptor)
@@ -173,11 +225,275 @@ class EventFile:
         self._handle.write(json.dumps(record, ensure_ascii=False) + "\n")
         self.written += 1
 
-    def sync(self) -> None:
-        """Flush Python's buffer and fsync."""
+    def sync(self) -> bool:
+        """Flush Python's buffer and fsync; True: what was written is durable (offsets may be committed)."""
         assert self._handle is not None
         self._handle.flush()
         os.fsync(self._handle.fileno())
+        return True
+
+    def due(self) -> bool:
+        """events.jsonl never rolls."""
+        return False
+
+    def adopt_orphans(self) -> int:
+        """events.jsonl has no peers' parts to close."""
+        return 0
+
+    def close_part(self) -> Path | None:
+        """Nothing to close: events.jsonl is one file, durable after each `sync`."""
+        return None
+
+
+def part_name(collector_id: str, seq: int, fmt: str) -> str:
+    """A closed part's file name: `events-<collector id>-<seq:06d>.<fmt>` (name order = write order per id)."""
+    return f"events-{collector_id}-{seq:06d}.{fmt}"
+
+
+def _open_name(collector_id: str, seq: int, fmt: str) -> str:
+    return f".{part_name(collector_id, seq, fmt)}.open"
+
+
+class CollectorIdInUse(RuntimeError):
+    """Another live collector writes parts with this id in this folder."""
+
+
+def _lock_path(out_dir: Path, collector_id: str) -> Path:
+    return out_dir / f".collector-{collector_id}.lock"
+
+
+def _try_lock(path: Path) -> int | None:
+    """A descriptor holding an exclusive flock on `path`, or None when a live process holds it."""
+    descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(descriptor)
+        return None
+    return descriptor
+
+
+def _unlock(descriptor: int) -> None:
+    fcntl.flock(descriptor, fcntl.LOCK_UN)
+    os.close(descriptor)
+
+
+@dataclass
+class RecoveredParts:
+    """What closing crashed collectors' open parts did."""
+
+    closed: list[Path] = field(default_factory=list)  # JSONL open parts kept (committed events), renamed as done
+    deleted: list[Path] = field(default_factory=list)  # Parquet (never committed) or empty open parts removed
+    repaired_bytes: int = 0
+
+
+def recover_open_parts(out_dir: Path, own_id: str | None = None, include_own: bool = True) -> RecoveredParts:
+    """Close the open parts left by collectors that are gone (their lock is free), and `own_id`'s (whose lock the
+    caller holds) unless `include_own` is False (a running collector adopting a dead peer's parts).
+
+    A JSONL open part holds committed events: its torn last line is cut and it is renamed to its closed name.
+    A Parquet open part never had its offsets committed (or is torn): it is deleted, its events are re-read.
+    """
+    recovered = RecoveredParts()
+    by_id: dict[str, list[Path]] = {}
+    for child in sorted(out_dir.glob(".events-*.open")):
+        match = _PART_NAME.match(child.name)
+        if match:
+            by_id.setdefault(match["id"], []).append(child)
+    for collector_id, paths in by_id.items():
+        if collector_id == own_id and not include_own:
+            continue
+        lock = None if collector_id == own_id else _try_lock(_lock_path(out_dir, collector_id))
+        if collector_id != own_id and lock is None:
+            continue  # its collector is alive
+        try:
+            for path in paths:
+                _recover_one(path, recovered)
+        finally:
+            if lock is not None:
+                _unlock(lock)
+    if recovered.closed or recovered.deleted:
+        fsync_path(out_dir)
+    return recovered
+
+
+def _recover_one(path: Path, recovered: RecoveredParts) -> None:
+    if path.name.endswith(".parquet.open"):
+        path.unlink()
+        recovered.deleted.append(path)
+        return
+    recovered.repaired_bytes += repair_torn_tail(path)
+    if path.stat().st_size == 0:
+        path.unlink()
+        recovered.deleted.append(path)
+        return
+    fsync_path(path)
+    closed = path.with_name(path.name[1:-len(".open")])
+    path.rename(closed)
+    recovered.closed.append(closed)
+
+
+def _next_seq(out_dir: Path, collector_id: str) -> int:
+    seqs = [int(match["seq"]) for child in out_dir.iterdir()
+            if (match := _PART_NAME.match(child.name)) and match["id"] == collector_id]
+    return max(seqs, default=0) + 1
+
+
+class PartWriter:
+    """Rolled event parts of one collector id in a folder; same interface as `EventFile`.
+
+    `sync()` says whether everything written is durable: always for JSONL (fsync of the open part), only after a
+    close for Parquet (events are buffered and written as one file when the part closes). `due()` is the roll
+    condition; `close_part()` writes/fsyncs the open part, renames it to its closed name and fsyncs the folder.
+    """
+
+    def __init__(self, out_dir: Path, collector_id: str, fmt: str = "jsonl", roll_bytes: int | None = None,
+                 roll_seconds: float | None = None, clock: Callable[[], float] = time.monotonic) -> None:
+        if fmt == "parquet":
+            import_pyarrow_parquet()
+        self.out_dir = out_dir
+        self.collector_id = collector_id
+        self.fmt = fmt
+        self.roll_bytes = roll_bytes
+        self.roll_seconds = roll_seconds
+        self.written = 0
+        self.repaired_bytes = 0
+        self.recovered = RecoveredParts()
+        self.closed_parts: list[Path] = []
+        self._clock = clock
+        self._lock: int | None = None
+        self._seq = 0
+        self._handle: IO[str] | None = None
+        self._buffer: list[dict[str, Any]] = []
+        self._part_bytes = 0
+        self._opened_at = 0.0
+
+    def __enter__(self) -> "PartWriter":
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        self._lock = self._acquire_own_lock()
+        self.recovered = recover_open_parts(self.out_dir, own_id=self.collector_id)
+        self.repaired_bytes = self.recovered.repaired_bytes
+        self._seq = _next_seq(self.out_dir, self.collector_id)
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        try:
+            if exc_type is None:
+                self.close_part()
+            elif self._handle is not None:  # left open: the next start (or another collector) recovers it
+                self._handle.close()
+                self._handle = None
+        finally:
+            if self._lock is not None:
+                _unlock(self._lock)
+                self._lock = None
+
+    def _acquire_own_lock(self) -> int:
+        path = _lock_path(self.out_dir, self.collector_id)
+        deadline = time.monotonic() + LOCK_WAIT_S
+        while True:
+            descriptor = _try_lock(path)
+            if descriptor is not None:
+                return descriptor
+            if time.monotonic() >= deadline:
+                raise CollectorIdInUse(
+                    f"collector id {self.collector_id!r} is in use in {self.out_dir} (another collector holds "
+                    f"{path.name}): give each collector its own --collector-id"
+                )
+            time.sleep(0.1)  # a peer closing our orphan holds the lock for milliseconds
+
+    @property
+    def open_path(self) -> Path:
+        return self.out_dir / _open_name(self.collector_id, self._seq, self.fmt)
+
+    def write(self, record: dict[str, Any]) -> None:
+        line = json.dumps(record, ensure_ascii=False)
+        if self._part_bytes == 0:
+            self._opened_at = self._clock()
+        if self.fmt == "parquet":
+            self._buffer.append(record)
+        else:
+            if self._handle is None:
+                self._handle = self.open_path.open("a", encoding="utf-8")
+            self._handle.write(line + "\n")
+        self._part_bytes += len(line.encode("utf-8")) + 1
+        self.written += 1
+
+    def sync(self) -> bool:
+        if self.fmt == "parquet":
+            return not self._buffer
+        if self._handle is not None:
+            self._handle.flush()
+            os.fsync(self._handle.fileno())
+        return True
+
+    def adopt_orphans(self) -> int:
+        """Close the open parts of collectors of this folder that died (on each assignment: a rebalance after a
+        peer's crash); returns how many were closed or removed."""
+        found = recover_open_parts(self.out_dir, self.collector_id, include_own=False)
+        self.recovered.closed += found.closed
+        self.recovered.deleted += found.deleted
+        self.recovered.repaired_bytes += found.repaired_bytes
+        return len(found.closed) + len(found.deleted)
+
+    def due(self) -> bool:
+        """True when the open part has events and reached `roll_bytes` (JSON bytes) or `roll_seconds` of age."""
+        if self._part_bytes == 0:
+            return False
+        if self.roll_bytes is not None and self._part_bytes >= self.roll_bytes:
+            return True
+        return self.roll_seconds is not None and self._clock() - self._opened_at >= self.roll_seconds
+
+    def close_part(self) -> Path | None:
+        """Close the open part (if it has events) under its final name; returns that path."""
+        if self._part_bytes == 0:
+            return None
+        if self.fmt == "parquet":
+            self._write_parquet(self.open_path)
+            self._buffer = []
+        else:
+            assert self._handle is not None
+            self._handle.flush()
+            os.fsync(self._handle.fileno())
+            self._handle.close()
+            self._handle = None
+        closed = self.out_dir / part_name(self.collector_id, self._seq, self.fmt)
+        self.open_path.rename(closed)
+        fsync_path(self.out_dir)
+        self.closed_parts.append(closed)
+        self._seq += 1
+        self._part_bytes = 0
+        return closed
+
+    def _write_parquet(self, path: Path) -> None:
+        pq = import_pyarrow_parquet()
+        import pyarrow as pa
+
+        table = pa.Table.from_pylist([parquet_row(record) for record in self._buffer], schema=parquet_schema())
+        with path.open("wb") as handle:
+            pq.write_table(table, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+
+
+def parquet_schema() -> Any:
+    """The Arrow schema of an events Parquet part (readers.PARQUET_EVENT_COLUMNS + `extra`)."""
+    import pyarrow as pa
+
+    types = {"ts": pa.float64()}
+    columns = [pa.field(name, types.get(name, pa.string())) for name in PARQUET_EVENT_COLUMNS]
+    return pa.schema([*columns, pa.field(PARQUET_EXTRA_COLUMN, pa.string())])
+
+
+def parquet_row(record: dict[str, Any]) -> dict[str, Any]:
+    """A valid event as a Parquet row: `ts` as epoch seconds, fields outside the schema as a JSON `extra`."""
+    row: dict[str, Any] = {name: record.get(name) for name in PARQUET_EVENT_COLUMNS}
+    row["ts"] = parse_timestamp(record["ts"])
+    extra = {key: value for key, value in record.items() if key not in PARQUET_EVENT_COLUMNS}
+    row[PARQUET_EXTRA_COLUMN] = json.dumps(extra, ensure_ascii=False) if extra else None
+    return row
 
 
 # ----------------------------------------------------------------------------------------------- collect
@@ -199,11 +515,27 @@ class CollectStats:
     repaired_bytes: int = 0
     # From the first message received to the last batch committed: the time spent on data, not waiting.
     active_seconds: float = 0.0
+    # Parts mode: parts this run closed, and crashed collectors' open parts it closed (or removed).
+    parts: list[Path] = field(default_factory=list)
+    recovered_parts: int = 0
+    rebalances: int = 0
 
     @property
     def messages_per_second(self) -> float:
         """Throughput over the active time (group join and the final idle wait excluded)."""
         return self.consumed / self.active_seconds if self.active_seconds > 0 else 0.0
+
+
+Writer = EventFile | PartWriter
+
+
+def _writer(config: CollectorConfig) -> Writer:
+    if not config.parts:
+        return EventFile(config.events_path)
+    roll_bytes = config.roll_bytes
+    if config.format == "parquet" and roll_bytes is None and config.roll_seconds is None:
+        roll_bytes = DEFAULT_PARQUET_ROLL_BYTES  # a Parquet part is buffered until it closes: bound it
+    return PartWriter(config.out_dir, config.writer_id, config.format, roll_bytes, config.roll_seconds)
 
 
 def collect(
@@ -222,16 +554,26 @@ def collect(
     stats = CollectStats()
     started = time.monotonic()
     consumer = Consumer(consumer_config(config))
+    writer = _writer(config)
     try:
         # Fail fast with a clear error when nobody answers, rather than waiting silently for a broker.
         consumer.list_topics(timeout=CONNECT_TIMEOUT_S)
-        with EventFile(config.events_path) as events, DeadLetter(_prepared(config.rejected_path)) as dead_letter:
+        with writer as events, DeadLetter(_prepared(config.rejected_path)) as dead_letter:
             stats.repaired_bytes = events.repaired_bytes
-            _consume_loop(consumer, config, known_pins, should_stop, on_batch, stats, events, dead_letter)
+            ledger = _Ledger(consumer, events, dead_letter, stats)
+            try:
+                _consume_loop(consumer, config, known_pins, should_stop, on_batch, stats, ledger)
+                ledger.settle(close=True)
+            finally:
+                # From here on a revoke (consumer.close) has nothing left to commit.
+                ledger.closed = True
     finally:
         # close() leaves the group at once, so a restarted collector gets the partitions without a session timeout.
         consumer.close()
         stats.seconds = time.monotonic() - started
+        if isinstance(writer, PartWriter):
+            stats.parts = list(writer.closed_parts)
+            stats.recovered_parts = len(writer.recovered.closed) + len(writer.recovered.deleted)
     return stats
 
 
@@ -241,6 +583,63 @@ def _prepared(path: Path) -> Path:
     return path
 
 
+class _Ledger:
+    """Offsets consumed but not yet committed; committed only once the writer says their events are durable.
+
+    Also the consumer's rebalance callbacks: before partitions are revoked, the open part is made durable (a
+    Parquet part is closed) and every pending offset is committed, so the next owner starts after them.
+    """
+
+    def __init__(self, consumer: Any, events: Writer, dead_letter: DeadLetter, stats: CollectStats) -> None:
+        self.consumer = consumer
+        self.events = events
+        self.dead_letter = dead_letter
+        self.stats = stats
+        self.pending: dict[tuple[str, int], int] = {}
+        self.assigned_at: float | None = None
+        self.closed = False
+
+    def add(self, topic: str, partition: int, next_offset: int) -> None:
+        self.pending[(topic, partition)] = next_offset
+
+    def settle(self, close: bool = False) -> None:
+        """Roll the part when due (or `close`), and commit the pending offsets if their events are durable."""
+        due = self.events.due()
+        if not (self.pending or close or due):
+            return
+        if close or due:
+            self.events.close_part()
+        if not self.events.sync():
+            return
+        fsync_path(self.dead_letter.path)
+        _commit(self.consumer, self.pending, self.stats)
+        self.pending.clear()
+
+    def on_assign(self, _consumer: Any, _partitions: list[Any]) -> None:
+        self.assigned_at = time.monotonic()
+        self.stats.rebalances += 1
+        if not self.closed:
+            self.stats.recovered_parts += self.events.adopt_orphans()
+
+    def on_revoke(self, _consumer: Any, _partitions: list[Any]) -> None:
+        from confluent_kafka import KafkaException
+
+        if self.closed or not self.pending:
+            return
+        try:
+            self.settle(close=not self.events.sync())
+        except KafkaException as error:  # the events are on disk: the next owner reads them again (duplicates)
+            self.stats.warnings.append(f"commit on revoke failed: {error}")
+            self.pending.clear()
+
+    def on_lost(self, _consumer: Any, _partitions: list[Any]) -> None:
+        # The group already gave the partitions away: committing is refused. Keep the events (duplicates, not loss).
+        if not self.closed:
+            self.events.close_part()
+        self.pending.clear()
+        self.stats.warnings.append("partitions lost (session timed out): their uncommitted events will be re-read")
+
+
 def _consume_loop(
     consumer: Any,
     config: CollectorConfig,
@@ -248,15 +647,13 @@ def _consume_loop(
     should_stop: Callable[[], bool],
     on_batch: Callable[[CollectStats], None] | None,
     stats: CollectStats,
-    events: EventFile,
-    dead_letter: DeadLetter,
+    ledger: _Ledger,
 ) -> None:
     # The idle clock starts when the group hands us partitions: joining a group (the first time, creating
     # __consumer_offsets) can take seconds, and that is not "no new messages". Without any assignment the
     # run still ends, after a longer bound, with a warning.
     started = time.monotonic()
-    assignment = _Assignment()
-    consumer.subscribe([config.topic], on_assign=assignment.on_assign)
+    consumer.subscribe([config.topic], on_assign=ledger.on_assign, on_revoke=ledger.on_revoke, on_lost=ledger.on_lost)
     last_message_at = started
     first_message_at: float | None = None
     while True:
@@ -272,40 +669,31 @@ def _consume_loop(
         polled = consumer.consume(num_messages=wanted, timeout=config.poll_timeout_s)
         messages = [message for message in polled if _usable(message, stats)]
         if not messages:
+            ledger.settle()  # a part due by age rolls (and a Parquet part's offsets are committed) while idle
             idle_timeout = config.idle_timeout_s
-            if idle_timeout is not None and _idle_expired(idle_timeout, started, last_message_at, assignment, stats):
+            if idle_timeout is not None and _idle_expired(idle_timeout, started, last_message_at, ledger, stats):
                 return
             continue
         last_message_at = time.monotonic()
         first_message_at = first_message_at or last_message_at
-        _handle_batch(consumer, config, messages, known_pins, stats, events, dead_letter)
+        _handle_batch(config, messages, known_pins, stats, ledger)
         stats.active_seconds = time.monotonic() - first_message_at
         if on_batch:
             on_batch(stats)
 
 
-class _Assignment:
-    """Records when the consumer group last assigned partitions to this collector."""
-
-    def __init__(self) -> None:
-        self.assigned_at: float | None = None
-
-    def on_assign(self, _consumer: Any, _partitions: list[Any]) -> None:
-        self.assigned_at = time.monotonic()
-
-
 def _idle_expired(
-    idle_timeout_s: float, started: float, last_message_at: float, assignment: _Assignment, stats: CollectStats
+    idle_timeout_s: float, started: float, last_message_at: float, ledger: _Ledger, stats: CollectStats
 ) -> bool:
     """True when the run should end for lack of messages; sets `stats.stopped_by`."""
     now = time.monotonic()
-    if assignment.assigned_at is None:
+    if ledger.assigned_at is None:
         if now - started >= max(idle_timeout_s, ASSIGNMENT_WAIT_S):
             stats.stopped_by = "idle-timeout"
             stats.warnings.append(f"no partitions assigned within {now - started:.0f}s")
             return True
         return False
-    if now - max(last_message_at, assignment.assigned_at) >= idle_timeout_s:
+    if now - max(last_message_at, ledger.assigned_at) >= idle_timeout_s:
         stats.stopped_by = "idle-timeout"
         return True
     return False
@@ -327,16 +715,14 @@ def _usable(message: Any, stats: CollectStats) -> bool:
 
 
 def _handle_batch(
-    consumer: Any,
     config: CollectorConfig,
     messages: list[Any],
     known_pins: Container[str] | None,
     stats: CollectStats,
-    events: EventFile,
-    dead_letter: DeadLetter,
+    ledger: _Ledger,
 ) -> None:
-    """Write one batch, make it durable, then commit its offsets (the order is the guarantee)."""
-    next_offsets: dict[tuple[str, int], int] = {}
+    """Write one batch, then commit its offsets once durable (the order is the guarantee): at once for
+    events.jsonl and JSONL parts (fsync), when the part closes for Parquet."""
     failure: LocatedRecordError | None = None
     for message in messages:
         location = message_location(message.partition(), message.offset())
@@ -346,17 +732,15 @@ def _handle_batch(
             if config.strict:
                 failure = error.located(message.topic(), location)
                 break
-            dead_letter.add(message.topic(), location, error, message.value() or b"")
+            ledger.dead_letter.add(message.topic(), location, error, message.value() or b"")
             stats.rejected += 1
             stats.rejected_by_reason[f"{error.field}: {error.reason}"] += 1
         else:
-            events.write(record)
+            ledger.events.write(record)
             stats.written += 1
         stats.consumed += 1
-        next_offsets[(message.topic(), message.partition())] = message.offset() + 1
-    events.sync()
-    fsync_path(dead_letter.path)
-    _commit(consumer, next_offsets, stats)
+        ledger.add(message.topic(), message.partition(), message.offset() + 1)
+    ledger.settle(close=failure is not None)
     stats.batches += 1
     if failure is not None:
         raise failure

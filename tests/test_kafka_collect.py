@@ -264,6 +264,135 @@ def test_torn_last_line_is_cut(tmp_path: Path) -> None:
     assert kc.repair_torn_tail(tmp_path / "missing.jsonl") == 0
 
 
+# ----------------------------------------------------------------------------------------------- parts
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def read_parts(folder: Path) -> list[tuple[str, int, dict[str, Any]]]:
+    from pintext.ingest.deadletter import DeadLetter
+    from pintext.ingest.readers import read_located_records
+
+    with DeadLetter(folder.parent / f"{folder.name}-rejected.jsonl") as dead_letter:
+        records = list(read_located_records(folder, validate_event, dead_letter))
+    assert dead_letter.count == 0
+    return records
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "parquet"])
+def test_parts_roll_by_bytes_and_age_and_read_back_in_order(tmp_path: Path, fmt: str) -> None:
+    rng = random.Random(6)
+    events = [make_event(index, rng) for index in range(30)]
+    events[3]["campaign"] = "spring"  # a field outside the schema survives both formats
+    line_bytes = len(json.dumps(events[0]).encode()) + 1
+    clock = FakeClock()
+    with kc.PartWriter(tmp_path, "a", fmt, roll_bytes=10 * line_bytes, roll_seconds=60, clock=clock) as writer:
+        for event in events[:25]:
+            writer.write(event)
+            if writer.due():
+                writer.close_part()
+        assert len(writer.closed_parts) == 2  # 10 + 10 JSON lines of about the same size (sizes vary by a few bytes)
+        assert writer.sync() is (fmt == "jsonl")  # a Parquet part is durable only once closed
+        assert not writer.due()
+        clock.now = 60.0
+        assert writer.due()  # the open part is a minute old
+        writer.close_part()
+        for event in events[25:]:
+            writer.write(event)
+    # Leaving the block closes the open part.
+    names = sorted(path.name for path in tmp_path.iterdir() if not path.name.startswith("."))
+    assert names == [f"events-a-{seq:06d}.{fmt}" for seq in range(1, 5)]
+    assert not list(tmp_path.glob(".events-*.open"))
+    back = read_parts(tmp_path)
+    assert [record["event_id"] for _source, _line, record in back] == [event["event_id"] for event in events]
+    assert back[3][2]["campaign"] == "spring"
+    assert back[0][0] == str(tmp_path / f"events-a-000001.{fmt}") and back[0][1] == 1
+    if fmt == "parquet":
+        assert all(isinstance(record["ts"], float) for _s, _l, record in back)
+    else:
+        assert [record for _s, _l, record in back] == events
+
+
+def test_a_crashed_jsonl_part_is_repaired_and_closed_on_restart(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(kc, "LOCK_WAIT_S", 0.3)
+    rng = random.Random(7)
+    events = [make_event(index, rng) for index in range(5)]
+    writer = kc.PartWriter(tmp_path, "a").__enter__()
+    for event in events[:3]:
+        writer.write(event)
+    writer.sync()  # what a batch commit sees: these three are durable and committed
+    open_path = writer.open_path
+    with open_path.open("a") as handle:  # then the process dies mid-line, holding the lock
+        handle.write('{"event_id": "torn')
+    with pytest.raises(kc.CollectorIdInUse, match="--collector-id"):
+        with kc.PartWriter(tmp_path, "a"):
+            pass
+    writer._lock and kc._unlock(writer._lock)  # the kernel frees a dead process's lock
+    writer._lock = None
+    with kc.PartWriter(tmp_path, "a") as restarted:
+        assert restarted.recovered.closed == [tmp_path / "events-a-000001.jsonl"]
+        assert restarted.repaired_bytes == len('{"event_id": "torn')
+        for event in events[3:]:
+            restarted.write(event)
+    assert [p.name for p in sorted(tmp_path.glob("events-*"))] == ["events-a-000001.jsonl", "events-a-000002.jsonl"]
+    assert [r["event_id"] for _s, _l, r in read_parts(tmp_path)] == [e["event_id"] for e in events]
+
+
+def test_a_live_collector_closes_a_dead_peers_open_part_and_drops_an_uncommitted_parquet_part(
+    tmp_path: Path,
+) -> None:
+    rng = random.Random(8)
+    events = [make_event(index, rng) for index in range(4)]
+    alive = kc._try_lock(kc._lock_path(tmp_path, "d"))  # a live peer's open part is left alone
+    assert alive is not None
+    (tmp_path / ".events-d-000001.jsonl.open").write_text(json.dumps(events[1]) + "\n", encoding="utf-8")
+    try:
+        with kc.PartWriter(tmp_path, "a") as writer:
+            writer.write(events[2])
+            # Peers b and c die while a runs (a rebalance follows: on_assign calls adopt_orphans).
+            (tmp_path / ".events-b-000003.jsonl.open").write_text(json.dumps(events[0]) + "\n" + '{"tor', "utf-8")
+            (tmp_path / ".events-c-000001.parquet.open").write_bytes(b"PAR1 torn")
+            assert writer.adopt_orphans() == 2
+            assert writer.adopt_orphans() == 0
+            assert writer.open_path.exists()  # its own open part is not touched
+        assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith(".collector-")) == [
+            ".events-d-000001.jsonl.open", "events-a-000001.jsonl", "events-b-000003.jsonl",
+        ]
+        with kc.PartWriter(tmp_path, "b") as restarted_b:  # the dead peer, restarted, continues after its seq
+            restarted_b.write(events[3])
+        assert (tmp_path / "events-b-000004.jsonl").exists()
+    finally:
+        kc._unlock(alive)
+
+
+def test_collector_config_parts_mode_and_checks(tmp_path: Path) -> None:
+    plain = kc.CollectorConfig("h:1", "t", tmp_path)
+    assert not plain.parts and plain.events_path == tmp_path / kc.EVENTS_FILE
+    rolled = kc.CollectorConfig("h:1", "t", tmp_path, roll_seconds=5, collector_id="c1")
+    assert rolled.parts and rolled.events_path == tmp_path and rolled.rejected_path == tmp_path / "rejected-c1.jsonl"
+    assert kc.CollectorConfig("h:1", "t", tmp_path, format="parquet").parts
+    with pytest.raises(ValueError, match="format"):
+        kc.CollectorConfig("h:1", "t", tmp_path, format="csv")
+    with pytest.raises(ValueError, match="collector id"):
+        kc.CollectorConfig("h:1", "t", tmp_path, collector_id="a/b")
+
+
+def test_a_folder_without_parts_is_named(tmp_path: Path) -> None:
+    from pintext.ingest.readers import record_parts
+
+    (tmp_path / ".events-a-000001.jsonl.open").write_text("{}\n")
+    with pytest.raises(ValueError, match=str(tmp_path)):
+        record_parts(tmp_path)
+    with pytest.raises(FileNotFoundError):
+        record_parts(tmp_path / "missing")
+
+
 # ----------------------------------------------------------------------------------------------- live broker
 
 

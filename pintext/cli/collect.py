@@ -77,7 +77,8 @@ class _StopFlag:
 def collect(
     bootstrap: Annotated[str, typer.Option(help="Kafka bootstrap servers, HOST:PORT.")],
     topic: Annotated[str, typer.Option(help="Topic with engagement events, one JSON object per message.")],
-    out: Annotated[Path, typer.Option(help="Folder for events.jsonl and rejected.jsonl (appended to).")],
+    out: Annotated[Path, typer.Option(help="Folder for events.jsonl and rejected.jsonl (appended to), or for the "
+                                      "parts with --roll-bytes/--roll-seconds/--format parquet/--collector-id.")],
     group: Annotated[
         str, typer.Option(help="Consumer group; a restart with the same group resumes.")
     ] = "pintext-collect",
@@ -88,18 +89,36 @@ def collect(
     ] = None,
     batch_size: Annotated[int, typer.Option(min=1, help="Messages per write+fsync+commit.")] = 500,
     strict: Annotated[bool, typer.Option(help="Stop at the first bad message instead of dead-lettering it.")] = False,
+    roll_bytes: Annotated[
+        Optional[int], typer.Option(min=1, help="Parts: start a new part after this many bytes of events (JSON).")
+    ] = None,
+    roll_seconds: Annotated[
+        Optional[float], typer.Option(min=0.001, help="Parts: close a part this many seconds after its first event.")
+    ] = None,
+    output_format: Annotated[
+        str, typer.Option("--format", help="Parts format: jsonl, or parquet (offsets committed when a part closes).")
+    ] = "jsonl",
+    collector_id: Annotated[
+        Optional[str], typer.Option(help="Parts: this collector's id in OUT (names its parts; default: host name). "
+                                         "Collectors sharing OUT need different ids.")
+    ] = None,
 ) -> None:
-    """Consume engagement events from Kafka into OUT/events.jsonl (at-least-once; bad ones to OUT/rejected.jsonl)."""
+    """Consume engagement events from Kafka into OUT/events.jsonl, or into rolled parts OUT/events-<id>-<seq>.jsonl|
+    .parquet that `pintext pairs --events OUT` reads (at-least-once; bad ones to OUT/rejected[-<id>].jsonl)."""
     from confluent_kafka import KafkaException
 
-    from pintext.ingest.kafka_collector import CollectorConfig
+    from pintext.ingest.kafka_collector import CollectorConfig, CollectorIdInUse
     from pintext.ingest.kafka_collector import collect as run_collector
     from pintext.schemas import LocatedRecordError
 
-    config = CollectorConfig(
-        bootstrap=bootstrap, topic=topic, out_dir=out, group=group, max_messages=max_messages,
-        idle_timeout_s=idle_timeout, batch_size=batch_size, strict=strict,
-    )  # fmt: skip
+    try:
+        config = CollectorConfig(
+            bootstrap=bootstrap, topic=topic, out_dir=out, group=group, max_messages=max_messages,
+            idle_timeout_s=idle_timeout, batch_size=batch_size, strict=strict, roll_bytes=roll_bytes,
+            roll_seconds=roll_seconds, format=output_format, collector_id=collector_id,
+        )  # fmt: skip
+    except ValueError as error:
+        fail(str(error), USAGE)
     known_pins = _load_pin_ids(pins, out) if pins else None
     stop = _StopFlag()
     stop.install()
@@ -113,6 +132,10 @@ def collect(
         fail(f"bad message {error} (strict mode: offsets committed up to it)", USAGE)
     except KafkaException as error:
         fail(f"cannot consume from {bootstrap}: {error}", FAILURE)
+    except CollectorIdInUse as error:
+        fail(str(error), USAGE)
+    except ImportError as error:
+        fail(str(error), USAGE)
     _print_collect_summary(config, stats)
 
 
@@ -137,6 +160,10 @@ def _print_collect_summary(config: object, stats: object) -> None:
     table = Table(title=f"pintext collect: {config.topic}", show_header=False)
     table.add_row("consumed", str(stats.consumed))
     table.add_row("written", f"{stats.written} -> {config.events_path}")
+    if config.parts:
+        table.add_row("parts closed", f"{len(stats.parts)} ({config.format}, collector id {config.writer_id})")
+        if stats.recovered_parts:
+            table.add_row("crashed open parts recovered", str(stats.recovered_parts))
     table.add_row("rejected", f"{stats.rejected} -> {config.rejected_path}")
     for reason, count in stats.rejected_by_reason.most_common():
         table.add_row(f"  {reason}", str(count))

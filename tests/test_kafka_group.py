@@ -1,0 +1,170 @@
+"""Two collectors in one consumer group on a 4-partition topic: one is SIGKILLed mid-stream, the other takes its
+partitions over after the rebalance, and every valid event produced is on disk in the parts folder (duplicates
+allowed and counted; the pairs step's dedupe removes them), every malformed one in a dead letter, none lost.
+
+Runs against the real broker (`kafka_bootstrap`); every wait polls a real condition (group membership, committed
+offsets, lines on disk) with a deadline.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pintext.ingest import kafka_collector as kc
+from tests.test_kafka_collect import PINTEXT, make_lines, wait_for, write_lines
+
+PARTITIONS = 4
+BATCH_SIZE = 50
+ROLL_BYTES = 20_000
+
+
+@pytest.fixture
+def topic(kafka_bootstrap: str) -> Iterator[str]:
+    """A fresh 4-partition topic, deleted afterwards."""
+    from confluent_kafka.admin import AdminClient
+
+    name = f"pintext-group-{uuid.uuid4().hex[:10]}"
+    assert kc.ensure_topic(kafka_bootstrap, name, partitions=PARTITIONS)
+    yield name
+    admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
+    if name in admin.list_topics(timeout=10).topics:
+        admin.delete_topics([name])[name].result(timeout=30)
+
+
+def group_members(bootstrap: str, group: str) -> dict[str, int]:
+    """client id -> partitions assigned, for the group's current members (empty while it rebalances)."""
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0})
+    description = admin.describe_consumer_groups([group])[group].result(timeout=10)
+    return {member.member_id: len(member.assignment.topic_partitions) for member in description.members}
+
+
+def lag(bootstrap: str, topic: str, group: str) -> int:
+    """Messages in the topic after the group's committed offsets (all partitions)."""
+    from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
+    from confluent_kafka.admin import AdminClient, OffsetSpec
+
+    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0})
+    partitions = [TopicPartition(topic, partition) for partition in range(PARTITIONS)]
+    ends = admin.list_offsets({tp: OffsetSpec.latest() for tp in partitions})
+    end = {tp.partition: future.result(timeout=10).offset for tp, future in ends.items()}
+    request = [ConsumerGroupTopicPartitions(group, partitions)]
+    committed = admin.list_consumer_group_offsets(request)[group].result(timeout=10).topic_partitions
+    done = {tp.partition: max(tp.offset, 0) for tp in committed}
+    return sum(end[partition] - done.get(partition, 0) for partition in range(PARTITIONS))
+
+
+def records_on_disk(folder: Path, collector_id: str) -> int:
+    """Events a collector has written so far: lines of its JSONL parts (open or closed), rows of closed Parquet."""
+    from pintext.ingest.readers import parquet_rows
+
+    total = 0
+    for path in folder.glob(f"*events-{collector_id}-*"):
+        if path.name.endswith(".parquet"):
+            total += sum(1 for _ in parquet_rows(path))
+        elif ".jsonl" in path.name:
+            with path.open("rb") as handle:
+                total += sum(1 for line in handle if line.endswith(b"\n"))
+    return total
+
+
+def start_collector(bootstrap: str, topic: str, out: Path, group: str, collector_id: str, fmt: str) -> Any:
+    args = ["collect", "--bootstrap", bootstrap, "--topic", topic, "--out", str(out), "--group", group,
+            "--collector-id", collector_id, "--batch-size", str(BATCH_SIZE), "--roll-bytes", str(ROLL_BYTES),
+            "--format", fmt]
+    if fmt == "parquet":
+        args += ["--roll-seconds", "1"]  # an idle collector's Parquet part closes (and commits) within a second
+    return subprocess.Popen([PINTEXT, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def stop(process: Any) -> None:
+    if process.poll() is None:
+        process.kill()
+        process.wait(timeout=30)
+
+
+@pytest.mark.kafka
+@pytest.mark.parametrize("fmt", ["jsonl", "parquet"])
+def test_a_killed_collector_s_partitions_move_to_the_survivor_and_nothing_is_lost(
+    kafka_bootstrap: str, topic: str, tmp_path: Path, fmt: str
+) -> None:
+    from pintext.ingest.deadletter import DeadLetter
+    from pintext.ingest.pairs import PairOptions, collect_engagement
+    from pintext.ingest.readers import read_located_records
+    from pintext.schemas import validate_event
+
+    first_lines, first_valid, first_bad = make_lines(0, 3000, seed=11)
+    second_lines, second_valid, second_bad = make_lines(3000, 2000, seed=12)
+    out = tmp_path / "parts"
+    group = f"group-{topic}"
+    survivor = start_collector(kafka_bootstrap, topic, out, group, "a", fmt)
+    victim = start_collector(kafka_bootstrap, topic, out, group, "b", fmt)
+    try:
+        wait_for(lambda: sorted(group_members(kafka_bootstrap, group).values()) == [2, 2], 90,
+                 "both collectors in the group with 2 partitions each", poll_s=0.2)
+        produced = kc.produce_file(write_lines(tmp_path / "first.jsonl", first_lines), kafka_bootstrap, topic)
+        assert produced.delivered == len(first_lines)
+        wait_for(lambda: records_on_disk(out, "b") >= 200 or victim.poll() is not None, 90, "b wrote 200 events")
+        assert victim.poll() is None, victim.stderr.read() if victim.stderr else ""
+        victim.send_signal(signal.SIGKILL)
+        victim.wait(timeout=30)
+        assert victim.returncode == -signal.SIGKILL
+
+        produced = kc.produce_file(write_lines(tmp_path / "second.jsonl", second_lines), kafka_bootstrap, topic)
+        assert produced.delivered == len(second_lines)
+        # After the session timeout the group gives b's partitions to a, which drains them from b's last commit.
+        wait_for(lambda: lag(kafka_bootstrap, topic, group) == 0 or survivor.poll() is not None, 180,
+                 "the group's committed offsets at the end of every partition", poll_s=0.5)
+        assert survivor.poll() is None, survivor.stderr.read() if survivor.stderr else ""
+        assert list(group_members(kafka_bootstrap, group).values()) == [PARTITIONS]
+        survivor.send_signal(signal.SIGTERM)
+        stdout, stderr = survivor.communicate(timeout=60)
+    finally:
+        stop(victim)
+        stop(survivor)
+    assert survivor.returncode == 0, stderr
+    assert "signal" in stdout
+
+    # b's open part was closed by a (JSONL: committed events, kept) or removed (Parquet: never committed).
+    assert not list(out.glob(".events-*.open"))
+    assert {path.name.split("-")[1] for path in out.glob("events-*")} == {"a", "b"}
+    with DeadLetter(tmp_path / "read-rejected.jsonl") as reading:
+        ids = [record["event_id"] for _s, _l, record in read_located_records(out, validate_event, reading)]
+    assert reading.count == 0, "a part holds something that is not a valid event"
+    expected_valid = first_valid | second_valid
+    assert expected_valid - set(ids) == set(), "valid events lost in the rebalance"
+    assert set(ids) <= expected_valid
+    duplicates = len(ids) - len(set(ids))
+    # At-least-once: only what b had not committed at the kill comes back (a batch; for Parquet its open part).
+    bound = BATCH_SIZE * 2 if fmt == "jsonl" else ROLL_BYTES // 100 + BATCH_SIZE * 2
+    assert duplicates <= bound, duplicates
+
+    rejected = [json.loads(line) for name in ("rejected-a.jsonl", "rejected-b.jsonl")
+                for line in (out / name).read_text(encoding="utf-8").splitlines()]
+    expected_bad = {**first_bad, **second_bad}
+    assert {entry["raw"] for entry in rejected} == set(expected_bad)
+    for entry in rejected:
+        assert (entry["field"], entry["reason"]) == expected_bad[entry["raw"]]
+        assert entry["source"] == topic and 0 <= int(entry["line"].split("/")[0]) < PARTITIONS
+    # The takeover happened: a read messages of partitions that only b read before the kill.
+    partitions_of = {name: {int(json.loads(line)["line"].split("/")[0])
+                            for line in (out / f"rejected-{name}.jsonl").read_text(encoding="utf-8").splitlines()}
+                     for name in ("a", "b")}
+    assert len(partitions_of["b"]) == 2 and partitions_of["b"] <= partitions_of["a"], partitions_of
+
+    # The pairs step reads the folder and removes the duplicates by event_id.
+    pins = {f"pin-{n}": {"id": f"pin-{n}", "title": f"pin number {n}"} for n in range(101)}
+    with DeadLetter(tmp_path / "pairs-rejected.jsonl") as dead_letter:
+        aggregator = collect_engagement(out, pins, None, PairOptions(), dead_letter)
+    assert aggregator.counters["events_valid"] == len(ids)
+    assert aggregator.counters["events_duplicate"] == duplicates
+    print(f"{fmt}: {len(ids)} events on disk, {duplicates} duplicates, {len(rejected)} dead-lettered")
