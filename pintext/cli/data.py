@@ -83,6 +83,19 @@ def pairs(
     strict: Annotated[
         bool, typer.Option("--strict", help="Stop at the first bad record instead of dead-lettering it.")
     ] = False,
+    ubi: Annotated[Optional[str], typer.Option(
+        "--ubi", help="Engagement from OpenSearch UBI: a bulk ndjson export FILE, or a cluster URL "
+        "(docs/data.md, UBI).")] = None,
+    ubi_actions: Annotated[Optional[list[str]], typer.Option(
+        "--ubi-action", help="UBI action NAME=ACTION (impression|click|save|hide|ignore), repeatable; default "
+        "click=click, add_to_cart=save, purchase=save, impression=impression.")] = None,
+    ubi_queries_index: Annotated[str, typer.Option("--ubi-queries-index", help="--ubi URL: the queries index.")]
+    = "ubi_queries",
+    ubi_events_index: Annotated[str, typer.Option("--ubi-events-index", help="--ubi URL: the events index.")]
+    = "ubi_events",
+    ubi_pins_index: Annotated[Optional[str], typer.Option(
+        "--ubi-pins-index", help="Read the pins' texts from this index of the cluster (--ubi URL, else "
+        "$OPENSEARCH_URL) instead of --pins.")] = None,
 ) -> None:
     """Turn engagement events into positive text pairs per task (search, related, homefeed), split by anchor;
     or add imported pairs as tasks of a pairs folder (`--import FILE --task NAME`, repeatable)."""
@@ -108,6 +121,12 @@ def pairs(
             report = lambda n: progress.update(reading, description=f"building pairs: {n:,} events read")  # noqa: E731
             if imports:
                 stats = build_imported_pairs(imports, out, options)
+            elif ubi is not None:
+                from pintext.ingest.ubi import cli_build_pairs as ubi_pairs
+
+                stats = ubi_pairs(progress, ubi, events, pins, users, out, options, ubi_actions or [],
+                                  ubi_queries_index, ubi_events_index, ubi_pins_index, report,
+                                  _event_pairs(engine, memory_limit))
             else:
                 given = (("--events", events), ("--pins", pins))
                 missing = [name for name, value in given if value is None]
@@ -121,6 +140,10 @@ def pairs(
     except ValueError as error:
         fail(str(error), USAGE)
     _print_pairs_summary(console, out, stats, {task for _, task in imports})
+    if "ubi" in stats:
+        from pintext.ingest.ubi import ubi_summary
+
+        console.print(ubi_summary(stats["ubi"]), highlight=False, markup=False)
 
 
 PAIRS_ENGINES = ("duckdb", "memory")

@@ -784,6 +784,8 @@ def search(
     model: ModelOption = None, index: IndexOption = DEFAULT_INDEX, url: UrlOption = None, user: UserOption = None,
     password: PasswordOption = None, ca_certs: CaCertsOption = None, insecure: InsecureOption = False,
     engine: EngineOption = EngineName.auto, local_dir: LocalDirOption = DEFAULT_LOCAL_DIR,
+    ubi_log: Annotated[Optional[Path], typer.Option("--ubi-log", dir_okay=False, help="Append each query served "
+                                                    "and its hits (impressions) as UBI bulk ndjson.")] = None,
 ) -> None:
     """Search pins by text: LSH token candidates (filtered), exact cosine rescore; --hybrid fuses BM25 in. A
     query with no known word gets BM25 results."""
@@ -798,6 +800,10 @@ def search(
         started = time.perf_counter()
         answer = answer_query(conn, searcher, query, k, window, probes, hybrid, fused, depth, chosen)
         emit("query", query, answer, (time.perf_counter() - started) * 1000, json_output, explain)
+        if ubi_log is not None:
+            from pintext.ingest.ubi import log_answer
+
+            log_answer(ubi_log, query, answer, searcher, k)
 
 
 def related(
