@@ -83,6 +83,19 @@ def pairs(
     strict: Annotated[
         bool, typer.Option("--strict", help="Stop at the first bad record instead of dead-lettering it.")
     ] = False,
+    column_map: Annotated[Optional[str], typer.Option(
+        "--map", help="--events is a click log (CSV/TSV/Parquet/JSONL): FIELD=COLUMN,... with query, pin_id "
+        "[, user_id, ts, action, event_id, subject_pin_id] (docs/data.md, Click logs).")] = None,
+    log_format: Annotated[Optional[str], typer.Option(
+        "--format", help="Format of a --map log: csv|tsv|parquet|jsonl (default: from the extension).")] = None,
+    surface: Annotated[str, typer.Option("--surface", help="Surface of a --map log: search|related.")] = "search",
+    action: Annotated[str, typer.Option("--action", help="Action of a --map log without an action column.")]
+    = "click",
+    pins_map: Annotated[Optional[str], typer.Option(
+        "--pins-map", help="--pins is a product file: id=COLUMN,title=COLUMN[,description=...]; numbers = "
+        "1-based positions in a file without a header (id=1,title=2).")] = None,
+    pins_format: Annotated[Optional[str], typer.Option(
+        "--pins-format", help="Format of a --pins-map file (default: from the extension).")] = None,
     ubi: Annotated[Optional[str], typer.Option(
         "--ubi", help="Engagement from OpenSearch UBI: a bulk ndjson export FILE, or a cluster URL "
         "(docs/data.md, UBI).")] = None,
@@ -132,6 +145,9 @@ def pairs(
                 missing = [name for name, value in given if value is None]
                 if missing:
                     raise typer.BadParameter(f"missing {', '.join(missing)} (or use --import FILE --task NAME)")
+                if column_map is not None or pins_map is not None:
+                    events, pins = _convert_click_log(console, events, pins, out, column_map, log_format, surface,
+                                                      action, pins_map, pins_format, strict)
                 stats = _event_pairs(engine, memory_limit)(events, pins, users, out, options, report)  # type: ignore[arg-type]  # checked above
     except RecordError as error:
         fail(str(error), USAGE)
@@ -144,6 +160,27 @@ def pairs(
         from pintext.ingest.ubi import ubi_summary
 
         console.print(ubi_summary(stats["ubi"]), highlight=False, markup=False)
+
+
+def _convert_click_log(console, events, pins, out: Path, column_map: Optional[str], log_format: Optional[str],
+                       surface: str, action: str, pins_map: Optional[str], pins_format: Optional[str],
+                       strict: bool) -> tuple[Path, Path]:
+    """--map / --pins-map: the click log (and product file) as events.jsonl (pins.jsonl) in `<out>.clicklog/`."""
+    from pintext.ingest import clicklog
+    from pintext.ingest.clicklog import ClickLogError
+
+    try:
+        if column_map is None:
+            raise ClickLogError("--pins-map needs --map (the click log's columns) too")
+        options = clicklog.ClickLogOptions(clicklog.parse_map(column_map, clicklog.EVENT_FIELDS), surface, action,
+                                           log_format)
+        product_map = clicklog.parse_map(pins_map, clicklog.PIN_FIELDS, "--pins-map") if pins_map else None
+        converted = clicklog.convert_click_log(events, pins, clicklog.work_folder(out), options, product_map,
+                                               pins_format, strict)
+    except ClickLogError as error:
+        fail(str(error), USAGE)
+    console.print(converted.summary_line(), highlight=False)
+    return converted.events, converted.pins
 
 
 PAIRS_ENGINES = ("duckdb", "memory")
