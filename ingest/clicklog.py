@@ -187,7 +187,14 @@ def iter_rows(path: Path, kind: str, mapping: ColumnMap) -> Iterator[tuple[int, 
                 header = next(reader)
                 position = {column: i for i, column in reversed(list(enumerate(header)))}
                 index = {name: position[column] for name, column in wanted.items()}
-            for row in reader:
+            while True:
+                try:
+                    row = next(reader)
+                except StopIteration:
+                    break
+                except csv.Error as error:  # e.g. a field over csv.field_size_limit(): that row only
+                    yield reader.line_num, {WHOLE_RECORD: RecordError(WHOLE_RECORD, "not valid CSV", str(error))}, ""
+                    continue
                 if not row:
                     continue  # a blank line is not a record
                 values = {name: row[i] if i < len(row) else None for name, i in index.items()}

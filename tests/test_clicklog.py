@@ -287,3 +287,12 @@ def test_bestbuy_clicklog_bench_skips_cleanly_without_the_shared_data(tmp_path, 
     theirs = {"bm25": {"ndcg@10": {"mean": 0.50, "std": 0.01}}, "exact": {"ndcg@10": {"mean": 0.56, "std": 0.01}}}
     assert "differ by more than two standard deviations" in compare(ours, theirs)
     assert "they agree" in compare(ours, {**theirs, "exact": {"ndcg@10": {"mean": 0.51, "std": 0.01}}})
+
+
+def test_a_csv_row_the_csv_reader_refuses_is_dead_lettered_and_the_rest_read(tmp_path):
+    log = tmp_path / "log.csv"
+    log.write_text("q,sku\nred shoes,p1\n" + "x" * 200_000 + ",p1\nblue hat,p2\n", encoding="utf-8")
+    converted = convert(tmp_path, log, "query=q,pin_id=sku")
+    assert [e["query"] for e in read_jsonl(converted.events)] == ["red shoes", "blue hat"]
+    [rejected] = read_jsonl(tmp_path / "work" / "rejected.jsonl")
+    assert (rejected["line"], rejected["field"], rejected["reason"]) == (3, "<record>", "not valid CSV")
