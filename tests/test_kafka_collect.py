@@ -548,3 +548,37 @@ def test_collect_cli_rejects_missing_pins_file(tmp_path: Path) -> None:
     assert result.returncode != 0
     assert "nope.jsonl" in result.stdout + result.stderr
 
+
+
+def test_collect_cli_rejects_a_bad_format_or_collector_id(tmp_path: Path) -> None:
+    base = ["collect", "--bootstrap", "127.0.0.1:1", "--topic", "t", "--out", str(tmp_path)]
+    result = run_cli(*base, "--format", "csv")
+    assert result.returncode == 2 and "format must be one of jsonl, parquet" in result.stderr, result.stderr
+    result = run_cli(*base, "--collector-id", "a/b")
+    assert result.returncode == 2 and "collector id 'a/b'" in result.stderr, result.stderr
+
+
+@pytest.mark.kafka
+def test_a_second_collector_with_the_same_id_in_the_same_folder_is_refused(
+    kafka_bootstrap: str, topic: str, tmp_path: Path
+) -> None:
+    produce(kafka_bootstrap, topic, write_lines(tmp_path / "events.jsonl", [json.dumps(make_event(0, random.Random(9)))]))
+    out = tmp_path / "parts"
+    first = subprocess.Popen(
+        [PINTEXT, *collector_args(kafka_bootstrap, topic, out, f"g1-{topic}", "--collector-id", "x")],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        wait_for(lambda: (out / ".collector-x.lock").exists() and count_lines(out / ".events-x-000001.jsonl.open") == 1
+                 or first.poll() is not None, 90, "the first collector writing its part")
+        second = run_cli(*collector_args(kafka_bootstrap, topic, out, f"g2-{topic}", "--collector-id", "x"))
+        assert second.returncode == 2, second.stdout + second.stderr
+        assert "collector id 'x' is in use" in " ".join(second.stderr.split())
+        first.send_signal(signal.SIGTERM)
+        stdout, stderr = first.communicate(timeout=60)
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.wait(timeout=30)
+    assert first.returncode == 0, stderr
+    assert [path.name for path in out.glob("events-*")] == ["events-x-000001.jsonl"]

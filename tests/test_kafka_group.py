@@ -168,4 +168,6 @@ def test_a_killed_collector_s_partitions_move_to_the_survivor_and_nothing_is_los
         aggregator = collect_engagement(out, pins, None, PairOptions(), dead_letter)
     assert aggregator.counters["events_valid"] == len(ids)
     assert aggregator.counters["events_duplicate"] == duplicates
-    print(f"{fmt}: {len(ids)} events on disk, {duplicates} duplicates, {len(rejected)} dead-lettered")
+    recovered = [line for line in stdout.splitlines() if "crashed open parts recovered" in line]
+    print(f"{fmt}: {len(ids)} events on disk, {duplicates} duplicates, {len(rejected)} dead-lettered, "
+          f"survivor: {' '.join(recovered[0].split()) if recovered else 'no crashed open part to recover'}")
