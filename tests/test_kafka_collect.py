@@ -371,6 +371,26 @@ def test_a_live_collector_closes_a_dead_peers_open_part_and_drops_an_uncommitted
         kc._unlock(alive)
 
 
+def test_the_pairs_step_reads_a_mixed_folder_and_counts_duplicates_across_collectors(tmp_path: Path) -> None:
+    from pintext.ingest.deadletter import DeadLetter
+    from pintext.ingest.pairs import PairOptions, collect_engagement
+
+    rng = random.Random(10)
+    events = [make_event(index, rng) for index in range(15)]
+    with kc.PartWriter(tmp_path, "a", "jsonl") as a:
+        for event in events[:10]:
+            a.write(event)
+    with kc.PartWriter(tmp_path, "b", "parquet") as b:  # b re-read 5 of a's events (at-least-once)
+        for event in events[5:]:
+            b.write(event)
+    pins = {f"pin-{n}": {"id": f"pin-{n}", "title": f"pin number {n}"} for n in range(101)}
+    with DeadLetter(tmp_path / "rejected-pairs.jsonl") as dead_letter:
+        aggregator = collect_engagement(tmp_path, pins, None, PairOptions(), dead_letter)
+    assert dead_letter.count == 0
+    assert aggregator.counters["events_valid"] == 20
+    assert aggregator.counters["events_duplicate"] == 5
+
+
 def test_collector_config_parts_mode_and_checks(tmp_path: Path) -> None:
     plain = kc.CollectorConfig("h:1", "t", tmp_path)
     assert not plain.parts and plain.events_path == tmp_path / kc.EVENTS_FILE
