@@ -115,6 +115,18 @@ def wait_for(condition: Any, timeout_s: float, what: str, poll_s: float = 0.05) 
     raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
 
 
+def terminate(process: subprocess.Popen[str]) -> tuple[str, str]:
+    """SIGTERM a collector (it commits and exits) and return its stdout and stderr."""
+    process.send_signal(signal.SIGTERM)
+    return process.communicate(timeout=60)
+
+
+def kill_if_running(process: subprocess.Popen[str]) -> None:
+    if process.poll() is None:
+        process.kill()
+        process.wait(timeout=30)
+
+
 # ----------------------------------------------------------------------------------------------- pure parts
 
 
@@ -505,12 +517,9 @@ def test_sigterm_commits_and_exits_cleanly(kafka_bootstrap: str, topic: str, tmp
     )  # fmt: skip
     try:
         wait_for(lambda: count_lines(out / kc.EVENTS_FILE) >= len(valid), 90, "all events written")
-        collector.send_signal(signal.SIGTERM)
-        stdout, stderr = collector.communicate(timeout=60)
+        stdout, stderr = terminate(collector)
     finally:
-        if collector.poll() is None:
-            collector.kill()
-            collector.wait(timeout=30)
+        kill_if_running(collector)
     assert collector.returncode == 0, stderr
     assert "signal" in stdout
     # Everything was committed before the exit: the same group finds nothing new.
@@ -594,11 +603,8 @@ def test_a_second_collector_with_the_same_id_in_the_same_folder_is_refused(
         second = run_cli(*collector_args(kafka_bootstrap, topic, out, f"g2-{topic}", "--collector-id", "x"))
         assert second.returncode == 2, second.stdout + second.stderr
         assert "collector id 'x' is in use" in " ".join(second.stderr.split())
-        first.send_signal(signal.SIGTERM)
-        stdout, stderr = first.communicate(timeout=60)
+        _stdout, stderr = terminate(first)
     finally:
-        if first.poll() is None:
-            first.kill()
-            first.wait(timeout=30)
+        kill_if_running(first)
     assert first.returncode == 0, stderr
     assert [path.name for path in out.glob("events-*")] == ["events-x-000001.jsonl"]

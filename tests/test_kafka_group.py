@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from pintext.ingest import kafka_collector as kc
-from tests.test_kafka_collect import PINTEXT, make_lines, wait_for, write_lines
+from tests.test_kafka_collect import PINTEXT, kill_if_running, make_lines, terminate, wait_for, write_lines
 
 PARTITIONS = 4
 BATCH_SIZE = 50
@@ -86,12 +86,6 @@ def start_collector(bootstrap: str, topic: str, out: Path, group: str, collector
     return subprocess.Popen([PINTEXT, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def stop(process: Any) -> None:
-    if process.poll() is None:
-        process.kill()
-        process.wait(timeout=30)
-
-
 @pytest.mark.kafka
 @pytest.mark.parametrize("fmt", ["jsonl", "parquet"])
 def test_a_killed_collector_s_partitions_move_to_the_survivor_and_nothing_is_lost(
@@ -126,11 +120,10 @@ def test_a_killed_collector_s_partitions_move_to_the_survivor_and_nothing_is_los
                  "the group's committed offsets at the end of every partition", poll_s=0.5)
         assert survivor.poll() is None, survivor.stderr.read() if survivor.stderr else ""
         assert list(group_members(kafka_bootstrap, group).values()) == [PARTITIONS]
-        survivor.send_signal(signal.SIGTERM)
-        stdout, stderr = survivor.communicate(timeout=60)
+        stdout, stderr = terminate(survivor)
     finally:
-        stop(victim)
-        stop(survivor)
+        kill_if_running(victim)
+        kill_if_running(survivor)
     assert survivor.returncode == 0, stderr
     assert "signal" in stdout
 
