@@ -164,3 +164,52 @@ def test_a_killed_collector_s_partitions_move_to_the_survivor_and_nothing_is_los
     recovered = [line for line in stdout.splitlines() if "crashed open parts recovered" in line]
     print(f"{fmt}: {len(ids)} events on disk, {duplicates} duplicates, {len(rejected)} dead-lettered, "
           f"survivor: {' '.join(recovered[0].split()) if recovered else 'no crashed open part to recover'}")
+
+
+@pytest.mark.kafka
+def test_a_rebalance_commits_an_open_parquet_part_before_the_partitions_go(
+    kafka_bootstrap: str, topic: str, tmp_path: Path
+) -> None:
+    """A Parquet part commits only when it closes; a joining collector takes half the partitions, so the first must
+    close its part and commit in `on_revoke`, else the newcomer would read those events again."""
+    from pintext.ingest.readers import parquet_rows
+
+    lines, valid, bad = make_lines(0, 1000, seed=13)
+    produced = kc.produce_file(write_lines(tmp_path / "events.jsonl", lines), kafka_bootstrap, topic)
+    assert produced.delivered == len(lines)
+    out = tmp_path / "parts"
+    group = f"group-{topic}"
+    big = ["--roll-bytes", "100000000"]  # the part would stay open for the whole test without the rebalance
+    first = subprocess.Popen(
+        [PINTEXT, "collect", "--bootstrap", kafka_bootstrap, "--topic", topic, "--out", str(out), "--group", group,
+         "--collector-id", "a", "--format", "parquet", *big], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    second = None
+    try:
+        # Malformed messages are dead-lettered as they come: all of them there = the whole topic consumed.
+        rejected = out / "rejected-a.jsonl"
+        wait_for(lambda: rejected.exists() and len(rejected.read_text().splitlines()) >= len(bad)
+                 or first.poll() is not None, 90, "a consumed the topic", poll_s=0.1)
+        assert first.poll() is None, first.stderr.read() if first.stderr else ""
+        assert lag(kafka_bootstrap, topic, group) == len(lines), "nothing is committed while the part is open"
+        assert not list(out.glob("events-*"))
+        second = subprocess.Popen(
+            [PINTEXT, "collect", "--bootstrap", kafka_bootstrap, "--topic", topic, "--out", str(out), "--group", group,
+             "--collector-id", "b", "--format", "parquet", *big],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        wait_for(lambda: sorted(group_members(kafka_bootstrap, group).values()) == [2, 2], 90,
+                 "both collectors in the group with 2 partitions each", poll_s=0.2)
+        assert lag(kafka_bootstrap, topic, group) == 0, "the revoke closed the part and committed it"
+        parts = sorted(out.glob("events-*"))
+        assert [path.name for path in parts] == ["events-a-000001.parquet"]
+        ids = [row["event_id"] for row in parquet_rows(parts[0])]
+        assert len(ids) == len(set(ids)) and set(ids) == valid
+        terminate(second)
+        terminate(first)
+    finally:
+        kill_if_running(first)
+        if second is not None:
+            kill_if_running(second)
+    assert first.returncode == 0 and second.returncode == 0
+    assert sorted(path.name for path in out.glob("events-*")) == ["events-a-000001.parquet"]  # b had nothing to read
