@@ -28,11 +28,11 @@ import json
 import os
 import shutil
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import date, datetime
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from pintext.constants import HOMEFEED, RELATED, SEARCH, TASKS
 from pintext.ingest.deadletter import DeadLetter
@@ -231,8 +231,8 @@ def _first_seen(connection: Any, parts_glob: str) -> dict[str, int]:
         CREATE OR REPLACE TABLE firsts AS
         SELECT v.* FROM valid v SEMI JOIN (SELECT min(line) AS line FROM valid GROUP BY event_id) f USING (line)
     """)
-    valid = connection.execute("SELECT count(*) FROM valid").fetchone()[0]
-    distinct = connection.execute("SELECT count(*) FROM firsts").fetchone()[0]
+    valid = connection.execute("SELECT count(*) FROM valid").fetchall()[0][0]
+    distinct = connection.execute("SELECT count(*) FROM firsts").fetchall()[0][0]
     return {"events_valid": valid, "events_duplicate": valid - distinct}
 
 
@@ -290,7 +290,7 @@ def _aggregate(connection: Any, options: PairOptions, counters: Counter[str]) ->
         SELECT count(*), coalesce(sum(engaged_users - kept), 0), count(*) FILTER (WHERE kept = 0),
                count(*) FILTER (WHERE kept > 0 AND kept < $min)
         FROM merged
-    """, {"min": options.min_count}).fetchone()
+    """, {"min": options.min_count}).fetchall()[0]
     if pairs:  # the in-memory path's counters exist once there is a pair (zero or not)
         counters["engagements_cancelled_by_hide"] += int(cancelled)
         if cancelled_pairs:
@@ -307,7 +307,7 @@ def _aggregate(connection: Any, options: PairOptions, counters: Counter[str]) ->
     """, {"min": options.min_count})
     anchors, over = connection.execute(
         "SELECT count(DISTINCT (task, anchor_id)), count(*) FILTER (WHERE rank > $cap) FROM ranked",
-        {"cap": options.max_per_anchor}).fetchone()
+        {"cap": options.max_per_anchor}).fetchall()[0]
     if anchors:
         counters["pairs_over_anchor_cap"] += over
     connection.execute("""
@@ -317,51 +317,76 @@ def _aggregate(connection: Any, options: PairOptions, counters: Counter[str]) ->
     """, {"engaged": ENGAGED, "search": SEARCH})
 
 
-def _kept_pairs(connection: Any, options: PairOptions, pins: dict[str, dict[str, Any]],
-                users: dict[str, list[str]] | None) -> dict[str, list[Pair]]:
-    """The capped pairs per task, in the in-memory path's order (task, anchor id, strongest first)."""
+def pairs_from_rows(rows: Iterable[tuple[str, str, str | None, str, int, float]], pins: dict[str, dict[str, Any]],
+                    users: dict[str, list[str]] | None) -> dict[str, list[Pair]]:
+    """Pairs per task from (task, anchor_id, search anchor text, pin_id, count, weight) rows in output order:
+    related and homefeed anchors are looked up here (they are a function of the id)."""
     texts = {pin_id: pin_text(pin) for pin_id, pin in pins.items()}
     result: dict[str, list[Pair]] = {task: [] for task in TASKS}
-    cursor = connection.execute("""
-        SELECT r.task, r.anchor_id, a.anchor, r.pin_id, r.count, r.weight
-        FROM ranked r LEFT JOIN anchors a USING (task, anchor_id)
-        WHERE r.rank <= $cap ORDER BY r.task, r.anchor_id, r.rank
-    """, {"cap": options.max_per_anchor})
-    while rows := cursor.fetchmany(50_000):
-        for task, anchor_id, anchor, pin_id, count, weight in rows:
-            if task == RELATED:
-                anchor = texts[anchor_id]
-            elif task == HOMEFEED:
-                anchor = ", ".join((users or {})[anchor_id])
-            result[task].append(Pair(anchor, texts[pin_id], anchor_id, pin_id, int(count), float(weight)))
+    for task, anchor_id, anchor, pin_id, count, weight in rows:
+        if task == RELATED:
+            anchor = texts[anchor_id]
+        elif task == HOMEFEED:
+            anchor = ", ".join((users or {})[anchor_id])
+        result[task].append(Pair(anchor or "", texts[pin_id], anchor_id, pin_id, int(count), float(weight)))
     return result
 
 
-def _strict_error(connection: Any, parts_glob: str, schema_error: LocatedRecordError | None,
-                  source: str) -> LocatedRecordError | None:
-    """With --strict: the first bad record in file order, as the in-memory path would raise it."""
-    first_late = None
-    if any(Path(parts_glob).parent.glob("part-*.parquet")):
-        _first_seen(connection, parts_glob)
-        first_late = connection.execute(
+class Aggregation(Protocol):
+    """What an engine does after the first pass, over its Parquet parts (DuckDB here, Spark in pairs_spark)."""
+
+    engine: dict[str, Any]
+
+    def load(self, parts: Path) -> None: ...
+    def first_late_error(self, source: str) -> LocatedRecordError | None: ...
+    def count(self, counters: Counter[str]) -> None: ...
+    def late_rejections(self, source: str) -> Iterator[dict[str, Any]]: ...
+    def kept_rows(self) -> Iterator[tuple[str, str, str | None, str, int, float]]: ...
+    def close(self) -> None: ...
+
+
+class DuckDBAggregation:
+    def __init__(self, work: Path, options: PairOptions, memory_limit: str, threads: int | None) -> None:
+        self.connection = _connect(work, memory_limit, threads)
+        self.options = options
+        self.engine = {"name": "duckdb", "memory_limit": memory_limit}
+        self.seen: dict[str, int] = {}
+
+    def load(self, parts: Path) -> None:
+        self.seen = _first_seen(self.connection, str(parts / "part-*.parquet"))
+
+    def first_late_error(self, source: str) -> LocatedRecordError | None:
+        rows = self.connection.execute(
             "SELECT line, err_field, err_reason, err_detail FROM firsts WHERE outcome = ? ORDER BY line LIMIT 1",
-            [REJECTED]).fetchone()
-    if first_late is not None and (schema_error is None or first_late[0] < int(schema_error.line)):
-        return LocatedRecordError(source, first_late[0], first_late[1], first_late[2], first_late[3])
-    return schema_error
+            [REJECTED]).fetchall()  # fetchall: DuckDB wants a result finished before other work
+        row = rows[0] if rows else None
+        return None if row is None else LocatedRecordError(source, row[0], row[1], row[2], row[3])
+
+    def count(self, counters: Counter[str]) -> None:
+        counters.update({name: n for name, n in self.seen.items() if n})
+        _aggregate(self.connection, self.options, counters)
+
+    def late_rejections(self, source: str) -> Iterator[dict[str, Any]]:
+        return _late_rejections(self.connection, source)
+
+    def kept_rows(self) -> Iterator[tuple[str, str, str | None, str, int, float]]:
+        cursor = self.connection.execute("""
+            SELECT r.task, r.anchor_id, a.anchor, r.pin_id, r.count, r.weight
+            FROM ranked r LEFT JOIN anchors a USING (task, anchor_id)
+            WHERE r.rank <= $cap ORDER BY r.task, r.anchor_id, r.rank
+        """, {"cap": self.options.max_per_anchor})
+        while rows := cursor.fetchmany(50_000):
+            yield from rows
+
+    def close(self) -> None:
+        self.connection.close()
 
 
-def build_pairs_duckdb(events: Path, pins: Path, users: Path | None, out_dir: Path, options: PairOptions,
-                       progress: Callable[[int], None] | None = None, memory_limit: str | None = None,
-                       threads: int | None = None) -> dict[str, Any]:
-    """`pintext.ingest.pairs.build_pairs` on DuckDB: the same folder (pairs, splits, dead letter, stats).
-
-    `memory_limit` (DuckDB syntax, e.g. "1GB"; default `default_memory_limit()`) bounds DuckDB's memory; beyond
-    it DuckDB spills to a work folder next to `out_dir`, removed at the end.
-    """
-    limit = check_memory_limit(memory_limit or default_memory_limit())
+def build_two_pass(events: Path, pins: Path, users: Path | None, out_dir: Path, options: PairOptions,
+                   progress: Callable[[int], None] | None, work: Path,
+                   aggregation: Callable[[Path], Aggregation]) -> dict[str, Any]:
+    """The first pass, then `aggregation(work)` over its parts: the pairs folder of every two-pass engine."""
     out_dir = Path(out_dir).resolve()
-    work = out_dir.with_name(f".{out_dir.name}.work-{os.getpid()}")
 
     def fill(folder: Path) -> dict[str, Any]:
         counters: Counter[str] = Counter()
@@ -375,30 +400,49 @@ def build_pairs_duckdb(events: Path, pins: Path, users: Path | None, out_dir: Pa
             with DeadLetter(work / "early-rejected.jsonl") as early:
                 schema_error = _first_pass(Path(events), pin_records, user_records, options, early, parts, progress)
             parts.flush()
-            connection = _connect(work, limit, threads)
+            engine = aggregation(work)
             try:
-                if options.strict:
-                    error = _strict_error(connection, parts.glob, schema_error, str(events))
-                    if error is not None:
-                        raise error
                 if parts.parts:
-                    counters.update({name: n for name, n in _first_seen(connection, parts.glob).items() if n})
-                    _merge_dead_letters(early.path, _late_rejections(connection, str(events)), dead_letter)
-                    _aggregate(connection, options, counters)
-                    pairs_by_task = _kept_pairs(connection, options, pin_records, user_records)
-                else:
-                    _merge_dead_letters(early.path, iter(()), dead_letter)
-                    pairs_by_task = {task: [] for task in TASKS}
+                    engine.load(parts.folder)
+                if options.strict:  # the first bad record in file order, as the in-memory path raises it
+                    late = engine.first_late_error(str(events)) if parts.parts else None
+                    if late is not None and (schema_error is None or int(late.line) < int(schema_error.line)):
+                        raise late
+                    if schema_error is not None:
+                        raise schema_error
+                pairs_by_task: dict[str, list[Pair]] = {task: [] for task in TASKS}
+                late_rejections: Iterator[dict[str, Any]] = iter(())
+                if parts.parts:
+                    engine.count(counters)
+                    late_rejections = engine.late_rejections(str(events))
+                _merge_dead_letters(early.path, late_rejections, dead_letter)
+                if parts.parts:
+                    pairs_by_task = pairs_from_rows(engine.kept_rows(), pin_records, user_records)
             finally:
-                connection.close()
+                engine.close()
         inputs = tuple(Path(path) for path in (events, pins, users) if path is not None)
         return write_events_build(folder, pairs_by_task, user_records is not None, pin_records, inputs, counters,
-                                  dead_letter, options, {"name": "duckdb", "memory_limit": limit})
+                                  dead_letter, options, engine.engine)
 
     try:
         return _build_aside(out_dir, fill)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def build_pairs_duckdb(events: Path, pins: Path, users: Path | None, out_dir: Path, options: PairOptions,
+                       progress: Callable[[int], None] | None = None, memory_limit: str | None = None,
+                       threads: int | None = None) -> dict[str, Any]:
+    """`pintext.ingest.pairs.build_pairs` on DuckDB: the same folder (pairs, splits, dead letter, stats).
+
+    `memory_limit` (DuckDB syntax, e.g. "1GB"; default `default_memory_limit()`) bounds DuckDB's memory; beyond
+    it DuckDB spills to a work folder next to `out_dir`, removed at the end.
+    """
+    limit = check_memory_limit(memory_limit or default_memory_limit())
+    out_dir = Path(out_dir).resolve()
+    work = out_dir.with_name(f".{out_dir.name}.work-{os.getpid()}")
+    return build_two_pass(events, pins, users, out_dir, options, progress, work,
+                          lambda folder: DuckDBAggregation(folder, options, limit, threads))
 
 
 __all__ = ["build_pairs_duckdb", "default_memory_limit", "require_duckdb", "INSTALL_HINT", "WHOLE_RECORD"]

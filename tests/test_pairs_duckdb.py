@@ -67,13 +67,17 @@ def assert_same_folders(memory: Path, duck: Path, tasks: tuple[str, ...] = TASKS
     assert mem_stats["tasks"] == duck_stats["tasks"]
 
 
+def make_odd_inputs(folder: Path) -> dict[str, Path]:
+    return {
+        "pins": write_jsonl(folder / "pins.jsonl", PINS, ('{"id": "p6"}',)),
+        "users": write_jsonl(folder / "users.jsonl", USERS),
+        "events": write_events(folder / "events.jsonl", ODD_EVENTS),
+    }
+
+
 @pytest.fixture()
 def odd_inputs(tmp_path) -> dict[str, Path]:
-    return {
-        "pins": write_jsonl(tmp_path / "pins.jsonl", PINS, ('{"id": "p6"}',)),
-        "users": write_jsonl(tmp_path / "users.jsonl", USERS),
-        "events": write_events(tmp_path / "events.jsonl", ODD_EVENTS),
-    }
+    return make_odd_inputs(tmp_path)
 
 
 OPTIONS = [

@@ -76,8 +76,8 @@ def pairs(
     val: Annotated[float, typer.Option("--val", min=0.0, max=0.9, help="Share of anchors in validation.")] = 0.1,
     test: Annotated[float, typer.Option("--test", min=0.0, max=0.9, help="Share of anchors in test.")] = 0.1,
     engine: Annotated[str, typer.Option(
-        "--engine", help="duckdb (default: bounded memory, spills to disk) or memory (the reference, all in RAM); "
-        "same pairs either way.")] = "duckdb",
+        "--engine", help="duckdb (default: bounded memory, spills to disk), memory (the reference, all in RAM) or "
+        "spark (a local Spark session; spark-submit for a cluster: docs/data.md); the same pairs.")] = "duckdb",
     memory_limit: Annotated[Optional[str], typer.Option(
         "--memory-limit", help="DuckDB's memory bound, e.g. 1GB (default: a quarter of RAM, at most 4GB).")] = None,
     strict: Annotated[
@@ -183,7 +183,7 @@ def _convert_click_log(console, events, pins, out: Path, column_map: Optional[st
     return converted.events, converted.pins
 
 
-PAIRS_ENGINES = ("duckdb", "memory")
+PAIRS_ENGINES = ("duckdb", "memory", "spark")
 
 
 def _event_pairs(engine: str, memory_limit: Optional[str]):
@@ -194,6 +194,14 @@ def _event_pairs(engine: str, memory_limit: Optional[str]):
 
     if engine == "memory":
         return build_pairs
+    if engine == "spark":
+        try:
+            from pintext.ingest.pairs_spark import build_pairs_spark, require_pyspark
+
+            require_pyspark()
+        except ImportError as error:
+            fail(str(error), USAGE)
+        return build_pairs_spark
     try:
         from pintext.ingest.pairs_duckdb import build_pairs_duckdb, require_duckdb
 
