@@ -17,7 +17,8 @@ event is rejected) come out of DuckDB and are merged by line with the first pass
 same file, in the same order, as the in-memory path's. Weights are summed in the order each user first engaged
 (a left fold, like Python 3.11's `sum` over the in-memory dict), so they are the same floats.
 
-Events may be JSONL (plain or .gz) or Parquet (one row per event; `line` is the row number, from 1).
+Events may be JSONL (plain or .gz), Parquet (one row per event; `line` is the row number, from 1), or a folder of
+such parts (`pintext.ingest.readers.record_parts`, read in name order, as the in-memory path reads it).
 """
 
 from __future__ import annotations
@@ -29,7 +30,6 @@ import os
 import shutil
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
-from datetime import date, datetime
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Protocol
@@ -48,7 +48,7 @@ from pintext.ingest.pairs import (
     load_users,
     write_events_build,
 )
-from pintext.ingest.readers import parse_line
+from pintext.ingest.readers import open_binary, parquet_rows, parse_line, record_parts
 from pintext.schemas import WHOLE_RECORD, LocatedRecordError, RecordError, pin_text, validate_event
 
 INSTALL_HINT = "pip install 'pintext[duckdb]'"
@@ -56,7 +56,7 @@ INSTALL_HINT = "pip install 'pintext[duckdb]'"
 BATCH_ROWS = 100_000
 IMPRESSION = "impression"
 
-_COLUMNS = ("line", "event_id", "action", "outcome", "task", "user_id", "pin_id", "anchor_id", "anchor",
+_COLUMNS = ("seq", "event_id", "action", "outcome", "task", "user_id", "pin_id", "anchor_id", "anchor",
             "err_field", "err_reason", "err_detail", "raw")
 
 
@@ -98,32 +98,31 @@ def _tie_break_int(seed: int, task: str, anchor_id: str, positive_id: str) -> in
 # ------------------------------------------------------------------------------------ pass 1: validate
 
 
-def _plain(value: Any) -> Any:
-    """A Parquet value as JSON would carry it (timestamps as ISO-8601 strings)."""
-    if isinstance(value, (datetime, date)):
-        return value.isoformat()
-    return value
+#: A row's place in the input: (part index << LINE_BITS) | line, so that ordering by it is file order.
+LINE_BITS = 40
 
 
-def _event_lines(path: Path) -> Iterator[tuple[int, Any, str | bytes]]:
-    """(line, parsed object or RecordError, raw) for each record of a JSONL(.gz) or Parquet events file."""
-    name = path.name.lower()
-    if name.endswith(".parquet"):
-        import pyarrow.parquet as pq
+def seq_of(part: int, line: int) -> int:
+    return (part << LINE_BITS) | line
 
-        line = 0
-        for batch in pq.ParquetFile(path).iter_batches(batch_size=BATCH_ROWS):
-            for row in batch.to_pylist():
-                line += 1
-                record = {key: _plain(value) for key, value in row.items() if value is not None}
-                yield line, record, json.dumps(record, ensure_ascii=False, default=str)
-        return
-    from pintext.ingest.readers import open_binary
 
-    with open_binary(path) as handle:
-        for line, raw in enumerate(handle, start=1):
-            if raw.strip():
-                yield line, raw, raw
+def located(sources: list[str], seq: int) -> tuple[str, int]:
+    """The (file, line) of a row's `seq`."""
+    return sources[seq >> LINE_BITS], seq & ((1 << LINE_BITS) - 1)
+
+
+def _event_lines(path: Path) -> Iterator[tuple[int, int, Any, str | bytes]]:
+    """(part index, line, parsed object or raw bytes, raw) for each record of a JSONL(.gz) or Parquet events file,
+    or of every part of a folder (`pintext.ingest.readers.record_parts`: name order, as the in-memory path)."""
+    for part, file in enumerate(record_parts(path)):
+        if file.name.endswith(".parquet"):
+            for line, row in enumerate(parquet_rows(file), start=1):
+                yield part, line, row, json.dumps(row, ensure_ascii=False, default=str)
+            continue
+        with open_binary(file) as handle:
+            for line, raw in enumerate(handle, start=1):
+                if raw.strip():
+                    yield part, line, raw, raw
 
 
 class _PartWriter:
@@ -134,28 +133,28 @@ class _PartWriter:
 
         self.folder = folder
         folder.mkdir(parents=True, exist_ok=True)
-        self.schema = pa.schema([("line", pa.int64())] + [(name, pa.string()) for name in _COLUMNS[1:]])
+        self.schema = pa.schema([("seq", pa.int64())] + [(name, pa.string()) for name in _COLUMNS[1:]])
         self.buffer: dict[str, list[Any]] = {name: [] for name in _COLUMNS}
         self.parts = 0
         self.rows = 0
 
-    def add(self, line: int, event_id: str, action: str, outcome: str | None = None, task: str | None = None,
+    def add(self, seq: int, event_id: str, action: str, outcome: str | None = None, task: str | None = None,
             user_id: str | None = None, pin_id: str | None = None, anchor_id: str | None = None,
             anchor: str | None = None, error: RecordError | None = None, raw: str | None = None) -> None:
-        values = (line, event_id, action, outcome, task, user_id, pin_id, anchor_id, anchor,
+        values = (seq, event_id, action, outcome, task, user_id, pin_id, anchor_id, anchor,
                   error.field if error else None, error.reason if error else None,
                   error.detail if error else None, raw)
         for name, value in zip(_COLUMNS, values):
             self.buffer[name].append(value)
         self.rows += 1
-        if len(self.buffer["line"]) >= BATCH_ROWS:
+        if len(self.buffer["seq"]) >= BATCH_ROWS:
             self.flush()
 
     def flush(self) -> None:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        if not self.buffer["line"]:
+        if not self.buffer["seq"]:
             return
         table = pa.table({name: pa.array(values, type=self.schema.field(name).type)
                           for name, values in self.buffer.items()}, schema=self.schema)
@@ -170,15 +169,16 @@ class _PartWriter:
 
 def _first_pass(events: Path, pins: dict[str, dict[str, Any]], users: dict[str, list[str]] | None,
                 options: PairOptions, early: DeadLetter, parts: _PartWriter,
-                progress: Callable[[int], None] | None) -> LocatedRecordError | None:
+                progress: Callable[[int], None] | None) -> tuple[int, LocatedRecordError] | None:
     """Validate and classify every event into `parts`; schema rejections go to `early` (the dead letter of this
     pass). With `strict`, stops at the first schema error and returns it (the caller decides whether an earlier
     first-seen rejection wins)."""
-    source = str(events)
+    sources = [str(file) for file in record_parts(events)]
     known = set(pins)
     search_anchor = lru_cache(maxsize=200_000)(lambda query: classify_engagement(
         {"surface": SEARCH, "user_id": "", "pin_id": "", "query": query}, pins, users))
-    for line, parsed, raw in _event_lines(events):
+    for part, line, parsed, raw in _event_lines(events):
+        seq = seq_of(part, line)
         try:
             if isinstance(parsed, bytes):
                 event = parse_line(parsed, lambda obj: validate_event(obj, known_pins=known))
@@ -186,14 +186,14 @@ def _first_pass(events: Path, pins: dict[str, dict[str, Any]], users: dict[str, 
                 event = validate_event(parsed, known_pins=known)
         except RecordError as error:
             if options.strict:
-                return error.located(source, line)
-            early.add(source, line, error, raw)
+                return seq, error.located(sources[part], line)
+            early.add(sources[part], line, error, raw)
             continue
         event_id, action = event["event_id"], event["action"]
         if progress and (parts.rows + 1) % 10_000 == 0:
             progress(parts.rows + 1)
         if action == IMPRESSION:
-            parts.add(line, event_id, action)
+            parts.add(seq, event_id, action)
             continue
         task = event["surface"]
         if task == SEARCH:
@@ -202,11 +202,11 @@ def _first_pass(events: Path, pins: dict[str, dict[str, Any]], users: dict[str, 
             outcome, anchor_id, anchor, problem = classify_engagement(event, pins, users)
             anchor = None  # related and homefeed anchors are a function of the id: looked up at the end
         if problem is not None:
-            parts.add(line, event_id, action, REJECTED, error=problem, raw=json.dumps(event, ensure_ascii=False))
+            parts.add(seq, event_id, action, REJECTED, error=problem, raw=json.dumps(event, ensure_ascii=False))
         elif outcome != ENGAGED:
-            parts.add(line, event_id, action, outcome)
+            parts.add(seq, event_id, action, outcome)
         else:
-            parts.add(line, event_id, action, ENGAGED, task, event["user_id"], event["pin_id"], anchor_id, anchor)
+            parts.add(seq, event_id, action, ENGAGED, task, event["user_id"], event["pin_id"], anchor_id, anchor)
     return None
 
 
@@ -229,20 +229,22 @@ def _first_seen(connection: Any, parts_glob: str) -> dict[str, int]:
     connection.execute(f"CREATE OR REPLACE VIEW valid AS SELECT * FROM read_parquet('{parts_glob}')")
     connection.execute("""
         CREATE OR REPLACE TABLE firsts AS
-        SELECT v.* FROM valid v SEMI JOIN (SELECT min(line) AS line FROM valid GROUP BY event_id) f USING (line)
+        SELECT v.* FROM valid v SEMI JOIN (SELECT min(seq) AS seq FROM valid GROUP BY event_id) f USING (seq)
     """)
     valid = connection.execute("SELECT count(*) FROM valid").fetchall()[0][0]
     distinct = connection.execute("SELECT count(*) FROM firsts").fetchall()[0][0]
     return {"events_valid": valid, "events_duplicate": valid - distinct}
 
 
-def _late_rejections(connection: Any, source: str) -> Iterator[dict[str, Any]]:
-    """The first-seen events rejected by a rule after the dedupe, in line order, as dead-letter entries."""
+Rejection = tuple[int, str, str, "str | None", str]  # seq, field, reason, detail, raw
+
+
+def _late_rejections(connection: Any) -> Iterator[Rejection]:
+    """The first-seen events rejected by a rule after the dedupe, in file order."""
     cursor = connection.execute(
-        "SELECT line, err_field, err_reason, err_detail, raw FROM firsts WHERE outcome = ? ORDER BY line", [REJECTED])
+        "SELECT seq, err_field, err_reason, err_detail, raw FROM firsts WHERE outcome = ? ORDER BY seq", [REJECTED])
     while rows := cursor.fetchmany(10_000):
-        for line, field, reason, detail, raw in rows:
-            yield {"source": source, "line": line, "field": field, "reason": reason, "detail": detail, "raw": raw}
+        yield from rows
 
 
 def _read_entries(path: Path) -> Iterator[dict[str, Any]]:
@@ -251,9 +253,14 @@ def _read_entries(path: Path) -> Iterator[dict[str, Any]]:
             yield json.loads(text)
 
 
-def _merge_dead_letters(early: Path, late: Iterator[dict[str, Any]], dead_letter: DeadLetter) -> None:
-    """Both streams are in line order: merged, they are the in-memory path's events dead letter."""
-    for entry in heapq.merge(_read_entries(early), late, key=lambda entry: entry["line"]):
+def _merge_dead_letters(early: Path, late: Iterator[Rejection], sources: list[str], dead_letter: DeadLetter) -> None:
+    """Both streams are in file order: merged, they are the in-memory path's events dead letter."""
+    part_of = {source: part for part, source in enumerate(sources)}
+    early_entries = ((seq_of(part_of[entry["source"]], entry["line"]), entry) for entry in _read_entries(early))
+    late_entries = ((seq, {"source": located(sources, seq)[0], "line": located(sources, seq)[1], "field": field,
+                           "reason": reason, "detail": detail, "raw": raw})
+                    for seq, field, reason, detail, raw in late)
+    for _seq, entry in heapq.merge(early_entries, late_entries, key=lambda item: item[0]):
         error = RecordError(entry["field"], entry["reason"], entry["detail"])
         dead_letter.add(entry["source"], entry["line"], error, entry["raw"])
 
@@ -274,7 +281,7 @@ def _aggregate(connection: Any, options: PairOptions, counters: Counter[str]) ->
         CREATE OR REPLACE TABLE engagement AS
         SELECT task, anchor_id, pin_id, user_id,
                max(CASE action WHEN 'save' THEN $save WHEN 'click' THEN $click END) AS weight,
-               min(line) FILTER (WHERE action <> 'hide') AS first_line,
+               min(seq) FILTER (WHERE action <> 'hide') AS first_seq,
                bool_or(action = 'hide') AS hidden
         FROM firsts WHERE outcome = $engaged GROUP BY ALL
     """, {"save": float(options.save_weight), "click": float(options.click_weight), "engaged": ENGAGED})
@@ -283,7 +290,7 @@ def _aggregate(connection: Any, options: PairOptions, counters: Counter[str]) ->
         SELECT task, anchor_id, pin_id,
                count(weight) AS engaged_users,
                count(weight) FILTER (WHERE NOT hidden) AS kept,
-               list(weight ORDER BY first_line) FILTER (WHERE NOT hidden AND weight IS NOT NULL) AS weights
+               list(weight ORDER BY first_seq) FILTER (WHERE NOT hidden AND weight IS NOT NULL) AS weights
         FROM engagement GROUP BY ALL HAVING count(weight) > 0
     """)
     pairs, cancelled, cancelled_pairs, below = connection.execute("""
@@ -312,7 +319,7 @@ def _aggregate(connection: Any, options: PairOptions, counters: Counter[str]) ->
         counters["pairs_over_anchor_cap"] += over
     connection.execute("""
         CREATE OR REPLACE TABLE anchors AS
-        SELECT task, anchor_id, arg_min(anchor, line) AS anchor
+        SELECT task, anchor_id, arg_min(anchor, seq) AS anchor
         FROM firsts WHERE outcome = $engaged AND task = $search GROUP BY ALL
     """, {"engaged": ENGAGED, "search": SEARCH})
 
@@ -338,9 +345,9 @@ class Aggregation(Protocol):
     engine: dict[str, Any]
 
     def load(self, parts: Path) -> None: ...
-    def first_late_error(self, source: str) -> LocatedRecordError | None: ...
+    def first_late_error(self) -> Rejection | None: ...
     def count(self, counters: Counter[str]) -> None: ...
-    def late_rejections(self, source: str) -> Iterator[dict[str, Any]]: ...
+    def late_rejections(self) -> Iterator[Rejection]: ...
     def kept_rows(self) -> Iterator[tuple[str, str, str | None, str, int, float]]: ...
     def close(self) -> None: ...
 
@@ -355,19 +362,18 @@ class DuckDBAggregation:
     def load(self, parts: Path) -> None:
         self.seen = _first_seen(self.connection, str(parts / "part-*.parquet"))
 
-    def first_late_error(self, source: str) -> LocatedRecordError | None:
+    def first_late_error(self) -> Rejection | None:
         rows = self.connection.execute(
-            "SELECT line, err_field, err_reason, err_detail FROM firsts WHERE outcome = ? ORDER BY line LIMIT 1",
+            "SELECT seq, err_field, err_reason, err_detail, raw FROM firsts WHERE outcome = ? ORDER BY seq LIMIT 1",
             [REJECTED]).fetchall()  # fetchall: DuckDB wants a result finished before other work
-        row = rows[0] if rows else None
-        return None if row is None else LocatedRecordError(source, row[0], row[1], row[2], row[3])
+        return rows[0] if rows else None
 
     def count(self, counters: Counter[str]) -> None:
         counters.update({name: n for name, n in self.seen.items() if n})
         _aggregate(self.connection, self.options, counters)
 
-    def late_rejections(self, source: str) -> Iterator[dict[str, Any]]:
-        return _late_rejections(self.connection, source)
+    def late_rejections(self) -> Iterator[Rejection]:
+        return _late_rejections(self.connection)
 
     def kept_rows(self) -> Iterator[tuple[str, str, str | None, str, int, float]]:
         cursor = self.connection.execute("""
@@ -399,23 +405,24 @@ def build_two_pass(events: Path, pins: Path, users: Path | None, out_dir: Path, 
             parts = _PartWriter(work / "events")
             with DeadLetter(work / "early-rejected.jsonl") as early:
                 schema_error = _first_pass(Path(events), pin_records, user_records, options, early, parts, progress)
+            sources = [str(file) for file in record_parts(events)]
             parts.flush()
             engine = aggregation(work)
             try:
                 if parts.parts:
                     engine.load(parts.folder)
                 if options.strict:  # the first bad record in file order, as the in-memory path raises it
-                    late = engine.first_late_error(str(events)) if parts.parts else None
-                    if late is not None and (schema_error is None or int(late.line) < int(schema_error.line)):
-                        raise late
+                    late = engine.first_late_error() if parts.parts else None
+                    if late is not None and (schema_error is None or late[0] < schema_error[0]):
+                        raise LocatedRecordError(*located(sources, late[0]), late[1], late[2], late[3])
                     if schema_error is not None:
-                        raise schema_error
+                        raise schema_error[1]
                 pairs_by_task: dict[str, list[Pair]] = {task: [] for task in TASKS}
-                late_rejections: Iterator[dict[str, Any]] = iter(())
+                late_rejections: Iterator[Rejection] = iter(())
                 if parts.parts:
                     engine.count(counters)
-                    late_rejections = engine.late_rejections(str(events))
-                _merge_dead_letters(early.path, late_rejections, dead_letter)
+                    late_rejections = engine.late_rejections()
+                _merge_dead_letters(early.path, late_rejections, sources, dead_letter)
                 if parts.parts:
                     pairs_by_task = pairs_from_rows(engine.kept_rows(), pin_records, user_records)
             finally:

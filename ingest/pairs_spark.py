@@ -32,7 +32,7 @@ from pintext.ingest.pairs import (
     REJECTED,
     PairOptions,
 )
-from pintext.ingest.pairs_duckdb import build_two_pass
+from pintext.ingest.pairs_duckdb import Rejection, build_two_pass
 from pintext.schemas import LocatedRecordError
 
 INSTALL_HINT = "pip install 'pintext[spark]'"
@@ -77,14 +77,14 @@ def _views(spark: Any, parts: str, options: PairOptions) -> None:
     spark.udf.register("pintext_tie", tie, StringType())
     spark.read.parquet(parts).createOrReplaceTempView("valid")
     spark.sql("""
-        SELECT v.* FROM valid v LEFT SEMI JOIN (SELECT min(line) AS line FROM valid GROUP BY event_id) f
-        ON v.line = f.line
+        SELECT v.* FROM valid v LEFT SEMI JOIN (SELECT min(seq) AS seq FROM valid GROUP BY event_id) f
+        ON v.seq = f.seq
     """).createOrReplaceTempView("firsts")
     spark.sql(f"""
         SELECT task, anchor_id, pin_id, user_id,
                max(CASE action WHEN 'save' THEN CAST({float(options.save_weight)!r} AS DOUBLE)
                                WHEN 'click' THEN CAST({float(options.click_weight)!r} AS DOUBLE) END) AS weight,
-               min(CASE WHEN action <> 'hide' THEN line END) AS first_line,
+               min(CASE WHEN action <> 'hide' THEN seq END) AS first_seq,
                bool_or(action = 'hide') AS hidden
         FROM firsts WHERE outcome = '{ENGAGED}' GROUP BY task, anchor_id, pin_id, user_id
     """).createOrReplaceTempView("engagement")
@@ -93,7 +93,7 @@ def _views(spark: Any, parts: str, options: PairOptions) -> None:
                count(weight) AS engaged_users,
                count(CASE WHEN NOT hidden THEN weight END) AS kept,
                transform(array_sort(collect_list(CASE WHEN NOT hidden AND weight IS NOT NULL
-                                                      THEN struct(first_line, weight) END)), x -> x.weight) AS weights
+                                                      THEN struct(first_seq, weight) END)), x -> x.weight) AS weights
         FROM engagement GROUP BY task, anchor_id, pin_id HAVING count(weight) > 0
     """).createOrReplaceTempView("merged")
     spark.sql(f"""
@@ -104,7 +104,7 @@ def _views(spark: Any, parts: str, options: PairOptions) -> None:
               FROM merged WHERE kept >= {int(options.min_count)})
     """).createOrReplaceTempView("ranked")
     spark.sql(f"""
-        SELECT task, anchor_id, min_by(anchor, line) AS anchor
+        SELECT task, anchor_id, min_by(anchor, seq) AS anchor
         FROM firsts WHERE outcome = '{ENGAGED}' AND task = '{SEARCH}' GROUP BY task, anchor_id
     """).createOrReplaceTempView("anchors")
 
@@ -150,20 +150,19 @@ class SparkAggregation:
     def load(self, parts: Path) -> None:
         _views(self.spark, str(parts), self.options)
 
-    def first_late_error(self, source: str) -> LocatedRecordError | None:
-        row = self.spark.sql(f"SELECT line, err_field, err_reason, err_detail FROM firsts WHERE outcome = "
-                             f"'{REJECTED}' ORDER BY line LIMIT 1").first()
-        return None if row is None else LocatedRecordError(source, row[0], row[1], row[2], row[3])
+    def first_late_error(self) -> Rejection | None:
+        row = self.spark.sql(f"SELECT seq, err_field, err_reason, err_detail, raw FROM firsts WHERE outcome = "
+                             f"'{REJECTED}' ORDER BY seq LIMIT 1").first()
+        return None if row is None else (row[0], row[1], row[2], row[3], row[4])
 
     def count(self, counters: Counter[str]) -> None:
         _counters(self.spark, self.options, counters)
 
-    def late_rejections(self, source: str) -> Iterator[dict[str, Any]]:
-        rows = self.spark.sql(f"SELECT line, err_field, err_reason, err_detail, raw FROM firsts WHERE outcome = "
-                              f"'{REJECTED}' ORDER BY line").toLocalIterator()
+    def late_rejections(self) -> Iterator[Rejection]:
+        rows = self.spark.sql(f"SELECT seq, err_field, err_reason, err_detail, raw FROM firsts WHERE outcome = "
+                              f"'{REJECTED}' ORDER BY seq").toLocalIterator()
         for row in rows:
-            yield {"source": source, "line": row["line"], "field": row["err_field"], "reason": row["err_reason"],
-                   "detail": row["err_detail"], "raw": row["raw"]}
+            yield row[0], row[1], row[2], row[3], row[4]
 
     def kept_rows(self) -> Iterator[tuple[str, str, str | None, str, int, float]]:
         rows = self.spark.sql(f"""

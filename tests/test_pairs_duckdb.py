@@ -191,3 +191,18 @@ def test_cli_default_engine_is_duckdb_and_memory_is_kept(tmp_path, odd_inputs):
     result = runner.invoke(app, [*common, "--out", str(tmp_path / "y"), "--memory-limit", "lots"])
     assert result.exit_code == 2, result.output
     assert "--memory-limit" in " ".join(result.output.split()) and "Traceback" not in result.output
+
+
+def test_a_folder_of_parts_gives_the_same_pairs(tmp_path, odd_inputs):
+    """`--events FOLDER` (the collector's rolled parts, read in name order): dedupe and lines across parts."""
+    parts = tmp_path / "parts"
+    parts.mkdir()
+    write_events(parts / "events-c1-000001.jsonl", ODD_EVENTS[:12])
+    write_events(parts / "events-c1-000002.jsonl", ODD_EVENTS[8:])  # overlaps the first part: duplicates
+    (parts / "rejected.jsonl").write_text("not a part\n")
+    build_pairs(parts, odd_inputs["pins"], odd_inputs["users"], tmp_path / "mem", PairOptions())
+    stats = build_pairs_duckdb(parts, odd_inputs["pins"], odd_inputs["users"], tmp_path / "duck", PairOptions())
+    assert_same_folders(tmp_path / "mem", tmp_path / "duck")
+    assert stats["input"]["events_duplicate"] >= 4
+    sources = {json.loads(line)["source"] for line in (tmp_path / "duck" / "rejected.jsonl").read_text().splitlines()}
+    assert {str(parts / "events-c1-000001.jsonl"), str(parts / "events-c1-000002.jsonl")} <= sources
