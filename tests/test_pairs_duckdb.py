@@ -206,3 +206,18 @@ def test_a_folder_of_parts_gives_the_same_pairs(tmp_path, odd_inputs):
     assert stats["input"]["events_duplicate"] >= 4
     sources = {json.loads(line)["source"] for line in (tmp_path / "duck" / "rejected.jsonl").read_text().splitlines()}
     assert {str(parts / "events-c1-000001.jsonl"), str(parts / "events-c1-000002.jsonl")} <= sources
+
+
+def test_the_scale_bench_runs_both_engines_and_compares_them(tmp_path):
+    from pintext.bench import pairs_scale
+
+    results = tmp_path / "results"
+    code = pairs_scale.main(["--events", "3000", "--pins", "300", "--users", "80", "--work", str(tmp_path / "work"),
+                             "--results", str(results), "--memory-limit", "128MB"])
+    assert code == 0
+    run = json.loads((results / "run-000003000-duckdb-memory.json").read_text())
+    assert run["same_pairs"] is True
+    duck, memory = run["results"]
+    assert duck["engine"] == "duckdb" and duck["memory_limit"] == "128MB" and duck["peak_rss_mb"] > 0
+    assert duck["pairs"] == memory["pairs"] and duck["input"]["events_valid"] == 3000
+    assert "| 3,000 | duckdb | 128MB |" in (results / "report.md").read_text()
