@@ -550,10 +550,17 @@ def write_events_build(folder: Path, pairs_by_task: dict[str, list[Pair]], with_
     """Split, save and describe an events build (every engine ends here); returns the stats."""
     if not with_users:
         pairs_by_task.pop(HOMEFEED, None)  # no users file: no homefeed task (not an empty one)
+    # A task no event gave a single pair (a search-only click log has no related pairs) is not written: training's
+    # default is every task folder present, and an empty one would stop it.
+    without_pairs = sorted(task for task, pairs in pairs_by_task.items() if not pairs)
+    for task in without_pairs:
+        del pairs_by_task[task]
     splits = _split_all(pairs_by_task, options)
     for task, by_split in splits.items():
         _save_splits(by_split, folder / task)
     source = _source_record("events", splits, inputs, counters, dead_letter, options)
+    if without_pairs:
+        source["tasks_without_pairs"] = without_pairs
     if engine is not None:
         source["engine"] = engine
     return _write_outputs(folder, splits, pin_records, [source], options)

@@ -7,7 +7,6 @@ from __future__ import annotations
 import csv
 import gzip
 import json
-import os
 from pathlib import Path
 
 import pytest
@@ -23,9 +22,9 @@ from pintext.ingest.clicklog import (
     parse_map,
     work_folder,
 )
+from tests.real_data import real_file
 
 REPO = Path(__file__).resolve().parents[1]
-BESTBUY = REPO.parent / "shared" / "data" / "real" / "bestbuy"
 
 HEADER = ["who", "sku", "q", "when"]
 ROWS = [
@@ -239,16 +238,13 @@ def test_cli_bad_map_is_one_line_exit_2(tmp_path):
 
 
 def test_every_row_of_the_real_bestbuy_log_is_accounted_for(tmp_path):
-    if not (BESTBUY / "clicks.csv").is_file():
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"the real data is required when CI=true: {BESTBUY} is missing", pytrace=False)
-        pytest.skip(f"no real Best Buy data at {BESTBUY} (never committed; see its README.md)")
-    with (BESTBUY / "clicks.csv").open(encoding="utf-8", newline="") as handle:
+    bestbuy = real_file("bestbuy/clicks.csv").parent
+    with (bestbuy / "clicks.csv").open(encoding="utf-8", newline="") as handle:
         rows = sum(1 for _ in csv.DictReader(handle))
     out = tmp_path / "pairs"
-    result = CliRunner().invoke(app, ["pairs", "--events", str(BESTBUY / "clicks.csv"), "--map",
+    result = CliRunner().invoke(app, ["pairs", "--events", str(bestbuy / "clicks.csv"), "--map",
                                       "query=query,pin_id=sku,user_id=user,ts=click_time", "--pins",
-                                      str(BESTBUY / "sku_names.tsv"), "--pins-map", "id=1,title=2", "--out",
+                                      str(bestbuy / "sku_names.tsv"), "--pins-map", "id=1,title=2", "--out",
                                       str(out)])
     assert result.exit_code == 0, result.output
     summary = json.loads((tmp_path / "pairs.clicklog" / "summary.json").read_text())
@@ -257,14 +253,14 @@ def test_every_row_of_the_real_bestbuy_log_is_accounted_for(tmp_path):
     assert counters["events_written"] + counters["rows_rejected"] == rows
     rejected = read_jsonl(tmp_path / "pairs.clicklog" / "rejected.jsonl")
     assert len(rejected) == counters["rows_rejected"] + counters.get("pin_rows_rejected", 0)
-    assert all(r["source"] == str(BESTBUY / "clicks.csv") and isinstance(r["line"], int) and r["field"]
+    assert all(r["source"] == str(bestbuy / "clicks.csv") and isinstance(r["line"], int) and r["field"]
                for r in rejected if r["source"].endswith("clicks.csv"))
     source = json.loads((out / "stats.json").read_text())["sources"][0]
     assert source["input"]["events_valid"] == counters["events_written"]
     pairs_rejected = read_jsonl(out / "rejected.jsonl")
     assert len(pairs_rejected) == source["input"].get("rejected", 0)
     # every pairs-step rejection still names the log line it came from
-    assert all(json.loads(r["raw"])["log_line"].startswith(str(BESTBUY / "clicks.csv")) for r in pairs_rejected)
+    assert all(json.loads(r["raw"])["log_line"].startswith(str(bestbuy / "clicks.csv")) for r in pairs_rejected)
 
 
 def test_a_jsonl_line_that_is_not_an_object_is_dead_lettered_with_its_line(tmp_path):

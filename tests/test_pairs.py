@@ -217,3 +217,12 @@ def test_without_a_users_file_homefeed_is_skipped_and_counted(tmp_path, inputs):
     assert counters["homefeed_without_users_file"] == 3  # e11, e12, e14: none rejected for an unknown user
     assert "unknown user" not in (tmp_path / "out" / "rejected.jsonl").read_text()
     assert {row["positive_id"] for row in rows(tmp_path / "out", "search")} == {"p1", "p5"}
+
+
+def test_a_task_without_any_pair_is_not_written(tmp_path, inputs):
+    search_only = [e for e in EVENTS if e["surface"] == "search"]
+    events = write_jsonl(tmp_path / "search-only.jsonl", search_only)
+    stats = build_pairs(events, inputs["pins"], inputs["users"], tmp_path / "out", ALL_TRAIN)
+    assert sorted(stats["tasks"]) == ["search"]
+    assert not (tmp_path / "out" / "related").exists() and not (tmp_path / "out" / "homefeed").exists()
+    assert stats["sources"][0]["tasks_without_pairs"] == ["homefeed", "related"]

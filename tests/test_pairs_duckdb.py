@@ -57,7 +57,7 @@ def task_rows(folder: Path, task: str) -> dict[str, list[dict]]:
 def assert_same_folders(memory: Path, duck: Path, tasks: tuple[str, ...] = TASKS) -> None:
     """Same tasks, same rows in the same splits (in the same order), same dead letter bytes, same counters."""
     assert sorted(p.name for p in memory.iterdir()) == sorted(p.name for p in duck.iterdir())
-    for task in tasks:
+    for task in (task for task in tasks if (memory / task).is_dir()):  # a task without any pair is not written
         assert task_rows(memory, task) == task_rows(duck, task), task
     assert (memory / "rejected.jsonl").read_bytes() == (duck / "rejected.jsonl").read_bytes()
     assert (memory / "pins.jsonl").read_bytes() == (duck / "pins.jsonl").read_bytes()

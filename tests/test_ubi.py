@@ -28,10 +28,7 @@ from pintext.ingest.ubi import (
     redact_url,
     ubi_event,
 )
-from tests.fixtures_engines import in_ci
-
-REAL_UBI = Path(__file__).resolve().parents[2] / "shared" / "data" / "real" / "ubi" / "ubi_queries_events.ndjson"
-
+from tests.real_data import real_file
 
 # ---- a synthetic UBI export with one of every case ----------------------------------------------------------------
 
@@ -232,11 +229,7 @@ def test_bad_usage_is_one_line(tmp_path):
 
 
 def real_sample() -> Path:
-    if not REAL_UBI.is_file():
-        if in_ci():
-            pytest.fail(f"CI=true but the real UBI sample is missing: {REAL_UBI}")
-        pytest.skip(f"the real UBI sample is not on this machine ({REAL_UBI})")
-    return REAL_UBI
+    return real_file("ubi/ubi_queries_events.ndjson")
 
 
 def made_up_pins(sample: Path, path: Path) -> Path:
