@@ -180,6 +180,9 @@ def scan_index(client: Any, index: str, progress: Progress | None = None, source
                          "search_after on _id, which does not see a fixed snapshot (writes meanwhile may show)")
     done = 0
     after: list[Any] | None = None
+    # The PIT's own tiebreaker; OpenSearch 2.x has PIT but not `_shard_doc`, so there the PIT is read on `_id`
+    # (still one fixed snapshot, and `_id` is a total order).
+    pit_sort: list[dict[str, str]] = [{"_shard_doc": "asc"}]
     try:
         while True:
             body: dict[str, Any] = {"size": PAGE_SIZE, "track_total_hits": False}
@@ -189,8 +192,14 @@ def scan_index(client: Any, index: str, progress: Progress | None = None, source
                 body["search_after"] = after
             if pit_id is not None:
                 body["pit"] = {"id": pit_id, "keep_alive": PIT_KEEP_ALIVE}
-                body["sort"] = [{"_shard_doc": "asc"}]
-                response = client.search(body=body)
+                body["sort"] = pit_sort
+                try:
+                    response = client.search(body=body)
+                except RequestError as error:
+                    if after is not None or "_shard_doc" not in str(error) or pit_sort != [{"_shard_doc": "asc"}]:
+                        raise
+                    pit_sort = [{"_id": "asc"}]
+                    continue
             else:
                 body["sort"] = [{"_id": "asc"}]
                 response = client.search(index=index, body=body)
