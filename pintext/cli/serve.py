@@ -149,14 +149,15 @@ class Connection:
     @property
     def engine(self) -> Any:
         if self._engine is None:
-            from pintext.serving.engines import EngineError, EngineUnreachableError, open_engine
+            from pintext.serving.engines import EngineError, EngineUnreachableError, open_engine, redact_options
 
+            options = self.target.options()
             try:
-                self._engine = open_engine(self.target.engine.value, self.target.options())
+                self._engine = open_engine(self.target.engine.value, options)
             except EngineUnreachableError as error:
-                fail(str(error), FAILURE)
+                fail(redact_options(str(error), options), FAILURE)
             except (EngineError, ValueError) as error:
-                fail(str(error), USAGE)
+                fail(redact_options(str(error), options), USAGE)
         return self._engine
 
     @property
@@ -274,7 +275,9 @@ def open_client(url: str | None, user: str | None, password: str | None, ca_cert
         if ping:
             client.info()
     except Exception as error:  # noqa: BLE001 - any failure to reach the node is reported the same way
-        fail(f"cannot reach OpenSearch{where}: {error}{advice}", FAILURE)
+        from pintext.serving.engines import redact
+
+        fail(f"cannot reach OpenSearch{where}: {redact(str(error), url, password)}{advice}", FAILURE)
     return client
 
 
@@ -502,10 +505,9 @@ def index_promote(model: ModelOption = None, index: IndexOption = DEFAULT_INDEX,
 
 def count_lines(path: Path) -> int:
     """Lines in a JSONL(.gz) file, for the progress bar's total (one fast pass, constant memory)."""
-    from pintext.ingest.readers import open_binary
+    from pintext.ingest.readers import count_lines as count
 
-    with open_binary(path) as handle:
-        return sum(chunk.count(b"\n") for chunk in iter(lambda: handle.read(1 << 20), b""))
+    return count(path)
 
 
 def ingest(
@@ -929,7 +931,7 @@ def reports_serving_errors(command: Callable[..., None]) -> Callable[..., None]:
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> None:
         from pintext.serving.base import IndexMismatchError, IndexNotFoundError, PinNotFoundError, UnsupportedError
-        from pintext.serving.engines import safe_url
+        from pintext.serving.engines import redact, safe_url
         from pintext.serving.filters import FilterError
 
         try:
@@ -941,6 +943,7 @@ def reports_serving_errors(command: Callable[..., None]) -> Callable[..., None]:
                 raise
             url = kwargs.get("url") or os.environ.get("OPENSEARCH_URL") or os.environ.get("ELASTICSEARCH_URL")
             detail = getattr(error, "error", None) or getattr(error, "message", None) or type(error).__name__
+            detail = redact(str(detail), url, kwargs.get("password"))
             fail(f"cannot reach the engine at {safe_url(url) if url else 'the managed node'}: {detail} (start one "
                  f"with `pintext opensearch up` / `pintext elasticsearch up`, or pass --url)", FAILURE)
 

@@ -336,7 +336,12 @@ def connect(url: str | None = None, user: str | None = None, password: str | Non
         options.update(verify_certs=verify_certs, ssl_show_warn=verify_certs)
         if ca_certs:
             options["ca_certs"] = ca_certs
-    return elasticsearch.Elasticsearch(**options)
+    try:
+        return elasticsearch.Elasticsearch(**options)
+    except ValueError as error:  # the client's own text ("Could not parse URL '...'") carries the whole URL
+        from pintext.serving.engines import redact
+
+        raise ValueError(redact(str(error), resolved, password)) from None
 
 
 def open_engine(options: Any) -> ElasticsearchEngine:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -79,7 +80,8 @@ def detect_engine(options: EngineOptions) -> str:
         # OpenSearch always answers it.
         if getattr(error, "status_code", None) == 405:
             return "elasticsearch"
-        raise EngineUnreachableError(f"cannot reach the engine at {safe_url(options.url)}: {error} (start one, "
+        raise EngineUnreachableError(f"cannot reach the engine at {safe_url(options.url)}: "
+                                     f"{redact_options(str(error), options)} (start one, "
                                      "or pass another --url; --engine NAME skips asking which engine it is)")
     version = info.get("version", {}) if isinstance(info, dict) else {}
     return "opensearch" if version.get("distribution") == "opensearch" else "elasticsearch"
@@ -92,15 +94,41 @@ def open_engine(name: str | None, options: EngineOptions) -> Engine:
     return module.open_engine(options)
 
 
-def safe_url(url: str | None) -> str:
-    """A URL fit for a message: any credentials in it are replaced by `***`."""
-    from urllib.parse import urlsplit, urlunsplit
+# The userinfo of any URL in a text: `scheme://USER:PASSWORD@`. Matched on the text, not parsed, so that a URL the
+# parser refuses (a port out of range, a broken IPv6 host) is redacted too.
+_USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)[^/?#\s'\"@]*@")
 
+
+def safe_url(url: str | None) -> str:
+    """A URL fit for a message: any credentials in it are replaced by `***` (also in a URL no parser accepts)."""
     if not url:
         return "(no URL)"
-    parts = urlsplit(url)
-    if parts.username is None and parts.password is None:
-        return url
-    host = parts.hostname or ""
-    netloc = f"***@{host}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+    return _USERINFO.sub(r"\g<scheme>***@", url)
+
+
+def url_password(url: str | None) -> str | None:
+    """The password in `url`'s userinfo (as typed and decoded), or None; never raises."""
+    if not url:
+        return None
+    match = _USERINFO.search(url)
+    if not match:
+        return None
+    userinfo = match.group(0)[len(match.group("scheme")):-1]
+    return userinfo.split(":", 1)[1] if ":" in userinfo else None
+
+
+def redact(text: str, url: str | None = None, password: str | None = None) -> str:
+    """`text` (an error message, maybe the client's own) without credentials: every URL's userinfo becomes `***`,
+    and the password (given, or the one in `url` and the URL variables) wherever else it appears."""
+    from urllib.parse import unquote
+
+    cleaned = safe_url(text) if text else text
+    secrets = {password, url_password(url), *(url_password(os.environ.get(name)) for name in URL_ENV.values())}
+    for secret in sorted({s for item in secrets if item for s in (item, unquote(item))}, key=len, reverse=True):
+        cleaned = cleaned.replace(secret, "***")
+    return cleaned
+
+
+def redact_options(text: str, options: EngineOptions) -> str:
+    """`redact` for the CLI's connection options."""
+    return redact(text, options.url, options.password)

@@ -28,7 +28,9 @@ def resolve_url(url: str | None = None) -> str:
     chosen = url or os.environ.get("OPENSEARCH_URL") or managed_node_url()
     parts = urlsplit(chosen)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(f"OpenSearch URL {chosen!r} is not like http://host:9200 or https://host:9200")
+        from pintext.serving.engines import safe_url
+
+        raise ValueError(f"OpenSearch URL {safe_url(chosen)!r} is not like http://host:9200 or https://host:9200")
     return chosen.rstrip("/")
 
 
