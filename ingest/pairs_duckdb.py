@@ -48,7 +48,7 @@ from pintext.ingest.pairs import (
     load_users,
     write_events_build,
 )
-from pintext.ingest.readers import open_binary, parquet_rows, parse_line, record_parts
+from pintext.ingest.readers import parquet_rows, parse_line, raw_lines, record_parts
 from pintext.schemas import WHOLE_RECORD, LocatedRecordError, RecordError, pin_text, validate_event
 
 INSTALL_HINT = "pip install 'pintext[duckdb]'"
@@ -119,10 +119,11 @@ def _event_lines(path: Path) -> Iterator[tuple[int, int, Any, str | bytes]]:
             for line, row in enumerate(parquet_rows(file), start=1):
                 yield part, line, row, json.dumps(row, ensure_ascii=False, default=str)
             continue
-        with open_binary(file) as handle:
-            for line, raw in enumerate(handle, start=1):
-                if raw.strip():
-                    yield part, line, raw, raw
+        for line, raw in raw_lines(file):  # a damaged .gz ends with its RecordError, dead-lettered as one entry
+            if isinstance(raw, RecordError):
+                yield part, line, raw, ""
+            elif raw.strip():
+                yield part, line, raw, raw
 
 
 class _PartWriter:
@@ -180,6 +181,8 @@ def _first_pass(events: Path, pins: dict[str, dict[str, Any]], users: dict[str, 
     for part, line, parsed, raw in _event_lines(events):
         seq = seq_of(part, line)
         try:
+            if isinstance(parsed, RecordError):
+                raise parsed
             if isinstance(parsed, bytes):
                 event = parse_line(parsed, lambda obj: validate_event(obj, known_pins=known))
             else:

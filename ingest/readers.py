@@ -3,13 +3,21 @@
 A file is read one line at a time, so memory does not grow with its size. Blank lines are skipped (they are
 not records). Any other line that is not valid UTF-8, not JSON, not an object, or breaks its schema goes to
 the dead letter with its line number; with `strict=True` the first such line raises instead.
+
+Damaged input never becomes a traceback: a line nested too deeply for the JSON parser is one dead-letter entry
+("nested too deeply"); a UTF-8 byte-order mark at the start of a file is skipped; a truncated or corrupt `.gz`
+keeps every whole line before the damage and then dead-letters the rest as ONE entry (field `<record>`, reason
+"truncated or corrupt gzip", line = the first line not read whole) and the file ends there; with `strict=True`
+that entry is raised instead (naming file and line). See docs/data.md, "Bad input".
 """
 
 from __future__ import annotations
 
+import codecs
 import gzip
 import io
 import json
+import zlib
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -36,6 +44,38 @@ def open_binary(path: str | Path) -> io.BufferedIOBase:
     return path.open("rb")
 
 
+DAMAGED_GZIP = "truncated or corrupt gzip"
+
+
+def raw_lines(path: str | Path) -> Iterator[tuple[int, bytes | RecordError]]:
+    """`(line_no, raw bytes)` for each line of a JSONL(.gz) file (blank lines included, a leading UTF-8 BOM
+    dropped). When a `.gz` turns out truncated or corrupt, the whole lines before the damage have been yielded and
+    the last item is `(first line not read whole, RecordError(<record>, "truncated or corrupt gzip"))`."""
+    line_no = 0
+    with open_binary(path) as handle:
+        try:
+            for line_no, raw in enumerate(handle, start=1):
+                if line_no == 1 and raw.startswith(codecs.BOM_UTF8):
+                    raw = raw[len(codecs.BOM_UTF8):]
+                yield line_no, raw
+        except (EOFError, gzip.BadGzipFile, zlib.error) as error:
+            yield line_no + 1, RecordError(WHOLE_RECORD, DAMAGED_GZIP,
+                                           f"{error}; the lines before it were read, the rest is lost")
+
+
+def count_lines(path: str | Path) -> int:
+    """Newlines in a JSONL(.gz) file, in 1 MiB chunks (constant memory): a progress total. A truncated or corrupt
+    `.gz` counts what could be read (the readers then dead-letter the damage)."""
+    total = 0
+    with open_binary(path) as handle:
+        try:
+            for chunk in iter(lambda: handle.read(1 << 20), b""):
+                total += chunk.count(b"\n")
+        except (EOFError, gzip.BadGzipFile, zlib.error):
+            pass
+    return total
+
+
 def parse_line(raw: bytes, validate: Validator) -> dict[str, Any]:
     """Decode, parse and validate one line; every failure is a `RecordError`."""
     try:
@@ -46,6 +86,8 @@ def parse_line(raw: bytes, validate: Validator) -> dict[str, Any]:
         obj = json.loads(text)
     except json.JSONDecodeError as error:
         raise RecordError(WHOLE_RECORD, "not valid JSON", str(error)) from None
+    except RecursionError:
+        raise RecordError(WHOLE_RECORD, "nested too deeply", "JSON nesting beyond the parser's limit") from None
     return validate(obj)
 
 
@@ -64,19 +106,20 @@ def read_records(
     if dead_letter is None and not strict:
         raise ValueError("read_records needs a dead letter unless strict=True")
     source = str(path)
-    with open_binary(path) as handle:
-        for line_no, raw in enumerate(handle, start=1):
-            if not raw.strip():
-                continue
-            try:
-                record = parse_line(raw, validate)
-            except RecordError as error:
-                if strict:
-                    raise LocatedRecordError(source, line_no, error.field, error.reason, error.detail) from None
-                assert dead_letter is not None
-                dead_letter.add(source, line_no, error, raw)
-                continue
-            yield line_no, record
+    for line_no, raw in raw_lines(path):
+        if isinstance(raw, bytes) and not raw.strip():
+            continue
+        try:
+            if isinstance(raw, RecordError):
+                raise raw
+            record = parse_line(raw, validate)
+        except RecordError as error:
+            if strict:
+                raise LocatedRecordError(source, line_no, error.field, error.reason, error.detail) from None
+            assert dead_letter is not None
+            dead_letter.add(source, line_no, error, raw if isinstance(raw, bytes) else "")
+            continue
+        yield line_no, record
 
 
 # ----------------------------------------------------------------------------------------------- folders of parts

@@ -21,6 +21,10 @@ ACTIONS: tuple[str, ...] = ("impression", "click", "save", "hide")
 # Pseudo-field names for errors that concern the whole line rather than one field.
 WHOLE_RECORD = "<record>"
 
+# The longest pin id accepted, in UTF-8 bytes: OpenSearch and Elasticsearch refuse a longer `_id`, and one such id
+# fails its whole bulk request.
+MAX_ID_BYTES = 512
+
 
 class RecordError(ValueError):
     """A record that breaks its schema: `field` is the offending field, `reason` a short stable phrase."""
@@ -103,12 +107,15 @@ def _enum(obj: Mapping[str, Any], field: str, allowed: tuple[str, ...]) -> str:
 def validate_pin(obj: Any) -> dict[str, Any]:
     """Check a pin record and return it as a new dict (extra fields kept as they are).
 
-    `id` is a required non-empty string; `title`, `description`, `board`, `link` are optional strings;
-    `annotations` an optional list of strings. At least one of title/description must be non-empty, since
-    a pin with no text cannot be embedded.
+    `id` is a required non-empty string of at most `MAX_ID_BYTES` (512) UTF-8 bytes; `title`, `description`,
+    `board`, `link` are optional strings; `annotations` an optional list of strings. At least one of
+    title/description must be non-empty, since a pin with no text cannot be embedded.
     """
     record = dict(_require_object(obj))
-    _required_str(record, "id")
+    pin_id = _required_str(record, "id")
+    id_bytes = len(pin_id.encode("utf-8"))
+    if id_bytes > MAX_ID_BYTES:
+        raise RecordError("id", f"longer than {MAX_ID_BYTES} bytes", f"got {id_bytes} bytes")
     title = _optional_str(record, "title") or ""
     description = _optional_str(record, "description") or ""
     for field in ("board", "link"):
