@@ -62,3 +62,53 @@ def test_no_command_prints_the_password_of_an_unreachable_url(workdir, url, engi
             assert SECRET not in result.output, (args, result.output)
             assert SECRET not in repr(result.exception), (args, result.exception)
             assert result.output.count("error:") == (0 if offline else 1), (args, result.output)
+
+
+def one_usage_error(result, *words: str) -> str:
+    """The output is one `error:` line (exit 2, no traceback) that holds each of `words`."""
+    assert result.exit_code == 2, (result.output, result.exception)
+    assert not isinstance(result.exception, Exception) or isinstance(result.exception, SystemExit), result.exception
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:"), result.output
+    for word in words:
+        assert word in lines[0], (word, lines[0])
+    return lines[0]
+
+
+@pytest.mark.parametrize("name", ["UPPER", "a b", "_hidden", "a,b", "a*", "..", "x" * 256])
+@pytest.mark.parametrize("engine", [["--engine", "local"], ["--url", "http://127.0.0.1:1"]])
+def test_an_invalid_index_name_is_refused_before_any_request(workdir, name, engine):
+    for command in (["index", "info"], ["search", "w000", "--model", str(workdir / "model")]):
+        result = run([*command, "--index", name, *engine, "--local-dir", str(workdir / "local")])
+        one_usage_error(result, "--index")
+
+
+@pytest.fixture(scope="module")
+def local_pins(workdir) -> list[str]:
+    args = ["--model", str(workdir / "model"), "--engine", "local", "--local-dir", str(workdir / "local")]
+    assert run(["ingest", str(workdir / "pins.jsonl"), *args]).exit_code == 0
+    return args
+
+
+def test_probes_above_the_index_bits_is_one_error_line(local_pins):
+    line = one_usage_error(run(["search", "w000", *local_pins, "--probes", "1000"]), "--probes", "1000")
+    assert "bits" in line
+    assert run(["search", "w000", *local_pins, "--probes", "1", "--json"]).exit_code == 0
+
+
+@pytest.mark.parametrize("options", [["--k", "100000", "--window", "100000"], ["--window", "10001"],
+                                     ["--k", "10001"]])
+def test_k_or_window_above_the_engines_cap_is_one_error_line(workdir, local_pins, options):
+    one_usage_error(run(["search", "w000", *local_pins, *options]), "10000")
+    one_usage_error(run(["dsl", "w000", "--model", str(workdir / "model"), "--url", "http://127.0.0.1:1",
+                         *options]), "10000")
+
+
+def test_a_garbage_tokenizer_is_one_error_line(workdir, local_pins):
+    bad = workdir / "bad-model"
+    (bad / "runtime").mkdir(parents=True)
+    for item in (workdir / "model" / "runtime").iterdir():
+        (bad / "runtime" / item.name).write_bytes(item.read_bytes())
+    (bad / "runtime" / "tokenizer.json").write_text("garbage")
+    args = [arg if arg != str(workdir / "model") else str(bad) for arg in local_pins]
+    one_usage_error(run(["search", "w000", *args]), "tokenizer.json")

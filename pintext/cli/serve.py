@@ -127,6 +127,8 @@ class Connection:
                 self._encoder = Encoder.load(self.model_dir)
             except (OSError, ValueError) as error:
                 fail(f"cannot load the model: {error}", USAGE)
+            except Exception as error:  # noqa: BLE001 - `tokenizers` raises a bare Exception on a broken file
+                fail(f"cannot load the model: {self.model_dir}/runtime/tokenizer.json: {error}", USAGE)
         return self._encoder
 
     @property
@@ -284,6 +286,11 @@ def open_client(url: str | None, user: str | None, password: str | None, ca_cert
 def connection(model: Path | None, index: str, url: str | None, user: str | None, password: str | None,
                ca_certs: Path | None, insecure: bool, engine: EngineName = EngineName.auto,
                local_dir: Path = DEFAULT_LOCAL_DIR) -> Connection:
+    from pintext.serving.engines import index_name_problem
+
+    problem = index_name_problem(index)
+    if problem:
+        fail(f"--index {index!r} is not a valid index name: it {problem}", USAGE)
     return Connection(model, index, Target(engine, url, user, password, ca_certs, insecure, local_dir))
 
 
@@ -648,6 +655,23 @@ def parse_filters(pairs: list[str] | None, raw: list[str] | None) -> Any:
         fail(str(error), USAGE)
 
 
+def check_result_limits(k: int, window: int | None) -> None:
+    """--k and --window within the engines' result window (before anything is asked of a node)."""
+    from pintext.serving.engines import MAX_RESULT_WINDOW
+
+    for option, value in (("--k", k), ("--window", window)):
+        if value is not None and value > MAX_RESULT_WINDOW:
+            fail(f"{option} ({value}) is above the engines' {MAX_RESULT_WINDOW} hits (index.max_result_window)",
+                 USAGE)
+
+
+def check_probes(searcher: Any, probes: int | None) -> None:
+    """--probes within what the index's token family allows (at most its bits per table)."""
+    bits = getattr(searcher.lsh, "bits", None)
+    if probes is not None and bits is not None and probes > bits:
+        fail(f"--probes ({probes}) is above the index's {bits} bits per LSH table (use 0..{bits})", USAGE)
+
+
 def serving_window(searcher: Any, k: int, window: int | None) -> int:
     """The rescore window: --window, else the index's (widened to k); refuses k above an explicit window."""
     if window is not None and k > window:
@@ -794,9 +818,11 @@ def search(
     texts = read_queries(queries_file) if queries_file else ([text] if text else [])
     if not texts:
         fail("give a query text or --queries FILE", USAGE)
+    check_result_limits(k, window)
     chosen = parse_filters(filters, filter_json)
     conn = connection(model, index, url, user, password, ca_certs, insecure, engine, local_dir)
     searcher = conn.searcher()
+    check_probes(searcher, probes)
     fused = fusion_config(conn, fusion, fusion_weight) if hybrid else None
     for query in texts:
         started = time.perf_counter()
@@ -822,9 +848,11 @@ def related(
     from pintext.schemas import pin_text
     from pintext.serving.base import PinNotFoundError
 
+    check_result_limits(k, window)
     chosen = parse_filters(filters, filter_json)
     conn = connection(model, index, url, user, password, ca_certs, insecure, engine, local_dir)
     searcher = conn.searcher()
+    check_probes(searcher, probes)
     started = time.perf_counter()
     try:
         doc, vector = searcher.engine.get(searcher.index, pin_id)
@@ -856,9 +884,11 @@ def dsl(
     from pintext import queries
     from pintext.serving.base import UnsupportedError
 
+    check_result_limits(k, window)
     chosen = parse_filters(filters, filter_json)
     conn = connection(model, index, url, user, password, ca_certs, insecure, engine)
     searcher, online = searcher_for_dsl(conn)
+    check_probes(searcher, probes)
     vector, known = query_vector(conn, text)
     if not known:
         typer.echo(f"# no word of {text!r} is in the model's vocabulary: search falls back to BM25")

@@ -47,6 +47,32 @@ class EngineOptions:
     local_dir: Path = Path("pintext-local-index")
 
 
+# What OpenSearch and Elasticsearch accept as an index (or alias) name, checked before any request.
+INDEX_NAME_FORBIDDEN = set('\\/*?"<>| ,#:')
+INDEX_NAME_MAX_BYTES = 255
+# The engines' `index.max_result_window`: no request may ask for more hits (k) or rescore more (window).
+MAX_RESULT_WINDOW = 10_000
+
+
+def index_name_problem(name: str) -> str | None:
+    """Why `name` is not a valid index name for the engines (lowercase, none of `\\ / * ? " < > | , # :` or
+    a space, not starting with `_ - +`, not `.` or `..`, at most 255 bytes), or None when it is."""
+    if not name:
+        return "is empty"
+    if name != name.lower():
+        return "must be lowercase"
+    bad = sorted(set(name) & INDEX_NAME_FORBIDDEN)
+    if bad:
+        return f"must not contain {' '.join(repr(char) for char in bad)}"
+    if name[0] in "_-+":
+        return f"must not start with {name[0]!r}"
+    if name in (".", ".."):
+        return "must not be '.' or '..'"
+    if len(name.encode("utf-8")) > INDEX_NAME_MAX_BYTES:
+        return f"must be at most {INDEX_NAME_MAX_BYTES} bytes"
+    return None
+
+
 def engine_names() -> list[str]:
     return [AUTO, *ENGINES]
 
