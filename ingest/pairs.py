@@ -274,15 +274,50 @@ def collect_engagement(
 # ---------------------------------------------------------------------------------------------- import
 
 
+IMPORT_NEEDED = (ANCHOR, POSITIVE)
+IMPORT_OPTIONAL = (WEIGHT, COUNT, ANCHOR_ID, POSITIVE_ID)
+
+
 def _import_rows(path: Path) -> Iterator[tuple[int, Any, str]]:
-    """(line, parsed object or RecordError, raw text) for each row of a CSV (with header) or JSONL file."""
+    """(line, parsed object or RecordError, raw text) for each row of a CSV (with header) or JSONL file.
+
+    CSV: a leading UTF-8 BOM is skipped; the header is checked first (a ValueError naming the file, the columns it
+    has and the ones needed); then ONE ROW A LINE: each physical line is parsed alone (quotes may hold commas but
+    not a line break), so a broken quote or a row with more or fewer fields than the header is dead-lettered with
+    its own line, and never merges the rows after it into one."""
     name = path.name.lower().removesuffix(".gz")
     if name.endswith(".csv"):
         with open_binary(path) as handle:
-            text_lines = (raw.decode("utf-8", errors="replace") for raw in handle)
-            reader = csv.DictReader(text_lines)
-            for row in reader:
-                yield reader.line_num, row, ",".join(str(value) for value in row.values())
+            header: list[str] | None = None
+            for line, raw in enumerate(handle, start=1):
+                text = raw.decode("utf-8", errors="replace")
+                if line == 1:
+                    text = text.removeprefix("\ufeff")
+                text = text.rstrip("\r\n")
+                if not text.strip():
+                    continue
+                try:
+                    fields = next(csv.reader([text], strict=True))
+                except csv.Error as error:
+                    if header is None:
+                        raise ValueError(f"{path}:{line}: the CSV header is not valid CSV ({error})") from None
+                    yield line, RecordError(WHOLE_RECORD, "not a valid CSV row",
+                                            f"{error} (an unclosed quote? a field may not hold a line break)"), text
+                    continue
+                if header is None:
+                    header = [field.strip() for field in fields]
+                    missing = [column for column in IMPORT_NEEDED if column not in header]
+                    if missing:
+                        hint = next((f" (is it delimited by {sep!r}? use ',')" for sep in (";", "\t", "|")
+                                     if len(header) == 1 and sep in header[0]), "")
+                        raise ValueError(f"{path}:{line}: the CSV header has columns {header}; needed: "
+                                         f"{', '.join(IMPORT_NEEDED)} (optional: {', '.join(IMPORT_OPTIONAL)}){hint}")
+                    continue
+                if len(fields) != len(header):
+                    yield line, RecordError(WHOLE_RECORD, "wrong number of fields",
+                                            f"{len(fields)} fields, the header has {len(header)}"), text
+                    continue
+                yield line, dict(zip(header, fields)), text
         return
     with open_binary(path) as handle:
         for line, raw in enumerate(handle, start=1):

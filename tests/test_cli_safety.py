@@ -112,3 +112,55 @@ def test_a_garbage_tokenizer_is_one_error_line(workdir, local_pins):
     (bad / "runtime" / "tokenizer.json").write_text("garbage")
     args = [arg if arg != str(workdir / "model") else str(bad) for arg in local_pins]
     one_usage_error(run(["search", "w000", *args]), "tokenizer.json")
+
+
+# ---- pairs --import CSV: the header is checked first, one row a line, broken rows dead-lettered with their line
+
+CSV_ROWS = ["red shoes,crimson sneakers", "blue sofa,velvet couch", "camp tent,hiking trail backpack",
+            "chocolate cake,layer sponge icing"]
+
+
+def import_csv(tmp_path: Path, text: str | bytes, name: str = "pairs.csv"):
+    source = tmp_path / name
+    source.write_bytes(text if isinstance(text, bytes) else text.encode("utf-8"))
+    out = tmp_path / "out"
+    result = run(["pairs", "--out", str(out), "--import", str(source), "--task", "search"])
+    return result, source, out
+
+
+def imported(out: Path) -> tuple[dict, list[dict]]:
+    stats = json.loads((out / "stats.json").read_text())
+    rejected = [json.loads(line) for line in (out / "rejected.search.jsonl").read_text().splitlines()]
+    return stats, rejected
+
+
+def test_a_broken_quote_rejects_its_line_and_keeps_the_rows_after_it(tmp_path):
+    rows = [CSV_ROWS[0], 'blue sofa,"velvet couch', *CSV_ROWS[2:]]
+    result, source, out = import_csv(tmp_path, "anchor,positive\n" + "\n".join(rows) + "\n")
+    assert result.exit_code == 0, result.output
+    stats, rejected = imported(out)
+    assert stats["input"]["rows_valid"] == 3 and stats["input"]["rejected"] == 1
+    assert [(entry["source"], entry["line"]) for entry in rejected] == [(str(source), 3)]
+    assert stats["tasks"]["search"]["pairs"] == 3
+
+
+def test_a_row_with_too_many_fields_is_rejected_with_its_line(tmp_path):
+    result, source, out = import_csv(tmp_path, "anchor,positive\n" + "\n".join([*CSV_ROWS, "a b,c d,extra"]) + "\n")
+    assert result.exit_code == 0, result.output
+    stats, rejected = imported(out)
+    assert stats["input"]["rows_valid"] == 4 and [entry["line"] for entry in rejected] == [6]
+
+
+def test_a_bom_is_accepted(tmp_path):
+    result, _, out = import_csv(tmp_path, b"\xef\xbb\xbf" + ("anchor,positive\n" + "\n".join(CSV_ROWS) + "\n").encode())
+    assert result.exit_code == 0, result.output
+    stats, rejected = imported(out)
+    assert stats["input"]["rows_valid"] == 4 and rejected == []
+
+
+@pytest.mark.parametrize("header", ["anchor;positive", "query,positive", "anchor"])
+def test_a_header_without_the_needed_columns_is_one_error_line(tmp_path, header):
+    body = "\n".join(row.replace(",", ";") if ";" in header else row for row in CSV_ROWS)
+    result, source, out = import_csv(tmp_path, f"{header}\n{body}\n")
+    line = one_usage_error(result, str(source), "anchor", "positive")
+    assert "has" in line and not (out / "search").exists()
