@@ -2,8 +2,9 @@
 
 A checkout can sit anywhere (CI clones into a temporary folder), so the folder is looked for in order:
 `$PINTEXT_REAL_DATA`, `<repo>/../shared/data/real`, `/work/shared/data/real` (this machine's shared folder).
-Tests that read it skip with a plain reason when it is absent: the data is not a server the project can start,
-and its sources state no licence, so a machine may lawfully lack it.
+Tests that read it skip with a plain reason when it is absent (its sources state no licence, so a machine may
+lawfully lack it), except under CI=true: CI runs on this machine, where the folder is, so its absence there is a
+broken setup and fails the test rather than skipping it.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import os
 from pathlib import Path
 
 import pytest
+
+from tests.fixtures_engines import in_ci
 
 REPO = Path(__file__).resolve().parents[1]
 CANDIDATES = (REPO.parent / "shared" / "data" / "real", Path("/work/shared/data/real"))
@@ -31,6 +34,9 @@ def real_file(relative: str) -> Path:
     folder = real_data_dir()
     if folder is None or not (folder / relative).is_file():
         looked = [os.environ.get("PINTEXT_REAL_DATA") or "$PINTEXT_REAL_DATA unset", *map(str, CANDIDATES)]
-        pytest.skip(f"the real data file {relative} is not on this machine (looked in {', '.join(looked)}; "
-                    "never committed, see ../shared/data/real/README.md)")
+        why = (f"the real data file {relative} is not on this machine (looked in {', '.join(looked)}; "
+               "never committed, see ../shared/data/real/README.md)")
+        if in_ci():
+            pytest.fail(f"CI=true: {why}", pytrace=False)
+        pytest.skip(why)
     return folder / relative

@@ -23,6 +23,7 @@ from pintext.mapping import pins_index_body
 from pintext.servers import maven, process
 from pintext.servers import opensearch_node as node
 from pintext.serving import opensearch_client
+from tests.fixtures_engines import in_ci
 
 
 def parse_properties(text: str) -> dict[str, str]:
@@ -406,7 +407,7 @@ def lifecycle_env():
     try:
         node.OpenSearchNode(settings).choose_java()
     except node.OpenSearchNodeError as error:
-        if os.environ.get("CI", "").lower() == "true":
+        if in_ci():
             pytest.fail(f"{error} (CI=true)")
         pytest.skip(str(error))
     home = Path(tempfile.mkdtemp(prefix="pintext-lifecycle-"))

@@ -8,7 +8,6 @@ with a window much smaller than the candidate set.
 from __future__ import annotations
 
 import json
-import os
 
 import numpy as np
 import pytest
@@ -17,10 +16,10 @@ from typer.testing import CliRunner
 from pintext import queries
 from pintext.cli import app
 from pintext.encoder import Encoder
-from pintext.serving.local import cosine
-from tests.serving_helpers import local_index
-from tests.serving_helpers import opensearch_searcher
 from pintext.pin_vectors import pin_vectors
+from pintext.serving.local import cosine
+from tests.fixtures_engines import in_ci
+from tests.serving_helpers import local_index, opensearch_searcher
 from tests.test_ingest import WORDS, make_model, make_pins, model_snapshot, os_args, write_pins_file
 
 pytestmark = pytest.mark.opensearch
@@ -109,7 +108,7 @@ def test_related_excludes_the_pin_and_agrees_with_local(corpus):
 def test_stored_template_renders_the_builder_body_and_searches_alike(corpus, opensearch):
     if not opensearch.get_script(id=queries.SEARCH_TEMPLATE_ID, ignore=404).get("found"):
         message = "the node has no lang-mustache module, so the search template could not be stored"
-        if os.environ.get("CI") == "true":
+        if in_ci():
             pytest.fail(message)
         pytest.skip(message)
     vector = corpus["encoder"].encode(["w100 w101 w102"])[0]
