@@ -8,8 +8,17 @@ import numpy as np
 import pytest
 
 from pintext.bench.harness import Report, markdown_table, per_million, percentiles, ratio
-from pintext.bench.lsh_sim import (BucketIndex, GridPoint, choose, cost_of, exact_top_k, fit_cost_model, recall_at_k,
-                                   sweep_config, unit_rows)
+from pintext.bench.lsh_sim import (
+    BucketIndex,
+    GridPoint,
+    choose,
+    cost_of,
+    exact_top_k,
+    fit_cost_model,
+    recall_at_k,
+    sweep_config,
+    unit_rows,
+)
 from pintext.bench.quality import metrics_from_scores, ndcg_at_10, pessimistic_ranks, rrf
 from pintext.lsh import RandomHyperplaneLSH
 

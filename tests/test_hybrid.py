@@ -17,8 +17,8 @@ from typer.testing import CliRunner
 from pintext.cli import app
 from pintext.encoder import Encoder
 from pintext.fusion import FusionConfig, min_max_blend, reciprocal_rank_fusion
-from tests.serving_helpers import opensearch_searcher
 from pintext.pin_vectors import pin_vectors
+from tests.serving_helpers import opensearch_searcher
 from tests.test_ingest import WORDS, make_model, os_args
 
 pytestmark = pytest.mark.opensearch

@@ -19,8 +19,8 @@ from typer.testing import CliRunner
 from pintext.cli import app
 from pintext.encoder import Encoder, write_runtime
 from pintext.ingest.indexer import FAIL_AFTER_BATCHES_ENV
-from tests.serving_helpers import local_index, only
 from pintext.trainer.tokenizer import train_word_tokenizer
+from tests.serving_helpers import local_index, only
 
 WORDS = [f"w{i:03d}" for i in range(240)]
 DIM = 16

@@ -8,10 +8,10 @@ and the volumes, ConfigMap and Secret the pods name exist in the manifests.
 from __future__ import annotations
 
 import re
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 import typer.main
 import yaml
 

@@ -22,8 +22,8 @@ from typing import Any
 import pytest
 
 from pintext.ingest import kafka_collector as kc
-from pintext.servers import kafka_broker as kb
 from pintext.schemas import WHOLE_RECORD, RecordError, validate_event
+from pintext.servers import kafka_broker as kb
 
 PINTEXT = str(Path(sys.executable).parent / "pintext")
 

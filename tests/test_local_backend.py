@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
+from pintext.lsh import RandomHyperplaneLSH
 from pintext.serving.local import LocalIndex, LocalIndexError, cosine
 from tests.serving_helpers import local_index
-from pintext.lsh import RandomHyperplaneLSH
 
 
 def build(tmp_path, count=300, dim=16, seed=0):

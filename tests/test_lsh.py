@@ -142,8 +142,7 @@ def test_long_buckets_are_formatted_without_the_lookup_table():
 
 # ---- tuning on a corpus (pintext.lsh_tune) ----------------------------------------------------------------------
 
-from pintext.lsh_tune import (MAX_QUERY_CLAUSES, TuneGrid, bits_for_corpus, tune_for_corpus,  # noqa: E402
-                              unit_rows)
+from pintext.lsh_tune import MAX_QUERY_CLAUSES, TuneGrid, bits_for_corpus, tune_for_corpus, unit_rows  # noqa: E402
 
 
 def clustered_corpus(count: int = 1500, dim: int = 24, clusters: int = 60, seed: int = 0) -> np.ndarray:

@@ -20,9 +20,18 @@ from typer.testing import CliRunner
 from pintext.cli import app
 from pintext.cli.retrieval import concrete_index
 from pintext.schemas import LocatedRecordError
-from pintext.trainer.retrieval import (Judgments, evaluate_rankings, load_judgments, mrr_at_k, ndcg_at_k,
-                                       read_csv_judgments, read_pairs_judgments, read_trec_qrels, recall_at_k,
-                                       top_k_indices)
+from pintext.trainer.retrieval import (
+    Judgments,
+    evaluate_rankings,
+    load_judgments,
+    mrr_at_k,
+    ndcg_at_k,
+    read_csv_judgments,
+    read_pairs_judgments,
+    read_trec_qrels,
+    recall_at_k,
+    top_k_indices,
+)
 
 # ---- metrics ---------------------------------------------------------------------------------------------------
 
@@ -200,8 +209,8 @@ def judged_queries(pins: list[dict], count: int) -> list[list[str]]:
 
 @pytest.mark.opensearch
 def test_eval_retrieval_on_the_real_node(opensearch, opensearch_url, opensearch_index_name, tmp_path):
-    from pintext.encoder import Encoder
     from pintext.cli.retrieval import bm25_request
+    from pintext.encoder import Encoder
     from pintext.pin_vectors import pin_vectors
     from tests.test_ingest import make_model, make_pins, write_pins_file
 

@@ -38,7 +38,7 @@ from pintext.cli.serve import (
     UrlOption,
     UserOption,
     open_client,
-    reports_unreachable_node,
+    reports_serving_errors,
 )
 from pintext.constants import TEST
 
@@ -632,4 +632,4 @@ def write_outputs(results: dict, out: Path) -> None:
 
 def register(app: typer.Typer) -> None:
     """Add `eval-retrieval` to the main app."""
-    app.command("eval-retrieval")(reports_unreachable_node(eval_retrieval))
+    app.command("eval-retrieval")(reports_serving_errors(eval_retrieval))

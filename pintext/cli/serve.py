@@ -41,9 +41,6 @@ class EngineName(str, Enum):
     local = "local"
 
 
-# Kept for scripts written against the first CLI, where `--backend opensearch|local` chose the engine.
-Backend = EngineName
-
 ModelOption = Annotated[Optional[Path], typer.Option("--model", envvar="PINTEXT_MODEL",
                                                      help="Model folder (with runtime/); default $PINTEXT_MODEL.")]
 IndexOption = Annotated[str, typer.Option("--index", help="Index name users search (an alias over one index per "
@@ -58,7 +55,6 @@ InsecureOption = Annotated[bool, typer.Option("--insecure", help="Do not verify 
 EngineOption = Annotated[EngineName, typer.Option("--engine", "--backend", envvar="PINTEXT_ENGINE",
                                                   help="Serving engine: auto (ask the node at --url), opensearch, "
                                                        "elasticsearch, or the local on-disk index.")]
-BackendOption = EngineOption
 LocalDirOption = Annotated[Path, typer.Option("--local-dir", help="Folder of the local engine's indices.")]
 KOption = Annotated[int, typer.Option("--k", min=1, help="Hits to return.")]
 WindowOption = Annotated[Optional[int], typer.Option("--window", min=1, help="First-stage hits rescored by exact "
@@ -978,10 +974,6 @@ def reports_serving_errors(command: Callable[..., None]) -> Callable[..., None]:
                  f"with `pintext opensearch up` / `pintext elasticsearch up`, or pass --url)", FAILURE)
 
     return wrapper
-
-
-# Kept under its first name: eval-retrieval wraps its command with it.
-reports_unreachable_node = reports_serving_errors
 
 
 def register(app: typer.Typer) -> None:

@@ -70,7 +70,3 @@ def cosine_from_knn_score(score: float) -> float:
 def knn_score_from_cosine(cosine: float) -> float:
     """Inverse of `cosine_from_knn_score`: the score 2.19's `knn_score` gives a cosine."""
     return (1.0 + float(cosine)) / 2.0
-
-
-# The name the search module looks up.
-knn_score_to_cosine = cosine_from_knn_score
