@@ -30,6 +30,22 @@ Selector = Callable[[Optional[str], Optional[int], Optional[str]], "ManagedServe
 
 
 @dataclass(frozen=True)
+class Topology:
+    """Which shape of a server a command acts on: the plain single node, a secured node, or a local cluster."""
+
+    secure: bool = False
+    nodes: int = 1
+
+    @property
+    def plain(self) -> bool:
+        return not self.secure and self.nodes == 1
+
+
+# select_topology(version, port, heap, topology) -> the secured node or the cluster (only groups that have them).
+TopologySelector = Callable[[Optional[str], Optional[int], Optional[str], Topology], "ManagedServer"]
+
+
+@dataclass(frozen=True)
 class ServerGroup:
     """What the generic commands need to know about one kind of server."""
 
@@ -41,6 +57,7 @@ class ServerGroup:
     default_port: int
     select: Selector
     select_every: Callable[[], "Sequence[ManagedServer]"]  # one per managed version, for `down`
+    select_topology: Optional[TopologySelector] = None  # --secure / --nodes N (OpenSearch only)
 
 
 def lifecycle_app(group: ServerGroup) -> typer.Typer:
@@ -53,18 +70,35 @@ def lifecycle_app(group: ServerGroup) -> typer.Typer:
                                          f"or {group.default_port}.")]
     HeapOption = Annotated[Optional[str], typer.Option(
         "--heap", help=f"JVM heap like 512m or 1g; default $PINTEXT_{group.name.upper()}_HEAP.")]
+    has_topologies = group.select_topology is not None
+    SecureOption = Annotated[bool, typer.Option(
+        "--secure", hidden=not has_topologies,
+        help="The secured node: TLS, users and the pintext_writer / pintext_reader roles (docs/security.md).")]
+    NodesOption = Annotated[int, typer.Option(
+        "--nodes", min=1, max=9, hidden=not has_topologies,
+        help="A local cluster of this many nodes (1 replica) instead of the single node (docs/reliability.md).")]
 
-    def selected(version: str | None, port: int | None = None, heap: str | None = None) -> "ManagedServer":
+    def selected(version: str | None, port: int | None = None, heap: str | None = None,
+                 topology: Topology = Topology()) -> "ManagedServer":
         from pintext.servers.lifecycle import ServerError
 
+        if not topology.plain and group.select_topology is None:
+            fail(f"--secure and --nodes are not offered for {group.title}", USAGE)
+        if topology.secure and topology.nodes > 1:
+            fail("--secure and --nodes > 1 cannot be combined yet: choose one", USAGE)
         try:
-            return group.select(version, port, heap)
+            if topology.plain:
+                return group.select(version, port, heap)
+            assert group.select_topology is not None
+            return group.select_topology(version, port, heap, topology)
         except ServerError as error:  # an unknown version, a malformed port or heap setting
             fail(str(error), USAGE)
 
-    def every_selected(version: str | None) -> "Sequence[ManagedServer]":
+    def every_selected(version: str | None, topology: Topology) -> "Sequence[ManagedServer]":
         from pintext.servers.lifecycle import ServerError
 
+        if not topology.plain:
+            return [selected(version, None, None, topology)]
         try:
             return [group.select(version, None, None)] if version else group.select_every()
         except ServerError as error:
@@ -73,11 +107,11 @@ def lifecycle_app(group: ServerGroup) -> typer.Typer:
     @app.command("up")
     def up(version: VersionOption = None, port: PortOption = None, heap: HeapOption = None,
            timeout: Annotated[float, typer.Option("--timeout", min=1.0, help="Seconds to wait until ready.")] = 180.0,
-           ) -> None:
+           secure: SecureOption = False, nodes: NodesOption = 1) -> None:
         """Start it (download and prepare first if needed) and wait until it is ready; nothing if ours runs."""
         from pintext.servers.lifecycle import ServerError
 
-        server = selected(version, port, heap)
+        server = selected(version, port, heap, Topology(secure, nodes))
         began = time.monotonic()
         try:
             with console.status(f"preparing {server.label}") as spinner:
@@ -95,10 +129,10 @@ def lifecycle_app(group: ServerGroup) -> typer.Typer:
                  "--version", help=f"Which version; default every managed version ({', '.join(group.versions)}).")]
              = None,
              timeout: Annotated[float, typer.Option("--timeout", min=1.0, help="Seconds before SIGKILL.")] = 60.0,
-             ) -> None:
+             secure: SecureOption = False, nodes: NodesOption = 1) -> None:
         """Stop what `up` started (SIGTERM, then SIGKILL after --timeout); other processes are never touched."""
         stopped = 0
-        for server in every_selected(version):
+        for server in every_selected(version, Topology(secure, nodes)):
             outcome = server.stop(timeout)
             if outcome is not None:
                 stopped += 1
@@ -108,9 +142,10 @@ def lifecycle_app(group: ServerGroup) -> typer.Typer:
 
     @app.command("status")
     def status(version: VersionOption = None,
-               as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
+               as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+               secure: SecureOption = False, nodes: NodesOption = 1) -> None:
         """Where it listens, pid, health, version, plugins; exit 1 when it is not running or something is wrong."""
-        server = selected(version)
+        server = selected(version, topology=Topology(secure, nodes))
         info = server.status()
         if as_json:
             typer.echo(json.dumps(info, indent=2))
@@ -125,11 +160,11 @@ def lifecycle_app(group: ServerGroup) -> typer.Typer:
     def logs(version: VersionOption = None,
              lines: Annotated[int, typer.Option("-n", "--lines", min=0, help="How many lines from the end.")] = 50,
              follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing new lines (Ctrl-C stops).")]
-             = False) -> None:
+             = False, secure: SecureOption = False, nodes: NodesOption = 1) -> None:
         """Print the tail of its log."""
         from pintext.servers.lifecycle import follow_lines, tail_lines
 
-        server = selected(version)
+        server = selected(version, topology=Topology(secure, nodes))
         if not server.log_file.exists():
             fail(f"no log yet at {server.log_file} ({server.label} has never started)")
         for line in tail_lines(server.log_file, lines):
