@@ -20,18 +20,20 @@ class DeadLetter:
     """Append rejected records to a JSONL file and count them.
 
     `count` is the number written through this object; `by_reason` counts them by `"field: reason"`.
-    Use as a context manager; the file (and its folder) is created on entry, appended to if it exists.
+    Use as a context manager; the file (and its folder) is created on entry, appended to if it exists (emptied
+    first with `restart=True`: done on entry, not before, so a caller holding a lock restarts it under the lock).
     """
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, restart: bool = False) -> None:
         self.path = Path(path)
+        self.restart = restart
         self.count = 0
         self.by_reason: Counter[str] = Counter()
         self._handle: IO[str] | None = None
 
     def __enter__(self) -> "DeadLetter":
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._handle = self.path.open("a", encoding="utf-8")
+        self._handle = self.path.open("w" if self.restart else "a", encoding="utf-8")
         return self
 
     def __exit__(

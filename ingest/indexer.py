@@ -18,8 +18,11 @@ retries, the local backend upserts). The CLI adds the progress bar.
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
 import json
 import os
+import tempfile
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterator, Sequence
@@ -42,6 +45,8 @@ LSH_CONFIG_FILE = "lsh.json"
 CHECKPOINT_FORMAT = 1
 # Test hook: raise after this many acknowledged batches, as a crash would (see tests/test_ingest.py).
 FAIL_AFTER_BATCHES_ENV = "PINTEXT_INGEST_FAIL_AFTER_BATCHES"
+# Default folder of ingest dead letters and checkpoints (else pintext_home()/ingest; see `state_dir`).
+STATE_DIR_ENV = "PINTEXT_STATE_DIR"
 
 
 class InjectedCrash(RuntimeError):
@@ -84,14 +89,19 @@ def load_or_create_lsh(model_dir: str | Path, dim: int) -> RandomHyperplaneLSH:
 
 
 def write_atomically(path: Path, text: str) -> None:
-    """Write a small file so that readers see the old or the new content, never half of it."""
+    """Write a small file so that readers see the old or the new content, never half of it. The temporary file is
+    unique to this writer (two processes writing one path never rename each other's file away)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(path.name + ".tmp")
-    with open(temporary, "w", encoding="utf-8") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
+    descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
 
 
 def sample_pins(path: str | Path, limit: int, seed: int = 0) -> tuple[list[dict], int]:
@@ -140,10 +150,86 @@ class Checkpoint:
         write_atomically(self.path, json.dumps(state) + "\n")
 
 
+def safe_name(text: str) -> str:
+    """`text` as one file name: letters, digits and `-_.` kept, anything else `_`."""
+    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in text)
+
+
+def state_dir() -> Path:
+    """Where ingest keeps its dead letters and checkpoints by default: $PINTEXT_STATE_DIR, else
+    `pintext_home()/ingest`. Never beside the input, so ingesting a file in a clone leaves the clone clean."""
+    from pintext.paths import pintext_home
+
+    override = os.environ.get(STATE_DIR_ENV)
+    return Path(override).expanduser().resolve() if override else pintext_home() / "ingest"
+
+
+@dataclass(frozen=True)
+class IngestState:
+    """The default files of one (input file, index) pair: its dead letter, its checkpoint and its lock."""
+
+    dead_letter: Path
+    checkpoint: Path
+
+    @property
+    def lock(self) -> Path:
+        return self.checkpoint.with_name(self.checkpoint.name + ".lock")
+
+
+def default_state(source: Path, index: str) -> IngestState:
+    """`state_dir()/<index>/<file name>-<12 hex of sha256(absolute path)>.{rejected.jsonl,checkpoint.json}`: one
+    pair of files per (file, index), so a second index (or a second file of the same name) never wipes the first's
+    dead letter."""
+    absolute = str(source.expanduser().resolve())
+    stem = f"{safe_name(source.name)}-{hashlib.sha256(absolute.encode()).hexdigest()[:12]}"
+    folder = state_dir() / safe_name(index)
+    return IngestState(folder / f"{stem}.rejected.jsonl", folder / f"{stem}.checkpoint.json")
+
+
 def default_checkpoint_path(source: Path, target: str) -> Path:
-    """Next to the input file: `pins.jsonl.<target>.checkpoint.json`."""
-    safe_target = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in target)
-    return source.with_name(f"{source.name}.{safe_target}.checkpoint.json")
+    """The checkpoint of an ingest of `source` into `target` when no --checkpoint is given (`default_state`)."""
+    return default_state(source, target).checkpoint
+
+
+# ---- one ingest per (file, index) at a time ------------------------------------------------------------------
+
+
+class IngestLock:
+    """An exclusive `fcntl` lock on a file beside the checkpoint: two ingests of one file into one index run one
+    after the other (the second waits, saying for whom), so neither restarts the other's dead letter or moves its
+    checkpoint. The kernel drops the lock when its process ends, crash included: a stale lock never blocks."""
+
+    def __init__(self, path: Path, on_wait: Callable[[str], None] = lambda holder: None) -> None:
+        self.path = path
+        self.on_wait = on_wait
+        self._handle: Any = None
+
+    def __enter__(self) -> "IngestLock":
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(self.path, "a+", encoding="utf-8")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self.on_wait(self.holder())
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
+        self._handle = handle
+        return self
+
+    def holder(self) -> str:
+        """The pid written by whoever holds the lock ("?" if it has not written it yet)."""
+        try:
+            return self.path.read_text(encoding="utf-8").strip() or "?"
+        except OSError:
+            return "?"
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._handle is not None:
+            self._handle.close()  # closing releases the lock; the file stays (unlinking it would race a waiter)
+            self._handle = None
 
 
 # ---- sinks -----------------------------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 
 from pintext.cli import app
 from pintext.encoder import Encoder, write_runtime
-from pintext.ingest.indexer import FAIL_AFTER_BATCHES_ENV
+from pintext.ingest.indexer import FAIL_AFTER_BATCHES_ENV, default_state
 from pintext.trainer.tokenizer import train_word_tokenizer
 from tests.serving_helpers import local_index, only
 
@@ -224,7 +224,7 @@ def test_opensearch_crash_mid_ingest_then_resume(opensearch, opensearch_index_na
     crashed = subprocess.run(command, env={**os.environ, FAIL_AFTER_BATCHES_ENV: "2"}, capture_output=True,
                              text=True, timeout=300)
     assert crashed.returncode != 0 and "InjectedCrash" in crashed.stderr
-    checkpoint = json.loads(Path(f"{pins_file}.{opensearch_index_name}.checkpoint.json").read_text())
+    checkpoint = json.loads(default_state(pins_file, opensearch_index_name).checkpoint.read_text())
     assert checkpoint["line"] > 0 and not checkpoint["complete"]
     opensearch.indices.refresh(index=opensearch_index_name)
     # 2 batches of 100 schema-valid pins (one of them, line 48, indexed without a vector).
@@ -303,7 +303,7 @@ def test_opensearch_sigkill_mid_ingest_then_resume(opensearch, opensearch_index_
 
     pins_file = tmp_path / "pins.jsonl"
     valid = write_pins_file(pins_file, make_pins(6_000), with_bad_lines=False)
-    checkpoint_file = Path(f"{pins_file}.{opensearch_index_name}.checkpoint.json")
+    checkpoint_file = default_state(pins_file, opensearch_index_name).checkpoint
     command = [str(Path(sys.executable).parent / "pintext"), "ingest", str(pins_file), "--model", str(model_dir),
                "--batch", "100", "--json", *os_args(opensearch, opensearch_index_name)]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)

@@ -307,11 +307,21 @@ def ensure_index(conn: Connection, shards: int = 1, replicas: int = 0, tuning: T
         alias_if_first(engine, conn.name, index)
         return False
     meta = creation_meta(conn, tuning)
-    for note in engine.create(index, conn.encoder.dim, meta, shards=shards, replicas=replicas) or []:
+    created = True
+    try:
+        notes = engine.create(index, conn.encoder.dim, meta, shards=shards, replicas=replicas) or []
+    except Exception:  # noqa: BLE001 - each engine's client has its own "already exists" error
+        if not engine.exists(index):
+            raise
+        created, notes = False, [f"{index} was created at the same moment by another run: using it"]
+    for note in notes:
         typer.echo(f"note: {note}", err=True)
     alias_if_first(engine, conn.name, index)
-    conn.adopt(meta)
-    return True
+    # What the index holds, not what this run sent: a concurrent run may have created it first (with LSH tuned
+    # on its own file), and pins must be hashed with the index's own token family.
+    conn.forget_index_meta()
+    conn.check_written_index()
+    return created
 
 
 NO_CORPUS_YET = "no corpus given (index create without --pins)"
@@ -523,10 +533,12 @@ def ingest(
     strict: Annotated[bool, typer.Option("--strict", help="Stop at the first bad line instead of "
                                                           "dead-lettering it.")] = False,
     dead_letter: Annotated[Optional[Path], typer.Option("--dead-letter", help="Rejected lines go here; default "
-                                                        "FILE.rejected.jsonl (restarted by each run "
-                                                        "without --resume).")] = None,
-    checkpoint: Annotated[Optional[Path], typer.Option("--checkpoint", help="Checkpoint file; default "
-                                                       "FILE.<index>.checkpoint.json.")] = None,
+                                                        "$PINTEXT_STATE_DIR (else $PINTEXT_HOME/ingest)/INDEX/"
+                                                        "FILE-HASH.rejected.jsonl, restarted by each run "
+                                                        "without --resume.")] = None,
+    checkpoint: Annotated[Optional[Path], typer.Option("--checkpoint", help="Checkpoint file; default beside "
+                                                       "the default dead letter, FILE-HASH.checkpoint.json.")]
+    = None,
     json_output: JsonOption = False,
     target_recall: TargetRecallOption = 0.95, no_tune: NoTuneOption = False, tune_queries: TuneQueriesOption = None,
     url: UrlOption = None, user: UserOption = None, password: PasswordOption = None,
@@ -536,32 +548,35 @@ def ingest(
     """Index a pins JSONL file into this model's index behind --index: validate, embed, hash into LSH tokens,
     bulk-index by pin id, checkpoint.
 
-    A new index is created first, its LSH tuned on this file (unless --no-tune).
+    A new index is created first, its LSH tuned on this file (unless --no-tune). A second ingest of the same file
+    into the same index waits for the first to finish (a lock beside the checkpoint).
     """
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from pintext.ingest.deadletter import DeadLetter
-    from pintext.ingest.indexer import Checkpoint, EngineSink, Ingestor, default_checkpoint_path
+    from pintext.ingest.indexer import Checkpoint, EngineSink, Ingestor, default_state
     from pintext.schemas import LocatedRecordError
 
     conn = connection(model, index, url, user, password, ca_certs, insecure, engine, local_dir)
     ensure_index(conn, tuning=Tuning(pins_file, target_recall, not no_tune, tune_queries))
     written = conn.write_index
     where = f"{conn.engine.describe()}: {written}"  # what the checkpoint is for: --resume refuses another target
-    dead_letter_path = dead_letter or pins_file.with_name(pins_file.name + ".rejected.jsonl")
-    if dead_letter is None and not resume:
-        # The default dead letter belongs to this input alone: a fresh run starts it afresh, so re-running
-        # never lists a line twice. A --dead-letter path may be shared, so it is only ever appended to.
-        dead_letter_path.unlink(missing_ok=True)
-    # Named by the name users search; it records the concrete index, so --resume refuses another model's run.
-    checkpoint_path = checkpoint or default_checkpoint_path(pins_file, index)
+    # Per (file, name users search) in the state folder, never beside the input; the checkpoint records the
+    # concrete index, so --resume refuses another model's run.
+    state = default_state(pins_file, index)
+    dead_letter_path, checkpoint_path = dead_letter or state.dead_letter, checkpoint or state.checkpoint
+    typer.echo(f"dead letter: {dead_letter_path}; checkpoint: {checkpoint_path}", err=True)
     stderr = Console(stderr=True)
     total_lines = count_lines(pins_file)
     progress = Progress(TextColumn("[bold]ingest[/]"), BarColumn(), MofNCompleteColumn(), TextColumn("lines"),
                         TextColumn("{task.fields[rate]:,.0f} docs/s"), TimeElapsedColumn(), console=stderr,
                         disable=json_output or not stderr.is_terminal and not os.environ.get("PINTEXT_PROGRESS"))
-    with progress, DeadLetter(dead_letter_path) as rejected:
+    # The default dead letter belongs to this (file, index) alone: a fresh run starts it afresh (under the lock,
+    # so a concurrent run of the same pair never loses the other's entries), so re-running never lists a line
+    # twice. A --dead-letter path may be shared, so it is only ever appended to.
+    with (ingest_lock(checkpoint_path, pins_file, index), progress,
+          DeadLetter(dead_letter_path, restart=dead_letter is None and not resume) as rejected):
         task = progress.add_task("ingest", total=total_lines, rate=0.0)
         ingestor = Ingestor(
             conn.encoder, conn.lsh, EngineSink(conn.engine, written), rejected,
@@ -584,6 +599,15 @@ def ingest(
         typer.echo(json.dumps(summary))
     else:
         print_ingest_summary(summary)
+
+
+def ingest_lock(checkpoint_path: Path, pins_file: Path, index: str) -> Any:
+    """The lock of one (file, index) pair, beside its checkpoint; says so when another ingest holds it."""
+    from pintext.ingest.indexer import IngestLock
+
+    lock_path = checkpoint_path.with_name(checkpoint_path.name + ".lock")
+    return IngestLock(lock_path, on_wait=lambda pid: typer.echo(
+        f"waiting: pid {pid} is ingesting {pins_file} into {index!r} (lock {lock_path})", err=True))
 
 
 def print_ingest_summary(summary: dict) -> None:
