@@ -25,6 +25,16 @@ MAX_BITS = 62  # bucket ids are packed into int64-safe unsigned integers
 TOKEN_TABLE_LIMIT = 1 << 20  # precompute every token string when tables * 2**bits stays under this
 
 
+def as_matrix(vectors: np.ndarray, dim: int) -> np.ndarray:
+    """`vectors` as a float32 [n, dim] matrix (one vector becomes one row); a ValueError for another shape."""
+    matrix = np.asarray(vectors, dtype=np.float32)
+    if matrix.ndim == 1:
+        matrix = matrix[None, :]
+    if matrix.ndim != 2 or matrix.shape[1] != dim:
+        raise ValueError(f"expected vectors of shape [n, {dim}], got {matrix.shape}")
+    return matrix
+
+
 @dataclass(frozen=True)
 class RandomHyperplaneLSH:
     """`tables` x `bits` random hyperplanes over `dim`-dimensional vectors, reproducible from `seed`."""
@@ -102,12 +112,7 @@ class RandomHyperplaneLSH:
     # ---- helpers -------------------------------------------------------------------------------------------
 
     def _as_matrix(self, vectors: np.ndarray) -> np.ndarray:
-        matrix = np.asarray(vectors, dtype=np.float32)
-        if matrix.ndim == 1:
-            matrix = matrix[None, :]
-        if matrix.ndim != 2 or matrix.shape[1] != self.dim:
-            raise ValueError(f"expected vectors of shape [n, {self.dim}], got {matrix.shape}")
-        return matrix
+        return as_matrix(vectors, self.dim)
 
     def _pack(self, bits: np.ndarray) -> np.ndarray:
         """Bit b of a table's bucket id is the sign of hyperplane b (little-endian bit packing into uint64)."""

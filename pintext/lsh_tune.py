@@ -445,6 +445,39 @@ class TuneResult:
         return meta
 
 
+@dataclass
+class TuningSet:
+    """The pins and queries a tuner sweeps (see `sample_for_tuning`)."""
+
+    corpus: np.ndarray  # the pins with a vector
+    swept: np.ndarray  # a uniform sample of them, at most `max_corpus`
+    with_vectors: int  # pins with a vector in the whole corpus (the sample's share, scaled up)
+    queries: np.ndarray
+    exclude: np.ndarray | None  # per query, the swept row it was taken from (sampled pins), else None
+    query_source: str  # "pins" or "queries"
+
+
+def sample_for_tuning(corpus: np.ndarray, queries: np.ndarray | None, sample: int, max_corpus: int,
+                      rng: np.random.Generator, total_pins: int | None = None) -> TuningSet:
+    """Drop zero rows (pins with no known word get no tokens), sample at most `max_corpus` pins to sweep, and
+    take `sample` queries: the given ones, else sampled pins (each then excluded from its own results)."""
+    given = len(corpus)
+    corpus = corpus[np.linalg.norm(corpus, axis=1) > 0]
+    with_vectors = len(corpus) if total_pins is None else int(round(total_pins * len(corpus) / max(given, 1)))
+    if len(corpus) < TUNE_K + 1:
+        raise ValueError(f"tuning needs at least {TUNE_K + 1} pins with a known word, got {len(corpus)}")
+    swept = corpus if len(corpus) <= max_corpus else corpus[np.sort(rng.choice(len(corpus), max_corpus, False))]
+    if queries is None:
+        rows = rng.permutation(len(swept))[:sample]
+        return TuningSet(corpus, swept, with_vectors, swept[rows], rows, "pins")
+    query_vectors = np.asarray(queries, dtype=np.float32)
+    query_vectors = query_vectors[np.linalg.norm(query_vectors, axis=1) > 0]
+    query_vectors = query_vectors[rng.permutation(len(query_vectors))[:sample]]
+    if len(query_vectors) == 0:
+        raise ValueError("tuning needs at least one query with a known word")
+    return TuningSet(corpus, swept, with_vectors, query_vectors, None, "queries")
+
+
 def tune_for_corpus(corpus: np.ndarray, target_recall: float = DEFAULT_TARGET_RECALL,
                     queries: np.ndarray | None = None, sample: int = DEFAULT_TUNE_QUERIES,
                     grid: TuneGrid = DEFAULT_GRID, fixed: tuple[int, int] | None = None, seed: int = DEFAULT_SEED,
@@ -461,23 +494,9 @@ def tune_for_corpus(corpus: np.ndarray, target_recall: float = DEFAULT_TARGET_RE
     started = time.perf_counter()
     rng = np.random.default_rng(seed)
     corpus = np.asarray(corpus, dtype=np.float32)
-    given = len(corpus)
-    corpus = corpus[np.linalg.norm(corpus, axis=1) > 0]
-    # Pins with a vector in the whole corpus (the sample's share of them, scaled up).
-    with_vectors = len(corpus) if total_pins is None else int(round(total_pins * len(corpus) / max(given, 1)))
-    if len(corpus) < TUNE_K + 1:
-        raise ValueError(f"tuning needs at least {TUNE_K + 1} pins with a known word, got {len(corpus)}")
-    swept = corpus if len(corpus) <= max_corpus else corpus[np.sort(rng.choice(len(corpus), max_corpus, False))]
-    if queries is None:
-        rows = rng.permutation(len(swept))[:sample]
-        query_vectors, exclude, source = swept[rows], rows, "pins"
-    else:
-        query_vectors = np.asarray(queries, dtype=np.float32)
-        query_vectors = query_vectors[np.linalg.norm(query_vectors, axis=1) > 0]
-        query_vectors = query_vectors[rng.permutation(len(query_vectors))[:sample]]
-        exclude, source = None, "queries"
-        if len(query_vectors) == 0:
-            raise ValueError("tuning needs at least one query with a known word")
+    tuning_set = sample_for_tuning(corpus, queries, sample, max_corpus, rng, total_pins)
+    corpus, swept, with_vectors = tuning_set.corpus, tuning_set.swept, tuning_set.with_vectors
+    query_vectors, exclude, source = tuning_set.queries, tuning_set.exclude, tuning_set.query_source
     tables_grid, bits_grid = ((fixed[0],), (fixed[1],)) if fixed else \
         (grid.tables, grid.bits or bits_for_corpus(len(swept)))
     windows = [window for window in grid.windows if window <= MAX_RESCORE_WINDOW]

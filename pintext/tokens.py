@@ -13,6 +13,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
+from pintext.centroids import EXACT_MATCHES, KMEANS_KIND, CentroidTokens
 from pintext.lsh import LSH_KIND, RandomHyperplaneLSH
 
 
@@ -41,6 +42,7 @@ class TokenFamily(Protocol):
 # kind -> a builder from the config dict. Configs without `kind` are random hyperplanes (the first format).
 FAMILIES: dict[str, Callable[[dict], TokenFamily]] = {
     LSH_KIND: RandomHyperplaneLSH.from_dict,
+    KMEANS_KIND: CentroidTokens.from_dict,
 }
 
 
@@ -53,9 +55,16 @@ def family_from_dict(config: dict) -> TokenFamily:
     return builder(config)
 
 
+def scores_every_match(family: TokenFamily) -> bool:
+    """True when the engine should score every pin the query's tokens match exactly (no count, no window)."""
+    return getattr(family, "scoring", None) == EXACT_MATCHES
+
+
 def describe(family: TokenFamily) -> str:
-    """A short human description: `64x8 random_hyperplane`."""
+    """A short human description: `64x8 bits random_hyperplane`, `1x1024 kmeans, spill 2`."""
     config = family.to_dict()
+    if config.get("kind") == KMEANS_KIND:
+        return f"{config['tables']}x{config['centroids']} kmeans, spill {config['spill']}"
     if "tables" in config and "bits" in config:
         return f"{config['tables']}x{config['bits']} bits {config.get('kind', LSH_KIND)}"
     return str(config.get("kind"))

@@ -160,12 +160,12 @@ def engine_params() -> list[Any]:
             for engine_id, (name, _) in ENGINES.items()]
 
 
-@pytest.fixture(scope="module", params=engine_params())
-def served(request, corpus, tmp_path_factory) -> Served:
+def serve_corpus(request, corpus, tmp_path_factory, prefix: str, *ingest_args: str):
+    """`pintext ingest` of the corpus into a fresh index of the param's engine; yields it served, then deletes it."""
     name, node_fixture = ENGINES[request.param]
-    index = f"conformance-{uuid.uuid4().hex[:8]}"
+    index = f"{prefix}-{uuid.uuid4().hex[:8]}"
     if node_fixture is None:
-        local_dir = tmp_path_factory.mktemp("local-engine")
+        local_dir = tmp_path_factory.mktemp(f"local-{prefix}")
         options = EngineOptions(local_dir=local_dir)
         cli_args = ["--engine", "local", "--local-dir", str(local_dir), "--index", index]
     else:
@@ -173,11 +173,16 @@ def served(request, corpus, tmp_path_factory) -> Served:
         options = EngineOptions(url=node.url)
         cli_args = ["--engine", name, "--url", node.url, "--index", index]
     summary = json.loads(run("ingest", str(corpus.pins_file), "--model", str(corpus.model), "--json",
-                             *cli_args).strip().splitlines()[-1])
+                             *ingest_args, *cli_args).strip().splitlines()[-1])
     assert summary["indexed"] == len(corpus.pins) and summary["indexed_without_vector"] == len(OOV_PINS)
     engine = open_engine(name, options)
     yield Served(request.param, engine, index, cli_args, Searcher.for_index(engine, index))
     run("index", "delete", *cli_args)
+
+
+@pytest.fixture(scope="module", params=engine_params())
+def served(request, corpus, tmp_path_factory) -> Served:
+    yield from serve_corpus(request, corpus, tmp_path_factory, "conformance")
 
 
 # ---- PinText search --------------------------------------------------------------------------------------------
@@ -276,6 +281,58 @@ def test_meta_names_the_model_and_passes_the_model_check(served, corpus):
     check_meta(served.index, meta, index_meta(corpus.encoder.fingerprint, corpus.encoder.dim,
                                               served.searcher.family))
     assert served.engine.alias_target(served.index) == version_name(served.index, corpus.encoder.fingerprint)
+
+
+# ---- learned centroid tokens -----------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module", params=engine_params())
+def served_kmeans(request, corpus, tmp_path_factory) -> Served:
+    """The same corpus through `pintext ingest --tokens kmeans`: the second token family, on every engine."""
+    yield from serve_corpus(request, corpus, tmp_path_factory, "conformance-km", "--tokens", "kmeans")
+
+
+def test_kmeans_index_scores_every_pin_holding_a_probed_centroid_exactly(served_kmeans, corpus):
+    """One codebook: the hits are the exact cosine top k of the pins that hold one of the query's probed
+    centroids — on every engine the same ids, order and scores as the oracle, with no window."""
+    family = served_kmeans.searcher.family
+    assert family.to_dict()["kind"] == "kmeans" and family.scoring == "exact_matches"
+    for text in corpus.queries:
+        vector = corpus.encoder.encode([text])[0]
+        query = served_kmeans.searcher.query(vector, 10)
+        assert query.exact and len(query.tokens) == 1 + served_kmeans.searcher.serving.probes
+        hits = served_kmeans.searcher.search(vector, k=10)
+        assert_same_ranking(hits, oracle(corpus, family, list(query.tokens), vector, 10))
+
+
+def test_kmeans_filters_and_exclusions_apply_with_the_centroid_tokens(served_kmeans, corpus):
+    filters = Filters.parse(*FILTER_CASES["one board"])
+    by_id = {pin["id"]: pin for pin in corpus.pins}
+    family = served_kmeans.searcher.family
+    found = 0
+    for row in (0, 57, 311):
+        pin_id, vector = corpus.pins[row]["id"], corpus.vectors[row]
+        tokens = list(served_kmeans.searcher.query(vector, 10).tokens)
+        hits = served_kmeans.searcher.related(pin_id, k=10)
+        assert_same_ranking(hits, oracle(corpus, family, tokens, vector, 10, exclude=(pin_id,)))
+        filtered = served_kmeans.searcher.search(vector, k=10, filters=filters)
+        assert all(filters.matches(by_id[hit.id]) for hit in filtered)
+        assert_same_ranking(filtered, oracle(corpus, family, tokens, vector, 10, filters))
+        found += len(filtered)
+    assert found, "the board filter kept no pin near these queries: the case tests nothing"
+
+
+def test_kmeans_codebook_round_trips_through_the_index_meta(served_kmeans, corpus):
+    """The index's `_meta` rebuilds the very family ingest hashed with: the stored pins' tokens are its tokens."""
+    meta = served_kmeans.engine.meta(served_kmeans.index)
+    family = served_kmeans.searcher.family
+    assert meta["lsh"] == family.to_dict() and meta["tuning"]["family"] == "kmeans"
+    check_meta(served_kmeans.index, meta, index_meta(corpus.encoder.fingerprint, corpus.encoder.dim, family))
+    vector = corpus.vectors[5]
+    hits = served_kmeans.searcher.first_stage(vector, size=len(corpus.pins), probes=0)
+    own = set(family.tokens(corpus.vectors[5:6])[0])
+    assert corpus.pins[5]["id"] in {hit.id for hit in hits}
+    assert set(next(hit for hit in hits if hit.id == corpus.pins[5]["id"]).matched_tokens) <= own
 
 
 # ---- BM25 ------------------------------------------------------------------------------------------------------

@@ -71,6 +71,10 @@ TargetRecallOption = Annotated[float, typer.Option("--target-recall", min=0.0, m
                                                         "vs exact cosine.")]
 NoTuneOption = Annotated[bool, typer.Option("--no-tune", help="When the index is created: skip tuning, use "
                                                               "the default LSH (64x8 bits, window 500).")]
+TokensOption = Annotated[Optional[str], typer.Option(
+    "--tokens", help="When the index is created: its token family, lsh (random hyperplanes), kmeans (learned "
+                     "centroids, fitted on the corpus) or auto (tune both, keep the cheaper at the target recall); "
+                     "default lsh.")]
 TuneQueriesOption = Annotated[Optional[Path], typer.Option("--tune-queries", exists=True, dir_okay=False,
                                                            help="Query texts to tune on (one JSON line each); "
                                                                 "default: sampled pins.")]
@@ -259,6 +263,7 @@ class Tuning:
     target_recall: float = 0.95
     enabled: bool = True
     queries_file: Path | None = None
+    family: str | None = None  # lsh | kmeans | auto (pintext.token_tune.FAMILY_CHOICES); None: lsh
 
 
 def open_client(url: str | None, user: str | None, password: str | None, ca_certs: Path | None, insecure: bool,
@@ -301,6 +306,8 @@ def ensure_index(conn: Connection, shards: int = 1, replicas: int = 0, tuning: T
 
     engine, index = conn.engine, conn.write_index
     if conn.index_meta() is not None and awaits_tuning(conn, tuning):
+        pending_family = (conn.index_meta() or {}).get("tuning", {}).get("family")
+        tuning = dataclasses.replace(tuning, family=tuning.family or pending_family)
         shards, replicas = drop_empty_untuned_index(conn)
     elif conn.index_meta() is not None:
         conn.check_written_index()
@@ -350,6 +357,22 @@ def drop_empty_untuned_index(conn: Connection) -> tuple[int, int]:
     return layout.shards or 1, layout.replicas or 0
 
 
+def token_family(name: str | None) -> str | None:
+    """--tokens checked (one error line naming the choices); None when not given."""
+    from pintext.token_tune import check_family_choice
+
+    try:
+        return None if name is None else check_family_choice(name)
+    except ValueError as error:
+        fail(f"--tokens: {error}", USAGE)
+
+
+def describe_tokens(family: Any) -> str:
+    from pintext.tokens import describe
+
+    return describe(family)
+
+
 def creation_meta(conn: Connection, tuning: Tuning) -> dict:
     """The `_meta` of a new index: this model, and LSH settings tuned on the corpus when one is given.
 
@@ -358,18 +381,23 @@ def creation_meta(conn: Connection, tuning: Tuning) -> dict:
     """
     from pintext.ingest.indexer import default_lsh
     from pintext.serving.meta import ServingDefaults, index_meta
+    from pintext.token_tune import LSH
 
     encoder, fixed = conn.encoder, conn.model_lsh
+    if tuning.family not in (None, LSH) and not tuning.enabled:
+        fail(f"--tokens {tuning.family} is tuned (and fitted) on the corpus: drop --no-tune", USAGE)
     if not tuning.enabled or tuning.pins_file is None:
         reason = "--no-tune" if not tuning.enabled else NO_CORPUS_YET
     else:
-        result, reason = tune_on_corpus(conn, tuning, fixed)
+        result, reason = tune_on_corpus(conn, dataclasses.replace(tuning, family=tuning.family or LSH), fixed)
         if result is not None:
             serving = ServingDefaults(window=result.window, probes=result.probes, window_at_100=result.deep_window,
                                       probes_at_100=result.deep_probes)
             return index_meta(encoder.fingerprint, encoder.dim, result.lsh, serving, result.to_meta())
     lsh = fixed or default_lsh(encoder.dim)
     record = {"tuned": False, "reason": reason, "pending": reason == NO_CORPUS_YET}
+    if record["pending"] and tuning.family:
+        record["family"] = tuning.family  # what the first ingest tunes when it brings the corpus
     return index_meta(encoder.fingerprint, encoder.dim, lsh, ServingDefaults(), record)
 
 
@@ -379,17 +407,17 @@ def tune_on_corpus(conn: Connection, tuning: Tuning, fixed: Any) -> tuple[Any, s
     Returns (result, "") or, when the corpus cannot be tuned on (too few pins with a known word), (None, why).
     """
     from pintext.ingest.indexer import sample_pins
-    from pintext.lsh_tune import MAX_TUNE_CORPUS, tune_for_corpus
+    from pintext.pin_vectors import pin_vectors
+    from pintext.token_tune import describe_choice, sample_size, tune_tokens
 
     started = time.perf_counter()
-    from pintext.pin_vectors import pin_vectors
-
-    sample, total = sample_pins(tuning.pins_file, MAX_TUNE_CORPUS)
+    family = tuning.family or "lsh"
+    sample, total = sample_pins(tuning.pins_file, sample_size(family))
     queries = conn.encoder.encode(read_queries(tuning.queries_file)) if tuning.queries_file else None
     try:
-        result = tune_for_corpus(pin_vectors(conn.encoder, sample), tuning.target_recall, queries=queries,
-                                 fixed=(fixed.tables, fixed.bits) if fixed else None, seed=fixed.seed if fixed else 0,
-                                 total_pins=total)
+        result = tune_tokens(pin_vectors(conn.encoder, sample), family, tuning.target_recall, queries=queries,
+                             fixed=(fixed.tables, fixed.bits) if fixed else None, seed=fixed.seed if fixed else 0,
+                             total_pins=total)
     except ValueError as error:
         typer.echo(f"note: LSH not tuned on {tuning.pins_file} ({error}): default LSH and window", err=True)
         return None, f"not tunable: {error}"
@@ -398,9 +426,9 @@ def tune_on_corpus(conn: Connection, tuning: Tuning, fixed: Any) -> tuple[Any, s
                    f"and window are tuned (delete it to let tuning choose tables and bits too)", err=True)
     verdict = "reached" if result.reached else "NOT reached (best recall kept)"
     asked = "sampled pins as queries" if result.query_source == "pins" else "given queries"
-    typer.echo(f"tuned LSH on {result.tuned_on:,} of {result.corpus:,} pins, {result.queries} {asked} "
-               f"in {time.perf_counter() - started:.1f}s: {result.lsh.tables} tables x {result.lsh.bits} bits, "
-               f"probes {result.probes}, window {result.window}; recall@10 vs exact {result.recall:.3f}, target "
+    typer.echo(f"tuned tokens ({tuning.family}) on {result.tuned_on:,} of {result.corpus:,} pins, {result.queries} "
+               f"{asked} in {time.perf_counter() - started:.1f}s: {describe_choice(result)}; recall@10 vs exact "
+               f"{result.recall:.3f}, target "
                f"{tuning.target_recall} {verdict}"
                + (f"; for 100 hits probes {result.deep_probes}, window {result.deep_window} (recall@100 "
                   f"{result.deep_recall:.3f})" if result.deep_window else ""), err=True)
@@ -421,13 +449,14 @@ def index_create(model: ModelOption = None, index: IndexOption = DEFAULT_INDEX, 
                                                               help="The corpus (pins.jsonl): tune LSH on it.")]
                  = None,
                  target_recall: TargetRecallOption = 0.95, no_tune: NoTuneOption = False,
-                 tune_queries: TuneQueriesOption = None,
+                 tune_queries: TuneQueriesOption = None, tokens: TokensOption = None,
                  ) -> None:
     """Create this model's index behind the alias --index (the alias moves to it at once only when it is the
     name's first index; later ones wait for `pintext index promote`), its LSH tuned on --pins FILE."""
     conn = connection(model, index, url, user, password, ca_certs, insecure, engine, local_dir)
     created = ensure_index(conn, shards=shards, replicas=replicas,
-                           tuning=Tuning(pins, target_recall, not no_tune, tune_queries))
+                           tuning=Tuning(pins, target_recall, not no_tune, tune_queries,
+                                         token_family(tokens)))
     if created and pins is None and not no_tune:
         typer.echo("note: no --pins FILE, so LSH is not tuned yet (default 64x8 bits, window 500); the first "
                    "`pintext ingest FILE` into this empty index tunes it on FILE", err=True)
@@ -440,7 +469,7 @@ def index_create(model: ModelOption = None, index: IndexOption = DEFAULT_INDEX, 
              else "the name's own index" if serving == index
              else f"not serving yet ({index!r} serves {serving!r}): `pintext index promote --index {index}`")
     typer.echo(f"{'created' if created else 'exists, same model'}: {conn.write_index}, {route} "
-               f"(dim {conn.encoder.dim}, LSH {conn.lsh.tables}x{conn.lsh.bits} bits, probes {conn.serving.probes}, "
+               f"(dim {conn.encoder.dim}, tokens {describe_tokens(conn.lsh)}, probes {conn.serving.probes}, "
                f"window {conn.serving.window}, model {conn.encoder.fingerprint[:12]}{shape})")
 
 
@@ -541,6 +570,7 @@ def ingest(
     = None,
     json_output: JsonOption = False,
     target_recall: TargetRecallOption = 0.95, no_tune: NoTuneOption = False, tune_queries: TuneQueriesOption = None,
+    tokens: TokensOption = None,
     url: UrlOption = None, user: UserOption = None, password: PasswordOption = None,
     ca_certs: CaCertsOption = None, insecure: InsecureOption = False,
     engine: EngineOption = EngineName.auto, local_dir: LocalDirOption = DEFAULT_LOCAL_DIR,
@@ -559,7 +589,7 @@ def ingest(
     from pintext.schemas import LocatedRecordError
 
     conn = connection(model, index, url, user, password, ca_certs, insecure, engine, local_dir)
-    ensure_index(conn, tuning=Tuning(pins_file, target_recall, not no_tune, tune_queries))
+    ensure_index(conn, tuning=Tuning(pins_file, target_recall, not no_tune, tune_queries, token_family(tokens)))
     written = conn.write_index
     where = f"{conn.engine.describe()}: {written}"  # what the checkpoint is for: --resume refuses another target
     # Per (file, name users search) in the state folder, never beside the input; the checkpoint records the
@@ -686,8 +716,13 @@ def check_result_limits(k: int, window: int | None) -> None:
 
 
 def check_probes(searcher: Any, probes: int | None) -> None:
-    """--probes within what the index's token family allows (at most its bits per table)."""
+    """--probes within what the index's token family allows (LSH: its bits per table; centroids: their number
+    less one)."""
+    centroids = getattr(searcher.lsh, "max_probes", None)
     bits = getattr(searcher.lsh, "bits", None)
+    if probes is not None and centroids is not None and probes > centroids:
+        fail(f"--probes ({probes}) is above the index's {centroids + 1} centroids per codebook (use 0..{centroids})",
+             USAGE)
     if probes is not None and bits is not None and probes > bits:
         fail(f"--probes ({probes}) is above the index's {bits} bits per LSH table (use 0..{bits})", USAGE)
 

@@ -95,9 +95,18 @@ def check_meta(index: str, found: dict, expected: dict, model_dir: str = "the mo
     for key, label in (("model_fingerprint", "model fingerprint"), ("dim", "dimension"), ("lsh", "LSH config"),
                        ("pin_vector", "pin vector (how a pin's fields are embedded)")):
         if found.get(key) != expected.get(key):
-            problems.append(f"{label}: index has {found.get(key)!r}, {model_dir} has {expected.get(key)!r}")
+            problems.append(f"{label}: index has {_shown(found.get(key))}, {model_dir} has "
+                            f"{_shown(expected.get(key))}")
     if problems:
         raise IndexMismatchError(
             f"index {index!r} was built for another model ({'; '.join(problems)}). "
             f"Use the model it was built with, or re-create it: pintext index delete --index {index}, then ingest."
         )
+
+
+def _shown(value: object) -> str:
+    """A `_meta` value for an error message: a learned codebook (kilobytes of base64) by its fingerprint only."""
+    if isinstance(value, dict) and "codebook" in value:
+        value = {**{key: item for key, item in value.items() if key not in ("codebook", "fingerprint")},
+                 "fingerprint": str(value.get("fingerprint", ""))[:12]}
+    return repr(value)

@@ -25,7 +25,7 @@ from pintext import queries
 from pintext.serving.base import Engine, SearchHit, VectorQuery, fuse_hits, rank
 from pintext.serving.filters import NO_FILTERS, Filters
 from pintext.serving.meta import ServingDefaults, check_meta, family_from_meta
-from pintext.tokens import TokenFamily
+from pintext.tokens import TokenFamily, scores_every_match
 
 
 class Searcher:
@@ -78,10 +78,16 @@ class Searcher:
         (benchmarks compare the two).
         """
         size = self.serving.window_for(k, window)
-        exact = exact_filter and bool(filters) and self.filtered_count(filters, tuple(exclude_ids)) <= size
         # The exact path needs no tokens; they are still computed, for `--explain`'s matched tokens.
         tokens = self.family.query_tokens(np.asarray(vector, dtype=np.float32),
                                           probes=self.serving.probes_for(k, probes))[0]
+        if scores_every_match(self.family):
+            # Learned centroid tokens (one codebook): the pins holding a probed centroid are few and all near the
+            # query, so every one of them is scored exactly — the tokens become a filter of the exact path.
+            filters = with_token_filter(filters, tokens)
+            exact = True
+        else:
+            exact = exact_filter and bool(filters) and self.filtered_count(filters, tuple(exclude_ids)) <= size
         return VectorQuery(tuple(tokens), np.asarray(vector, dtype=np.float32), k=k, window=size, filters=filters,
                            exclude_ids=tuple(exclude_ids), exact=exact)
 
@@ -155,3 +161,8 @@ class Searcher:
     def stored_vector(self, pin_id: str) -> np.ndarray | None:
         """The vector indexed for a pin; None for a pin indexed without one (no known word)."""
         return self.engine.get(self.index, pin_id)[1]
+
+
+def with_token_filter(filters: Filters, tokens: Sequence[str]) -> Filters:
+    """`filters` plus "holds one of `tokens`" (a `terms` clause on the tokens field, AND-ed with the rest)."""
+    return Filters(terms=(*filters.terms, (queries.TOKENS_FIELD, tuple(dict.fromkeys(tokens)))), raw=filters.raw)

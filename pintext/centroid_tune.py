@@ -1,0 +1,226 @@
+"""Tune learned centroid tokens (`pintext.centroids`) on a corpus for a target recall@10 vs exact cosine.
+
+The counterpart of `pintext.lsh_tune` for the second token family, replaying how such an index is served: with one
+codebook every pin holding one of the query's `1 + probes` nearest centroids is scored exactly, so recall@10 is the
+share of the exact top 10 (tie-aware: a pin as close as the 10th counts) that holds a probed centroid, and the
+work is the postings of the probed tokens (each pin is in `spill` posting lists) plus the pins scored exactly.
+
+Each number of centroids of the grid is fitted once (k-means on the sample); every spill and probe count of it is
+then answered from one rank matrix: a pin is matched at `probes` when its best-ranked centroid, in the query's
+order of centroids, is among the first `1 + probes`. The cost uses `pintext.lsh_tune.cost_of` (postings + pins
+scored + term clauses), so the two families compare in the same units (`pintext tokens tune` prints both).
+
+Pure numpy (and scikit-learn's k-means through `fit_centroids`), no I/O.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from pintext.centroids import DEFAULT_SEED, CentroidTokens, fit_centroids
+from pintext.lsh_tune import (
+    DEEP_K,
+    DEFAULT_TARGET_RECALL,
+    DEFAULT_TUNE_QUERIES,
+    MAX_TUNE_CORPUS,
+    TUNE_K,
+    cost_of,
+    exact_top_k,
+    sample_for_tuning,
+    unit_rows,
+)
+from pintext.queries import DEFAULT_WINDOW
+
+# Centroids tried, as pins per centroid (the grid follows the corpus size: a cell of ~50 pins on 20k pins is as
+# selective as one of ~50 on 1M pins), and the spills and probes.
+PINS_PER_CENTROID = (25, 50, 100, 200)
+MIN_CENTROIDS, MAX_CENTROIDS = 16, 8192
+SPILLS = (1, 2)
+PROBES = (0, 1, 3, 7, 15, 31, 63, 127)
+# The fit runs on this many pins at most (a uniform sample): enough to place thousands of centroids.
+MAX_FIT_CORPUS = 50_000
+
+
+@dataclass(frozen=True)
+class CentroidGrid:
+    """The settings a tuning run tries (None: centroids from the corpus size, see `centroids_for_corpus`)."""
+
+    centroids: tuple[int, ...] | None = None
+    spills: tuple[int, ...] = SPILLS
+    probes: tuple[int, ...] = PROBES
+
+
+DEFAULT_CENTROID_GRID = CentroidGrid()
+
+
+def centroids_for_corpus(pins: int) -> tuple[int, ...]:
+    """Numbers of centroids worth trying for `pins` pins: powers of two near pins / PINS_PER_CENTROID."""
+    wanted = {int(2 ** round(np.log2(max(pins, 1) / share))) for share in PINS_PER_CENTROID}
+    return tuple(sorted({min(MAX_CENTROIDS, max(MIN_CENTROIDS, count)) for count in wanted}))
+
+
+@dataclass
+class CentroidPoint:
+    """One (centroids, spill, probes) setting and what it gave on the sample."""
+
+    centroids: int
+    spill: int
+    probes: int
+    recall: float
+    matched: float  # mean pins holding a probed token = pins scored exactly
+    postings: float  # mean postings of the probed tokens
+    corpus: int
+    cost: float = 0.0
+
+    @property
+    def clauses(self) -> int:
+        """Terms the query looks up (one `terms` filter of this many values)."""
+        return 1 + self.probes
+
+    @property
+    def matched_share(self) -> float:
+        return self.matched / self.corpus
+
+    def to_json(self) -> dict:
+        return {**asdict(self), "clauses": self.clauses, "matched_share": self.matched_share}
+
+
+def sweep_family(family: CentroidTokens, corpus_unit: np.ndarray, queries_unit: np.ndarray, truth: np.ndarray,
+                 spills: Iterable[int], probes_grid: Iterable[int], k: int = TUNE_K,
+                 exclude_rows: np.ndarray | Sequence[int] | None = None) -> list[CentroidPoint]:
+    """Every (spill, probes) point of one codebook (`family`, one table): recall@k and work per query."""
+    book = family.codebooks[0]
+    centroids = len(book)
+    probes_grid = sorted({int(p) for p in probes_grid if 0 <= p < centroids})
+    nearest = family.nearest(corpus_unit, max(spills))[:, 0, :]  # [pins, max spill]
+    query_order = family.nearest(queries_unit, centroids)[:, 0, :]  # [queries, centroids], nearest first
+    rank = np.empty_like(query_order)
+    rows = np.arange(len(queries_unit))[:, None]
+    rank[rows, query_order] = np.arange(centroids)[None, :]  # rank[q, c]: where centroid c comes for query q
+    kth_best = np.einsum("qd,qd->q", queries_unit, corpus_unit[truth[:, -1]])
+    cosines = queries_unit @ corpus_unit.T
+    if exclude_rows is not None:
+        own = np.asarray(exclude_rows)
+        cosines[np.flatnonzero(own >= 0), own[own >= 0]] = -np.inf
+    good = cosines >= kth_best[:, None] - 1e-6  # the pins tie-aware recall counts
+    points = []
+    for spill in sorted(set(spills)):
+        held = nearest[:, :spill]  # [pins, spill]
+        best_rank = rank[:, held].min(axis=2)  # [queries, pins]: the pin's best-ranked centroid
+        if exclude_rows is not None:
+            best_rank[np.flatnonzero(own >= 0), own[own >= 0]] = centroids  # never matches itself
+        sizes = np.bincount(held.ravel(), minlength=centroids)
+        postings_by_rank = np.cumsum(sizes[query_order], axis=1)  # [queries, centroids]
+        for probes in probes_grid:
+            matched_mask = best_rank <= probes
+            kept = np.minimum((matched_mask & good).sum(axis=1), k) / k
+            matched = matched_mask.sum(axis=1)
+            postings = postings_by_rank[:, probes]
+            point = CentroidPoint(centroids, spill, probes, float(kept.mean()), float(matched.mean()),
+                                  float(postings.mean()), len(corpus_unit))
+            point.cost = cost_of(point.postings, point.matched, point.clauses)
+            points.append(point)
+    return points
+
+
+def choose(points: Sequence[CentroidPoint], target_recall: float) -> tuple[CentroidPoint | None, bool]:
+    """The cheapest point reaching `target_recall` (ties: higher recall, fewer centroids); else the best recall."""
+    if not points:
+        return None, False
+    reaching = [point for point in points if point.recall >= target_recall]
+    if reaching:
+        return min(reaching, key=lambda p: (p.cost, -p.recall, p.centroids, p.spill, p.probes)), True
+    return max(points, key=lambda p: (p.recall, -p.cost)), False
+
+
+@dataclass
+class CentroidTuneResult:
+    """What tuning chose for a centroid-token index, and on what (the fields `pintext.lsh_tune.TuneResult` has,
+    so index creation treats both alike)."""
+
+    lsh: CentroidTokens  # the family (named `lsh` like TuneResult's, which `index_meta` stores)
+    window: int
+    probes: int
+    recall: float
+    reached: bool
+    target_recall: float
+    queries: int
+    query_source: str
+    corpus: int
+    tuned_on: int
+    seconds: float
+    choice: CentroidPoint
+    points: list[CentroidPoint] = field(default_factory=list, repr=False)
+    deep_window: int | None = None
+    deep_probes: int | None = None
+    deep_recall: float | None = None
+
+    def to_meta(self) -> dict:
+        """The `tuning` record of an index's `_meta`."""
+        meta = {"tuned": True, "family": "kmeans", "target_recall": self.target_recall,
+                "recall_at_10": round(self.recall, 4), "reached": self.reached, "queries": self.queries,
+                "query_source": self.query_source, "corpus": self.corpus, "tuned_on": self.tuned_on,
+                "seconds": round(self.seconds, 2), "clauses": self.choice.clauses,
+                "matched_share": round(self.choice.matched_share, 4)}
+        if self.deep_recall is not None:
+            meta[f"recall_at_{DEEP_K}"] = round(self.deep_recall, 4)
+        return meta
+
+
+def tune_centroids_for_corpus(corpus: np.ndarray, target_recall: float = DEFAULT_TARGET_RECALL,
+                              queries: np.ndarray | None = None, sample: int = DEFAULT_TUNE_QUERIES,
+                              grid: CentroidGrid = DEFAULT_CENTROID_GRID, seed: int = DEFAULT_SEED,
+                              max_corpus: int = MAX_TUNE_CORPUS, total_pins: int | None = None,
+                              on_config: Callable[[int], None] | None = None) -> CentroidTuneResult:
+    """Fit codebooks and pick the cheapest (centroids, spill, probes) whose recall@10 reaches `target_recall`.
+
+    Arguments as `pintext.lsh_tune.tune_for_corpus`. The codebook of the choice is fitted on up to MAX_FIT_CORPUS
+    pins of the corpus given (the sweep itself on up to `max_corpus`). Above the sweep's sample, the number of
+    centroids is scaled with the corpus (pins per centroid kept), which keeps the matched share and the recall.
+    """
+    started = time.perf_counter()
+    rng = np.random.default_rng(seed)
+    corpus = unit_rows(np.asarray(corpus, dtype=np.float32))
+    tuning_set = sample_for_tuning(corpus, None if queries is None else unit_rows(queries), sample, max_corpus, rng,
+                                   total_pins)
+    corpus, swept, with_vectors = tuning_set.corpus, tuning_set.swept, tuning_set.with_vectors
+    query_vectors, exclude, source = tuning_set.queries, tuning_set.exclude, tuning_set.query_source
+    truth = exact_top_k(swept, query_vectors, TUNE_K, exclude)
+    deep_truth = exact_top_k(swept, query_vectors, DEEP_K, exclude) if len(swept) > DEEP_K + 1 else None
+    points, deep_points, families = [], [], {}
+    for centroids in grid.centroids or centroids_for_corpus(len(swept)):
+        family = fit_centroids(swept, centroids=centroids, spill=max(grid.spills), seed=seed)
+        families[family.centroids] = family
+        points += sweep_family(family, swept, query_vectors, truth, grid.spills, grid.probes, TUNE_K, exclude)
+        if deep_truth is not None:
+            deep_points += sweep_family(family, swept, query_vectors, deep_truth, grid.spills, grid.probes, DEEP_K,
+                                        exclude)
+        if on_config:
+            on_config(family.centroids)
+    choice, reached = choose(points, target_recall)
+    if choice is None:
+        raise ValueError("no centroid setting of the grid could be swept")
+    deep = choose([p for p in deep_points if (p.centroids, p.spill) == (choice.centroids, choice.spill)
+                   and p.probes >= choice.probes], target_recall)[0]
+    family = _final_family(families[choice.centroids], corpus, swept, choice, with_vectors, seed)
+    return CentroidTuneResult(
+        lsh=family, window=DEFAULT_WINDOW, probes=choice.probes, recall=choice.recall, reached=reached,
+        target_recall=target_recall, queries=len(query_vectors), query_source=source,
+        corpus=max(with_vectors, len(swept)), tuned_on=len(swept), seconds=time.perf_counter() - started,
+        choice=choice, points=points, deep_window=None if deep is None else max(DEEP_K, DEFAULT_WINDOW),
+        deep_probes=None if deep is None else deep.probes, deep_recall=None if deep is None else deep.recall)
+
+
+def _final_family(swept_family: CentroidTokens, corpus: np.ndarray, swept: np.ndarray, choice: CentroidPoint,
+                  with_vectors: int, seed: int) -> CentroidTokens:
+    """The codebook the index gets: the swept one when the sweep saw the whole corpus; else one refitted with
+    the same pins per centroid on a larger sample of it."""
+    if with_vectors <= len(swept):
+        return CentroidTokens(swept_family.codebooks, spill=choice.spill, seed=seed).quantized()
+    per_centroid = len(swept) / choice.centroids
+    centroids = int(min(MAX_CENTROIDS, max(choice.centroids, round(with_vectors / per_centroid))))
+    return fit_centroids(corpus, centroids=centroids, spill=choice.spill, seed=seed, sample=MAX_FIT_CORPUS)

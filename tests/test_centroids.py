@@ -1,0 +1,107 @@
+"""Learned centroid tokens (pintext.centroids) and their tuner (pintext.centroid_tune, pintext.token_tune): pure."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from pintext.centroid_tune import CentroidGrid, centroids_for_corpus, tune_centroids_for_corpus
+from pintext.centroids import CentroidTokens, fit_centroids
+from pintext.lsh_tune import exact_top_k, unit_rows
+from pintext.token_tune import cheapest, tune_tokens
+from pintext.tokens import describe, family_from_dict, scores_every_match
+
+
+def clustered(n: int, dim: int = 24, clusters: int = 40, seed: int = 0) -> np.ndarray:
+    """Unit vectors crowded around `clusters` centres, like text embeddings (not uniform on the sphere)."""
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((clusters, dim))
+    rows = centres[rng.integers(0, clusters, n)] + 0.35 * rng.standard_normal((n, dim))
+    return unit_rows(rows.astype(np.float32))
+
+
+@pytest.fixture(scope="module")
+def family() -> CentroidTokens:
+    return fit_centroids(clustered(3000), centroids=64, spill=2, seed=1)
+
+
+def test_pins_get_spill_tokens_and_queries_one_plus_probes_nearest_first(family):
+    vectors = clustered(5, seed=9)
+    tokens = family.tokens(vectors)
+    assert all(len(row) == 2 and len(set(row)) == 2 for row in tokens)
+    probed = family.query_tokens(vectors, probes=5)
+    assert all(len(row) == 6 for row in probed)
+    scores = vectors @ family.codebooks[0].T
+    for row, vector_scores in zip(probed, scores):
+        ids = [int(token.split("_")[1], 16) for token in row]
+        assert ids == list(np.argsort(-vector_scores, kind="stable")[:6])
+        assert row[:2] == tokens[probed.index(row)]  # a pin's own tokens are its query's first ones
+    with pytest.raises(ValueError, match="probes must be in 0..63"):
+        family.query_tokens(vectors, probes=64)
+
+
+def test_config_round_trips_exactly_and_is_fingerprinted(family):
+    config = family.to_dict()
+    assert config["kind"] == "kmeans" and config["centroids"] == 64 and config["spill"] == 2
+    rebuilt = family_from_dict(json.loads(json.dumps(config)))
+    assert rebuilt.to_dict() == config  # the index `_meta` compares for equality
+    np.testing.assert_array_equal(rebuilt.codebooks, family.codebooks)
+    vectors = clustered(50, seed=4)
+    assert rebuilt.tokens(vectors) == family.tokens(vectors)
+    assert scores_every_match(rebuilt) and describe(rebuilt) == "1x64 kmeans, spill 2"
+    damaged = dict(config, spill=1)
+    with pytest.raises(ValueError, match="does not match its fingerprint"):
+        CentroidTokens.from_dict(damaged)
+    with pytest.raises(ValueError, match="lacks codebook"):
+        CentroidTokens.from_dict({key: value for key, value in config.items() if key != "codebook"})
+
+
+def test_fit_is_deterministic_and_leaves_zero_vectors_out():
+    vectors = np.vstack([clustered(600), np.zeros((20, 24), dtype=np.float32)])
+    first = fit_centroids(vectors, centroids=16, seed=3)
+    second = fit_centroids(vectors, centroids=16, seed=3)
+    assert first.to_dict() == second.to_dict()
+    np.testing.assert_allclose(np.linalg.norm(first.codebooks, axis=2), 1.0, atol=1e-5)
+    with pytest.raises(ValueError, match="at least 2 pins"):
+        fit_centroids(np.zeros((5, 24), dtype=np.float32))
+
+
+def test_centroid_grid_follows_the_corpus_size():
+    assert centroids_for_corpus(20_000) == (128, 256, 512, 1024)
+    assert centroids_for_corpus(100) == (16,)
+    assert max(centroids_for_corpus(10_000_000)) == 8192
+
+
+def test_tuned_recall_is_what_the_tokens_give_on_the_corpus():
+    """The tuner's recall for its choice equals a brute-force replay with the chosen family: the pins holding a
+    probed centroid, scored exactly, against the exact top 10 (tie-aware)."""
+    corpus, queries = clustered(4000, seed=2), clustered(120, seed=7)
+    result = tune_centroids_for_corpus(corpus, 0.9, queries=queries, grid=CentroidGrid(centroids=(64, 128)))
+    assert result.reached and result.recall >= 0.9
+    family, probes = result.lsh, result.probes
+    pin_tokens = [set(row) for row in family.tokens(corpus)]
+    truth = exact_top_k(corpus, queries, 10)
+    recalls, matched = [], []
+    for query, row_truth, wanted in zip(queries, truth, family.query_tokens(queries, probes=probes)):
+        hits = {row for row, tokens in enumerate(pin_tokens) if tokens & set(wanted)}
+        kth = float(query @ corpus[row_truth[-1]])
+        good = set(np.flatnonzero(corpus @ query >= kth - 1e-6))
+        recalls.append(min(10, len(good & hits)) / 10)
+        matched.append(len(hits))
+    assert np.mean(recalls) == pytest.approx(result.recall, abs=1e-9)
+    assert np.mean(matched) / len(corpus) == pytest.approx(result.choice.matched_share, abs=1e-9)
+    assert result.to_meta()["family"] == "kmeans"
+
+
+def test_auto_keeps_the_cheaper_family_that_reaches_the_target():
+    corpus = clustered(3000, seed=5)
+    chosen = tune_tokens(corpus, "auto", 0.9)
+    lsh, kmeans = tune_tokens(corpus, "lsh", 0.9), tune_tokens(corpus, "kmeans", 0.9)
+    assert lsh.reached and kmeans.reached
+    expected = lsh if lsh.choice.cost <= kmeans.choice.cost else kmeans
+    assert type(chosen) is type(expected) and chosen.choice.cost == pytest.approx(expected.choice.cost)
+    assert cheapest([lsh]) is lsh
+    with pytest.raises(ValueError, match="unknown token family"):
+        tune_tokens(corpus, "pq")
