@@ -30,6 +30,7 @@ up: install
 # Every managed server: both OpenSearch versions, Elasticsearch, Kafka (each stops only what PinText started).
 down:
 	-$(BIN)/pintext opensearch down
+	-$(BIN)/pintext opensearch down --secure
 	-$(BIN)/pintext elasticsearch down
 	-$(BIN)/pintext kafka down
 

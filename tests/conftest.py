@@ -1,7 +1,8 @@
 """Shared fixtures: live servers come from their own fixture modules (engines first: it adds the
 --opensearch-version option and the node fixtures the others build on)."""
 
-pytest_plugins = ["tests.fixtures_engines", "tests.fixtures_opensearch", "tests.fixtures_kafka"]
+pytest_plugins = ["tests.fixtures_engines", "tests.fixtures_opensearch", "tests.fixtures_kafka",
+                  "tests.fixtures_security"]
 
 
 import pytest  # noqa: E402 - after pytest_plugins, which must stay the module's first statement

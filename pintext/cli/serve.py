@@ -47,11 +47,17 @@ IndexOption = Annotated[str, typer.Option("--index", help="Index name users sear
                                                           "model).")]
 UrlOption = Annotated[Optional[str], typer.Option("--url", help="Engine URL; default $OPENSEARCH_URL (or "
                                                                 "$ELASTICSEARCH_URL), else the managed local node.")]
-UserOption = Annotated[Optional[str], typer.Option("--user", envvar="OPENSEARCH_USER", help="Basic-auth user.")]
-PasswordOption = Annotated[Optional[str], typer.Option("--password", envvar="OPENSEARCH_PASSWORD",
-                                                       help="Basic-auth password.")]
-CaCertsOption = Annotated[Optional[Path], typer.Option("--ca-certs", help="CA bundle for https.")]
-InsecureOption = Annotated[bool, typer.Option("--insecure", help="Do not verify TLS certificates.")]
+UserOption = Annotated[Optional[str], typer.Option("--user", envvar=["OPENSEARCH_USER", "ELASTICSEARCH_USER"],
+                                                   help="Basic-auth user; default $OPENSEARCH_USER "
+                                                        "(else $ELASTICSEARCH_USER).")]
+PasswordOption = Annotated[Optional[str], typer.Option("--password", envvar=["OPENSEARCH_PASSWORD",
+                                                                             "ELASTICSEARCH_PASSWORD"],
+                                                       show_envvar=False, help="Basic-auth password; default "
+                                                       "$OPENSEARCH_PASSWORD (else $ELASTICSEARCH_PASSWORD).")]
+CaCertsOption = Annotated[Optional[Path], typer.Option("--ca-certs", exists=True, dir_okay=False,
+                                                       help="CA bundle (PEM) to verify the node's TLS certificate "
+                                                            "(`pintext opensearch up --secure` prints its CA).")]
+InsecureOption = Annotated[bool, typer.Option("--insecure", help="Do not verify TLS certificates (warns once).")]
 EngineOption = Annotated[EngineName, typer.Option("--engine", "--backend", envvar="PINTEXT_ENGINE",
                                                   help="Serving engine: auto (ask the node at --url), opensearch, "
                                                        "elasticsearch, or the local on-disk index.")]
@@ -151,12 +157,18 @@ class Connection:
     @property
     def engine(self) -> Any:
         if self._engine is None:
-            from pintext.serving.engines import EngineError, EngineUnreachableError, open_engine, redact_options
+            from pintext.serving.engines import (
+                EngineAccessError,
+                EngineError,
+                EngineUnreachableError,
+                open_engine,
+                redact_options,
+            )
 
             options = self.target.options()
             try:
                 self._engine = open_engine(self.target.engine.value, options)
-            except EngineUnreachableError as error:
+            except (EngineUnreachableError, EngineAccessError) as error:
                 fail(redact_options(str(error), options), FAILURE)
             except (EngineError, ValueError) as error:
                 fail(redact_options(str(error), options), USAGE)
@@ -270,8 +282,10 @@ def open_client(url: str | None, user: str | None, password: str | None, ca_cert
                 ping: bool = False, where: str = "", advice: str = "") -> Any:
     """An opensearch-py client for the CLI's connection options (eval-retrieval talks to OpenSearch directly);
     any failure to reach the node (when `ping`, the node is asked for its info first) is one clear error line."""
+    from pintext.serving.engines import EngineOptions, access_problem, warn_if_insecure
     from pintext.serving.opensearch_client import connect
 
+    warn_if_insecure(EngineOptions(url=url, insecure=insecure))
     try:
         client = connect(url=url, user=user, password=password, verify_certs=not insecure,
                          ca_certs=str(ca_certs) if ca_certs else None)
@@ -280,6 +294,9 @@ def open_client(url: str | None, user: str | None, password: str | None, ca_cert
     except Exception as error:  # noqa: BLE001 - any failure to reach the node is reported the same way
         from pintext.serving.engines import redact
 
+        problem = access_problem(error, url or os.environ.get("OPENSEARCH_URL"), user, password)
+        if problem:
+            fail(problem, FAILURE)
         fail(f"cannot reach OpenSearch{where}: {redact(str(error), url, password)}{advice}", FAILURE)
     return client
 
@@ -984,14 +1001,15 @@ def searcher_for_dsl(conn: Connection) -> tuple[Any, bool]:
     use MODEL/lsh.json or the defaults on the engine asked for (OpenSearch under auto)."""
     from pintext.ingest.indexer import default_lsh
     from pintext.serving.base import IndexNotFoundError
-    from pintext.serving.engines import EngineError
+    from pintext.serving.engines import EngineError, is_certificate_failure
     from pintext.serving.searcher import Searcher
 
     try:
         if conn.engine.exists(conn.name):
             return conn.searcher(), True
     except Exception as error:  # noqa: BLE001 - no node answering is expected here: dsl works offline
-        if not is_unreachable(error) and not isinstance(error, (EngineError, IndexNotFoundError)):
+        untrusted = is_certificate_failure(error)  # a node answers, over TLS we do not trust: say so
+        if untrusted or not is_unreachable(error) and not isinstance(error, (EngineError, IndexNotFoundError)):
             raise
     if conn.target.engine is EngineName.auto:
         conn.use_target(dataclasses.replace(conn.target, engine=EngineName.opensearch))
@@ -1016,7 +1034,7 @@ def reports_serving_errors(command: Callable[..., None]) -> Callable[..., None]:
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> None:
         from pintext.serving.base import IndexMismatchError, IndexNotFoundError, PinNotFoundError, UnsupportedError
-        from pintext.serving.engines import redact, safe_url
+        from pintext.serving.engines import access_problem, redact, safe_url
         from pintext.serving.filters import FilterError
 
         try:
@@ -1024,9 +1042,13 @@ def reports_serving_errors(command: Callable[..., None]) -> Callable[..., None]:
         except (IndexMismatchError, IndexNotFoundError, PinNotFoundError, UnsupportedError, FilterError) as error:
             fail(str(error).strip("'\""), USAGE)
         except Exception as error:
+            url = kwargs.get("url") or os.environ.get("OPENSEARCH_URL") or os.environ.get("ELASTICSEARCH_URL")
+            # 401, 403 and an untrusted certificate first: a TLS failure is also a "connection error".
+            problem = access_problem(error, url, kwargs.get("user"), kwargs.get("password"))
+            if problem:
+                fail(problem, FAILURE)
             if not is_unreachable(error):
                 raise
-            url = kwargs.get("url") or os.environ.get("OPENSEARCH_URL") or os.environ.get("ELASTICSEARCH_URL")
             detail = getattr(error, "error", None) or getattr(error, "message", None) or type(error).__name__
             detail = redact(str(detail), url, kwargs.get("password"))
             fail(f"cannot reach the engine at {safe_url(url) if url else 'the managed node'}: {detail} (start one "

@@ -120,9 +120,11 @@ def lifecycle_app(group: ServerGroup) -> typer.Typer:
             fail(str(error))
         if not result.started:
             console.print(f"{server.label} already running at {result.url} (pid {result.pid}); nothing to do")
-            return
-        console.print(f"[green]{server.label} up[/green] at {result.url} (pid {result.pid}), ready "
-                      f"{result.seconds_to_healthy:.1f}s after launch, {time.monotonic() - began:.1f}s in all")
+        else:
+            console.print(f"[green]{server.label} up[/green] at {result.url} (pid {result.pid}), ready "
+                          f"{result.seconds_to_healthy:.1f}s after launch, {time.monotonic() - began:.1f}s in all")
+        for line in server.start_notes():
+            console.print(line, markup=False)
 
     @app.command("down")
     def down(version: Annotated[Optional[str], typer.Option(
@@ -199,7 +201,7 @@ def print_status(info: dict, start_command: str) -> None:
         table.add_row("topics", ", ".join(t for t in health["topics"] if not t.startswith("__")) or "-")
     else:
         table.add_row("health", "[red]no answer[/red]")
-    for key in ("version", "plugins", "modules"):
+    for key in ("version", "plugins", "modules", "ca_certs", "credentials"):
         if key in info:
             value = info[key]
             table.add_row(key, escape(", ".join(value) if isinstance(value, list) else str(value)) or "none")

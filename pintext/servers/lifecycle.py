@@ -143,6 +143,10 @@ class ManagedServer(ABC):
         """Fields recorded in the state file beside url and pid."""
         return {}
 
+    def start_notes(self) -> list[str]:
+        """Lines `up` prints after a start or a reuse (the secured node: where its CA and credentials are)."""
+        return []
+
     # ------------------------------------------------------------------------------------------ run files
 
     @property

@@ -102,6 +102,9 @@ def detect_engine(options: EngineOptions) -> str:
                        verify_certs=not options.insecure,
                        ca_certs=str(options.ca_certs) if options.ca_certs else None).info()
     except Exception as error:  # noqa: BLE001 - any failure to reach the node is one message
+        problem = access_problem(error, options.url, options.user, options.password)
+        if problem:
+            raise EngineAccessError(problem) from None
         # Elasticsearch without its rest-root module (the integ-test distribution) refuses `GET /` with 405;
         # OpenSearch always answers it.
         if getattr(error, "status_code", None) == 405:
@@ -115,6 +118,7 @@ def detect_engine(options: EngineOptions) -> str:
 
 def open_engine(name: str | None, options: EngineOptions) -> Engine:
     """The engine `name` (or `auto`) names, opened with `options`."""
+    warn_if_insecure(options)
     chosen = choose_engine(name, options)
     module = importlib.import_module(ENGINES[chosen])
     return module.open_engine(options)
@@ -158,3 +162,79 @@ def redact(text: str, url: str | None = None, password: str | None = None) -> st
 def redact_options(text: str, options: EngineOptions) -> str:
     """`redact` for the CLI's connection options."""
     return redact(text, options.url, options.password)
+
+
+# ---- access failures: one line each, the same for every command and both cluster engines ------------------------
+
+CREDENTIALS_HINT = "check --user/--password or OPENSEARCH_USER/OPENSEARCH_PASSWORD"
+# The security plugin's 403 body: "no permissions for [indices:data/write/bulk] and User [name=reader, ...]".
+_DENIED_ACTION = re.compile(r"no permissions for \[(?P<actions>[^\]]*)\]")
+_insecure_warned = False
+
+
+class EngineAccessError(EngineError):
+    """The engine answered but refused us: bad credentials (401), a missing permission (403), or its TLS
+    certificate is not trusted."""
+
+
+def error_status(error: BaseException) -> int | None:
+    """The HTTP status of a client error: opensearch-py's `status_code`, elasticsearch-py's `meta.status`."""
+    for status in (getattr(error, "status_code", None), getattr(getattr(error, "meta", None), "status", None)):
+        if isinstance(status, int):
+            return status
+    return None
+
+
+def is_certificate_failure(error: BaseException) -> bool:
+    """opensearch-py's SSLError, elastic-transport's TlsError, or any text naming a failed verification."""
+    names = {kind.__name__ for kind in type(error).__mro__}
+    return bool(names & {"SSLError", "TlsError", "SSLCertVerificationError"}) or \
+        "CERTIFICATE_VERIFY_FAILED" in str(error)
+
+
+def denied_action(error: BaseException) -> str | None:
+    """The action(s) a 403 names (`indices:data/write/bulk`), from the error's text or body."""
+    for text in (str(getattr(error, "info", "") or ""), str(getattr(error, "body", "") or ""), str(error)):
+        match = _DENIED_ACTION.search(text)
+        if match:
+            return match.group("actions")
+    return None
+
+
+def access_problem(error: BaseException, url: str | None, user: str | None, password: str | None = None) -> str | None:
+    """The one line for an authentication (401), authorization (403) or TLS certificate failure, else None."""
+    where = safe_url(url) if url else "the managed node"
+    if is_certificate_failure(error):
+        return (f"TLS certificate of {where} not trusted: pass --ca-certs FILE (the CA printed by "
+                "`pintext opensearch up --secure`), or --insecure to skip verification")
+    status = error_status(error)
+    if status == 401:
+        if not user:
+            return f"authentication failed at {where} (401): no credentials were given: {CREDENTIALS_HINT}"
+        return f"authentication failed for user {user} at {where} (401): {CREDENTIALS_HINT}"
+    if status == 403:
+        action = denied_action(error)
+        missing = f"no permission for [{action}]" if action else redact(str(error), url, password)
+        return (f"permission denied for user {user or '(none)'} at {where} (403): {missing}; ask for a role that "
+                "grants it (docs/security.md)")
+    return None
+
+
+def warn_if_insecure(options: EngineOptions) -> None:
+    """`--insecure`: one warning line on stderr per process, and no per-request warning from urllib3."""
+    global _insecure_warned
+    if not options.insecure:
+        return
+    import sys
+    import warnings
+
+    try:
+        from urllib3.exceptions import InsecureRequestWarning
+
+        warnings.simplefilter("ignore", InsecureRequestWarning)
+    except ImportError:  # urllib3 comes with both clients; nothing to silence without it
+        pass
+    if not _insecure_warned:
+        _insecure_warned = True
+        print(f"warning: --insecure: the TLS certificate of {safe_url(options.url) if options.url else 'the node'} "
+              "is not verified (anyone in between can read the credentials and the data)", file=sys.stderr)
