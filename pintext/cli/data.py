@@ -126,6 +126,8 @@ def pairs(
     imports = _paired_imports(import_files or [], tasks or [], events)
     if engine not in PAIRS_ENGINES:
         raise typer.BadParameter(f"--engine {engine!r}: use one of {', '.join(PAIRS_ENGINES)}")
+    if ubi is not None:
+        _check_ubi_index_names(ubi_queries_index, ubi_events_index, ubi_pins_index)
     _silence_datasets()
     try:
         columns = (SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn())
@@ -209,6 +211,16 @@ def _event_pairs(engine: str, memory_limit: Optional[str]):
     except ImportError as error:
         fail(str(error), USAGE)
     return partial(build_pairs_duckdb, memory_limit=memory_limit)
+
+
+def _check_ubi_index_names(queries_index: str, events_index: str, pins_index: str | None) -> None:
+    """The --ubi-*-index names are read from the cluster: a wildcard or a path would read other indexes."""
+    from pintext.cli.serve import require_index_name
+
+    for option, name in (("--ubi-queries-index", queries_index), ("--ubi-events-index", events_index),
+                         ("--ubi-pins-index", pins_index)):
+        if name is not None:
+            require_index_name(name, option)
 
 
 def _paired_imports(import_files: list[Path], tasks: list[str], events: Optional[Path]) -> list[tuple[Path, str]]:

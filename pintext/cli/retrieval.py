@@ -39,6 +39,7 @@ from pintext.cli.serve import (
     UserOption,
     open_client,
     reports_serving_errors,
+    require_index_name,
 )
 from pintext.constants import TEST
 
@@ -581,6 +582,8 @@ def eval_retrieval(
 
     began = time.perf_counter()
     chosen = parse_systems(systems)
+    if index is not None:  # before anything is read or asked: `--cleanup` deletes what the name matches
+        require_index_name(index)
     if model is None:
         fail("no model: pass --model MODEL or set PINTEXT_MODEL", USAGE)
     out.mkdir(parents=True, exist_ok=True)

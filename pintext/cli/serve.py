@@ -301,14 +301,19 @@ def open_client(url: str | None, user: str | None, password: str | None, ca_cert
     return client
 
 
-def connection(model: Path | None, index: str, url: str | None, user: str | None, password: str | None,
-               ca_certs: Path | None, insecure: bool, engine: EngineName = EngineName.auto,
-               local_dir: Path = DEFAULT_LOCAL_DIR) -> Connection:
+def require_index_name(index: str, option: str = "--index") -> None:
+    """One error line (exit 2) for a name the engines refuse (or that a wildcard would widen), before any request."""
     from pintext.serving.engines import index_name_problem
 
     problem = index_name_problem(index)
     if problem:
-        fail(f"--index {index!r} is not a valid index name: it {problem}", USAGE)
+        fail(f"{option} {index!r} is not a valid index name: it {problem}", USAGE)
+
+
+def connection(model: Path | None, index: str, url: str | None, user: str | None, password: str | None,
+               ca_certs: Path | None, insecure: bool, engine: EngineName = EngineName.auto,
+               local_dir: Path = DEFAULT_LOCAL_DIR) -> Connection:
+    require_index_name(index)
     return Connection(model, index, Target(engine, url, user, password, ca_certs, insecure, local_dir))
 
 

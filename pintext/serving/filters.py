@@ -9,7 +9,8 @@ Two forms, as users write them:
 - raw query DSL (`--filter-json '{...}'`) for the engines, passed through as a `bool.filter` clause. The local
   backend evaluates the same subset every engine understands identically: `term`, `terms`, `ids`, `exists`,
   `range` (numbers and strings) and `bool` (`must`/`filter`/`should`/`must_not`, `minimum_should_match`);
-  anything else there is refused with the clause named.
+  anything else there is refused with the clause named. Every backend refuses a raw clause that carries a script
+  or a `wrapper` (base64 DSL) at any depth (`code_carrying_key`): a filter is data, never code run on the engine.
 
 Filters only on fields the index maps as keyword (`id`, `board`, `annotations`, and the pin's other keyword fields):
 text fields are analyzed, so an exact match on them would differ between the engines and the local oracle.
@@ -24,6 +25,9 @@ from typing import Any
 
 # Fields a `field=value` filter may name: the keyword fields of mappings/pins.json.
 FILTERABLE_FIELDS = ("id", "board", "annotations", "link")
+# A filter is data: a raw clause may not run code on the engine (`script`, `script_score`, a `terms_set`'s
+# `minimum_should_match_script`, ...) nor hide a query from this check (`wrapper` holds base64 DSL), at any depth.
+HIDDEN_QUERY_KEYS = ("wrapper",)
 
 
 class FilterError(ValueError):
@@ -63,6 +67,10 @@ class Filters:
                 raise FilterError(f"--filter-json: not valid JSON ({error})") from None
             if not isinstance(clause, dict) or len(clause) != 1:
                 raise FilterError("--filter-json: want one query clause, like {\"term\": {\"board\": \"kitchen\"}}")
+            refused = code_carrying_key(clause)
+            if refused is not None:
+                raise FilterError(f"--filter-json: {refused!r} is not allowed in a filter (a filter may not run a "
+                                  f"script or hide a query); filter on field values instead")
             clauses.append(clause)
         return cls(tuple((name, tuple(values)) for name, values in by_field.items()), tuple(clauses))
 
@@ -80,6 +88,27 @@ class Filters:
 
 
 NO_FILTERS = Filters()
+
+
+def is_script_key(key: str) -> bool:
+    return key == "script" or key.startswith("script_") or key.endswith("_script")
+
+
+def code_carrying_key(value: Any) -> str | None:
+    """The first key in a DSL clause that carries a script or a hidden query (see HIDDEN_QUERY_KEYS), or None."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if is_script_key(key) or key in HIDDEN_QUERY_KEYS:
+                return str(key)
+            found = code_carrying_key(item)
+            if found is not None:
+                return found
+    elif isinstance(value, list):
+        for item in value:
+            found = code_carrying_key(item)
+            if found is not None:
+                return found
+    return None
 
 
 def _values(doc: dict, name: str) -> list[Any]:
