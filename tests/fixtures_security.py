@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -23,6 +24,7 @@ class SecureNode:
     passwords: dict[str, str]  # user -> password (admin, pintext_writer, pintext_reader)
     logs_dir: Path
     secrets_dir: Path
+    server: Any  # the SecureOpenSearchNode
 
 
 @pytest.fixture(scope="session")
@@ -38,6 +40,6 @@ def secure_node() -> Iterator[SecureNode]:
     url, release = lease_managed_server(server, what)
     try:
         credentials = server.credentials()
-        yield SecureNode(url, credentials.ca_certs, credentials.passwords, server.logs_dir, server.secrets_dir)
+        yield SecureNode(url, credentials.ca_certs, credentials.passwords, server.logs_dir, server.secrets_dir, server)
     finally:
         release()

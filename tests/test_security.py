@@ -194,6 +194,20 @@ def test_status_and_a_second_up_name_the_files_not_the_passwords(secure_node):
     assert mode == 0o600 and stat.S_IMODE(secure_node.secrets_dir.stat().st_mode) == 0o700
 
 
+def test_a_start_puts_back_the_roles_pintext_defines(secure_node, corpus):
+    """The security index is loaded from the files only once: a start re-applies ROLES (what `start` calls), so
+    a role an older PinText (or a hand edit) left behind is replaced."""
+    role = f"{secure_node.url}/_plugins/_security/api/roles/{READER}"
+    secure_node.server.https_json(role, method="PUT", body={"cluster_permissions": [], "index_permissions": []})
+    try:
+        line = one_error_line(pintext("search", QUERY, *as_user(secure_node, corpus, READER)))
+        assert "permission denied for user pintext_reader" in line, line
+    finally:
+        secure_node.server.apply_roles()
+    done = pintext("search", QUERY, *as_user(secure_node, corpus, READER), "--k", "5", "--json")
+    assert len(search_ids(done)) == 5
+
+
 def test_exception_texts_carry_no_password(secure_node, corpus):
     """The client's own exceptions (what a caller of the library sees) for a 401 and a 403."""
     from opensearchpy.exceptions import TransportError

@@ -152,7 +152,9 @@ def lifecycle_app(group: ServerGroup) -> typer.Typer:
         if as_json:
             typer.echo(json.dumps(info, indent=2))
         else:
-            print_status(info, f"pintext {group.name} up" + (f" --version {version}" if version else ""))
+            flags = (f" --version {version}" if version else "") + (" --secure" if secure else "") + \
+                (f" --nodes {nodes}" if nodes > 1 else "")
+            print_status(info, f"pintext {group.name} up{flags}")
         if not info["running"]:
             raise typer.Exit(1)
         if info.get("problems"):

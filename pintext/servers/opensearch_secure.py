@@ -39,7 +39,7 @@ from typing import Any
 
 from pintext.servers import maven, opensearch_node, search_node
 from pintext.servers.certs import ADMIN_DN, NODE_DN, CertFiles, ensure_certificates
-from pintext.servers.lifecycle import Progress
+from pintext.servers.lifecycle import Progress, StartResult, no_progress
 from pintext.servers.maven import MavenArtifact
 from pintext.servers.opensearch_node import NodeSettings, OpenSearchNode, OpenSearchNodeError
 
@@ -317,14 +317,34 @@ class SecureOpenSearchNode(OpenSearchNode):
 
     # ---- talking to it ----------------------------------------------------------------------------------------
 
-    def https_json(self, url: str, timeout: float = 5.0) -> Any:
-        """GET JSON over HTTPS as admin, trusting only our CA."""
+    def https_json(self, url: str, timeout: float = 5.0, method: str = "GET", body: dict | None = None) -> Any:
+        """A JSON request over HTTPS as admin, trusting only our CA."""
         credentials = self.credentials()
         context = ssl.create_default_context(cafile=str(credentials.ca_certs))
         token = base64.b64encode(f"{ADMIN_USER}:{credentials.passwords[ADMIN_USER]}".encode()).decode("ascii")
-        request = urllib.request.Request(url, headers={"Authorization": f"Basic {token}"})
+        headers = {"Authorization": f"Basic {token}", "Content-Type": "application/json"}
+        data = json.dumps(body).encode("utf-8") if body is not None else None
+        request = urllib.request.Request(url, data=data, headers=headers, method=method)
         with urllib.request.urlopen(request, timeout=timeout, context=context) as response:
             return json.loads(response.read().decode("utf-8"))
+
+    def start(self, timeout_s: float | None = None, progress: Progress = no_progress) -> StartResult:
+        result = super().start(timeout_s, progress)
+        if result.started:
+            self.apply_roles(result.url)
+        return result
+
+    def apply_roles(self, url: str | None = None) -> None:
+        """Put `ROLES` and their user mappings through the security REST API (as admin): the security index is
+        loaded from the config files only on the first start, so a node made by an older PinText gets today's."""
+        url = url or self.address()
+        try:
+            for name, permissions in ROLES.items():
+                self.https_json(f"{url}/_plugins/_security/api/roles/{name}", method="PUT", body=permissions)
+                self.https_json(f"{url}/_plugins/_security/api/rolesmapping/{name}", method="PUT",
+                                body={"users": [name]})
+        except (urllib.error.URLError, OSError, ValueError) as error:
+            raise OpenSearchNodeError(f"could not apply the roles {', '.join(ROLES)} at {url}: {error}") from None
 
     def probe(self, url: str) -> dict | None:
         try:
