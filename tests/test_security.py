@@ -175,6 +175,24 @@ def test_credentials_from_the_environment(secure_node, corpus):
     env = {"OPENSEARCH_USER": READER, "OPENSEARCH_PASSWORD": "wrong"}
     line = one_error_line(pintext("search", QUERY, "--model", str(corpus["model"]), *target(secure_node), env=env))
     assert "authentication failed for user pintext_reader" in line
+    # Elasticsearch's variables, for symmetry, when OpenSearch's are not set.
+    env = {"ELASTICSEARCH_USER": READER, "ELASTICSEARCH_PASSWORD": secure_node.passwords[READER]}
+    done = pintext("search", QUERY, "--model", str(corpus["model"]), *target(secure_node), "--k", "5", "--json",
+                   env=env)
+    assert len(search_ids(done)) == 5
+
+
+def test_eval_retrieval_reports_the_401_line_too(secure_node, corpus, tmp_path):
+    """eval-retrieval talks to OpenSearch with its own client (open_client): the same line."""
+    judgments = tmp_path / "judgments.csv"
+    judgments.write_text(f"query,doc_id,grade\n{QUERY},{corpus['pins'][0]['id']},2\n")
+    done = pintext("eval-retrieval", "--corpus", str(corpus["pins_file"]), "--judgments", str(judgments),
+                   "--out", str(tmp_path / "eval"), "--model", str(corpus["model"]), "--systems", "bm25",
+                   "--index", f"{INDEX}-eval", "--url", secure_node.url, "--ca-certs", str(secure_node.ca_certs),
+                   "--user", READER, "--password", "not-" + secure_node.passwords[READER])
+    line = one_error_line(done)
+    assert line == (f"error: authentication failed for user pintext_reader at {secure_node.url} (401): check "
+                    "--user/--password or OPENSEARCH_USER/OPENSEARCH_PASSWORD")
 
 
 # ---- the node itself -------------------------------------------------------------------------------------------
