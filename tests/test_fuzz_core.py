@@ -29,6 +29,7 @@ from pintext.encoder import Encoder, HashedWords, write_runtime
 from pintext.lsh import RandomHyperplaneLSH
 from pintext.pin_vectors import pin_parts, pin_vectors, unit_rows
 from pintext.schemas import RecordError, pin_text, validate_pin
+from pintext.serving.filters import FilterError, Filters
 from pintext.tokens import FAMILIES, family_from_dict
 from pintext.trainer.tokenizer import train_word_tokenizer
 from tests.fixtures_engines import in_ci
@@ -300,3 +301,33 @@ def assert_well_formed(tokens: list[str], tables: int, probe_limit: int) -> None
         assert int(match.group(1)) < tables
         bucket = int(match.group(2), 16)
         assert bucket < 2 ** probe_limit if token.startswith("t") else bucket <= probe_limit
+
+
+# ---- filters ---------------------------------------------------------------------------------------------------
+
+filter_kinds = st.sampled_from(["term", "terms", "ids", "exists", "range", "bool", "match_all", "prefix"])
+filter_keys = st.sampled_from(["board", "annotations", "id", "_id", "value", "values", "field", "gte", "lt", "must",
+                               "filter", "should", "must_not", "minimum_should_match", "boost", "format"])
+filter_bodies = st.recursive(
+    json_scalars,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(filter_keys, inner, max_size=3)
+    | st.dictionaries(filter_kinds, inner, min_size=1, max_size=1), max_leaves=10)
+raw_clauses = st.dictionaries(filter_kinds, filter_bodies, min_size=1, max_size=1) | json_values
+
+
+@settings(max_examples=300)
+@given(raw_clauses, pin_like)
+@example({"bool": {"must": 5}}, {"id": "p"})
+@example({"bool": {"must": [5]}}, {"id": "p"})
+@example({"ids": {"values": 5}}, {"id": "p"})
+@example({"bool": {"minimum_should_match": "50%", "should": [{"term": {"board": "x"}}]}}, {"id": "p"})
+def test_any_raw_filter_is_refused_cleanly_or_evaluates(clause, pin):
+    """`--filter-json` on the local backend: a FilterError naming the clause (one line, exit 2), or a yes/no."""
+    try:
+        filters = Filters.parse([], [json.dumps(clause)])
+        passes = filters.matches(pin)
+    except FilterError as error:
+        assert str(error)
+        return
+    assert passes in (True, False)
+    assert filters.matches(pin) == passes

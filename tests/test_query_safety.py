@@ -47,6 +47,9 @@ HOSTILE = [
     "<script>alert(1)</script>",
     "' OR 1=1 --",
 ]
+# Pin ids a URL path or a query could trip over: path traversal, a query string, a fragment, percent escapes.
+HOSTILE_IDS = ["../_search?q=*", "a/b#c", "%2e%2e%2f_cat", '"}]} OR 1=1', "{{#tokens}}x{{/tokens}}", "\u0000id",
+               "' OR 1=1 --", "id with spaces", "_all"]
 DIM = 16
 DECOYS = 30
 # Every `source` PinText sends: the k-NN plugin's exact cosine script, named, never written from input.
@@ -160,6 +163,9 @@ def hostile_pins() -> list[dict]:
     decoy_words = [f"decoy{i:02d}" for i in range(40)]
     pins += [{"id": f"decoy-{i:02d}", "title": " ".join(rng.choice(decoy_words, size=3)), "board": "decoys"}
              for i in range(DECOYS)]
+    id_words = [f"idword{i}" for i in range(6)]
+    pins += [{"id": pin_id, "title": f"{id_words[row % 6]} {id_words[(row + 1) % 6]} idpin{row}", "board": "ids"}
+             for row, pin_id in enumerate(HOSTILE_IDS)]
     return pins
 
 
@@ -188,7 +194,8 @@ def ingest(node: Any, model: Path, folder: Path) -> list[str]:
     pins_file = folder / "pins.jsonl"
     pins = hostile_pins()
     pins_file.write_text("".join(json.dumps(pin) + "\n" for pin in pins), encoding="utf-8")
-    cli = ["--engine", node.engine, "--url", node.url, "--index", f"query-safety-{uuid.uuid4().hex[:8]}"]
+    where = ["--local-dir", node.url] if node.engine == "local" else ["--url", node.url]
+    cli = ["--engine", node.engine, *where, "--index", f"query-safety-{uuid.uuid4().hex[:8]}"]
     summary = json.loads(run("ingest", str(pins_file), "--model", str(model), "--no-tune", "--json",
                              *cli).strip().splitlines()[-1])
     print(f"ingested {summary['indexed']} of {len(pins)} pins ({len(HOSTILE)} hostile titles)")
@@ -201,6 +208,23 @@ def opensearch_index(opensearch_node, model, tmp_path_factory) -> Iterator[list[
     cli = ingest(opensearch_node, model, tmp_path_factory.mktemp("os"))
     yield cli
     run("index", "delete", *cli)
+
+
+@pytest.fixture(scope="module")
+def local_index(model, tmp_path_factory) -> Iterator[list[str]]:
+    folder = tmp_path_factory.mktemp("local")
+    cli = ingest(LocalNode(str(folder / "index")), model, folder)
+    yield cli
+    run("index", "delete", *cli)
+
+
+class LocalNode:
+    """The local engine in `ingest`'s node shape (its --url is the index folder)."""
+
+    engine = "local"
+
+    def __init__(self, folder: str) -> None:
+        self.url = folder
 
 
 @pytest.fixture(scope="module")
@@ -272,6 +296,34 @@ def check_bm25(node: Any, index: str) -> None:
         assert found[0] == f"hostile-{row}", found
         assert all(titles[pin_id] & set(words(text)) for pin_id in found), found
         assert not any(pin_id.startswith("decoy") for pin_id in found)
+
+
+def check_related(model: Path, cli: list[str]) -> None:
+    """`pintext related ID` with hostile ids: the id is a document id (never a path or a query), the pin itself is
+    left out, and the answer is the search by its title (a pin without description points where its title does)."""
+    titles = {pin["id"]: pin["title"] for pin in hostile_pins()}
+    for pin_id in HOSTILE_IDS:
+        out = run("related", "--model", str(model), "--json", "--k", "5", *cli, "--", pin_id)
+        found = [(hit["id"], round(hit["score"], 6)) for hit in json.loads(out.strip().splitlines()[-1])["hits"]]
+        expected = [hit for hit in search_hits(model, cli, titles[pin_id], "--k", "6") if hit[0] != pin_id][:5]
+        print(f"related {pin_id!r}: {len(found)} hits")
+        assert found and [hit for hit, _ in found] == [hit for hit, _ in expected], (pin_id, found, expected)
+        # float32 pin vector (0.8 x the title's) against the title's own vector: the same cosine within rounding
+        assert [score for _, score in found] == pytest.approx([score for _, score in expected], abs=1e-5)
+
+
+def test_related_takes_a_hostile_pin_id_as_an_id_on_the_local_engine(model, local_index):
+    check_related(model, local_index)
+
+
+@pytest.mark.opensearch
+def test_related_takes_a_hostile_pin_id_as_an_id_on_opensearch(model, opensearch_index):
+    check_related(model, opensearch_index)
+
+
+@pytest.mark.elasticsearch
+def test_related_takes_a_hostile_pin_id_as_an_id_on_elasticsearch(model, elasticsearch_index):
+    check_related(model, elasticsearch_index)
 
 
 def template_call(model: Path, cli: list[str], text: str) -> tuple[str, dict]:
@@ -353,3 +405,14 @@ def test_pairs_from_a_ubi_cluster_refuses_a_wildcard_index(tmp_path, option):
     assert result.exit_code == 2, result.output
     assert result.output.strip().splitlines() == [f"error: {option} 'ubi_*' is not a valid index name: it must not "
                                                   f"contain '*'"]
+
+
+@pytest.mark.parametrize("clause", [{"bool": {"must": 5}}, {"bool": {"should": [7]}}, {"ids": {"values": "p1"}},
+                                    {"bool": {"minimum_should_match": "50%", "should": [{"term": {"board": "x"}}]}}],
+                         ids=["must not a list", "should of a number", "ids not a list", "percentage"])
+def test_a_malformed_raw_filter_is_one_line_on_the_local_engine(model, local_index, clause):
+    result = CliRunner().invoke(app, ["search", "--model", str(model), *local_index, "--filter-json",
+                                      json.dumps(clause), "--", "hostile1"])
+    assert result.exit_code == 2, result.output
+    assert len(result.output.strip().splitlines()) == 1, result.output
+    assert result.output.startswith("error: filter clause "), result.output

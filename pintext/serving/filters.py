@@ -126,7 +126,7 @@ def _same(stored: Any, wanted: Any) -> bool:
 
 def evaluate(clause: dict, doc: dict) -> bool:
     """One DSL filter clause against a stored pin (the subset the module docstring lists)."""
-    if len(clause) != 1:
+    if not isinstance(clause, dict) or len(clause) != 1:
         raise FilterError(f"filter clause {json.dumps(clause)}: want exactly one clause type")
     (kind, body), = clause.items()
     handler = _CLAUSES.get(kind)
@@ -163,7 +163,10 @@ def _terms(body: dict, doc: dict) -> bool:
 
 
 def _ids(body: dict, doc: dict) -> bool:
-    return str(doc.get("id")) in {str(value) for value in body.get("values", [])}
+    values = body.get("values", [])
+    if not isinstance(values, list):
+        raise FilterError("filter clause 'ids': want {\"values\": [ID, ...]}")
+    return str(doc.get("id")) in {str(value) for value in values}
 
 
 def _exists(body: dict, doc: dict) -> bool:
@@ -205,7 +208,9 @@ def _range(body: dict, doc: dict) -> bool:
 def _bool(body: dict, doc: dict) -> bool:
     def listed(key: str) -> list[dict]:
         clauses = body.get(key, [])
-        return [clauses] if isinstance(clauses, dict) else list(clauses)
+        if not isinstance(clauses, (dict, list)):
+            raise FilterError(f"filter clause 'bool': {key!r} must be a clause or a list of clauses")
+        return [clauses] if isinstance(clauses, dict) else clauses
 
     unknown = [key for key in body if key not in ("must", "filter", "should", "must_not", "minimum_should_match",
                                                   "boost")]
@@ -221,8 +226,19 @@ def _bool(body: dict, doc: dict) -> bool:
         return True
     # As Lucene: with no must/filter clause, at least one should must match; with one, should is optional
     # unless minimum_should_match says otherwise.
-    minimum = int(body.get("minimum_should_match", 0 if required else 1))
+    minimum = _whole_number(body.get("minimum_should_match", 0 if required else 1))
     return sum(evaluate(clause, doc) for clause in should) >= minimum
+
+
+def _whole_number(value: Any) -> int:
+    """A bool's minimum_should_match as the local backend takes it: a whole number (the engines' percentages and
+    combinations are theirs alone)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lstrip("-").isdecimal():
+        return int(value)
+    raise FilterError(f"filter clause 'bool': the local backend takes a whole number as minimum_should_match, "
+                      f"got {value!r}")
 
 
 _CLAUSES = {"term": _term, "terms": _terms, "ids": _ids, "exists": _exists, "range": _range, "bool": _bool}
