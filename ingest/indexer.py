@@ -274,6 +274,8 @@ class IngestReport:
     last_line: int = 0
     batches: int = 0
     seconds: float = 0.0
+    duplicate_ids: int = 0  # valid lines whose pin id an earlier line had: the later line's pin is what stays
+    first_duplicate: str | None = None  # e.g. "'p1' again at line 3"
 
     @property
     def docs_per_second(self) -> float:
@@ -284,6 +286,7 @@ class IngestReport:
             "indexed": self.indexed, "created": self.created, "updated": self.updated,
             "indexed_without_vector": self.indexed_without_vector, "rejected": self.rejected,
             "rejected_by_reason": dict(self.rejected_by_reason), "resumed_after_line": self.resumed_after_line,
+            "duplicate_ids": self.duplicate_ids, "first_duplicate": self.first_duplicate,
             "last_line": self.last_line, "batches": self.batches, "seconds": round(self.seconds, 3),
             "docs_per_second": round(self.docs_per_second, 1),
         }
@@ -314,10 +317,31 @@ class _SkipDoneLines:
         self.dead_letter.add(source, line, error, raw)
 
 
-def read_batches(path: Path, batch_size: int, dead_letter: Any, strict: bool, skip_through: int) -> Iterator[Batch]:
-    """Valid pins in batches of `batch_size`, skipping lines up to `skip_through` (resume)."""
+class DuplicateIds:
+    """Counts valid lines whose pin id an earlier line of the file had. Both are indexed (doc `_id` = pin id), so
+    the later line's pin is what the index keeps: legal, but a user expects to be told. Ids are kept as their
+    hashes (about 60 bytes a pin, not the id itself); a hash collision could over-count by one in billions."""
+
+    def __init__(self, report: IngestReport) -> None:
+        self.report = report
+        self.seen: set[int] = set()
+
+    def note(self, pin_id: str, line: int, counted: bool) -> None:
+        key = hash(pin_id)
+        if key in self.seen and counted:
+            self.report.duplicate_ids += 1
+            self.report.first_duplicate = self.report.first_duplicate or f"{pin_id!r} again at line {line}"
+        self.seen.add(key)
+
+
+def read_batches(path: Path, batch_size: int, dead_letter: Any, strict: bool, skip_through: int,
+                 duplicates: DuplicateIds | None = None) -> Iterator[Batch]:
+    """Valid pins in batches of `batch_size`, skipping lines up to `skip_through` (resume; their ids still count
+    as seen for `duplicates`)."""
     batch = Batch([], [], skip_through)
     for line_no, pin in read_records(path, validate_pin, dead_letter, strict=strict):
+        if duplicates is not None:
+            duplicates.note(str(pin["id"]), line_no, counted=line_no > skip_through)
         if line_no <= skip_through:
             continue
         batch.lines.append(line_no)
@@ -359,7 +383,8 @@ class Ingestor:
         dead_letter = _SkipDoneLines(self.dead_letter, report.resumed_after_line)
         pending: deque[tuple[Batch, Future]] = deque()
         with ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="pintext-bulk") as pool:
-            for batch in read_batches(path, self.batch_size, dead_letter, self.strict, report.resumed_after_line):
+            for batch in read_batches(path, self.batch_size, dead_letter, self.strict, report.resumed_after_line,
+                                      DuplicateIds(report)):
                 pending.append((batch, pool.submit(self._embed_and_write, batch)))
                 while len(pending) >= self.workers:
                     self._acknowledge(*pending.popleft(), path, report, rejected_before, started)

@@ -55,7 +55,7 @@ from pintext.constants import (
     WEIGHT,
 )
 from pintext.ingest.deadletter import DeadLetter
-from pintext.ingest.readers import open_binary, read_located_records, read_records
+from pintext.ingest.readers import decode_line, parse_json, raw_lines, read_located_records, read_records
 from pintext.schemas import WHOLE_RECORD, RecordError, pin_text, validate_event, validate_pin, validate_user
 from pintext.text import words
 
@@ -281,53 +281,67 @@ IMPORT_OPTIONAL = (WEIGHT, COUNT, ANCHOR_ID, POSITIVE_ID)
 def _import_rows(path: Path) -> Iterator[tuple[int, Any, str]]:
     """(line, parsed object or RecordError, raw text) for each row of a CSV (with header) or JSONL file.
 
-    CSV: a leading UTF-8 BOM is skipped; the header is checked first (a ValueError naming the file, the columns it
-    has and the ones needed); then ONE ROW A LINE: each physical line is parsed alone (quotes may hold commas but
-    not a line break), so a broken quote or a row with more or fewer fields than the header is dead-lettered with
-    its own line, and never merges the rows after it into one."""
+    Both: read by `raw_lines` (a leading UTF-8 BOM skipped, CRLF like LF, a truncated `.gz` one dead-letter entry
+    after its whole lines); invalid UTF-8 is a bad row, never replaced. CSV: the header is checked first (a
+    ValueError naming the file, the columns it has and the ones needed); then ONE ROW A LINE: each physical line
+    is parsed alone (quotes may hold commas but not a line break), so a broken quote or a row with more or fewer
+    fields than the header is dead-lettered with its own line, and never merges the rows after it into one.
+    JSONL: `parse_json` (NaN/Infinity and too-deep nesting are bad rows)."""
     name = path.name.lower().removesuffix(".gz")
-    if name.endswith(".csv"):
-        with open_binary(path) as handle:
-            header: list[str] | None = None
-            for line, raw in enumerate(handle, start=1):
-                text = raw.decode("utf-8", errors="replace")
-                if line == 1:
-                    text = text.removeprefix("\ufeff")
-                text = text.rstrip("\r\n")
-                if not text.strip():
-                    continue
-                try:
-                    fields = next(csv.reader([text], strict=True))
-                except csv.Error as error:
-                    if header is None:
-                        raise ValueError(f"{path}:{line}: the CSV header is not valid CSV ({error})") from None
-                    yield line, RecordError(WHOLE_RECORD, "not a valid CSV row",
-                                            f"{error} (an unclosed quote? a field may not hold a line break)"), text
-                    continue
-                if header is None:
-                    header = [field.strip() for field in fields]
-                    missing = [column for column in IMPORT_NEEDED if column not in header]
-                    if missing:
-                        hint = next((f" (is it delimited by {sep!r}? use ',')" for sep in (";", "\t", "|")
-                                     if len(header) == 1 and sep in header[0]), "")
-                        raise ValueError(f"{path}:{line}: the CSV header has columns {header}; needed: "
-                                         f"{', '.join(IMPORT_NEEDED)} (optional: {', '.join(IMPORT_OPTIONAL)}){hint}")
-                    continue
-                if len(fields) != len(header):
-                    yield line, RecordError(WHOLE_RECORD, "wrong number of fields",
-                                            f"{len(fields)} fields, the header has {len(header)}"), text
-                    continue
-                yield line, dict(zip(header, fields)), text
-        return
-    with open_binary(path) as handle:
-        for line, raw in enumerate(handle, start=1):
-            if not raw.strip():
-                continue
-            text = raw.decode("utf-8", errors="replace")
+    return _csv_import_rows(path) if name.endswith(".csv") else _jsonl_import_rows(path)
+
+
+def _jsonl_import_rows(path: Path) -> Iterator[tuple[int, Any, str]]:
+    for line, raw in raw_lines(path):
+        if isinstance(raw, RecordError):
+            yield line, raw, ""
+        elif raw.strip():
             try:
-                yield line, json.loads(text), text
-            except json.JSONDecodeError as error:
-                yield line, RecordError(WHOLE_RECORD, "not valid JSON", str(error)), text
+                yield line, parse_json(raw), raw.decode("utf-8")
+            except RecordError as error:
+                yield line, error, raw.decode("utf-8", errors="replace")  # the raw text, for the dead letter only
+
+
+def _csv_import_rows(path: Path) -> Iterator[tuple[int, Any, str]]:
+    header: list[str] | None = None
+    for line, raw in raw_lines(path):
+        try:
+            if isinstance(raw, RecordError):
+                raise raw
+            text = decode_line(raw).rstrip("\r\n")
+        except RecordError as error:
+            if header is None:
+                raise ValueError(f"{path}:{line}: the CSV header: {error.reason} ({error.detail})") from None
+            yield line, error, raw.decode("utf-8", errors="replace") if isinstance(raw, bytes) else ""
+            continue
+        if not text.strip():
+            continue
+        try:
+            fields = next(csv.reader([text], strict=True))
+        except csv.Error as error:
+            if header is None:
+                raise ValueError(f"{path}:{line}: the CSV header is not valid CSV ({error})") from None
+            yield line, RecordError(WHOLE_RECORD, "not a valid CSV row",
+                                    f"{error} (an unclosed quote? a field may not hold a line break)"), text
+            continue
+        if header is None:
+            header = _checked_csv_header(path, line, fields)
+        elif len(fields) != len(header):
+            yield line, RecordError(WHOLE_RECORD, "wrong number of fields",
+                                    f"{len(fields)} fields, the header has {len(header)}"), text
+        else:
+            yield line, dict(zip(header, fields)), text
+
+
+def _checked_csv_header(path: Path, line: int, fields: list[str]) -> list[str]:
+    header = [field.strip() for field in fields]
+    missing = [column for column in IMPORT_NEEDED if column not in header]
+    if missing:
+        hint = next((f" (is it delimited by {sep!r}? use ',')" for sep in (";", "\t", "|")
+                     if len(header) == 1 and sep in header[0]), "")
+        raise ValueError(f"{path}:{line}: the CSV header has columns {header}; needed: "
+                         f"{', '.join(IMPORT_NEEDED)} (optional: {', '.join(IMPORT_OPTIONAL)}){hint}")
+    return header
 
 
 def validate_import_row(row: Any) -> dict[str, Any]:
@@ -759,6 +773,8 @@ def build_imported_pairs(imports: Sequence[tuple[Path, str]], out_dir: Path, opt
         raise ValueError("nothing to import: give --import FILE --task NAME")
     for paths in by_task.values():
         for path in paths:
+            if path.is_dir():
+                raise IsADirectoryError(21, "a folder, not a file", str(path))
             if not path.is_file():
                 raise FileNotFoundError(2, "no such file", str(path))
     out_dir = Path(out_dir).resolve()

@@ -5,10 +5,13 @@ not records). Any other line that is not valid UTF-8, not JSON, not an object, o
 the dead letter with its line number; with `strict=True` the first such line raises instead.
 
 Damaged input never becomes a traceback: a line nested too deeply for the JSON parser is one dead-letter entry
-("nested too deeply"); a UTF-8 byte-order mark at the start of a file is skipped; a truncated or corrupt `.gz`
-keeps every whole line before the damage and then dead-letters the rest as ONE entry (field `<record>`, reason
-"truncated or corrupt gzip", line = the first line not read whole) and the file ends there; with `strict=True`
-that entry is raised instead (naming file and line). See docs/data.md, "Bad input".
+("nested too deeply"); NaN and Infinity, which Python's parser takes but JSON does not, make a line "not valid
+JSON"; invalid UTF-8 is "not valid UTF-8", never replaced; CRLF line ends are read like LF; a UTF-8 byte-order
+mark at the start of a file is skipped; a truncated or corrupt `.gz` keeps every whole line before the damage
+and then dead-letters the rest as ONE entry (field `<record>`, reason "truncated or corrupt gzip", line = the
+first line not read whole) and the file ends there; with `strict=True` that entry is raised instead (naming file
+and line). The corpus in tests/data/bad/ goes through every reader (tests/test_bad_corpus.py). See docs/data.md,
+"Bad input".
 """
 
 from __future__ import annotations
@@ -76,19 +79,41 @@ def count_lines(path: str | Path) -> int:
     return total
 
 
-def parse_line(raw: bytes, validate: Validator) -> dict[str, Any]:
-    """Decode, parse and validate one line; every failure is a `RecordError`."""
+class _NotJsonConstant(ValueError):
+    """NaN, Infinity or -Infinity: Python's json reads them, but they are not JSON (RFC 8259) and no engine or
+    JSON writer downstream takes them back."""
+
+
+def _refuse_constant(name: str) -> Any:
+    raise _NotJsonConstant(name)
+
+
+def decode_line(raw: bytes) -> str:
+    """One line's text; invalid UTF-8 is a `RecordError` (never replaced: a silently changed text is data lost)."""
     try:
-        text = raw.decode("utf-8")
+        return raw.decode("utf-8")
     except UnicodeDecodeError as error:
         raise RecordError(WHOLE_RECORD, "not valid UTF-8", str(error)) from None
+
+
+def parse_json(raw: bytes) -> Any:
+    """Decode and parse one line; not UTF-8, not JSON (NaN/Infinity included) or nested too deeply is a
+    `RecordError`."""
+    text = decode_line(raw)
     try:
-        obj = json.loads(text)
+        return json.loads(text, parse_constant=_refuse_constant)
     except json.JSONDecodeError as error:
         raise RecordError(WHOLE_RECORD, "not valid JSON", str(error)) from None
+    except _NotJsonConstant as error:
+        raise RecordError(WHOLE_RECORD, "not valid JSON", f"{error} is not a JSON value (write null or a "
+                                                          "number)") from None
     except RecursionError:
         raise RecordError(WHOLE_RECORD, "nested too deeply", "JSON nesting beyond the parser's limit") from None
-    return validate(obj)
+
+
+def parse_line(raw: bytes, validate: Validator) -> dict[str, Any]:
+    """Decode, parse and validate one line; every failure is a `RecordError`."""
+    return validate(parse_json(raw))
 
 
 def read_records(

@@ -155,6 +155,8 @@ def pairs(
         fail(str(error), USAGE)
     except FileNotFoundError as error:
         fail(f"no such file: {error.filename}", USAGE)
+    except IsADirectoryError as error:  # --pins/--users/--import name a file (only --events may be a folder)
+        fail(f"{error.filename}: a folder, not a file", USAGE)
     except ValueError as error:
         fail(str(error), USAGE)
     _print_pairs_summary(console, out, stats, {task for _, task in imports})
@@ -271,7 +273,16 @@ def _print_pairs_summary(console, out: Path, stats: dict, imported: set[str]) ->
         valid = f"{source['input']['rows_valid']} rows, " if "rows_valid" in source["input"] else ""
         console.print(f"{names} from {files}: {valid}[{colour}]{rejected} rejected[/] -> "
                       f"{escape(str(out / source['rejected_file']))}", highlight=False)
+        _print_repeated_ids(console, source["input"])
     console.print(f"stats in {out / 'stats.md'}", highlight=False)
+
+
+def _print_repeated_ids(console, counters: dict) -> None:
+    """A repeated pin or user id is legal (the later record wins) but worth knowing: say how many."""
+    for key, what in (("pins_duplicate_id", "pin"), ("users_duplicate_id", "user")):
+        if counters.get(key):
+            console.print(f"note: {counters[key]} {what} record(s) repeat an earlier {what} id; the later record "
+                          f"wins (stats.json input.{key})", highlight=False)
 
 
 def _silence_datasets() -> None:

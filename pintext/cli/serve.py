@@ -651,6 +651,9 @@ def ingest(
         typer.echo(json.dumps(summary))
     else:
         print_ingest_summary(summary)
+    if summary["duplicate_ids"]:
+        typer.echo(f"note: {summary['duplicate_ids']:,} line(s) of {pins_file} repeat an earlier pin id (first: "
+                   f"{summary['first_duplicate']}); the index keeps the last line's pin", err=True)
 
 
 def ingest_lock(checkpoint_path: Path, pins_file: Path, index: str) -> Any:
@@ -674,6 +677,8 @@ def print_ingest_summary(summary: dict) -> None:
         table.add_row(f"  rejected: {reason}", f"{count:,}")
     if summary["resumed_after_line"]:
         table.add_row("resumed after line", f"{summary['resumed_after_line']:,}")
+    if summary["duplicate_ids"]:
+        table.add_row("repeated pin ids (last line wins)", f"{summary['duplicate_ids']:,}")
     table.add_row("docs/s", f"{summary['docs_per_second']:,.0f}")
     table.add_row("seconds", f"{summary['seconds']:.2f}")
     table.add_row("dead letter", summary["dead_letter"])
@@ -685,21 +690,38 @@ def print_ingest_summary(summary: dict) -> None:
 
 
 def read_queries(path: Path) -> list[str]:
-    """One query per line: a JSON string, or an object with `query` (or `text`)."""
+    """One query per line (plain or `.gz`, read like every JSONL input: a BOM skipped, CRLF fine): a JSON string,
+    or an object with `query` (or `text`). The first bad line stops the command with one error naming the file,
+    line and field (a queries file is a short list its author fixes, not a stream to dead-letter)."""
+    from pintext.ingest.readers import parse_json, raw_lines
+    from pintext.schemas import LocatedRecordError, RecordError
+
     texts = []
-    for line_no, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
+    for line_no, raw in raw_lines(path):
         try:
-            value = json.loads(line)
-        except json.JSONDecodeError as error:
-            fail(f"{path}:{line_no}: not valid JSON ({error})", USAGE)
-        text = value if isinstance(value, str) else (value.get("query") or value.get("text")
-                                                     if isinstance(value, dict) else None)
-        if not isinstance(text, str) or not text.strip():
-            fail(f"{path}:{line_no}: field 'query': missing (want a JSON string or {{\"query\": \"...\"}})", USAGE)
-        texts.append(text)
+            if isinstance(raw, RecordError):
+                raise raw
+            if raw.strip():
+                texts.append(query_text(parse_json(raw)))
+        except RecordError as error:
+            fail(str(LocatedRecordError(str(path), line_no, error.field, error.reason, error.detail)), USAGE)
+    if not texts:
+        fail(f"{path}: no queries (every line is blank)", USAGE)
     return texts
+
+
+def query_text(value: Any) -> str:
+    """The query of one parsed line of a queries file, or a RecordError on field 'query'."""
+    from pintext.schemas import RecordError
+
+    text = value.get("query") or value.get("text") if isinstance(value, dict) else value
+    if text is None:
+        raise RecordError("query", "missing", 'want a JSON string or {"query": "..."}')
+    if not isinstance(text, str):
+        raise RecordError("query", "not a string", f"got {type(text).__name__}")
+    if not text.strip():
+        raise RecordError("query", "empty")
+    return text
 
 
 class FusionMethod(str, Enum):
