@@ -10,6 +10,11 @@ from importlib import resources
 
 TOKENS_FIELD = "lsh_tokens"
 VECTOR_FIELD = "vector"
+# The k-NN plugin's index settings in mappings/pins.json. `index.knn: true` with no graph ever built
+# (`approximate_threshold: -1`): the vectors go into Lucene's flat vector format, which is what the exact
+# `knn_score` script reads, and OpenSearch 3.x then derives the vector in `_source` from it instead of storing the
+# JSON floats twice (docs/results/tokens: a quarter of the store of `index.knn: false`).
+KNN_SETTINGS = ("knn", "knn.advanced.approximate_threshold")
 
 
 @lru_cache(maxsize=None)
@@ -44,6 +49,7 @@ def pins_index_body_elasticsearch(dim: int, meta: dict | None = None, shards: in
     `_meta`) with the vector as a `dense_vector` (`ELASTICSEARCH_VECTOR`) instead of OpenSearch's `knn_vector`, and
     without the k-NN plugin's `index.knn` setting."""
     body = pins_index_body(dim, meta, shards=shards, replicas=replicas)
-    body["settings"]["index"].pop("knn", None)
+    for setting in KNN_SETTINGS:
+        body["settings"]["index"].pop(setting, None)
     body["mappings"]["properties"][VECTOR_FIELD] = {**copy.deepcopy(ELASTICSEARCH_VECTOR), "dims": int(dim)}
     return body

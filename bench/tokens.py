@@ -1,0 +1,403 @@
+"""Token families on real text, on one node: random hyperplanes vs learned centroids vs Lucene HNSW vs brute force.
+
+Issue 11's real-vector grid. On one OpenSearch node (3.5.0 by default), over the same pins and queries:
+
+1. PinText with random-hyperplane tokens, tuned as `pintext index create --pins` tunes them (`--tokens lsh`), as
+   served by the product's `Searcher` (count first stage, exact rescore of the window);
+2. PinText with learned centroid tokens, tuned as `--tokens kmeans` tunes them, as served (every pin holding a
+   probed centroid scored exactly by `knn_score`), and at more and fewer probes for the recall-latency curve;
+3. Lucene HNSW (`knn_vector`, m 16, ef_construction 100) at ef_search 100 and 400;
+4. the exact `knn_score` script over every pin: the baseline every speed ratio is against.
+
+The numpy side (no node) compares what each family's tuned setting costs a query: term clauses, pins scored
+exactly, candidates, recall@10 vs exact — the "same recall with fewer clauses and fewer matched pins" claim.
+
+Corpus: `recombined` (default) = the filtered benchmark's pins made of real Crowdflower product texts (each pin one
+real title plus two words of another, a third's description: `pintext.bench.filtered.build_corpus`), with the
+model trained on the Crowdflower pairs; `products` = only the distinct real products. Queries are the real
+Crowdflower queries. The data (`../shared/data/real/`) is never committed: only aggregate figures are reported.
+Latency is client-side wall time per request, sequential, after a warm-up, with the machine's load in the report.
+
+    python -m pintext.bench.tokens [--pins 100000] [--corpus recombined|products] [--queries 200]
+        [--model DIR] [--out docs/results/tokens]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Callable, Sequence
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pintext.bench.filtered import (
+    HNSW_INDEX,
+    Corpus,
+    TookRecorder,
+    build_corpus,
+    build_hnsw_index,
+    exact_body,
+    finish_index,
+    knn_body,
+    read_crowdflower,
+    score_method,
+    search_runner,
+    timed,
+    train_model,
+)
+from pintext.bench.harness import (
+    fmt,
+    load_average,
+    machine_info,
+    markdown_table,
+    package_versions,
+    per_million,
+    ratio,
+    stopwatch,
+)
+
+K = 10
+LSH_INDEX = "bench-tokens-lsh"
+KMEANS_INDEX = "bench-tokens-kmeans"
+EF_SEARCH = (100, 400)
+BATCH = 1000
+DEFAULT_SHARED = Path("../shared/data/real")
+DEFAULT_WORK = Path("out/filtered")  # the filtered benchmark's model is reused when present
+DEFAULT_OUT = Path("docs/results/tokens")
+
+
+# ---- corpus ----------------------------------------------------------------------------------------------------
+
+
+def product_pins(products: Sequence[tuple[str, str]]) -> list[dict]:
+    """The distinct real products as pins (ids `r00000`...)."""
+    width = max(5, len(str(len(products) - 1)))
+    return [{"id": f"r{i:0{width}d}", "title": title, "description": " ".join(description.split()[:40]),
+             "board": "all"} for i, (title, description) in enumerate(products)]
+
+
+# ---- the numpy comparison --------------------------------------------------------------------------------------
+
+
+def family_costs(result: Any, unit: np.ndarray, queries_unit: np.ndarray) -> dict:
+    """What the tuned setting of one family costs a query over the whole corpus (numpy, no node): clauses,
+    candidates (pins sharing a token), pins scored exactly, recall@10 vs exact (tie-aware)."""
+    from pintext.centroid_tune import CentroidTuneResult
+    from pintext.lsh_tune import exact_top_k
+
+    family, probes = result.lsh, result.probes
+    postings: dict[str, list[int]] = {}
+    for row, tokens in enumerate(family.tokens(unit)):
+        for token in tokens:
+            postings.setdefault(token, []).append(row)
+    truth = exact_top_k(unit, queries_unit, K)
+    exact_matches = isinstance(result, CentroidTuneResult)
+    recalls, candidates, scored, clauses = [], [], [], []
+    for query, row_truth, wanted in zip(queries_unit, truth, family.query_tokens(queries_unit, probes=probes)):
+        counts: dict[int, int] = {}
+        for token in dict.fromkeys(wanted):
+            for row in postings.get(token, ()):
+                counts[row] = counts.get(row, 0) + 1
+        if exact_matches:
+            kept = set(counts)
+        else:  # the window's best by tokens shared, ties by row (ingest order), as the engine ranks them
+            kept = set(sorted(counts, key=lambda row: (-counts[row], row))[:result.window])
+        kth = float(query @ unit[row_truth[-1]])
+        good = set(np.flatnonzero(unit @ query >= kth - 1e-6).tolist())
+        recalls.append(min(K, len(good & kept)) / K)
+        candidates.append(len(counts))
+        scored.append(len(kept))
+        clauses.append(len(set(wanted)))
+    n = len(unit)
+    return {"family": "kmeans" if exact_matches else "lsh", "setting": describe_setting(result),
+            "recall": float(np.mean(recalls)), "clauses": float(np.mean(clauses)),
+            "candidate_share": float(np.mean(candidates)) / n, "scored_share": float(np.mean(scored)) / n,
+            "scored_mean": float(np.mean(scored)), "tuned_recall": float(result.recall),
+            "tune_seconds": float(result.seconds)}
+
+
+def describe_setting(result: Any) -> str:
+    from pintext.token_tune import describe_choice
+
+    return describe_choice(result)
+
+
+# ---- indexes ---------------------------------------------------------------------------------------------------
+
+
+def build_index(engine: Any, encoder: Any, index: str, result: Any, corpus: Corpus) -> tuple[Any, dict]:
+    """The index as `pintext index create --pins --tokens ...` then `ingest` make it for the tuned `result`."""
+    from pintext.serving.meta import ServingDefaults, index_meta
+    from pintext.serving.searcher import Searcher
+
+    serving = ServingDefaults(window=result.window, probes=result.probes, window_at_100=result.deep_window,
+                              probes_at_100=result.deep_probes)
+    meta = index_meta(encoder.fingerprint, encoder.dim, result.lsh, serving, result.to_meta())
+    engine.delete(index)
+    engine.create(index, encoder.dim, meta)
+    engine.client.indices.put_settings(index=index, body={"index": {"refresh_interval": "-1"}})
+    with stopwatch() as hashing:
+        tokens = result.lsh.tokens(corpus.unit)
+    with stopwatch() as writing:
+        for start in range(0, len(corpus.pins), BATCH):
+            end = min(len(corpus.pins), start + BATCH)
+            outcome = engine.write(index, corpus.pins[start:end], list(corpus.unit[start:end]), tokens[start:end])
+            if outcome.failed:
+                raise RuntimeError(f"pins failed to index: {list(outcome.failed.items())[:3]}")
+    built = finish_index(engine.client, index)
+    return Searcher.for_index(engine, index), {"hash_seconds": hashing["seconds"],
+                                               "write_seconds": writing["seconds"], **built}
+
+
+# ---- measurements ----------------------------------------------------------------------------------------------
+
+
+def pintext_runner(searcher: Any, probes: int | None = None, window: int | None = None) -> Callable:
+    def run(vector: np.ndarray) -> tuple[list[str], list[str]]:
+        hits = searcher.search(vector, k=K, probes=probes, window=window)
+        return [hit.id for hit in hits], ["all"] * len(hits)
+    return run
+
+
+def probe_curve(serving_probes: int, max_probes: int) -> list[int]:
+    """Probes around the tuned ones for the recall-latency curve (the tuned one included)."""
+    wanted = {max(0, serving_probes // 2), serving_probes, 2 * serving_probes + 1, 4 * serving_probes + 3}
+    return sorted(p for p in wanted if p <= max_probes)
+
+
+def measure(client: TookRecorder, lsh: Any, kmeans: Any, corpus: Corpus, queries_unit: np.ndarray, hnsw_ok: bool,
+            log: Callable[[str], None]) -> list[dict]:
+    methods: list[tuple[str, str, Callable]] = [
+        ("exact script", "script_score knn_score over every pin",
+         search_runner(client, KMEANS_INDEX, partial(exact_body, board=None)))]
+    if hnsw_ok:
+        methods += [("HNSW", f"m 16, ef_search {ef}",
+                     search_runner(client, HNSW_INDEX, partial(knn_body, board=None, k=K, ef_search=ef)))
+                    for ef in EF_SEARCH]
+    served = lsh.serving
+    methods.append(("PinText lsh", f"as served: {lsh.family.tables}x{lsh.family.bits} bits, probes "
+                    f"{served.probes}, window {served.window}", pintext_runner(lsh)))
+    methods.append(("PinText lsh", f"window {2 * served.window}", pintext_runner(lsh, window=2 * served.window)))
+    for probes in probe_curve(kmeans.serving.probes, kmeans.family.max_probes):
+        label = "as served: " if probes == kmeans.serving.probes else ""
+        methods.append(("PinText kmeans", f"{label}{kmeans.family.centroids} centroids, spill "
+                        f"{kmeans.family.spill}, probes {probes}", pintext_runner(kmeans, probes=probes)))
+    results = []
+    for method, setting, run in methods:
+        ids, boards, millis, took = timed(run, list(queries_unit), client)
+        row = {"method": method, "setting": setting,
+               **score_method(corpus, queries_unit, None, ids, boards, millis, took)}
+        log(f"  {method:<15} {setting:<55} recall {row['recall']:.3f} p50 {row['p50_ms']:.2f} ms")
+        results.append(row)
+    exact_p50 = results[0]["p50_ms"]
+    for row in results:
+        row["speedup_vs_exact"] = ratio(exact_p50, row["p50_ms"])
+    return results
+
+
+# ---- report ----------------------------------------------------------------------------------------------------
+
+
+def write_plot(results: Sequence[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(7, 4.5))
+    for method, marker in (("PinText kmeans", "o-"), ("PinText lsh", "s-"), ("HNSW", "^-"), ("exact script", "x")):
+        rows = sorted((r for r in results if r["method"] == method), key=lambda r: r["p50_ms"])
+        if rows:
+            axes.plot([r["p50_ms"] for r in rows], [r["recall"] for r in rows], marker, label=method)
+    axes.set_xlabel("p50 latency, ms (client, sequential)")
+    axes.set_ylabel("recall@10 vs exact")
+    axes.set_xscale("log")
+    axes.grid(True, alpha=0.3)
+    axes.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+
+
+def render_report(data: dict) -> str:
+    results, indexes, costs = data["results"], data["indexes"], data["families"]
+    lines = [
+        "# Token families on real text: random hyperplanes, learned centroids, HNSW, brute force",
+        "",
+        f"Generated by `{data['command']}` on {data['started_at']} ({data['seconds']:.0f} s). Machine: "
+        f"{data['machine'].get('cpu', '?')}, {data['machine'].get('cores', '?')} cores; load average before / "
+        f"after {data['load_before']} / {data['load_after']}. OpenSearch {data['node']['version']} "
+        f"(heap {data['node']['heap_mb']} MB), plugins {', '.join(data['node']['plugins'])}.",
+        "",
+        f"Corpus: {data['corpus']['pins']:,} pins ({data['corpus']['kind']}, real Crowdflower product text; never "
+        f"committed), {data['corpus']['dim']}-d vectors from the PinText model trained on the Crowdflower pairs; "
+        f"{data['corpus']['queries']} real Crowdflower queries. Recall@10 is against the exact top 10 (numpy, the "
+        "same unit vectors every index holds), tie-aware. Latency: client wall time per request, sequential, "
+        "after a warm-up; `server p50` is the node's own `took`.",
+        "",
+        "## What each family's tuned setting costs a query (numpy, whole corpus)",
+        "",
+        markdown_table([{"family": c["family"], "tuned setting": c["setting"], "recall@10": fmt(c["recall"]),
+                         "term clauses": fmt(c["clauses"], 1), "candidates": f"{c['candidate_share']:.2%}",
+                         "pins scored exactly": f"{c['scored_share']:.2%} ({c['scored_mean']:.0f})",
+                         "tuning s": fmt(c["tune_seconds"], 1)} for c in costs]),
+        "",
+        "## On the node",
+        "",
+        markdown_table([{"method": r["method"], "setting": r["setting"], "recall@10": fmt(r["recall"]),
+                         "p50 ms": fmt(r["p50_ms"], 2), "p95 ms": fmt(r["p95_ms"], 2),
+                         "server p50 ms": fmt(r["server_p50_ms"], 1),
+                         "speed-up vs exact (p50)": fmt(r["speedup_vs_exact"], 1)} for r in results]),
+        "",
+        "![recall vs latency](recall_vs_latency.png)",
+        "",
+        "## Indexes",
+        "",
+        markdown_table([{"index": name, "write s": fmt(info.get("write_seconds"), 1),
+                         "docs/s": fmt(info["docs"] / info["write_seconds"], 0) if info.get("write_seconds") else "-",
+                         "merge s": fmt(info.get("merge_seconds"), 1), "store": fmt(info["size_bytes"] / 2**20, 1)
+                         + " MiB", "per 1M pins": fmt(per_million(info["size_bytes"], info["docs"]) / 2**30, 2)
+                         + " GiB"} for name, info in indexes.items() if "size_bytes" in info]),
+        "",
+        "Store sizes are after a force-merge to one segment. The PinText indexes hold the pin's fields, the tokens "
+        "and the vector (in `_source` and as a `knn_vector` without a graph, `index.knn: false`); the HNSW index "
+        "holds only the vector and a keyword.",
+        "",
+        "## Reading it",
+        "",
+        *data.get("reading", []),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def reading(results: Sequence[dict], costs: Sequence[dict]) -> list[str]:
+    """Plain statements computed from the figures (no hand-written numbers)."""
+    by_family = {c["family"]: c for c in costs}
+    lines = []
+    if {"lsh", "kmeans"} <= set(by_family):
+        lsh, km = by_family["lsh"], by_family["kmeans"]
+        lines.append(f"- Tuned for the same target, learned centroids reach recall@10 {km['recall']:.3f} with "
+                     f"{km['clauses']:.0f} term(s) and {km['scored_share']:.2%} of the pins scored; random "
+                     f"hyperplanes reach {lsh['recall']:.3f} with {lsh['clauses']:.0f} clauses, "
+                     f"{lsh['candidate_share']:.1%} of the pins as candidates and {lsh['scored_share']:.2%} rescored: "
+                     f"{ratio(lsh['clauses'], km['clauses']):.0f}x fewer clauses, "
+                     f"{ratio(lsh['candidate_share'], km['candidate_share']):.0f}x fewer matched pins.")
+    served = [r for r in results if r["setting"].startswith("as served")]
+    hnsw = [r for r in results if r["method"] == "HNSW"]
+    for row in served:
+        peers = [h for h in hnsw if h["recall"] >= row["recall"] - 0.005]
+        against = min(peers, key=lambda h: h["p50_ms"]) if peers else (max(hnsw, key=lambda h: h["recall"])
+                                                                        if hnsw else None)
+        text = (f"- {row['method']} as served: recall@10 {row['recall']:.3f} at p50 {row['p50_ms']:.2f} ms, "
+                f"{row['speedup_vs_exact']:.1f}x faster than the exact script")
+        if against is not None:
+            text += (f"; HNSW ({against['setting']}) {against['recall']:.3f} at {against['p50_ms']:.2f} ms "
+                     f"({ratio(against['p50_ms'], row['p50_ms']):.2f}x PinText's speed)")
+        lines.append(text + ".")
+    return lines
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m pintext.bench.tokens", description=__doc__.split("\n")[0])
+    parser.add_argument("--pins", type=int, default=100_000, help="recombined pins (multiple of 100)")
+    parser.add_argument("--corpus", choices=("recombined", "products"), default="recombined")
+    parser.add_argument("--queries", type=int, default=200)
+    parser.add_argument("--target-recall", type=float, default=0.95)
+    parser.add_argument("--model", type=Path, default=None, help="default: WORK/model, trained when missing")
+    parser.add_argument("--shared", type=Path, default=DEFAULT_SHARED)
+    parser.add_argument("--work", type=Path, default=DEFAULT_WORK)
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    parser.add_argument("--keep", action="store_true", help="leave the indexes on the node")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from pintext.bench.node import open_node
+    from pintext.centroid_tune import MAX_FIT_CORPUS, tune_centroids_for_corpus
+    from pintext.encoder import Encoder
+    from pintext.lsh_tune import MAX_TUNE_CORPUS, tune_for_corpus
+    from pintext.pin_vectors import pin_vectors, unit_rows
+    from pintext.serving.opensearch import OpenSearchEngine
+
+    args = parse_args(argv)
+    began = time.perf_counter()
+    started_at = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
+    load_before = load_average()
+
+    def log(message: str) -> None:
+        print(f"[{time.perf_counter() - began:6.0f}s] {message}", flush=True)
+
+    if not (args.shared / "crowdflower" / "judgments.csv").is_file():
+        print(f"error: {args.shared}/crowdflower/judgments.csv not found (the real data folder)", file=sys.stderr)
+        return 1
+    model = args.model or args.work / "model"
+    if not (model / "runtime" / "runtime.json").is_file():
+        args.work.mkdir(parents=True, exist_ok=True)
+        model, _ = train_model(args.shared, args.work, log)
+    encoder = Encoder.load(model)
+    products, query_texts = read_crowdflower(args.shared)
+    pins = build_corpus(products, args.pins, seed=0) if args.corpus == "recombined" else product_pins(products)
+    unit = unit_rows(pin_vectors(encoder, pins)).astype(np.float32)
+    keep_pins = np.linalg.norm(unit, axis=1) > 0.5
+    pins, unit = [pin for pin, kept in zip(pins, keep_pins) if kept], unit[keep_pins]
+    corpus = Corpus(pins, unit, np.asarray([p["board"] for p in pins]), {p["id"]: i for i, p in enumerate(pins)})
+    order = np.random.default_rng(1).permutation(len(query_texts))
+    query_vectors = encoder.encode([query_texts[i] for i in order])
+    queries_unit = unit_rows(query_vectors[np.linalg.norm(query_vectors, axis=1) > 0])[: args.queries]
+    log(f"{len(pins):,} pins, {len(queries_unit)} queries, dim {encoder.dim}")
+
+    rng = np.random.default_rng(0)
+    sample_lsh = unit[np.sort(rng.choice(len(unit), min(len(unit), MAX_TUNE_CORPUS), replace=False))]
+    sample_km = unit[np.sort(rng.choice(len(unit), min(len(unit), MAX_FIT_CORPUS), replace=False))]
+    lsh_result = tune_for_corpus(sample_lsh, args.target_recall, total_pins=len(unit))
+    km_result = tune_centroids_for_corpus(sample_km, args.target_recall, total_pins=len(unit))
+    costs = [family_costs(lsh_result, unit, queries_unit), family_costs(km_result, unit, queries_unit)]
+    for cost in costs:
+        log(f"numpy {cost['family']}: {cost['setting']}: recall {cost['recall']:.3f}, clauses {cost['clauses']:.0f}, "
+            f"scored {cost['scored_share']:.2%}")
+
+    node = open_node()
+    client = TookRecorder(node.client)
+    engine = OpenSearchEngine(client)
+    heap = next(iter(client.nodes.stats(metric="jvm")["nodes"].values()))["jvm"]["mem"]["heap_max_in_bytes"]
+    indexes: dict[str, dict] = {}
+    try:
+        lsh, indexes[LSH_INDEX] = build_index(engine, encoder, LSH_INDEX, lsh_result, corpus)
+        km, indexes[KMEANS_INDEX] = build_index(engine, encoder, KMEANS_INDEX, km_result, corpus)
+        log(f"indexes written: lsh {indexes[LSH_INDEX]['write_seconds']:.0f} s, kmeans "
+            f"{indexes[KMEANS_INDEX]['write_seconds']:.0f} s")
+        hnsw_ok = True
+        try:
+            indexes[HNSW_INDEX] = build_hnsw_index(client, corpus)
+        except Exception as error:  # noqa: BLE001 - reported, the rest still runs
+            hnsw_ok, indexes[HNSW_INDEX] = False, {"error": str(error)}
+            log(f"HNSW index failed: {error}")
+        results = measure(client, lsh, km, corpus, queries_unit, hnsw_ok, log)
+    finally:
+        if not args.keep:
+            for index in (LSH_INDEX, KMEANS_INDEX, HNSW_INDEX):
+                if client.indices.exists(index=index):
+                    client.indices.delete(index=index)
+        node.close()
+    data = {"command": "python -m pintext.bench.tokens " + " ".join(sys.argv[1:] if argv is None else argv),
+            "started_at": started_at, "seconds": time.perf_counter() - began, "machine": machine_info(),
+            "versions": package_versions(), "load_before": load_before, "load_after": load_average(),
+            "node": {"version": node.version, "plugins": node.plugins, "heap_mb": heap // 2**20},
+            "corpus": {"kind": args.corpus, "pins": len(pins), "dim": encoder.dim, "queries": len(queries_unit)},
+            "families": costs, "indexes": indexes, "results": results}
+    data["reading"] = reading(results, costs)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "results.json").write_text(json.dumps(data, indent=2, default=float) + "\n")
+    write_plot(results, args.out / "recall_vs_latency.png")
+    (args.out / "report.md").write_text(render_report(data))
+    log(f"report: {args.out / 'report.md'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
