@@ -105,3 +105,22 @@ def test_auto_keeps_the_cheaper_family_that_reaches_the_target():
     assert cheapest([lsh]) is lsh
     with pytest.raises(ValueError, match="unknown token family"):
         tune_tokens(corpus, "pq")
+
+
+def test_tokens_tune_command_reports_both_families_and_the_one_auto_keeps(tmp_path):
+    from typer.testing import CliRunner
+
+    from pintext.cli import app
+    from tests.test_ingest import make_model, make_pins, write_pins_file
+
+    model = make_model(tmp_path / "model")
+    pins_file = tmp_path / "pins.jsonl"
+    write_pins_file(pins_file, make_pins(400, seed=4), with_bad_lines=False)
+    result = CliRunner().invoke(app, ["tokens", "tune", "--model", str(model), "--pins", str(pins_file), "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    families = report["families"]
+    assert set(families) == {"lsh", "kmeans"} and report["corpus"] == 400
+    assert all(family["recall"] >= 0.95 and family["reached"] for family in families.values())
+    assert report["auto_keeps"] == min(families, key=lambda name: families[name]["cost"])
+    assert families["kmeans"]["setting"].startswith("kmeans tokens")

@@ -1,4 +1,5 @@
-"""CLI commands: `bench` (speed and quality against the alternatives) and `lsh tune` (pick LSH settings).
+"""CLI commands: `bench` (speed and quality against the alternatives), `lsh tune` (pick LSH settings) and
+`tokens tune` (both token families on a corpus).
 
 Heavy modules (torch, sentence-transformers, matplotlib, opensearch-py) are imported inside the commands.
 """
@@ -7,7 +8,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
@@ -131,6 +132,69 @@ def lsh_tune(
                       f"--pins tunes and stores these itself).", highlight=False)
 
 
+def tokens_tune(
+    model: Annotated[Path, typer.Option("--model", envvar="PINTEXT_MODEL", help="Model folder (with runtime/).")],
+    pins: Annotated[Path, typer.Option("--pins", exists=True, dir_okay=False, help="pins.jsonl: the corpus.")],
+    target_recall: Annotated[float, typer.Option("--target-recall", min=0.0, max=1.0,
+                                                 help="recall@10 vs exact cosine to reach.")] = 0.95,
+    queries_file: Annotated[Optional[Path], typer.Option("--queries", exists=True, dir_okay=False,
+                                                         help="Query texts, one JSON line each; default: sampled "
+                                                              "pins, each excluded from its own results.")] = None,
+    json_output: Annotated[bool, typer.Option("--json", help="Print both families' choices as JSON.")] = False,
+) -> None:
+    """Tune both token families on the corpus as index creation does (random hyperplanes and learned centroids)
+    and say which `--tokens auto` keeps: the cheaper setting that reaches the target recall@10."""
+    import numpy as np
+    from rich.console import Console
+    from rich.table import Table
+
+    from pintext.centroid_tune import tune_centroids_for_corpus
+    from pintext.encoder import Encoder
+    from pintext.ingest.indexer import sample_pins
+    from pintext.lsh_tune import tune_for_corpus
+    from pintext.pin_vectors import pin_vectors
+    from pintext.token_tune import cheapest, describe_choice, sample_size
+
+    try:
+        encoder = Encoder.load(model)
+    except (OSError, ValueError) as error:
+        fail(f"cannot load the model: {error}", USAGE)
+    sample, total = sample_pins(pins, sample_size("auto"))
+    vectors = pin_vectors(encoder, sample)
+    queries = None
+    if queries_file:
+        from pintext.cli.serve import read_queries
+
+        queries = encoder.encode(read_queries(queries_file))
+    if int(np.sum(np.linalg.norm(vectors, axis=1) > 0)) < 11:
+        fail(f"{pins}: need at least 11 pins with a known word to tune on", USAGE)
+    status = Console(stderr=True)
+    with status.status("tuning random hyperplanes"):
+        lsh = tune_for_corpus(vectors, target_recall, queries=queries, total_pins=total)
+    with status.status("fitting and tuning learned centroids"):
+        kmeans = tune_centroids_for_corpus(vectors, target_recall, queries=queries, total_pins=total)
+    chosen = cheapest([lsh, kmeans])
+    rows: list[tuple[str, Any]] = [("lsh", lsh), ("kmeans", kmeans)]
+    if json_output:
+        typer.echo(json.dumps({"target_recall": target_recall, "corpus": total, "auto_keeps": "lsh" if chosen is lsh
+                               else "kmeans", "families": {name: {"setting": describe_choice(result),
+                                                                  "recall": result.recall, "reached": result.reached,
+                                                                  "cost": result.choice.cost,
+                                                                  "seconds": result.seconds,
+                                                                  "choice": result.choice.to_json()}
+                                                           for name, result in rows}}))
+        return
+    table = Table(title=f"token families on {total:,} pins (target recall@10 {target_recall})")
+    for column in ("family", "tuned setting", "recall@10", "reached", "cost", "tuning s"):
+        table.add_column(column)
+    for name, result in rows:
+        table.add_row(name, describe_choice(result), f"{result.recall:.3f}", "yes" if result.reached else "no",
+                      f"{result.choice.cost:,.0f}", f"{result.seconds:.1f}")
+    Console().print(table)
+    Console().print(f"--tokens auto keeps {'lsh' if chosen is lsh else 'kmeans'} (the cost: postings visited + 10 x "
+                    "pins scored exactly + 200 x term clauses, the node fit in docs/benchmarks.md)", highlight=False)
+
+
 def _read_pins(path: Path) -> tuple[list[str], list[str]]:
     """Pin texts and ids; a bad line stops with its file, line and field."""
     from pintext.ingest.readers import read_records
@@ -163,3 +227,7 @@ def register(app: typer.Typer) -> None:
                           no_args_is_help=True)
     lsh_app.command("tune")(lsh_tune)
     app.add_typer(lsh_app, name="lsh")
+    tokens_app = typer.Typer(help="Token families: tune random hyperplanes and learned centroids, compare them.",
+                             no_args_is_help=True)
+    tokens_app.command("tune")(tokens_tune)
+    app.add_typer(tokens_app, name="tokens")
