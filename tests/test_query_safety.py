@@ -19,6 +19,7 @@ import json
 import re
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -203,19 +204,45 @@ def ingest(node: Any, model: Path, folder: Path) -> list[str]:
     return cli
 
 
-@pytest.fixture(scope="module")
-def opensearch_index(opensearch_node, model, tmp_path_factory) -> Iterator[list[str]]:
-    cli = ingest(opensearch_node, model, tmp_path_factory.mktemp("os"))
-    yield cli
-    run("index", "delete", *cli)
+@dataclass
+class Served:
+    node: Any
+    cli: list[str]  # --engine/--url (--local-dir)/--index options that reach the index
+
+    @property
+    def index(self) -> str:
+        return self.cli[-1]
+
+
+def serve_hostile_pins(node: Any, model: Path, folder: Path) -> Iterator[Served]:
+    served = Served(node, ingest(node, model, folder))
+    yield served
+    run("index", "delete", *served.cli)
+
+
+# engine -> its node fixture (tests/fixtures_engines.py) and marker
+ENGINE_NODES = {"opensearch": ("opensearch_node", pytest.mark.opensearch),
+                "elasticsearch": ("elasticsearch_node", pytest.mark.elasticsearch)}
+
+
+@pytest.fixture(scope="module", params=[pytest.param(engine, marks=mark, id=engine)
+                                        for engine, (_, mark) in ENGINE_NODES.items()])
+def engine_index(request, model, tmp_path_factory) -> Iterator[Served]:
+    """The hostile pins and the decoys in an index of each engine with BM25."""
+    node = request.getfixturevalue(ENGINE_NODES[request.param][0])
+    yield from serve_hostile_pins(node, model, tmp_path_factory.mktemp(request.param))
 
 
 @pytest.fixture(scope="module")
-def local_index(model, tmp_path_factory) -> Iterator[list[str]]:
+def opensearch_index(opensearch_node, model, tmp_path_factory) -> Iterator[Served]:
+    """The same on OpenSearch alone, for the stored mustache template (Elasticsearch's zip has no lang-mustache)."""
+    yield from serve_hostile_pins(opensearch_node, model, tmp_path_factory.mktemp("os-template"))
+
+
+@pytest.fixture(scope="module")
+def local_index(model, tmp_path_factory) -> Iterator[Served]:
     folder = tmp_path_factory.mktemp("local")
-    cli = ingest(LocalNode(str(folder / "index")), model, folder)
-    yield cli
-    run("index", "delete", *cli)
+    yield from serve_hostile_pins(LocalNode(str(folder / "index")), model, folder)
 
 
 class LocalNode:
@@ -225,13 +252,6 @@ class LocalNode:
 
     def __init__(self, folder: str) -> None:
         self.url = folder
-
-
-@pytest.fixture(scope="module")
-def elasticsearch_index(elasticsearch_node, model, tmp_path_factory) -> Iterator[list[str]]:
-    cli = ingest(elasticsearch_node, model, tmp_path_factory.mktemp("es"))
-    yield cli
-    run("index", "delete", *cli)
 
 
 def search_hits(model: Path, cli: list[str], text: str, *options: str) -> list[tuple[str, float]]:
@@ -258,16 +278,9 @@ def check_searches(model: Path, cli: list[str], options: tuple[str, ...]) -> Non
             == [f"hostile-{row}"]
 
 
-@pytest.mark.opensearch
 @pytest.mark.parametrize("options", [(), ("--hybrid",)], ids=["search", "hybrid"])
-def test_hostile_titles_are_found_as_text_on_opensearch(model, opensearch_index, options):
-    check_searches(model, opensearch_index, options)
-
-
-@pytest.mark.elasticsearch
-@pytest.mark.parametrize("options", [(), ("--hybrid",)], ids=["search", "hybrid"])
-def test_hostile_titles_are_found_as_text_on_elasticsearch(model, elasticsearch_index, options):
-    check_searches(model, elasticsearch_index, options)
+def test_hostile_titles_are_found_as_text(model, engine_index, options):
+    check_searches(model, engine_index.cli, options)
 
 
 def bm25_ids(node: Any, index: str, text: str) -> list[str]:
@@ -278,17 +291,8 @@ def bm25_ids(node: Any, index: str, text: str) -> list[str]:
     return [hit.id for hit in searcher.bm25_search(text, k=len(hostile_pins()))]
 
 
-@pytest.mark.opensearch
-def test_bm25_matches_only_pins_sharing_a_word_on_opensearch(opensearch_node, opensearch_index):
-    check_bm25(opensearch_node, opensearch_index[-1])
-
-
-@pytest.mark.elasticsearch
-def test_bm25_matches_only_pins_sharing_a_word_on_elasticsearch(elasticsearch_node, elasticsearch_index):
-    check_bm25(elasticsearch_node, elasticsearch_index[-1])
-
-
-def check_bm25(node: Any, index: str) -> None:
+def test_bm25_matches_only_pins_sharing_a_word(engine_index):
+    node, index = engine_index.node, engine_index.index
     titles = {pin["id"]: set(words(pin["title"])) for pin in hostile_pins()}
     for row, hostile in enumerate(HOSTILE):
         text = f"{hostile} {marker(row)}"
@@ -313,17 +317,11 @@ def check_related(model: Path, cli: list[str]) -> None:
 
 
 def test_related_takes_a_hostile_pin_id_as_an_id_on_the_local_engine(model, local_index):
-    check_related(model, local_index)
+    check_related(model, local_index.cli)
 
 
-@pytest.mark.opensearch
-def test_related_takes_a_hostile_pin_id_as_an_id_on_opensearch(model, opensearch_index):
-    check_related(model, opensearch_index)
-
-
-@pytest.mark.elasticsearch
-def test_related_takes_a_hostile_pin_id_as_an_id_on_elasticsearch(model, elasticsearch_index):
-    check_related(model, elasticsearch_index)
+def test_related_takes_a_hostile_pin_id_as_an_id(model, engine_index):
+    check_related(model, engine_index.cli)
 
 
 def template_call(model: Path, cli: list[str], text: str) -> tuple[str, dict]:
@@ -333,14 +331,14 @@ def template_call(model: Path, cli: list[str], text: str) -> tuple[str, dict]:
 
 
 @pytest.mark.opensearch
-def test_dsl_template_runs_the_hostile_query_as_text(opensearch_node, model, opensearch_index):
+def test_dsl_template_runs_the_hostile_query_as_text(model, opensearch_index):
     from opensearchpy import OpenSearch
 
-    client = OpenSearch(opensearch_node.url)
-    index = opensearch_index[-1]
+    client = OpenSearch(opensearch_index.node.url)
+    index = opensearch_index.index
     for row, hostile in enumerate(HOSTILE):
         text = f"{hostile} {marker(row)}"
-        line, call = template_call(model, opensearch_index, text)
+        line, call = template_call(model, opensearch_index.cli, text)
         assert line == f"GET {index}/_search/template"
         assert_only_as_a_value(call, "", set())
         assert not any(hostile in value for _, value in strings_in(call) if len(hostile) > 2)
@@ -349,7 +347,7 @@ def test_dsl_template_runs_the_hostile_query_as_text(opensearch_node, model, ope
         hits = client.search_template(index=index, body=call)["hits"]["hits"]
         found = [(hit["_id"], round(queries_cosine(hit["_score"]), 6)) for hit in hits]
         assert found and found[0][0] == f"hostile-{row}", found
-        assert found == search_hits(model, opensearch_index, text)
+        assert found == search_hits(model, opensearch_index.cli, text)
 
 
 def queries_cosine(score: float) -> float:
@@ -359,13 +357,13 @@ def queries_cosine(score: float) -> float:
 
 
 @pytest.mark.opensearch
-def test_the_stored_template_escapes_hostile_params(opensearch_node, model, opensearch_index):
+def test_the_stored_template_escapes_hostile_params(opensearch_index):
     """Called directly with hostile tokens (what another client could send), the stored template renders them as
     term values: one clause each, the text intact, and the search matches nothing instead of everything."""
     from opensearchpy import OpenSearch
 
-    client = OpenSearch(opensearch_node.url)
-    index = opensearch_index[-1]
+    client = OpenSearch(opensearch_index.node.url)
+    index = opensearch_index.index
     params = {"tokens": HOSTILE, "vector": [0.25] * DIM, "size": 5, "window": 10}
     call = {"id": queries.SEARCH_TEMPLATE_ID, "params": params}
     rendered = client.render_search_template(body=call)["template_output"]
@@ -411,8 +409,24 @@ def test_pairs_from_a_ubi_cluster_refuses_a_wildcard_index(tmp_path, option):
                                     {"bool": {"minimum_should_match": "50%", "should": [{"term": {"board": "x"}}]}}],
                          ids=["must not a list", "should of a number", "ids not a list", "percentage"])
 def test_a_malformed_raw_filter_is_one_line_on_the_local_engine(model, local_index, clause):
-    result = CliRunner().invoke(app, ["search", "--model", str(model), *local_index, "--filter-json",
+    result = CliRunner().invoke(app, ["search", "--model", str(model), *local_index.cli, "--filter-json",
                                       json.dumps(clause), "--", "hostile1"])
     assert result.exit_code == 2, result.output
     assert len(result.output.strip().splitlines()) == 1, result.output
     assert result.output.startswith("error: filter clause "), result.output
+
+
+@pytest.mark.parametrize("text", ["   ", "\t", "\u3000\n"], ids=["spaces", "tab", "ideographic space"])
+def test_dsl_refuses_a_blank_query_in_one_line(model, text):
+    """Offline too: a blank text has no word for PinText and none for BM25 (which refuses it)."""
+    result = CliRunner().invoke(app, ["dsl", "--model", str(model), "--engine", "opensearch", "--url", UNREACHABLE,
+                                      "--", text])
+    assert result.exit_code == 2, result.output
+    assert result.output.strip().splitlines() == [f"error: the query text {text!r} is blank: give at least one word"]
+
+
+@pytest.mark.parametrize("options", [(), ("--hybrid",)], ids=["search", "hybrid"])
+def test_search_refuses_a_blank_query_in_one_line(model, engine_index, options):
+    result = CliRunner().invoke(app, ["search", "--model", str(model), *options, *engine_index.cli, "--", " \t "])
+    assert result.exit_code == 2, result.output
+    assert result.output.strip().splitlines() == ["error: the query text ' \\t ' is blank: give at least one word"]

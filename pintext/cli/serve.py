@@ -710,6 +710,13 @@ def read_queries(path: Path) -> list[str]:
     return texts
 
 
+def require_query_text(text: str) -> str:
+    """The query text given on the command line; a blank one is one error line (as a blank line of --queries is)."""
+    if not text.strip():
+        fail(f"the query text {text!r} is blank: give at least one word", USAGE)
+    return text
+
+
 def query_text(value: Any) -> str:
     """The query of one parsed line of a queries file, or a RecordError on field 'query'."""
     from pintext.schemas import RecordError
@@ -914,7 +921,7 @@ def search(
 ) -> None:
     """Search pins by text: LSH token candidates (filtered), exact cosine rescore; --hybrid fuses BM25 in. A
     query with no known word gets BM25 results."""
-    texts = read_queries(queries_file) if queries_file else ([text] if text else [])
+    texts = read_queries(queries_file) if queries_file else ([require_query_text(text)] if text else [])
     if not texts:
         fail("give a query text or --queries FILE", USAGE)
     check_result_limits(k, window)
@@ -983,6 +990,7 @@ def dsl(
     from pintext import queries
     from pintext.serving.base import UnsupportedError
 
+    require_query_text(text)
     check_result_limits(k, window)
     chosen = parse_filters(filters, filter_json)
     conn = connection(model, index, url, user, password, ca_certs, insecure, engine)
