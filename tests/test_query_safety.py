@@ -51,6 +51,9 @@ HOSTILE = [
 # Pin ids a URL path or a query could trip over: path traversal, a query string, a fragment, percent escapes.
 HOSTILE_IDS = ["../_search?q=*", "a/b#c", "%2e%2e%2f_cat", '"}]} OR 1=1', "{{#tokens}}x{{/tokens}}", "\u0000id",
                "' OR 1=1 --", "id with spaces", "_all"]
+# Titles the hits table must print literally: Rich markup (a lone closing tag crashed it), a link, terminal escapes.
+MARKUP_TITLES = ["[/] markup0", "[link=https://evil.example]markup1[/link]", "\x1b[2J\x1b]0;pwned\x07markup2",
+                 "[bold red]markup3", "\u202emarkup4 reversed"]
 DIM = 16
 DECOYS = 30
 # Every `source` PinText sends: the k-NN plugin's exact cosine script, named, never written from input.
@@ -167,6 +170,7 @@ def hostile_pins() -> list[dict]:
     id_words = [f"idword{i}" for i in range(6)]
     pins += [{"id": pin_id, "title": f"{id_words[row % 6]} {id_words[(row + 1) % 6]} idpin{row}", "board": "ids"}
              for row, pin_id in enumerate(HOSTILE_IDS)]
+    pins += [{"id": f"markup-{row}", "title": title, "board": title} for row, title in enumerate(MARKUP_TITLES)]
     return pins
 
 
@@ -430,3 +434,17 @@ def test_search_refuses_a_blank_query_in_one_line(model, engine_index, options):
     result = CliRunner().invoke(app, ["search", "--model", str(model), *options, *engine_index.cli, "--", " \t "])
     assert result.exit_code == 2, result.output
     assert result.output.strip().splitlines() == ["error: the query text ' \\t ' is blank: give at least one word"]
+
+
+@pytest.mark.parametrize("row", range(len(MARKUP_TITLES)))
+def test_the_hits_table_prints_titles_and_queries_literally(model, local_index, row):
+    """The table shows the title, board and query as text: markup is not parsed, controls are escaped (the
+    terminal never receives an escape sequence from the index)."""
+    title = MARKUP_TITLES[row]
+    result = CliRunner().invoke(app, ["search", "--model", str(model), "--explain", *local_index.cli, "--", title],
+                                env={"COLUMNS": "400"})  # wide enough that no cell wraps
+    assert result.exit_code == 0, result.output
+    assert "Traceback" not in result.output
+    assert not any(char in result.output for char in "\x1b\x07\u202e")
+    literal = title.replace("\x1b", "\\x1b").replace("\x07", "\\x07").replace("\u202e", "\\u202e")
+    assert result.output.count(literal) >= 3, result.output  # the query (table title), the title, the board

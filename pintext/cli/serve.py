@@ -859,7 +859,7 @@ def show_hits(title: str, answer: Answer, explain: bool, took_ms: float) -> None
 
     hits = answer.hits
     caption = f"{len(hits)} hits in {took_ms:.1f} ms" + (f"; {answer.note}" if answer.note else "")
-    table = Table(title=title, caption=caption)
+    table = Table(title=shown(title), caption=shown(caption))
     # The board is the pin's own grouping: seeing it beside the title shows whether the hits hang together.
     for column in ("rank", "id", "title", "board", "score"):
         table.add_column(column, justify="right" if column in ("rank", "score") else "left")
@@ -871,15 +871,32 @@ def show_hits(title: str, answer: Answer, explain: bool, took_ms: float) -> None
         table.add_column("first stage", justify="right")
         table.add_column("matching tokens")
     for rank, hit in enumerate(hits, start=1):
-        row = [str(rank), hit.id, hit.title[:60], str(hit.source.get("board") or ""), f"{hit.score:.4f}"]
+        row = [str(rank), shown(hit.id), shown(hit.title[:60]), shown(str(hit.source.get("board") or "")),
+               f"{hit.score:.4f}"]
         if explain and fused:
             row += [_number(hit.cosine, ".4f"), _number(hit.pintext_rank, "d"), _number(hit.bm25_score, ".3f"),
                     _number(hit.bm25_rank, "d")]
         if explain:
-            shown = " ".join(hit.matched_tokens[:6]) + (" ..." if len(hit.matched_tokens) > 6 else "")
-            row += [f"{hit.first_stage_score:g}" if hit.first_stage_score is not None else "-", shown]
+            tokens = " ".join(hit.matched_tokens[:6]) + (" ..." if len(hit.matched_tokens) > 6 else "")
+            row += [f"{hit.first_stage_score:g}" if hit.first_stage_score is not None else "-", shown(tokens)]
         table.add_row(*row)
     Console().print(table)
+
+
+# Shown escaped in the hits table: control characters (a title's ESC sequences would drive the terminal, a newline
+# would break the row) and the bidi overrides and isolates (they reorder what is printed after them).
+_BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
+def shown(value: str) -> Any:
+    """Text from the index or the user (a title, board, id, the query) as a table cell: literal, never Rich
+    markup (`[/]` in a title would crash the table, `[link=...]` would make a link), controls escaped."""
+    import unicodedata
+
+    from rich.text import Text
+
+    return Text("".join(ascii(char)[1:-1] if unicodedata.category(char) == "Cc" or char in _BIDI_CONTROLS else char
+                        for char in value))
 
 
 def _number(value: Any, spec: str) -> str:
