@@ -331,3 +331,27 @@ def test_any_raw_filter_is_refused_cleanly_or_evaluates(clause, pin):
         return
     assert passes in (True, False)
     assert filters.matches(pin) == passes
+
+
+# ---- fusion ----------------------------------------------------------------------------------------------------
+
+pin_ids = st.text(any_character, min_size=1, max_size=6)
+engine_scores = st.dictionaries(pin_ids, st.floats(-1e6, 1e6, allow_nan=False), max_size=12)
+
+
+@settings(max_examples=200)
+@given(engine_scores, engine_scores, st.sampled_from(["rrf", "blend"]), st.floats(0.0, 1.0), st.integers(1, 100))
+@example({"a": 1.0, "b": 1.0}, {"b": 0.5, "a": 0.5}, "blend", 0.5, 60)  # ties everywhere: broken by id
+def test_fusion_is_a_ranking_of_the_union_whatever_the_input_order(bm25, pintext, method, weight, rrf_k):
+    from pintext.fusion import FusionConfig
+
+    config = FusionConfig(method=method, rrf_k=rrf_k, weight=weight)
+    fused = config.fuse(bm25, pintext)
+    assert fused == config.fuse(dict(reversed(list(bm25.items()))), dict(reversed(list(pintext.items()))))
+    ids = [pin_id for pin_id, _ in fused]
+    assert sorted(ids) == sorted(set(bm25) | set(pintext))
+    scores = [score for _, score in fused]
+    assert all(math.isfinite(score) and score >= 0.0 for score in scores)
+    assert fused == sorted(fused, key=lambda item: (-item[1], item[0]))
+    ceiling = 1.0 if method == "blend" else 1.0 / (rrf_k + 1)
+    assert all(score <= ceiling + 1e-12 for score in scores)
