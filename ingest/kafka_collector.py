@@ -29,7 +29,7 @@ import re
 import socket
 import time
 from collections import Counter
-from collections.abc import Callable, Container
+from collections.abc import Callable, Container, Iterator
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -41,8 +41,8 @@ from pintext.ingest.readers import (
     PARQUET_EVENT_COLUMNS,
     PARQUET_EXTRA_COLUMN,
     import_pyarrow_parquet,
-    open_binary,
     parse_line,
+    raw_lines,
 )
 from pintext.schemas import WHOLE_RECORD, LocatedRecordError, RecordError, parse_timestamp, validate_event
 
@@ -53,6 +53,18 @@ DEFAULT_BATCH_SIZE = 500
 SESSION_TIMEOUT_MS = 10_000
 # How long the first metadata request may take before the broker counts as unreachable.
 CONNECT_TIMEOUT_S = 15.0
+# The largest message produced or collected: librdkafka's default `message.max.bytes` (the broker's own limit is
+# a little higher). An event is a few hundred bytes; a line over this is dead-lettered, never sent or kept.
+MAX_MESSAGE_BYTES = 1_000_000
+TOO_LARGE = "too large for a Kafka message"
+# How long the collector keeps retrying while the broker is away (librdkafka reconnects by itself) before it gives up.
+DEFAULT_BROKER_TIMEOUT_S = 120.0
+# While the broker is away: the pause between two commit retries, and the longest wait between reconnect attempts.
+RETRY_INTERVAL_S = 1.0
+RECONNECT_BACKOFF_MAX_MS = 1000
+REQUEST_TIMEOUT_MS = 10_000
+# While a commit's answer is awaited, the consumer is served in steps this long.
+COMMIT_POLL_S = 0.01
 # How long an idle-timeout run waits for the group to assign it partitions at all before giving up.
 ASSIGNMENT_WAIT_S = 60.0
 FORMATS = ("jsonl", "parquet")
@@ -85,6 +97,7 @@ class CollectorConfig:
     roll_seconds: float | None = None
     format: str = "jsonl"
     collector_id: str | None = None
+    broker_timeout_s: float = DEFAULT_BROKER_TIMEOUT_S
 
     def __post_init__(self) -> None:
         if self.format not in FORMATS:
@@ -130,6 +143,10 @@ def consumer_config(config: CollectorConfig) -> dict[str, Any]:
         # 45 s by default) its partitions go to nobody, so a restart would idle. 10 s was Kafka's old default.
         "session.timeout.ms": SESSION_TIMEOUT_MS,
         "heartbeat.interval.ms": SESSION_TIMEOUT_MS // 4,
+        # A restarted broker is found within a second, not after librdkafka's default 10 s backoff.
+        "reconnect.backoff.max.ms": RECONNECT_BACKOFF_MAX_MS,
+        # Bounds the one synchronous commit (in on_revoke) to a broker that just died: ~2x this, not 60 s.
+        "socket.timeout.ms": REQUEST_TIMEOUT_MS,
     }
 
 
@@ -139,10 +156,34 @@ def message_location(partition: int, offset: int) -> str:
 
 
 def message_to_record(value: bytes | None, known_pins: Container[str] | None = None) -> dict[str, Any]:
-    """Decode, parse and validate one message value as an engagement event; failures raise `RecordError`."""
+    """Decode, parse and validate one message value as an engagement event; failures raise `RecordError`.
+
+    A poison message must never stop the collector (it would stop at the same offset on every run): anything a
+    message can make the parser, the schema or the writer trip on is a `RecordError` here, so it is dead-lettered.
+    """
     if value is None or not value.strip():
         raise RecordError(WHOLE_RECORD, "empty message")
-    return parse_line(value, partial(validate_event, known_pins=known_pins))
+    _require_size(value)
+    try:
+        record = parse_line(value, partial(validate_event, known_pins=known_pins))
+    except OverflowError as error:  # e.g. an integer `ts` with 400 digits
+        raise RecordError(WHOLE_RECORD, "number out of range", str(error)) from None
+    _require_encodable(record)
+    return record
+
+
+def _require_size(value: bytes) -> None:
+    if len(value) > MAX_MESSAGE_BYTES:
+        raise RecordError(WHOLE_RECORD, TOO_LARGE, f"{len(value):,} bytes, the limit is {MAX_MESSAGE_BYTES:,}")
+
+
+def _require_encodable(record: dict[str, Any]) -> None:
+    """JSON's `\\ud800` escapes parse to lone surrogates, which no UTF-8 file can hold: reject them here rather
+    than crash the writer."""
+    try:
+        json.dumps(record, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError as error:
+        raise RecordError(WHOLE_RECORD, "not valid UTF-8", f"a lone surrogate escape: {error.reason}") from None
 
 
 def partition_key(raw: bytes) -> bytes | None:
@@ -152,7 +193,7 @@ def partition_key(raw: bytes) -> bytes | None:
     """
     try:
         obj = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, RecursionError):  # not JSON, not UTF-8 (a ValueError too), or nested too deeply
         return None
     user_id = obj.get("user_id") if isinstance(obj, dict) else None
     return user_id.encode("utf-8") if isinstance(user_id, str) and user_id else None
@@ -519,6 +560,11 @@ class CollectStats:
     parts: list[Path] = field(default_factory=list)
     recovered_parts: int = 0
     rebalances: int = 0
+    # Broker outages survived (commits refused, transport down) and their total length.
+    outages: int = 0
+    outage_seconds: float = 0.0
+    # Messages read again after an outage or rebalance whose events this run had already written: not written twice.
+    redelivered_skipped: int = 0
 
     @property
     def messages_per_second(self) -> float:
@@ -538,6 +584,71 @@ def _writer(config: CollectorConfig) -> Writer:
     return PartWriter(config.out_dir, config.writer_id, config.format, roll_bytes, config.roll_seconds)
 
 
+class BrokerUnavailable(RuntimeError):
+    """The broker stayed away longer than the collector's `broker_timeout_s`; the message says since when."""
+
+
+# librdkafka's error codes for "no broker answers" (its own, negative): the collector waits through these.
+_OUTAGE_CODES = frozenset({"_TRANSPORT", "_ALL_BROKERS_DOWN", "_RESOLVE", "_TIMED_OUT"})
+
+
+@dataclass
+class BrokerWatch:
+    """Broker outages as the collector sees them: one starts at a refused commit or a transport error, and ends at
+    the next successful commit or metadata answer. `check()` raises `BrokerUnavailable` once one outlasts the
+    timeout; until then the collector keeps going and librdkafka keeps reconnecting."""
+
+    bootstrap: str
+    timeout_s: float
+    stats: CollectStats
+    clock: Callable[[], float] = time.monotonic
+    since: float | None = None
+    ended_at: float | None = None
+    last_error: str = ""
+    _last_try: float = float("-inf")
+
+    @property
+    def away(self) -> bool:
+        return self.since is not None
+
+    def noticed(self, error: Any) -> None:
+        """The consumer's `error_cb`: a transport-level error starts an outage (never raises: librdkafka calls it)."""
+        if error.name() in _OUTAGE_CODES:
+            self.failed(error)
+
+    def failed(self, error: Any, since: float | None = None) -> None:
+        """A request failed for want of a broker; `since`: when it was sent (a commit can wait a while to fail)."""
+        self.last_error = str(error)
+        if self.since is None:
+            self.since = self.clock() if since is None else since
+            self.stats.outages += 1
+
+    def forget(self) -> None:
+        self.since = None
+        self.stats.outages = 0
+
+    def answered(self) -> None:
+        if self.since is not None:
+            self.ended_at = self.clock()
+            self.stats.outage_seconds += self.ended_at - self.since
+            self.since = None
+
+    def retry_due(self) -> bool:
+        """While away, a commit or probe is tried once per RETRY_INTERVAL_S (each one may block for a while)."""
+        now = self.clock()
+        if self.since is not None and now - self._last_try < RETRY_INTERVAL_S:
+            return False
+        self._last_try = now
+        return True
+
+    def check(self) -> None:
+        if self.since is not None and self.clock() - self.since >= self.timeout_s:
+            raise BrokerUnavailable(
+                f"the Kafka broker at {self.bootstrap} has not answered for {self.clock() - self.since:.0f} s "
+                f"(--broker-timeout {self.timeout_s:g}): {self.last_error}; what was collected is on disk and a "
+                f"re-run resumes after the last commit")
+
+
 def collect(
     config: CollectorConfig,
     known_pins: Container[str] | None = None,
@@ -547,23 +658,30 @@ def collect(
     """Consume `config.topic` into `config.out_dir` until max messages, idle timeout, or `should_stop()`.
 
     With `strict`, the first bad message raises `LocatedRecordError` (source = topic, line = partition/offset)
-    after everything before it was written and committed, so a re-run stops at the same message.
+    after everything before it was written and committed, so a re-run stops at the same message. A broker that
+    goes away is waited for (`BrokerWatch`): up to `config.broker_timeout_s`, then `BrokerUnavailable`.
     """
     from confluent_kafka import Consumer
 
     stats = CollectStats()
     started = time.monotonic()
-    consumer = Consumer(consumer_config(config))
+    watch = BrokerWatch(config.bootstrap, config.broker_timeout_s, stats)
+    # log_level 2: librdkafka would print every refused reconnect of an outage; the watch reports it instead.
+    ledgers: list[_Ledger] = []  # the consumer's on_commit goes to the ledger, which is made after the consumer
+    consumer = Consumer({**consumer_config(config), "error_cb": watch.noticed, "log_level": 2,
+                         "on_commit": lambda error, partitions: ledgers[0].on_commit(error, partitions)})
     writer = _writer(config)
     try:
         # Fail fast with a clear error when nobody answers, rather than waiting silently for a broker.
         consumer.list_topics(timeout=CONNECT_TIMEOUT_S)
+        watch.forget()  # refusals before the first answer are the connect timeout's business
         with writer as events, DeadLetter(_prepared(config.rejected_path)) as dead_letter:
             stats.repaired_bytes = events.repaired_bytes
-            ledger = _Ledger(consumer, events, dead_letter, stats)
+            ledger = _Ledger(consumer, events, dead_letter, stats, watch)
+            ledgers.append(ledger)
             try:
                 _consume_loop(consumer, config, known_pins, should_stop, on_batch, stats, ledger)
-                ledger.settle(close=True)
+                ledger.finish()
             finally:
                 # From here on a revoke (consumer.close) has nothing left to commit.
                 ledger.closed = True
@@ -586,34 +704,124 @@ def _prepared(path: Path) -> Path:
 class _Ledger:
     """Offsets consumed but not yet committed; committed only once the writer says their events are durable.
 
+    A batch's commit is awaited before the next batch is handled (so at most one batch is ever written and not
+    committed), but never by blocking in librdkafka: it is sent asynchronously and its answer (`on_commit`) waited
+    for while the consumer is served, what it fetches meanwhile kept in `backlog`; past the broker timeout the run
+    ends (`BrokerUnavailable`). A refused commit keeps its offsets, retried once a second while the broker is away
+    (`BrokerWatch`); the next commit covers everything before it.
+
     Also the consumer's rebalance callbacks: before partitions are revoked, the open part is made durable (a
     Parquet part is closed) and every pending offset is committed, so the next owner starts after them.
+
+    `written` remembers, per partition, the offset after the last message this run handed to the writer (or the
+    dead letter): a message below it that comes again (its commit never landed because the broker went away and
+    the partitions were lost, then came back) is already on disk, so it is committed but not written twice.
     """
 
-    def __init__(self, consumer: Any, events: Writer, dead_letter: DeadLetter, stats: CollectStats) -> None:
+    def __init__(self, consumer: Any, events: Writer, dead_letter: DeadLetter, stats: CollectStats,
+                 watch: BrokerWatch) -> None:
         self.consumer = consumer
         self.events = events
         self.dead_letter = dead_letter
         self.stats = stats
+        self.watch = watch
         self.pending: dict[tuple[str, int], int] = {}
+        self.written: dict[tuple[str, int], int] = {}
+        self.backlog: list[Any] = []
+        self._answer: tuple[Any] | None = None
         self.assigned_at: float | None = None
+        self.unassigned_since = time.monotonic()
         self.closed = False
 
     def add(self, topic: str, partition: int, next_offset: int) -> None:
         self.pending[(topic, partition)] = next_offset
+        self.written[(topic, partition)] = max(next_offset, self.written.get((topic, partition), 0))
 
-    def settle(self, close: bool = False) -> None:
-        """Roll the part when due (or `close`), and commit the pending offsets if their events are durable."""
+    def already_written(self, topic: str, partition: int, offset: int) -> bool:
+        return offset < self.written.get((topic, partition), 0)
+
+    def settle(self, close: bool = False, force: bool = False, in_callback: bool = False) -> None:
+        """Roll the part when due (or `close`), and commit the pending offsets if their events are durable.
+        While the broker is away a commit is tried once per RETRY_INTERVAL_S, unless `force`."""
         due = self.events.due()
         if not (self.pending or close or due):
             return
         if close or due:
             self.events.close_part()
-        if not self.events.sync():
+        if not self.pending or not self.events.sync():
             return
         fsync_path(self.dead_letter.path)
-        _commit(self.consumer, self.pending, self.stats)
-        self.pending.clear()
+        if (force or self.watch.retry_due()) and self._commit(in_callback):
+            self.pending.clear()
+
+    def _commit(self, in_callback: bool = False) -> bool:
+        """True when the pending offsets are committed; False (kept for a retry) when the broker refused."""
+        from confluent_kafka import KafkaException, TopicPartition
+
+        offsets = [TopicPartition(topic, partition, offset) for (topic, partition), offset in self.pending.items()]
+        sent_at = self.watch.clock()
+        try:
+            if in_callback:  # a rebalance callback must not poll the consumer: wait for the broker instead
+                self.consumer.commit(offsets=offsets, asynchronous=False)
+            else:
+                self._commit_and_wait(offsets, sent_at)
+        except KafkaException as error:
+            if error.args[0].fatal():
+                raise
+            self.watch.failed(error, since=sent_at)
+            return False
+        self.stats.commits += 1
+        self.watch.answered()
+        return True
+
+    def _commit_and_wait(self, offsets: list[Any], sent_at: float) -> None:
+        """Commit asynchronously and wait for the answer (`on_commit`) while serving the consumer, so that neither
+        a broker that died under the request nor one that never comes back can block the run: past the broker
+        timeout this raises `BrokerUnavailable`. What the consumer fetches meanwhile waits in `backlog`."""
+        from confluent_kafka import KafkaException
+
+        self._answer = None
+        self.consumer.commit(offsets=offsets, asynchronous=True)
+        while self._answer is None:
+            if self.watch.clock() - sent_at >= self.watch.timeout_s:
+                self.watch.failed(f"a commit got no answer for {self.watch.timeout_s:g} s", since=sent_at)
+                self.watch.check()
+            self.backlog.extend(self.consumer.consume(num_messages=1, timeout=COMMIT_POLL_S))
+        if self._answer[0] is not None:
+            raise KafkaException(self._answer[0])
+
+    def on_commit(self, error: Any, partitions: list[Any]) -> None:
+        """The consumer's `on_commit`: the answer `_commit_and_wait` waits for (the first partition error counts)."""
+        refused = [tp.error for tp in partitions if tp.error is not None]
+        self._answer = (error if error is not None else (refused[0] if refused else None),)
+
+    def take_backlog(self, count: int) -> list[Any]:
+        """Up to `count` messages fetched while a commit was waited for, oldest first."""
+        taken, self.backlog = self.backlog[:count], self.backlog[count:]
+        return taken
+
+    def probe(self, topic: str) -> None:
+        """While away with nothing to commit: a metadata request says whether the broker is back."""
+        from confluent_kafka import KafkaException
+
+        if not self.watch.away or self.pending or not self.watch.retry_due():
+            return
+        try:
+            self.consumer.list_topics(topic, timeout=RETRY_INTERVAL_S)
+        except KafkaException as error:
+            self.watch.failed(error)
+            return
+        self.watch.answered()
+
+    def finish(self) -> None:
+        """Make everything durable and commit it; while the broker is away, keep serving the consumer (so it can
+        reconnect and rejoin its group) and retry, bounded by the broker timeout. Messages fetched while waiting
+        are not handled: their offsets stay uncommitted, so the next run reads them."""
+        self.settle(close=True, force=True)
+        while self.pending:
+            self.watch.check()
+            self.consumer.consume(num_messages=1, timeout=RETRY_INTERVAL_S)
+            self.settle()
 
     def on_assign(self, _consumer: Any, _partitions: list[Any]) -> None:
         self.assigned_at = time.monotonic()
@@ -622,22 +830,27 @@ class _Ledger:
             self.stats.recovered_parts += self.events.adopt_orphans()
 
     def on_revoke(self, _consumer: Any, _partitions: list[Any]) -> None:
-        from confluent_kafka import KafkaException
-
+        self._unassigned()
         if self.closed or not self.pending:
             return
-        try:
-            self.settle(close=not self.events.sync())
-        except KafkaException as error:  # the events are on disk: the next owner reads them again (duplicates)
-            self.stats.warnings.append(f"commit on revoke failed: {error}")
+        self.settle(close=not self.events.sync(), force=True, in_callback=True)
+        if self.pending:  # the events are on disk: the next owner reads them again (duplicates, not loss)
+            self.stats.warnings.append(f"commit on revoke failed: {self.watch.last_error}")
             self.pending.clear()
 
     def on_lost(self, _consumer: Any, _partitions: list[Any]) -> None:
         # The group already gave the partitions away: committing is refused. Keep the events (duplicates, not loss).
+        self._unassigned()
         if not self.closed:
             self.events.close_part()
         self.pending.clear()
         self.stats.warnings.append("partitions lost (session timed out): their uncommitted events will be re-read")
+
+    def _unassigned(self) -> None:
+        """Partitions revoked or lost: fetched messages not yet handled are dropped (read again from the commit)."""
+        self.assigned_at = None
+        self.unassigned_since = time.monotonic()
+        self.backlog.clear()
 
 
 def _consume_loop(
@@ -657,6 +870,7 @@ def _consume_loop(
     last_message_at = started
     first_message_at: float | None = None
     while True:
+        ledger.watch.check()
         if should_stop():
             stats.stopped_by = "signal"
             return
@@ -666,10 +880,11 @@ def _consume_loop(
             if wanted <= 0:
                 stats.stopped_by = "max-messages"
                 return
-        polled = consumer.consume(num_messages=wanted, timeout=config.poll_timeout_s)
+        polled = ledger.take_backlog(wanted) or consumer.consume(num_messages=wanted, timeout=config.poll_timeout_s)
         messages = [message for message in polled if _usable(message, stats)]
         if not messages:
             ledger.settle()  # a part due by age rolls (and a Parquet part's offsets are committed) while idle
+            ledger.probe(config.topic)
             idle_timeout = config.idle_timeout_s
             if idle_timeout is not None and _idle_expired(idle_timeout, started, last_message_at, ledger, stats):
                 return
@@ -685,15 +900,19 @@ def _consume_loop(
 def _idle_expired(
     idle_timeout_s: float, started: float, last_message_at: float, ledger: _Ledger, stats: CollectStats
 ) -> bool:
-    """True when the run should end for lack of messages; sets `stats.stopped_by`."""
+    """True when the run should end for lack of messages; sets `stats.stopped_by`. Never while the broker is away
+    (no message is not "no new messages" then): the idle clock restarts when it is back."""
+    if ledger.watch.away:
+        return False
     now = time.monotonic()
-    if ledger.assigned_at is None:
-        if now - started >= max(idle_timeout_s, ASSIGNMENT_WAIT_S):
+    if ledger.assigned_at is None:  # before the first assignment, or between a revoke (or loss) and the next
+        waited = now - max(started, ledger.unassigned_since)
+        if waited >= max(idle_timeout_s, ASSIGNMENT_WAIT_S):
             stats.stopped_by = "idle-timeout"
-            stats.warnings.append(f"no partitions assigned within {now - started:.0f}s")
+            stats.warnings.append(f"no partitions assigned within {waited:.0f}s")
             return True
         return False
-    if now - max(last_message_at, ledger.assigned_at) >= idle_timeout_s:
+    if now - max(last_message_at, ledger.assigned_at, ledger.watch.ended_at or 0.0) >= idle_timeout_s:
         stats.stopped_by = "idle-timeout"
         return True
     return False
@@ -725,35 +944,31 @@ def _handle_batch(
     events.jsonl and JSONL parts (fsync), when the part closes for Parquet."""
     failure: LocatedRecordError | None = None
     for message in messages:
-        location = message_location(message.partition(), message.offset())
+        topic, partition, offset = message.topic(), message.partition(), message.offset()
+        if ledger.already_written(topic, partition, offset):
+            stats.redelivered_skipped += 1
+            ledger.add(topic, partition, offset + 1)
+            continue
+        location = message_location(partition, offset)
         try:
             record = message_to_record(message.value(), known_pins)
         except RecordError as error:
             if config.strict:
-                failure = error.located(message.topic(), location)
+                failure = error.located(topic, location)
                 break
-            ledger.dead_letter.add(message.topic(), location, error, message.value() or b"")
+            ledger.dead_letter.add(topic, location, error, message.value() or b"")
             stats.rejected += 1
             stats.rejected_by_reason[f"{error.field}: {error.reason}"] += 1
         else:
             ledger.events.write(record)
             stats.written += 1
         stats.consumed += 1
-        ledger.add(message.topic(), message.partition(), message.offset() + 1)
-    ledger.settle(close=failure is not None)
+        ledger.add(topic, partition, offset + 1)
     stats.batches += 1
     if failure is not None:
+        ledger.finish()  # everything before the bad message is committed: a re-run stops at it again
         raise failure
-
-
-def _commit(consumer: Any, next_offsets: dict[tuple[str, int], int], stats: CollectStats) -> None:
-    from confluent_kafka import TopicPartition
-
-    if not next_offsets:
-        return
-    offsets = [TopicPartition(topic, partition, offset) for (topic, partition), offset in next_offsets.items()]
-    consumer.commit(offsets=offsets, asynchronous=False)
-    stats.commits += 1
+    ledger.settle()
 
 
 # ----------------------------------------------------------------------------------------------- produce
@@ -761,11 +976,14 @@ def _commit(consumer: Any, next_offsets: dict[tuple[str, int], int], stats: Coll
 
 @dataclass
 class ProduceStats:
-    """What replaying a file into a topic did."""
+    """What replaying a file into a topic did. `lines` (non-blank lines read) = `sent` + `rejected`."""
 
     lines: int = 0
+    sent: int = 0
     delivered: int = 0
     failed: int = 0
+    rejected: int = 0
+    rejected_by_reason: Counter[str] = field(default_factory=Counter)
     errors: Counter[str] = field(default_factory=Counter)
     topic_created: bool = False
     seconds: float = 0.0
@@ -793,18 +1011,27 @@ def produce_file(
     path: Path,
     bootstrap: str,
     topic: str,
+    dead_letter: DeadLetter,
     partitions: int = 1,
+    validate: bool = False,
     on_line: Callable[[int], None] | None = None,
     flush_timeout_s: float = 60.0,
 ) -> ProduceStats:
-    """Send every non-blank line of a JSONL(.gz) file to `topic` as-is, keyed by user_id; waits for delivery."""
+    """Send every non-blank line of a JSONL(.gz) file to `topic` as-is, keyed by user_id; waits for delivery.
+
+    As-is means a malformed line is sent too (the collector dead-letters it, as it would any producer's), unless
+    `validate`: then only valid events are sent. A line Kafka cannot carry (over `MAX_MESSAGE_BYTES`), the
+    damaged rest of a truncated `.gz`, and with `validate` an invalid event, go to `dead_letter` (file, line,
+    reason) and are counted; the lines around them are sent.
+    """
     from confluent_kafka import Producer
 
     stats = ProduceStats()
     started = time.monotonic()
     stats.topic_created = ensure_topic(bootstrap, topic, partitions)
     # log_level 3 (errors): the transient "coordinator load in progress" notices of a fresh broker are noise.
-    producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "linger.ms": 5, "log_level": 3})
+    producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "linger.ms": 5, "log_level": 3,
+                         "message.max.bytes": MAX_MESSAGE_BYTES + 4096})  # room for the key and headers
 
     def delivered(error: Any, _message: Any) -> None:
         if error is None:
@@ -813,21 +1040,50 @@ def produce_file(
             stats.failed += 1
             stats.errors[str(error)] += 1
 
-    with open_binary(path) as handle:
-        for raw in handle:
-            value = raw.rstrip(b"\r\n")
-            if not value.strip():
-                continue
+    for line_no, value in sendable_lines(path, dead_letter, validate):
+        stats.lines += 1
+        if isinstance(value, RecordError):
+            stats.rejected += 1
+            stats.rejected_by_reason[f"{value.field}: {value.reason}"] += 1
+        else:
             _send(producer, topic, value, partition_key(value), delivered)
-            stats.lines += 1
-            if on_line:
-                on_line(stats.lines)
+            stats.sent += 1
+        if on_line:
+            on_line(line_no)
     undelivered = producer.flush(flush_timeout_s)
     if undelivered:
         stats.failed += undelivered
         stats.errors[f"not delivered within {flush_timeout_s:.0f}s"] += undelivered
     stats.seconds = time.monotonic() - started
     return stats
+
+
+def sendable_lines(path: Path, dead_letter: DeadLetter,
+                   validate: bool = False) -> Iterator[tuple[int, bytes | RecordError]]:
+    """`(line_no, message value)` for each non-blank line of a JSONL(.gz) file, or `(line_no, RecordError)` for
+    one that is not sent, after writing it to `dead_letter` (source = the file)."""
+    for line_no, raw in raw_lines(path):
+        value = raw if isinstance(raw, RecordError) else raw.rstrip(b"\r\n")
+        if isinstance(value, bytes) and not value.strip():
+            continue
+        problem = value if isinstance(value, RecordError) else _unsendable(value, validate)
+        if problem is not None:
+            dead_letter.add(str(path), line_no, problem, value if isinstance(value, bytes) else b"")
+            yield line_no, problem
+        else:
+            yield line_no, value
+
+
+def _unsendable(value: bytes, validate: bool) -> RecordError | None:
+    """Why a line is not sent (too large; with `validate`, not a valid event), or None."""
+    try:
+        if validate:
+            message_to_record(value)
+        else:
+            _require_size(value)
+    except RecordError as error:
+        return error
+    return None
 
 
 def _send(producer: Any, topic: str, value: bytes, key: bytes | None, on_delivery: Callable[..., None]) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -242,6 +243,14 @@ def test_message_to_record_accepts_a_valid_event() -> None:
         (None, WHOLE_RECORD, "empty message"),
         (b"[1, 2]", WHOLE_RECORD, "not a JSON object"),
         (b'{"event_id": "e", "ts": 1, "surface": "search", "action": "click", "pin_id": "p", "query": "q"}', "user_id", "missing"),
+        # Poison messages (issue 13): each once crashed the collector at the same offset on every run, or was kept.
+        (b"[" * 10_000 + b"]" * 10_000, WHOLE_RECORD, "nested too deeply"),
+        (b'{"event_id": "e", "ts": 1' + b"0" * 400 + b', "user_id": "u", "surface": "homefeed", "action": "click", '
+         b'"pin_id": "p"}', WHOLE_RECORD, "number out of range"),
+        (b'{"event_id": "e", "ts": 1, "user_id": "\\ud800", "surface": "homefeed", "action": "click", "pin_id": "p"}',
+         WHOLE_RECORD, "not valid UTF-8"),
+        (b'{"event_id": "e", "ts": 1, "user_id": "u", "surface": "homefeed", "action": "click", "pin_id": "p", '
+         b'"pad": "' + b"x" * kc.MAX_MESSAGE_BYTES + b'"}', WHOLE_RECORD, kc.TOO_LARGE),
     ],
 )
 def test_message_to_record_names_field_and_reason(value: bytes | None, field: str, reason: str) -> None:
@@ -262,6 +271,27 @@ def test_partition_key_is_the_user_id() -> None:
     assert kc.partition_key(b'{"user_id": 7}') is None
     assert kc.partition_key(b"not json") is None
     assert kc.partition_key(b"[1]") is None
+    assert kc.partition_key(b"[" * 10_000 + b"]" * 10_000) is None  # once a RecursionError that stopped `produce`
+    assert kc.partition_key(b"\xff\xfe") is None
+
+
+def test_broker_watch_counts_an_outage_once_and_gives_up_after_the_timeout() -> None:
+    now = [100.0]
+    stats = kc.CollectStats()
+    watch = kc.BrokerWatch("127.0.0.1:1", timeout_s=30, stats=stats, clock=lambda: now[0])
+    watch.failed(RuntimeError("commit refused"), since=95.0)
+    now[0] = 110.0
+    watch.failed(RuntimeError("still refused"))
+    watch.check()  # 15 s away: within the timeout
+    assert watch.away and stats.outages == 1
+    now[0] = 120.0
+    watch.answered()
+    assert not watch.away and stats.outage_seconds == 25.0
+    watch.failed(RuntimeError("gone again"))
+    now[0] = 150.0
+    with pytest.raises(kc.BrokerUnavailable, match=r"has not answered for 30 s \(--broker-timeout 30\): gone again"):
+        watch.check()
+    assert stats.outages == 2
 
 
 def test_torn_last_line_is_cut(tmp_path: Path) -> None:
@@ -443,8 +473,13 @@ def topic(kafka_bootstrap: str) -> Iterator[str]:
 def produce(kafka_bootstrap: str, topic: str, path: Path, partitions: int = 3) -> None:
     result = run_cli("produce", str(path), "--bootstrap", kafka_bootstrap, "--topic", topic, "--partitions", str(partitions))
     assert result.returncode == 0, result.stdout + result.stderr
-    lines = count_lines(path)
-    assert f"│ delivered     │ {lines}" in result.stdout, result.stdout
+    assert table_value(result.stdout, "delivered") == str(count_lines(path)), result.stdout
+
+
+def table_value(stdout: str, row: str) -> str | None:
+    """The value of one row of a summary table (`│ row   │ value │`), or None when the row is not there."""
+    match = re.search(rf"│ {re.escape(row)}\s+│ (.*?)\s*│", stdout)
+    return match.group(1) if match else None
 
 
 def collector_args(kafka_bootstrap: str, topic: str, out: Path, group: str, *extra: str) -> list[str]:

@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from pintext.ingest import kafka_collector as kc
+from pintext.ingest.deadletter import DeadLetter
 from tests.test_kafka_collect import PINTEXT, kill_if_running, make_lines, terminate, wait_for, write_lines
 
 PARTITIONS = 4
@@ -37,6 +38,14 @@ def topic(kafka_bootstrap: str) -> Iterator[str]:
     admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
     if name in admin.list_topics(timeout=10).topics:
         admin.delete_topics([name])[name].result(timeout=30)
+
+
+def produce_file(path: Path, bootstrap: str, topic: str) -> kc.ProduceStats:
+    """Replay a file into the topic; every line must be sent (none too large for Kafka)."""
+    with DeadLetter(path.with_name(path.name + ".rejected.jsonl")) as rejected:
+        stats = kc.produce_file(path, bootstrap, topic, rejected)
+    assert stats.rejected == 0 and stats.sent == stats.lines
+    return stats
 
 
 def group_members(bootstrap: str, group: str) -> dict[str, int]:
@@ -105,7 +114,7 @@ def test_a_killed_collector_s_partitions_move_to_the_survivor_and_nothing_is_los
     try:
         wait_for(lambda: sorted(group_members(kafka_bootstrap, group).values()) == [2, 2], 90,
                  "both collectors in the group with 2 partitions each", poll_s=0.2)
-        produced = kc.produce_file(write_lines(tmp_path / "first.jsonl", first_lines), kafka_bootstrap, topic)
+        produced = produce_file(write_lines(tmp_path / "first.jsonl", first_lines), kafka_bootstrap, topic)
         assert produced.delivered == len(first_lines)
         wait_for(lambda: records_on_disk(out, "b") >= 200 or victim.poll() is not None, 90, "b wrote 200 events")
         assert victim.poll() is None, victim.stderr.read() if victim.stderr else ""
@@ -113,7 +122,7 @@ def test_a_killed_collector_s_partitions_move_to_the_survivor_and_nothing_is_los
         victim.wait(timeout=30)
         assert victim.returncode == -signal.SIGKILL
 
-        produced = kc.produce_file(write_lines(tmp_path / "second.jsonl", second_lines), kafka_bootstrap, topic)
+        produced = produce_file(write_lines(tmp_path / "second.jsonl", second_lines), kafka_bootstrap, topic)
         assert produced.delivered == len(second_lines)
         # After the session timeout the group gives b's partitions to a, which drains them from b's last commit.
         wait_for(lambda: lag(kafka_bootstrap, topic, group) == 0 or survivor.poll() is not None, 180,
@@ -175,7 +184,7 @@ def test_a_rebalance_commits_an_open_parquet_part_before_the_partitions_go(
     from pintext.ingest.readers import parquet_rows
 
     lines, valid, bad = make_lines(0, 1000, seed=13)
-    produced = kc.produce_file(write_lines(tmp_path / "events.jsonl", lines), kafka_bootstrap, topic)
+    produced = produce_file(write_lines(tmp_path / "events.jsonl", lines), kafka_bootstrap, topic)
     assert produced.delivered == len(lines)
     out = tmp_path / "parts"
     group = f"group-{topic}"

@@ -29,9 +29,11 @@ def register(app: typer.Typer) -> None:
 # ----------------------------------------------------------------------------------------------- kafka
 
 
-# Literal copies of pintext.servers.kafka_broker's, so `pintext --help` imports no server code (tests/test_servers.py).
+# Literal copies of pintext.servers.kafka_broker's and kafka_collector's, so `pintext --help` imports neither
+# (tests/test_servers.py).
 KAFKA_VERSIONS = ("4.1.1",)
 KAFKA_DEFAULT_PORT = 9092
+DEFAULT_BROKER_TIMEOUT_S = 120.0
 
 
 def _kafka_broker(version: str | None, port: int | None, heap: str | None):
@@ -56,6 +58,24 @@ kafka_app = lifecycle_app(ServerGroup(
 
 # ----------------------------------------------------------------------------------------------- collect
 
+BootstrapOption = Annotated[Optional[str], typer.Option(
+    envvar="KAFKA_BOOTSTRAP", show_envvar=True,
+    help="Kafka bootstrap servers, HOST:PORT; default: the managed broker (what `pintext kafka up` recorded, else "
+         "127.0.0.1:$PINTEXT_KAFKA_PORT).")]
+
+
+def _bootstrap(given: str | None) -> str:
+    """--bootstrap, else $KAFKA_BOOTSTRAP (typer reads it into the option), else the managed broker's address."""
+    if given:
+        return given
+    from pintext.servers import kafka_broker
+
+    try:
+        return kafka_broker.managed_bootstrap()
+    except kafka_broker.KafkaBrokerError as error:  # a bad PINTEXT_KAFKA_PORT
+        fail(str(error), USAGE)
+
+
 
 class _StopFlag:
     """Set by SIGINT/SIGTERM: the collector finishes its batch, commits and exits cleanly."""
@@ -75,7 +95,6 @@ class _StopFlag:
 
 
 def collect(
-    bootstrap: Annotated[str, typer.Option(help="Kafka bootstrap servers, HOST:PORT.")],
     topic: Annotated[str, typer.Option(help="Topic with engagement events, one JSON object per message.")],
     out: Annotated[Path, typer.Option(help="Folder for events.jsonl and rejected.jsonl (appended to), or for the "
                                       "parts with --roll-bytes/--roll-seconds/--format parquet/--collector-id.")],
@@ -102,20 +121,27 @@ def collect(
         Optional[str], typer.Option(help="Parts: this collector's id in OUT (names its parts; default: host name). "
                                          "Collectors sharing OUT need different ids.")
     ] = None,
+    broker_timeout: Annotated[
+        float, typer.Option(min=1, help="Seconds the collector keeps retrying while the broker is away (it "
+                                        "reconnects by itself); after that it exits 1.")
+    ] = DEFAULT_BROKER_TIMEOUT_S,
+    bootstrap: BootstrapOption = None,
 ) -> None:
     """Consume engagement events from Kafka into OUT/events.jsonl, or into rolled parts OUT/events-<id>-<seq>.jsonl|
     .parquet that `pintext pairs --events OUT` reads (at-least-once; bad ones to OUT/rejected[-<id>].jsonl)."""
     from confluent_kafka import KafkaException
 
-    from pintext.ingest.kafka_collector import CollectorConfig, CollectorIdInUse
+    from pintext.ingest.kafka_collector import BrokerUnavailable, CollectorConfig, CollectorIdInUse
     from pintext.ingest.kafka_collector import collect as run_collector
     from pintext.schemas import LocatedRecordError
 
+    bootstrap = _bootstrap(bootstrap)
     try:
         config = CollectorConfig(
             bootstrap=bootstrap, topic=topic, out_dir=out, group=group, max_messages=max_messages,
             idle_timeout_s=idle_timeout, batch_size=batch_size, strict=strict, roll_bytes=roll_bytes,
             roll_seconds=roll_seconds, format=output_format, collector_id=collector_id,
+            broker_timeout_s=broker_timeout,
         )  # fmt: skip
     except ValueError as error:
         fail(str(error), USAGE)
@@ -130,6 +156,8 @@ def collect(
             )  # fmt: skip
     except LocatedRecordError as error:
         fail(f"bad message {error} (strict mode: offsets committed up to it)", USAGE)
+    except BrokerUnavailable as error:
+        fail(str(error), FAILURE)
     except KafkaException as error:
         fail(f"cannot consume from {bootstrap}: {error}", FAILURE)
     except CollectorIdInUse as error:
@@ -173,6 +201,11 @@ def _print_collect_summary(config: object, stats: object) -> None:
     table.add_row("messages/s", rate)
     if stats.repaired_bytes:
         table.add_row("torn last line cut", f"{stats.repaired_bytes} bytes (re-read from Kafka)")
+    if stats.outages:
+        table.add_row("broker outages", f"{stats.outages}, {stats.outage_seconds:.1f}s in all: reconnected and "
+                                        "carried on (librdkafka reconnects; offsets committed once it answered)")
+    if stats.redelivered_skipped:
+        table.add_row("read again, already written", f"{stats.redelivered_skipped} (not written twice)")
     for warning in stats.warnings:
         table.add_row("warning", warning)
     Console().print(table)
@@ -185,17 +218,26 @@ def produce(
     events: Annotated[
         Path, typer.Argument(exists=True, dir_okay=False, help="JSONL(.gz) file; each line is sent as-is.")
     ],
-    bootstrap: Annotated[str, typer.Option(help="Kafka bootstrap servers, HOST:PORT.")],
     topic: Annotated[str, typer.Option(help="Topic to write to; created if missing.")],
     partitions: Annotated[int, typer.Option(min=1, help="Partitions when the topic is created.")] = 1,
+    validate: Annotated[bool, typer.Option(help="Send only valid events; the others go to the dead letter.")] = False,
+    dead_letter: Annotated[Optional[Path], typer.Option(
+        "--dead-letter", help="Lines not sent (too large for Kafka, a damaged .gz, invalid with --validate) go here; "
+                              "default $PINTEXT_HOME/produce/<topic>/<file>-<hash>.rejected.jsonl, restarted by "
+                              "each run (a given path is appended to).")] = None,
+    bootstrap: BootstrapOption = None,
 ) -> None:
     """Replay a JSONL file into a Kafka topic, keyed by user_id; reports how many messages were delivered."""
     from confluent_kafka import KafkaException
     from rich.progress import Progress, SpinnerColumn, TextColumn
 
+    from pintext.ingest.deadletter import DeadLetter
     from pintext.ingest.kafka_collector import produce_file
 
-    with Progress(SpinnerColumn(), TextColumn("{task.description}"), console=console, transient=True) as progress:
+    bootstrap = _bootstrap(bootstrap)
+    rejected_path = dead_letter or _default_produce_dead_letter(events, topic)
+    with (Progress(SpinnerColumn(), TextColumn("{task.description}"), console=console, transient=True) as progress,
+          DeadLetter(rejected_path) as rejected):
         task = progress.add_task(f"producing {events} -> {topic}")
 
         def on_line(n: int) -> None:
@@ -203,17 +245,45 @@ def produce(
                 progress.update(task, description=f"producing {events} -> {topic}: {n} lines")
 
         try:
-            stats = produce_file(events, bootstrap, topic, partitions, on_line=on_line)
+            stats = produce_file(events, bootstrap, topic, rejected, partitions, validate, on_line=on_line)
         except KafkaException as error:
             fail(f"cannot produce to {bootstrap}: {error}", FAILURE)
+    _print_produce_summary(topic, stats, rejected_path)
+    if stats.failed:
+        raise typer.Exit(FAILURE)
+
+
+def _default_produce_dead_letter(events: Path, topic: str) -> Path:
+    """One dead letter per (file, topic) under PINTEXT_HOME, never beside the input; a fresh run starts it afresh
+    (it re-sends the whole file), so re-running never lists a line twice."""
+    import hashlib
+
+    from pintext.paths import pintext_home
+
+    digest = hashlib.sha256(str(events.resolve()).encode()).hexdigest()[:12]
+    path = pintext_home() / "produce" / _file_safe(topic) / f"{_file_safe(events.name)}-{digest}.rejected.jsonl"
+    path.unlink(missing_ok=True)
+    return path
+
+
+def _file_safe(text: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in text)
+
+
+def _print_produce_summary(topic: str, stats: object, rejected_path: Path) -> None:
+    from pintext.ingest.kafka_collector import ProduceStats
+
+    assert isinstance(stats, ProduceStats)
     table = Table(title=f"pintext produce: {topic}", show_header=False)
-    table.add_row("lines sent", str(stats.lines))
+    table.add_row("lines read", str(stats.lines))
+    table.add_row("sent", str(stats.sent))
     table.add_row("delivered", str(stats.delivered))
     table.add_row("failed", str(stats.failed))
     for reason, count in stats.errors.most_common():
         table.add_row(f"  {reason}", str(count))
+    table.add_row("rejected", f"{stats.rejected} -> {rejected_path}")
+    for reason, count in stats.rejected_by_reason.most_common():
+        table.add_row(f"  {reason}", str(count))
     table.add_row("topic created", "yes" if stats.topic_created else "no (existed)")
     table.add_row("seconds", f"{stats.seconds:.1f}")
     Console().print(table)
-    if stats.failed:
-        raise typer.Exit(FAILURE)

@@ -29,6 +29,7 @@ from pintext.servers import java, lifecycle, maven, process
 from pintext.servers.java import parse_java_version  # noqa: F401
 from pintext.servers.lifecycle import Launch, Progress, ServerError, no_progress
 from pintext.servers.maven import MAVEN_REPO, MavenArtifact
+from pintext.servers.search_node import SERVICE_USER
 
 KAFKA_VERSION = "4.1.1"
 ARTIFACTS_RESOURCE = "kafka-artifacts.txt"
@@ -206,6 +207,15 @@ def ensure_downloaded(
         return list(pool.map(fetch_one, artifacts))
 
 
+def make_readable(paths: Iterable[Path]) -> None:
+    """Let every user read the jars (public artifacts, downloaded to private 0600 temporary files): the broker may
+    run as the service user, and a JVM skips an unreadable jar of a `dir/*` classpath without a word."""
+    for path in paths:
+        mode = path.stat().st_mode
+        if mode & 0o444 != 0o444:
+            path.chmod(mode | 0o444)
+
+
 def missing_artifacts(settings: BrokerSettings) -> list[MavenArtifact]:
     """The jars not yet in the download cache."""
     return [a for a in kafka_artifacts() if not maven.is_downloaded(a, settings.libs_dir)]
@@ -299,6 +309,8 @@ class KafkaBroker(lifecycle.ManagedServer):
 
     key = "kafka"
     error = KafkaBrokerError
+    # Like the search nodes: when we are root the broker runs as the `pintext` system user, owning its folder.
+    service_user = SERVICE_USER
     start_timeout_s = START_TIMEOUT_S
     stop_timeout_s = STOP_TIMEOUT_S
 
@@ -329,6 +341,15 @@ class KafkaBroker(lifecycle.ManagedServer):
         return self.settings.logs_dir / "server.log"
 
     @property
+    def owned_dir(self) -> Path:
+        """Config, data and logs: the service user writes them (the jars in downloads/ only need reading)."""
+        return self.settings.broker_dir
+
+    @property
+    def shared_dirs(self) -> list[Path]:
+        return [self.settings.libs_dir]
+
+    @property
     def console_file(self) -> Path:
         return self.settings.console_path
 
@@ -347,7 +368,9 @@ class KafkaBroker(lifecycle.ManagedServer):
 
     def prepare(self, progress: Progress) -> Launch:
         executable = find_java()
-        ensure_downloaded(self.settings, on_progress=lambda artifact: progress(f"downloaded {artifact.file_name}"))
+        jars = ensure_downloaded(self.settings,
+                                 on_progress=lambda artifact: progress(f"downloaded {artifact.file_name}"))
+        make_readable(jars)
         write_config(self.settings)
         if not is_formatted(self.settings):
             progress(f"formatting the KRaft storage in {self.settings.data_dir}")
@@ -368,6 +391,13 @@ def read_pid(settings: BrokerSettings) -> int | None:
 def recorded_bootstrap(settings: BrokerSettings) -> str | None:
     """The address the running managed broker was started on (from broker.json), or None."""
     return KafkaBroker(settings).read_state().get("bootstrap")
+
+
+def managed_bootstrap(settings: BrokerSettings | None = None) -> str:
+    """Where clients find the managed broker: the address the running one was started on (broker.json), else the
+    one `up` would start it on (`127.0.0.1:$PINTEXT_KAFKA_PORT`)."""
+    broker = KafkaBroker(settings or settings_from_env())
+    return broker.address() if broker.running_pid() is not None else broker.url
 
 
 def is_our_broker(pid: int, settings: BrokerSettings) -> bool:

@@ -131,6 +131,11 @@ class ManagedServer(ABC):
         return None
 
     @property
+    def shared_dirs(self) -> list[Path]:
+        """Folders outside `owned_dir` the service user must reach to read (Kafka's jars in the download cache)."""
+        return []
+
+    @property
     def host(self) -> str:
         return self.settings.host
 
@@ -254,8 +259,9 @@ class ManagedServer(ABC):
         except process.ServiceUserError as error:
             raise self.error(str(error)) from None
         if account is not None:
-            for folder in process.grant_traverse_to_ancestors(self.owned_dir):
-                progress(f"granted traverse (o+x) on {folder} so user {self.service_user!r} can reach it")
+            for reachable in (self.owned_dir, *self.shared_dirs):
+                for folder in process.grant_traverse_to_ancestors(reachable):
+                    progress(f"granted traverse (o+x) on {folder} so user {self.service_user!r} can reach it")
             process.chown_tree(self.owned_dir, account.pw_uid, account.pw_gid)
         return account
 
