@@ -448,3 +448,18 @@ def test_the_hits_table_prints_titles_and_queries_literally(model, local_index, 
     assert not any(char in result.output for char in "\x1b\x07\u202e")
     literal = title.replace("\x1b", "\\x1b").replace("\x07", "\\x07").replace("\u202e", "\\u202e")
     assert result.output.count(literal) >= 3, result.output  # the query (table title), the title, the board
+
+
+@pytest.mark.parametrize("options", [(), ("--hybrid",)], ids=["search", "hybrid"])
+@pytest.mark.parametrize(("clause", "named"), [({"bool": {"must": 5}}, "must"), ({"match_all": []}, "match_all"),
+                                               ({"no_such_query": {}}, "no_such_query")],
+                         ids=["must a number", "match_all a list", "unknown clause"])
+def test_a_raw_filter_the_engine_refuses_is_one_line(model, engine_index, options, clause, named):
+    """The engine's 400 to the user's own DSL: one line naming its root cause, exit 2 (was a traceback)."""
+    result = CliRunner().invoke(app, ["search", "--model", str(model), *options, *engine_index.cli,
+                                      "--filter-json", json.dumps(clause), "--", "hostile1"])
+    assert result.exit_code == 2, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: --filter-json: the engine refused the query (400): "), \
+        result.output
+    assert named in lines[0].partition("(400): ")[2], lines[0]  # the engine's own reason, naming the clause

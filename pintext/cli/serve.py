@@ -1080,6 +1080,28 @@ def is_unreachable(error: BaseException) -> bool:
     return False
 
 
+def refused_filter(error: BaseException, filter_json: list[str] | None) -> str | None:
+    """The one line for a 400 to a request carrying `--filter-json`: the user's DSL is at fault, not PinText's
+    request (without a raw filter a 400 stays a traceback: that would be a bug here)."""
+    from pintext.serving.engines import error_status
+
+    if not filter_json or error_status(error) != 400:
+        return None
+    return f"--filter-json: the engine refused the query (400): {engine_reason(error)}"
+
+
+def engine_reason(error: BaseException) -> str:
+    """The innermost cause an engine gives for a refused request (opensearch-py's `info`, elasticsearch-py's
+    `body`): `_count` answers "Failed to parse" and nests the clause's own reason in `caused_by`."""
+    for body in (getattr(error, "info", None), getattr(error, "body", None)):
+        cause = body.get("error") if isinstance(body, dict) else None
+        if isinstance(cause, dict):
+            while isinstance(cause.get("caused_by"), dict):
+                cause = cause["caused_by"]
+            return f"{cause.get('type')}: {cause.get('reason')}"
+    return str(getattr(error, "error", None) or error)
+
+
 def reports_serving_errors(command: Callable[..., None]) -> Callable[..., None]:
     """Turn "no node answers" and the serving protocol's errors into one clear line instead of a traceback."""
 
@@ -1099,6 +1121,9 @@ def reports_serving_errors(command: Callable[..., None]) -> Callable[..., None]:
             problem = access_problem(error, url, kwargs.get("user"), kwargs.get("password"))
             if problem:
                 fail(problem, FAILURE)
+            refused = refused_filter(error, kwargs.get("filter_json"))
+            if refused:
+                fail(redact(refused, url, kwargs.get("password")), USAGE)
             if not is_unreachable(error):
                 raise
             detail = getattr(error, "error", None) or getattr(error, "message", None) or type(error).__name__
