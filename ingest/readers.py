@@ -20,6 +20,7 @@ import codecs
 import gzip
 import io
 import json
+import re
 import zlib
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -101,7 +102,7 @@ def parse_json(raw: bytes) -> Any:
     `RecordError`."""
     text = decode_line(raw)
     try:
-        return json.loads(text, parse_constant=_refuse_constant)
+        value = json.loads(text, parse_constant=_refuse_constant)
     except json.JSONDecodeError as error:
         raise RecordError(WHOLE_RECORD, "not valid JSON", str(error)) from None
     except _NotJsonConstant as error:
@@ -109,6 +110,22 @@ def parse_json(raw: bytes) -> Any:
                                                           "number)") from None
     except RecursionError:
         raise RecordError(WHOLE_RECORD, "nested too deeply", "JSON nesting beyond the parser's limit") from None
+    if _SURROGATE_ESCAPE.search(text):
+        _require_no_lone_surrogate(value)
+    return value
+
+
+# A `\ud800`-`\udfff` escape: in a pair it is one character (an emoji), alone it is no character at all.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
+def _require_no_lone_surrogate(value: Any) -> None:
+    """JSON may escape half of a UTF-16 pair alone; Python then holds a string no UTF-8 file, tokenizer or engine
+    takes (the tokenizer raises a TypeError): a bad line, like invalid UTF-8."""
+    try:
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError as error:
+        raise RecordError(WHOLE_RECORD, "not valid UTF-8", f"a lone surrogate escape: {error.reason}") from None
 
 
 def parse_line(raw: bytes, validate: Validator) -> dict[str, Any]:

@@ -50,6 +50,15 @@ BAD = {
         "queries": b'"a\x00b"',
         "import": b'{"anchor": "a\x00b", "positive": "coffee"}',
     },
+    # half of a UTF-16 pair escaped alone: JSON parses it, but it is no character (no UTF-8 text can hold it)
+    "lone-surrogate": {
+        "pins": b'{"id": "p-surrogate", "title": "bad \\ud800 half"}',
+        "users": b'{"id": "u-surrogate", "interests": ["bad \\ud800 half"]}',
+        "events": b'{"event_id": "e-surrogate", "ts": 1767225600, "user_id": "u1", "surface": "search", '
+                  b'"action": "click", "pin_id": "p1", "query": "bad \\ud800 half"}',
+        "queries": b'"bad \\ud800 half"',
+        "import": b'{"anchor": "bad \\ud800 half", "positive": "coffee"}',
+    },
     "number": {
         "pins": b'{"id": "p-number", "title": 42}',
         "users": b'{"id": 7, "interests": ["shoes"]}',
