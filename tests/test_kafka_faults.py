@@ -272,7 +272,7 @@ def test_collect_rides_out_a_broker_restart_and_collects_every_event_exactly_onc
     ensure_running(private_kafka_broker)
     bootstrap = private_kafka_broker.settings.bootstrap
     name = f"pintext-restart-{uuid.uuid4().hex[:8]}"
-    first, second = good_events(0, 2000), good_events(2000, 1000)
+    first, second = good_events(0, 20_000), good_events(20_000, 1000)  # enough that the kill lands mid-stream
     env = broker_env(private_kafka_broker)
     produce_events(env, tmp_path / "a.jsonl", name, first, "--partitions", "3")
     out = tmp_path / "out"
@@ -281,6 +281,7 @@ def test_collect_rides_out_a_broker_restart_and_collects_every_event_exactly_onc
         wait_for(lambda: len(read_jsonl(out / kc.EVENTS_FILE)) > 0 or collector.poll() is not None, 60,
                  "the collector's first events")
         killed = sigkill_broker(private_kafka_broker)
+        on_disk_at_kill = len(read_jsonl(out / kc.EVENTS_FILE))
         restarted = private_kafka_broker.start()
         assert restarted.started and restarted.pid != killed
         produce_events(env, tmp_path / "b.jsonl", name, second)
@@ -289,7 +290,8 @@ def test_collect_rides_out_a_broker_restart_and_collects_every_event_exactly_onc
         kill_if_running(collector)
     assert collector.returncode == 0, stdout + stderr
     ids = event_ids(out / kc.EVENTS_FILE)
-    print(f"broker restart: {len(first) + len(second)} events in, {sum(ids.values())} lines out, {len(ids)} unique; "
+    print(f"broker restart: {len(first) + len(second)} events in ({on_disk_at_kill} on disk at the kill), "
+          f"{sum(ids.values())} lines out, {len(ids)} unique; "
           f"outages: {table_value(stdout, 'broker outages')}; "
           f"read again: {table_value(stdout, 'read again, already written')}")
     assert ids == Counter(e["event_id"] for e in first + second)  # every one, none twice
