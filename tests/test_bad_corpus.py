@@ -323,25 +323,9 @@ def test_truncated_gzip_corpus_file_is_truncated():
 
 # ---- Kafka: produce -> collect ---------------------------------------------------------------------------------
 
-# Cases that need helper K's `produce` (issue 13: lines read by `raw_lines`, a dead letter for what it cannot
-# send, `sendable_lines`). Without it a BOM goes out inside the first message, a truncated .gz and JSON nested
-# 10,000 deep stop `produce` with a traceback, and a 1 MB message fails delivery: strictly expected to fail
-# until that code is in, then an ordinary test.
-NEEDS_PRODUCE_DEAD_LETTER = {"bom", "truncated", "deep", "huge"}
+# `produce` reads with `raw_lines` and dead-letters what Kafka cannot carry (a truncated .gz, a line over the message
+# limit), with the file's line; `collect` dead-letters each bad message with its partition/offset.
 COLLECT_CASES = [case for case in OUTCOMES if case not in ("directory", "missing")]
-
-
-def produce_has_dead_letter() -> bool:
-    from pintext.ingest import kafka_collector
-
-    return hasattr(kafka_collector, "sendable_lines")
-
-
-def collect_case(case: str):
-    marks = [pytest.mark.xfail(not produce_has_dead_letter(), strict=True,
-                               reason="needs the produce dead letter of helper K (issue 13)")] \
-        if case in NEEDS_PRODUCE_DEAD_LETTER else []
-    return pytest.param(case, marks=marks, id=case)
 
 
 def run_collect(path: Path, bootstrap: str, topic_name: str, tmp_path: Path) -> Run:
@@ -383,7 +367,7 @@ def dead_letter_entries(path: Path) -> list[dict]:
 
 
 @pytest.mark.kafka
-@pytest.mark.parametrize("case", [collect_case(case) for case in COLLECT_CASES])
+@pytest.mark.parametrize("case", COLLECT_CASES)
 def test_bad_input_through_produce_and_collect(case, kafka_bootstrap, kafka_topic, tmp_path):  # noqa: F811
     path = case_file(case, KIND["collect"], tmp_path)
     check(OUTCOMES[case]["collect"], run_collect(path, kafka_bootstrap, kafka_topic, tmp_path), path)
