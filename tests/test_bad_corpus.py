@@ -378,3 +378,24 @@ def test_produce_refuses_a_folder_or_a_missing_file(case, tmp_path):
     path = case_file(case, "events", tmp_path)
     done = run(["produce", str(path), "--bootstrap", "127.0.0.1:1", "--topic", "never-used"])
     check(OUTCOMES[case]["collect"], Run(done.returncode, done.stdout + done.stderr, 0, [], {}), path)
+
+
+@pytest.mark.opensearch
+def test_huge_fields_on_a_real_node(opensearch, opensearch_url, opensearch_index_name, model, tmp_path):
+    """On OpenSearch a 1 MB title is just a long text, but a keyword over Lucene's 32,766-byte term limit (a 40 KB
+    `board`) is refused by the node: that pin goes to the dead letter with the node's reason, the others in."""
+    path = tmp_path / "pins.jsonl"
+    path.write_text("\n".join(json.dumps(pin) for pin in [
+        {"id": "p-huge", "title": "w001 " + "x" * (1 << 20)}, {"id": "p-board", "title": "w002", "board": "b" * 40_000},
+        {"id": "p-ok", "title": "w003"}]) + "\n")
+    done = run(["ingest", str(path), "--model", str(model), "--url", opensearch_url, "--index", opensearch_index_name,
+                "--json", "--no-tune"])
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr[-2000:]
+    summary = json.loads(done.stdout.strip().splitlines()[-1])
+    [entry] = [json.loads(line) for line in Path(summary["dead_letter"]).read_text().splitlines()]
+    opensearch.indices.refresh(index=opensearch_index_name)
+    held = opensearch.count(index=opensearch_index_name)["count"]
+    print(f"3 pins in: {summary['indexed']} indexed, {summary['rejected']} rejected, the index holds {held}")
+    assert (summary["indexed"], summary["rejected"], held) == (2, 1, 2)
+    assert (entry["line"], entry["reason"]) == (2, "rejected by the index") and "immense term" in entry["detail"]
+    assert opensearch.get(index=opensearch_index_name, id="p-huge")["_source"]["title"].endswith("x" * 100)
