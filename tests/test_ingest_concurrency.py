@@ -15,6 +15,8 @@ import os
 import subprocess
 import sys
 import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -42,19 +44,33 @@ def ingest_command(pins_file: Path, model: Path, url: str, index: str) -> list[s
             "--index", index, "--url", url, "--batch", "100", "--json"]
 
 
-def run_together(*commands: list[str]) -> list[subprocess.CompletedProcess]:
-    """Start every command at once and wait for all (each within TIMEOUT_S: a hang fails the test)."""
-    processes = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-                 for command in commands]
-    done = []
-    for command, process in zip(commands, processes):
-        try:
-            stdout, stderr = process.communicate(timeout=TIMEOUT_S)
-        finally:
+def run_together(tmp_path: Path, *commands: list[str],
+                 while_running: Callable[[list[Path]], None] = lambda stderr_files: None,
+                 ) -> list[subprocess.CompletedProcess]:
+    """Start every command at once, call `while_running` with their stderr files, then wait for all (each within
+    TIMEOUT_S: a hang fails the test)."""
+    logs = [(tmp_path / f"run-{i}.out", tmp_path / f"run-{i}.err") for i in range(len(commands))]
+    processes = []
+    try:
+        for command, (out, err) in zip(commands, logs):
+            with open(out, "w") as stdout, open(err, "w") as stderr:
+                processes.append(subprocess.Popen(command, stdout=stdout, stderr=stderr, text=True))
+        while_running([err for _out, err in logs])
+        for process in processes:
+            process.wait(timeout=TIMEOUT_S)
+    finally:
+        for process in processes:
             if process.poll() is None:
                 process.kill()
-        done.append(subprocess.CompletedProcess(command, process.returncode, stdout, stderr))
-    return done
+    return [subprocess.CompletedProcess(command, process.returncode, out.read_text(), err.read_text())
+            for command, process, (out, err) in zip(commands, processes, logs)]
+
+
+def wait_until(condition: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + TIMEOUT_S
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting until {what}"
+        time.sleep(0.2)
 
 
 def summary_of(run: subprocess.CompletedProcess) -> dict:
@@ -75,7 +91,19 @@ def test_two_ingests_of_one_file_into_one_index_at_once(opensearch, opensearch_u
     pins_file.parent.mkdir()
     valid = write_pins_with_bad_lines(pins_file, 1_000)
     command = ingest_command(pins_file, model, opensearch_url, opensearch_index_name)
-    runs = run_together(command, command)
+    # This test holds the (file, index) lock while both start, so they surely overlap: both create the index at
+    # the same moment, both wait for the lock (naming this process), then run one after the other.
+    lock = IngestLock(default_state(pins_file, opensearch_index_name).lock).__enter__()
+    waiting_for_us = f"waiting: pid {os.getpid()} is ingesting {pins_file}"
+
+    def both_wait_then_release(stderr_files: list[Path]) -> None:
+        wait_until(lambda: all(waiting_for_us in err.read_text() for err in stderr_files), "both runs wait")
+        lock.__exit__()
+
+    try:
+        runs = run_together(tmp_path, command, command, while_running=both_wait_then_release)
+    finally:
+        lock.__exit__()
     summaries = [summary_of(run) for run in runs]
     opensearch.indices.refresh(index=opensearch_index_name)
     held = opensearch.count(index=opensearch_index_name)["count"]
@@ -85,8 +113,6 @@ def test_two_ingests_of_one_file_into_one_index_at_once(opensearch, opensearch_u
     assert held == valid
     assert rejected == list(REJECTED_LINES)  # each rejected row exactly once
     assert all((s["indexed"], s["rejected"]) == (valid, len(REJECTED_LINES)) for s in summaries)
-    # one ran after the other: the second waited on the lock and said for whom
-    assert sum("waiting: pid" in run.stderr for run in runs) == 1, [run.stderr[-500:] for run in runs]
 
 
 @pytest.mark.opensearch
@@ -94,7 +120,7 @@ def test_two_files_into_one_index_at_once(opensearch, opensearch_url, opensearch
     model = make_model(tmp_path / "model")
     first, second = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
     valid = write_pins_with_bad_lines(first, 600, "a") + write_pins_with_bad_lines(second, 600, "b")
-    runs = run_together(ingest_command(first, model, opensearch_url, opensearch_index_name),
+    runs = run_together(tmp_path, ingest_command(first, model, opensearch_url, opensearch_index_name),
                         ingest_command(second, model, opensearch_url, opensearch_index_name))
     summaries = [summary_of(run) for run in runs]
     opensearch.indices.refresh(index=opensearch_index_name)
