@@ -271,6 +271,7 @@ class IngestReport:
     rejected: int = 0
     rejected_by_reason: Counter = field(default_factory=Counter)
     resumed_after_line: int = 0
+    retried: int = 0  # docs re-sent to the engine (429s, batches re-sent after no answer): BatchResult.retried
     last_line: int = 0
     batches: int = 0
     seconds: float = 0.0
@@ -286,6 +287,7 @@ class IngestReport:
             "indexed": self.indexed, "created": self.created, "updated": self.updated,
             "indexed_without_vector": self.indexed_without_vector, "rejected": self.rejected,
             "rejected_by_reason": dict(self.rejected_by_reason), "resumed_after_line": self.resumed_after_line,
+            "retried": self.retried,
             "duplicate_ids": self.duplicate_ids, "first_duplicate": self.first_duplicate,
             "last_line": self.last_line, "batches": self.batches, "seconds": round(self.seconds, 3),
             "docs_per_second": round(self.docs_per_second, 1),
@@ -424,6 +426,7 @@ class Ingestor:
                                      json.dumps(pin_of.get(pin_id, {"id": pin_id}), ensure_ascii=False))
         report.created += result.created
         report.updated += result.updated
+        report.retried += result.retried
         report.indexed += result.created + result.updated
         report.batches += 1
         report.last_line = batch.last_line

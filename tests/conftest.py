@@ -2,6 +2,7 @@
 --opensearch-version option and the node fixtures the others build on)."""
 
 pytest_plugins = ["tests.fixtures_engines", "tests.fixtures_opensearch", "tests.fixtures_kafka",
+                  "tests.fixtures_cluster",
                   "tests.fixtures_security"]
 
 

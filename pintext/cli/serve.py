@@ -45,8 +45,10 @@ ModelOption = Annotated[Optional[Path], typer.Option("--model", envvar="PINTEXT_
                                                      help="Model folder (with runtime/); default $PINTEXT_MODEL.")]
 IndexOption = Annotated[str, typer.Option("--index", help="Index name users search (an alias over one index per "
                                                           "model).")]
-UrlOption = Annotated[Optional[str], typer.Option("--url", help="Engine URL; default $OPENSEARCH_URL (or "
-                                                                "$ELASTICSEARCH_URL), else the managed local node.")]
+UrlOption = Annotated[Optional[str], typer.Option("--url", help="Engine URL (OpenSearch: a comma-separated list "
+                                                                "of a cluster's nodes fails over between them); "
+                                                                "default $OPENSEARCH_URL (or $ELASTICSEARCH_URL), "
+                                                                "else the managed local node.")]
 UserOption = Annotated[Optional[str], typer.Option("--user", envvar=["OPENSEARCH_USER", "ELASTICSEARCH_USER"],
                                                    help="Basic-auth user; default $OPENSEARCH_USER "
                                                         "(else $ELASTICSEARCH_USER).")]
@@ -86,6 +88,10 @@ TuneQueriesOption = Annotated[Optional[Path], typer.Option("--tune-queries", exi
                                                                 "default: sampled pins.")]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 ExplainOption = Annotated[bool, typer.Option("--explain", help="Show matching tokens and first-stage/final scores.")]
+TimeoutOption = Annotated[Optional[float], typer.Option(
+    "--timeout", envvar="PINTEXT_TIMEOUT", min=0.1,
+    help="Seconds to wait for the engine's answer to each request, and how long a write keeps re-sending to a "
+         "node that does not answer before the command gives up (default 30 s per request, 5 re-sends).")]
 
 
 @dataclass(frozen=True)
@@ -99,11 +105,13 @@ class Target:
     ca_certs: Path | None = None
     insecure: bool = False
     local_dir: Path = DEFAULT_LOCAL_DIR
+    timeout: float | None = None  # --timeout
 
     def options(self) -> Any:
         from pintext.serving.engines import EngineOptions
 
-        return EngineOptions(self.url, self.user, self.password, self.ca_certs, self.insecure, self.local_dir)
+        return EngineOptions(self.url, self.user, self.password, self.ca_certs, self.insecure, self.local_dir,
+                             timeout=self.timeout)
 
 
 class Connection:
@@ -312,18 +320,19 @@ def require_index_name(index: str, option: str = "--index") -> None:
 
 def connection(model: Path | None, index: str, url: str | None, user: str | None, password: str | None,
                ca_certs: Path | None, insecure: bool, engine: EngineName = EngineName.auto,
-               local_dir: Path = DEFAULT_LOCAL_DIR) -> Connection:
+               local_dir: Path = DEFAULT_LOCAL_DIR, timeout: float | None = None) -> Connection:
     require_index_name(index)
-    return Connection(model, index, Target(engine, url, user, password, ca_certs, insecure, local_dir))
+    return Connection(model, index, Target(engine, url, user, password, ca_certs, insecure, local_dir, timeout))
 
 
 # ---- index management ------------------------------------------------------------------------------------------
 
 
-def ensure_index(conn: Connection, shards: int = 1, replicas: int = 0, tuning: Tuning = Tuning()) -> bool:
+def ensure_index(conn: Connection, shards: int = 1, replicas: int | None = None, tuning: Tuning = Tuning()) -> bool:
     """Create this model's index unless it exists (refusing a mismatched one); the first version of a name gets
     the alias at once. A new index gets its LSH settings tuned on `tuning.pins_file` (see `creation_meta`).
-    `shards` and `replicas` apply only when the index is created here. Returns True when it created the index."""
+    `shards` and `replicas` apply only when the index is created here; no `replicas`: the engine's default (1 on
+    a cluster with another data node to hold them, else 0). Returns True when it created the index."""
     from pintext.serving.rollout import alias_if_first
 
     engine, index = conn.engine, conn.write_index
@@ -336,6 +345,7 @@ def ensure_index(conn: Connection, shards: int = 1, replicas: int = 0, tuning: T
         alias_if_first(engine, conn.name, index)
         return False
     meta = creation_meta(conn, tuning)
+    replicas = engine.default_replicas() if replicas is None else replicas
     created = True
     try:
         notes = engine.create(index, conn.encoder.dim, meta, shards=shards, replicas=replicas) or []
@@ -458,15 +468,16 @@ def tune_on_corpus(conn: Connection, tuning: Tuning, fixed: Any) -> tuple[Any, s
 
 
 ShardsOption = Annotated[int, typer.Option("--shards", min=1, help="Primary shards (fixed once the index exists).")]
-ReplicasOption = Annotated[int, typer.Option("--replicas", min=0, help="Replicas of each shard; > 0 needs that "
-                                                                       "many more data nodes to go green.")]
+ReplicasOption = Annotated[Optional[int], typer.Option(
+    "--replicas", min=0, help="Replicas of each shard; > 0 needs that many more data nodes to go green. Default: 1 "
+                              "on a cluster of 2 or more data nodes, 0 on a single node.")]
 
 
 def index_create(model: ModelOption = None, index: IndexOption = DEFAULT_INDEX, url: UrlOption = None,
                  user: UserOption = None, password: PasswordOption = None, ca_certs: CaCertsOption = None,
                  insecure: InsecureOption = False, engine: EngineOption = EngineName.auto,
                  local_dir: LocalDirOption = DEFAULT_LOCAL_DIR, shards: ShardsOption = 1,
-                 replicas: ReplicasOption = 0,
+                 replicas: ReplicasOption = None, timeout: TimeoutOption = None,
                  pins: Annotated[Optional[Path], typer.Option("--pins", exists=True, dir_okay=False,
                                                               help="The corpus (pins.jsonl): tune LSH on it.")]
                  = None,
@@ -475,7 +486,7 @@ def index_create(model: ModelOption = None, index: IndexOption = DEFAULT_INDEX, 
                  ) -> None:
     """Create this model's index behind the alias --index (the alias moves to it at once only when it is the
     name's first index; later ones wait for `pintext index promote`), its LSH tuned on --pins FILE."""
-    conn = connection(model, index, url, user, password, ca_certs, insecure, engine, local_dir)
+    conn = connection(model, index, url, user, password, ca_certs, insecure, engine, local_dir, timeout)
     created = ensure_index(conn, shards=shards, replicas=replicas,
                            tuning=Tuning(pins, target_recall, not no_tune, tune_queries,
                                          token_family(tokens)))
@@ -484,7 +495,8 @@ def index_create(model: ModelOption = None, index: IndexOption = DEFAULT_INDEX, 
                    "`pintext ingest FILE` into this empty index tunes it on FILE", err=True)
     layout = conn.engine.layout(conn.write_index)
     shape = f", {layout.shards} shards x {layout.replicas} replicas" if layout.shards is not None else ""
-    if not created and layout.shards is not None and (layout.shards, layout.replicas) != (shards, replicas):
+    asked = (shards, layout.replicas if replicas is None else replicas)
+    if not created and layout.shards is not None and (layout.shards, layout.replicas) != asked:
         typer.echo(f"note: {conn.write_index} already exists; --shards/--replicas were not applied", err=True)
     serving = conn.engine.alias_target(index)
     route = (f"serving as {index!r}" if serving == conn.write_index and index != serving
@@ -520,18 +532,21 @@ def index_delete(index: IndexOption = DEFAULT_INDEX, url: UrlOption = None, user
 
 def index_info(index: IndexOption = DEFAULT_INDEX, url: UrlOption = None, user: UserOption = None,
                password: PasswordOption = None, ca_certs: CaCertsOption = None, insecure: InsecureOption = False,
-               engine: EngineOption = EngineName.auto, local_dir: LocalDirOption = DEFAULT_LOCAL_DIR) -> None:
-    """Print the alias, which index serves, and every version (model, docs, shards, `_meta`) as JSON."""
+               engine: EngineOption = EngineName.auto, local_dir: LocalDirOption = DEFAULT_LOCAL_DIR,
+               timeout: TimeoutOption = None) -> None:
+    """Print the alias, which index serves, and every version (model, docs, shards, `_meta`) as JSON; for the
+    serving version also `shard_copies`: each shard copy's role (primary or replica), node and state."""
     from pintext.serving.rollout import describe
 
-    conn = connection(None, index, url, user, password, ca_certs, insecure, engine, local_dir)
+    conn = connection(None, index, url, user, password, ca_certs, insecure, engine, local_dir, timeout)
     info = describe(conn.engine, index)
     serving = next((row for row in info["versions"] if row["serving"]), None)
     if serving is None and not info["versions"]:
         fail(f"index {index!r} does not exist in {conn.engine.describe()}", USAGE)
     # The serving version's figures at the top level, as `index info` printed them before versioning.
     head = ({"index": serving["index"], "docs": serving["docs"], "shards": serving["shards"],
-             "replicas": serving["replicas"], "health": serving["health"], "meta": serving["meta"]}
+             "replicas": serving["replicas"], "health": serving["health"],
+             "shard_copies": conn.engine.shards(serving["index"]), "meta": serving["meta"]}
             if serving else {"index": None})
     typer.echo(json.dumps({"engine": conn.engine.name, **head, **info}, indent=2))
 
@@ -596,6 +611,7 @@ def ingest(
     url: UrlOption = None, user: UserOption = None, password: PasswordOption = None,
     ca_certs: CaCertsOption = None, insecure: InsecureOption = False,
     engine: EngineOption = EngineName.auto, local_dir: LocalDirOption = DEFAULT_LOCAL_DIR,
+    timeout: TimeoutOption = None,
 ) -> None:
     """Index a pins JSONL file into this model's index behind --index: validate, embed, hash into LSH tokens,
     bulk-index by pin id, checkpoint.
@@ -610,7 +626,7 @@ def ingest(
     from pintext.ingest.indexer import Checkpoint, EngineSink, Ingestor, default_state
     from pintext.schemas import LocatedRecordError
 
-    conn = connection(model, index, url, user, password, ca_certs, insecure, engine, local_dir)
+    conn = connection(model, index, url, user, password, ca_certs, insecure, engine, local_dir, timeout)
     ensure_index(conn, tuning=Tuning(pins_file, target_recall, not no_tune, tune_queries, token_family(tokens)))
     written = conn.write_index
     where = f"{conn.engine.describe()}: {written}"  # what the checkpoint is for: --resume refuses another target
@@ -671,7 +687,8 @@ def print_ingest_summary(summary: dict) -> None:
 
     table = Table(title=f"ingest into {summary['index']}", show_header=False)
     for key, label in (("indexed", "indexed"), ("created", "created"), ("updated", "updated"),
-                       ("indexed_without_vector", "indexed without a vector"), ("rejected", "rejected")):
+                       ("indexed_without_vector", "indexed without a vector"), ("rejected", "rejected"),
+                       ("retried", "re-sent (429 or no answer)")):
         table.add_row(label, f"{summary[key]:,}")
     for reason, count in sorted(summary["rejected_by_reason"].items()):
         table.add_row(f"  rejected: {reason}", f"{count:,}")
@@ -933,6 +950,7 @@ def search(
     model: ModelOption = None, index: IndexOption = DEFAULT_INDEX, url: UrlOption = None, user: UserOption = None,
     password: PasswordOption = None, ca_certs: CaCertsOption = None, insecure: InsecureOption = False,
     engine: EngineOption = EngineName.auto, local_dir: LocalDirOption = DEFAULT_LOCAL_DIR,
+    timeout: TimeoutOption = None,
     ubi_log: Annotated[Optional[Path], typer.Option("--ubi-log", dir_okay=False, help="Append each query served "
                                                     "and its hits (impressions) as UBI bulk ndjson.")] = None,
 ) -> None:
@@ -943,7 +961,7 @@ def search(
         fail("give a query text or --queries FILE", USAGE)
     check_result_limits(k, window)
     chosen = parse_filters(filters, filter_json)
-    conn = connection(model, index, url, user, password, ca_certs, insecure, engine, local_dir)
+    conn = connection(model, index, url, user, password, ca_certs, insecure, engine, local_dir, timeout)
     searcher = conn.searcher()
     check_probes(searcher, probes)
     fused = fusion_config(conn, fusion, fusion_weight) if hybrid else None
@@ -1102,6 +1120,15 @@ def engine_reason(error: BaseException) -> str:
     return str(getattr(error, "error", None) or error)
 
 
+def no_answer_message(url: str | None, timeout: float | None) -> str:
+    """A node that accepts connections but does not answer (stalled, overloaded, SIGSTOPped)."""
+    from pintext.serving.engines import safe_url
+    from pintext.serving.opensearch_client import DEFAULT_TIMEOUT_S
+
+    return (f"the engine at {safe_url(url) if url else 'the managed node'} did not answer within "
+            f"{timeout or DEFAULT_TIMEOUT_S:g} s (--timeout SECONDS sets how long to wait)")
+
+
 def reports_serving_errors(command: Callable[..., None]) -> Callable[..., None]:
     """Turn "no node answers" and the serving protocol's errors into one clear line instead of a traceback."""
 
@@ -1126,6 +1153,8 @@ def reports_serving_errors(command: Callable[..., None]) -> Callable[..., None]:
                 fail(redact(refused, url, kwargs.get("password")), USAGE)
             if not is_unreachable(error):
                 raise
+            if type(error).__name__ == "ConnectionTimeout":
+                fail(no_answer_message(url, kwargs.get("timeout")), FAILURE)
             detail = getattr(error, "error", None) or getattr(error, "message", None) or type(error).__name__
             detail = redact(str(detail), url, kwargs.get("password"))
             fail(f"cannot reach the engine at {safe_url(url) if url else 'the managed node'}: {detail} (start one "

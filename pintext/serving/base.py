@@ -109,6 +109,9 @@ class BatchResult:
     created: int = 0
     updated: int = 0
     failed: dict[str, str] = field(default_factory=dict)
+    # Docs sent again: refused with 429 (the node's write queue was full), or in a batch re-sent whole after a
+    # connection error or timeout. Counted, because a storm of them is worth knowing about even when none is lost.
+    retried: int = 0
 
 
 @dataclass(frozen=True)
@@ -143,6 +146,13 @@ class Engine(Protocol):
         ...
     def count(self, index: str) -> int: ...
     def layout(self, index: str) -> IndexLayout: ...
+    def shards(self, index: str) -> list[dict]:
+        """Every copy of every shard of the index (or alias): `shard`, `primary`, `state`, `node`, `docs`,
+        primaries first; an engine without shards reports one."""
+        ...
+    def default_replicas(self) -> int:
+        """Replicas a new index gets when none are asked for: 1 where another data node can hold them, else 0."""
+        ...
     def refresh(self, index: str) -> None: ...
     def indices(self, prefix: str) -> list[str]:
         """Concrete indices whose name starts with `prefix`, sorted."""

@@ -154,8 +154,9 @@ class ElasticsearchEngine(ClusterEngine):
     name = "elasticsearch"
 
     def __init__(self, client: "Elasticsearch", where: str = "Elasticsearch", max_retries: int = 5,
-                 initial_backoff: float = 1.0, max_backoff: float = 30.0, connection_retries: int = 5) -> None:
-        super().__init__(client, max_retries, initial_backoff, max_backoff, connection_retries)
+                 initial_backoff: float = 1.0, max_backoff: float = 30.0, connection_retries: int = 5,
+                 retry_window_s: float | None = None) -> None:
+        super().__init__(client, max_retries, initial_backoff, max_backoff, connection_retries, retry_window_s)
         self.where = where  # a URL without credentials, for messages
 
     def streaming_bulk(self) -> Any:
@@ -323,7 +324,7 @@ def resolve_url(url: str | None = None) -> str:
 
 
 def connect(url: str | None = None, user: str | None = None, password: str | None = None, verify_certs: bool = True,
-            ca_certs: str | None = None, timeout: int = DEFAULT_TIMEOUT_S) -> "Elasticsearch":
+            ca_certs: str | None = None, timeout: float = DEFAULT_TIMEOUT_S) -> "Elasticsearch":
     """An elasticsearch-py client for `resolve_url(url)`; basic auth when `user` is given (credentials in the URL
     work too). Connecting is lazy: the first request is what fails (`elastic_transport.ConnectionError`) when
     nothing answers."""
@@ -350,5 +351,6 @@ def open_engine(options: Any) -> ElasticsearchEngine:
 
     resolved = resolve_url(options.url)
     client = connect(url=resolved, user=options.user, password=options.password, verify_certs=not options.insecure,
-                     ca_certs=str(options.ca_certs) if options.ca_certs else None)
-    return ElasticsearchEngine(client, where=safe_url(resolved))
+                     ca_certs=str(options.ca_certs) if options.ca_certs else None,
+                     timeout=options.timeout or DEFAULT_TIMEOUT_S)
+    return ElasticsearchEngine(client, where=safe_url(resolved), retry_window_s=options.timeout)

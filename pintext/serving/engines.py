@@ -45,6 +45,9 @@ class EngineOptions:
     ca_certs: Path | None = None
     insecure: bool = False
     local_dir: Path = Path("pintext-local-index")
+    # Seconds a request may wait for an answer, and how long a write keeps retrying a node that does not answer
+    # (None: the client's 30 s, and 5 re-sends).
+    timeout: float | None = None
 
 
 # What OpenSearch and Elasticsearch accept as an index (or alias) name, checked before any request.

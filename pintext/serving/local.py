@@ -389,6 +389,13 @@ class LocalEngine:
     def layout(self, index: str) -> IndexLayout:
         return IndexLayout()
 
+    def shards(self, index: str) -> list[dict]:
+        """One "shard": the index's SQLite file, on this machine."""
+        return [{"shard": 0, "primary": True, "state": "STARTED", "node": "local", "docs": self.count(index)}]
+
+    def default_replicas(self) -> int:
+        return 0
+
     def refresh(self, index: str) -> None:
         """Nothing to do: a committed batch is visible at once."""
 

@@ -9,8 +9,10 @@ safe because docs are keyed by pin id). Aliases move with one `_aliases` call, w
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -60,6 +62,39 @@ def pin_document(pin: dict, vector: np.ndarray | None, tokens: Sequence[str]) ->
     return {**pin, TOKENS_FIELD: list(tokens), VECTOR_FIELD: [float(x) for x in vector]}
 
 
+@dataclass
+class RejectionTally:
+    rejected: int = 0
+
+
+class RejectionCountingClient:
+    """The client, as `streaming_bulk` sees it, counting the docs the node refused with 429 (each of which
+    `streaming_bulk` sends again after its backoff). Everything but `bulk` (and `options`, which elasticsearch-py's
+    helper calls first) goes straight to the client."""
+
+    def __init__(self, client: Any, tally: RejectionTally | None = None) -> None:
+        self._client = client
+        self.tally = tally or RejectionTally()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+    def options(self, **kwargs: Any) -> "RejectionCountingClient":
+        return RejectionCountingClient(self._client.options(**kwargs), self.tally)
+
+    def bulk(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            response = self._client.bulk(*args, **kwargs)
+        except Exception as error:
+            if getattr(error, "status_code", None) == 429 or getattr(error, "status", None) == 429:
+                body = kwargs.get("body") or kwargs.get("operations") or ()
+                self.tally.rejected += max(1, len(body) // 2) if isinstance(body, (list, tuple)) else 1
+            raise
+        self.tally.rejected += sum(1 for item in response.get("items", ())
+                                   for outcome in item.values() if outcome.get("status") == 429)
+        return response
+
+
 class ClusterEngine:
     """What OpenSearch and Elasticsearch share: their clients take the same index, alias and bulk calls, so index
     existence, deletion, listing, aliases and the bulk write with retries live here once. A subclass names its
@@ -68,12 +103,16 @@ class ClusterEngine:
     thread_safe = True
 
     def __init__(self, client: Any, max_retries: int = 5, initial_backoff: float = 1.0, max_backoff: float = 30.0,
-                 connection_retries: int = 5) -> None:
+                 connection_retries: int = 5, retry_window_s: float | None = None) -> None:
         self.client = client
+        # 429s: streaming_bulk re-sends the refused docs after 1, 2, 4, 8, 16 s.
         self.max_retries = max_retries
         self.initial_backoff = initial_backoff
         self.max_backoff = max_backoff
+        # A node that does not answer: the batch is re-sent `connection_retries` times, or (with --timeout,
+        # `retry_window_s`) a refused one until that many seconds have passed since the first failure.
         self.connection_retries = connection_retries
+        self.retry_window_s = retry_window_s
         self._version: str | None = None
 
     # ---- the client's own parts ----------------------------------------------------------------------------
@@ -122,26 +161,58 @@ class ClusterEngine:
 
     def write(self, index: str, pins: Sequence[dict], vectors: Sequence[np.ndarray | None],
               tokens: Sequence[Sequence[str]]) -> BatchResult:
-        delay = self.initial_backoff
-        for attempt in range(self.connection_retries + 1):
+        delay, resent, first_failure = self.initial_backoff, 0, None
+        for attempt in itertools.count():
             try:
-                return self._send(index, pins, vectors, tokens)
-            except self.connection_errors():
+                result = self._send(index, pins, vectors, tokens)
+                result.retried += resent
+                return result
+            except self.connection_errors() as error:
                 # Re-sending a whole batch is safe: docs are keyed by pin id.
-                if attempt == self.connection_retries:
+                first_failure = first_failure or time.monotonic()
+                if self._gives_up(attempt, error, time.monotonic() - first_failure + delay):
                     raise
                 time.sleep(delay)
                 delay = min(delay * 2, self.max_backoff)
+                resent += len(pins)
         raise AssertionError("unreachable")
+
+    def _gives_up(self, attempt: int, error: BaseException, seconds_by_next_try: float) -> bool:
+        """With a retry window (--timeout): a node that took the whole timeout without answering is not asked
+        again (the command fails within about that timeout), a refused connection is retried within the window.
+        Without: `connection_retries` re-sends of either."""
+        if self.retry_window_s is not None:
+            # Both clients name it so (opensearchpy.ConnectionTimeout, elastic_transport.ConnectionTimeout).
+            return type(error).__name__ == "ConnectionTimeout" or seconds_by_next_try > self.retry_window_s
+        return attempt >= self.connection_retries
 
     def _send(self, index: str, pins: Sequence[dict], vectors: Sequence[np.ndarray | None],
               tokens: Sequence[Sequence[str]]) -> BatchResult:
         actions = ({"_op_type": "index", "_index": index, "_id": pin["id"], "_source": pin_document(pin, v, t)}
                    for pin, v, t in zip(pins, vectors, tokens))
+        counting = RejectionCountingClient(self.client)
         # Both clients sleep for whatever backoff they are given: a float is fine (they annotate it as int).
-        return bulk_outcomes(self.streaming_bulk()(
-            self.client, actions, chunk_size=max(1, len(pins)), raise_on_error=False, raise_on_exception=True,
+        result = bulk_outcomes(self.streaming_bulk()(
+            counting, actions, chunk_size=max(1, len(pins)), raise_on_error=False, raise_on_exception=True,
             max_retries=self.max_retries, initial_backoff=self.initial_backoff, max_backoff=self.max_backoff))
+        result.retried = counting.tally.rejected
+        return result
+
+    # ---- shard layout --------------------------------------------------------------------------------------
+
+    def shards(self, index: str) -> list[dict]:
+        """`_cat/shards` of the concrete index (both engines have it): every copy, primaries first."""
+        concrete = self.alias_target(index) or index
+        answer = self.client.cat.shards(index=concrete, format="json")
+        rows = getattr(answer, "body", answer)
+        copies = [{"shard": int(row["shard"]), "primary": row["prirep"] == "p", "state": row["state"],
+                   "node": row.get("node"), "docs": int(row["docs"]) if row.get("docs") else None}
+                  for row in rows]
+        return sorted(copies, key=lambda copy: (copy["shard"], not copy["primary"], copy["node"] or ""))
+
+    def default_replicas(self) -> int:
+        data_nodes = int(self.client.cluster.health()["number_of_data_nodes"])
+        return min(1, max(0, data_nodes - 1))
 
 
 class OpenSearchEngine(ClusterEngine):
@@ -288,8 +359,9 @@ def split_stored(source: dict) -> tuple[dict, np.ndarray | None]:
 
 def open_engine(options: Any) -> OpenSearchEngine:
     """The OpenSearch engine for the CLI's connection options (`pintext.serving.engines` calls this)."""
-    from pintext.serving.opensearch_client import connect
+    from pintext.serving.opensearch_client import DEFAULT_TIMEOUT_S, connect
 
     client = connect(url=options.url, user=options.user, password=options.password,
-                     verify_certs=not options.insecure, ca_certs=str(options.ca_certs) if options.ca_certs else None)
-    return OpenSearchEngine(client)
+                     verify_certs=not options.insecure, ca_certs=str(options.ca_certs) if options.ca_certs else None,
+                     timeout=options.timeout or DEFAULT_TIMEOUT_S)
+    return OpenSearchEngine(client, retry_window_s=options.timeout)

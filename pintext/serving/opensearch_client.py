@@ -24,14 +24,23 @@ def managed_node_url() -> str:
 
 
 def resolve_url(url: str | None = None) -> str:
-    """The OpenSearch URL to use: `url`, else $OPENSEARCH_URL, else the managed node's."""
-    chosen = url or os.environ.get("OPENSEARCH_URL") or managed_node_url()
-    parts = urlsplit(chosen)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        from pintext.serving.engines import safe_url
+    """The OpenSearch URL to use: `url`, else $OPENSEARCH_URL, else the managed node's (the first one, when the
+    setting names several)."""
+    return resolve_urls(url)[0]
 
-        raise ValueError(f"OpenSearch URL {safe_url(chosen)!r} is not like http://host:9200 or https://host:9200")
-    return chosen.rstrip("/")
+
+def resolve_urls(url: str | None = None) -> list[str]:
+    """Every node URL the setting names: `http://a:9200,http://b:9200` (a cluster) gives both, so the client
+    sends each request to a node that answers."""
+    chosen = url or os.environ.get("OPENSEARCH_URL") or managed_node_url()
+    urls = [part.strip() for part in chosen.split(",") if part.strip()]
+    for one in urls or [chosen]:
+        parts = urlsplit(one)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            from pintext.serving.engines import safe_url
+
+            raise ValueError(f"OpenSearch URL {safe_url(one)!r} is not like http://host:9200 or https://host:9200")
+    return [one.rstrip("/") for one in urls]
 
 
 def connect(
@@ -40,14 +49,16 @@ def connect(
     password: str | None = None,
     verify_certs: bool = True,
     ca_certs: str | None = None,
-    timeout: int = DEFAULT_TIMEOUT_S,
+    timeout: float = DEFAULT_TIMEOUT_S,
 ) -> "OpenSearch":
-    """An opensearch-py client for `resolve_url(url)`; basic auth when `user` is given (credentials in the URL
-    work too). Connecting is lazy: the first request is what fails when nothing answers."""
+    """An opensearch-py client for `resolve_urls(url)`; basic auth when `user` is given (credentials in the URL
+    work too). Connecting is lazy: the first request is what fails when nothing answers. With several URLs a
+    node that refuses connections is skipped (opensearch-py marks it dead and tries the next)."""
     from opensearchpy import OpenSearch
 
-    resolved = resolve_url(url)
-    options: dict = {"hosts": [resolved], "timeout": timeout}
+    hosts = resolve_urls(url)
+    resolved = hosts[0]
+    options: dict = {"hosts": hosts, "timeout": timeout}
     if user is not None:
         options["http_auth"] = (user, password or "")
     if resolved.startswith("https://"):
