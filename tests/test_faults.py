@@ -299,11 +299,11 @@ def test_cluster_survives_losing_the_primary_node_mid_ingest(fault_cluster, mode
     (primary,) = [copy for copy in rejoined["shard_copies"] if copy["primary"]]
     assert primary["state"] == "STARTED" and primary["docs"] == len(valid)
     assert ids_in(client, index) == valid
-    # Seen here (3.5.0, two busy cores, 4 runs of 6): the replica stays INITIALIZING on the restarted node with
-    # no recovery running (docs/opensearch.md, "Not done"). Where it is after a minute is printed, not asserted.
+    # The restarted node takes the replica back: the index is green again. (With `index.knn: true` on 3.5.0 the
+    # replica stayed INITIALIZING here in 5 runs of 7, pintext/mapping.py; the pins index keeps `index.knn: false`.)
     try:
-        wait_for(lambda: green(client, index), 60, "the replica to start again", poll_s=1.0)
-        print("the replica started again on the restarted node: green")
+        wait_for(lambda: green(client, index), 120, "the replica to start again", poll_s=1.0)
     except AssertionError:
-        print(f"the replica has not started again after 60 s: {allocation_report(client, index)}")
+        raise AssertionError(f"the replica has not started again: {allocation_report(client, index)}") from None
+    print("the replica started again on the restarted node: green")
     print(f"test time {time.monotonic() - began:.1f} s")
