@@ -69,7 +69,7 @@ def describe_choice(result: Any) -> str:
     if isinstance(result, CentroidTuneResult):
         family = result.lsh
         return (f"kmeans tokens, {family.centroids} centroids, spill {family.spill}, probes {result.probes} "
-                f"({1 + result.probes} centroids a query, {result.choice.matched_share:.2%} of the pins scored "
-                "exactly)")
+                f"({1 + result.probes} centroids a query; on the {result.tuned_on:,}-pin tuning sample "
+                f"{result.choice.centroids} centroids, {result.choice.matched_share:.2%} of the pins scored exactly)")
     return (f"{result.lsh.tables} tables x {result.lsh.bits} bits, probes {result.probes}, window {result.window} "
             f"({result.choice.clauses} term clauses a query)")
