@@ -28,6 +28,7 @@ from pintext.lsh_tune import (
     DEFAULT_TUNE_QUERIES,
     MAX_TUNE_CORPUS,
     TUNE_K,
+    cheapest_reaching,
     cost_of,
     exact_top_k,
     sample_for_tuning,
@@ -129,12 +130,7 @@ def sweep_family(family: CentroidTokens, corpus_unit: np.ndarray, queries_unit: 
 
 def choose(points: Sequence[CentroidPoint], target_recall: float) -> tuple[CentroidPoint | None, bool]:
     """The cheapest point reaching `target_recall` (ties: higher recall, fewer centroids); else the best recall."""
-    if not points:
-        return None, False
-    reaching = [point for point in points if point.recall >= target_recall]
-    if reaching:
-        return min(reaching, key=lambda p: (p.cost, -p.recall, p.centroids, p.spill, p.probes)), True
-    return max(points, key=lambda p: (p.recall, -p.cost)), False
+    return cheapest_reaching(points, target_recall, lambda p: (p.centroids, p.spill, p.probes))
 
 
 @dataclass

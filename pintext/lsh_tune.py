@@ -21,6 +21,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -365,11 +366,18 @@ def choose(points: Sequence[GridPoint], target_recall: float) -> tuple[GridPoint
 
     Returns (point, reached).
     """
+    return cheapest_reaching(points, target_recall, lambda p: (p.tables, p.bits, p.probes, p.window))
+
+
+def cheapest_reaching(points: Sequence[Any], target_recall: float,
+                      smaller: Callable[[Any], tuple]) -> tuple[Any | None, bool]:
+    """Any tuner's choice (points with `recall` and `cost`): the cheapest reaching the target, ties by higher
+    recall then `smaller(point)`; else the best recall. Returns (point, reached)."""
     if not points:
         return None, False
     reaching = [point for point in points if point.recall >= target_recall]
     if reaching:
-        return min(reaching, key=lambda p: (p.cost, -p.recall, p.tables, p.bits, p.probes, p.window)), True
+        return min(reaching, key=lambda p: (p.cost, -p.recall, *smaller(p))), True
     return max(points, key=lambda p: (p.recall, -p.cost)), False
 
 
