@@ -329,8 +329,10 @@ def connect(url: str | None = None, user: str | None = None, password: str | Non
     work too). Connecting is lazy: the first request is what fails (`elastic_transport.ConnectionError`) when
     nothing answers."""
     elasticsearch = _client_module()
+    from pintext.serving.fast_json import elasticsearch_serializer
+
     resolved = resolve_url(url)
-    options: dict = {"hosts": [resolved], "request_timeout": timeout}
+    options: dict = {"hosts": [resolved], "request_timeout": timeout, "serializer": elasticsearch_serializer()}
     if user is not None:
         options["basic_auth"] = (user, password or "")
     if resolved.startswith("https://"):

@@ -59,7 +59,8 @@ def pin_document(pin: dict, vector: np.ndarray | None, tokens: Sequence[str]) ->
     """The engine document of a pin: its fields, its tokens and its vector (neither without a vector)."""
     if vector is None:
         return {key: value for key, value in pin.items() if key not in (TOKENS_FIELD, VECTOR_FIELD)}
-    return {**pin, TOKENS_FIELD: list(tokens), VECTOR_FIELD: [float(x) for x in vector]}
+    # A float32 array: the client's serializer (`pintext.serving.fast_json`) writes its shortest exact text.
+    return {**pin, TOKENS_FIELD: list(tokens), VECTOR_FIELD: np.asarray(vector, dtype=np.float32)}
 
 
 @dataclass

@@ -56,9 +56,11 @@ def connect(
     node that refuses connections is skipped (opensearch-py marks it dead and tries the next)."""
     from opensearchpy import OpenSearch
 
+    from pintext.serving.fast_json import OrjsonSerializer
+
     hosts = resolve_urls(url)
     resolved = hosts[0]
-    options: dict = {"hosts": hosts, "timeout": timeout}
+    options: dict = {"hosts": hosts, "timeout": timeout, "serializer": OrjsonSerializer()}
     if user is not None:
         options["http_auth"] = (user, password or "")
     if resolved.startswith("https://"):

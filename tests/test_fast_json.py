@@ -1,0 +1,43 @@
+"""The engines' request serializer: float32 vectors as their shortest exact text, everything else as before."""
+
+import json
+from decimal import Decimal
+
+import numpy as np
+from opensearchpy.serializer import JSONSerializer
+
+from pintext.serving.fast_json import OrjsonSerializer, elasticsearch_serializer
+from pintext.serving.opensearch import pin_document
+
+
+def unit_vectors(n: int, dim: int, seed: int = 3) -> np.ndarray:
+    vectors = np.random.default_rng(seed).normal(size=(n, dim)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    vectors[0, :3] = [1e-12, -3e-7, 0.0]  # tiny components
+    return vectors
+
+
+def test_a_pin_document_reads_back_as_the_same_float32_and_is_shorter():
+    vectors = unit_vectors(100, 256)
+    fast, plain = OrjsonSerializer(), JSONSerializer()
+    docs = [pin_document({"id": f"p{i}", "title": "Ça va — 東京"}, vector, ["c0_1f"]) for i, vector in enumerate(vectors)]
+    texts = [fast.dumps(doc) for doc in docs]
+    back = [json.loads(text) for text in texts]
+    assert np.array_equal(np.asarray([doc["vector"] for doc in back], dtype=np.float32), vectors)
+    assert back[0]["title"] == "Ça va — 東京" and back[0]["lsh_tokens"] == ["c0_1f"]
+    # the standard serializer writes the same values, ~17 digits each
+    assert json.loads(plain.dumps(docs[5])) == {**back[5], "vector": [float(x) for x in vectors[5]]}
+    assert sum(map(len, texts)) < 0.7 * sum(len(plain.dumps(doc)) for doc in docs)
+
+
+def test_what_orjson_refuses_goes_through_the_standard_serializer():
+    fast, plain = OrjsonSerializer(), JSONSerializer()
+    for body in ({"big": 2**70}, {"price": Decimal("1.5")}, {1: "non-string key"}):
+        assert json.loads(fast.dumps(body)) == json.loads(plain.dumps(body))
+    assert fast.dumps('{"already": "text"}') == '{"already": "text"}'
+
+
+def test_the_elasticsearch_serializer_writes_the_same_float32_values():
+    vectors = unit_vectors(5, 64)
+    text = elasticsearch_serializer().dumps({"vector": vectors[1]})
+    assert np.array_equal(np.asarray(json.loads(text)["vector"], dtype=np.float32), vectors[1])
