@@ -25,7 +25,7 @@ import numpy as np
 import scipy.sparse
 from tokenizers import Tokenizer
 
-from pintext.text import WordIds, words
+from pintext.text import WordIds, text_words
 
 RUNTIME_FOLDER = "runtime"
 TOKENIZER_FILE = "tokenizer.json"
@@ -252,9 +252,11 @@ class Encoder:
         vectors = np.asarray(mean_weights @ self._table, dtype=np.float32)
         if self.oov is not None:
             for index in np.unique(rows[~known]):  # only texts with an unseen word take this slower path
-                unseen = [word for word, word_id in zip(words(texts[index]), per_text[index])
+                unseen = [word for word, word_id in zip(text_words(texts[index]), per_text[index])
                           if word_id == self._unk_id]
-                vectors[index] += sum(self._oov_vector(word) for word in unseen) / lengths[index]
+                # Row after row, as a running sum would add them (numpy reduces axis 0 in order): same bits.
+                total = np.add.reduce(np.stack([self._oov_vector(word) for word in unseen]), axis=0)
+                vectors[index] += total / lengths[index]
         return vectors
 
     def _oov_vector(self, word: str) -> np.ndarray:
