@@ -147,6 +147,8 @@ def search_body(
         "size": int(k),
         "query": first_stage_query(tokens, exclude_ids, filters),
         "_source": {"excludes": list(SOURCE_EXCLUDES)},
+        # No hit count: counting every match stops Lucene skipping the pins that cannot reach the top window.
+        "track_total_hits": False,
     }
     if vector is not None:
         if k > window:
@@ -169,7 +171,7 @@ def exact_filtered_body(vector: Vector, k: int, filters: Filters, exclude_ids: S
         raise ValueError(f"k must be positive, got {k}")
     return {"size": int(k), "query": {"script_score": {"query": filtered_pins_query(filters, exclude_ids),
                                                        "script": knn_score_script(vector)}},
-            "_source": {"excludes": list(SOURCE_EXCLUDES)}}
+            "_source": {"excludes": list(SOURCE_EXCLUDES)}, "track_total_hits": False}
 
 
 def related_body(
