@@ -33,6 +33,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from pintext.constants import DEFAULT_INGEST_WORKERS
 from pintext.ingest.deadletter import DeadLetter
 from pintext.ingest.readers import ReportedElsewhere, read_records
 from pintext.lsh import DEFAULT_BITS, DEFAULT_SEED, DEFAULT_TABLES, RandomHyperplaneLSH
@@ -360,7 +361,7 @@ class Ingestor:
     """Runs one ingest of a pins file into a sink; see the module docstring for the guarantees."""
 
     def __init__(self, encoder: Any, lsh: TokenFamily, sink: Sink, dead_letter: DeadLetter,
-                 checkpoint: Checkpoint, batch_size: int = 500, workers: int = 1, strict: bool = False,
+                 checkpoint: Checkpoint, batch_size: int = 500, workers: int = DEFAULT_INGEST_WORKERS, strict: bool = False,
                  on_batch: Callable[[IngestReport], None] | None = None) -> None:
         if batch_size <= 0 or workers <= 0:
             raise ValueError(f"batch size and workers must be positive, got {batch_size} and {workers}")

@@ -33,3 +33,8 @@ __all__ = [
     "TRAIN", "VALIDATION", "TEST", "SPLITS",
     "ANCHOR", "POSITIVE", "ANCHOR_ID", "POSITIVE_ID", "COUNT", "WEIGHT", "PAIR_COLUMNS",
 ]
+
+# `pintext ingest --workers`: batches read, embedded and bulk-written at once. While one batch's bulk waits on the
+# node the next ones are embedded and serialized (node and client share the CPU); on 2 cores 4 beat 2 and 1
+# (docs/results/tokens, "Ingest").
+DEFAULT_INGEST_WORKERS = 4

@@ -42,7 +42,7 @@ def pins_file_with_bad_lines(tmp_path: Path) -> tuple[Path, set[str]]:
 def ingest_command(pins_file: Path, model: Path, index: str, url: str, tmp_path: Path, *extra: str) -> list[str]:
     return [PINTEXT, "ingest", str(pins_file), "--model", str(model), "--index", index, "--url", url,
             "--batch", BATCH, "--no-tune", "--json", "--dead-letter", str(tmp_path / "rejected.jsonl"),
-            "--checkpoint", str(tmp_path / "checkpoint.json"), *extra]
+            "--checkpoint", str(tmp_path / "checkpoint.json"), "--workers", "1", *extra]  # a later --workers wins
 
 
 def checkpoint_line(tmp_path: Path) -> int:

@@ -220,7 +220,7 @@ def test_opensearch_crash_mid_ingest_then_resume(opensearch, opensearch_index_na
     pins_file = tmp_path / "pins.jsonl"
     valid = write_pins_file(pins_file, make_pins(600))
     command = [str(Path(sys.executable).parent / "pintext"), "ingest", str(pins_file), "--model", str(model_dir),
-               "--batch", "100", "--json", *os_args(opensearch, opensearch_index_name)]
+               "--batch", "100", "--workers", "1", "--json", *os_args(opensearch, opensearch_index_name)]
     crashed = subprocess.run(command, env={**os.environ, FAIL_AFTER_BATCHES_ENV: "2"}, capture_output=True,
                              text=True, timeout=300)
     assert crashed.returncode != 0 and "InjectedCrash" in crashed.stderr
