@@ -299,7 +299,7 @@ def build_hnsw_index(client: Any, corpus: Corpus) -> dict:
     def docs() -> Any:
         for pin, vector in zip(corpus.pins, corpus.unit):
             yield {"_op_type": "index", "_index": HNSW_INDEX, "_id": pin["id"],
-                   "_source": {"board": pin["board"], "vector": [float(x) for x in vector]}}
+                   "_source": {"board": pin["board"], "vector": np.asarray(vector, dtype=np.float32)}}
 
     write_seconds = bulk_load(client, HNSW_INDEX, docs)
     return {"write_seconds": write_seconds, **finish_index(client, HNSW_INDEX)}

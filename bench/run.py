@@ -47,23 +47,27 @@ class Profile:
     hnsw: bool = True
     target_recall: float = 0.95
     extra_lsh_fields: bool = True  # also measure the default and a many-bits LSH on extra token fields
+    tokens_pins: int = 100_000  # real-text pins of the token-family section (bench/tokens.py)
 
 
 PROFILES = {
     "tiny": Profile("tiny", pins=5_000, encode_texts=5_000, minilm_texts=200, tune_queries=100, node_queries=50,
                     exact_queries=20, synth_pins=5_000, tables=(32, 64), bits=(6, 8), probes=(0, 1),
-                    windows=(50, 200), epochs=1.0),
+                    windows=(50, 200), epochs=1.0, tokens_pins=5_000),
     "quick": Profile("quick", pins=100_000, encode_texts=50_000, minilm_texts=2_000, tune_queries=300,
                      node_queries=300, exact_queries=100, synth_pins=100_000, tables=(16, 32, 64, 128),
                      bits=(8, 10, 12, 14), probes=(0, 1, 2), windows=(500, 1000, 2000, 4000)),
     "full": Profile("full", pins=1_000_000, encode_texts=50_000, minilm_texts=2_000, tune_queries=500,
                     node_queries=500, exact_queries=100, synth_pins=1_000_000, tables=(16, 32, 64, 128),
-                    bits=(10, 12, 14, 16), probes=(0, 1, 2), windows=(1000, 2000, 4000, 8000)),
+                    bits=(10, 12, 14, 16), probes=(0, 1, 2), windows=(1000, 2000, 4000, 8000), tokens_pins=1_000_000),
     # Latency at 1M pins on a 2-core machine in minutes, not hours: a small grid around the quick profile's
-    # choice, no HNSW build and no extra token fields (each of those re-indexes 1M documents).
+    # choice, no HNSW build and no extra token fields (each of those re-indexes 1M documents). Its `tokens`
+    # section is issue 11's benchmark: both token families, HNSW and the exact script on the same 1M real-text
+    # pins (~50 minutes alone: `pintext bench --profile scale --only tokens --out bench/scale-1m`).
     "scale": Profile("scale", pins=1_000_000, encode_texts=50_000, minilm_texts=200, tune_queries=300,
                      node_queries=300, exact_queries=50, synth_pins=1_000_000, tables=(64,), bits=(8, 10),
-                     probes=(0, 1), windows=(2000, 4000), hnsw=False, extra_lsh_fields=False),
+                     probes=(0, 1), windows=(2000, 4000), hnsw=False, extra_lsh_fields=False,
+                     tokens_pins=1_000_000),
 }
 
 
@@ -371,6 +375,54 @@ def section_quality(ctx: Context, report: Report) -> None:
     report.add("quality", "Quality vs cost (search task of the sample)", markdown, data, 0.0)
 
 
+TOKENS_FOLDER = "token-families"  # the token-family section's own report, under the run's --out
+
+
+def section_tokens(ctx: Context, report: Report) -> None:
+    """Issue 11's grid on real text (bench/tokens.py, its own report in OUT/token-families): random-hyperplane and
+    learned centroid tokens as served, Lucene HNSW and the exact script on one node, plus ingest and store."""
+    from pintext.bench import tokens
+
+    out = ctx.out / TOKENS_FOLDER
+    argv = ["--pins", str(ctx.profile.tokens_pins), "--out", str(out)]
+    if tokens.main(argv) != 0:
+        raise RuntimeError(f"python -m pintext.bench.tokens {' '.join(argv)} failed (its output says why)")
+    data = json.loads((out / "results.json").read_text())
+    rows = [{"method": r["method"], "setting": r["setting"], "recall@10": r["recall"], "p50 ms": r["p50_ms"],
+             "server p50 ms": r["server_p50_ms"], "speed-up vs exact": r["speedup_vs_exact"]} for r in data["results"]]
+    markdown = "\n".join([
+        f"`python -m pintext.bench.tokens {' '.join(argv)}`: {data['corpus']['pins']:,} pins of real product text "
+        f"({data['corpus']['kind']}), {data['corpus']['dim']}-d vectors, {data['corpus']['queries']} real queries, "
+        f"OpenSearch {data['node']['version']}. Whole report (tuning costs, indexes, ingest): "
+        f"[{TOKENS_FOLDER}/report.md]({TOKENS_FOLDER}/report.md).", "",
+        markdown_table(rows), "",
+        f"![recall vs latency]({TOKENS_FOLDER}/recall_vs_latency.png)", "",
+        *data["reading"]])
+    report.add("tokens", "Token families on real text vs HNSW (bench/tokens.py)", markdown,
+               {"report": f"{TOKENS_FOLDER}/results.json", "results": data["results"], "reading": data["reading"]}, 0.0)
+    _token_goals(report, data)
+
+
+def _token_goals(report: Report, data: dict) -> None:
+    """Issue 11's targets as goals of the run."""
+    results = data["results"]
+    reached = [r for r in results if r["method"].startswith("PinText") and r["recall"] >= 0.95]
+    best = min(reached, key=lambda r: r["p50_ms"]) if reached else None
+    report.goal("Token path recall@10 (real node, real text)", ">= 0.95",
+                best["recall"] if best else max(r["recall"] for r in results if r["method"].startswith("PinText")),
+                best is not None, f"{best['method']}, {best['setting']}" if best else "no token setting reached it")
+    if best is None:
+        return
+    report.goal("Token path p50 vs exact script", ">= 10x faster", best["speedup_vs_exact"],
+                best["speedup_vs_exact"] >= 10, f"{best['p50_ms']:.1f} ms")
+    rivals = [r for r in results if r["method"] == "HNSW" and r["recall"] >= best["recall"]]
+    rival = min(rivals, key=lambda r: r["p50_ms"]) if rivals else None
+    report.goal("Token path p50 vs HNSW at the same recall", "<= 1x", rival and best["p50_ms"] / rival["p50_ms"],
+                None if rival is None else best["p50_ms"] <= rival["p50_ms"],
+                f"HNSW {rival['setting']} {rival['recall']:.3f} at {rival['p50_ms']:.1f} ms" if rival
+                else "no HNSW setting measured reaches that recall")
+
+
 SECTIONS: list[tuple[str, str, Callable[[Context, Report], None], tuple[str, ...]]] = [
     # key, title, function, sections it needs
     ("synth", "Generator throughput", section_synth, ()),
@@ -382,6 +434,7 @@ SECTIONS: list[tuple[str, str, Callable[[Context, Report], None], tuple[str, ...
     ("ingest", "Ingest", section_ingest, ("node", "tune")),
     ("retrieval", "Retrieval on the real node", section_retrieval, ("ingest",)),
     ("quality", "Quality vs cost", section_quality, ("train",)),
+    ("tokens", "Token families on real text vs HNSW", section_tokens, ()),
 ]
 
 

@@ -6,8 +6,10 @@ Issue 11's real-vector grid. On one OpenSearch node (3.5.0 by default), over the
    served by the product's `Searcher` (count first stage, exact rescore of the window);
 2. PinText with learned centroid tokens, tuned as `--tokens kmeans` tunes them, as served (every pin holding a
    probed centroid scored exactly by `knn_score`), and at more and fewer probes for the recall-latency curve;
-3. Lucene HNSW (`knn_vector`, m 16, ef_construction 100) at ef_search 100 and 400;
-4. the exact `knn_score` script over every pin: the baseline every speed ratio is against.
+3. Lucene HNSW (`knn_vector`, m 16, ef_construction 100) at ef_search 100, 400, 1000 and 2000;
+4. the exact `knn_score` script over every pin: the baseline every speed ratio is against;
+5. ingest and store: `pintext ingest` (the whole pipeline, at several `--workers`) and the index sizes, each against
+   a plain bulk of the same pins without vector or tokens.
 
 The numpy side (no node) compares what each family's tuned setting costs a query: term clauses, pins scored
 exactly, candidates, recall@10 vs exact — the "same recall with fewer clauses and fewer matched pins" claim.
@@ -63,7 +65,12 @@ from pintext.bench.harness import (
 K = 10
 LSH_INDEX = "bench-tokens-lsh"
 KMEANS_INDEX = "bench-tokens-kmeans"
-EF_SEARCH = (100, 400)
+EF_SEARCH = (100, 400, 1000, 2000)
+PLAIN_INDEX = "bench-tokens-plain"
+INGEST_INDEX = "bench-tokens-ingest"
+INGEST_PINS = 200_000  # the product ingest is timed on this many pins (the first), once per --workers
+INGEST_WORKERS = (1, 2, 4)
+INGEST_BATCH = 500  # `pintext ingest --batch`'s default
 MAX_WINDOW = 10_000  # index.max_rescore_window
 BATCH = 1000
 DEFAULT_SHARED = Path("../shared/data/real")
@@ -152,16 +159,21 @@ def describe_setting(result: Any) -> str:
 # ---- indexes ---------------------------------------------------------------------------------------------------
 
 
-def build_index(engine: Any, encoder: Any, index: str, result: Any, corpus: Corpus) -> tuple[Any, dict]:
-    """The index as `pintext index create --pins --tokens ...` then `ingest` make it for the tuned `result`."""
+def tuned_meta(encoder: Any, result: Any) -> dict:
+    """The index `_meta` `pintext index create --pins --tokens ...` writes for the tuned `result`."""
     from pintext.serving.meta import ServingDefaults, index_meta
-    from pintext.serving.searcher import Searcher
 
     serving = ServingDefaults(window=result.window, probes=result.probes, window_at_100=result.deep_window,
                               probes_at_100=result.deep_probes)
-    meta = index_meta(encoder.fingerprint, encoder.dim, result.lsh, serving, result.to_meta())
+    return index_meta(encoder.fingerprint, encoder.dim, result.lsh, serving, result.to_meta())
+
+
+def build_index(engine: Any, encoder: Any, index: str, result: Any, corpus: Corpus) -> tuple[Any, dict]:
+    """The index as `pintext index create --pins --tokens ...` then `ingest` make it for the tuned `result`."""
+    from pintext.serving.searcher import Searcher
+
     engine.delete(index)
-    engine.create(index, encoder.dim, meta)
+    engine.create(index, encoder.dim, tuned_meta(encoder, result))
     engine.client.indices.put_settings(index=index, body={"index": {"refresh_interval": "-1"}})
     hash_seconds = 0.0
     with stopwatch() as writing:
@@ -176,6 +188,84 @@ def build_index(engine: Any, encoder: Any, index: str, result: Any, corpus: Corp
     built = finish_index(engine.client, index)
     return Searcher.for_index(engine, index), {"hash_seconds": hash_seconds,
                                                "write_seconds": writing["seconds"] - hash_seconds, **built}
+
+
+def plain_bulk(engine: Any, encoder: Any, meta: dict, pins: Sequence[dict], prefix: int) -> dict:
+    """The baseline of ingest and store: the same pins, same mapping, bulk-written with no vector and no tokens
+    (`streaming_bulk` of the pin documents, one request of INGEST_BATCH at a time). The first `prefix` pins are
+    timed on their own: the product ingest below writes those same pins."""
+    engine.delete(PLAIN_INDEX)
+    engine.create(PLAIN_INDEX, encoder.dim, meta)
+    seconds = {}
+    for part, (start, end) in (("prefix", (0, prefix)), ("rest", (prefix, len(pins)))):
+        with stopwatch() as writing:
+            for low in range(start, end, INGEST_BATCH):
+                chunk = pins[low:min(end, low + INGEST_BATCH)]
+                outcome = engine.write(PLAIN_INDEX, chunk, [None] * len(chunk), [[] for _ in chunk])
+                if outcome.failed:
+                    raise RuntimeError(f"pins failed to index: {list(outcome.failed.items())[:3]}")
+        seconds[part] = writing["seconds"]
+    built = finish_index(engine.client, PLAIN_INDEX)
+    return {"write_seconds": seconds["prefix"] + seconds["rest"], "prefix_pins": prefix,
+            "prefix_docs_per_s": prefix / seconds["prefix"], **built}
+
+
+class BodyOnlySink:
+    """A sink that builds each batch's bulk body as the engine would (same documents, same serializer) and sends
+    nothing: what the client side of `pintext ingest` costs on its own."""
+
+    thread_safe = True
+
+    def __init__(self, serializer: Any) -> None:
+        self.serializer = serializer
+        self.bytes = 0
+
+    def write(self, pins: Sequence[dict], vectors: Sequence[Any], tokens: Sequence[Sequence[str]]) -> Any:
+        from pintext.ingest.indexer import BatchResult
+        from pintext.serving.opensearch import pin_document
+
+        dumps = self.serializer.dumps
+        self.bytes += sum(len(dumps({"index": {"_index": INGEST_INDEX, "_id": pin["id"]}})) +
+                          len(dumps(pin_document(pin, vector, pin_tokens)))
+                          for pin, vector, pin_tokens in zip(pins, vectors, tokens))
+        return BatchResult(created=len(pins))
+
+
+def product_ingest(engine: Any, encoder: Any, result: Any, pins: Sequence[dict], work: Path,
+                   workers_grid: Sequence[int] = INGEST_WORKERS) -> list[dict]:
+    """`pintext ingest` as the CLI runs it (read and validate the JSONL, embed, tokenize, bulk, checkpoint), into
+    a fresh index of the tuned family, once per `--workers`: docs/s of the whole pipeline."""
+    from pintext.ingest.deadletter import DeadLetter
+    from pintext.ingest.indexer import Checkpoint, EngineSink, Ingestor
+
+    work.mkdir(parents=True, exist_ok=True)
+    pins_file = work / "ingest-pins.jsonl"
+    pins_file.write_text("".join(json.dumps(pin, ensure_ascii=False) + "\n" for pin in pins), encoding="utf-8")
+    rows = []
+    try:
+        for workers in workers_grid:
+            engine.delete(INGEST_INDEX)
+            engine.create(INGEST_INDEX, encoder.dim, tuned_meta(encoder, result))
+            with DeadLetter(work / "ingest-dead.jsonl", restart=True) as dead:
+                checkpoint = Checkpoint(work / "ingest-checkpoint.json", str(pins_file), INGEST_INDEX)
+                report = Ingestor(encoder, result.lsh, EngineSink(engine, INGEST_INDEX), dead, checkpoint,
+                                  batch_size=INGEST_BATCH, workers=workers).run(pins_file)
+            if report.indexed != len(pins):
+                raise RuntimeError(f"ingest indexed {report.indexed} of {len(pins)} pins ({report.rejected} rejected)")
+            rows.append({"workers": workers, "batch": INGEST_BATCH, "pins": report.indexed,
+                         "seconds": report.seconds, "docs_per_s": report.docs_per_second})
+        body_only = BodyOnlySink(engine.client.transport.serializer)
+        with DeadLetter(work / "ingest-dead.jsonl", restart=True) as dead:
+            checkpoint = Checkpoint(work / "ingest-checkpoint.json", str(pins_file), "nowhere")
+            report = Ingestor(encoder, result.lsh, body_only, dead, checkpoint, batch_size=INGEST_BATCH,
+                              workers=1).run(pins_file)
+        rows.append({"workers": 1, "batch": INGEST_BATCH, "pins": report.indexed, "seconds": report.seconds,
+                     "docs_per_s": report.docs_per_second, "client_only": True,
+                     "body_bytes_per_pin": body_only.bytes / max(1, report.indexed)})
+    finally:
+        engine.delete(INGEST_INDEX)
+        pins_file.unlink(missing_ok=True)
+    return rows
 
 
 # ---- measurements ----------------------------------------------------------------------------------------------
@@ -291,9 +381,11 @@ def render_report(data: dict) -> str:
         markdown_table([{"index": name, "write s": f"{info['write_seconds']:.1f}",
                          "docs/s": f"{info['docs'] / info['write_seconds']:,.0f}",
                          "merge s": f"{info['merge_seconds']:.1f}", "store": f"{info['size_bytes'] / 2**20:,.0f} MiB",
-                         "per 1M pins": f"{per_million(info['size_bytes'], info['docs']) / 2**30:.2f} GiB"}
+                         "per 1M pins": f"{per_million(info['size_bytes'], info['docs']) / 2**30:.2f} GiB",
+                         "x plain bulk's store": store_ratio(indexes, name)}
                         for name, info in indexes.items() if "size_bytes" in info]),
         "",
+        *ingest_lines(data),
         "`server p50` is the node's `took` (whole milliseconds); the rest of the client time is PinText's own "
         "query hashing, the JSON of a 256-float vector and HTTP. Write s is the bulk writing of pre-computed "
         "vectors and tokens (the HNSW index builds its graph while writing). Store sizes are after a force-merge "
@@ -306,6 +398,32 @@ def render_report(data: dict) -> str:
         *data.get("reading", []),
     ]
     return "\n".join(lines) + "\n"
+
+
+def store_ratio(indexes: dict, name: str) -> str:
+    plain = indexes.get(PLAIN_INDEX, {}).get("size_bytes")
+    return f"{indexes[name]['size_bytes'] / plain:.1f}x" if plain else "-"
+
+
+def ingest_lines(data: dict) -> list[str]:
+    """The product ingest against a plain bulk of the same pins (no vector, no tokens)."""
+    plain, rows = data["indexes"].get(PLAIN_INDEX), data.get("ingest") or []
+    if not plain or not rows:
+        return []
+    baseline = plain["prefix_docs_per_s"]
+    table = [{"what": "plain bulk (no vector, no tokens)", "pins": f"{plain['prefix_pins']:,}",
+              "docs/s": f"{baseline:,.0f}", "x plain bulk": "1.00x"}]
+    table += [{"what": (f"its client side alone: read, validate, embed, tokenize, build the bulk body "
+                        f"({row['body_bytes_per_pin']:,.0f} bytes a pin), send nothing" if row.get("client_only") else
+                        f"`pintext ingest --workers {row['workers']} --batch {row['batch']}` (read, validate, embed, "
+                        "tokenize, bulk, checkpoint)"),
+               "pins": f"{row['pins']:,}", "docs/s": f"{row['docs_per_s']:,.0f}",
+               "x plain bulk": f"{row['docs_per_s'] / baseline:.2f}x"} for row in rows]
+    return ["## Ingest", "",
+            f"The first {plain['prefix_pins']:,} pins of the corpus, into a fresh index of the tuned kmeans family "
+            "each time (default settings: refresh every second, no replica); the plain bulk writes the same pins "
+            "through the same `streaming_bulk`, without vector and tokens, 500 a request.", "",
+            markdown_table(table), ""]
 
 
 def reading(results: Sequence[dict], costs: Sequence[dict]) -> list[str]:
@@ -335,6 +453,65 @@ def reading(results: Sequence[dict], costs: Sequence[dict]) -> list[str]:
     return lines
 
 
+def goal_reading(data: dict) -> list[str]:
+    """Issue 11's targets, each met or missed by how much, from the figures."""
+    results, indexes, dim = data["results"], data["indexes"], data["corpus"]["dim"]
+    lines = []
+    tokens = [r for r in results if r["method"].startswith("PinText") and r["recall"] >= 0.95]
+    if tokens:
+        best = min(tokens, key=lambda r: r["p50_ms"])
+        hnsw = [r for r in results if r["method"] == "HNSW" and r["recall"] >= best["recall"]]
+        text = (f"- Fastest token path at recall@10 >= 0.95: {best['method']} ({best['setting']}), "
+                f"{best['recall']:.3f} at {best['p50_ms']:.2f} ms p50, {best['speedup_vs_exact']:.1f}x the exact "
+                "script")
+        if hnsw:
+            rival = min(hnsw, key=lambda r: r["p50_ms"])
+            text += (f"; the fastest HNSW at that recall or more is {rival['setting']} ({rival['recall']:.3f}) at "
+                     f"{rival['p50_ms']:.2f} ms: PinText's p50 is {best['p50_ms'] / rival['p50_ms']:.2f}x HNSW's")
+        else:
+            top = max((r for r in results if r["method"] == "HNSW"), key=lambda r: r["recall"], default=None)
+            text += ("; no HNSW setting measured reaches that recall" +
+                     (f" (its best: {top['recall']:.3f}, {top['setting']}, {top['p50_ms']:.2f} ms)" if top else ""))
+        lines.append(text + ".")
+    plain = indexes.get(PLAIN_INDEX, {})
+    km = indexes.get(KMEANS_INDEX, {})
+    if plain.get("size_bytes") and km.get("size_bytes"):
+        ratio_store = km["size_bytes"] / plain["size_bytes"]
+        doc_values = km["docs"] * dim * 4  # the knn_vector doc values: dim float32 per pin, not compressed
+        rest = km["size_bytes"] - plain["size_bytes"] - doc_values
+        lines.append(
+            f"- Store: the kmeans index is {ratio_store:.1f}x a plain bulk of the same pins (target <= 3x"
+            + (", met" if ratio_store <= 3 else f", missed by {ratio_store / 3:.2f}x") + f"). Of its "
+            f"{(km['size_bytes'] - plain['size_bytes']) / 2**20:,.0f} MiB over the plain index, the vectors' doc "
+            f"values (what the exact script reads: {dim} float32 a pin) are {doc_values / 2**20:,.0f} MiB and the "
+            f"rest, {rest / 2**20:,.0f} MiB, is the vector's copy in `_source` (compressed JSON) and the tokens.")
+    rows = [row for row in data.get("ingest") or [] if not row.get("client_only")]
+    if plain.get("prefix_docs_per_s") and rows:
+        best_ingest = max(rows, key=lambda r: r["docs_per_s"])
+        share = best_ingest["docs_per_s"] / plain["prefix_docs_per_s"]
+        lines.append(f"- Ingest: `pintext ingest` at its best (--workers {best_ingest['workers']}) writes "
+                     f"{best_ingest['docs_per_s']:,.0f} docs/s, {share:.2f}x a plain bulk of the same pins "
+                     f"({plain['prefix_docs_per_s']:,.0f} docs/s; target >= 0.5x"
+                     + (", met" if share >= 0.5 else f", missed by {0.5 / share:.2f}x") + ")."
+                     + ingest_cost_text(data, plain))
+    return lines
+
+
+def ingest_cost_text(data: dict, plain: dict) -> str:
+    """What an ingested pin costs beyond a plain one: the client's work, and the node's for the vector."""
+    client = next((row for row in data.get("ingest") or [] if row.get("client_only")), None)
+    km = data["indexes"].get(KMEANS_INDEX, {})
+    if client is None or not km.get("write_seconds"):
+        return ""
+    written = km["docs"] / km["write_seconds"]
+    return (f" Made of: the client side alone (embed, tokenize, a {client['body_bytes_per_pin']:,.0f}-byte bulk "
+            f"document a pin) runs at {client['docs_per_s']:,.0f} docs/s, {1e6 / client['docs_per_s']:.0f} µs a pin "
+            f"of one core; bulk-writing the same documents already computed runs at {written:,.0f} docs/s against "
+            f"{plain['docs'] / plain['write_seconds']:,.0f} for the plain ones, so the node's parse and storage of "
+            f"the vector costs ~{1e6 / written - 1e6 * plain['write_seconds'] / plain['docs']:.0f} µs a pin; on 2 "
+            "cores the client and the node share the CPU.")
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m pintext.bench.tokens", description=__doc__.split("\n")[0])
     parser.add_argument("--pins", type=int, default=100_000, help="recombined pins (multiple of 100)")
@@ -345,6 +522,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--shared", type=Path, default=DEFAULT_SHARED)
     parser.add_argument("--work", type=Path, default=DEFAULT_WORK)
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    parser.add_argument("--ingest-pins", type=int, default=INGEST_PINS,
+                        help="pins the product ingest and its plain-bulk baseline are timed on")
     parser.add_argument("--keep", action="store_true", help="leave the indexes on the node")
     parser.add_argument("--render", action="store_true", help="only re-render OUT/report.md from OUT/results.json")
     return parser.parse_args(argv)
@@ -361,7 +540,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.render:
         data = json.loads((args.out / "results.json").read_text())
-        data["reading"] = reading(data["results"], data["families"])
+        data["reading"] = reading(data["results"], data["families"]) + goal_reading(data)
         (args.out / "report.md").write_text(render_report(data))
         write_plot(data["results"], args.out / "recall_vs_latency.png")
         return 0
@@ -406,6 +585,7 @@ def main(argv: list[str] | None = None) -> int:
     engine = OpenSearchEngine(client)
     heap = next(iter(client.nodes.stats(metric="jvm")["nodes"].values()))["jvm"]["mem"]["heap_max_in_bytes"]
     indexes: dict[str, dict] = {}
+    ingest: list[dict] = []
     try:
         lsh, indexes[LSH_INDEX] = build_index(engine, encoder, LSH_INDEX, lsh_result, corpus)
         km, indexes[KMEANS_INDEX] = build_index(engine, encoder, KMEANS_INDEX, km_result, corpus)
@@ -418,9 +598,17 @@ def main(argv: list[str] | None = None) -> int:
             hnsw_ok, indexes[HNSW_INDEX] = False, {"error": str(error)}
             log(f"HNSW index failed: {error}")
         results = measure(client, lsh, km, corpus, queries_unit, hnsw_ok, log)
+        # After the latencies, so no bulk runs beside a timed query.
+        prefix = min(len(pins), args.ingest_pins)
+        indexes[PLAIN_INDEX] = plain_bulk(engine, encoder, tuned_meta(encoder, km_result), pins, prefix)
+        log(f"plain bulk: {indexes[PLAIN_INDEX]['prefix_docs_per_s']:,.0f} docs/s on the first {prefix:,} pins")
+        ingest = product_ingest(engine, encoder, km_result, pins[:prefix], args.work / "tokens-ingest")
+        for row in ingest:
+            what = "client side alone" if row.get("client_only") else f"pintext ingest --workers {row['workers']}"
+            log(f"{what}: {row['docs_per_s']:,.0f} docs/s")
     finally:
         if not args.keep:
-            for index in (LSH_INDEX, KMEANS_INDEX, HNSW_INDEX):
+            for index in (LSH_INDEX, KMEANS_INDEX, HNSW_INDEX, PLAIN_INDEX):
                 if client.indices.exists(index=index):
                     client.indices.delete(index=index)
         node.close()
@@ -429,8 +617,8 @@ def main(argv: list[str] | None = None) -> int:
             "versions": package_versions(), "load_before": load_before, "load_after": load_average(),
             "node": {"version": node.version, "plugins": node.plugins, "heap_mb": heap // 2**20},
             "corpus": {"kind": args.corpus, "pins": len(pins), "dim": encoder.dim, "queries": len(queries_unit)},
-            "families": costs, "indexes": indexes, "results": results}
-    data["reading"] = reading(results, costs)
+            "families": costs, "indexes": indexes, "results": results, "ingest": ingest}
+    data["reading"] = reading(results, costs) + goal_reading(data)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "results.json").write_text(json.dumps(data, indent=2, default=float) + "\n")
     write_plot(results, args.out / "recall_vs_latency.png")
