@@ -212,8 +212,20 @@ def _unit(matrix: np.ndarray) -> np.ndarray:
     return np.divide(matrix, norms, out=np.zeros_like(matrix), where=norms > 0).astype(np.float32)
 
 
+# Up to this many, the top columns are found by repeated argmax (a pin's 2 spill centroids, a query's probes):
+# ~50x faster than argpartition over thousands of centroids, and argmax takes the lower column of a tie.
+_ARGMAX_UP_TO = 32
+
+
 def _top_columns(scores: np.ndarray, n: int) -> np.ndarray:
-    """Columns of the n highest scores per row, best first, ties by the lower column."""
+    """Columns of the n highest scores per row, best first, ties by the lower column. `scores` is overwritten."""
+    if n <= _ARGMAX_UP_TO and n < scores.shape[1]:
+        rows = np.arange(len(scores))
+        found = np.empty((len(scores), n), dtype=np.int64)
+        for rank in range(n):
+            found[:, rank] = best = np.argmax(scores, axis=1)
+            scores[rows, best] = -np.inf
+        return found
     if n < scores.shape[1]:
         part = np.argpartition(-scores, n - 1, axis=1)[:, :n]
     else:

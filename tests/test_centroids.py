@@ -124,3 +124,17 @@ def test_tokens_tune_command_reports_both_families_and_the_one_auto_keeps(tmp_pa
     assert all(family["recall"] >= 0.95 and family["reached"] for family in families.values())
     assert report["auto_keeps"] == min(families, key=lambda name: families[name]["cost"])
     assert families["kmeans"]["setting"].startswith("kmeans tokens")
+
+
+def test_top_columns_best_first_ties_by_lower_column_on_both_paths():
+    from pintext.centroids import _ARGMAX_UP_TO, _top_columns
+
+    scores = np.array([[0.5, 0.9, 0.5, 0.9, 0.1] * 20], dtype=np.float32)
+    few = _top_columns(scores.copy(), 4)
+    assert few.tolist() == [[1, 3, 6, 8]]  # the 0.9s by column, then the next 0.9s
+    many = _top_columns(scores.copy(), _ARGMAX_UP_TO + 8)
+    assert many[0, :4].tolist() == [1, 3, 6, 8] and len(set(many[0].tolist())) == _ARGMAX_UP_TO + 8
+    rng = np.random.default_rng(9)
+    random = rng.normal(size=(50, 300)).astype(np.float32)
+    for n in (1, 2, _ARGMAX_UP_TO):
+        assert np.array_equal(_top_columns(random.copy(), n), np.argsort(-random, axis=1, kind="stable")[:, :n])
