@@ -235,7 +235,7 @@ class Report:
 
     def write(self, out_dir: Path) -> tuple[Path, Path]:
         out_dir.mkdir(parents=True, exist_ok=True)
-        self.machine["load_average_at_end"] = load_average()
+        self.machine.setdefault("load_average_at_end", load_average())
         markdown = out_dir / "REPORT.md"
         raw = out_dir / "report.json"
         markdown.write_text(self.to_markdown(), encoding="utf-8")

@@ -387,7 +387,13 @@ def section_tokens(ctx: Context, report: Report) -> None:
     argv = ["--pins", str(ctx.profile.tokens_pins), "--out", str(out)]
     if tokens.main(argv) != 0:
         raise RuntimeError(f"python -m pintext.bench.tokens {' '.join(argv)} failed (its output says why)")
-    data = json.loads((out / "results.json").read_text())
+    _add_tokens_section(report, json.loads((out / "results.json").read_text()), argv)
+
+
+def _add_tokens_section(report: Report, data: dict, argv: list[str]) -> None:
+    from pintext.bench import tokens
+
+    data["reading"] = tokens.reading(data["results"], data["families"]) + tokens.goal_reading(data)
     rows = [{"method": r["method"], "setting": r["setting"], "recall@10": r["recall"], "p50 ms": r["p50_ms"],
              "server p50 ms": r["server_p50_ms"], "speed-up vs exact": r["speedup_vs_exact"]} for r in data["results"]]
     markdown = "\n".join([
@@ -405,7 +411,9 @@ def section_tokens(ctx: Context, report: Report) -> None:
 
 def _token_goals(report: Report, data: dict) -> None:
     """Issue 11's targets as goals of the run."""
-    results = data["results"]
+    from pintext.bench.tokens import COUNTING, SAME_RECALL
+
+    results = [r for r in data["results"] if COUNTING not in r["setting"]]
     reached = [r for r in results if r["method"].startswith("PinText") and r["recall"] >= 0.95]
     best = min(reached, key=lambda r: r["p50_ms"]) if reached else None
     report.goal("Token path recall@10 (real node, real text)", ">= 0.95",
@@ -415,12 +423,32 @@ def _token_goals(report: Report, data: dict) -> None:
         return
     report.goal("Token path p50 vs exact script", ">= 10x faster", best["speedup_vs_exact"],
                 best["speedup_vs_exact"] >= 10, f"{best['p50_ms']:.1f} ms")
-    rivals = [r for r in results if r["method"] == "HNSW" and r["recall"] >= best["recall"]]
+    rivals = [r for r in results if r["method"] == "HNSW" and r["recall"] >= best["recall"] - SAME_RECALL]
     rival = min(rivals, key=lambda r: r["p50_ms"]) if rivals else None
     report.goal("Token path p50 vs HNSW at the same recall", "<= 1x", rival and best["p50_ms"] / rival["p50_ms"],
                 None if rival is None else best["p50_ms"] <= rival["p50_ms"],
-                f"HNSW {rival['setting']} {rival['recall']:.3f} at {rival['p50_ms']:.1f} ms" if rival
-                else "no HNSW setting measured reaches that recall")
+                f"PinText {best['recall']:.3f} at {best['p50_ms']:.1f} ms; HNSW {rival['setting']} "
+                f"{rival['recall']:.3f} at {rival['p50_ms']:.1f} ms" if rival
+                else f"no HNSW setting measured comes within {SAME_RECALL} of that recall")
+
+
+def rerender_tokens(out: Path) -> None:
+    """Write OUT/REPORT.md again from OUT/report.json and OUT/token-families/results.json (a run of the tokens
+    section alone: `--only tokens`), with today's reading of the same figures; nothing is measured again."""
+    from pintext.bench import tokens
+
+    saved = json.loads((out / "report.json").read_text())
+    if [section["key"] for section in saved["sections"]] != ["tokens"]:
+        raise ValueError(f"{out}/report.json is not a run of the tokens section alone")
+    folder = out / TOKENS_FOLDER
+    tokens.main(["--render", "--out", str(folder)])
+    report = Report(command=saved["command"], profile=saved["profile"], params=saved["params"],
+                    machine=saved["machine"], versions=saved["versions"], notes=saved["notes"],
+                    started_at=saved["started_at"], seconds=saved["seconds"])
+    data = json.loads((folder / "results.json").read_text())
+    _add_tokens_section(report, data, data["command"].removeprefix("python -m pintext.bench.tokens ").split())
+    report.sections[-1].update(seconds=saved["sections"][0]["seconds"], load=saved["sections"][0].get("load"))
+    report.write(out)  # the run's own end load stays in the header (write() stamps one only when missing)
 
 
 SECTIONS: list[tuple[str, str, Callable[[Context, Report], None], tuple[str, ...]]] = [
@@ -516,3 +544,9 @@ def _copy_plots(report: Report, out: Path) -> None:
             if source.exists() and source.parent.resolve() != out.resolve():
                 shutil.copy(source, out / source.name)
             section["plots"][index] = source.name
+
+
+if __name__ == "__main__":  # python -m pintext.bench.run --rerender-tokens OUT
+    if sys.argv[1:2] != ["--rerender-tokens"] or len(sys.argv) != 3:
+        raise SystemExit("usage: python -m pintext.bench.run --rerender-tokens OUT")
+    rerender_tokens(Path(sys.argv[2]))

@@ -19,13 +19,14 @@ PROFILE_NAMES = ("tiny", "quick", "full")
 
 def bench(
     profile: Annotated[str, typer.Option("--profile", help="quick (100k pins, < 20 min on 2 cores), full (1M pins), "
-                                                           "scale (1M pins, latency at a small LSH grid), "
+                                                           "scale (1M pins: latency at a small LSH grid; "
+                                                           "token families vs HNSW on 1M real-text pins), "
                                                            "or tiny (a smoke run).")] = "quick",
     out: Annotated[Path, typer.Option("--out", help="Folder for REPORT.md, report.json and the plots.")]
     = Path("bench"),
     only: Annotated[Optional[str], typer.Option("--only", help="Comma-separated sections (and what they need): "
                                                                "synth,corpus,train,encode,tune,node,ingest,"
-                                                               "retrieval,quality.")] = None,
+                                                               "retrieval,quality,tokens.")] = None,
 ) -> None:
     """Benchmark PinText against the systems users would pick instead; writes OUT/REPORT.md and report.json."""
     from rich.console import Console
