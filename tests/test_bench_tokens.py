@@ -56,3 +56,25 @@ def test_reading_compares_the_families_and_each_served_row_with_hnsw():
     lines = reading(results, costs)
     assert "12x fewer clauses, 140x fewer matched pins" in lines[0]
     assert "PinText's p50 is 2.0x HNSW's" in lines[1]
+
+
+def _row(method, setting, recall, p50):
+    return {"method": method, "setting": setting, "recall": recall, "p50_ms": p50, "speedup_vs_exact": 500 / p50}
+
+
+def test_goal_reading_says_each_target_met_or_missed_by_how_much():
+    from pintext.bench.tokens import COUNTING, KMEANS_INDEX, PLAIN_INDEX, goal_reading
+
+    results = [_row("exact script", "every pin", 1.0, 500.0), _row("HNSW", "m 16, ef_search 2000", 0.952, 6.0),
+               _row("PinText kmeans", f"as served, but {COUNTING}", 0.96, 1.0),  # never the one compared
+               _row("PinText kmeans", "as served: probes 15", 0.959, 9.0)]
+    data = {"results": results, "corpus": {"dim": 4},
+            "indexes": {PLAIN_INDEX: {"size_bytes": 100, "docs": 10, "write_seconds": 1.0, "prefix_docs_per_s": 1000.0},
+                        KMEANS_INDEX: {"size_bytes": 600, "docs": 10, "write_seconds": 2.0}},
+            "ingest": [{"workers": 4, "docs_per_s": 250.0}, {"workers": 1, "docs_per_s": 800.0, "client_only": True,
+                                                             "body_bytes_per_pin": 50.0}]}
+    lines = goal_reading(data)
+    assert "0.959 at 9.00 ms" in lines[0] and "ef_search 2000 (0.952) at 6.00 ms" in lines[0]
+    assert "1.50x HNSW's" in lines[0]
+    assert "6.0x a plain bulk" in lines[1] and "missed by 2.00x" in lines[1]
+    assert "0.25x a plain bulk" in lines[2] and "missed by 2.00x" in lines[2] and "800 docs/s" in lines[2]
