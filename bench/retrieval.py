@@ -82,7 +82,9 @@ def add_token_field(client: Any, index: str, lsh: Any, ids: Sequence[str], corpu
     from pintext.mapping import TOKENS_FIELD
 
     field = f"{TOKENS_FIELD}_{lsh.tables}x{lsh.bits}"
-    current = client.indices.get_mapping(index=index)[index]["mappings"]["properties"][TOKENS_FIELD]
+    # `index` may be an alias (ingest writes pins-<fingerprint> behind the name): the answer is keyed by the index.
+    mapping, = client.indices.get_mapping(index=index).values()
+    current = mapping["mappings"]["properties"][TOKENS_FIELD]
     client.indices.put_mapping(index=index, body={"properties": {field: current}})
     tokens = lsh.tokens(corpus)
     actions = ({"_op_type": "update", "_index": index, "_id": pin_id, "doc": {field: row}}
