@@ -63,10 +63,19 @@ def plain_bulk(client: Any, pins: Path, index: str, dim: int) -> tuple[int, floa
     return indexed, timer["seconds"]
 
 
+def drop(client: Any, name: str) -> None:
+    """Delete the index `name`, or every index behind it when it is an alias (ingest writes pins-<fingerprint>
+    behind the name, and deleting an alias by name is refused)."""
+    if client.indices.exists_alias(name=name):
+        for concrete in client.indices.get_alias(name=name):
+            client.indices.delete(index=concrete)
+    elif client.indices.exists(index=name):
+        client.indices.delete(index=name)
+
+
 def run(client: Any, url: str, pins: Path, model: Path, index: str, dim: int, n_pins: int) -> tuple[str, dict]:
     """Both ingests and both index sizes; returns (markdown, data). Leaves `index` filled for retrieval."""
-    if client.indices.exists(index=index):
-        client.indices.delete(index=index)
+    drop(client, index)
     summary, wall = pintext_ingest(pins, model, index, url)
     pintext_size = store_size_bytes(client, index)
     plain_index = f"{index}-plain"
