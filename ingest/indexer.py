@@ -361,8 +361,8 @@ class Ingestor:
     """Runs one ingest of a pins file into a sink; see the module docstring for the guarantees."""
 
     def __init__(self, encoder: Any, lsh: TokenFamily, sink: Sink, dead_letter: DeadLetter,
-                 checkpoint: Checkpoint, batch_size: int = 500, workers: int = DEFAULT_INGEST_WORKERS, strict: bool = False,
-                 on_batch: Callable[[IngestReport], None] | None = None) -> None:
+                 checkpoint: Checkpoint, batch_size: int = 500, workers: int = DEFAULT_INGEST_WORKERS,
+                 strict: bool = False, on_batch: Callable[[IngestReport], None] | None = None) -> None:
         if batch_size <= 0 or workers <= 0:
             raise ValueError(f"batch size and workers must be positive, got {batch_size} and {workers}")
         self.encoder = encoder
