@@ -110,6 +110,6 @@ def run(client: Any, url: str, pins: Path, model: Path, index: str, dim: int, n_
         "interpreter start-up and the line count for the progress bar).",
         "",
         f"pintext ingest runs at **{data['speed_ratio']:.2f}x** the docs/s of a plain bulk; its index is "
-        f"**{data['size_ratio']:.2f}x** the size (the 64-d vector and the LSH tokens).",
+        f"**{data['size_ratio']:.2f}x** the size (the {dim}-d vector and the LSH tokens).",
     ])
     return markdown, data

@@ -21,7 +21,7 @@ Crowdflower queries. The data (`../shared/data/real/`) is never committed: only 
 Latency is client-side wall time per request, sequential, after a warm-up, with the machine's load in the report.
 
     python -m pintext.bench.tokens [--pins 100000] [--corpus recombined|products] [--queries 200]
-        [--model DIR] [--out docs/results/tokens]
+        [--model DIR] [--out bench/token-families]
 """
 
 from __future__ import annotations
@@ -75,7 +75,7 @@ MAX_WINDOW = 10_000  # index.max_rescore_window
 BATCH = 1000
 DEFAULT_SHARED = Path("../shared/data/real")
 DEFAULT_WORK = Path("out/filtered")  # the filtered benchmark's model is reused when present
-DEFAULT_OUT = Path("docs/results/tokens")
+DEFAULT_OUT = Path("bench/token-families")  # where `pintext bench --profile quick` puts it too
 
 
 # ---- corpus ----------------------------------------------------------------------------------------------------
