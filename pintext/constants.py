@@ -36,5 +36,5 @@ __all__ = [
 
 # `pintext ingest --workers`: batches read, embedded and bulk-written at once. While one batch's bulk waits on the
 # node the next ones are embedded and serialized (node and client share the CPU); on 2 cores 4 beat 2 and 1
-# (docs/results/tokens, "Ingest").
+# (bench/token-families/report.md, "Ingest").
 DEFAULT_INGEST_WORKERS = 4

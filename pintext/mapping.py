@@ -15,7 +15,7 @@ VECTOR_FIELD = "vector"
 # (`knn.advanced.approximate_threshold: -1`) stores a quarter as much on 3.x (the vector in `_source` is derived
 # from Lucene's flat vectors), but on 3.5.0 a replica recovering onto a restarted node stayed INITIALIZING in 5 of
 # 7 runs of tests/test_faults.py's cluster test (0 of 2 with `index.knn: false`): not the default until that is
-# understood (docs/results/tokens/report.md).
+# understood (docs/opensearch.md, "Not done").
 KNN_SETTINGS = ("knn", "knn.advanced.approximate_threshold")
 
 

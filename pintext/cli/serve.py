@@ -596,7 +596,7 @@ def ingest(
     index: IndexOption = DEFAULT_INDEX,
     batch: Annotated[int, typer.Option("--batch", min=1, help="Pins per embed + bulk batch.")] = 500,
     workers: Annotated[int, typer.Option("--workers", min=1, help="Batches embedded and bulk-written at once "
-                                         "(4 was fastest on 2 cores: docs/results/tokens).")] = DEFAULT_INGEST_WORKERS,
+                                         "(4 was fastest on 2 cores: bench/token-families).")] = DEFAULT_INGEST_WORKERS,
     resume: Annotated[bool, typer.Option("--resume", help="Skip lines the checkpoint marks as done.")] = False,
     strict: Annotated[bool, typer.Option("--strict", help="Stop at the first bad line instead of "
                                                           "dead-lettering it.")] = False,
