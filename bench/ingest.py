@@ -64,13 +64,14 @@ def plain_bulk(client: Any, pins: Path, index: str, dim: int) -> tuple[int, floa
 
 
 def drop(client: Any, name: str) -> None:
-    """Delete the index `name`, or every index behind it when it is an alias (ingest writes pins-<fingerprint>
+    """Delete the index `name`, or the index behind it when it is an alias (ingest writes pins-<fingerprint>
     behind the name, and deleting an alias by name is refused)."""
-    if client.indices.exists_alias(name=name):
-        for concrete in client.indices.get_alias(name=name):
-            client.indices.delete(index=concrete)
-    elif client.indices.exists(index=name):
-        client.indices.delete(index=name)
+    from pintext.serving.opensearch import OpenSearchEngine
+
+    engine = OpenSearchEngine(client)
+    target = engine.alias_target(name)
+    if target is not None:
+        engine.delete(target)
 
 
 def run(client: Any, url: str, pins: Path, model: Path, index: str, dim: int, n_pins: int) -> tuple[str, dict]:

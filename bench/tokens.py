@@ -241,27 +241,26 @@ def product_ingest(engine: Any, encoder: Any, result: Any, pins: Sequence[dict],
     work.mkdir(parents=True, exist_ok=True)
     pins_file = work / "ingest-pins.jsonl"
     pins_file.write_text("".join(json.dumps(pin, ensure_ascii=False) + "\n" for pin in pins), encoding="utf-8")
+
+    def ingest(sink: Any, target: str, workers: int) -> dict:
+        with DeadLetter(work / "ingest-dead.jsonl", restart=True) as dead:
+            checkpoint = Checkpoint(work / "ingest-checkpoint.json", str(pins_file), target)
+            report = Ingestor(encoder, result.lsh, sink, dead, checkpoint, batch_size=INGEST_BATCH,
+                              workers=workers).run(pins_file)
+        if report.indexed != len(pins):
+            raise RuntimeError(f"ingest indexed {report.indexed} of {len(pins)} pins ({report.rejected} rejected)")
+        return {"workers": workers, "batch": INGEST_BATCH, "pins": report.indexed, "seconds": report.seconds,
+                "docs_per_s": report.docs_per_second}
+
     rows = []
     try:
         for workers in workers_grid:
             engine.delete(INGEST_INDEX)
             engine.create(INGEST_INDEX, encoder.dim, tuned_meta(encoder, result))
-            with DeadLetter(work / "ingest-dead.jsonl", restart=True) as dead:
-                checkpoint = Checkpoint(work / "ingest-checkpoint.json", str(pins_file), INGEST_INDEX)
-                report = Ingestor(encoder, result.lsh, EngineSink(engine, INGEST_INDEX), dead, checkpoint,
-                                  batch_size=INGEST_BATCH, workers=workers).run(pins_file)
-            if report.indexed != len(pins):
-                raise RuntimeError(f"ingest indexed {report.indexed} of {len(pins)} pins ({report.rejected} rejected)")
-            rows.append({"workers": workers, "batch": INGEST_BATCH, "pins": report.indexed,
-                         "seconds": report.seconds, "docs_per_s": report.docs_per_second})
+            rows.append(ingest(EngineSink(engine, INGEST_INDEX), INGEST_INDEX, workers))
         body_only = BodyOnlySink(engine.client.transport.serializer)
-        with DeadLetter(work / "ingest-dead.jsonl", restart=True) as dead:
-            checkpoint = Checkpoint(work / "ingest-checkpoint.json", str(pins_file), "nowhere")
-            report = Ingestor(encoder, result.lsh, body_only, dead, checkpoint, batch_size=INGEST_BATCH,
-                              workers=1).run(pins_file)
-        rows.append({"workers": 1, "batch": INGEST_BATCH, "pins": report.indexed, "seconds": report.seconds,
-                     "docs_per_s": report.docs_per_second, "client_only": True,
-                     "body_bytes_per_pin": body_only.bytes / max(1, report.indexed)})
+        row = ingest(body_only, "nowhere", 1)
+        rows.append({**row, "client_only": True, "body_bytes_per_pin": body_only.bytes / max(1, row["pins"])})
     finally:
         engine.delete(INGEST_INDEX)
         pins_file.unlink(missing_ok=True)
@@ -280,6 +279,7 @@ def pintext_runner(searcher: Any, probes: int | None = None, window: int | None 
 
 COUNTING = "counting every hit (track_total_hits: true)"
 SAME_RECALL = 0.01  # recalls this close count as "the same recall" when a token path is compared with HNSW
+GOAL_RECALL = 0.95  # issue 11's recall@10 target
 
 
 def hit_counting_runner(client: Any, searcher: Any) -> Callable:
@@ -497,20 +497,28 @@ def reading(results: Sequence[dict], costs: Sequence[dict]) -> list[str]:
     return lines
 
 
+def token_path_against_hnsw(results: Sequence[dict]) -> tuple[dict | None, dict | None]:
+    """(the fastest token path reaching GOAL_RECALL, the fastest HNSW within SAME_RECALL of its recall or above);
+    either None when nothing qualifies. The requests re-sent counting hits are never the token path compared."""
+    served = [r for r in results if COUNTING not in r["setting"]]
+    tokens = [r for r in served if r["method"].startswith("PinText") and r["recall"] >= GOAL_RECALL]
+    best = min(tokens, key=lambda r: r["p50_ms"], default=None)
+    if best is None:
+        return None, None
+    hnsw = [r for r in served if r["method"] == "HNSW" and r["recall"] >= best["recall"] - SAME_RECALL]
+    return best, min(hnsw, key=lambda r: r["p50_ms"], default=None)
+
+
 def goal_reading(data: dict) -> list[str]:
     """Issue 11's targets, each met or missed by how much, from the figures."""
     results, indexes, dim = data["results"], data["indexes"], data["corpus"]["dim"]
     lines = []
-    tokens = [r for r in results if r["method"].startswith("PinText") and r["recall"] >= 0.95
-              and COUNTING not in r["setting"]]
-    if tokens:
-        best = min(tokens, key=lambda r: r["p50_ms"])
-        hnsw = [r for r in results if r["method"] == "HNSW" and r["recall"] >= best["recall"] - SAME_RECALL]
-        text = (f"- Fastest token path at recall@10 >= 0.95: {best['method']} ({best['setting']}), "
+    best, rival = token_path_against_hnsw(results)
+    if best is not None:
+        text = (f"- Fastest token path at recall@10 >= {GOAL_RECALL}: {best['method']} ({best['setting']}), "
                 f"{best['recall']:.3f} at {best['p50_ms']:.2f} ms p50, {best['speedup_vs_exact']:.1f}x the exact "
                 "script")
-        if hnsw:
-            rival = min(hnsw, key=lambda r: r["p50_ms"])
+        if rival is not None:
             text += (f"; the fastest HNSW within {SAME_RECALL} of that recall or above is {rival['setting']} "
                      f"({rival['recall']:.3f}) at "
                      f"{rival['p50_ms']:.2f} ms: PinText's p50 is {best['p50_ms'] / rival['p50_ms']:.2f}x HNSW's")
