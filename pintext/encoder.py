@@ -25,6 +25,8 @@ import numpy as np
 import scipy.sparse
 from tokenizers import Tokenizer
 
+from pintext.subwords import KIND as SUBWORDS_KIND
+from pintext.subwords import SUBWORDS_FILE, SubwordVectors
 from pintext.text import WordIds, text_words
 
 RUNTIME_FOLDER = "runtime"
@@ -40,14 +42,17 @@ class RuntimeArtifactError(ValueError):
     """A runtime folder is missing a file or its files disagree with each other."""
 
 
-def fingerprint_of(tokenizer_json: bytes, table: np.ndarray, oov: "HashedWords | None" = None) -> str:
+def fingerprint_of(tokenizer_json: bytes, table: np.ndarray, oov: "UnseenWords | None" = None) -> str:
     """sha256 over tokenizer.json's bytes followed by the table's raw bytes (C order, stored dtype), then, when
-    unseen words are hashed, the canonical JSON of that setting (so a change of it is a change of model)."""
+    unseen words get vectors, the canonical JSON of that setting (so a change of it is a change of model) and, for
+    sub-words, the n-gram table's raw bytes."""
     digest = hashlib.sha256()
     digest.update(tokenizer_json)
     digest.update(np.ascontiguousarray(table).tobytes())
     if oov is not None:
         digest.update(json.dumps(oov.to_dict(), sort_keys=True).encode("utf-8"))
+        if isinstance(oov, SubwordVectors):
+            digest.update(np.ascontiguousarray(oov.table).tobytes())
     return digest.hexdigest()
 
 
@@ -82,6 +87,26 @@ class HashedWords:
         return (values * (self.scale / np.linalg.norm(values))).astype(np.float32)
 
 
+UnseenWords = HashedWords | SubwordVectors  # what gives a word the vocabulary lacks its vector
+
+
+def unseen_words_from(config: dict, folder: Path) -> "UnseenWords | None":
+    """runtime.json's `oov` setting as an object (the sub-word table read from beside it), or None."""
+    data = config.get("oov")
+    if not data:
+        return None
+    if data.get("kind") == SUBWORDS_KIND:
+        path = folder / SUBWORDS_FILE
+        if not path.is_file():
+            raise RuntimeArtifactError(f"{path}: missing (runtime.json's field 'oov' names sub-words)")
+        table = np.load(path, allow_pickle=False)
+        if table.ndim != 2 or table.shape[1] != config.get("dim") or table.shape[0] != data.get("buckets"):
+            raise RuntimeArtifactError(f"{path}: shape {table.shape} does not match runtime.json's 'dim' and "
+                                       f"'oov.buckets'")
+        return SubwordVectors.from_dict(data, table)
+    return HashedWords.from_dict(data)
+
+
 def runtime_folder(model_dir: str | Path) -> Path:
     """The runtime folder of a model folder; a runtime folder itself is accepted as is."""
     path = Path(model_dir)
@@ -98,7 +123,7 @@ def write_runtime(
     dtype: str = "float32",
     unk_token: str = "[UNK]",
     extra: dict | None = None,
-    oov: HashedWords | None = None,
+    oov: UnseenWords | None = None,
 ) -> Path:
     """Write a runtime folder (tokenizer.json, embeddings.npy, runtime.json); returns the folder.
 
@@ -119,6 +144,12 @@ def write_runtime(
     tokenizer_json = tokenizer.to_str().encode("utf-8")
     (folder / TOKENIZER_FILE).write_bytes(tokenizer_json)
     np.save(folder / EMBEDDINGS_FILE, table, allow_pickle=False)
+    if isinstance(oov, SubwordVectors):
+        oov = SubwordVectors(np.ascontiguousarray(np.asarray(oov.table, dtype=dtype)), oov.scale, oov.min_n,
+                             oov.max_n)
+        np.save(folder / SUBWORDS_FILE, oov.table, allow_pickle=False)
+    else:
+        (folder / SUBWORDS_FILE).unlink(missing_ok=True)
     config = {
         "format": RUNTIME_FORMAT,
         "dim": int(table.shape[1]),
@@ -154,14 +185,16 @@ class Encoder:
     """Embeds texts as the mean of their known words' vectors. Thread-safe for reading."""
 
     def __init__(self, tokenizer: Tokenizer, table: np.ndarray, *, unk_id: int, fingerprint: str,
-                 oov: HashedWords | None = None) -> None:
+                 oov: UnseenWords | None = None, word_ids: WordIds | None = None) -> None:
+        """`word_ids`: the text -> word ids function to use (default: one over `tokenizer`); a caller that encodes
+        the same texts again and again with new tables (validation during training) passes a memoizing one."""
         tokenizer.no_padding()
         tokenizer.no_truncation()
         self._tokenizer = tokenizer
         # Computed in float32 even when stored as float16: the mean of many halves loses too much otherwise.
         self._table = np.ascontiguousarray(table, dtype=np.float32)
         self._unk_id = unk_id
-        self._word_ids = WordIds(tokenizer, unk_id)
+        self._word_ids = word_ids if word_ids is not None else WordIds(tokenizer, unk_id)
         self.fingerprint = fingerprint
         self.oov = oov
         self._oov_vectors: dict[str, np.ndarray] = {}  # unseen word -> its hashed vector (bounded, see _oov_vector)
@@ -178,7 +211,7 @@ class Encoder:
         table = np.load(folder / EMBEDDINGS_FILE, allow_pickle=False)
         tokenizer = Tokenizer.from_str(tokenizer_json.decode("utf-8"))
         cls._check(folder, config, tokenizer, table)
-        oov = HashedWords.from_dict(config["oov"]) if config.get("oov") else None
+        oov = unseen_words_from(config, folder)
         if verify and fingerprint_of(tokenizer_json, table, oov) != config["fingerprint"]:
             raise RuntimeArtifactError(f"{folder / RUNTIME_CONFIG_FILE}: field 'fingerprint' does not match the files")
         return cls(tokenizer, table, unk_id=int(config["unk_id"]), fingerprint=config["fingerprint"], oov=oov)

@@ -30,6 +30,7 @@ from pintext.lsh import RandomHyperplaneLSH
 from pintext.pin_vectors import pin_parts, pin_vectors, unit_rows
 from pintext.schemas import RecordError, pin_text, validate_pin
 from pintext.serving.filters import FilterError, Filters
+from pintext.subwords import SubwordVectors
 from pintext.tokens import FAMILIES, family_from_dict
 from pintext.trainer.tokenizer import train_word_tokenizer
 from tests.fixtures_engines import in_ci
@@ -76,7 +77,7 @@ any_text = texts | long_texts()
 # ---- the tiny runtime ------------------------------------------------------------------------------------------
 
 
-def tiny_encoder(folder: Path, oov: HashedWords | None) -> Encoder:
+def tiny_encoder(folder: Path, oov: HashedWords | SubwordVectors | None) -> Encoder:
     tokenizer = train_word_tokenizer(VOCABULARY_TEXTS, min_count=1)
     table = np.random.default_rng(5).normal(size=(tokenizer.get_vocab_size(), DIM)).astype(np.float32)
     return Encoder.load(write_runtime(folder, tokenizer, table, oov=oov))
@@ -86,8 +87,10 @@ def tiny_encoder(folder: Path, oov: HashedWords | None) -> Encoder:
 def encoders(tmp_path_factory) -> dict[str, Encoder]:
     """The same tiny vocabulary twice: unseen words ignored, and unseen words hashed (what `pintext train` writes)."""
     folder = tmp_path_factory.mktemp("fuzz-runtime")
+    ngrams = np.random.default_rng(6).normal(size=(64, DIM)).astype(np.float32)
     return {"ignored": tiny_encoder(folder / "ignored", None),
-            "hashed": tiny_encoder(folder / "hashed", HashedWords(seed=3, scale=1.5))}
+            "hashed": tiny_encoder(folder / "hashed", HashedWords(seed=3, scale=1.5)),
+            "subwords": tiny_encoder(folder / "subwords", SubwordVectors(ngrams, scale=1.5))}
 
 
 def assert_unit_or_zero(vectors: np.ndarray) -> None:
@@ -135,9 +138,10 @@ def test_fast_word_ids_equal_the_tokenizer(encoders, text):
 
 
 @settings(max_examples=100)
-@given(st.lists(any_text, min_size=1, max_size=6), st.sampled_from(["ignored", "hashed"]))
+@given(st.lists(any_text, min_size=1, max_size=6), st.sampled_from(["ignored", "hashed", "subwords"]))
 @example(["", " ", "\x00", "\u202e\u200d"], "hashed")
 @example(["zzz unknown", "red zzz"], "ignored")
+@example(["\u0130\u0307 x", "a"], "subwords")
 def test_encoder_vectors_are_finite_deterministic_and_unit_or_zero(encoders, batch, kind):
     encoder = encoders[kind]
     vectors = encoder.encode(batch)
@@ -148,7 +152,7 @@ def test_encoder_vectors_are_finite_deterministic_and_unit_or_zero(encoders, bat
     assert_unit_or_zero(vectors)
     for text, row in zip(batch, vectors):
         ids = encoder.token_ids([text])[0]
-        counted = ids if kind == "hashed" else [i for i in ids if i != encoder.unk_id]
+        counted = ids if kind != "ignored" else [i for i in ids if i != encoder.unk_id]
         assert row.any() == bool(counted), (text, ids)
 
 

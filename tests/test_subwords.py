@@ -1,0 +1,87 @@
+"""Sub-word vectors: n-gram buckets, the runtime's sub-word table, and what training makes of misspellings."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from pintext.encoder import Encoder, RuntimeArtifactError, write_runtime
+from pintext.subwords import SUBWORDS_FILE, SubwordVectors, ngram_buckets
+from pintext.trainer.tokenizer import train_word_tokenizer
+
+DIM = 16
+
+
+def test_ngram_buckets_are_stable_shared_and_never_empty():
+    assert ngram_buckets("toilet", 3, 5, 1 << 16) == ngram_buckets("toilet", 3, 5, 1 << 16)
+    assert len(ngram_buckets("toilet", 3, 5, 1 << 16)) == 6 + 5 + 4  # "<toilet>": 8 characters
+    assert ngram_buckets("a", 3, 5, 7) and all(0 <= b < 7 for b in ngram_buckets("a", 3, 5, 7))
+    assert ngram_buckets("x", 4, 5, 100)  # shorter than min_n with its marks: the marked word itself
+    def shared(a: str, b: str) -> int:
+        return len(set(ngram_buckets(a, 3, 5, 1 << 16)) & set(ngram_buckets(b, 3, 5, 1 << 16)))
+
+    assert shared("toilet", "toliet") == 2  # "<to" and "et>"
+    assert shared("bracket", "brackets") == 6 + 5 + 4  # every n-gram of "<bracket": all but the ones ending ">"
+    assert shared("illumination", "ilumination") >= 20
+    # crc32 of the UTF-8 bytes, not Python's salted hash: the same bucket in every process.
+    import zlib
+    assert ngram_buckets("ab", 4, 4, 1000) == [zlib.crc32("<ab>".encode()) % 1000]
+
+
+@pytest.fixture
+def runtime(tmp_path):
+    tokenizer = train_word_tokenizer(["red sofa", "blue couch"], min_count=1)
+    rng = np.random.default_rng(1)
+    table = rng.normal(size=(tokenizer.get_vocab_size(), DIM)).astype(np.float32)
+    table[0] = 0
+    oov = SubwordVectors(rng.normal(size=(97, DIM)).astype(np.float32), scale=2.0)
+    return tokenizer, table, oov, write_runtime(tmp_path / "rt", tokenizer, table, oov=oov)
+
+
+def test_unseen_words_are_their_ngram_mean_times_scale(runtime):
+    tokenizer, table, oov, folder = runtime
+    encoder = Encoder.load(folder)
+    assert isinstance(encoder.oov, SubwordVectors) and encoder.oov.to_dict() == oov.to_dict()
+    np.testing.assert_array_equal(encoder.oov.table, oov.table)
+    unseen = oov.table[ngram_buckets("zanzibar", 3, 5, 97)].mean(axis=0) * 2.0
+    vectors = encoder.encode(["red sofa", "red zanzibar", "zanzibar"])
+    np.testing.assert_allclose(vectors[0], table[[tokenizer.token_to_id("red"), tokenizer.token_to_id("sofa")]]
+                               .mean(axis=0), atol=1e-6)  # known words: their rows only
+    np.testing.assert_allclose(vectors[1], (table[tokenizer.token_to_id("red")] + unseen) / 2, atol=1e-5)
+    np.testing.assert_allclose(vectors[2], unseen, atol=1e-5)
+
+
+def test_the_ngram_table_is_part_of_the_model(runtime, tmp_path):
+    tokenizer, table, oov, folder = runtime
+    changed = SubwordVectors(oov.table + 1.0, scale=oov.scale)
+    other = write_runtime(tmp_path / "other", tokenizer, table, oov=changed)
+    assert Encoder.load(other).fingerprint != Encoder.load(folder).fingerprint
+    np.save(folder / SUBWORDS_FILE, oov.table + 1.0)  # swapped behind the fingerprint's back
+    with pytest.raises(RuntimeArtifactError, match="fingerprint"):
+        Encoder.load(folder)
+    (folder / SUBWORDS_FILE).unlink()
+    with pytest.raises(RuntimeArtifactError, match=SUBWORDS_FILE):
+        Encoder.load(folder)
+    # Written again without sub-words, the folder keeps no stale n-gram table.
+    write_runtime(folder, tokenizer, table)
+    assert not (folder / SUBWORDS_FILE).exists() and "oov" not in json.loads((folder / "runtime.json").read_text())
+
+
+def test_lazy_adam_is_sparse_adam_on_the_rows_used():
+    from pintext.trainer.tables import LazyAdam
+
+    rng = np.random.default_rng(3)
+    start = torch.from_numpy(rng.normal(size=(10, 4)).astype(np.float32))
+    ours = start.clone()
+    reference = torch.nn.Parameter(start.clone())
+    optimizer = torch.optim.SparseAdam([reference], lr=0.1)
+    lazy = LazyAdam(ours)
+    for step, rows in enumerate(([1, 3, 4], [3, 7], [1, 7, 9]), start=1):
+        grad = torch.from_numpy(rng.normal(size=(len(rows), 4)).astype(np.float32))
+        index = torch.tensor(rows)
+        reference.grad = torch.sparse_coo_tensor(index[None, :], grad, size=(10, 4))
+        optimizer.step()
+        lazy.step(index, grad, lr=0.1, step=step)
+    torch.testing.assert_close(ours, reference.detach(), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(ours[[0, 2, 5, 6, 8]], start[[0, 2, 5, 6, 8]])  # untouched rows keep their value
