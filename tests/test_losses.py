@@ -90,6 +90,6 @@ def test_radius_callback_projects_the_model_table(model):
 
 
 def test_build_loss_rejects_unknown_kind(model):
-    assert type(build_loss("mnrl", model, margin=0.1, negatives=1, radius=None)).__name__ == "MultipleNegativesRankingLoss"
+    assert type(build_loss("mnrl", model, margin=0.1, negatives=1, radius=None)).__name__ == "InBatchNegativesLoss"
     with pytest.raises(ValueError, match="--loss"):
         build_loss("triplet", model, margin=0.1, negatives=1, radius=None)

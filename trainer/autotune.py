@@ -1,11 +1,15 @@
 """`pintext train` without tuning flags: pick the loss, learning rate and task weights on the validation split.
 
 Every trial is a full training run with early stopping (`pintext.trainer.selection`), so each trial also picks its
-own number of epochs. Trials run in the order of `SEARCH_GRID` (the settings that won most often in our measurements
-first) until the time budget is spent; the first trial always runs. Then, when the pairs folder has tasks besides
-search, the auxiliary tasks' weight is chosen the same way, with search alone (PinText-SR) as one of the candidates
-— so the multitask model is never worse than the single-task one on validation. The winner's folder becomes the
-model; with `refit`, it is trained once more on train + validation for the epochs its trial chose.
+own number of epochs. Every trial of `SEARCH_GRID` runs, whatever the clock: the amount of work is fixed (epochs are
+a ceiling), so the same command on the same data gives the same model on a busy or a quiet machine. Then, when the
+pairs folder has tasks besides search, the auxiliary tasks' weight is chosen the same way, with search alone
+(PinText-SR) as one of the candidates — so the multitask model is never worse than the single-task one on
+validation; auxiliary pairs touching a pin the search task holds out are left out of every trial
+(`pintext.trainer.train.held_out_texts`), so validation cannot leak across tasks. The winner's folder becomes the
+model; with `refit` (the default) it is trained once more on every split of every task for the epochs its trial
+chose: the held-out splits choose the settings and are not thrown away. `budget_s` (off by default) is a guard for
+a very large folder: trials that would end past it are skipped and named.
 
 Everything tried, and why the winner won, is written to `MODEL/selection.json`.
 """
@@ -25,13 +29,13 @@ from pintext.trainer.train import PairDataError, TrainConfig, TrainResult, train
 
 SELECTION_FILE = "selection.json"
 # (loss, learning rate), best first. The hinge is the paper's objective; in-batch negatives (MNRL) and their sum are
-# the alternatives. Rates are for AdamW on a lexical start whose rows have norms of a few units (IDF).
+# the alternatives. Rates are for SparseAdam on a lexical start whose rows have norms of a few units (IDF).
 SEARCH_GRID: tuple[tuple[str, float], ...] = (
-    ("pintext", 0.01),
-    ("mnrl", 0.05),
-    ("pintext+mnrl", 0.02),
-    ("pintext", 0.05),
     ("mnrl", 0.01),
+    ("mnrl", 0.005),
+    ("pintext", 0.01),
+    ("pintext+mnrl", 0.01),
+    ("mnrl", 0.02),
 )
 AUX_WEIGHTS = (0.1, 0.3, 1.0)
 
@@ -55,7 +59,7 @@ def _trial_settings(config: TrainConfig) -> dict[str, Any]:
 class Tuner:
     """Runs trials into `work_dir` and remembers the best one."""
 
-    def __init__(self, pairs_dir: Path, work_dir: Path, budget_s: float,
+    def __init__(self, pairs_dir: Path, work_dir: Path, budget_s: float | None,
                  on_trial: Callable[[Trial], None] | None = None) -> None:
         self.on_trial = on_trial or (lambda trial: None)
         self.pairs_dir = pairs_dir
@@ -74,7 +78,7 @@ class Tuner:
         self.trials.append(trial)
         runs = [t for t in self.trials if t.score is not None]
         expected = max((t.seconds for t in runs), default=0.0)
-        if runs and self.elapsed() + expected > self.budget_s:
+        if runs and self.budget_s is not None and self.elapsed() + expected > self.budget_s:
             trial.skipped = f"time budget ({self.budget_s:.0f} s) would be exceeded"
             self.on_trial(trial)
             return trial
@@ -93,12 +97,15 @@ class Tuner:
 
 
 def tune_and_train(
-    pairs_dir: str | Path, out_dir: str | Path, base: TrainConfig, *, budget_s: float = 600.0, refit: bool = False,
+    pairs_dir: str | Path, out_dir: str | Path, base: TrainConfig, *, budget_s: float | None = None, refit: bool = True,
     losses: tuple[str, ...] | None = None, lrs: tuple[float, ...] | None = None, tune_weights: bool = True,
     single_task_candidate: bool = True, on_trial: Callable[[Trial], None] | None = None,
+    on_chosen: Callable[[Path], None] | None = None,
 ) -> tuple[TrainResult, dict[str, Any]]:
     """Choose settings on validation, leave the chosen model in `out_dir`; returns it and the selection record.
-    `single_task_candidate=False` (the user named the tasks) keeps search alone out of the final choice."""
+    `single_task_candidate=False` (the user named the tasks) keeps search alone out of the final choice.
+    `on_chosen(out_dir)` runs when the winner is in place and before the refit (what else is chosen on validation,
+    such as the hybrid's fusion, must be chosen with a model that has not trained on validation)."""
     pairs_dir, out_dir = Path(pairs_dir), Path(out_dir)
     work_dir = out_dir / "trials"
     shutil.rmtree(work_dir, ignore_errors=True)
@@ -130,6 +137,8 @@ def tune_and_train(
     assert tuner.best is not None
     winner, result = tuner.best
     _adopt(result.model_dir, out_dir)
+    if on_chosen is not None:
+        on_chosen(out_dir)
     if refit:
         epochs = max(float(winner.best_epoch or 0.0), 0.5)
         result = train(pairs_dir, out_dir, replace(result.config, refit=True, epochs=epochs), show_progress=False)

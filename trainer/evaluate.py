@@ -35,6 +35,12 @@ METRICS = ("pairwise_accuracy", "recall@10", "recall@100", "mrr", "token_coverag
 STS_FILE = "sts-dev.csv"
 
 
+
+def column_values(dataset, name: str) -> list:
+    """A dataset column as a Python list, converted by Arrow at once (iterating the column formats row by row:
+    on 40k pairs that cost more than the training itself)."""
+    return dataset.select_columns([name]).to_dict()[name]
+
 def default_sts_path(repo_root: Path | None = None) -> Path:
     """$PINTEXT_STS_DIR/sts-dev.csv, else ../shared/data/stsbenchmark/sts-dev.csv from the repository root."""
     if override := os.environ.get("PINTEXT_STS_DIR"):
@@ -78,12 +84,12 @@ def prepare_task(data, split: str = TEST, seed: int = 0, distractors: Sequence[t
     corpus's pins) join the pool after the positives, except pins whose id or text is already in it (a positive
     must not come back as a non-relevant copy of itself)."""
     def ids_of(rows, column: str, fallback: str) -> list[str]:
-        return list(rows[column]) if column in rows.column_names else list(rows[fallback])
+        return column_values(rows, column if column in rows.column_names else fallback)
 
     pool_ids: dict[str, int] = {}
     pool_texts: list[str] = []
     for part in data.values():
-        for positive_id, text in zip(ids_of(part, POSITIVE_ID, POSITIVE), part[POSITIVE]):
+        for positive_id, text in zip(ids_of(part, POSITIVE_ID, POSITIVE), column_values(part, POSITIVE)):
             if positive_id not in pool_ids:
                 pool_ids[positive_id] = len(pool_texts)
                 pool_texts.append(text)
@@ -94,7 +100,7 @@ def prepare_task(data, split: str = TEST, seed: int = 0, distractors: Sequence[t
             known_texts.add(text)
             pool_texts.append(text)
     rows = data[split]
-    anchors = list(rows[ANCHOR])
+    anchors = column_values(rows, ANCHOR)
     positive_index = np.asarray([pool_ids[pid] for pid in ids_of(rows, POSITIVE_ID, POSITIVE)], dtype=np.int64)
     anchor_keys = ids_of(rows, ANCHOR_ID, ANCHOR)
     background_index = _draw_background(positive_index, anchor_keys, np.random.default_rng(seed))
@@ -111,7 +117,7 @@ def prepare_task(data, split: str = TEST, seed: int = 0, distractors: Sequence[t
         pool_texts=pool_texts,
         query_texts=[anchor_text[key] for key in relevant_by_anchor],
         query_relevant=[np.fromiter(sorted(values), dtype=np.int64) for values in relevant_by_anchor.values()],
-        coverage_texts=anchors + list(rows[POSITIVE]),
+        coverage_texts=anchors + column_values(rows, POSITIVE),
         distractors_from=distractors_from,
     )
 

@@ -66,12 +66,17 @@ def rare_word_idf(documents: int) -> float:
 def lexical_table(tokenizer: Tokenizer, documents: Iterable[str], dim: int, seed: int = 0) -> tuple[np.ndarray, int]:
     """(word table [vocab, dim] float32, number of documents): unit random directions times IDF; UNK row zero."""
     frequencies, total = document_frequencies(tokenizer, documents)
+    return table_from_idf(idf(frequencies, max(total, 1)), dim, seed), total
+
+
+def table_from_idf(weights: np.ndarray, dim: int, seed: int = 0) -> np.ndarray:
+    """Unit random directions [len(weights), dim] times `weights` (the IDF per word); UNK row zero."""
     rng = np.random.default_rng(seed)
-    table = rng.standard_normal((tokenizer.get_vocab_size(), dim)).astype(np.float32)
+    table = rng.standard_normal((len(weights), dim)).astype(np.float32)
     table /= np.linalg.norm(table, axis=1, keepdims=True).clip(min=1e-12)
-    table *= idf(frequencies, max(total, 1)).astype(np.float32)[:, None]
+    table *= np.asarray(weights, dtype=np.float32)[:, None]
     table[UNK_ID] = 0.0
-    return table, total
+    return table
 
 
 def random_table(vocab_size: int, dim: int, seed: int = 0) -> np.ndarray:

@@ -50,22 +50,24 @@ class PinTextHingeLoss(nn.Module):
         anchors, positives = embed_columns(self.model, sentence_features)[:2]
         return self.compute_loss_from_embeddings(anchors, positives)
 
-    def compute_loss_from_embeddings(self, anchors: Tensor, positives: Tensor) -> Tensor:
-        """The hinge loss for aligned [batch, dim] anchor and positive embeddings."""
+    def compute_loss_from_embeddings(self, anchors: Tensor, positives: Tensor, weights: Tensor | None = None) -> Tensor:
+        """The hinge loss for aligned [batch, dim] anchor and positive embeddings (`weights`: one per pair)."""
         cosines = nn.functional.normalize(anchors, dim=-1) @ nn.functional.normalize(positives, dim=-1).T
         positive_cosine = cosines.diagonal()
         candidates = self._background_mask(positives)
         sampled = self._sample(candidates)
         violations = torch.relu(self.margin - positive_cosine[:, None] + cosines)
+        if weights is not None:
+            sampled = sampled * weights[:, None]
         violations = violations * sampled
-        return violations.sum() / sampled.sum().clamp(min=1)
+        return violations.sum() / sampled.sum().clamp(min=1e-12)
 
     @staticmethod
     def _background_mask(positives: Tensor) -> Tensor:
         """Which batch positives may serve as background for each anchor: not its own, and not an identical text
-        (a duplicate positive in the batch would be a false negative)."""
-        same_vector = (positives[:, None, :] == positives[None, :, :]).all(dim=-1)
-        return ~same_vector
+        (a duplicate positive in the batch would be a false negative). Identical texts have the same vector; a
+        cosine of 1 finds them with one matrix product instead of a [batch, batch, dim] comparison."""
+        return ~same_direction(positives)
 
     def _sample(self, candidates: Tensor) -> Tensor:
         """Up to `negatives` background pairs per anchor, uniformly among the candidates (as a 0/1 float mask)."""
@@ -86,16 +88,25 @@ class PinTextHingeLoss(nn.Module):
         return "Zhuang & Liu, PinText: A Multitask Text Embedding System in Pinterest, KDD 2019."
 
 
+def same_direction(vectors: Tensor) -> Tensor:
+    """[batch, batch] True where two rows point the same way (the same text twice; the diagonal included)."""
+    units = nn.functional.normalize(vectors.detach(), dim=-1)
+    return units @ units.T > 1 - 1e-6
+
+
 class WeightedLoss(nn.Module):
     """A task's loss times its task weight: how multitask training trades one task against another."""
 
     def __init__(self, loss: nn.Module, weight: float) -> None:
         super().__init__()
-        self.loss = loss
+        self.loss: Any = loss  # any loss of this module (each has compute_loss_from_embeddings)
         self.weight = float(weight)
 
     def forward(self, sentence_features: Iterable[dict[str, Tensor]], labels: Tensor | None = None) -> Tensor:
         return self.weight * self.loss(sentence_features, labels)
+
+    def compute_loss_from_embeddings(self, anchors: Tensor, positives: Tensor, weights: Tensor | None = None) -> Tensor:
+        return self.weight * self.loss.compute_loss_from_embeddings(anchors, positives, weights)
 
     def get_config_dict(self) -> dict[str, Any]:
         get_config_dict = getattr(self.loss, "get_config_dict", None)
@@ -143,6 +154,11 @@ class CombinedLoss(nn.Module):
         features = list(sentence_features)
         return sum(loss(features, labels) for loss in self.losses)  # type: ignore[return-value]
 
+    def compute_loss_from_embeddings(self, anchors: Tensor, positives: Tensor, weights: Tensor | None = None) -> Tensor:
+        parts: list[Any] = list(self.losses)
+        return sum(loss.compute_loss_from_embeddings(anchors, positives, weights)  # type: ignore[return-value]
+                   for loss in parts)
+
     def get_config_dict(self) -> dict[str, Any]:
         return {"losses": [type(loss).__name__ for loss in self.losses]}
 
@@ -151,10 +167,38 @@ def _hinge(model: SentenceTransformer, margin: float, negatives: int, radius: fl
     return PinTextHingeLoss(model, margin=margin, negatives=negatives, radius=radius)
 
 
-def _mnrl(model: SentenceTransformer, margin: float, negatives: int, radius: float | None) -> nn.Module:
-    from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
+class InBatchNegativesLoss(nn.Module):
+    """In-batch negatives (sentence-transformers' MultipleNegativesRankingLoss, scale 20 on cosine): each anchor's
+    positive must win a softmax over every positive of the batch. A positive identical to the anchor's own (the same
+    pin in two pairs of one batch) is left out of its softmax instead of counting as a negative."""
 
-    return MultipleNegativesRankingLoss(model)
+    def __init__(self, model: SentenceTransformer, scale: float = 20.0) -> None:
+        super().__init__()
+        self.model = model
+        self.scale = scale
+
+    def forward(self, sentence_features: Iterable[dict[str, Tensor]], labels: Tensor | None = None) -> Tensor:
+        anchors, positives = embed_columns(self.model, sentence_features)[:2]
+        return self.compute_loss_from_embeddings(anchors, positives)
+
+    def compute_loss_from_embeddings(self, anchors: Tensor, positives: Tensor, weights: Tensor | None = None) -> Tensor:
+        """Cross-entropy of each anchor's softmax over the batch's positives; a weighted mean with `weights`."""
+        units = nn.functional.normalize(positives, dim=-1)
+        scores = self.scale * (nn.functional.normalize(anchors, dim=-1) @ units.T)
+        duplicate = same_direction(positives) & ~torch.eye(len(units), dtype=torch.bool, device=units.device)
+        scores = scores.masked_fill(duplicate, float("-inf"))
+        losses = nn.functional.cross_entropy(scores, torch.arange(len(scores), device=scores.device),
+                                             reduction="none")
+        if weights is None:
+            return losses.mean()
+        return (losses * weights).sum() / weights.sum().clamp(min=1e-12)
+
+    def get_config_dict(self) -> dict[str, Any]:
+        return {"scale": self.scale}
+
+
+def _mnrl(model: SentenceTransformer, margin: float, negatives: int, radius: float | None) -> nn.Module:
+    return InBatchNegativesLoss(model)
 
 
 def _hinge_and_mnrl(model: SentenceTransformer, margin: float, negatives: int, radius: float | None) -> nn.Module:

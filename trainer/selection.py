@@ -18,12 +18,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from transformers import TrainerCallback
 
 from pintext.constants import SEARCH, VALIDATION
 from pintext.encoder import Encoder
 from pintext.pin_vectors import pin_vectors, unit_rows
 from pintext.schemas import pin_text
+from pintext.text import MemoWordIds
 from pintext.trainer.evaluate import TaskData, prepare_task, ranking_metrics
 
 MAIN_TASK = SEARCH
@@ -72,16 +72,22 @@ class ValidationScorer:
         self.data = {task: prepare_task(pairs[task], split=VALIDATION, distractors=_ids_and_texts(self.pins_by_text))
                      for task in self.tasks}
         self.encoder_options = encoder_options or {}
+        self._word_ids: tuple[Any, MemoWordIds] | None = None
 
     @property
     def usable(self) -> bool:
         return bool(self.tasks)
 
-    def encoder(self, tokenizer, table: np.ndarray) -> Encoder:
-        return Encoder(tokenizer, table, unk_id=0, fingerprint=VALIDATION, **self.encoder_options)
+    def encoder(self, tokenizer, table: np.ndarray, **options: Any) -> Encoder:
+        if self._word_ids is None or self._word_ids[0] is not tokenizer:
+            # The same validation texts are encoded at every score: their word ids are looked up once.
+            self._word_ids = (tokenizer, MemoWordIds(tokenizer, 0))
+        return Encoder(tokenizer, table, unk_id=0, fingerprint=VALIDATION, word_ids=self._word_ids[1],
+                       **{**self.encoder_options, **options})
 
-    def metrics(self, tokenizer, table: np.ndarray) -> dict[str, dict[str, float]]:
-        encoder = self.encoder(tokenizer, table)
+    def metrics(self, tokenizer, table: np.ndarray, **options: Any) -> dict[str, dict[str, float]]:
+        """Validation metrics per task of the word table (Encoder options, e.g. `oov`, override the scorer's)."""
+        encoder = self.encoder(tokenizer, table, **options)
         return {task: validation_metrics(encoder, data, self.pins_by_text) for task, data in self.data.items()}
 
     def score(self, metrics: dict[str, dict[str, float]]) -> float:
@@ -102,11 +108,12 @@ class StopRecord:
     stopped_early: bool = False
 
 
-class EarlyStopping(TrainerCallback):
-    """Score on validation every `every` steps; keep the best table; stop after `patience` scores without gain."""
+class EarlyStopping:
+    """Score on validation every `every` steps; keep the best table; stop after `patience` scores without gain.
+    The training loop (`pintext.trainer.loop.run_loop`) calls `begin`, `after_step` and `end`."""
 
-    def __init__(self, module, scorer: ValidationScorer, every: int, patience: int = 3, min_gain: float = 1e-4) -> None:
-        self.module = module  # the WordMeanEmbedding whose table is trained
+    def __init__(self, table, scorer: ValidationScorer, every: int, patience: int = 3, min_gain: float = 1e-4) -> None:
+        self.table = table  # pintext.trainer.tables: what is trained, and what it exports
         self.scorer = scorer
         self.every = max(1, int(every))
         self.patience = max(1, int(patience))
@@ -117,43 +124,41 @@ class EarlyStopping(TrainerCallback):
 
     def _evaluate(self, step: int, epoch: float) -> bool:
         """Score the current table; True when it is the best so far."""
-        table = self.module.table()
-        metrics = self.scorer.metrics(self.module.tokenizer, table)
+        words, oov = self.table.export()
+        metrics = self.scorer.metrics(self.table.tokenizer, words, oov=oov)
         score = self.scorer.score(metrics)
         self.record.history.append({"step": step, "epoch": round(epoch, 3), "score": round(score, 5),
                                     **{task: {k: round(v, 5) for k, v in m.items()} for task, m in metrics.items()}})
         if score > self.record.best_score + self.min_gain:
             self.record.best_score, self.record.best_step, self.record.best_epoch = score, step, epoch
             self.record.best_metrics = metrics
-            self._best_table = table.copy()
+            self._best_table = self.table.snapshot()
             self._misses = 0
             return True
         self._misses += 1
         return False
 
-    def on_train_begin(self, args, state, control, **kwargs):
+    def begin(self) -> None:
         self._evaluate(0, 0.0)
 
-    def on_step_end(self, args, state, control, **kwargs):
-        if state.global_step % self.every == 0:
-            self._evaluate(state.global_step, float(state.epoch or 0.0))
+    def after_step(self, step: int, epoch: float) -> bool:
+        """Score when due; True when training should stop."""
+        if step % self.every == 0:
+            self._evaluate(step, epoch)
             if self._misses >= self.patience:
                 self.record.stopped_early = True
-                control.should_training_stop = True
+                return True
+        return False
 
-    def on_train_end(self, args, state, control, **kwargs):
+    def end(self, step: int, epoch: float) -> None:
         last = self.record.history[-1]["step"] if self.record.history else -1
-        if state.global_step != last:
-            self._evaluate(state.global_step, float(state.epoch or 0.0))
+        if step != last:
+            self._evaluate(step, epoch)
         if self._best_table is not None:
             self.restore(self._best_table)
 
-    def restore(self, table: np.ndarray) -> None:
-        import torch
-
-        weight = self.module.embedding.weight
-        with torch.no_grad():
-            weight.copy_(torch.from_numpy(table).to(weight.device, weight.dtype))
+    def restore(self, raw: np.ndarray) -> None:
+        self.table.restore(raw)
 
 
 # ---- the hybrid's fusion, chosen on validation ------------------------------------------------------------------

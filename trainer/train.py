@@ -18,7 +18,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pintext.constants import ANCHOR, HOMEFEED, POSITIVE, RELATED, SEARCH, SPLITS, TASKS, TRAIN, VALIDATION
+import numpy as np
+
+from pintext.constants import ANCHOR, HOMEFEED, POSITIVE, RELATED, SEARCH, SPLITS, TASKS, TRAIN, VALIDATION, WEIGHT
+from pintext.trainer.evaluate import column_values
+
+MAIN_TASK = SEARCH  # the task the product serves: validation and leak checks are about it
 
 DEFAULT_TASK_WEIGHTS = {SEARCH: 1.0, RELATED: 0.3, HOMEFEED: 0.3}
 TRAIN_CONFIG_FILE = "pintext_train.json"
@@ -53,6 +58,10 @@ class TrainConfig:
     patience: int = 3
     refit: bool = False  # train on train + validation (no early stopping: the epochs were chosen before)
     hash_unseen: bool = True  # unseen words get hashed vectors at serving time (pintext.encoder.HashedWords)
+    subwords: bool = True  # learn character n-grams beside the words (pintext.subwords); replaces hash_unseen
+    subword_buckets: int = 1 << 16
+    subword_weight: float = 0.5
+    pair_weights: bool = True  # each pair's loss counts by its `weight` column (graded judgments, click counts)
     max_vocab: int = 200_000
     seed: int = 0
     float16: bool = False
@@ -70,6 +79,8 @@ class TrainConfig:
             raise ValueError(f"--init must be 'lexical' or 'random', got {self.init!r}")
         if self.dim < 1 or self.batch_size < 2 or self.epochs <= 0 or self.lr <= 0:
             raise ValueError("need --dim >= 1, --batch-size >= 2, --epochs > 0 and --lr > 0")
+        if self.subwords and (self.subword_buckets < 1 or self.subword_weight < 0):
+            raise ValueError("need --subword-buckets >= 1 and --subword-weight >= 0")
 
     def weight_of(self, task: str) -> float:
         return float(self.task_weights.get(task, 1.0))
@@ -119,8 +130,8 @@ def load_pairs(pairs_dir: str | Path, tasks: list[str]):
 def pair_texts(pairs: dict, split: str = TRAIN):
     """Every anchor and positive text of a split, over all given tasks (the vocabulary's source)."""
     for data in pairs.values():
-        yield from data[split][ANCHOR]
-        yield from data[split][POSITIVE]
+        yield from column_values(data[split], ANCHOR)
+        yield from column_values(data[split], POSITIVE)
 
 
 CORPUS_REJECTED_FILE = "corpus.rejected.jsonl"
@@ -156,48 +167,19 @@ def document_texts(pairs: dict, corpus_texts: list[str]) -> list[str]:
     seen = dict.fromkeys(corpus_texts)
     for data in pairs.values():
         for split in SPLITS:
-            seen.update(dict.fromkeys(data[split][POSITIVE]))
+            seen.update(dict.fromkeys(column_values(data[split], POSITIVE)))
     return list(seen)
 
 
 def starting_table(tokenizer, documents: list[str], config: TrainConfig):
-    """(initial word table, documents behind its IDF) for `config.init` (see pintext.trainer.init)."""
-    from pintext.trainer.init import lexical_table, random_table
+    """(initial word table, documents behind the IDF, IDF per word) for `config.init` (pintext.trainer.init)."""
+    from pintext.trainer.init import document_frequencies, idf, random_table, table_from_idf
 
+    frequencies, total = document_frequencies(tokenizer, documents)
+    weights = idf(frequencies, max(total, 1))
     if config.init == "lexical":
-        return lexical_table(tokenizer, documents, config.dim, seed=config.seed)
-    return random_table(tokenizer.get_vocab_size(), config.dim, seed=config.seed), len(documents)
-
-
-def _training_arguments(config: TrainConfig, output_dir: Path, use_cpu: bool, show_progress: bool):
-    from sentence_transformers import SentenceTransformerTrainingArguments
-    from sentence_transformers.base.sampler import BatchSamplers, MultiDatasetBatchSamplers
-
-    from pintext.trainer.losses import IN_BATCH_NEGATIVES
-
-    sampler = MultiDatasetBatchSamplers.PROPORTIONAL
-    if config.sampling == "round-robin":
-        sampler = MultiDatasetBatchSamplers.ROUND_ROBIN
-    return SentenceTransformerTrainingArguments(
-        output_dir=str(output_dir),
-        num_train_epochs=config.epochs,
-        per_device_train_batch_size=config.batch_size,
-        per_device_eval_batch_size=config.batch_size,
-        learning_rate=config.lr,
-        warmup_steps=0.05,  # a float is a share of the steps
-        multi_dataset_batch_sampler=sampler,
-        # In-batch negatives: a duplicate text in the batch would be a false negative for MNRL.
-        batch_sampler=BatchSamplers.NO_DUPLICATES if config.loss in IN_BATCH_NEGATIVES else BatchSamplers.BATCH_SAMPLER,
-        eval_strategy="epoch",
-        logging_strategy="steps",
-        logging_steps=1,
-        save_strategy="no",
-        report_to="none",
-        seed=config.seed,
-        use_cpu=use_cpu,
-        disable_tqdm=True,  # RichProgressCallback draws the bar instead
-        dataloader_drop_last=False,
-    )
+        return table_from_idf(weights, config.dim, seed=config.seed), total, weights
+    return random_table(tokenizer.get_vocab_size(), config.dim, seed=config.seed), total, weights
 
 
 @dataclass
@@ -214,6 +196,7 @@ class TrainResult:
     device: str
     coverage: dict[str, Any]
     selection: dict[str, Any] = field(default_factory=dict)
+    epochs_run: float = 0.0
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -224,7 +207,8 @@ class TrainResult:
             "seconds": round(self.seconds, 2),
             "pairs_per_second": round(self.pairs_per_second, 1),
             "cpu_seconds": round(self.cpu_seconds, 2),
-            "pairs_per_cpu_second": round(self.train_pairs * self.config.epochs / max(self.cpu_seconds, 1e-9), 1),
+            "epochs_run": round(self.epochs_run, 3),
+            "pairs_per_cpu_second": round(self.train_pairs * self.epochs_run / max(self.cpu_seconds, 1e-9), 1),
             "device": self.device,
         }
 
@@ -251,81 +235,66 @@ def train(pairs_dir: str | Path, out_dir: str | Path, config: TrainConfig, *,
 
 def _train(pairs_dir, out_dir: Path, config: TrainConfig, show_progress: bool, use_cpu: bool,
            device: str) -> TrainResult:
-    import datasets
-    from datasets import DatasetDict
-    from sentence_transformers import SentenceTransformerTrainer
-
-    from pintext.encoder import Encoder, HashedWords
+    from pintext.encoder import Encoder
+    from pintext.schemas import pin_text
     from pintext.trainer.export import export_runtime
     from pintext.trainer.init import rare_word_idf
-    from pintext.trainer.losses import RadiusCallback, WeightedLoss, build_loss
+    from pintext.trainer.loop import run_loop
+    from pintext.trainer.losses import WeightedLoss, build_loss, renormalize_rows
     from pintext.trainer.model import build_model, word_module
     from pintext.trainer.selection import EarlyStopping, ValidationScorer
     from pintext.trainer.tokenizer import train_word_tokenizer
 
-    datasets.disable_progress_bars()  # per-split "Map" bars would bury the Rich bar; re-enabled below
     pairs = load_pairs(pairs_dir, config.tasks)
     empty = [task for task in config.tasks if len(pairs[task][TRAIN]) == 0]
     if empty:
         raise PairDataError(f"{pairs_dir}: no training pairs for task(s) {empty} (split {TRAIN!r} is empty)")
-    from pintext.schemas import pin_text
-
     corpus = load_corpus(pairs_dir, config.corpus, out_dir / CORPUS_REJECTED_FILE)
     corpus_texts = [pin_text(pin) for pin in corpus]
     tokenizer = train_word_tokenizer(
-        itertools.chain(pair_texts(pairs), corpus_texts), min_count=config.min_count, max_size=config.max_vocab
+        itertools.chain(*(pair_texts(pairs, split) for split in (SPLITS if config.refit else (TRAIN,))),
+                        corpus_texts),
+        min_count=config.min_count, max_size=config.max_vocab,
     )
     documents = document_texts(pairs, corpus_texts)
-    weights, n_documents = starting_table(tokenizer, documents, config)
+    weights, n_documents, word_idf = starting_table(tokenizer, documents, config)
     model = build_model(tokenizer, dim=config.dim, seed=config.seed, device=device, weights=weights)
+    module = word_module(model)
+    trained = trained_table(module, config, word_idf, rare_word_idf(n_documents))
 
-    train_sets = DatasetDict({task: _training_split(pairs[task], config.refit) for task in config.tasks})
-    eval_sets = DatasetDict(
-        {task: pairs[task][VALIDATION].select_columns([ANCHOR, POSITIVE]) for task in config.tasks}
-    )
-    loss = {
-        task: WeightedLoss(
-            build_loss(config.loss, model, margin=config.margin, negatives=config.negatives, radius=config.radius),
-            config.weight_of(task),
-        )
-        for task in config.tasks
-    }
-    callbacks: list[Any] = [RadiusCallback(model, config.radius)] if config.radius else []
+    held_out = held_out_texts(pairs, config)
+    tasks, leak_free = [], {}
+    for task in config.tasks:
+        anchors, positives, pair_weights, dropped = training_pairs(
+            pairs[task], config.refit, held_out if task != MAIN_TASK else frozenset())
+        if dropped:
+            leak_free[task] = dropped
+        loss = WeightedLoss(build_loss(config.loss, model, margin=config.margin, negatives=config.negatives,
+                                       radius=config.radius), config.weight_of(task))
+        validation = pairs[task][VALIDATION]
+        tasks.append(task_pairs(task, trained, anchors, positives, loss,
+                                (column_values(validation, ANCHOR), column_values(validation, POSITIVE)),
+                                pair_weights if config.pair_weights else None))
     stopper = None
-    oov = HashedWords(seed=config.seed, scale=rare_word_idf(n_documents)) if config.hash_unseen else None
-    scorer = ValidationScorer(pairs, config.tasks, {"oov": oov}, distractors=corpus[:MAX_DISTRACTORS])
+    scorer = ValidationScorer(pairs, config.tasks, distractors=corpus[:MAX_DISTRACTORS])
+    train_pairs = sum(len(task) for task in tasks)
     if config.early_stopping and not config.refit and scorer.usable:
-        steps_per_epoch = math.ceil(sum(len(data) for data in train_sets.values()) / config.batch_size)
-        stopper = EarlyStopping(word_module(model), scorer, every=max(1, steps_per_epoch // 2),
-                                patience=config.patience)
-        callbacks.append(stopper)
-    if show_progress:
-        callbacks.append(RichProgressCallback(config.name))
-    # The model card samples "widget examples" from the data behind a bare tqdm bar, once per run (so once per trial
-    # when choosing settings); an example set here skips it. It only shows on the Hugging Face hub.
-    model.model_card_data.widget = [{"text": "a text's vector is the mean of its words' vectors"}]
-    trainer = SentenceTransformerTrainer(
-        model=model,
-        args=_training_arguments(config, out_dir / "checkpoints", use_cpu, show_progress),
-        train_dataset=train_sets,
-        eval_dataset=eval_sets,
-        loss=loss,
-        callbacks=callbacks,
-    )
-    _silence_log_printer(trainer)
+        steps_per_epoch = math.ceil(train_pairs / config.batch_size)
+        stopper = EarlyStopping(trained, scorer, every=max(1, steps_per_epoch // 2), patience=config.patience)
+    radius = config.radius
+    after_step = (lambda: renormalize_rows(trained.words, radius)) if radius else None
+    if after_step is not None:
+        after_step()
     started, cpu_started = time.perf_counter(), time.process_time()
-    try:
-        trainer.train()
-    finally:
-        datasets.enable_progress_bars()
+    with _progress(config.name, show_progress) as progress:
+        log = run_loop(trained, tasks, epochs=config.epochs, batch_size=config.batch_size, lr=config.lr,
+                       sampling=config.sampling, seed=config.seed, stopper=stopper, after_step=after_step,
+                       progress=progress)
     seconds = time.perf_counter() - started
     # CPU seconds of all this process's threads: a figure that holds up when other jobs share the cores.
     cpu_seconds = time.process_time() - cpu_started
-    train_pairs = sum(len(data) for data in train_sets.values())
 
-    checkpoints = out_dir / "checkpoints"
-    if checkpoints.is_dir() and not any(checkpoints.iterdir()):
-        checkpoints.rmdir()  # save_strategy="no": the trainer only leaves an empty folder behind
+    oov = trained.finish()
     model.save(str(out_dir))
     export_runtime(model, out_dir, float16=config.float16, oov=oov)
     encoder = Encoder.load(out_dir)
@@ -337,11 +306,14 @@ def _train(pairs_dir, out_dir: Path, config: TrainConfig, show_progress: bool, u
         train_pairs=train_pairs,
         seconds=seconds,
         cpu_seconds=cpu_seconds,
-        pairs_per_second=train_pairs * config.epochs / seconds,
+        pairs_per_second=train_pairs * log.epochs_run / max(seconds, 1e-9),
         device=device,
         coverage=coverage,
+        epochs_run=log.epochs_run,
     )
-    selection = {"documents_for_idf": n_documents, "corpus_texts": len(corpus_texts)}
+    selection: dict[str, Any] = {"documents_for_idf": n_documents, "corpus_texts": len(corpus_texts)}
+    if leak_free:
+        selection["auxiliary_pairs_held_out"] = leak_free
     if stopper is not None:
         record = stopper.record
         selection.update(best_step=record.best_step, best_epoch=round(record.best_epoch, 3),
@@ -351,61 +323,101 @@ def _train(pairs_dir, out_dir: Path, config: TrainConfig, show_progress: bool, u
     result.selection = selection
     _write_json(out_dir / TRAIN_CONFIG_FILE, {"config": asdict(config), **result.summary(), "coverage": coverage,
                                              "selection": selection})
-    _write_json(out_dir / TRAIN_LOG_FILE, _training_log(trainer.state.log_history))
+    _write_json(out_dir / TRAIN_LOG_FILE, {"train": log.train, "validation": log.validation})
     return result
 
 
-def _training_split(data, refit: bool):
-    """A task's training pairs: the train split, or train + validation for a refit."""
-    from datasets import concatenate_datasets
+def held_out_texts(pairs: dict, config: TrainConfig) -> frozenset[str]:
+    """The pins the main task holds out (its validation and test positives), when auxiliary tasks train beside it.
 
-    columns = [ANCHOR, POSITIVE]
-    if not refit:
-        return data[TRAIN].select_columns(columns)
-    return concatenate_datasets([data[TRAIN].select_columns(columns), data[VALIDATION].select_columns(columns)])
-
-
-def _silence_log_printer(trainer) -> None:
-    """The trainer prints every log dict (one per step here); the log goes to training_log.json instead."""
-    from transformers.trainer_callback import PrinterCallback, ProgressCallback
-
-    trainer.remove_callback(PrinterCallback)
-    trainer.remove_callback(ProgressCallback)
+    Auxiliary pairs that touch one of them are left out of training: related pairs made from the same engagement
+    would otherwise tie a validation query's pins to the training queries' pins, and validation would reward
+    multitask training for what it saw rather than for what generalises. A refit trains on everything."""
+    if config.refit or MAIN_TASK not in pairs or len(config.tasks) < 2:
+        return frozenset()
+    data = pairs[MAIN_TASK]
+    return frozenset(itertools.chain(*(column_values(data[split], POSITIVE) for split in SPLITS if split != TRAIN)))
 
 
-def RichProgressCallback(name: str):
-    """A Rich progress bar over optimizer steps, showing the latest training and validation losses."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-    from transformers import TrainerCallback
+def training_pairs(data, refit: bool, held_out: frozenset[str]) -> tuple[list[str], list[str], np.ndarray | None, int]:
+    """(anchors, positives, weights or None, pairs left out) a task trains on: its train split, or every split for
+    a refit (the held-out splits chose the settings; the model that serves learns from every pair). Pairs touching
+    a `held_out` text are left out. Weights: the `weight` column where every split has one and they differ."""
+    splits = SPLITS if refit else (TRAIN,)
+    anchors = list(itertools.chain(*(column_values(data[split], ANCHOR) for split in splits)))
+    positives = list(itertools.chain(*(column_values(data[split], POSITIVE) for split in splits)))
+    weights = None
+    if all(WEIGHT in data[split].column_names for split in splits):
+        values = np.fromiter(itertools.chain(*(column_values(data[split], WEIGHT) for split in splits)),
+                             dtype=np.float32, count=len(anchors))
+        if len(values) and values.min() > 0 and values.min() < values.max():
+            weights = values
+    if not held_out:
+        return anchors, positives, weights, 0
+    keep = np.fromiter((a not in held_out and p not in held_out for a, p in zip(anchors, positives)), dtype=bool,
+                       count=len(anchors))
+    kept = np.flatnonzero(keep)
+    return ([anchors[i] for i in kept], [positives[i] for i in kept], None if weights is None else weights[kept],
+            len(anchors) - len(kept))
 
-    class _Callback(TrainerCallback):
-        def on_train_begin(self, args, state, control, **kwargs):
-            self.progress = Progress(
-                TextColumn(f"[bold]PinText-{name}[/]"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                TextColumn("{task.description}"),
-            )
-            self.progress.start()
-            self.task = self.progress.add_task("", total=state.max_steps)
 
-        def on_step_end(self, args, state, control, **kwargs):
-            self.progress.update(self.task, completed=state.global_step)
+def trained_table(module, config: TrainConfig, word_idf, unseen_idf: float):
+    """What the loop trains: words and their n-grams (`config.subwords`), or the word table alone, whose unseen
+    words are hashed (`config.hash_unseen`) or ignored."""
+    from pintext.encoder import HashedWords
+    from pintext.subwords import DEFAULT_MAX_N, DEFAULT_MIN_N
+    from pintext.trainer.tables import TrainedTable
 
-        def on_log(self, args, state, control, logs=None, **kwargs):
-            shown = {k.removeprefix("eval_"): v for k, v in (logs or {}).items() if k.endswith("loss")}
-            if shown:
-                self.progress.update(self.task, description=" ".join(f"{k}={v:.4f}" for k, v in shown.items()))
+    if config.subwords:
+        return TrainedTable(module, idf=word_idf, unseen_idf=unseen_idf, buckets=config.subword_buckets,
+                            weight=config.subword_weight, min_n=DEFAULT_MIN_N, max_n=DEFAULT_MAX_N, seed=config.seed)
+    return TrainedTable(module, oov=HashedWords(seed=config.seed, scale=unseen_idf) if config.hash_unseen else None)
 
-        def on_train_end(self, args, state, control, **kwargs):
-            self.progress.stop()
 
-    return _Callback()
+def task_pairs(name: str, trained, anchors: list[str], positives: list[str], loss, validation,
+               weights: np.ndarray | None = None):
+    """A task's pairs packed into word ids once, for the loop."""
+    from pintext.trainer.loop import TaskPairs
+
+    packed_validation = None
+    if validation is not None and len(validation[0]) > 0:
+        packed_validation = (trained.pack(list(validation[0])), trained.pack(list(validation[1])))
+    return TaskPairs(name, trained.pack(anchors), trained.pack(positives), loss, packed_validation, weights)
+
+
+class _progress:
+    """A Rich progress bar over optimizer steps with the latest loss (nothing when `show` is off)."""
+
+    def __init__(self, name: str, show: bool) -> None:
+        self.name, self.show = name, show
+        self.bar: Any = None
+
+    def __enter__(self):
+        if not self.show:
+            return None
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.bar = Progress(TextColumn(f"[bold]PinText-{self.name}[/]"), BarColumn(), MofNCompleteColumn(),
+                            TimeElapsedColumn(), TextColumn("{task.description}"))
+        self.bar.start()
+        task = self.bar.add_task("", total=None)
+
+        def update(step: int, total: int, loss: float) -> None:
+            if step % 20 == 0 or step == total:
+                self.bar.update(task, completed=step, total=total, description=f"loss={loss:.4f}")
+
+        return update
+
+    def __exit__(self, *exc) -> None:
+        if self.bar is not None:
+            self.bar.stop()
 
 
 def _coverage_record(encoder, data) -> dict[str, Any]:
     """Per split: word coverage and how many texts got the zero vector (no known word)."""
     record = {}
     for split in SPLITS:
-        texts = list(data[split][ANCHOR]) + list(data[split][POSITIVE])
+        texts = column_values(data[split], ANCHOR) + column_values(data[split], POSITIVE)
         coverage = encoder.coverage(texts)
         record[split] = {
             "token_share": round(coverage.token_share, 4),
@@ -413,18 +425,6 @@ def _coverage_record(encoder, data) -> dict[str, Any]:
             "texts_without_known_word": coverage.texts - coverage.texts_with_known_word,
         }
     return record
-
-
-def _training_log(history: list[dict[str, Any]]) -> dict[str, Any]:
-    """Training loss per step and validation loss per task per evaluation, from the trainer's log history."""
-    steps = [{"step": entry["step"], "epoch": entry.get("epoch"), "loss": entry["loss"]}
-             for entry in history if "loss" in entry]
-    validation = [
-        {"step": entry["step"], "epoch": entry.get("epoch"), **{k: v for k, v in entry.items() if k.endswith("_loss")}}
-        for entry in history
-        if any(key.startswith("eval_") and key.endswith("_loss") for key in entry)
-    ]
-    return {"train": steps, "validation": validation}
 
 
 def _write_json(path: Path, payload: dict[str, Any]) -> None:

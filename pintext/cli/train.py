@@ -24,7 +24,7 @@ def _config(
     task_weights: Optional[str], margin: float, negatives: int, radius: float, min_count: int, max_vocab: int,
     seed: int, float16: bool,
     threads: int = 0, init: str = "lexical", corpus: Optional[Path] = None, early_stopping: bool = True,
-    patience: int = 3, hash_unseen: bool = True,
+    patience: int = 3, hash_unseen: bool = True, subwords: bool = True,
 ):
     from pintext.trainer.train import TrainConfig, parse_task_weights
 
@@ -34,7 +34,7 @@ def _config(
         task_weights=parse_task_weights(task_weights), margin=margin, negatives=negatives,
         radius=radius if radius > 0 else None, min_count=min_count, max_vocab=max_vocab, seed=seed, float16=float16,
         threads=threads, init=init, corpus=str(corpus) if corpus else None, early_stopping=early_stopping,
-        patience=patience, hash_unseen=hash_unseen,
+        patience=patience, hash_unseen=hash_unseen, subwords=subwords,
     )
     config.validate()
     return config
@@ -52,28 +52,45 @@ def _tasks_in(pairs: Path, tasks: Optional[str]) -> list[str]:
     return present
 
 
-def fit(pairs: Path, out: Path, config, *, tune: bool, budget: float, refit: bool, losses=None, lrs=None,
+def fit(pairs: Path, out: Path, config, *, tune: bool, budget: float | None, refit: bool, losses=None, lrs=None,
         tune_weights: bool = True, single_task_candidate: bool = True, show_progress: bool = True):
-    """Train (choosing settings on validation when `tune`), then choose the hybrid's fusion; (result, selection)."""
-    from pintext.encoder import Encoder
+    """Train (choosing settings on validation when `tune`), choose the hybrid's fusion on validation with the chosen
+    model, then (with `refit`) train it again on every pair; (result, selection)."""
     from pintext.trainer.autotune import tune_and_train
-    from pintext.trainer.selection import choose_fusion
-    from pintext.trainer.train import MAX_DISTRACTORS, load_corpus, load_pairs, train
+    from pintext.trainer.train import train
+
+    fusion: dict = {}
+
+    def choose(model_dir: Path) -> None:
+        fusion.update(choose_hybrid(pairs, model_dir, config.tasks, config.corpus))
 
     if tune:
         result, selection = tune_and_train(pairs, out, config, budget_s=budget, refit=refit, losses=losses, lrs=lrs,
                                            tune_weights=tune_weights, single_task_candidate=single_task_candidate,
-                                           on_trial=_print_trial if show_progress else None)
+                                           on_trial=_print_trial if show_progress else None, on_chosen=choose)
     else:
         result, selection = train(pairs, out, config, show_progress=show_progress), {}
-    loaded = load_pairs(pairs, result.config.tasks)
-    if SEARCH in loaded and len(loaded[SEARCH][VALIDATION]) > 0:
-        corpus = load_corpus(pairs, result.config.corpus, rejected=None)  # training dead-lettered its bad lines
-        fusion, record = choose_fusion(loaded, Encoder.load(out), distractors=corpus[:MAX_DISTRACTORS])
-        fusion.save(out)
-        (out / "hybrid_selection.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
-        selection["hybrid"] = record["chosen"]
+        choose(out)
+    if fusion:
+        selection["hybrid"] = fusion
     return result, selection
+
+
+def choose_hybrid(pairs: Path, model_dir: Path, tasks: list[str], corpus: str | None) -> dict:
+    """Choose the hybrid's fusion on the search task's validation split with the model in `model_dir`, save it
+    there (hybrid.json, hybrid_selection.json); the chosen fusion, or {} without search validation pairs."""
+    from pintext.encoder import Encoder
+    from pintext.trainer.selection import choose_fusion
+    from pintext.trainer.train import MAX_DISTRACTORS, load_corpus, load_pairs
+
+    loaded = load_pairs(pairs, [task for task in tasks if task == SEARCH])
+    if SEARCH not in loaded or len(loaded[SEARCH][VALIDATION]) == 0:
+        return {}
+    pins = load_corpus(pairs, corpus, rejected=None)  # training dead-lettered its bad lines
+    fusion, record = choose_fusion(loaded, Encoder.load(model_dir), distractors=pins[:MAX_DISTRACTORS])
+    fusion.save(model_dir)
+    (model_dir / "hybrid_selection.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    return record["chosen"]
 
 
 def _print_trial(trial) -> None:
@@ -193,9 +210,11 @@ def register(app: typer.Typer) -> None:
         task_weights: Optional[str] = typer.Option(None, help="Loss weight per task, e.g. search=1,related=0.3 "
                                                    "(fixes them; default: chosen on validation)."),
         tune: bool = typer.Option(True, "--tune/--no-tune", help="Choose loss, learning rate and task weights on the "
-                                  "validation split within --budget (off: one run with the given settings)."),
-        budget: float = typer.Option(600.0, help="Seconds the choice may take (the first trial always runs)."),
-        refit: bool = typer.Option(False, "--refit", help="After choosing, train once more on train + validation."),
+                                  "validation split; every candidate runs (off: one run with the given settings)."),
+        budget: Optional[float] = typer.Option(None, help="Seconds the choice may take (default: no limit, every "
+                                               "candidate runs; with a limit the first trial always runs)."),
+        refit: bool = typer.Option(True, "--refit/--no-refit", help="After choosing, train the chosen settings once "
+                                   "more on every pair of every split (off: keep the chosen trial's model)."),
         margin: float = typer.Option(0.2, help="Hinge margin on cosine (--loss pintext)."),
         negatives: int = typer.Option(32, help="Background pairs sampled per positive pair (--loss pintext)."),
         radius: float = typer.Option(0.0, help="Norm bound of the word vectors; 0 (default) disables the projection."),
@@ -214,6 +233,9 @@ def register(app: typer.Typer) -> None:
         hash_unseen: bool = typer.Option(True, "--hash-unseen/--no-hash-unseen",
                                          help="Give words the vocabulary lacks a hashed vector at serving time "
                                          "(off: they are ignored)."),
+        subwords: bool = typer.Option(True, "--subwords/--no-subwords",
+                                      help="Learn character n-gram vectors beside the words, so a misspelled or "
+                                      "unseen word gets a vector from its pieces (replaces --hash-unseen)."),
         json_output: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
     ) -> None:
         """Train PinText (one shared word table, per-task weighted losses), choosing its settings on validation."""
@@ -221,7 +243,7 @@ def register(app: typer.Typer) -> None:
             task_list = _tasks_in(pairs, tasks)
             config = _config(",".join(task_list), loss or DEFAULT_LOSS, dim, epochs, batch_size, lr or DEFAULT_LR,
                              sampling, task_weights, margin, negatives, radius, min_count, max_vocab, seed, float16,
-                             threads, init, corpus, early_stopping, patience, hash_unseen)
+                             threads, init, corpus, early_stopping, patience, hash_unseen, subwords)
         except ValueError as error:
             fail(str(error), USAGE)
         from pintext.trainer.train import PairDataError
@@ -283,7 +305,8 @@ def register(app: typer.Typer) -> None:
         task_weights: Optional[str] = typer.Option(None, help="MTL loss weight per task "
                                                    "(default: chosen on validation)."),
         tune: bool = typer.Option(True, "--tune/--no-tune", help="Choose settings on validation (as `pintext train`)."),
-        budget: float = typer.Option(600.0, help="Seconds each model's choice may take."),
+        budget: Optional[float] = typer.Option(None, help="Seconds each model's choice may take (default: no "
+                                               "limit)."),
         seed: int = typer.Option(0, help="Random seed."),
         threads: int = typer.Option(0, help="torch CPU threads (0 = all cores)."),
         json_output: bool = typer.Option(False, "--json", help="Print the evaluation as JSON."),

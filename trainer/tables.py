@@ -1,0 +1,182 @@
+"""What the loop trains: the word table, and (by default) a sub-word n-gram table beside it, with lazy Adam.
+
+A word's vector is its row plus its weighted n-gram mean (`pintext.subwords` has the formula); a text's vector is
+the mean of its words' vectors. A batch is computed in two levels, so that only what the batch uses is touched:
+
+1. the batch's distinct words U and the distinct n-grams R they use: their rows are copied into two small leaf
+   tensors, and each word's vector is its row plus `mix[U] @ ngrams[R]` (`mix`: the fixed sparse [vocab, buckets]
+   matrix of n-gram weights);
+2. each text's vector: the mean over its words' positions in U.
+
+After the backward pass `LazyAdam` updates just those rows (a row nobody used keeps its value and moments, as
+`torch.optim.SparseAdam` does). Why not one `EmbeddingBag` over word and n-gram rows with `SparseAdam`: a batch of
+256 pairs sums ~60k (row, weight) entries, and coalescing that sparse gradient cost 4x the whole word-only step on
+the Home Depot pairs; grouping by distinct word first leaves a few thousand rows to update.
+
+`export` gives what serving reads: one vector per vocabulary word (row + n-gram mean, precomputed) and what an
+unseen word gets (its n-grams; or, without sub-words, a hashed direction or nothing). `finish` writes the exported
+table into the SentenceTransformer module, so the saved torch model and the numpy Encoder agree on every known word.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import scipy.sparse
+import torch
+
+from pintext.subwords import SubwordVectors, ngram_buckets
+from pintext.text import WordIds
+from pintext.trainer.loop import PackedTexts
+from pintext.trainer.tokenizer import UNK_ID
+
+# Length of each n-gram row at the start. A word has ~15 n-grams, and the mean of 15 random unit rows is ~1/4 long:
+# rows of length 8 make a typical word's n-gram part (at weight 0.5) about as long as its own IDF-scaled row, so a
+# misspelling starts out near its word. Measured on the Home Depot pairs (search, mnrl, lr 0.005, exact NDCG@10 on
+# held-out queries): row length 1 / 2.5 / 4 / 8 / 16 / 32 gave 0.316 / 0.321 / 0.326 / 0.330 / 0.319 / 0.307.
+NGRAM_ROW_NORM = 8.0
+
+
+class LazyAdam:
+    """Adam on chosen rows of a table (torch.optim.SparseAdam's update, without building a sparse gradient)."""
+
+    def __init__(self, table: torch.Tensor, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8) -> None:
+        self.table = table
+        self.first = torch.zeros_like(table)
+        self.second = torch.zeros_like(table)
+        self.betas, self.eps = betas, eps
+
+    def step(self, rows: torch.Tensor, grad: torch.Tensor, lr: float, step: int) -> None:
+        beta1, beta2 = self.betas
+        first = self.first.index_select(0, rows).mul_(beta1).add_(grad, alpha=1 - beta1)
+        second = self.second.index_select(0, rows).mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+        self.first.index_copy_(0, rows, first)
+        self.second.index_copy_(0, rows, second)
+        step_size = lr * (1 - beta2 ** step) ** 0.5 / (1 - beta1 ** step)
+        # `rows` are distinct, so adding the step row by row is the update itself.
+        self.table.index_add_(0, rows, first.div_(second.sqrt_().add_(self.eps)), alpha=-step_size)
+
+
+class TrainedTable:
+    """The word table (and n-gram table) the loop trains; see the module docstring."""
+
+    def __init__(self, module, *, oov: Any = None, idf: np.ndarray | None = None, unseen_idf: float = 1.0,
+                 buckets: int = 0, weight: float = 0.0, min_n: int = 3, max_n: int = 5, seed: int = 0) -> None:
+        self.module = module
+        self.tokenizer = module.tokenizer
+        self._word_ids = WordIds(self.tokenizer, UNK_ID)
+        self.words = torch.from_numpy(module.table().copy())
+        self.words[UNK_ID] = 0.0
+        self.vocab_size, dim = self.words.shape
+        self.subwords = buckets > 0
+        self.oov = oov
+        self.min_n, self.max_n = min_n, max_n
+        self.scale = float(weight * unseen_idf)
+        if self.subwords:
+            assert idf is not None
+            start = np.random.default_rng(seed + 1).standard_normal((buckets, dim))
+            start *= NGRAM_ROW_NORM / np.linalg.norm(start, axis=1, keepdims=True)
+            self.ngrams = torch.from_numpy(start.astype(np.float32))
+            self.mix = self._mix(np.asarray(idf, dtype=np.float32) * np.float32(weight), buckets)
+        else:
+            self.ngrams = torch.zeros((0, dim), dtype=torch.float32)
+            self.mix = scipy.sparse.csr_matrix((self.vocab_size, 0), dtype=np.float32)
+        self.optimizers = (LazyAdam(self.words), LazyAdam(self.ngrams))
+        self._leaves: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor] | None = None
+
+    def _mix(self, word_scale: np.ndarray, buckets: int) -> scipy.sparse.csr_matrix:
+        """[vocab, buckets]: row w holds idf(w) x weight / k at each of w's k n-gram buckets (UNK: none)."""
+        words = [""] * self.vocab_size
+        for word, index in self.tokenizer.get_vocab().items():
+            words[index] = word
+        grams = [ngram_buckets(word, self.min_n, self.max_n, buckets) if index != UNK_ID else []
+                 for index, word in enumerate(words)]
+        lengths = np.array([len(g) for g in grams], dtype=np.int64)
+        rows = np.repeat(np.arange(self.vocab_size), lengths)
+        values = np.repeat(word_scale / np.maximum(lengths, 1), lengths).astype(np.float32)
+        columns = np.fromiter((b for g in grams for b in g), dtype=np.int64, count=int(lengths.sum()))
+        return scipy.sparse.csr_matrix((values, (rows, columns)), shape=(self.vocab_size, buckets))
+
+    # ---- the loop's side --------------------------------------------------------------------------------------
+
+    def pack(self, texts: Sequence[str]) -> PackedTexts:
+        return PackedTexts.of(self._word_ids, texts)
+
+    def embed(self, parts: Sequence[tuple[PackedTexts, np.ndarray]]) -> list[torch.Tensor]:
+        """The vectors of the texts `rows` of each packed set, through one set of leaf rows (remembered for
+        `update`). A text's unknown words (only with --min-count > 1) are left out, as the module leaves them."""
+        bags = [packed.bag(rows) for packed, rows in parts]
+        flat = np.concatenate([ids.numpy() for ids, _ in bags])
+        distinct, position = np.unique(flat, return_inverse=True)
+        words = self.words[torch.from_numpy(distinct)].clone().requires_grad_(True)
+        vectors = words
+        ngram_rows = torch.zeros(0, dtype=torch.long)
+        ngrams = self.ngrams[ngram_rows].clone().requires_grad_(True)
+        if self.subwords:
+            used = self.mix[distinct]
+            columns, local = np.unique(used.indices, return_inverse=True)
+            ngram_rows = torch.from_numpy(columns.astype(np.int64))
+            ngrams = self.ngrams[ngram_rows].clone().requires_grad_(True)
+            entry_rows = np.repeat(np.arange(len(distinct), dtype=np.int64), np.diff(used.indptr))
+            local_mix = torch.sparse_coo_tensor(torch.from_numpy(np.stack([entry_rows, local.astype(np.int64)])),
+                                                torch.from_numpy(used.data), size=(len(distinct), len(columns)),
+                                                is_coalesced=True, check_invariants=False)
+            vectors = words + torch.sparse.mm(local_mix, ngrams)
+        self._leaves = (torch.from_numpy(distinct), words, ngram_rows, ngrams)
+        out, begin = [], 0
+        for ids, offsets in bags:
+            out.append(self._means(vectors, torch.from_numpy(position[begin:begin + len(ids)]), ids, offsets))
+            begin += len(ids)
+        return out
+
+    @staticmethod
+    def _means(vectors: torch.Tensor, position: torch.Tensor, ids: torch.Tensor, offsets: torch.Tensor):
+        """Mean over each text's known words (bag layout: `offsets` into `ids`); zeros for a text with none."""
+        texts = len(offsets)
+        lengths = torch.diff(offsets, append=torch.tensor([len(ids)]))
+        text_of = torch.repeat_interleave(torch.arange(texts), lengths)
+        known = (ids != UNK_ID).float()
+        counts = torch.zeros(texts).index_add_(0, text_of, known).clamp(min=1.0)
+        weights = known / counts[text_of]
+        return torch.zeros(texts, vectors.shape[1]).index_add_(0, text_of, vectors[position] * weights[:, None])
+
+    def update(self, lr: float, step: int) -> None:
+        """Lazy Adam on the rows the last `embed` used."""
+        assert self._leaves is not None
+        word_rows, words, ngram_rows, ngrams = self._leaves
+        with torch.no_grad():
+            known = word_rows != UNK_ID
+            if words.grad is not None:
+                self.optimizers[0].step(word_rows[known], words.grad[known], lr, step)
+            if ngrams.grad is not None and len(ngram_rows):
+                self.optimizers[1].step(ngram_rows, ngrams.grad, lr, step)
+        self._leaves = None
+
+    # ---- what is kept and served ------------------------------------------------------------------------------
+
+    def snapshot(self) -> tuple[np.ndarray, np.ndarray]:
+        return self.words.numpy().copy(), self.ngrams.numpy().copy()
+
+    def restore(self, raw: tuple[np.ndarray, np.ndarray]) -> None:
+        self.words.copy_(torch.from_numpy(raw[0]))
+        self.ngrams.copy_(torch.from_numpy(raw[1]))
+
+    def export(self) -> tuple[np.ndarray, Any]:
+        """(one vector per vocabulary word, what an unseen word gets)."""
+        words = self.words.numpy()
+        if not self.subwords:
+            return words.copy(), self.oov
+        ngrams = self.ngrams.numpy()
+        table = (words + np.asarray(self.mix @ ngrams, dtype=np.float32)).astype(np.float32)
+        table[UNK_ID] = 0.0
+        return table, SubwordVectors(np.ascontiguousarray(ngrams, dtype=np.float32), self.scale, self.min_n,
+                                     self.max_n)
+
+    def finish(self) -> Any:
+        """Write the exported word table into the module (what `model.save` keeps); what unseen words get."""
+        table, oov = self.export()
+        with torch.no_grad():
+            self.module.embedding.weight.copy_(torch.from_numpy(table))
+        return oov
