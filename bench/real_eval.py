@@ -38,7 +38,7 @@ from typing import Any
 
 from pintext.bench.harness import machine_info, package_versions
 from pintext.bench.realdata import DATASETS, DEFAULT_SHARED
-from pintext.constants import SEARCH
+from pintext.constants import RELATED, SEARCH
 from pintext.trainer.retrieval import METRICS, mean_and_std
 
 REPO = Path(__file__).resolve().parents[1]
@@ -93,12 +93,19 @@ def one_split(label: str, split: int, run: Any) -> dict:
         return {"split": split, "error": str(error)}
 
 
+# Data sets whose related pairs (two products relevant to one training query) join the search pairs, as a user
+# with such judgments would import them: the multitask candidates of `pintext train` then have a task to use.
+WITH_RELATED = {"homedepot"}
+
+
 def real_runs(name: str, prepared: Path, work: Path, splits: int, train_args: list[str]) -> list[dict]:
     runs = []
     for split in range(splits):
         folder, split_work = prepared / f"split{split}", work / name / f"split{split}"
         pairs_args = ["pairs", "--import", str(folder / "train_pairs.csv"), "--task", SEARCH, "--val", "0.1",
                       "--test", "0"]
+        if name in WITH_RELATED:
+            pairs_args += ["--import", str(folder / "related_pairs.csv"), "--task", RELATED]
         runs.append(one_split(name, split, lambda: train_and_evaluate(
             pairs_args, split_work / "pairs", prepared / "corpus.jsonl", folder / "test_qrels.csv", split_work,
             train_args)))
@@ -237,7 +244,7 @@ def prepare_real(shared: Path, prepared: Path, splits: int) -> bool:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--datasets", default=",".join([*DATASETS, "sample"]),
-                        help="comma-separated: crowdflower, bestbuy, sample")
+                        help="comma-separated: crowdflower, bestbuy, homedepot, sample")
     parser.add_argument("--splits", type=int, default=3)
     parser.add_argument("--train-args", default="", help='extra `pintext train` flags, e.g. "--epochs 1"')
     parser.add_argument("--work", type=Path, default=Path("out/real-eval"), help="pairs, models, eval outputs")

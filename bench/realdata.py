@@ -158,7 +158,57 @@ def _co_clicked(user_clicks: list[tuple[str, str, str]], pins: dict[str, dict], 
     return rows
 
 
-DATASETS = {"crowdflower": crowdflower, "bestbuy": bestbuy}
+# Home Depot relevance is a raters' mean in 1..3. The set's own conventions: relevant (recall) = relevance >= 2.33;
+# here grade 2 from 2.67, grade 1 from 2.33, else 0 (the project's metrics take integer grades). Training pairs are
+# the judged products at relevance >= 2, weighted by (relevance - 1) / 2; related pairs are two products relevant to
+# the same training query (both directions, at most RELATED_PER_QUERY products a query).
+HOMEDEPOT_TRAIN_FROM = 2.0
+HOMEDEPOT_RELEVANT = 2.33
+HOMEDEPOT_GRADE_2 = 2.67
+RELATED_PER_QUERY = 4
+
+
+def _homedepot_grade(relevance: float) -> int:
+    return 2 if relevance >= HOMEDEPOT_GRADE_2 else 1 if relevance >= HOMEDEPOT_RELEVANT else 0
+
+
+def homedepot(shared: Path, out: Path, splits: int) -> dict:
+    """Product titles + graded judgments -> corpus (every product), train and related pairs, test qrels."""
+    pins: dict[str, dict] = {}
+    with (shared / "homedepot" / "products.csv").open(encoding="utf-8", newline="") as handle:
+        for row in csv.DictReader(handle):
+            pins[f"hd{row['product_uid'].strip()}"] = {"id": f"hd{row['product_uid'].strip()}",
+                                                       "title": row["title"].strip()}
+    _write_corpus(out / "corpus.jsonl", pins)
+    judged: list[tuple[str, str, float]] = []
+    with (shared / "homedepot" / "judgments.csv").open(encoding="utf-8", newline="") as handle:
+        for row in csv.DictReader(handle):
+            doc = f"hd{row['product_uid'].strip()}"
+            if doc in pins and words(row["query"]):
+                judged.append((row["query"].strip(), doc, float(row["relevance"])))
+    summary: dict[str, Any] = {"docs": len(pins), "judgments": len(judged),
+                               "queries": len({query_key(q) for q, _, _ in judged})}
+    for seed in range(splits):
+        folder = out / f"split{seed}"
+        train = [(q, pins[d]["title"], d, round((r - 1) / 2, 4)) for q, d, r in judged
+                 if r >= HOMEDEPOT_TRAIN_FROM and not in_test(q, seed)]
+        by_query: dict[str, list[str]] = defaultdict(list)
+        for q, d, r in judged:
+            if r >= HOMEDEPOT_RELEVANT and not in_test(q, seed) and d not in by_query[query_key(q)]:
+                by_query[query_key(q)].append(d)
+        related = [(pins[a]["title"], pins[b]["title"], a, b, 1.0) for docs in by_query.values()
+                   for a in docs[:RELATED_PER_QUERY] for b in docs[:RELATED_PER_QUERY] if a != b]
+        test = [(q, d, _homedepot_grade(r)) for q, d, r in judged if in_test(q, seed)]
+        summary[f"split{seed}"] = {
+            "train_pairs": _write_csv(folder / "train_pairs.csv", TRAIN_PAIR_COLUMNS, train),
+            "related_pairs": _write_csv(folder / "related_pairs.csv", RELATED_PAIR_COLUMNS, related),
+            "test_judgments": _write_csv(folder / "test_qrels.csv", ["query", "doc_id", "grade"], test),
+            "test_queries": len({query_key(q) for q, _, _ in test}),
+        }
+    return summary
+
+
+DATASETS = {"crowdflower": crowdflower, "bestbuy": bestbuy, "homedepot": homedepot}
 
 
 def main(argv: list[str] | None = None) -> int:
