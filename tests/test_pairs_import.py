@@ -194,8 +194,9 @@ def test_train_multitask_on_imported_tasks(tmp_path, sources):
     summary = json.loads(result.output[result.output.index("{"):])
     assert summary["model"] == "search+related"
     trained = json.loads((model / "pintext_train.json").read_text())
-    train_pairs = sum(len(load_from_disk(str(out / task))["train"]) for task in ("search", "related"))
-    assert trained["train_pairs"] == train_pairs
+    # The chosen settings are refit on every split of both tasks (the default: no judged pair is thrown away).
+    every_pair = sum(len(split) for task in ("search", "related") for split in load_from_disk(str(out / task)).values())
+    assert trained["config"]["refit"] and trained["train_pairs"] == every_pair
     assert Encoder.load(model).coverage(["settee backpack"]).token_share == 1.0
 
 
