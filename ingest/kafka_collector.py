@@ -61,6 +61,7 @@ TOO_LARGE = "too large for a Kafka message"
 DEFAULT_BROKER_TIMEOUT_S = 120.0
 # While the broker is away: the pause between two commit retries, and the longest wait between reconnect attempts.
 RETRY_INTERVAL_S = 1.0
+CLOSE_WHILE_AWAY_S = 5.0  # how long the end of a run waits for close() when the broker is gone (close_within)
 RECONNECT_BACKOFF_MAX_MS = 1000
 REQUEST_TIMEOUT_MS = 10_000
 # While a commit's answer is awaited, the consumer is served in steps this long.
@@ -677,12 +678,41 @@ def collect(
                 ledger.closed = True
     finally:
         # close() leaves the group at once, so a restarted collector gets the partitions without a session timeout.
-        consumer.close()
+        if watch.away:
+            close_within(consumer, CLOSE_WHILE_AWAY_S)
+        else:
+            consumer.close()
         stats.seconds = time.monotonic() - started
         if isinstance(writer, PartWriter):
             stats.parts = list(writer.closed_parts)
             stats.recovered_parts = len(writer.recovered.closed) + len(writer.recovered.deleted)
     return stats
+
+
+# Consumers whose close() outlived CLOSE_WHILE_AWAY_S: still leaving the group of a broker that is gone.
+_CLOSING: list[Any] = []
+
+
+def close_within(consumer: Any, seconds: float) -> bool:
+    """Close `consumer`, waiting at most `seconds`; True when it closed. With the broker gone, close() (a last
+    revoke, leaving the group) can wait on dead connections for a minute and more (measured on this project's CI
+    machine): the run's data is already on disk, so the caller goes on and the close finishes in the background
+    (`closing()` says so; a process about to exit should not wait for it)."""
+    import threading
+
+    closer = threading.Thread(target=consumer.close, name="kafka-close", daemon=True)
+    closer.start()
+    closer.join(seconds)
+    if closer.is_alive():
+        _CLOSING.append((consumer, closer))
+        return False
+    return True
+
+
+def closing() -> bool:
+    """True while a consumer's close is still running in the background (see `close_within`)."""
+    _CLOSING[:] = [(consumer, closer) for consumer, closer in _CLOSING if closer.is_alive()]
+    return bool(_CLOSING)
 
 
 def _prepared(path: Path) -> Path:

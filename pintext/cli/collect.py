@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from pintext.cli.errors import FAILURE, USAGE, fail
+from pintext.cli.errors import FAILURE, USAGE, fail, fail_at_once
 from pintext.cli.servers import ServerGroup, lifecycle_app
 
 console = Console(stderr=True)
@@ -157,7 +157,9 @@ def collect(
     except LocatedRecordError as error:
         fail(f"bad message {error} (strict mode: offsets committed up to it)", USAGE)
     except BrokerUnavailable as error:
-        fail(str(error), FAILURE)
+        from pintext.ingest.kafka_collector import closing
+
+        (fail_at_once if closing() else fail)(str(error), FAILURE)
     except KafkaException as error:
         fail(f"cannot consume from {bootstrap}: {error}", FAILURE)
     except CollectorIdInUse as error:

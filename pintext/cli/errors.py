@@ -15,6 +15,18 @@ USAGE = 2
 _stderr = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
+def fail_at_once(message: str, code: int = FAILURE) -> NoReturn:
+    """`fail`, then leave the process without the interpreter's shutdown: for when a library thread is still
+    blocked on a server that is gone (Kafka's close), which the shutdown would wait for."""
+    import os
+    import sys
+
+    _stderr.print(f"[red]error:[/red] {escape(message)}")
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 def fail(message: str, code: int = FAILURE) -> NoReturn:
     """Print `error: message` on stderr (markup in the message is shown as typed) and exit with `code`."""
     _stderr.print(f"[red]error:[/red] {escape(message)}")
