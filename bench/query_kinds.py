@@ -25,6 +25,7 @@ import numpy as np
 
 from pintext.bench.realdata import DEFAULT_SHARED, HOMEDEPOT_RELEVANT, in_test, query_key
 from pintext.encoder import Encoder
+from pintext.exact_match import ExactMatch, rerank_ids
 from pintext.pin_vectors import pin_vectors, unit_rows
 from pintext.text import words
 
@@ -78,12 +79,15 @@ def load(shared: Path, split: int) -> tuple[dict[str, str], dict[str, dict[str, 
     return titles, kept, text
 
 
-def measure(model: Path, shared: Path, split: int, blend: float) -> dict:
+def measure(model: Path, shared: Path, split: int, blend: float, match: ExactMatch | None = None) -> dict:
+    """Per kind of query: BM25, PinText's exact cosine, PinText as served (cosine + the model's exact-match signal,
+    `match` unless given) and the blend of cosine and BM25."""
     import bm25s
 
     titles, judged, text = load(shared, split)
     ids = list(titles)
     encoder = Encoder.load(model)
+    match = match if match is not None else ExactMatch.load(model)
     vocabulary = encoder.tokenizer.get_vocab()
     pins = unit_rows(pin_vectors(encoder, [{"id": i, "title": titles[i]} for i in ids]))
     retriever = bm25s.BM25(k1=1.2, b=0.75, method="lucene")
@@ -95,8 +99,11 @@ def measure(model: Path, shared: Path, split: int, blend: float) -> dict:
         tokens = [token for token in words(query) if token in retriever.vocab_dict]
         lexical = retriever.get_scores(tokens) if tokens else np.zeros(len(ids))
         fused = blend * dense + (1 - blend) * lexical / max(float(lexical.max()), 1e-9)
-        for system, scores in (("bm25", lexical), ("pintext", dense), ("blend", fused)):
-            ndcg, recall = ndcg_and_recall(top(scores), ids, grades)
+        for system, scores in (("bm25", lexical), ("pintext", dense), ("served", dense), ("blend", fused)):
+            ranking = top(scores)
+            if system == "served":
+                ranking = served_order(ranking, dense, ids, titles, query, match)
+            ndcg, recall = ndcg_and_recall(ranking, ids, grades)
             for kind in [*query_kinds(query, vocabulary), "all"]:
                 per_kind[kind][f"{system} ndcg@10"].append(ndcg)
                 per_kind[kind][f"{system} recall@100"].append(recall)
@@ -105,11 +112,22 @@ def measure(model: Path, shared: Path, split: int, blend: float) -> dict:
             for kind, values in per_kind.items()}
 
 
-def report(figures: dict, model: Path, split: int, blend: float) -> str:
-    columns = ["bm25 ndcg@10", "pintext ndcg@10", "blend ndcg@10", "bm25 recall@100", "pintext recall@100",
-               "blend recall@100"]
+def served_order(ranking: np.ndarray, dense: np.ndarray, ids: list[str], titles: dict[str, str], query: str,
+                 match: ExactMatch) -> np.ndarray:
+    """The cosine top `DEPTH` re-ranked by the exact-match signal, as `pintext search` serves it."""
+    position = {ids[i]: i for i in ranking}
+    ranked = rerank_ids([(ids[i], float(dense[i])) for i in ranking], {ids[i]: titles[ids[i]] for i in ranking},
+                        query, match)
+    return np.array([position[pin_id] for pin_id, _ in ranked])
+
+
+def report(figures: dict, model: Path, split: int, blend: float, match: ExactMatch) -> str:
+    columns = ["bm25 ndcg@10", "pintext ndcg@10", "served ndcg@10", "blend ndcg@10", "bm25 recall@100",
+               "pintext recall@100", "served recall@100", "blend recall@100"]
     lines = [f"# PinText against BM25 per kind of query (Home Depot, split {split})", "",
-             f"`python -m pintext.bench.query_kinds --model {model} --split {split}`: exact cosine of the model, "
+             f"`python -m pintext.bench.query_kinds --model {model} --split {split}`: exact cosine of the model "
+             f"(`pintext`), the model as `pintext search` serves it (`served`: the cosine top {DEPTH} re-ranked by "
+             f"cosine + {match.weight:g} x the share of query words a title holds, pintext.exact_match), "
              f"BM25 (bm25s, k1 1.2, b 0.75), and their blend (PinText {blend} + BM25 max-normalized {1 - blend:.1f}) "
              "over all 54,667 titles; the set's own metrics. A query can be of several kinds.", "",
              "| kind | queries | " + " | ".join(columns) + " |", "|---|---:|" + "---:|" * len(columns)]
@@ -125,15 +143,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", type=Path, required=True)
     parser.add_argument("--split", type=int, default=0)
     parser.add_argument("--blend", type=float, default=0.7, help="PinText's share in the blend")
+    parser.add_argument("--match-weight", type=float, default=None,
+                        help="the exact-match weight of `served` (default: the model's match.json)")
     parser.add_argument("--shared", type=Path, default=DEFAULT_SHARED)
     parser.add_argument("--out", type=Path, default=Path("docs/results/query-kinds"))
     args = parser.parse_args(argv)
     if not (args.shared / "homedepot").is_dir():
         print(f"no Home Depot data at {args.shared}: nothing to measure")
         return 0
-    figures = measure(args.model, args.shared, args.split, args.blend)
+    match = ExactMatch.load(args.model) if args.match_weight is None else ExactMatch(args.match_weight)
+    figures = measure(args.model, args.shared, args.split, args.blend, match)
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "report.md").write_text(report(figures, args.model, args.split, args.blend), encoding="utf-8")
+    (args.out / "report.md").write_text(report(figures, args.model, args.split, args.blend, match), encoding="utf-8")
     (args.out / "results.json").write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
     print((args.out / "report.md").read_text(encoding="utf-8"))
     return 0

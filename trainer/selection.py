@@ -187,11 +187,13 @@ def _top(scores: np.ndarray, depth: int) -> dict[str, float]:
 
 
 def choose_fusion(pairs: dict, encoder: Encoder, task: str = MAIN_TASK,
-                  distractors: Sequence[dict] = ()) -> tuple[Any, dict[str, Any]]:
-    """The fusion of BM25 and PinText (method and PinText's weight) with the best validation score on `task`,
-    using the same functions `pintext search --hybrid` serves with. Returns (FusionConfig, record)."""
+                  distractors: Sequence[dict] = ()) -> tuple[Any, Any, dict[str, Any]]:
+    """The exact-match weight, then the fusion of BM25 and PinText (method and PinText's weight), each with the best
+    validation score on `task`, using the same functions `pintext search [--hybrid]` serves with (the fusion sees
+    PinText's ranking with the chosen exact-match signal, as served). Returns (FusionConfig, ExactMatch, record)."""
     import bm25s
 
+    from pintext.exact_match import MATCH_GRID, ExactMatch
     from pintext.fusion import FusionConfig
 
     pins_by_text = distractor_pins(distractors)
@@ -200,7 +202,18 @@ def choose_fusion(pairs: dict, encoder: Encoder, task: str = MAIN_TASK,
     depth = min(FUSION_DEPTH, len(data.pool_texts))
     pool = pool_vectors(encoder, data, pins_by_text)
     queries = unit_rows(encoder.encode(data.query_texts))
-    dense = [_top(row, depth) for row in queries @ pool.T]
+    cosine = [_top(row, depth) for row in queries @ pool.T]
+    record: dict[str, Any] = {"task": task, "queries": len(data.query_texts), "match": []}
+    chosen_match: tuple[float, ExactMatch, list[dict[str, float]]] | None = None
+    for weight in MATCH_GRID:
+        match = ExactMatch(weight)
+        ranked = [_matched(match, scores, data.pool_texts, text) for scores, text in zip(cosine, data.query_texts)]
+        metrics = _ranking_score([list(scores) for scores in ranked], relevant)
+        record["match"].append({"weight": weight, **metrics})
+        if chosen_match is None or metrics["score"] > chosen_match[0] + 1e-9:
+            chosen_match = (metrics["score"], match, ranked)
+    assert chosen_match is not None
+    _, match, dense = chosen_match
     retriever = bm25s.BM25()
     retriever.index(bm25s.tokenize(data.pool_texts, stopwords=None, show_progress=False), show_progress=False)
     vocabulary = retriever.vocab_dict
@@ -209,13 +222,12 @@ def choose_fusion(pairs: dict, encoder: Encoder, task: str = MAIN_TASK,
         known = [token for token in tokens if token in vocabulary]
         scores = retriever.get_scores(known) if known else np.zeros(len(data.pool_texts), dtype=np.float32)
         lexical.append({doc: score for doc, score in _top(scores, depth).items() if score > 0})
-    record: dict[str, Any] = {
-        "task": task,
-        "queries": len(data.query_texts),
+    record.update({
         "bm25": _ranking_score([list(ranked) for ranked in lexical], relevant),
         "pintext": _ranking_score([list(ranked) for ranked in dense], relevant),
+        "chosen_match": match.to_dict(),
         "candidates": [],
-    }
+    })
     best: tuple[float, Any] | None = None
     for method, weight in FUSION_GRID:
         config = FusionConfig(method=method, weight=weight)
@@ -226,4 +238,12 @@ def choose_fusion(pairs: dict, encoder: Encoder, task: str = MAIN_TASK,
             best = (metrics["score"], config)
     assert best is not None
     record["chosen"] = best[1].to_dict()
-    return best[1], record
+    return best[1], match, record
+
+
+def _matched(match: Any, cosine: dict[str, float], pool_texts: Sequence[str], query: str) -> dict[str, float]:
+    """One query's {pool index: cosine} (best first) re-ranked by the exact-match signal, as search serves it."""
+    from pintext.exact_match import rerank_ids
+
+    texts = {doc: pool_texts[int(doc)] for doc in cosine}
+    return dict(rerank_ids(list(cosine.items()), texts, query, match))

@@ -269,11 +269,14 @@ def bm25_rankings(client: Any, index: str, texts: dict[str, str], advance: Any) 
     return rankings
 
 
-def exact_rankings(encoder: Any, pins: list[dict], texts: dict[str, str], advance: Any) -> dict:
-    """Cosine of each query with every pin the model can embed, in numpy; ties by pin id (pins are id-sorted)."""
+def exact_rankings(encoder: Any, pins: list[dict], texts: dict[str, str], advance: Any, match: Any = None) -> dict:
+    """Cosine of each query with every pin the model can embed, in numpy; ties by pin id (pins are id-sorted). With
+    `match` on, the top `match_depth` are re-ranked by the exact-match signal, as `pintext search` serves them."""
     import numpy as np
 
+    from pintext.exact_match import ExactMatch, match_depth, rerank_ids
     from pintext.pin_vectors import pin_vectors
+    from pintext.schemas import pin_text
     from pintext.trainer.retrieval import top_k_indices
 
     vectors = pin_vectors(encoder, pins)
@@ -281,6 +284,9 @@ def exact_rankings(encoder: Any, pins: list[dict], texts: dict[str, str], advanc
     embeddable = np.flatnonzero(norms > 0)  # a zero vector has no direction: no system can find it by vector
     unit = vectors[embeddable] / norms[embeddable, None]
     ids = [pins[row]["id"] for row in embeddable]
+    match = match or ExactMatch()
+    pin_texts = {pin["id"]: pin_text(pin) for pin in pins} if match.on else {}
+    depth = match_depth(RANKING_DEPTH) if match.on else RANKING_DEPTH
     rankings: dict[str, Ranking] = {}
     qids = list(texts)
     for start in range(0, len(qids), EXACT_QUERY_BATCH):
@@ -289,8 +295,11 @@ def exact_rankings(encoder: Any, pins: list[dict], texts: dict[str, str], advanc
         query_norms = np.linalg.norm(queries, axis=1)
         scores = (queries / np.maximum(query_norms, 1e-12)[:, None]) @ unit.T
         for qid, row, norm in zip(batch, scores, query_norms):
-            top = top_k_indices(row, RANKING_DEPTH) if norm > 0 else []
-            rankings[qid] = [(ids[i], float(row[i])) for i in top]
+            top = top_k_indices(row, depth) if norm > 0 else []
+            ranked = [(ids[i], float(row[i])) for i in top]
+            if match.on:
+                ranked = rerank_ids(ranked, pin_texts, texts[qid], match)
+            rankings[qid] = ranked[:RANKING_DEPTH]
         advance(len(batch))
     return rankings
 
@@ -517,8 +526,12 @@ def run_systems(systems: list[str], model: Path, encoder: Any, pins: list[dict],
     rankings: dict[str, dict] = {}
     seconds: dict[str, float] = {}
     if "exact" in systems:
-        rankings["exact"], seconds["exact"] = timed(progress, "exact", len(texts),
-                                                    lambda advance: exact_rankings(encoder, pins, texts, advance))
+        from pintext.exact_match import ExactMatch
+
+        match = ExactMatch.load(model)
+        results["exact_match"] = match.to_dict()
+        rankings["exact"], seconds["exact"] = timed(
+            progress, "exact", len(texts), lambda advance: exact_rankings(encoder, pins, texts, advance, match))
     if not any(name in systems for name in NODE_SYSTEMS):
         return {"rankings": rankings, "seconds": seconds}
     from pintext.fusion import FusionConfig
@@ -550,7 +563,8 @@ def describe_systems(results: dict) -> dict[str, str]:
     how = {"bm25": f"OpenSearch `multi_match` (pintext.queries.bm25_query) over {list(TEXT_FIELDS)} (Lucene BM25 "
                    "defaults), top 100",
            "exact": "the model's numpy Encoder over every corpus pin with a known word (pintext.pin_vectors, as "
-                    "ingest embeds pins), cosine, top 100",
+                    "ingest embeds pins), cosine, top 100, re-ranked by the model's exact-match signal "
+                    f"{results.get('exact_match')} (MODEL/match.json)",
            "served": via_search("served"),
            "hybrid": via_search("hybrid") + f"; fusion {results.get('fusion')} (MODEL/hybrid.json, else default)"}
     return {name: how[name] for name in results["systems"]}

@@ -805,12 +805,20 @@ def serving_window(searcher: Any, k: int, window: int | None) -> int:
 
 
 def vector_search(searcher: Any, vector: Any, k: int, window: int | None, probes: int | None,
-                  exclude_ids: list[str], filters: Any) -> Answer:
-    """PinText served, with the index's window/probes unless given."""
+                  exclude_ids: list[str], filters: Any, text: str | None = None, match: Any = None) -> Answer:
+    """PinText served, with the index's window/probes unless given; with a query `text`, re-ranked by `match`'s
+    exact-match signal (pintext.exact_match)."""
+    from pintext.exact_match import ExactMatch, match_depth
+
+    match = match or ExactMatch()
     window = serving_window(searcher, k, window)
     probes = searcher.serving.probes_for(k, probes)
-    hits = searcher.search(vector, k=k, window=window, probes=probes, exclude_ids=exclude_ids, filters=filters)
-    return Answer(hits, "pintext", window=window, probes=probes)
+    hits = searcher.search(vector, k=k, window=window, probes=probes, exclude_ids=exclude_ids, filters=filters,
+                           text=text, match=match)
+    if text is None or not match.on:
+        return Answer(hits, "pintext", window=window, probes=probes)
+    note = f"cosine + {match.weight:g} x share of query words matched, top {match_depth(k)} re-ranked"
+    return Answer(hits, "pintext", note, window=max(window, match_depth(k)), probes=probes)
 
 
 def bm25_fallback(searcher: Any, text: str, k: int, why: str, filters: Any,
@@ -846,9 +854,21 @@ def query_vector(conn: Connection, query: str) -> tuple[Any, bool]:
     return vector, bool(vector.any()) and conn.encoder.coverage([query]).known_tokens > 0
 
 
+def exact_match_config(conn: Connection, weight: float | None) -> Any:
+    """The model's MODEL/match.json (plain cosine without one), or --match-weight."""
+    from pintext.exact_match import MATCH_FILE, ExactMatch
+
+    try:
+        return ExactMatch.load(conn.model_dir) if weight is None else ExactMatch(weight)
+    except (ValueError, TypeError, json.JSONDecodeError) as error:
+        source = "--match-weight" if weight is not None else str(Path(str(conn.model_dir)) / MATCH_FILE)
+        fail(f"{source}: not a valid exact-match weight: {error}", USAGE)
+
+
 def answer_query(conn: Connection, searcher: Any, query: str, k: int, window: int | None, probes: int | None,
-                 hybrid: bool, fusion: Any, depth: int, filters: Any) -> Answer:
+                 hybrid: bool, fusion: Any, depth: int, filters: Any, match: Any = None) -> Answer:
     """One query: PinText, or the hybrid of BM25 and PinText; BM25 alone when no word of it is known."""
+    from pintext.exact_match import ExactMatch
     from pintext.queries import fusion_depth
     from pintext.serving.base import UnsupportedError
 
@@ -858,7 +878,7 @@ def answer_query(conn: Connection, searcher: Any, query: str, k: int, window: in
         serving_window(searcher, k, window)  # refuses --k above an explicit --window
         try:
             hits = searcher.hybrid_search(query, vector if known else None, k=k, window=window, fusion=fusion,
-                                          depth=depth, probes=probes, filters=filters)
+                                          depth=depth, probes=probes, filters=filters, match=match or ExactMatch())
         except UnsupportedError as error:
             fail(f"--hybrid needs BM25: {error}", USAGE)
         if not known:
@@ -869,7 +889,7 @@ def answer_query(conn: Connection, searcher: Any, query: str, k: int, window: in
                       window=searcher.hybrid_window(size, window), probes=searcher.serving.probes_for(size, probes))
     if not known:
         return bm25_fallback(searcher, query, k, why, filters)
-    return vector_search(searcher, vector, k, window, probes, [], filters)
+    return vector_search(searcher, vector, k, window, probes, [], filters, query, match)
 
 
 def show_hits(title: str, answer: Answer, explain: bool, took_ms: float) -> None:
@@ -939,14 +959,17 @@ FusionWeightOption = Annotated[Optional[float], typer.Option("--fusion-weight", 
 DepthOption = Annotated[int, typer.Option("--depth", min=1, help="With --hybrid: hits each side contributes to "
                                                                  "the fusion (at least --k).")]
 HybridOption = Annotated[bool, typer.Option("--hybrid", help="Fuse BM25 and PinText rankings (client side).")]
+MatchWeightOption = Annotated[Optional[float], typer.Option(
+    "--match-weight", min=0.0, max=10.0, help="Exact-match signal: a hit's score is its cosine + this x the share of "
+    "the query's words its text holds (0: plain cosine); default MODEL/match.json, chosen by `pintext train`.")]
 
 
 def search(
     text: Annotated[Optional[str], typer.Argument(help="Query text (or use --queries FILE).")] = None,
     k: KOption = 10, window: WindowOption = None, probes: ProbesOption = None,
     hybrid: HybridOption = False, fusion: FusionOption = None, fusion_weight: FusionWeightOption = None,
-    depth: DepthOption = 100, filters: FilterOption = None, filter_json: FilterJsonOption = None,
-    json_output: JsonOption = False, explain: ExplainOption = False,
+    depth: DepthOption = 100, match_weight: MatchWeightOption = None, filters: FilterOption = None,
+    filter_json: FilterJsonOption = None, json_output: JsonOption = False, explain: ExplainOption = False,
     queries_file: Annotated[Optional[Path], typer.Option("--queries", exists=True, dir_okay=False,
                                                          help="One JSON line per query.")] = None,
     model: ModelOption = None, index: IndexOption = DEFAULT_INDEX, url: UrlOption = None, user: UserOption = None,
@@ -956,7 +979,8 @@ def search(
     ubi_log: Annotated[Optional[Path], typer.Option("--ubi-log", dir_okay=False, help="Append each query served "
                                                     "and its hits (impressions) as UBI bulk ndjson.")] = None,
 ) -> None:
-    """Search pins by text: LSH token candidates (filtered), exact cosine rescore; --hybrid fuses BM25 in. A
+    """Search pins by text: token candidates (filtered), exact cosine rescore, then the exact-match signal
+    (MODEL/match.json, --match-weight); --hybrid fuses BM25 in. A
     query with no known word gets BM25 results."""
     texts = read_queries(queries_file) if queries_file else ([require_query_text(text)] if text else [])
     if not texts:
@@ -967,9 +991,10 @@ def search(
     searcher = conn.searcher()
     check_probes(searcher, probes)
     fused = fusion_config(conn, fusion, fusion_weight) if hybrid else None
+    match = exact_match_config(conn, match_weight)
     for query in texts:
         started = time.perf_counter()
-        answer = answer_query(conn, searcher, query, k, window, probes, hybrid, fused, depth, chosen)
+        answer = answer_query(conn, searcher, query, k, window, probes, hybrid, fused, depth, chosen, match)
         emit("query", query, answer, (time.perf_counter() - started) * 1000, json_output, explain)
         if ubi_log is not None:
             from pintext.ingest.ubi import log_answer

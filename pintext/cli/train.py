@@ -71,14 +71,14 @@ def fit(pairs: Path, out: Path, config, *, tune: bool, budget: float | None, ref
     else:
         result, selection = train(pairs, out, config, show_progress=show_progress), {}
         choose(out)
-    if fusion:
-        selection["hybrid"] = fusion
+    selection.update(fusion)
     return result, selection
 
 
 def choose_hybrid(pairs: Path, model_dir: Path, tasks: list[str], corpus: str | None) -> dict:
-    """Choose the hybrid's fusion on the search task's validation split with the model in `model_dir`, save it
-    there (hybrid.json, hybrid_selection.json); the chosen fusion, or {} without search validation pairs."""
+    """Choose the exact-match weight and the hybrid's fusion on the search task's validation split with the model in
+    `model_dir`, save them there (match.json, hybrid.json, hybrid_selection.json); {"hybrid": fusion,
+    "exact_match": weight} as chosen, or {} without search validation pairs."""
     from pintext.encoder import Encoder
     from pintext.trainer.selection import choose_fusion
     from pintext.trainer.train import MAX_DISTRACTORS, load_corpus, load_pairs
@@ -87,10 +87,11 @@ def choose_hybrid(pairs: Path, model_dir: Path, tasks: list[str], corpus: str | 
     if SEARCH not in loaded or len(loaded[SEARCH][VALIDATION]) == 0:
         return {}
     pins = load_corpus(pairs, corpus, rejected=None)  # training dead-lettered its bad lines
-    fusion, record = choose_fusion(loaded, Encoder.load(model_dir), distractors=pins[:MAX_DISTRACTORS])
+    fusion, match, record = choose_fusion(loaded, Encoder.load(model_dir), distractors=pins[:MAX_DISTRACTORS])
     fusion.save(model_dir)
+    match.save(model_dir)
     (model_dir / "hybrid_selection.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
-    return record["chosen"]
+    return {"hybrid": record["chosen"], "exact_match": record["chosen_match"]}
 
 
 def _print_trial(trial) -> None:

@@ -52,6 +52,7 @@ class SearchHit:
     bm25_score: float | None = None
     bm25_rank: int | None = None  # 1-based rank in the BM25 list (None: not in it)
     pintext_rank: int | None = None  # 1-based rank in the PinText list (None: not in it)
+    match: float | None = None  # share of the query's words the pin's text holds, when the exact-match signal is on
 
     @property
     def title(self) -> str:
@@ -68,6 +69,7 @@ class SearchHit:
             "bm25_score": self.bm25_score,
             "bm25_rank": self.bm25_rank,
             "pintext_rank": self.pintext_rank,
+            "match": self.match,
             "source": self.source,
         }
 
@@ -201,7 +203,8 @@ def fuse_hits(bm25: list[SearchHit], pintext: list[SearchHit], fusion: Any, k: i
     by_id: dict[str, SearchHit] = {}
     for hit in pintext:
         by_id[hit.id] = SearchHit(hit.id, 0.0, hit.cosine, hit.first_stage_score, dict(hit.source),
-                                  list(hit.matched_tokens), hit.raw_score, pintext_rank=hit.pintext_rank)
+                                  list(hit.matched_tokens), hit.raw_score, pintext_rank=hit.pintext_rank,
+                                  match=hit.match)
     for hit in bm25:
         fused = by_id.setdefault(hit.id, SearchHit(hit.id, 0.0, None, None, dict(hit.source)))
         fused.bm25_score, fused.bm25_rank = hit.bm25_score, hit.bm25_rank

@@ -4,7 +4,9 @@ OpenSearch, Elasticsearch and the local backend.
 
 The API callers use, per query (window and probes default to the index's tuned ones, `_meta.serving`):
 
-- `Searcher.search(vector, k, window, probes, filters, exclude_ids)`: PinText served;
+- `Searcher.search(vector, k, window, probes, filters, exclude_ids, text, match)`: PinText served (with the query's
+  `text` and an `ExactMatch` weight, the top hits are re-ranked by cosine + the exact-match signal,
+  `pintext.exact_match`);
 - `Searcher.bm25_search(text, k, filters, exclude_ids)`: BM25 alone;
 - `Searcher.hybrid_search(text, vector, k, window, fusion, depth, probes, filters)`: both, fused in the client by
   `pintext.fusion` (BM25 alone when `vector` is None or zero: a query with no known word);
@@ -22,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from pintext import queries
+from pintext.exact_match import ExactMatch, match_depth
 from pintext.serving.base import Engine, SearchHit, VectorQuery, fuse_hits, rank
 from pintext.serving.filters import NO_FILTERS, Filters
 from pintext.serving.meta import ServingDefaults, check_meta, family_from_meta
@@ -100,11 +103,22 @@ class Searcher:
 
     def search(self, vector: np.ndarray, k: int = queries.DEFAULT_K, window: int | None = None,
                probes: int | None = None, exclude_ids: Sequence[str] = (),
-               filters: Filters = NO_FILTERS, exact_filter: bool = True) -> list[SearchHit]:
+               filters: Filters = NO_FILTERS, exact_filter: bool = True, text: str | None = None,
+               match: ExactMatch = ExactMatch()) -> list[SearchHit]:
         """Top `k` pins for a query vector: token first stage (filtered), exact cosine rescore; a selective filter
-        is scored exactly (see `query`)."""
-        query = self.query(vector, k, window, probes, filters, exclude_ids, exact_filter)
-        hits = rank(self.engine.search(self.index, query))
+        is scored exactly (see `query`). With the query's `text` and `match` on, the engine returns the top
+        `match_depth(k)` of the same window and probes, re-ranked here by cosine + the exact-match signal."""
+        if text is None or not match.on:
+            return self._numbered(rank(self.engine.search(self.index, self.query(
+                vector, k, window, probes, filters, exclude_ids, exact_filter))))
+        size = match_depth(k)
+        wide = max(self.serving.window_for(k, window), size)
+        query = self.query(vector, size, wide, self.serving.probes_for(k, probes), filters, exclude_ids,
+                           exact_filter)
+        return self._numbered(matched(rank(self.engine.search(self.index, query)), text, match)[:k])
+
+    @staticmethod
+    def _numbered(hits: list[SearchHit]) -> list[SearchHit]:
         for position, hit in enumerate(hits, start=1):
             hit.pintext_rank = position
         return hits
@@ -119,8 +133,10 @@ class Searcher:
 
     def hybrid_search(self, text: str, vector: np.ndarray | None, k: int = queries.DEFAULT_K,
                       window: int | None = None, fusion: Any = None, depth: int = queries.DEFAULT_FUSION_DEPTH,
-                      probes: int | None = None, filters: Filters = NO_FILTERS) -> list[SearchHit]:
-        """BM25 and PinText, each `depth` deep (at least k), fused by `fusion` (default RRF, equal weights).
+                      probes: int | None = None, filters: Filters = NO_FILTERS,
+                      match: ExactMatch = ExactMatch()) -> list[SearchHit]:
+        """BM25 and PinText (with `match`'s exact-match signal), each `depth` deep (at least k), fused by `fusion`
+        (default RRF, equal weights).
 
         A query with no known word (`vector` None or zero) is BM25 alone.
         """
@@ -131,7 +147,7 @@ class Searcher:
         if vector is None or not np.any(vector):
             return lexical[:k]
         semantic = self.search(vector, k=size, window=self.hybrid_window(size, window), probes=probes,
-                               filters=filters)
+                               filters=filters, text=text, match=match)
         return fuse_hits(lexical, semantic, fusion or FusionConfig(), k)
 
     def hybrid_window(self, size: int, window: int | None) -> int:
@@ -166,3 +182,14 @@ class Searcher:
 def with_token_filter(filters: Filters, tokens: Sequence[str]) -> Filters:
     """`filters` plus "holds one of `tokens`" (a `terms` clause on the tokens field, AND-ed with the rest)."""
     return Filters(terms=(*filters.terms, (queries.TOKENS_FIELD, tuple(dict.fromkeys(tokens)))), raw=filters.raw)
+
+
+def matched(hits: list[SearchHit], text: str, match: ExactMatch) -> list[SearchHit]:
+    """Cosine-ranked hits re-scored by cosine + `match`'s exact-match signal for the query `text`, re-ranked (ties
+    by id); each hit's `match` is the share of the query's words its text holds, its `cosine` stays."""
+    from pintext.schemas import pin_text
+
+    rows = match.rerank(((hit, hit.score, pin_text(hit.source)) for hit in hits), text)
+    for hit, score, share in rows:
+        hit.score, hit.match = float(score), share
+    return rank(hits)

@@ -1,0 +1,100 @@
+"""The exact-match signal: PinText's served score is a pin's cosine plus `weight` x the share of the query's
+distinct words that the pin's text holds.
+
+Why: a mean of word vectors places "3/4 in. plywood" near every plywood, "1/2 in." ones included, and a model
+number it has seen a few times near other model numbers. Shoppers who type a size, a model number or a brand want
+the pins that hold those very words first. The cosine still ranks among pins that match equally many words, and
+still finds the pins that match none. On Home Depot (docs/results/real) this lifts PinText above BM25 on NDCG@10
+(see docs/serving.md, "The exact-match signal").
+
+The share is counted with PinText's own word split (`pintext.text.text_words`) over the text a pin is embedded from
+(`pintext.schemas.pin_text`), in the client, on the hits the engine returns: so every engine, the local one
+included, serves the same scores. The engine returns the top `MATCH_DEPTH` (at least k) by cosine from the window
+it rescored anyway; those are re-ranked and cut to k.
+
+`MODEL/match.json` (written by `pintext train`, which chooses the weight on the search task's validation split with
+`MATCH_GRID`) records `{"weight": w}`; a model without one serves plain cosine (weight 0). Pure: no engine.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pintext.text import text_words
+
+MATCH_FILE = "match.json"
+# Hits re-ranked by the signal: taken from the top of the cosine ranking, so the signal never reaches a pin that
+# the cosine ranks below this (at least k).
+MATCH_DEPTH = 100
+# Weights `pintext train` tries on validation (0: plain cosine).
+MATCH_GRID = (0.0, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0)
+
+
+def query_words(text: str) -> frozenset[str]:
+    """The distinct words of a query, as PinText splits them."""
+    return frozenset(text_words(text))
+
+
+def word_share(wanted: frozenset[str], text: str) -> float:
+    """The share of `wanted` words that `text` holds (0 when nothing is wanted)."""
+    if not wanted:
+        return 0.0
+    return len(wanted.intersection(text_words(text))) / len(wanted)
+
+
+def match_depth(k: int) -> int:
+    """Hits the engine returns for a search with the signal on: enough to re-rank, never fewer than k."""
+    return max(int(k), MATCH_DEPTH)
+
+
+@dataclass(frozen=True)
+class ExactMatch:
+    """How much a full word match adds to a cosine (0: the signal is off)."""
+
+    weight: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.weight <= 10.0:
+            raise ValueError(f"exact-match weight must be in [0, 10], got {self.weight}")
+
+    @property
+    def on(self) -> bool:
+        return self.weight > 0.0
+
+    def score(self, cosine: float, share: float) -> float:
+        return cosine + self.weight * share
+
+    def rerank(self, scored: Iterable[tuple[Any, float, str]], text: str) -> list[tuple[Any, float, float]]:
+        """(key, cosine, pin text) -> (key, served score, word share), best first (ties: input order)."""
+        wanted = query_words(text)
+        rows = [(key, cosine, word_share(wanted, pin)) for key, cosine, pin in scored]
+        served = [(key, self.score(cosine, share), share) for key, cosine, share in rows]
+        return sorted(served, key=lambda row: -row[1])
+
+    def to_dict(self) -> dict:
+        return {"weight": self.weight}
+
+    def save(self, model_dir: str | Path) -> None:
+        (Path(model_dir) / MATCH_FILE).write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")
+
+    @classmethod
+    def load(cls, model_dir: str | Path | None) -> "ExactMatch":
+        """The model's chosen weight; plain cosine (weight 0) for a model without MODEL/match.json."""
+        path = Path(model_dir) / MATCH_FILE if model_dir is not None else None
+        if path is None or not path.is_file():
+            return cls()
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(data, dict):
+            raise ValueError("expected a JSON object")
+        return cls(weight=float(data.get("weight", 0.0)))
+
+
+def rerank_ids(ranked: Sequence[tuple[str, float]], texts: dict[str, str], query: str,
+               match: ExactMatch) -> list[tuple[str, float]]:
+    """An (id, cosine) ranking re-ranked by `match` with each id's pin text; ties by id."""
+    rows = match.rerank(((pin_id, cosine, texts.get(pin_id, "")) for pin_id, cosine in ranked), query)
+    return sorted(((pin_id, score) for pin_id, score, _ in rows), key=lambda row: (-row[1], row[0]))

@@ -1,0 +1,88 @@
+"""The exact-match signal: served score = cosine + weight x share of the query's words a pin's text holds."""
+
+import json
+
+import numpy as np
+import pytest
+
+from pintext.exact_match import (
+    MATCH_DEPTH,
+    MATCH_FILE,
+    ExactMatch,
+    match_depth,
+    query_words,
+    rerank_ids,
+    word_share,
+)
+from pintext.serving.local import LocalEngine
+from pintext.serving.searcher import Searcher
+
+
+def test_word_share_counts_distinct_query_words_with_pintexts_own_split():
+    wanted = query_words("3/4 in. Plywood plywood")
+    assert wanted == {"3", "4", "in", "plywood"}
+    assert word_share(wanted, "Plywood sheet, 3/4 in. x 4 ft.") == 1.0
+    assert word_share(wanted, "1/2 in. plywood") == pytest.approx(2 / 4)
+    assert word_share(wanted, "") == 0.0
+    assert word_share(frozenset(), "anything") == 0.0
+
+
+def test_rerank_adds_weight_times_share_and_keeps_cosine_order_among_equal_matches():
+    match = ExactMatch(0.5)
+    ranked = [("a", 0.9), ("b", 0.8), ("c", 0.7), ("d", 0.7)]
+    texts = {"a": "oak table", "b": "3/4 in plywood", "c": "plywood", "d": "plywood"}
+    got = rerank_ids(ranked, texts, "3/4 in. plywood", match)
+    assert [pin for pin, _ in got] == ["b", "a", "c", "d"]  # b holds every word; c/d tie on score, cut by id
+    assert dict(got)["b"] == pytest.approx(0.8 + 0.5)
+    assert dict(got)["c"] == pytest.approx(0.7 + 0.5 * 1 / 4)
+    assert dict(got)["a"] == pytest.approx(0.9)
+    assert rerank_ids(ranked, texts, "3/4 in. plywood", ExactMatch(0.0)) == ranked
+
+
+def test_weight_is_saved_loaded_and_checked(tmp_path):
+    assert ExactMatch.load(tmp_path) == ExactMatch(0.0)  # no match.json: plain cosine
+    assert not ExactMatch.load(None).on
+    ExactMatch(0.3).save(tmp_path)
+    assert json.loads((tmp_path / MATCH_FILE).read_text()) == {"weight": 0.3}
+    assert ExactMatch.load(tmp_path) == ExactMatch(0.3)
+    (tmp_path / MATCH_FILE).write_text("[1]")
+    with pytest.raises(ValueError):
+        ExactMatch.load(tmp_path)
+    with pytest.raises(ValueError):
+        ExactMatch(-1.0)
+    assert match_depth(10) == MATCH_DEPTH and match_depth(MATCH_DEPTH + 5) == MATCH_DEPTH + 5
+
+
+class OneToken:
+    """Every vector gets the same token: the first stage keeps every pin, so the rescore is exact."""
+
+    kind = "one-token-test"
+    dim = 8
+
+    def tokens(self, vectors):
+        return [["t"] for _ in np.atleast_2d(vectors)]
+
+    def query_tokens(self, vector, probes=0):
+        return [["t"]]
+
+    def to_dict(self):
+        return {"kind": self.kind}
+
+
+def test_searcher_reranks_the_engines_cosine_hits_and_returns_k(tmp_path):
+    rng = np.random.default_rng(3)
+    rows = rng.standard_normal((40, 8)).astype(np.float32)
+    query = rows[0] + 0.01 * rng.standard_normal(8).astype(np.float32)
+    pins = [{"id": f"p{i:02d}", "title": "cordless drill 20v" if i == 7 else f"thing {i}"} for i in range(40)]
+    engine = LocalEngine(tmp_path / "local")
+    engine.create("pins", 8, {"dim": 8})
+    engine.write("pins", pins, list(rows), [["t"]] * 40)
+    searcher = Searcher(engine, "pins", OneToken())
+    plain = searcher.search(query, k=5, window=40)
+    assert plain[0].id == "p00" and all(hit.match is None for hit in plain)
+    assert plain == searcher.search(query, k=5, window=40, text="cordless drill", match=ExactMatch(0.0))
+    matched = searcher.search(query, k=5, window=40, text="cordless drill", match=ExactMatch(1.0))
+    assert len(matched) == 5 and matched[0].id == "p07"  # far in cosine, but holds both words
+    assert matched[0].match == 1.0 and matched[0].score == pytest.approx(matched[0].cosine + 1.0, abs=1e-6)
+    assert [hit.id for hit in matched[1:]] == [hit.id for hit in plain if hit.id != "p07"][:4]
+    assert [hit.pintext_rank for hit in matched] == [1, 2, 3, 4, 5]
