@@ -16,11 +16,18 @@ How a search scores (the contract the local backend reproduces):
 
 BM25 (`bm25_body`) is a `multi_match` on the pin's text fields. A hybrid search sends both requests and fuses the
 two rankings in the client (`pintext.fusion`); `hybrid_requests` gives the pair for `pintext dsl --hybrid`.
+
+Lucene refuses a query of more than 1024 clauses (`maxClauseCount`, every engine), and `multi_match` makes one
+clause per distinct term per field: a pasted product description of 260 words was a 500. `bm25_text` is the one
+place that sizes a BM25 request: a text of more than `BM25_MAX_TERMS` distinct terms is sent as its first
+`BM25_MAX_TERMS` distinct terms (x 4 fields = 512 clauses), and `bm25_note` says so for the answer.
 """
 
 from __future__ import annotations
 
 import json
+import re
+import unicodedata
 from collections.abc import Iterable, Sequence
 from typing import Union
 
@@ -43,6 +50,15 @@ DEFAULT_WINDOW = 500  # an untuned index's rescore window; a tuned index stores 
 LEGACY_BM25_BOOST = 1.0 / 2.2
 # Hits each side of a hybrid search contributes to the fusion (at least k).
 DEFAULT_FUSION_DEPTH = 100
+# BM25 sends at most this many distinct terms: x len(TEXT_FIELDS) clauses, well below Lucene's 1024 (maxClauseCount).
+BM25_MAX_TERMS = 128
+# Lucene's StandardTokenizer cuts a longer run of word characters into pieces of this length.
+LUCENE_MAX_TOKEN_CHARS = 255
+# What the engines' standard analyzer makes a term of, over-counted rather than under: each Han or Hiragana
+# character alone, a Katakana run, a run of other word characters (no joiners: "3.5" is two), a symbol (emoji).
+_HAN_OR_HIRAGANA = "\u3040-\u309f\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0003134f"
+_KATAKANA = "\u30a0-\u30ff\u31f0-\u31ff\uff66-\uff9f"
+_TERM = re.compile(f"[{_HAN_OR_HIRAGANA}]|[{_KATAKANA}]+|[^\\W{_HAN_OR_HIRAGANA}{_KATAKANA}]+|[^\\w\\s]")
 # Fields sent back with each hit: everything but the vector, which is large and only the rescore needs.
 SOURCE_EXCLUDES = [VECTOR_FIELD]
 
@@ -78,13 +94,46 @@ def _ids_clause(ids: Sequence[str]) -> dict:
     return {"ids": {"values": list(ids)}}
 
 
+def bm25_terms(text: str) -> list[str]:
+    """The distinct terms the engines' analyzer may make of `text` (lowercased, first-seen order; symbols such as
+    emoji count, and a run longer than Lucene's 255 characters counts once per piece): an upper bound."""
+    terms: dict[str, None] = {}
+    for match in _TERM.finditer(text):
+        term = match.group().lower()
+        if len(term) == 1 and not term.isalnum() and not unicodedata.category(term).startswith("S"):
+            continue  # punctuation: never a term
+        for start in range(0, len(term), LUCENE_MAX_TOKEN_CHARS):
+            terms.setdefault(term[start:start + LUCENE_MAX_TOKEN_CHARS], None)
+    return list(terms)
+
+
+def bm25_text(text: str) -> str:
+    """The text a BM25 request sends: `text` itself, or, past `BM25_MAX_TERMS` distinct terms, its first
+    `BM25_MAX_TERMS` distinct word terms (symbols dropped), so the request stays under the engines' clause limit."""
+    terms = bm25_terms(text)
+    if len(terms) <= BM25_MAX_TERMS:
+        return text
+    kept = [term for term in terms if any(char.isalnum() for char in term)] or terms
+    return " ".join(kept[:BM25_MAX_TERMS])
+
+
+def bm25_note(text: str) -> str | None:
+    """What the answer says when BM25 searched a shortened `text` (see `bm25_text`), else None."""
+    terms = len(bm25_terms(text))
+    if terms <= BM25_MAX_TERMS:
+        return None
+    return (f"BM25 searched the first {BM25_MAX_TERMS} distinct words of {terms:,} (the engines refuse a query of "
+            "more than 1024 clauses)")
+
+
 def bm25_query(text: str, exclude_ids: Sequence[str] = (), filters: Filters = NO_FILTERS,
                boost: float = 1.0) -> dict:
     """Lucene BM25 (the engine's defaults) of `text` over the pin's text fields; `boost` scales the scores
-    (`LEGACY_BM25_BOOST` on engines whose Lucene scores BM25 the legacy way)."""
+    (`LEGACY_BM25_BOOST` on engines whose Lucene scores BM25 the legacy way). A text of more than
+    `BM25_MAX_TERMS` distinct terms is sent shortened (`bm25_text`)."""
     if not text.strip():
         raise ValueError("a BM25 query needs some text")
-    match: dict = {"multi_match": {"query": text, "fields": list(TEXT_FIELDS)}}
+    match: dict = {"multi_match": {"query": bm25_text(text), "fields": list(TEXT_FIELDS)}}
     if boost != 1.0:
         match["multi_match"]["boost"] = boost
     if not exclude_ids and not filters:

@@ -830,7 +830,15 @@ def bm25_fallback(searcher: Any, text: str, k: int, why: str, filters: Any,
         hits = searcher.bm25_search(text, k=k, exclude_ids=list(exclude_ids or []), filters=filters)
     except UnsupportedError as error:
         return Answer([], "bm25_fallback", f"{why}; {error}")
-    return Answer(hits, "bm25_fallback", f"{why}: BM25 results")
+    return Answer(hits, "bm25_fallback", bm25_noted(f"{why}: BM25 results", text))
+
+
+def bm25_noted(note: str, text: str) -> str:
+    """An answer's note, plus what `pintext.queries.bm25_note` says when BM25 searched a shortened text."""
+    from pintext.queries import bm25_note
+
+    shortened = bm25_note(text)
+    return f"{note}; {shortened}" if shortened else note
 
 
 def fusion_config(conn: Connection, method: FusionMethod | None, weight: float | None) -> Any:
@@ -882,10 +890,10 @@ def answer_query(conn: Connection, searcher: Any, query: str, k: int, window: in
         except UnsupportedError as error:
             fail(f"--hybrid needs BM25: {error}", USAGE)
         if not known:
-            return Answer(hits, "bm25_fallback", f"{why}: BM25 results")
+            return Answer(hits, "bm25_fallback", bm25_noted(f"{why}: BM25 results", query))
         # The PinText side returns `size` hits, with the index's window and probes for that many.
         size = fusion_depth(k, depth)
-        return Answer(hits, "hybrid", f"fused by {fusion.method}, PinText weight {fusion.weight:g}",
+        return Answer(hits, "hybrid", bm25_noted(f"fused by {fusion.method}, PinText weight {fusion.weight:g}", query),
                       window=searcher.hybrid_window(size, window), probes=searcher.serving.probes_for(size, probes))
     if not known:
         return bm25_fallback(searcher, query, k, why, filters)
@@ -1059,6 +1067,9 @@ def dsl(
     searcher, online = searcher_for_dsl(conn)
     check_probes(searcher, probes)
     vector, known = query_vector(conn, text)
+    shortened = queries.bm25_note(text)
+    if shortened and (hybrid or not known):
+        typer.echo(f"# {shortened}")
     if not known:
         typer.echo(f"# no word of {text!r} is in the model's vocabulary: search falls back to BM25")
         line, body = searcher.engine.bm25_request(index, text, k, chosen)
@@ -1126,21 +1137,28 @@ def is_unreachable(error: BaseException) -> bool:
 
 
 def refused_filter(error: BaseException, filter_json: list[str] | None) -> str | None:
-    """The one line for a 400 to a request carrying `--filter-json`: the user's DSL is at fault, not PinText's
-    request (without a raw filter a 400 stays a traceback: that would be a bug here)."""
+    """The one line for a 400 to a request carrying `--filter-json`, or for a raw filter of more clauses than Lucene
+    takes (a 500 "maxClauseCount"): the user's DSL is at fault, not PinText's request (without a raw filter such an
+    error stays a traceback: PinText sizes its own requests, `pintext.queries.bm25_text`)."""
     from pintext.serving.engines import error_status
 
-    if not filter_json or error_status(error) != 400:
+    status = error_status(error)
+    if not filter_json or status != 400 and "maxClauseCount" not in str(error):
         return None
-    return f"--filter-json: the engine refused the query (400): {engine_reason(error)}"
+    return f"--filter-json: the engine refused the query ({status}): {engine_reason(error)}"
 
 
 def engine_reason(error: BaseException) -> str:
     """The innermost cause an engine gives for a refused request (opensearch-py's `info`, elasticsearch-py's
-    `body`): `_count` answers "Failed to parse" and nests the clause's own reason in `caused_by`."""
+    `body`): `_count` answers "Failed to parse" and nests the clause's own reason in `caused_by`; `_search` answers
+    "all shards failed" and holds each shard's reason in `failed_shards`."""
     for body in (getattr(error, "info", None), getattr(error, "body", None)):
         cause = body.get("error") if isinstance(body, dict) else None
         if isinstance(cause, dict):
+            failed = cause.get("failed_shards")
+            if "caused_by" not in cause and isinstance(failed, list) and failed and isinstance(failed[0], dict) \
+                    and isinstance(failed[0].get("reason"), dict):
+                cause = failed[0]["reason"]
             while isinstance(cause.get("caused_by"), dict):
                 cause = cause["caused_by"]
             return f"{cause.get('type')}: {cause.get('reason')}"
