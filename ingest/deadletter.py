@@ -2,7 +2,8 @@
 
 One JSON object per line:
 `{"source": file-or-topic, "line": n (or "partition/offset"), "field": ..., "reason": ..., "detail": ..., "raw": text}`.
-Each entry is flushed as it is written, so a collector may commit its input offsets right after `add` returns.
+Each entry is flushed as it is written (a whole line or, on a full disk, nothing), so a collector may commit its
+input offsets right after `add` returns.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
 
+from pintext.atomic import append_whole, naming_the_place
 from pintext.schemas import RecordError
 
 
@@ -29,11 +31,12 @@ class DeadLetter:
         self.restart = restart
         self.count = 0
         self.by_reason: Counter[str] = Counter()
-        self._handle: IO[str] | None = None
+        self._handle: IO[bytes] | None = None
 
     def __enter__(self) -> "DeadLetter":
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._handle = self.path.open("w" if self.restart else "a", encoding="utf-8")
+        with naming_the_place(self.path, "dead letter"):
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._handle = self.path.open("wb" if self.restart else "ab")
         return self
 
     def __exit__(
@@ -64,8 +67,9 @@ class DeadLetter:
             "detail": error.detail,
             "raw": raw.rstrip("\r\n"),
         }
-        self._handle.write(json.dumps(entry, ensure_ascii=False) + "\n")
-        self._handle.flush()
+        # Whole lines only: a write cut short by a full disk is taken back (and raised as one line naming the file).
+        append_whole(self._handle, (json.dumps(entry, ensure_ascii=False) + "\n").encode("utf-8"),
+                     self.path, "dead letter")
         self.count += 1
         self.by_reason[f"{error.field}: {error.reason}"] += 1
 

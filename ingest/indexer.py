@@ -18,11 +18,9 @@ retries, the local backend upserts). The CLI adds the progress bar.
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import os
-import tempfile
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterator, Sequence
@@ -33,6 +31,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from pintext.atomic import FileLock, write_text
 from pintext.constants import DEFAULT_INGEST_WORKERS
 from pintext.ingest.deadletter import DeadLetter
 from pintext.ingest.readers import ReportedElsewhere, read_records
@@ -85,24 +84,8 @@ def load_or_create_lsh(model_dir: str | Path, dim: int) -> RandomHyperplaneLSH:
     lsh = read_model_lsh(model_dir, dim)
     if lsh is None:
         lsh = default_lsh(dim)
-        write_atomically(Path(model_dir) / LSH_CONFIG_FILE, json.dumps(lsh.to_dict(), indent=2) + "\n")
+        write_text(Path(model_dir) / LSH_CONFIG_FILE, json.dumps(lsh.to_dict(), indent=2) + "\n")
     return lsh
-
-
-def write_atomically(path: Path, text: str) -> None:
-    """Write a small file so that readers see the old or the new content, never half of it. The temporary file is
-    unique to this writer (two processes writing one path never rename each other's file away)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
 
 
 def sample_pins(path: str | Path, limit: int, seed: int = 0) -> tuple[list[dict], int]:
@@ -148,7 +131,7 @@ class Checkpoint:
     def write(self, line: int, complete: bool = False) -> None:
         state = {"format": CHECKPOINT_FORMAT, "source": self.source, "target": self.target, "line": int(line),
                  "complete": complete, "updated_at": time.time()}
-        write_atomically(self.path, json.dumps(state) + "\n")
+        write_text(self.path, json.dumps(state) + "\n", "checkpoint")
 
 
 def safe_name(text: str) -> str:
@@ -195,42 +178,8 @@ def default_checkpoint_path(source: Path, target: str) -> Path:
 # ---- one ingest per (file, index) at a time ------------------------------------------------------------------
 
 
-class IngestLock:
-    """An exclusive `fcntl` lock on a file beside the checkpoint: two ingests of one file into one index run one
-    after the other (the second waits, saying for whom), so neither restarts the other's dead letter or moves its
-    checkpoint. The kernel drops the lock when its process ends, crash included: a stale lock never blocks."""
-
-    def __init__(self, path: Path, on_wait: Callable[[str], None] = lambda holder: None) -> None:
-        self.path = path
-        self.on_wait = on_wait
-        self._handle: Any = None
-
-    def __enter__(self) -> "IngestLock":
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        handle = open(self.path, "a+", encoding="utf-8")
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            self.on_wait(self.holder())
-            fcntl.flock(handle, fcntl.LOCK_EX)
-        handle.seek(0)
-        handle.truncate()
-        handle.write(f"{os.getpid()}\n")
-        handle.flush()
-        self._handle = handle
-        return self
-
-    def holder(self) -> str:
-        """The pid written by whoever holds the lock ("?" if it has not written it yet)."""
-        try:
-            return self.path.read_text(encoding="utf-8").strip() or "?"
-        except OSError:
-            return "?"
-
-    def __exit__(self, *exc_info: object) -> None:
-        if self._handle is not None:
-            self._handle.close()  # closing releases the lock; the file stays (unlinking it would race a waiter)
-            self._handle = None
+# The lock of one (file, index) pair: `pintext.atomic.FileLock` (the second ingest waits, saying for whom).
+IngestLock = FileLock
 
 
 # ---- sinks -----------------------------------------------------------------------------------------------------

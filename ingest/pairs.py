@@ -37,6 +37,7 @@ from itertools import combinations
 from pathlib import Path
 from typing import Any
 
+from pintext.atomic import atomic_folder
 from pintext.constants import (
     ANCHOR,
     ANCHOR_ID,
@@ -528,30 +529,11 @@ def _split_all(pairs_by_task: dict[str, list[Pair]], options: PairOptions) -> di
     return splits
 
 
-def _swap_in(partial_dir: Path, out_dir: Path) -> None:
-    """Replace `out_dir` by the finished `partial_dir` (two renames on the same file system, then cleanup)."""
-    retired = out_dir.with_name(f".{out_dir.name}.old-{os.getpid()}")
-    if out_dir.exists():
-        out_dir.rename(retired)
-    partial_dir.rename(out_dir)
-    shutil.rmtree(retired, ignore_errors=True)
-
-
 def _build_aside(out_dir: Path, fill: Callable[[Path], dict[str, Any]]) -> dict[str, Any]:
-    """Let `fill` write a complete pairs folder next to `out_dir`, then swap it in; a failure leaves `out_dir` as
-    it was. Returns what `fill` returns (the stats)."""
-    out_dir = out_dir.resolve()
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    partial_dir = out_dir.with_name(f".{out_dir.name}.partial-{os.getpid()}")
-    shutil.rmtree(partial_dir, ignore_errors=True)
-    partial_dir.mkdir()
-    try:
-        stats = fill(partial_dir)
-    except BaseException:
-        shutil.rmtree(partial_dir, ignore_errors=True)
-        raise
-    _swap_in(partial_dir, out_dir)
-    return stats
+    """Let `fill` write a complete pairs folder next to `out_dir`, then swap it in (`pintext.atomic.atomic_folder`);
+    a failure (a full disk included) leaves `out_dir` as it was. Returns what `fill` returns (the stats)."""
+    with atomic_folder(Path(out_dir).resolve(), "pairs folder") as partial_dir:
+        return fill(partial_dir)
 
 
 def _source_record(kind: str, tasks: Iterable[str], files: Iterable[Path], counters: Counter[str],

@@ -110,6 +110,8 @@ def parse_json(raw: bytes) -> Any:
                                                           "number)") from None
     except RecursionError:
         raise RecordError(WHOLE_RECORD, "nested too deeply", "JSON nesting beyond the parser's limit") from None
+    except ValueError as error:  # an integer of more digits than Python converts (sys.get_int_max_str_digits)
+        raise RecordError(WHOLE_RECORD, "number too long", str(error).split(";")[0]) from None
     if _SURROGATE_ESCAPE.search(text):
         _require_no_lone_surrogate(value)
     return value

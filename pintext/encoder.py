@@ -25,6 +25,7 @@ import numpy as np
 import scipy.sparse
 from tokenizers import Tokenizer
 
+from pintext.atomic import write_text
 from pintext.subwords import KIND as SUBWORDS_KIND
 from pintext.subwords import SUBWORDS_FILE, SubwordVectors
 from pintext.text import WordIds, text_words
@@ -107,6 +108,18 @@ def unseen_words_from(config: dict, folder: Path) -> "UnseenWords | None":
     return HashedWords.from_dict(data)
 
 
+def _read_runtime_config(path: Path) -> dict:
+    """runtime.json as a dict; anything else (not UTF-8, not JSON, not an object) is an error naming the file."""
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise RuntimeArtifactError(f"{path}: not valid JSON ({error}); is this a PinText model folder? (`pintext "
+                                   "train --out` writes it)") from None
+    if not isinstance(config, dict):
+        raise RuntimeArtifactError(f"{path}: expected a JSON object, found {type(config).__name__}")
+    return config
+
+
 def runtime_folder(model_dir: str | Path) -> Path:
     """The runtime folder of a model folder; a runtime folder itself is accepted as is."""
     path = Path(model_dir)
@@ -161,7 +174,9 @@ def write_runtime(
         **({"oov": oov.to_dict()} if oov is not None else {}),
         **(extra or {}),
     }
-    (folder / RUNTIME_CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+    # Last, and whole or not at all: a folder whose other files were cut short has no runtime.json, and loading
+    # it says so.
+    write_text(folder / RUNTIME_CONFIG_FILE, json.dumps(config, indent=2) + "\n", "runtime config")
     return folder
 
 
@@ -206,12 +221,22 @@ class Encoder:
         for name in (TOKENIZER_FILE, EMBEDDINGS_FILE, RUNTIME_CONFIG_FILE):
             if not (folder / name).is_file():
                 raise RuntimeArtifactError(f"{folder / name}: missing; is {model_dir} a PinText model folder?")
-        config = json.loads((folder / RUNTIME_CONFIG_FILE).read_text(encoding="utf-8"))
+        config = _read_runtime_config(folder / RUNTIME_CONFIG_FILE)
         tokenizer_json = (folder / TOKENIZER_FILE).read_bytes()
-        table = np.load(folder / EMBEDDINGS_FILE, allow_pickle=False)
-        tokenizer = Tokenizer.from_str(tokenizer_json.decode("utf-8"))
-        cls._check(folder, config, tokenizer, table)
-        oov = unseen_words_from(config, folder)
+        try:
+            table = np.load(folder / EMBEDDINGS_FILE, allow_pickle=False)
+        except (ValueError, EOFError, OSError) as error:
+            raise RuntimeArtifactError(f"{folder / EMBEDDINGS_FILE}: not a readable .npy table ({error})") from None
+        try:
+            tokenizer = Tokenizer.from_str(tokenizer_json.decode("utf-8"))
+        except Exception as error:  # noqa: BLE001 - `tokenizers` raises a bare Exception on a broken file
+            raise RuntimeArtifactError(f"{folder / TOKENIZER_FILE}: not a tokenizer ({error})") from None
+        try:
+            cls._check(folder, config, tokenizer, table)
+            oov = unseen_words_from(config, folder)
+        except (TypeError, KeyError, AttributeError) as error:  # a field of the wrong kind
+            raise RuntimeArtifactError(f"{folder / RUNTIME_CONFIG_FILE}: a field has the wrong type "
+                                       f"({error})") from None
         if verify and fingerprint_of(tokenizer_json, table, oov) != config["fingerprint"]:
             raise RuntimeArtifactError(f"{folder / RUNTIME_CONFIG_FILE}: field 'fingerprint' does not match the files")
         return cls(tokenizer, table, unk_id=int(config["unk_id"]), fingerprint=config["fingerprint"], oov=oov)

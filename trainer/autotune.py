@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from pintext.atomic import write_text
 from pintext.constants import SEARCH
 from pintext.trainer.train import PairDataError, TrainConfig, TrainResult, train
 
@@ -153,7 +154,7 @@ def tune_and_train(
         "why": _why(winner, single_trial, tuner.trials),
         "trials": [asdict(trial) for trial in tuner.trials],
     }
-    (out_dir / SELECTION_FILE).write_text(json.dumps(record, indent=2, default=str) + "\n", encoding="utf-8")
+    write_text(out_dir / SELECTION_FILE, json.dumps(record, indent=2, default=str) + "\n")
     shutil.rmtree(work_dir, ignore_errors=True)
     return result, record
 

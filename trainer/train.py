@@ -14,7 +14,7 @@ import json
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -428,4 +428,17 @@ def _coverage_record(encoder, data) -> dict[str, Any]:
 
 
 def _write_json(path: Path, payload: dict[str, Any]) -> None:
-    path.write_text(json.dumps(payload, indent=2, default=str) + "\n", encoding="utf-8")
+    from pintext.atomic import write_text
+
+    write_text(path, json.dumps(payload, indent=2, default=str) + "\n")
+
+
+def relocate(result: TrainResult, final_dir: Path) -> TrainResult:
+    """`result` as it will be once its folder (built aside) is swapped in at `final_dir`: the path recorded in its
+    pintext_train.json is rewritten (in the folder being built) and `model_dir` is `final_dir`."""
+    record_file = Path(result.model_dir) / TRAIN_CONFIG_FILE
+    if record_file.is_file():
+        record = json.loads(record_file.read_text(encoding="utf-8"))
+        record["model_dir"] = str(final_dir)
+        _write_json(record_file, record)
+    return replace(result, model_dir=Path(final_dir))

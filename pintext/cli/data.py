@@ -10,6 +10,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from pintext.cli.disk import reports_disk_errors
 from pintext.cli.errors import USAGE, fail
 from pintext.constants import SPLITS
 
@@ -17,7 +18,7 @@ from pintext.constants import SPLITS
 def register(app: typer.Typer) -> None:
     """Add this module's commands to the main app."""
     app.command("synth")(synth)
-    app.command("pairs")(pairs)
+    app.command("pairs")(reports_disk_errors(pairs))
 
 
 def synth(

@@ -28,6 +28,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
+from pintext.cli.disk import reports_disk_errors
 from pintext.cli.errors import FAILURE, USAGE, fail
 from pintext.constants import DEFAULT_INGEST_WORKERS
 
@@ -590,6 +591,7 @@ def count_lines(path: Path) -> int:
     return count(path)
 
 
+@reports_disk_errors
 def ingest(
     pins_file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="pins.jsonl (or .jsonl.gz)")],
     model: ModelOption = None,
@@ -624,18 +626,21 @@ def ingest(
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    from pintext.atomic import DiskWriteError, check_writable
     from pintext.ingest.deadletter import DeadLetter
     from pintext.ingest.indexer import Checkpoint, EngineSink, Ingestor, default_state
     from pintext.schemas import LocatedRecordError
 
     conn = connection(model, index, url, user, password, ca_certs, insecure, engine, local_dir, timeout)
-    ensure_index(conn, tuning=Tuning(pins_file, target_recall, not no_tune, tune_queries, token_family(tokens)))
-    written = conn.write_index
-    where = f"{conn.engine.describe()}: {written}"  # what the checkpoint is for: --resume refuses another target
     # Per (file, name users search) in the state folder, never beside the input; the checkpoint records the
     # concrete index, so --resume refuses another model's run.
     state = default_state(pins_file, index)
     dead_letter_path, checkpoint_path = dead_letter or state.dead_letter, checkpoint or state.checkpoint
+    for folder in sorted({dead_letter_path.parent, checkpoint_path.parent}):
+        check_writable(folder, "ingest state in")  # a full or read-only state folder: one line, no index made
+    ensure_index(conn, tuning=Tuning(pins_file, target_recall, not no_tune, tune_queries, token_family(tokens)))
+    written = conn.write_index
+    where = f"{conn.engine.describe()}: {written}"  # what the checkpoint is for: --resume refuses another target
     typer.echo(f"dead letter: {dead_letter_path}; checkpoint: {checkpoint_path}", err=True)
     stderr = Console(stderr=True)
     total_lines = count_lines(pins_file)
@@ -657,6 +662,10 @@ def ingest(
         )
         try:
             report = ingestor.run(pins_file, resume=resume)
+        except DiskWriteError as error:
+            done = ingestor.checkpoint.read()
+            fail(f"{error}; lines up to {done:,} are indexed (checkpoint {checkpoint_path}): make room and run again "
+                 "with --resume", USAGE if error.usage_fault else FAILURE)
         except LocatedRecordError as error:
             fail(f"{error} (--strict: nothing after this line was indexed; fix it or drop --strict)", USAGE)
         except ValueError as error:

@@ -9,6 +9,7 @@ from typing import Any, Optional
 
 import typer
 
+from pintext.cli.disk import reports_disk_errors
 from pintext.cli.errors import FAILURE, USAGE, fail
 from pintext.constants import SEARCH, TASKS, TEST, VALIDATION
 
@@ -52,10 +53,34 @@ def _tasks_in(pairs: Path, tasks: Optional[str]) -> list[str]:
     return present
 
 
+def model_folder_lock(out: Path) -> Any:
+    """One `train` into a model folder at a time: a second one waits, naming the holder (a lock beside the folder,
+    the same lock ingest takes per file and index)."""
+    from pintext.atomic import FileLock
+
+    lock_path = out.absolute().with_name(f".{out.name}.lock")
+    return FileLock(lock_path, what="the lock of", on_wait=lambda pid: typer.echo(
+        f"waiting: pid {pid} is training into {out} (lock {lock_path})", err=True))
+
+
 def fit(pairs: Path, out: Path, config, *, tune: bool, budget: float | None, refit: bool, losses=None, lrs=None,
         tune_weights: bool = True, single_task_candidate: bool = True, show_progress: bool = True):
     """Train (choosing settings on validation when `tune`), choose the hybrid's fusion on validation with the chosen
-    model, then (with `refit`) train it again on every pair; (result, selection)."""
+    model, then (with `refit`) train it again on every pair; (result, selection). The model folder is built aside
+    and swapped in complete (`pintext.atomic.atomic_folder`): a failure leaves the previous one as it was."""
+    from pintext.atomic import atomic_folder
+    from pintext.trainer.train import relocate
+
+    with model_folder_lock(out), atomic_folder(out, "model folder") as building:
+        result, selection = _fit(pairs, building, config, tune=tune, budget=budget, refit=refit, losses=losses,
+                                 lrs=lrs, tune_weights=tune_weights, single_task_candidate=single_task_candidate,
+                                 show_progress=show_progress)
+        result = relocate(result, out)
+    return result, selection
+
+
+def _fit(pairs: Path, out: Path, config, *, tune: bool, budget: float | None, refit: bool, losses, lrs,
+         tune_weights: bool, single_task_candidate: bool, show_progress: bool):
     from pintext.trainer.autotune import tune_and_train
     from pintext.trainer.train import train
 
@@ -79,6 +104,7 @@ def choose_hybrid(pairs: Path, model_dir: Path, tasks: list[str], corpus: str | 
     """Choose the exact-match weight and the hybrid's fusion on the search task's validation split with the model in
     `model_dir`, save them there (match.json, hybrid.json, hybrid_selection.json); {"hybrid": fusion,
     "exact_match": weight} as chosen, or {} without search validation pairs."""
+    from pintext.atomic import write_text
     from pintext.encoder import Encoder
     from pintext.trainer.selection import choose_fusion
     from pintext.trainer.train import MAX_DISTRACTORS, load_corpus, load_pairs
@@ -90,7 +116,7 @@ def choose_hybrid(pairs: Path, model_dir: Path, tasks: list[str], corpus: str | 
     fusion, match, record = choose_fusion(loaded, Encoder.load(model_dir), distractors=pins[:MAX_DISTRACTORS])
     fusion.save(model_dir)
     match.save(model_dir)
-    (model_dir / "hybrid_selection.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    write_text(model_dir / "hybrid_selection.json", json.dumps(record, indent=2) + "\n")
     return {"hybrid": record["chosen"], "exact_match": record["chosen_match"]}
 
 
@@ -194,6 +220,7 @@ def register(app: typer.Typer) -> None:
     """Add this module's commands to the main app."""
 
     @app.command("train")
+    @reports_disk_errors
     def train_command(
         pairs: Path = typer.Option(..., "--pairs",
                                    help="Pairs folder from `pintext pairs` (DIR/<task>/ DatasetDicts)."),
@@ -296,6 +323,7 @@ def register(app: typer.Typer) -> None:
                 typer.echo(f"report: {out / 'report.md'}")
 
     @app.command("train-eval")
+    @reports_disk_errors
     def train_eval_command(
         pairs: Path = typer.Option(..., "--pairs", help="Pairs folder from `pintext pairs`."),
         out: Path = typer.Option(..., "--out", help="Folder for SR/, MTL/ and report/."),
@@ -334,7 +362,9 @@ def register(app: typer.Typer) -> None:
         except RuntimeError as error:
             fail(str(error), FAILURE)
         speeds = {r.config.name: r.summary() for r in (single, multi)}
-        (out / "report" / "training.json").write_text(json.dumps(speeds, indent=2) + "\n")
+        from pintext.atomic import write_text
+
+        write_text(out / "report" / "training.json", json.dumps(speeds, indent=2) + "\n")
         if json_output:
             typer.echo(json.dumps({"training": speeds, "results": results}, indent=2))
         else:
