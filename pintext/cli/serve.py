@@ -1118,9 +1118,17 @@ def searcher_for_dsl(conn: Connection) -> tuple[Any, bool]:
     use MODEL/lsh.json or the defaults on the engine asked for (OpenSearch under auto)."""
     from pintext.ingest.indexer import default_lsh
     from pintext.serving.base import IndexNotFoundError
-    from pintext.serving.engines import EngineError, is_certificate_failure
+    from pintext.serving.engines import EngineError, EngineUnreachableError, choose_engine, is_certificate_failure
     from pintext.serving.searcher import Searcher
 
+    if conn.target.engine is EngineName.auto:
+        try:  # which engine answers; none: print for OpenSearch (as docs/serving.md says), not an error
+            answering = EngineName(choose_engine(EngineName.auto.value, conn.target.options()))
+        except EngineUnreachableError:
+            answering = EngineName.opensearch
+        except EngineError:
+            answering = EngineName.auto  # refused access: `conn.engine` says so in one line
+        conn.use_target(dataclasses.replace(conn.target, engine=answering))
     try:
         if conn.engine.exists(conn.name):
             return conn.searcher(), True

@@ -35,6 +35,14 @@ class EngineUnreachableError(EngineError):
     """No engine answers at the URL."""
 
 
+class EngineMismatchError(EngineError):
+    """The node at the URL is another engine than the one `--engine` names (a usage error)."""
+
+
+# engine name -> the product's name in messages
+PRODUCTS = {"opensearch": "OpenSearch", "elasticsearch": "Elasticsearch"}
+
+
 @dataclass(frozen=True)
 class EngineOptions:
     """How to reach an engine: what the CLI's connection options say."""
@@ -98,31 +106,85 @@ def choose_engine(name: str | None, options: EngineOptions) -> str:
 
 def detect_engine(options: EngineOptions) -> str:
     """Which engine answers at `options.url` (asked with opensearch-py, which talks to both)."""
-    from pintext.serving.opensearch_client import connect
+    return ask_node(options, options.url)[0]
+
+
+def ask_node(options: EngineOptions, url: str | None) -> tuple[str, str]:
+    """(engine, version) of the node at `url` (`GET /`, asked with opensearch-py, which talks to both; the version
+    is "" when the node does not say it). EngineAccessError for a 401/403/TLS failure, EngineUnreachableError when
+    nothing answers."""
+    from pintext.serving.opensearch_client import DEFAULT_TIMEOUT_S, connect
 
     try:
-        info = connect(url=options.url, user=options.user, password=options.password,
-                       verify_certs=not options.insecure,
-                       ca_certs=str(options.ca_certs) if options.ca_certs else None).info()
+        client = connect(url=url, user=options.user, password=options.password, verify_certs=not options.insecure,
+                         ca_certs=str(options.ca_certs) if options.ca_certs else None,
+                         timeout=options.timeout or DEFAULT_TIMEOUT_S)
+        info = client.info()
     except Exception as error:  # noqa: BLE001 - any failure to reach the node is one message
-        problem = access_problem(error, options.url, options.user, options.password)
+        problem = access_problem(error, url, options.user, options.password)
         if problem:
             raise EngineAccessError(problem) from None
         # Elasticsearch without its rest-root module (the integ-test distribution) refuses `GET /` with 405;
         # OpenSearch always answers it.
         if getattr(error, "status_code", None) == 405:
-            return "elasticsearch"
-        raise EngineUnreachableError(f"cannot reach the engine at {safe_url(options.url)}: "
-                                     f"{redact_options(str(error), options)} (start one, "
+            return "elasticsearch", _local_node_version(client)
+        raise EngineUnreachableError(f"cannot reach the engine at {safe_url(url)}: "
+                                     f"{redact(str(error), url, options.password)} (start one, "
                                      "or pass another --url; --engine NAME skips asking which engine it is)")
     version = info.get("version", {}) if isinstance(info, dict) else {}
-    return "opensearch" if version.get("distribution") == "opensearch" else "elasticsearch"
+    engine = "opensearch" if version.get("distribution") == "opensearch" else "elasticsearch"
+    return engine, str(version.get("number") or "")
+
+
+def _local_node_version(client: object) -> str:
+    """The version `GET /_nodes/_local` gives (what the integ-test Elasticsearch says instead of `GET /`)."""
+    try:
+        nodes = client.nodes.info(node_id="_local")["nodes"]  # type: ignore[attr-defined]
+        return str(next(iter(nodes.values()))["version"])
+    except Exception:  # noqa: BLE001 - the version only decorates the message
+        return ""
+
+
+def engine_url(chosen: str, options: EngineOptions) -> str | None:
+    """The URL the engine `chosen` will talk to (its own variable and managed node when --url is not given)."""
+    if chosen == "elasticsearch":
+        from pintext.serving.elasticsearch import resolve_url
+
+        return resolve_url(options.url)
+    from pintext.serving.opensearch_client import resolve_urls
+
+    return ",".join(resolve_urls(options.url))
+
+
+def check_engine(chosen: str, options: EngineOptions) -> None:
+    """The one place an engine/URL mismatch is named: `--engine elasticsearch` at an OpenSearch node (or the
+    reverse) is an EngineMismatchError saying what answered, before any request of the engine's own (which gave
+    elasticsearch-py's UnsupportedProductError traceback, or OpenSearch requests an Elasticsearch node half
+    understands). Nothing answering is left to the engine's own requests to report."""
+    if chosen not in PRODUCTS:
+        return
+    url = engine_url(chosen, options)
+    try:
+        answered, version = ask_node(options, url)
+    except EngineUnreachableError:
+        return
+    if answered != chosen:
+        raise EngineMismatchError(mismatch_message(url, answered, version, chosen))
+
+
+def mismatch_message(url: str | None, answered: str, version: str, chosen: str) -> str:
+    what = f"{PRODUCTS[answered]} {version}".strip()
+    where = safe_url(url) if url else "the managed node"
+    return f"the node at {where} is {what}, not {PRODUCTS[chosen]}: use --engine {answered} or auto"
 
 
 def open_engine(name: str | None, options: EngineOptions) -> Engine:
-    """The engine `name` (or `auto`) names, opened with `options`."""
+    """The engine `name` (or `auto`) names, opened with `options`; a named cluster engine is first checked
+    against what answers at the URL (`check_engine`)."""
     warn_if_insecure(options)
     chosen = choose_engine(name, options)
+    if (name or os.environ.get(ENGINE_ENV) or AUTO).lower() != AUTO:
+        check_engine(chosen, options)
     module = importlib.import_module(ENGINES[chosen])
     return module.open_engine(options)
 
@@ -195,6 +257,21 @@ def is_certificate_failure(error: BaseException) -> bool:
         "CERTIFICATE_VERIFY_FAILED" in str(error)
 
 
+# What OpenSSL says when the other side of a TLS handshake answers in plain HTTP.
+_PLAIN_HTTP_ANSWERS = ("WRONG_VERSION_NUMBER", "wrong version number", "record layer failure",
+                       "packet length too long")
+
+
+def speaks_plain_http(error: BaseException) -> bool:
+    """An `https://` URL at a node that answers plain HTTP: the TLS handshake fails on its first bytes."""
+    return any(answer in str(error) for answer in _PLAIN_HTTP_ANSWERS)
+
+
+def plain_http_url(where: str) -> str:
+    """`where` (a URL, maybe several comma-separated) with `https://` replaced by `http://`."""
+    return re.sub(r"\bhttps://", "http://", where) if "https://" in where else "http://"
+
+
 def denied_action(error: BaseException) -> str | None:
     """The action(s) a 403 names (`indices:data/write/bulk`), from the error's text or body."""
     for text in (str(getattr(error, "info", "") or ""), str(getattr(error, "body", "") or ""), str(error)):
@@ -207,6 +284,9 @@ def denied_action(error: BaseException) -> str | None:
 def access_problem(error: BaseException, url: str | None, user: str | None, password: str | None = None) -> str | None:
     """The one line for an authentication (401), authorization (403) or TLS certificate failure, else None."""
     where = safe_url(url) if url else "the managed node"
+    if speaks_plain_http(error):
+        return (f"the node at {where} speaks plain HTTP, not HTTPS (its TLS handshake failed before any "
+                f"certificate): use {plain_http_url(where)}")
     if is_certificate_failure(error):
         return (f"TLS certificate of {where} not trusted: pass --ca-certs FILE (the CA printed by "
                 "`pintext opensearch up --secure`), or --insecure to skip verification")

@@ -335,7 +335,11 @@ class OpenSearchEngine(ClusterEngine):
         return [(f"GET {index}/_search", body)]
 
     def bm25_request(self, index: str, text: str, k: int, filters: Filters = NO_FILTERS) -> tuple[str, dict]:
-        return f"GET {index}/_search", queries.bm25_body(text, k, filters=filters, boost=self.bm25_boost)
+        try:
+            boost = self.bm25_boost
+        except self.connection_errors():  # `pintext dsl` with no node to ask: OpenSearch 3's scores (no boost)
+            boost = 1.0
+        return f"GET {index}/_search", queries.bm25_body(text, k, filters=filters, boost=boost)
 
     def _rescored_hit(self, raw: dict, tokens: Sequence[str]) -> SearchHit:
         source, held = hit_source(raw)

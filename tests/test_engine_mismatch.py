@@ -1,0 +1,120 @@
+"""Issue 22, the wrong engine and the wrong scheme: `--engine elasticsearch --url <an OpenSearch node>` (and the
+reverse pairing, and the same through `PINTEXT_ENGINE` / `ELASTICSEARCH_URL`) is one line saying what answered,
+exit 2, in every serving command (was elasticsearch-py's `UnsupportedProductError` traceback, or OpenSearch
+requests an Elasticsearch node half understood); `https://` to a plain-HTTP node says so (was "certificate not
+trusted"); `dsl` with no node answering prints the request for the defaults (was an error under `--engine auto`).
+Real nodes: OpenSearch 3.5.0, 2.19.1 and Elasticsearch 8.15.0.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from pintext.cli import app
+from pintext.encoder import write_runtime
+from pintext.trainer.tokenizer import train_word_tokenizer
+from tests.fixtures_engines import ENGINE_NODE_FIXTURES
+
+SECRET = "s3cret-mismatch"
+PRODUCTS = {"opensearch": "OpenSearch", "elasticsearch": "Elasticsearch"}
+OTHER = {"opensearch": "elasticsearch", "elasticsearch": "opensearch"}
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("mismatch")
+    tokenizer = train_word_tokenizer(["red chair", "oak table", "blue lamp"], min_count=1)
+    table = np.random.default_rng(0).standard_normal((tokenizer.get_vocab_size(), 8)).astype(np.float32)
+    write_runtime(folder / "model" / "runtime", tokenizer, table)
+    (folder / "pins.jsonl").write_text("".join(json.dumps({"id": f"p{row}", "title": text}) + "\n" for row, text
+                                               in enumerate(["red chair", "oak table", "blue lamp"])))
+    return folder
+
+
+def commands(folder: Path) -> list[list[str]]:
+    model = ["--model", str(folder / "model")]
+    return [["search", "red chair", *model], ["search", "red chair", "--hybrid", *model],
+            ["ingest", str(folder / "pins.jsonl"), *model], ["index", "info"], ["index", "create", *model],
+            ["index", "delete"], ["index", "promote", *model], ["related", "p0", *model], ["dsl", "red", *model]]
+
+
+def with_userinfo(url: str) -> str:
+    return url.replace("://", f"://pintext:{SECRET}@", 1)
+
+
+def only_error_line(result) -> str:
+    assert "Traceback" not in result.output and not isinstance(result.exception, (AttributeError, KeyError))
+    assert SECRET not in result.output and SECRET not in repr(result.exception)
+    # --insecure warns once a process (the first of these in-process runs)
+    lines = [line for line in result.output.splitlines() if line.strip() and not line.startswith("warning: --insecure")]
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.output
+    return lines[0]
+
+
+@pytest.mark.parametrize("node_fixture", ENGINE_NODE_FIXTURES)
+def test_the_wrong_engine_is_one_line_naming_what_answered(request, workdir, node_fixture):
+    node = request.getfixturevalue(node_fixture)
+    named = OTHER[node.engine]
+    index = f"mismatch-{node.engine}-{node.version.replace('.', '')}"
+    expected = (f"error: the node at {with_userinfo(node.url).replace(f'pintext:{SECRET}', '***')} is "
+                f"{PRODUCTS[node.engine]} {node.version}, not {PRODUCTS[named]}: use --engine {node.engine} or auto")
+    for command in commands(workdir):
+        result = CliRunner().invoke(app, [*command, "--engine", named, "--url", with_userinfo(node.url),
+                                          "--index", index])
+        assert result.exit_code == 2, (command, result.output, result.exception)
+        assert only_error_line(result) == expected, command
+    # the engine and the URL from the environment
+    bare = expected.replace(f"{node.url.split('://')[0]}://***@", f"{node.url.split('://')[0]}://")
+    result = CliRunner().invoke(app, ["index", "info", "--index", index],
+                                env={"PINTEXT_ENGINE": named, f"{named.upper()}_URL": node.url})
+    assert result.exit_code == 2 and only_error_line(result) == bare
+    # nothing was made on the node: the right engine finds no index of that name
+    info = CliRunner().invoke(app, ["index", "info", "--index", index, "--url", node.url])
+    assert info.exit_code == 2 and "does not exist" in only_error_line(info)
+
+
+@pytest.mark.parametrize("node_fixture", ENGINE_NODE_FIXTURES)
+@pytest.mark.parametrize("engine", ["auto", "opensearch", "elasticsearch"])
+def test_https_to_a_plain_http_node_says_it_speaks_http(request, workdir, node_fixture, engine):
+    node = request.getfixturevalue(node_fixture)
+    https = with_userinfo(node.url).replace("http://", "https://", 1)
+    for extra in ([], ["--insecure"]):
+        for command in (["index", "info"], ["search", "red chair", "--model", str(workdir / "model")]):
+            result = CliRunner().invoke(app, [*command, "--engine", engine, "--url", https, *extra])
+            assert result.exit_code == 1, (command, extra, result.output, result.exception)
+            line = only_error_line(result)
+            masked = https.replace(f"pintext:{SECRET}", "***")
+            assert line == (f"error: the node at {masked} speaks plain HTTP, not HTTPS (its TLS handshake failed "
+                            f"before any certificate): use {masked.replace('https://', 'http://')}"), line
+
+
+def free_port() -> int:
+    """A port nothing listens on (bound, then released)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.mark.parametrize("engine", ["auto", "opensearch", "elasticsearch"])
+@pytest.mark.parametrize("options", [[], ["--hybrid"], ["--template"]], ids=["search", "hybrid", "template"])
+def test_dsl_with_no_node_prints_the_request_for_the_defaults(workdir, engine, options):
+    if engine == "elasticsearch" and options == ["--template"]:
+        pytest.skip("the stored template is OpenSearch's (Elasticsearch's zip has no lang-mustache)")
+    url = f"http://127.0.0.1:{free_port()}"
+    for where, env in ((["--url", url], None), ([], {"OPENSEARCH_URL": url, "ELASTICSEARCH_URL": url})):
+        result = CliRunner().invoke(app, ["dsl", "red chair", "--model", str(workdir / "model"), "--engine", engine,
+                                          *where, *options], env=env)
+        assert result.exit_code == 0, (where, result.output, result.exception)
+        assert "note: index 'pins' not found or node unreachable: printing with the default LSH" in result.output
+        assert "error:" not in result.output and "GET pins/_search" in result.stdout
+        bodies = [json.loads(part[part.index("{"):].split("\n\n#")[0]) for part in
+                  result.stdout.split("GET pins/_search")[1:]]
+        assert bodies and all(isinstance(body, dict) for body in bodies)
+        if options == ["--hybrid"]:
+            assert bodies[0]["query"]["multi_match"]["query"] == "red chair"
