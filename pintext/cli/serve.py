@@ -512,24 +512,45 @@ def index_create(model: ModelOption = None, index: IndexOption = DEFAULT_INDEX, 
 def index_delete(index: IndexOption = DEFAULT_INDEX, url: UrlOption = None, user: UserOption = None,
                  password: PasswordOption = None, ca_certs: CaCertsOption = None, insecure: InsecureOption = False,
                  engine: EngineOption = EngineName.auto, local_dir: LocalDirOption = DEFAULT_LOCAL_DIR,
-                 version: Annotated[Optional[str], typer.Option("--version", help="Delete only this concrete "
-                                                                "index (not the one serving).")] = None) -> None:
-    """Delete the name: every index behind the alias (or only --version); no error if there is none."""
-    from pintext.serving.rollout import versions
+                 version: Annotated[Optional[str], typer.Option("--version", help="Delete only this version "
+                                                                "(not the one serving): its index, or the model id "
+                                                                "PinText prints (first 12 hex of the fingerprint, "
+                                                                "or all of it).")] = None,
+                 force: Annotated[bool, typer.Option("--force", help="Also delete an index PinText did not make "
+                                                     "(no PinText _meta).")] = False) -> None:
+    """Delete the name: every index behind the alias (or only --version); no error if there is none. An index
+    PinText did not make is refused unless --force."""
+    from pintext.serving.rollout import version_of, versions
 
     conn = connection(None, index, url, user, password, ca_certs, insecure, engine, local_dir)
     serving = conn.engine.alias_target(index)
     if version is not None:
-        if version == serving and version != index:
-            fail(f"{version!r} serves {index!r}: promote another version first, or delete the whole name", USAGE)
-        typer.echo(f"{'deleted' if conn.engine.delete(version) else 'absent'}: {version}")
+        target = version_of(conn.engine, index, version)
+        if target is None:
+            typer.echo(f"absent: {version}")
+            return
+        if target == serving and target != index:
+            fail(f"{target!r} serves {index!r}: promote another version first, or delete the whole name", USAGE)
+        refuse_foreign_index(conn.engine, [target], force)
+        typer.echo(f"{'deleted' if conn.engine.delete(target) else 'absent'}: {target}")
         return
     doomed = [index] if serving == index else versions(conn.engine, index)
     if not doomed:
         typer.echo(f"absent: {index}")
+    refuse_foreign_index(conn.engine, doomed, force)
     for name in doomed:
         conn.engine.delete(name)
         typer.echo(f"deleted: {name}")
+
+
+def refuse_foreign_index(engine: Any, indexes: list[str], force: bool) -> None:
+    """One line (exit 2), before anything is deleted, when one of `indexes` was not made by PinText, unless
+    --force."""
+    from pintext.serving.meta import made_by_pintext, not_made_by_pintext
+
+    foreign = [name for name in indexes if not made_by_pintext(engine.meta(name))]
+    if foreign and not force:
+        fail(f"{not_made_by_pintext(', '.join(foreign))}: pass --force to delete it anyway", USAGE)
 
 
 def index_info(index: IndexOption = DEFAULT_INDEX, url: UrlOption = None, user: UserOption = None,

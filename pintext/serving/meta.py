@@ -78,11 +78,27 @@ def index_meta(fingerprint: str, dim: int, lsh: TokenFamily, serving: ServingDef
     return meta
 
 
+def made_by_pintext(meta: dict | None) -> bool:
+    """Whether an index's `_meta` is PinText's: every index PinText makes records its token family (`lsh`,
+    `index_meta`); an index another tool made has no `_meta`, or its own."""
+    return isinstance(meta, dict) and bool(meta.get("lsh"))
+
+
+def not_made_by_pintext(index: str) -> str:
+    """The words for an index PinText did not make, the same in every command."""
+    return f"{index} was not made by PinText (no PinText _meta)"
+
+
+def foreign_index_error(index: str, what: str) -> IndexMismatchError:
+    """Refusing to `what` (write into, promote, search) an index PinText did not make."""
+    return IndexMismatchError(f"{not_made_by_pintext(index)}: PinText does not {what} it; pick another --index "
+                              f"(or delete it: pintext index delete --index {index} --force)")
+
+
 def family_from_meta(index: str, meta: dict) -> TokenFamily:
     """The token family an index's tokens were made with."""
-    if not meta.get("lsh"):
-        raise IndexMismatchError(f"index {index!r} has no LSH config in its _meta: it was not created by pintext "
-                                 f"(pintext index delete --index {index}, then index create or ingest)")
+    if not made_by_pintext(meta):
+        raise foreign_index_error(index, "search")
     try:
         return family_from_dict(meta["lsh"])
     except ValueError as error:
@@ -90,7 +106,10 @@ def family_from_meta(index: str, meta: dict) -> TokenFamily:
 
 
 def check_meta(index: str, found: dict, expected: dict, model_dir: str = "the model") -> None:
-    """Refuse an index whose `_meta` names another model fingerprint, dimension or LSH config."""
+    """Refuse an index PinText did not make, or whose `_meta` names another model fingerprint, dimension or LSH
+    config."""
+    if not made_by_pintext(found):
+        raise foreign_index_error(index, "write into")
     problems = []
     for key, label in (("model_fingerprint", "model fingerprint"), ("dim", "dimension"), ("lsh", "LSH config"),
                        ("pin_vector", "pin vector (how a pin's fields are embedded)")):

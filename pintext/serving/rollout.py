@@ -54,7 +54,12 @@ class Promotion:
 
 def promote(engine: Engine, name: str, fingerprint: str, delete_old: bool = False) -> Promotion:
     """Swap the alias `name` to the model's version, atomically; then delete the older versions if asked."""
+    from pintext.serving.meta import made_by_pintext, not_made_by_pintext
+
     target = version_name(name, fingerprint)
+    if is_legacy_index(engine, name) and not made_by_pintext(engine.meta(name)):
+        raise ValueError(f"{not_made_by_pintext(name)}: there is nothing to promote; pick another --index (or "
+                         f"delete it: pintext index delete --index {name} --force)")
     if is_legacy_index(engine, name):
         raise ValueError(f"{name!r} is a concrete index made before versioning, not an alias: re-ingest into a "
                          f"new name, or delete it (pintext index delete --index {name}) and ingest again")
@@ -79,15 +84,31 @@ def versions(engine: Engine, name: str) -> list[str]:
             and all(char in "0123456789abcdef" for char in index[len(prefix):])]
 
 
+def version_of(engine: Engine, name: str, version: str) -> str | None:
+    """The concrete index `version` names among `name`'s: the index itself, or a model id as PinText prints it
+    (the first 12 hex of the fingerprint, as `index create` shows; the whole fingerprint, as `index info` does)."""
+    if engine.exists(version):
+        return version
+    model_id = version.lower()
+    if len(model_id) >= FINGERPRINT_CHARS and all(char in "0123456789abcdef" for char in model_id):
+        named = version_name(name, model_id)
+        if engine.exists(named):
+            return named
+    return None
+
+
 def describe(engine: Engine, name: str) -> dict:
     """The alias, which version serves, and every version with its model and size (`pintext index info`)."""
+    from pintext.serving.meta import made_by_pintext
+
     serving = engine.alias_target(name)
     legacy = serving == name
     rows = []
     for index in ([name] if legacy else versions(engine, name)):
         meta = engine.meta(index)
         layout = engine.layout(index)
-        rows.append({"index": index, "serving": index == serving, "docs": engine.count(index),
+        rows.append({"index": index, "serving": index == serving, "made_by_pintext": made_by_pintext(meta),
+                     "docs": engine.count(index),
                      "model_fingerprint": meta.get("model_fingerprint"), "dim": meta.get("dim"),
                      "tokens": meta.get("lsh"), "shards": layout.shards, "replicas": layout.replicas,
                      "health": layout.health, "meta": meta})
