@@ -12,8 +12,9 @@ The share is counted with PinText's own word split (`pintext.text.text_words`) o
 included, serves the same scores. The engine returns the top `MATCH_DEPTH` (at least k) by cosine from the window
 it rescored anyway; those are re-ranked and cut to k.
 
-`MODEL/match.json` (written by `pintext train`, which chooses the weight on the search task's validation split with
-`MATCH_GRID`) records `{"weight": w}`; a model without one serves plain cosine (weight 0). Pure: no engine.
+`MODEL/match.json` (written by `pintext train`, which chooses the weight on the search task's validation split from
+`MATCH_GRID`, or keeps `DEFAULT_MATCH_WEIGHT`) records `{"weight": w}`; a model without one (made before the signal)
+serves plain cosine (weight 0). Pure: no engine.
 """
 
 from __future__ import annotations
@@ -30,8 +31,12 @@ MATCH_FILE = "match.json"
 # Hits re-ranked by the signal: taken from the top of the cosine ranking, so the signal never reaches a pin that
 # the cosine ranks below this (at least k).
 MATCH_DEPTH = 100
-# Weights `pintext train` tries on validation (0: plain cosine).
+# Weights `pintext train` tries on validation (0: plain cosine), and the one it keeps unless validation shows another
+# better by more than its noise (`pintext.trainer.selection.choose_over_default`): at 1.0 a pin holding every query
+# word outranks one holding none unless its cosine is 1.0 lower, i.e. practically always, and the cosine orders
+# pins that hold equally many.
 MATCH_GRID = (0.0, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0)
+DEFAULT_MATCH_WEIGHT = 1.0
 
 
 def query_words(text: str) -> frozenset[str]:

@@ -86,3 +86,19 @@ def test_searcher_reranks_the_engines_cosine_hits_and_returns_k(tmp_path):
     assert matched[0].match == 1.0 and matched[0].score == pytest.approx(matched[0].cosine + 1.0, abs=1e-6)
     assert [hit.id for hit in matched[1:]] == [hit.id for hit in plain if hit.id != "p07"][:4]
     assert [hit.pintext_rank for hit in matched] == [1, 2, 3, 4, 5]
+
+
+def test_a_candidate_replaces_the_default_only_beyond_one_standard_error():
+    from pintext.trainer.selection import choose_over_default
+
+    rng = np.random.default_rng(0)
+    default = rng.uniform(0, 1, 400)
+    clearly_better = default + 0.05 + rng.normal(0, 0.05, 400)  # mean gain 0.05, standard error ~0.0025
+    noise = rng.normal(0, 0.5, 400)
+    noisy = default + 0.01 + (noise - noise.mean())  # mean gain 0.01, standard error ~0.025
+    chosen, error = choose_over_default([default, clearly_better], 0)
+    assert chosen == 1 and 0 < error < 0.01
+    chosen, error = choose_over_default([default, noisy], 0)
+    assert chosen == 0 and error > 0.01
+    assert choose_over_default([default[:1], clearly_better[:1]], 0) == (0, float("inf"))  # one query: no evidence
+    assert choose_over_default([clearly_better, default], 1)[0] == 0

@@ -169,16 +169,39 @@ FUSION_GRID = tuple(
 FUSION_DEPTH = 100
 
 
-def _ranking_score(rankings: list[list[str]], relevant: list[set[str]]) -> dict[str, float]:
-    """recall@10, recall@100, MRR (within the top 100) and their mean, from ranked ids."""
-    r10, r100, rr = [], [], []
+def _per_query(rankings: list[list[str]], relevant: list[set[str]]) -> np.ndarray:
+    """[queries, 3]: each query's recall@10, recall@100 and reciprocal rank (within the top 100)."""
+    rows = []
     for ranking, wanted in zip(rankings, relevant):
-        r10.append(len(wanted & set(ranking[:10])) / len(wanted))
-        r100.append(len(wanted & set(ranking[:100])) / len(wanted))
-        rr.append(next((1.0 / rank for rank, doc in enumerate(ranking[:100], start=1) if doc in wanted), 0.0))
-    metrics = {"recall@10": float(np.mean(r10)), "recall@100": float(np.mean(r100)), "mrr": float(np.mean(rr))}
-    metrics["score"] = float(np.mean(list(metrics.values())))
+        rows.append((len(wanted & set(ranking[:10])) / len(wanted), len(wanted & set(ranking[:100])) / len(wanted),
+                     next((1.0 / rank for rank, doc in enumerate(ranking[:100], start=1) if doc in wanted), 0.0)))
+    return np.asarray(rows, dtype=np.float64).reshape(-1, 3)
+
+
+def _summary(per_query: np.ndarray) -> dict[str, float]:
+    """recall@10, recall@100, MRR and their mean (the validation score)."""
+    means = per_query.mean(axis=0) if len(per_query) else np.zeros(3)
+    metrics = {"recall@10": float(means[0]), "recall@100": float(means[1]), "mrr": float(means[2])}
+    metrics["score"] = float(np.mean(means))
     return metrics
+
+
+def _ranking_score(rankings: list[list[str]], relevant: list[set[str]]) -> dict[str, float]:
+    return _summary(_per_query(rankings, relevant))
+
+
+def choose_over_default(per_query_scores: Sequence[np.ndarray], default: int) -> tuple[int, float]:
+    """The candidate with the best mean validation score if it beats the `default` candidate by more than one
+    standard error of their paired per-query difference, else the default; (index, that standard error).
+
+    Why: a set with few validation queries (Crowdflower's ~20) ranks candidates by noise, and its pick did worse on
+    held-out queries than the default; a large one (Home Depot's ~700) still picks freely."""
+    best = max(range(len(per_query_scores)), key=lambda index: float(per_query_scores[index].mean()))
+    difference = per_query_scores[best] - per_query_scores[default]
+    if len(difference) < 2:
+        return default, float("inf")
+    error = float(difference.std(ddof=1) / np.sqrt(len(difference)))
+    return (best if float(difference.mean()) > error else default), error
 
 
 def _top(scores: np.ndarray, depth: int) -> dict[str, float]:
@@ -188,12 +211,13 @@ def _top(scores: np.ndarray, depth: int) -> dict[str, float]:
 
 def choose_fusion(pairs: dict, encoder: Encoder, task: str = MAIN_TASK,
                   distractors: Sequence[dict] = ()) -> tuple[Any, Any, dict[str, Any]]:
-    """The exact-match weight, then the fusion of BM25 and PinText (method and PinText's weight), each with the best
-    validation score on `task`, using the same functions `pintext search [--hybrid]` serves with (the fusion sees
-    PinText's ranking with the chosen exact-match signal, as served). Returns (FusionConfig, ExactMatch, record)."""
+    """The exact-match weight, then the fusion of BM25 and PinText (method and PinText's weight), each chosen on
+    `task`'s validation split by `choose_over_default` (defaults: `DEFAULT_MATCH_WEIGHT`, `FusionConfig()`), with
+    the functions `pintext search [--hybrid]` serves with (the fusion sees PinText's ranking with the chosen
+    exact-match signal, as served). Returns (FusionConfig, ExactMatch, record)."""
     import bm25s
 
-    from pintext.exact_match import MATCH_GRID, ExactMatch
+    from pintext.exact_match import DEFAULT_MATCH_WEIGHT, MATCH_GRID, ExactMatch
     from pintext.fusion import FusionConfig
 
     pins_by_text = distractor_pins(distractors)
@@ -203,17 +227,12 @@ def choose_fusion(pairs: dict, encoder: Encoder, task: str = MAIN_TASK,
     pool = pool_vectors(encoder, data, pins_by_text)
     queries = unit_rows(encoder.encode(data.query_texts))
     cosine = [_top(row, depth) for row in queries @ pool.T]
-    record: dict[str, Any] = {"task": task, "queries": len(data.query_texts), "match": []}
-    chosen_match: tuple[float, ExactMatch, list[dict[str, float]]] | None = None
-    for weight in MATCH_GRID:
-        match = ExactMatch(weight)
-        ranked = [_matched(match, scores, data.pool_texts, text) for scores, text in zip(cosine, data.query_texts)]
-        metrics = _ranking_score([list(scores) for scores in ranked], relevant)
-        record["match"].append({"weight": weight, **metrics})
-        if chosen_match is None or metrics["score"] > chosen_match[0] + 1e-9:
-            chosen_match = (metrics["score"], match, ranked)
-    assert chosen_match is not None
-    _, match, dense = chosen_match
+    matches = [ExactMatch(weight) for weight in MATCH_GRID]
+    served = [[_matched(match, scores, data.pool_texts, text) for scores, text in zip(cosine, data.query_texts)]
+              for match in matches]
+    scored = [_per_query([list(ranked) for ranked in rankings], relevant) for rankings in served]
+    chosen, match_error = choose_over_default(scored, MATCH_GRID.index(DEFAULT_MATCH_WEIGHT))
+    match, dense = matches[chosen], served[chosen]
     retriever = bm25s.BM25()
     retriever.index(bm25s.tokenize(data.pool_texts, stopwords=None, show_progress=False), show_progress=False)
     vocabulary = retriever.vocab_dict
@@ -222,23 +241,26 @@ def choose_fusion(pairs: dict, encoder: Encoder, task: str = MAIN_TASK,
         known = [token for token in tokens if token in vocabulary]
         scores = retriever.get_scores(known) if known else np.zeros(len(data.pool_texts), dtype=np.float32)
         lexical.append({doc: score for doc, score in _top(scores, depth).items() if score > 0})
-    record.update({
+    configs = [FusionConfig(method=method, weight=weight) for method, weight in FUSION_GRID]
+    fused = [_per_query([[doc for doc, _ in config.fuse(bm25, pintext)] for bm25, pintext in zip(lexical, dense)],
+                        relevant) for config in configs]
+    picked, fusion_error = choose_over_default(fused, configs.index(FusionConfig()))
+    record: dict[str, Any] = {
+        "task": task,
+        "queries": len(data.query_texts),
+        "rule": "the best validation score if it beats the default by more than one standard error, else the default",
+        "match": [{"weight": m.weight, **_summary(rows)} for m, rows in zip(matches, scored)],
+        "match_default": DEFAULT_MATCH_WEIGHT,
+        "match_standard_error": match_error,
         "bm25": _ranking_score([list(ranked) for ranked in lexical], relevant),
-        "pintext": _ranking_score([list(ranked) for ranked in dense], relevant),
+        "pintext": _summary(scored[chosen]),
         "chosen_match": match.to_dict(),
-        "candidates": [],
-    })
-    best: tuple[float, Any] | None = None
-    for method, weight in FUSION_GRID:
-        config = FusionConfig(method=method, weight=weight)
-        fused = [[doc for doc, _ in config.fuse(bm25, pintext)] for bm25, pintext in zip(lexical, dense)]
-        metrics = _ranking_score(fused, relevant)
-        record["candidates"].append({**config.to_dict(), **metrics})
-        if best is None or metrics["score"] > best[0] + 1e-9:
-            best = (metrics["score"], config)
-    assert best is not None
-    record["chosen"] = best[1].to_dict()
-    return best[1], match, record
+        "candidates": [{**config.to_dict(), **_summary(rows)} for config, rows in zip(configs, fused)],
+        "fusion_default": FusionConfig().to_dict(),
+        "fusion_standard_error": fusion_error,
+        "chosen": configs[picked].to_dict(),
+    }
+    return configs[picked], match, record
 
 
 def _matched(match: Any, cosine: dict[str, float], pool_texts: Sequence[str], query: str) -> dict[str, float]:

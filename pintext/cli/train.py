@@ -103,15 +103,18 @@ def _fit(pairs: Path, out: Path, config, *, tune: bool, budget: float | None, re
 def choose_hybrid(pairs: Path, model_dir: Path, tasks: list[str], corpus: str | None) -> dict:
     """Choose the exact-match weight and the hybrid's fusion on the search task's validation split with the model in
     `model_dir`, save them there (match.json, hybrid.json, hybrid_selection.json); {"hybrid": fusion,
-    "exact_match": weight} as chosen, or {} without search validation pairs."""
+    "exact_match": weight} as chosen (without search validation pairs: the default weight, no hybrid.json)."""
     from pintext.atomic import write_text
     from pintext.encoder import Encoder
+    from pintext.exact_match import DEFAULT_MATCH_WEIGHT, ExactMatch
     from pintext.trainer.selection import choose_fusion
     from pintext.trainer.train import MAX_DISTRACTORS, load_corpus, load_pairs
 
     loaded = load_pairs(pairs, [task for task in tasks if task == SEARCH])
     if SEARCH not in loaded or len(loaded[SEARCH][VALIDATION]) == 0:
-        return {}
+        match = ExactMatch(DEFAULT_MATCH_WEIGHT)  # nothing to choose on: the default signal, RRF for the hybrid
+        match.save(model_dir)
+        return {"exact_match": match.to_dict()}
     pins = load_corpus(pairs, corpus, rejected=None)  # training dead-lettered its bad lines
     fusion, match, record = choose_fusion(loaded, Encoder.load(model_dir), distractors=pins[:MAX_DISTRACTORS])
     fusion.save(model_dir)
