@@ -1212,6 +1212,29 @@ def no_answer_message(url: str | None, timeout: float | None) -> str:
             f"{timeout or DEFAULT_TIMEOUT_S:g} s (--timeout SECONDS sets how long to wait)")
 
 
+# How a command's arguments are named in messages (an option's own name otherwise: --filter-json).
+ARGUMENT_NAMES = {"text": "the query text", "pin_id": "the pin id", "filters": "--filter"}
+
+
+def not_utf8_argument(kwargs: dict) -> str | None:
+    """The one line for a text argument or option that is not valid UTF-8, else None. A shell hands Python the
+    bytes it cannot decode as lone surrogates (`pintext search $'\\xff'` gives '\\udcff'): no engine, tokenizer or
+    JSON encoder takes them (the tokenizer raised a TypeError)."""
+    for name, value in kwargs.items():
+        for item in value if isinstance(value, list) else [value]:
+            if not isinstance(item, str):
+                continue
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError as error:
+                char = ord(item[error.start])
+                what = f"byte 0x{char - 0xDC00:02x}" if 0xDC80 <= char <= 0xDCFF else f"lone surrogate U+{char:04X}"
+                shown_name = ARGUMENT_NAMES.get(name, "--" + name.replace("_", "-"))
+                return (f"{shown_name} is not valid UTF-8 ({what} at character {error.start + 1}): give it as UTF-8 "
+                        "text")
+    return None
+
+
 def reports_serving_errors(command: Callable[..., None]) -> Callable[..., None]:
     """Turn "no node answers" and the serving protocol's errors into one clear line instead of a traceback."""
 
@@ -1221,6 +1244,9 @@ def reports_serving_errors(command: Callable[..., None]) -> Callable[..., None]:
         from pintext.serving.engines import access_problem, redact, safe_url
         from pintext.serving.filters import FilterError
 
+        undecodable = not_utf8_argument(kwargs)
+        if undecodable:
+            fail(undecodable, USAGE)
         try:
             command(*args, **kwargs)
         except (IndexMismatchError, IndexNotFoundError, PinNotFoundError, UnsupportedError, FilterError) as error:
