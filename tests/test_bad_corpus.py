@@ -105,6 +105,8 @@ OUTCOMES: dict[str, dict[str, Outcome]] = {
                   "pairs-import": Accepted("the same pair twice is merged (input.rows_merged)"),
                   "search-queries": Accepted("the same query twice is searched twice"),
                   "collect": Accepted("an event delivered twice is written twice; pairs counts it once")},
+    "many-words": every(Accepted("300 distinct words (a pasted description) are just a long text; BM25 sends the "
+                                 "first 128 (tests/test_long_inputs.py runs the query file on every engine)")),
     "bom": every(Accepted("a UTF-8 BOM at the start is skipped")),
     "crlf": every(Accepted("CRLF line ends read like LF")),
     "empty": every(Accepted("an empty file: nothing to read, nothing rejected"),

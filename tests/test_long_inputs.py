@@ -147,3 +147,16 @@ def test_a_raw_filter_of_too_many_clauses_is_one_line(model, served):
     lines = [line for line in result.output.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: --filter-json: the engine refused the query"), lines
     assert "maxClauseCount" in lines[0]
+
+
+def test_the_corpus_query_file_of_many_words_is_answered(model, served):
+    """tests/data/bad/queries/many-words.jsonl (the bad-input corpus' case) through BM25 on a real node."""
+    path = Path(__file__).parent / "data" / "bad" / "queries" / "many-words.jsonl"
+    for options in ([], ["--hybrid"]):
+        result = CliRunner().invoke(app, ["search", "--queries", str(path), "--model", str(model), "--json",
+                                          *options, *served])
+        assert result.exit_code == 0, (result.output, result.exception)
+        answers = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+        assert len(answers) == 5
+        long = [answer for answer in answers if len(answer["query"]) > 1_000]
+        assert len(long) == 1 and f"BM25 searched the first {LIMIT} distinct words of 300" in long[0]["note"]

@@ -29,6 +29,8 @@ GOOD = {
                 ("boot care", "boot wax")]],
 }
 
+MANY_WORDS = " ".join(f"word{i:03d}" for i in range(300))
+
 # Bad lines, as bytes, per kind. "number": a number where a string belongs; "nan": NaN/Infinity (not JSON);
 # "duplicate": a second record with an id seen before (for queries, the same query twice; for import, the same
 # pair twice).
@@ -74,6 +76,15 @@ BAD = {
                   b'"action": "click", "pin_id": "p1", "query": "shoes"}',
         "queries": b"NaN",
         "import": b'{"anchor": "shoes", "positive": "red shoes", "weight": NaN}',
+    },
+    # 300 distinct words (a pasted product description): more terms than one BM25 request may carry
+    # (pintext.queries.bm25_text sends the first 128)
+    "many-words": {
+        "pins": json.dumps({"id": "p-many-words", "title": MANY_WORDS}).encode(),
+        "users": json.dumps({"id": "u-many-words", "interests": [MANY_WORDS]}).encode(),
+        "events": json.dumps({**GOOD["events"][0], "event_id": "e-many-words", "query": MANY_WORDS}).encode(),
+        "queries": json.dumps(MANY_WORDS).encode(),
+        "import": json.dumps({"anchor": MANY_WORDS, "positive": "a pasted description"}).encode(),
     },
     "duplicate": {
         "pins": b'{"id": "p1", "title": "red shoes, the second record of p1"}',
