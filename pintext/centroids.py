@@ -188,22 +188,36 @@ def fit_centroids(vectors: np.ndarray, centroids: int = DEFAULT_CENTROIDS, table
     Each codebook is fitted on its own sample with its own seed, so several codebooks cut the space differently
     (independent "tables"). The result is quantized as the index stores it (`CentroidTokens.quantized`).
     """
+    import warnings
+
     from sklearn.cluster import KMeans
+    from sklearn.exceptions import ConvergenceWarning
 
     unit = _unit(np.asarray(vectors, dtype=np.float32))
     unit = unit[np.linalg.norm(unit, axis=1) > 0]
     if len(unit) < 2:
         raise ValueError(f"fitting centroids needs at least 2 pins with a known word, got {len(unit)}")
-    centroids = max(2, min(int(centroids), len(unit)))
+    distinct = len(np.unique(unit, axis=0))
+    if distinct < 2:
+        raise ValueError(f"all {len(unit):,} pins with a known word have the same vector (identical texts), and "
+                         "centroids need 2 different ones")
+    centroids = max(2, min(int(centroids), distinct))
     books = []
     for table in range(tables):
         rng = np.random.default_rng(seed + table)
         rows = unit if len(unit) <= sample else unit[np.sort(rng.choice(len(unit), sample, replace=False))]
-        fitted = KMeans(n_clusters=min(centroids, len(rows)), init="random", n_init=1, max_iter=max_iter,
-                        random_state=seed + table,
-                        algorithm="lloyd").fit(rows)
-        books.append(_unit(fitted.cluster_centers_.astype(np.float32)))
+        with warnings.catch_warnings():
+            # Repeated vectors can leave fewer distinct clusters than asked: the duplicates are dropped below.
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            fitted = KMeans(n_clusters=min(centroids, len(rows)), init="random", n_init=1, max_iter=max_iter,
+                            random_state=seed + table,
+                            algorithm="lloyd").fit(rows)
+        book = _unit(fitted.cluster_centers_.astype(np.float32))
+        _, first = np.unique(book, axis=0, return_index=True)
+        books.append(book[np.sort(first)])
     width = min(len(book) for book in books)
+    if width < 2:
+        raise ValueError(f"the {len(unit):,} pins with a known word hold too few different vectors for 2 centroids")
     return CentroidTokens(np.stack([book[:width] for book in books]), spill=min(spill, width), seed=seed).quantized()
 
 

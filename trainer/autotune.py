@@ -26,7 +26,14 @@ from typing import Any
 
 from pintext.atomic import write_text
 from pintext.constants import SEARCH
-from pintext.trainer.train import PairDataError, TrainConfig, TrainResult, train
+from pintext.trainer.train import (
+    PairDataError,
+    TrainConfig,
+    TrainResult,
+    load_pairs,
+    require_enough_pairs,
+    train,
+)
 
 SELECTION_FILE = "selection.json"
 # (loss, learning rate), best first. The hinge is the paper's objective; in-batch negatives (MNRL) and their sum are
@@ -112,6 +119,8 @@ def tune_and_train(
     shutil.rmtree(work_dir, ignore_errors=True)
     tuner = Tuner(pairs_dir, work_dir, budget_s, on_trial)
     main_tasks = [SEARCH] if SEARCH in base.tasks else list(base.tasks)
+    require_enough_pairs(pairs_dir, load_pairs(pairs_dir, list(base.tasks)), list(base.tasks),
+                         validation_for=main_tasks)
     grid = [(loss, lr) for loss, lr in SEARCH_GRID if (losses is None or loss in losses) and (lrs is None or lr in lrs)]
     if not grid:  # the user fixed a setting outside the grid: that one setting
         grid = [(losses[0] if losses else base.loss, lrs[0] if lrs else base.lr)]

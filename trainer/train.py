@@ -104,6 +104,31 @@ def parse_task_weights(text: str | None) -> dict[str, float]:
     return weights
 
 
+# Pairs are split by anchor (`pintext pairs --val 0.1`): about this many anchors give validation a pair or two.
+ANCHORS_FOR_A_SPLIT = 20
+
+
+def split_counts(data) -> str:
+    """'3 pairs (2 train, 0 validation, 1 test)' for one task's DatasetDict."""
+    counts = {split: len(data[split]) for split in SPLITS}
+    return f"{sum(counts.values())} pairs ({', '.join(f'{n} {split}' for split, n in counts.items())})"
+
+
+def require_enough_pairs(pairs_dir: str | Path, pairs: dict, tasks: list[str], validation_for: list[str]) -> None:
+    """One `PairDataError` line saying how many pairs there are and how many are needed: every task needs a
+    training pair, and each task in `validation_for` (settings chosen on validation) a validation pair."""
+    for task in tasks:
+        data = pairs[task]
+        if len(data[TRAIN]) == 0:
+            raise PairDataError(f"{pairs_dir}: task {task!r} has {split_counts(data)}: training needs at least 1 "
+                                f"in {TRAIN!r} (pairs are split by anchor: about {ANCHORS_FOR_A_SPLIT} different "
+                                "anchors fill every split)")
+        if task in validation_for and len(data[VALIDATION]) == 0:
+            raise PairDataError(f"{pairs_dir}: task {task!r} has {split_counts(data)}: choosing settings on "
+                                f"validation needs at least 1 in {VALIDATION!r} (about {ANCHORS_FOR_A_SPLIT} "
+                                "different anchors; or pass --no-tune)")
+
+
 def load_pairs(pairs_dir: str | Path, tasks: list[str]):
     """{task: DatasetDict} from `pairs_dir/<task>/`, checked against the pairs contract."""
     from datasets import DatasetDict, load_from_disk
@@ -246,9 +271,7 @@ def _train(pairs_dir, out_dir: Path, config: TrainConfig, show_progress: bool, u
     from pintext.trainer.tokenizer import train_word_tokenizer
 
     pairs = load_pairs(pairs_dir, config.tasks)
-    empty = [task for task in config.tasks if len(pairs[task][TRAIN]) == 0]
-    if empty:
-        raise PairDataError(f"{pairs_dir}: no training pairs for task(s) {empty} (split {TRAIN!r} is empty)")
+    require_enough_pairs(pairs_dir, pairs, config.tasks, validation_for=[])
     corpus = load_corpus(pairs_dir, config.corpus, out_dir / CORPUS_REJECTED_FILE)
     corpus_texts = [pin_text(pin) for pin in corpus]
     tokenizer = train_word_tokenizer(

@@ -440,27 +440,46 @@ def tune_on_corpus(conn: Connection, tuning: Tuning, fixed: Any) -> tuple[Any, s
 
     Returns (result, "") or, when the corpus cannot be tuned on (too few pins with a known word), (None, why).
     """
-    from pintext.ingest.indexer import sample_pins
+    from pintext.ingest.indexer import default_lsh, sample_pins
     from pintext.pin_vectors import pin_vectors
+    from pintext.serving.meta import ServingDefaults
     from pintext.token_tune import describe_choice, sample_size, tune_tokens
 
     started = time.perf_counter()
     family = tuning.family or "lsh"
     sample, total = sample_pins(tuning.pins_file, sample_size(family))
     queries = conn.encoder.encode(read_queries(tuning.queries_file)) if tuning.queries_file else None
+    vectors = pin_vectors(conn.encoder, sample)
+
+    def tune(chosen: str) -> Any:
+        return tune_tokens(vectors, chosen, tuning.target_recall, queries=queries,
+                           fixed=(fixed.tables, fixed.bits) if fixed else None, seed=fixed.seed if fixed else 0,
+                           total_pins=total)
+
+    chosen = family
     try:
-        result = tune_tokens(pin_vectors(conn.encoder, sample), family, tuning.target_recall, queries=queries,
-                             fixed=(fixed.tables, fixed.bits) if fixed else None, seed=fixed.seed if fixed else 0,
-                             total_pins=total)
+        try:
+            result = tune(family)
+        except ValueError as error:
+            if family == "lsh" or fixed:
+                raise
+            # Learned centroids cannot be fitted on this corpus: tune random hyperplanes instead, and say why.
+            result = tune("lsh")
+            chosen = f"lsh, not {family}: {error}"
     except ValueError as error:
-        typer.echo(f"note: LSH not tuned on {tuning.pins_file} ({error}): default LSH and window", err=True)
+        lsh = fixed or default_lsh(conn.encoder.dim)
+        typer.echo(f"note: {'--tokens ' + family + ': no centroids fitted and ' if family != 'lsh' else ''}LSH not "
+                   f"tuned on {tuning.pins_file} ({error}): untuned random hyperplanes ({lsh.tables} tables x "
+                   f"{lsh.bits} bits, window {ServingDefaults().window})", err=True)
         return None, f"not tunable: {error}"
     if fixed:
         typer.echo(f"note: {conn.model_dir}/lsh.json fixes {fixed.tables} tables x {fixed.bits} bits, so only probes "
                    f"and window are tuned (delete it to let tuning choose tables and bits too)", err=True)
     verdict = "reached" if result.reached else "NOT reached (best recall kept)"
     asked = "sampled pins as queries" if result.query_source == "pins" else "given queries"
-    typer.echo(f"tuned tokens ({tuning.family}) on {result.tuned_on:,} of {result.corpus:,} pins, {result.queries} "
+    if chosen == "auto":
+        chosen = f"auto: {'kmeans' if hasattr(result.lsh, 'centroids') else 'lsh'}"
+    typer.echo(f"tuned tokens ({chosen}) on {result.tuned_on:,} of {result.corpus:,} pins, {result.queries} "
                f"{asked} in {time.perf_counter() - started:.1f}s: {describe_choice(result)}; recall@10 vs exact "
                f"{result.recall:.3f}, target "
                f"{tuning.target_recall} {verdict}"

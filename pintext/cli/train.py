@@ -129,6 +129,8 @@ def _print_trial(trial) -> None:
 
     if trial.skipped:
         line = f"[dim]trial {trial.name}: skipped ({trial.skipped})[/]"
+    elif trial.score is None:
+        line = f"[dim]trial {trial.name}: no validation score ({trial.seconds:.0f} s)[/]"
     else:
         line = (f"trial [bold]{trial.name}[/]: validation score {trial.score:.4f} at epoch {trial.best_epoch:g} "
                 f"({trial.seconds:.0f} s)")
