@@ -243,11 +243,11 @@ def atomic_folder(target: str | Path, what: str = "", start_from: Callable[[Path
     `DiskWriteError` naming `target`. Files in the folder are flushed to disk before the swap. `start_from(partial)`
     may fill the sibling first (e.g. with what the old folder keeps)."""
     target = Path(target).absolute()
-    with naming_the_place(target, what):
+    with naming_the_place(target, what, exact_file=False):
         target.parent.mkdir(parents=True, exist_ok=True)
-    remove_leftovers(target)
-    partial = Path(tempfile.mkdtemp(prefix=f".{target.name}{PARTIAL_MARK}{os.getpid()}-", dir=target.parent))
-    os.chmod(partial, 0o777 & ~_umask())  # mkdtemp's 0700 is for a secret; this folder is an ordinary one
+        remove_leftovers(target)
+        partial = Path(tempfile.mkdtemp(prefix=f".{target.name}{PARTIAL_MARK}{os.getpid()}-", dir=target.parent))
+        os.chmod(partial, 0o777 & ~_umask())  # mkdtemp's 0700 is for a secret; this folder is an ordinary one
     try:
         with naming_the_place(target, what, exact_file=False):
             if start_from is not None:

@@ -11,8 +11,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -41,22 +43,25 @@ def _mount_small(folder: Path, size_kib: int) -> None:
 
 
 @pytest.fixture
-def small_fs(tmp_path: Path, request: pytest.FixtureRequest) -> Callable[[int], Path]:
-    """`small_fs(kib)`: a fresh file system of that size, mounted under tmp_path and unmounted after the test."""
+def small_fs(request: pytest.FixtureRequest) -> Callable[[int], Path]:
+    """`small_fs(kib)`: a fresh file system of that size, mounted on a folder of its own under the temporary folder
+    (one every user may reach: pytest's tmp_path is root's alone), unmounted and removed after the test."""
     if os.geteuid() != 0:
         pytest.skip("mounting a small file system needs root (CI and this sandbox run as root)")
     mounted: list[Path] = []
 
     def mount(size_kib: int) -> Path:
-        folder = tmp_path / f"fs{len(mounted)}"
-        folder.mkdir()
-        _mount_small(folder, size_kib)
+        folder = Path(tempfile.mkdtemp(prefix="pintext-small-fs-"))
+        os.chmod(folder, 0o755)
         mounted.append(folder)
+        _mount_small(folder, size_kib)
         return folder
 
     def unmount_all() -> None:
         for folder in reversed(mounted):
             subprocess.run(["umount", "-l", str(folder)], check=False, capture_output=True)
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.with_suffix(".img").unlink(missing_ok=True)
 
     request.addfinalizer(unmount_all)
     return mount
@@ -274,3 +279,37 @@ def test_atomic_folder_leaves_the_old_folder_when_the_build_fails(tmp_path):
     with atomic_folder(target) as building:
         (building / "b.txt").write_text("new")
     assert entries(target) == {"b.txt"} and entries(tmp_path) == {"out"}
+
+
+# ---- a place the user may not write ------------------------------------------------------------------------------
+
+
+def test_a_place_the_user_may_not_write_is_one_line_each(small_fs):
+    """As an unprivileged user (root may write anywhere): pairs --out, train --out and ingest's state folder in a
+    folder owned by root."""
+    if shutil.which("setpriv") is None:
+        pytest.skip("setpriv (util-linux) is needed to run a command as another user")
+    fs = small_fs(2048)
+    os.chmod(fs, 0o755)
+    locked = fs / "locked"
+    locked.mkdir(mode=0o755)
+    source = fs / "pairs.csv"
+    source.write_text("anchor,positive\n" + "".join(f"query{i} red,pin{i} red shoes\n" for i in range(30)))
+    model = make_model(fs / "model")
+    pins_file = fs / "pins.jsonl"
+    pins_file.write_text("".join(json.dumps(pin) + "\n" for pin in make_pins(20)), encoding="utf-8")
+    writable = fs / "writable"
+    writable.mkdir(mode=0o777)
+    os.chmod(writable, 0o777)
+    as_nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "env", f"HOME={writable}",
+                 f"PINTEXT_STATE_DIR={locked / 'state'}", PINTEXT]
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([*as_nobody, *args], capture_output=True, text=True, timeout=TIMEOUT_S, cwd=writable)
+
+    one_error_line(run("pairs", "--import", str(source), "--task", "search", "--out", str(locked / "pairs")),
+                   READ_ONLY, f"cannot write pairs folder {locked / 'pairs'}", "permission denied")
+    one_error_line(run(*train_args(fs / "nowhere", locked / "model")), READ_ONLY, str(locked), "permission denied")
+    one_error_line(run("ingest", str(pins_file), "--model", str(model), "--engine", "local", "--local-dir",
+                       str(writable / "local")), READ_ONLY, str(locked / "state"), "permission denied")
+    assert sorted(path.name for path in locked.iterdir()) == []

@@ -26,6 +26,8 @@ def reports_disk_errors(command: Callable[..., None]) -> Callable[..., None]:
         except DiskWriteError as error:
             fail(f"{error}{_what_now(error)}", USAGE if error.usage_fault else FAILURE)
         except OSError as error:  # one our writers did not name: only the errors no read can have
+            if error.filename and error.errno in (errno.EACCES, errno.EPERM):  # a read, or a write: say only that
+                fail(f"{error.filename}: permission denied", USAGE)
             problem = disk_write_error(error, error.filename) if error.filename and error.errno in ONLY_WRITES else None
             if problem is None:
                 raise
