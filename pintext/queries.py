@@ -18,8 +18,9 @@ BM25 (`bm25_body`) is a `multi_match` on the pin's text fields. A hybrid search 
 two rankings in the client (`pintext.fusion`); `hybrid_requests` gives the pair for `pintext dsl --hybrid`.
 
 Lucene refuses a query of more than 1024 clauses (`maxClauseCount`, every engine), and `multi_match` makes one
-clause per distinct term per field: a pasted product description of 260 words was a 500. `bm25_text` is the one
-place that sizes a BM25 request: a text of more than `BM25_MAX_TERMS` distinct terms is sent as its first
+clause per distinct term per field: a pasted product description of 260 words was a 500 (and a field's query may
+not be built of more than 1024 terms, repeats included). `bm25_text` is the one place that sizes a BM25 request: a
+text of more than `BM25_MAX_TERMS` distinct terms (or `BM25_MAX_TOKENS` terms) is sent as its first
 `BM25_MAX_TERMS` distinct terms (x 4 fields = 512 clauses), and `bm25_note` says so for the answer.
 """
 
@@ -52,6 +53,9 @@ LEGACY_BM25_BOOST = 1.0 / 2.2
 DEFAULT_FUSION_DEPTH = 100
 # BM25 sends at most this many distinct terms: x len(TEXT_FIELDS) clauses, well below Lucene's 1024 (maxClauseCount).
 BM25_MAX_TERMS = 128
+# ... and at most this many terms, repeats included: Lucene builds a field's query of every term (1024 at most)
+# before it merges repeats ("red " x 1025 is a 400 on OpenSearch 3.5.0 and 2.19.1).
+BM25_MAX_TOKENS = 1000
 # Lucene's StandardTokenizer cuts a longer run of word characters into pieces of this length.
 LUCENE_MAX_TOKEN_CHARS = 255
 # What the engines' standard analyzer makes a term of, over-counted rather than under: each Han or Hiragana
@@ -94,24 +98,37 @@ def _ids_clause(ids: Sequence[str]) -> dict:
     return {"ids": {"values": list(ids)}}
 
 
-def bm25_terms(text: str) -> list[str]:
-    """The distinct terms the engines' analyzer may make of `text` (lowercased, first-seen order; symbols such as
-    emoji count, and a run longer than Lucene's 255 characters counts once per piece): an upper bound."""
-    terms: dict[str, None] = {}
+def bm25_tokens(text: str) -> list[str]:
+    """The terms the engines' analyzer may make of `text`, repeats included, lowercased, in order (symbols such as
+    emoji count, a run longer than Lucene's 255 characters counts once per piece): an upper bound."""
+    tokens: list[str] = []
     for match in _TERM.finditer(text):
         term = match.group().lower()
         if len(term) == 1 and not term.isalnum() and not unicodedata.category(term).startswith("S"):
             continue  # punctuation: never a term
-        for start in range(0, len(term), LUCENE_MAX_TOKEN_CHARS):
-            terms.setdefault(term[start:start + LUCENE_MAX_TOKEN_CHARS], None)
-    return list(terms)
+        tokens.extend(term[start:start + LUCENE_MAX_TOKEN_CHARS]
+                      for start in range(0, len(term), LUCENE_MAX_TOKEN_CHARS))
+    return tokens
+
+
+def bm25_terms(text: str) -> list[str]:
+    """The distinct terms of `bm25_tokens(text)`, in first-seen order."""
+    return list(dict.fromkeys(bm25_tokens(text)))
+
+
+def _fits(tokens: list[str], terms: list[str]) -> bool:
+    """Lucene counts both a field's clauses as the query is built (every token, repeats too) and the distinct
+    clauses of the whole query: both must stay within the limits."""
+    return len(terms) <= BM25_MAX_TERMS and len(tokens) <= BM25_MAX_TOKENS
 
 
 def bm25_text(text: str) -> str:
-    """The text a BM25 request sends: `text` itself, or, past `BM25_MAX_TERMS` distinct terms, its first
-    `BM25_MAX_TERMS` distinct word terms (symbols dropped), so the request stays under the engines' clause limit."""
-    terms = bm25_terms(text)
-    if len(terms) <= BM25_MAX_TERMS:
+    """The text a BM25 request sends: `text` itself, or, past `BM25_MAX_TERMS` distinct terms (or
+    `BM25_MAX_TOKENS` terms with repeats), its first `BM25_MAX_TERMS` distinct word terms once each (symbols
+    dropped), so the request stays under the engines' clause limit."""
+    tokens = bm25_tokens(text)
+    terms = list(dict.fromkeys(tokens))
+    if _fits(tokens, terms):
         return text
     kept = [term for term in terms if any(char.isalnum() for char in term)] or terms
     return " ".join(kept[:BM25_MAX_TERMS])
@@ -119,11 +136,13 @@ def bm25_text(text: str) -> str:
 
 def bm25_note(text: str) -> str | None:
     """What the answer says when BM25 searched a shortened `text` (see `bm25_text`), else None."""
-    terms = len(bm25_terms(text))
-    if terms <= BM25_MAX_TERMS:
+    tokens = bm25_tokens(text)
+    terms = list(dict.fromkeys(tokens))
+    if _fits(tokens, terms):
         return None
-    return (f"BM25 searched the first {BM25_MAX_TERMS} distinct words of {terms:,} (the engines refuse a query of "
-            "more than 1024 clauses)")
+    searched = (f"the first {BM25_MAX_TERMS} distinct words of {len(terms):,}" if len(terms) > BM25_MAX_TERMS
+                else f"each of the {len(terms)} distinct words of {len(tokens):,} once")
+    return f"BM25 searched {searched} (the engines refuse a query of more than 1024 clauses)"
 
 
 def bm25_query(text: str, exclude_ids: Sequence[str] = (), filters: Filters = NO_FILTERS,

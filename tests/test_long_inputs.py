@@ -85,9 +85,13 @@ def test_bm25_text_keeps_a_short_text_and_sizes_a_long_one():
     shortened = queries.bm25_text(" ".join(LONG_WORDS) + " " + " ".join(LONG_WORDS))
     assert shortened.split() == LONG_WORDS[:LIMIT]
     assert queries.bm25_text(HAN).split() == list(HAN[:LIMIT])
-    # repeated words are one term each; a run longer than Lucene's 255 characters is one term per piece
-    assert queries.bm25_text("red " * 5_000) == "red " * 5_000
+    # a run longer than Lucene's 255 characters is one term per piece; repeats count up to BM25_MAX_TOKENS
     assert len(queries.bm25_terms("a" * 255 * 3 + "b")) == 2
+    assert queries.bm25_text("red " * 1_000) == "red " * 1_000
+    assert queries.bm25_text("red chair " * 2_000) == "red chair"
+    assert queries.bm25_note("red chair " * 2_000) == (
+        "BM25 searched each of the 2 distinct words of 4,000 once (the engines refuse a query of more than 1024 "
+        "clauses)")
     body = queries.bm25_body(" ".join(LONG_WORDS), 10)
     assert len(body["query"]["multi_match"]["query"].split()) * len(queries.TEXT_FIELDS) < 1024
     assert queries.bm25_note(" ".join(LONG_WORDS)) == (
@@ -160,3 +164,28 @@ def test_the_corpus_query_file_of_many_words_is_answered(model, served):
         assert len(answers) == 5
         long = [answer for answer in answers if len(answer["query"]) > 1_000]
         assert len(long) == 1 and f"BM25 searched the first {LIMIT} distinct words of 300" in long[0]["note"]
+
+
+def test_a_huge_pin_id_filter_value_or_word_is_an_answer_or_one_line(model, served):
+    """A 100 KB pin id to `related` (was the node's 400 `too_long_http_line_exception`, a traceback); a 100 KB
+    filter value is one line on every engine (Elasticsearch answered 400); a 1 MB word (3,922 of Lucene's
+    255-character pieces) and two words repeated 2,000 times were `too_many_clauses` (a field's query is built of
+    every term, repeats too)."""
+    huge_id = "x" * 100_000
+    result = CliRunner().invoke(app, ["related", "--model", str(model), *served, "--", huge_id])
+    assert result.exit_code == 2, (result.output, result.exception)
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and "(100,000 bytes) is not in index" in lines[0] and "at most 512 bytes" in lines[0]
+    # Elasticsearch refused a term query for it (400, a traceback); OpenSearch matched nothing
+    result = CliRunner().invoke(app, ["search", "--model", str(model), "--json", *served,
+                                      f"--filter=board={'b' * 100_000}", "--", "red chair"])
+    assert result.exit_code == 2, (result.output, result.exception)
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and "a value of 100,000 bytes, longer than any keyword (32,766 bytes at most)" in lines[0]
+    for options in ([], ["--hybrid"]):
+        answer = run("search", "--model", str(model), "--json", *options, *served, "--", "w" * 1_000_000)
+        assert answer["hits"] == [] and answer["mode"] == "bm25_fallback"
+        assert "BM25 searched each of the 2 distinct words of 3,922 once" in answer["note"]
+    # the same word 4,000 times (2,000 x 2): over a field's 1024 clauses as Lucene builds them, sent once each
+    answer = run("search", "--model", str(model), "--json", "--hybrid", *served, "--", "red chair " * 2_000)
+    assert "known-0" in ids(answer) and "each of the 2 distinct words of 4,000 once" in answer["note"]

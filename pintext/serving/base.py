@@ -29,6 +29,17 @@ class PinNotFoundError(LookupError):
     """A pin id the index does not hold."""
 
 
+def require_storable_id(index: str, pin_id: str) -> None:
+    """PinNotFoundError for an id no pin can have: over the engines' 512 bytes (`schemas.MAX_ID_BYTES`; such an id
+    in a `GET` line made the node answer 400 `too_long_http_line_exception`, a traceback)."""
+    from pintext.schemas import MAX_ID_BYTES
+
+    size = len(pin_id.encode("utf-8", "surrogatepass"))
+    if size > MAX_ID_BYTES:
+        raise PinNotFoundError(f"pin {pin_id[:40]!r}... ({size:,} bytes) is not in index {index!r}: pin ids are at "
+                               f"most {MAX_ID_BYTES} bytes")
+
+
 class IndexNotFoundError(LookupError):
     """The index (or alias) does not exist."""
 

@@ -41,6 +41,7 @@ from pintext.serving.base import (
     UnsupportedError,
     VectorQuery,
     rank,
+    require_storable_id,
 )
 from pintext.serving.filters import NO_FILTERS, Filters
 from pintext.serving.opensearch import (
@@ -274,6 +275,7 @@ class ElasticsearchEngine(ClusterEngine):
 
     def get(self, index: str, pin_id: str) -> tuple[dict, np.ndarray | None]:
         not_found = _client_module().NotFoundError
+        require_storable_id(index, pin_id)
         try:
             source = dict(self.client.get(index=index, id=pin_id)["_source"])
         except not_found as error:

@@ -28,6 +28,8 @@ FILTERABLE_FIELDS = ("id", "board", "annotations", "link")
 # A filter is data: a raw clause may not run code on the engine (`script`, `script_score`, a `terms_set`'s
 # `minimum_should_match_script`, ...) nor hide a query from this check (`wrapper` holds base64 DSL), at any depth.
 HIDDEN_QUERY_KEYS = ("wrapper",)
+# Lucene's longest term: no keyword holds a longer value (Elasticsearch refuses a term query for one with a 400).
+MAX_TERM_BYTES = 32_766
 
 
 class FilterError(ValueError):
@@ -56,6 +58,10 @@ class Filters:
             if name not in FILTERABLE_FIELDS:
                 raise FilterError(f"filter {pair!r}: field {name!r} cannot be filtered on (keyword fields: "
                                   f"{', '.join(FILTERABLE_FIELDS)}; use --filter-json for other clauses)")
+            size = len(value.encode("utf-8", "surrogatepass"))
+            if size > MAX_TERM_BYTES:
+                raise FilterError(f"filter {name}={value[:20]!r}...: a value of {size:,} bytes, longer than any "
+                                  f"keyword ({MAX_TERM_BYTES:,} bytes at most): no pin can match it")
             values = by_field.setdefault(name, [])
             if value not in values:
                 values.append(value)

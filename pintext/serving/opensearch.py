@@ -27,6 +27,7 @@ from pintext.serving.base import (
     SearchHit,
     VectorQuery,
     rank,
+    require_storable_id,
 )
 from pintext.serving.filters import NO_FILTERS, Filters
 from pintext.serving.opensearch_client import cosine_from_knn_score
@@ -320,6 +321,7 @@ class OpenSearchEngine(ClusterEngine):
     def get(self, index: str, pin_id: str) -> tuple[dict, np.ndarray | None]:
         from opensearchpy.exceptions import NotFoundError
 
+        require_storable_id(index, pin_id)
         try:
             source = dict(self.client.get(index=index, id=pin_id)["_source"])
         except NotFoundError:
