@@ -12,6 +12,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from pintext.serving.base import Engine
 
@@ -109,17 +110,12 @@ def detect_engine(options: EngineOptions) -> str:
     return ask_node(options, options.url)[0]
 
 
-def ask_node(options: EngineOptions, url: str | None) -> tuple[str, str]:
+def ask_node(options: EngineOptions, url: str | None) -> tuple[str, str | None]:
     """(engine, version) of the node at `url` (`GET /`, asked with opensearch-py, which talks to both; the version
-    is "" when the node does not say it). EngineAccessError for a 401/403/TLS failure, EngineUnreachableError when
-    nothing answers."""
-    from pintext.serving.opensearch_client import DEFAULT_TIMEOUT_S, connect
-
+    is None when `GET /` does not say it: `node_version` asks). EngineAccessError for a 401/403/TLS failure,
+    EngineUnreachableError when nothing answers."""
     try:
-        client = connect(url=url, user=options.user, password=options.password, verify_certs=not options.insecure,
-                         ca_certs=str(options.ca_certs) if options.ca_certs else None,
-                         timeout=options.timeout or DEFAULT_TIMEOUT_S)
-        info = client.info()
+        info = node_client(options, url).info()
     except Exception as error:  # noqa: BLE001 - any failure to reach the node is one message
         problem = access_problem(error, url, options.user, options.password)
         if problem:
@@ -127,7 +123,7 @@ def ask_node(options: EngineOptions, url: str | None) -> tuple[str, str]:
         # Elasticsearch without its rest-root module (the integ-test distribution) refuses `GET /` with 405;
         # OpenSearch always answers it.
         if getattr(error, "status_code", None) == 405:
-            return "elasticsearch", _local_node_version(client)
+            return "elasticsearch", None
         raise EngineUnreachableError(f"cannot reach the engine at {safe_url(url)}: "
                                      f"{redact(str(error), url, options.password)} (start one, "
                                      "or pass another --url; --engine NAME skips asking which engine it is)")
@@ -136,10 +132,20 @@ def ask_node(options: EngineOptions, url: str | None) -> tuple[str, str]:
     return engine, str(version.get("number") or "")
 
 
-def _local_node_version(client: object) -> str:
-    """The version `GET /_nodes/_local` gives (what the integ-test Elasticsearch says instead of `GET /`)."""
+def node_client(options: EngineOptions, url: str | None) -> Any:
+    """An opensearch-py client for `url` with the options' credentials and TLS settings."""
+    from pintext.serving.opensearch_client import DEFAULT_TIMEOUT_S, connect
+
+    return connect(url=url, user=options.user, password=options.password, verify_certs=not options.insecure,
+                   ca_certs=str(options.ca_certs) if options.ca_certs else None,
+                   timeout=options.timeout or DEFAULT_TIMEOUT_S)
+
+
+def node_version(options: EngineOptions, url: str | None) -> str:
+    """The version `GET /_nodes/_local` gives (what the integ-test Elasticsearch says instead of `GET /`); "" when
+    it does not answer that."""
     try:
-        nodes = client.nodes.info(node_id="_local")["nodes"]  # type: ignore[attr-defined]
+        nodes = node_client(options, url).nodes.info(node_id="_local")["nodes"]
         return str(next(iter(nodes.values()))["version"])
     except Exception:  # noqa: BLE001 - the version only decorates the message
         return ""
@@ -169,6 +175,7 @@ def check_engine(chosen: str, options: EngineOptions) -> None:
     except EngineUnreachableError:
         return
     if answered != chosen:
+        version = node_version(options, url) if version is None else version
         raise EngineMismatchError(mismatch_message(url, answered, version, chosen))
 
 
