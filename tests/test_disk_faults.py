@@ -313,3 +313,16 @@ def test_a_place_the_user_may_not_write_is_one_line_each(small_fs):
     one_error_line(run("ingest", str(pins_file), "--model", str(model), "--engine", "local", "--local-dir",
                        str(writable / "local")), READ_ONLY, str(locked / "state"), "permission denied")
     assert sorted(path.name for path in locked.iterdir()) == []
+
+
+# ---- other commands with --out -----------------------------------------------------------------------------------
+
+
+def test_synth_and_eval_into_a_full_disk_are_one_line_each(small_fs, pairs_dir, tmp_path):
+    fs = small_fs(100)
+    model = make_model(tmp_path / "model")
+    one_error_line(pintext("synth", "--out", str(fs / "synth"), "--pins", "2000", "--users", "100", "--events",
+                           "20000"), FULL, f"cannot write {fs / 'synth'}", "no space left")
+    fill_up(fs)
+    one_error_line(pintext("eval", "--model", str(model), "--pairs", str(pairs_dir), "--out", str(fs / "report")),
+                   FULL, f"cannot write {fs / 'report'}", "no space left")

@@ -214,6 +214,8 @@ def sts_spearman(encoder: Encoder, sts_path: Path) -> float:
 
     first, second, gold = read_sts(sts_path)
     cosines = np.einsum("ij,ij->i", unit_rows(encoder.encode(first)), unit_rows(encoder.encode(second)))
+    if len(cosines) < 2 or np.ptp(cosines) == 0 or np.ptp(np.asarray(gold, dtype=float)) == 0:
+        return float("nan")  # no correlation is defined (a model that knows none of the words): shown as "—"
     return float(spearmanr(cosines, gold).statistic)
 
 

@@ -17,7 +17,7 @@ from pintext.constants import SPLITS
 
 def register(app: typer.Typer) -> None:
     """Add this module's commands to the main app."""
-    app.command("synth")(synth)
+    app.command("synth")(reports_disk_errors(synth))
     app.command("pairs")(reports_disk_errors(pairs))
 
 

@@ -28,7 +28,9 @@ def reports_disk_errors(command: Callable[..., None]) -> Callable[..., None]:
         except OSError as error:  # one our writers did not name: only the errors no read can have
             if error.filename and error.errno in (errno.EACCES, errno.EPERM):  # a read, or a write: say only that
                 fail(f"{error.filename}: permission denied", USAGE)
-            problem = disk_write_error(error, error.filename) if error.filename and error.errno in ONLY_WRITES else None
+            # A buffered write that fails on close has no file name: the command's --out is where it was writing.
+            place = error.filename or kwargs.get("out")
+            problem = disk_write_error(error, place) if place and error.errno in ONLY_WRITES else None
             if problem is None:
                 raise
             fail(f"{problem}{_what_now(problem)}", USAGE if problem.usage_fault else FAILURE)

@@ -300,6 +300,7 @@ def register(app: typer.Typer) -> None:
                            f"{selection['why']} (details: {out / 'selection.json'})")
 
     @app.command("eval")
+    @reports_disk_errors
     def eval_command(
         model: Path = typer.Option(..., "--model", help="Model folder (its runtime/ is what gets evaluated)."),
         pairs: Path = typer.Option(..., "--pairs", help="Pairs folder from `pintext pairs`."),
