@@ -88,17 +88,18 @@ def test_searcher_reranks_the_engines_cosine_hits_and_returns_k(tmp_path):
     assert [hit.pintext_rank for hit in matched] == [1, 2, 3, 4, 5]
 
 
-def test_a_candidate_replaces_the_default_only_beyond_one_standard_error():
-    from pintext.trainer.selection import choose_over_default
+def test_a_candidate_replaces_the_default_only_beyond_two_standard_errors_of_enough_queries():
+    from pintext.trainer.selection import MIN_QUERIES_TO_CHOOSE, choose_over_default
 
     rng = np.random.default_rng(0)
     default = rng.uniform(0, 1, 400)
     clearly_better = default + 0.05 + rng.normal(0, 0.05, 400)  # mean gain 0.05, standard error ~0.0025
     noise = rng.normal(0, 0.5, 400)
-    noisy = default + 0.01 + (noise - noise.mean())  # mean gain 0.01, standard error ~0.025
+    noisy = default + 0.04 + (noise - noise.mean())  # mean gain 0.04, standard error 0.025: 1.6 of them
     chosen, error = choose_over_default([default, clearly_better], 0)
     assert chosen == 1 and 0 < error < 0.01
     chosen, error = choose_over_default([default, noisy], 0)
-    assert chosen == 0 and error > 0.01
-    assert choose_over_default([default[:1], clearly_better[:1]], 0) == (0, float("inf"))  # one query: no evidence
+    assert chosen == 0 and 0.02 < error < 0.03
+    few = MIN_QUERIES_TO_CHOOSE - 1
+    assert choose_over_default([default[:few], clearly_better[:few]], 0) == (0, float("inf"))
     assert choose_over_default([clearly_better, default], 1)[0] == 0
