@@ -1,11 +1,12 @@
-"""Session fixture `secure_node`: the secured managed OpenSearch node (`pintext opensearch up --secure`), started by
-the project's own code unless ours already runs (then reused and left running), stopped at the end of a session
-that started it. With CI=true a node that cannot be had fails the tests that need it; elsewhere they are skipped.
+"""Session fixtures `secure_node` and `secure_elasticsearch_node`: the secured managed OpenSearch and Elasticsearch
+nodes (`pintext opensearch|elasticsearch up --secure`), started by the project's own code unless ours already runs
+(then reused and left running), stopped at the end of a session that started it. With CI=true a node that cannot
+be had fails the tests that need it; elsewhere they are skipped.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,17 +25,15 @@ class SecureNode:
     passwords: dict[str, str]  # user -> password (admin, pintext_writer, pintext_reader)
     logs_dir: Path
     secrets_dir: Path
-    server: Any  # the SecureOpenSearchNode
+    server: Any  # the SecureOpenSearchNode or SecureElasticsearchNode
 
 
-@pytest.fixture(scope="session")
-def secure_node() -> Iterator[SecureNode]:
+def _leased_secure_node(make_server: Callable[[], Any], what: str) -> Iterator[SecureNode]:
+    """The secured node `make_server()` names, leased for the session (`lease_managed_server`)."""
     from pintext.servers.lifecycle import ServerError
-    from pintext.servers.opensearch_secure import SecureOpenSearchNode
 
-    what = "the secured OpenSearch node"
     try:
-        server = SecureOpenSearchNode.from_env()
+        server = make_server()
     except ServerError as error:
         unavailable(what, str(error))
     url, release = lease_managed_server(server, what)
@@ -43,3 +42,17 @@ def secure_node() -> Iterator[SecureNode]:
         yield SecureNode(url, credentials.ca_certs, credentials.passwords, server.logs_dir, server.secrets_dir, server)
     finally:
         release()
+
+
+@pytest.fixture(scope="session")
+def secure_node() -> Iterator[SecureNode]:
+    from pintext.servers.opensearch_secure import SecureOpenSearchNode
+
+    yield from _leased_secure_node(SecureOpenSearchNode.from_env, "the secured OpenSearch node")
+
+
+@pytest.fixture(scope="session")
+def secure_elasticsearch_node() -> Iterator[SecureNode]:
+    from pintext.servers.elasticsearch_secure import SecureElasticsearchNode
+
+    yield from _leased_secure_node(SecureElasticsearchNode.from_env, "the secured Elasticsearch node")

@@ -24,24 +24,28 @@ $PINTEXT_OPENSEARCH_PORT + 10 (9210) over HTTPS, transport on that + 1000, so it
 
 from __future__ import annotations
 
-import base64
 import json
-import os
-import secrets
-import shutil
-import ssl
 import subprocess
 import urllib.error
-import urllib.request
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from pintext.servers import maven, opensearch_node, search_node
-from pintext.servers.certs import ADMIN_DN, NODE_DN, CertFiles, ensure_certificates
+from pintext.servers.certs import ADMIN_DN, NODE_DN
 from pintext.servers.lifecycle import Progress, StartResult, no_progress
 from pintext.servers.maven import MavenArtifact
 from pintext.servers.opensearch_node import NodeSettings, OpenSearchNode, OpenSearchNodeError
+from pintext.servers.secure_node import (  # noqa: F401 - Credentials and hash_password are this module's API too
+    PINS_PATTERN,
+    PORT_OFFSET,
+    READER_USER,
+    WRITER_USER,
+    Credentials,
+    SecuredSearchNode,
+    hash_password,
+    owner_only,
+)
 
 SECURE_VERSION = "2.19.1"
 SECURE_VERSIONS = {"2.19.1": "2.19.1.0"}  # server version -> opensearch-security version (an exact match)
@@ -50,17 +54,10 @@ SECURE_VERSIONS = {"2.19.1": "2.19.1.0"}  # server version -> opensearch-securit
 # bcprov-jdk18on 1.78 and guava 33.4.0 jars matched the sha1 Maven publishes for those same jars).
 SECURITY_ZIP_SHA512 = {"2.19.1.0": "89db39616847243fc02392c224164828caccd445ccf85143846ad1e382362f3c"
                                    "f1ce22f87052631eff1fa573dd1d0e6a2e12a54fe8947674cee552b10b736b8a"}
-PORT_OFFSET = 10  # over $PINTEXT_OPENSEARCH_PORT: beside 3.5.0 (+0) and 2.19.1 (+1)
-TRANSPORT_OFFSET = 1000  # transport port over the HTTP port: outside 9300-9400, which plain nodes pick from
 SECURITY_PLUGIN = "opensearch-security"
 SECURITY_CONFIG_DIR = "opensearch-security"
 ADMIN_USER = "admin"
-WRITER_USER = "pintext_writer"
-READER_USER = "pintext_reader"
 USERS = (ADMIN_USER, WRITER_USER, READER_USER)
-# The index names PinText writes: the alias NAME and its concrete NAME-<fingerprint[:12]> (pintext.serving.rollout).
-PINS_PATTERN = "pins*"
-PASSWORD_BYTES = 18  # secrets.token_urlsafe: 24 characters
 
 
 def security_artifact(version: str) -> MavenArtifact:
@@ -133,48 +130,16 @@ def security_config_files(password_hashes: dict[str, str]) -> dict[str, dict]:
     }
 
 
-def hash_password(password: str) -> str:
-    """The bcrypt hash the security plugin's internal users store (`$2b$12$...`, the cost it uses itself)."""
-    import bcrypt
-
-    return bcrypt.hashpw(password.encode("utf-8"), bcrypt.gensalt(rounds=12)).decode("ascii")
-
-
-def write_private_json(path: Path, value: dict) -> None:
-    """JSON only the owner may read (created 0600, never world-readable even for a moment)."""
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-        handle.write(json.dumps(value, indent=2) + "\n")
-    path.chmod(0o600)
-
-
-def owner_only(folder: Path) -> None:
-    """`folder` and everything in it readable by its owner only (folders 0700, files 0600)."""
-    folder.chmod(0o700)
-    for path in folder.rglob("*"):
-        path.chmod(0o700 if path.is_dir() else 0o600)
-
-
 # -------------------------------------------------------------------------------------------------- the node
 
 
-@dataclass(frozen=True)
-class Credentials:
-    """The users' passwords and the files a client needs."""
-
-    passwords: dict[str, str]
-    ca_certs: Path
-    file: Path
-
-
-class SecureOpenSearchNode(OpenSearchNode):
-    """The managed 2.19.1 node with the security plugin (see the module docstring)."""
+class SecureOpenSearchNode(SecuredSearchNode, OpenSearchNode):
+    """The managed 2.19.1 node with the security plugin (see the module docstring; folders, ports, credentials and
+    the HTTPS health probe are `SecuredSearchNode`'s)."""
 
     assembly_layout = opensearch_node.OpenSearchNode.assembly_layout * 100 + 1
-
-    def __init__(self, settings: NodeSettings) -> None:
-        super().__init__(settings)
-        self.credentials_made = False
+    admin_user = ADMIN_USER
+    users = USERS
 
     @classmethod
     def from_env(cls, version: str | None = None, port: int | None = None,
@@ -190,48 +155,6 @@ class SecureOpenSearchNode(OpenSearchNode):
                                        OpenSearchNodeError) + PORT_OFFSET
         settings = NodeSettings.from_env(port=port, heap=heap, version=version)
         return cls(replace(settings, port=port))
-
-    # ---- folders and addresses ------------------------------------------------------------------------------
-
-    @property
-    def label(self) -> str:
-        return f"secured OpenSearch {self.settings.version}"
-
-    @property
-    def url(self) -> str:
-        return f"https://{self.settings.host}:{self.settings.port}"
-
-    @property
-    def node_dir(self) -> Path:
-        return self.base_dir / f"{self.settings.version}-secure"
-
-    @property
-    def run_dir(self) -> Path:
-        return self.base_dir / "run" / f"{self.settings.version}-secure"
-
-    @property
-    def secrets_dir(self) -> Path:
-        """The PEM masters and credentials.json: outside the node folder, so they stay the caller's (0600)."""
-        return self.base_dir / "secure" / self.settings.version
-
-    @property
-    def cert_files(self) -> CertFiles:
-        return CertFiles(self.secrets_dir)
-
-    @property
-    def credentials_file(self) -> Path:
-        return self.secrets_dir / "credentials.json"
-
-    @property
-    def transport_port(self) -> int:
-        return self.settings.port + TRANSPORT_OFFSET
-
-    def ports(self) -> list[int]:
-        return [self.settings.port, self.transport_port]
-
-    def state_extra(self) -> dict:
-        return {**super().state_extra(), "secure": True, "ca_certs": str(self.cert_files.ca),
-                "credentials": str(self.credentials_file)}
 
     def _adopt_legacy_run_files(self) -> None:
         """The secured node never had legacy run files (they belong to the plain node)."""
@@ -272,40 +195,11 @@ class SecureOpenSearchNode(OpenSearchNode):
 
     def prepare(self, progress: Progress) -> Any:
         launch = super().prepare(progress)  # assembles once, writes opensearch.yml
-        files, made = ensure_certificates(self.secrets_dir)
-        if made:
-            progress(f"made a CA, node and admin certificates in {self.secrets_dir}")
-        credentials = self.ensure_credentials()
+        credentials = self.install_secrets(progress)
         config = self.node_dir / "config"
-        for source in (files.ca, files.node, files.node_key):
-            shutil.copy2(source, config / source.name)
         self._write_security_config(config / SECURITY_CONFIG_DIR, credentials.passwords)
         owner_only(config)  # the security plugin warns about a config folder others can read (it holds keys)
         return launch
-
-    def ensure_credentials(self) -> Credentials:
-        """The users' passwords, made (random) and saved 0600 on the first start only."""
-        self.secrets_dir.mkdir(parents=True, exist_ok=True)
-        self.secrets_dir.chmod(0o700)
-        if not self.credentials_file.exists():
-            if self.data_dir.is_dir() and any(self.data_dir.iterdir()):
-                raise OpenSearchNodeError(
-                    f"{self.credentials_file} is missing but {self.data_dir} holds the node's security index with "
-                    f"the passwords made with it: restore the file, or remove {self.data_dir} to start afresh")
-            passwords = {name: secrets.token_urlsafe(PASSWORD_BYTES) for name in USERS}
-            write_private_json(self.credentials_file, {"url": self.url, "ca_certs": str(self.cert_files.ca),
-                                                       "users": passwords})
-            self.credentials_made = True
-        return self.credentials()
-
-    def credentials(self) -> Credentials:
-        try:
-            saved = json.loads(self.credentials_file.read_text("utf-8"))
-            passwords = {name: str(saved["users"][name]) for name in USERS}
-        except (OSError, ValueError, KeyError, TypeError) as error:
-            raise OpenSearchNodeError(f"cannot read the secured node's credentials in {self.credentials_file}: "
-                                      f"{type(error).__name__}") from None
-        return Credentials(passwords, self.cert_files.ca, self.credentials_file)
 
     def _write_security_config(self, folder: Path, passwords: dict[str, str]) -> None:
         """The security configuration the node loads into its security index on first start (later starts keep
@@ -316,17 +210,6 @@ class SecureOpenSearchNode(OpenSearchNode):
             (folder / name).write_text(json.dumps(content, indent=2) + "\n", "utf-8")
 
     # ---- talking to it ----------------------------------------------------------------------------------------
-
-    def https_json(self, url: str, timeout: float = 5.0, method: str = "GET", body: dict | None = None) -> Any:
-        """A JSON request over HTTPS as admin, trusting only our CA."""
-        credentials = self.credentials()
-        context = ssl.create_default_context(cafile=str(credentials.ca_certs))
-        token = base64.b64encode(f"{ADMIN_USER}:{credentials.passwords[ADMIN_USER]}".encode()).decode("ascii")
-        headers = {"Authorization": f"Basic {token}", "Content-Type": "application/json"}
-        data = json.dumps(body).encode("utf-8") if body is not None else None
-        request = urllib.request.Request(url, data=data, headers=headers, method=method)
-        with urllib.request.urlopen(request, timeout=timeout, context=context) as response:
-            return json.loads(response.read().decode("utf-8"))
 
     def start(self, timeout_s: float | None = None, progress: Progress = no_progress) -> StartResult:
         result = super().start(timeout_s, progress)
@@ -346,37 +229,8 @@ class SecureOpenSearchNode(OpenSearchNode):
         except (urllib.error.URLError, OSError, ValueError) as error:
             raise OpenSearchNodeError(f"could not apply the roles {', '.join(ROLES)} at {url}: {error}") from None
 
-    def probe(self, url: str) -> dict | None:
-        try:
-            health = self.https_json(f"{url}/_cluster/health", timeout=2.0)
-        except (urllib.error.URLError, OSError, ValueError, OpenSearchNodeError):
-            return None
-        return health if isinstance(health, dict) else None
-
-    def details(self, url: str) -> dict:
-        where = {"ca_certs": str(self.cert_files.ca), "credentials": str(self.credentials_file)}
-        try:
-            node = next(iter(self.https_json(f"{url}/_nodes/_local/plugins")["nodes"].values()))
-            return {**where, "version": node["version"],
-                    "modules": sorted(module["name"] for module in node.get("modules", [])),
-                    "plugins": sorted(f"{plugin['name']} {plugin['version']}" for plugin in node.get("plugins", []))}
-        except (urllib.error.URLError, OSError, ValueError, KeyError, StopIteration, OpenSearchNodeError) as error:
-            return {**where, "error": str(error)}
-
     def problems(self, info: dict) -> list[str]:
         found = super().problems(info)
         if "plugins" in info and not any(plugin.startswith(f"{SECURITY_PLUGIN} ") for plugin in info["plugins"]):
             found.append(f"the security plugin ({SECURITY_PLUGIN}) is not loaded")
         return found
-
-    def start_notes(self) -> list[str]:
-        """What `up` prints after the start: the passwords when this start made them (the only time they are
-        shown), else where they are."""
-        credentials = self.credentials()
-        lines = [f"CA certificate (pass it as --ca-certs): {credentials.ca_certs}"]
-        if self.credentials_made:
-            lines += [f"user {name}: password {password}" for name, password in credentials.passwords.items()]
-            lines.append(f"these passwords are shown once; they are kept in {credentials.file} (mode 0600)")
-        else:
-            lines.append(f"passwords: in {credentials.file} (mode 0600)")
-        return lines

@@ -239,8 +239,11 @@ def redact_options(text: str, options: EngineOptions) -> str:
 # ---- access failures: one line each, the same for every command and both cluster engines ------------------------
 
 CREDENTIALS_HINT = "check --user/--password or OPENSEARCH_USER/OPENSEARCH_PASSWORD"
-# The security plugin's 403 body: "no permissions for [indices:data/write/bulk] and User [name=reader, ...]".
-_DENIED_ACTION = re.compile(r"no permissions for \[(?P<actions>[^\]]*)\]")
+# The security plugin's 403 body: "no permissions for [indices:data/write/bulk] and User [name=reader, ...]";
+# Elasticsearch's: "action [indices:admin/delete] is unauthorized for user [reader] ..." (a bulk item's names the
+# shard-level action, `indices:data/write/bulk[s]`: the `[s]` is dropped, so both engines name the same action).
+_DENIED_ACTION = re.compile(r"no permissions for \[(?P<actions>[^\]]*)\]"
+                            r"|action \[(?P<action>[^\[\]]+)(?:\[\w+\])?\] is unauthorized")
 _insecure_warned = False
 
 
@@ -284,7 +287,7 @@ def denied_action(error: BaseException) -> str | None:
     for text in (str(getattr(error, "info", "") or ""), str(getattr(error, "body", "") or ""), str(error)):
         match = _DENIED_ACTION.search(text)
         if match:
-            return match.group("actions")
+            return match.group("actions") or match.group("action")
     return None
 
 
