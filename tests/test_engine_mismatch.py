@@ -74,6 +74,13 @@ def test_the_wrong_engine_is_one_line_naming_what_answered(request, workdir, nod
     result = CliRunner().invoke(app, ["index", "info", "--index", index],
                                 env={"PINTEXT_ENGINE": named, f"{named.upper()}_URL": node.url})
     assert result.exit_code == 2 and only_error_line(result) == bare
+    # under auto, the variable of the other engine naming this node
+    result = CliRunner().invoke(app, ["index", "info", "--index", index, "--engine", "auto"],
+                                env={f"{named.upper()}_URL": node.url, f"{node.engine.upper()}_URL": None,
+                                     "PINTEXT_ENGINE": None})
+    assert result.exit_code == 2 and only_error_line(result) == bare.replace(
+        f"use --engine {node.engine} or auto", f"${named.upper()}_URL names it: set ${node.engine.upper()}_URL "
+        "instead, or pass --url")
     # nothing was made on the node: the right engine finds no index of that name
     info = CliRunner().invoke(app, ["index", "info", "--index", index, "--url", node.url])
     assert info.exit_code == 2 and "does not exist" in only_error_line(info)

@@ -162,11 +162,12 @@ def engine_url(chosen: str, options: EngineOptions) -> str | None:
     return ",".join(resolve_urls(options.url))
 
 
-def check_engine(chosen: str, options: EngineOptions) -> None:
+def check_engine(chosen: str, options: EngineOptions, by_variable: bool = False) -> None:
     """The one place an engine/URL mismatch is named: `--engine elasticsearch` at an OpenSearch node (or the
-    reverse) is an EngineMismatchError saying what answered, before any request of the engine's own (which gave
-    elasticsearch-py's UnsupportedProductError traceback, or OpenSearch requests an Elasticsearch node half
-    understands). Nothing answering is left to the engine's own requests to report."""
+    reverse; or, under `auto`, `$OPENSEARCH_URL` naming an Elasticsearch node: `by_variable`) is an
+    EngineMismatchError saying what answered, before any request of the engine's own (which gave elasticsearch-py's
+    UnsupportedProductError traceback, or OpenSearch requests an Elasticsearch node half understands). Nothing
+    answering is left to the engine's own requests to report."""
     if chosen not in PRODUCTS:
         return
     url = engine_url(chosen, options)
@@ -176,13 +177,16 @@ def check_engine(chosen: str, options: EngineOptions) -> None:
         return
     if answered != chosen:
         version = node_version(options, url) if version is None else version
-        raise EngineMismatchError(mismatch_message(url, answered, version, chosen))
+        raise EngineMismatchError(mismatch_message(url, answered, version, chosen, by_variable))
 
 
-def mismatch_message(url: str | None, answered: str, version: str, chosen: str) -> str:
+def mismatch_message(url: str | None, answered: str, version: str, chosen: str, by_variable: bool = False) -> str:
     what = f"{PRODUCTS[answered]} {version}".strip()
     where = safe_url(url) if url else "the managed node"
-    return f"the node at {where} is {what}, not {PRODUCTS[chosen]}: use --engine {answered} or auto"
+    advice = f"use --engine {answered} or auto"
+    if by_variable and os.environ.get(URL_ENV[chosen]):
+        advice = f"${URL_ENV[chosen]} names it: set ${URL_ENV[answered]} instead, or pass --url"
+    return f"the node at {where} is {what}, not {PRODUCTS[chosen]}: {advice}"
 
 
 def open_engine(name: str | None, options: EngineOptions) -> Engine:
@@ -190,8 +194,9 @@ def open_engine(name: str | None, options: EngineOptions) -> Engine:
     against what answers at the URL (`check_engine`)."""
     warn_if_insecure(options)
     chosen = choose_engine(name, options)
-    if (name or os.environ.get(ENGINE_ENV) or AUTO).lower() != AUTO:
-        check_engine(chosen, options)
+    named = (name or os.environ.get(ENGINE_ENV) or AUTO).lower() != AUTO
+    if named or not options.url:  # under auto with --url, choose_engine asked the node already
+        check_engine(chosen, options, by_variable=not named)
     module = importlib.import_module(ENGINES[chosen])
     return module.open_engine(options)
 
