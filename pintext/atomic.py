@@ -234,6 +234,10 @@ def _swap_in(partial: Path, target: Path) -> None:
         retired.unlink(missing_ok=True)
 
 
+class NotAFolder(ValueError):
+    """The target of `atomic_folder` is a file: it is never replaced by a folder (a wrong --out would lose it)."""
+
+
 @contextlib.contextmanager
 def atomic_folder(target: str | Path, what: str = "", start_from: Callable[[Path], None] | None = None
                   ) -> Iterator[Path]:
@@ -243,6 +247,8 @@ def atomic_folder(target: str | Path, what: str = "", start_from: Callable[[Path
     `DiskWriteError` naming `target`. Files in the folder are flushed to disk before the swap. `start_from(partial)`
     may fill the sibling first (e.g. with what the old folder keeps)."""
     target = Path(target).absolute()
+    if target.exists() and not target.is_dir():
+        raise NotAFolder(f"{target}: exists and is not a folder (give a folder's path to write {what or 'into'})")
     with naming_the_place(target, what, exact_file=False):
         target.parent.mkdir(parents=True, exist_ok=True)
         remove_leftovers(target)

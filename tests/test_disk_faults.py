@@ -281,6 +281,14 @@ def test_atomic_folder_leaves_the_old_folder_when_the_build_fails(tmp_path):
     assert entries(target) == {"b.txt"} and entries(tmp_path) == {"out"}
 
 
+def test_an_out_that_is_a_file_is_refused_and_kept(tmp_path, pairs_dir):
+    out = tmp_path / "notes.txt"
+    out.write_text("keep me")
+    run = pintext(*train_args(pairs_dir, out, "--dim", "8", "--no-subwords"))
+    one_error_line(run, READ_ONLY, f"{out}: exists and is not a folder")
+    assert out.read_text() == "keep me"
+
+
 # ---- a place the user may not write ------------------------------------------------------------------------------
 
 
