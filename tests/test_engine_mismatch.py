@@ -8,8 +8,12 @@ Real nodes: OpenSearch 3.5.0, 2.19.1 and Elasticsearch 8.15.0.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
+import threading
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -129,3 +133,41 @@ def test_dsl_with_no_node_prints_the_request_for_the_defaults(workdir, engine, o
         assert bodies and all(isinstance(body, dict) for body in bodies)
         if options == ["--hybrid"]:
             assert bodies[0]["query"]["multi_match"]["query"] == "red chair"
+
+
+@pytest.fixture
+def stalled_url() -> Iterator[str]:
+    """A node that accepts connections and never answers (what a SIGSTOPped node looks like from outside)."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(64)
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        server.settimeout(0.2)
+        while not stop.is_set():
+            with contextlib.suppress(OSError):
+                held.append(server.accept()[0])
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.getsockname()[1]}"
+    stop.set()
+    thread.join()
+    for connection in held:
+        connection.close()
+    server.close()
+
+
+@pytest.mark.parametrize("engine", ["auto", "opensearch", "elasticsearch"])
+def test_a_stalled_node_is_one_line_after_one_timeout(stalled_url, engine):
+    """The engine check waits once: the command ends after --timeout with the "did not answer" line (a named
+    engine waited twice, for the check and then its own request; auto said "ConnectionTimeout caused by ...")."""
+    started = time.monotonic()
+    result = CliRunner().invoke(app, ["index", "info", "--engine", engine, "--url", stalled_url, "--timeout", "3"])
+    took = time.monotonic() - started
+    assert result.exit_code == 1, (result.output, result.exception)
+    assert only_error_line(result) == (f"error: the engine at {stalled_url} did not answer within 3 s (--timeout "
+                                       "SECONDS sets how long to wait)")
+    assert 3 <= took < 5.5, took

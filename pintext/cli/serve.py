@@ -129,6 +129,7 @@ class Connection:
         self._index_meta: dict | None = None
         self._index_meta_read = False
         self._write_index: str | None = None
+        self.engine_checked = False  # checked against the node already (dsl): open the engine without asking again
 
     # ---- the model -----------------------------------------------------------------------------------------
 
@@ -177,7 +178,7 @@ class Connection:
 
             options = self.target.options()
             try:
-                self._engine = open_engine(self.target.engine.value, options)
+                self._engine = open_engine(self.target.engine.value, options, check=not self.engine_checked)
             except (EngineUnreachableError, EngineAccessError) as error:
                 fail(redact_options(str(error), options), FAILURE)
             except (EngineError, ValueError) as error:
@@ -1158,19 +1159,32 @@ def searcher_for_dsl(conn: Connection) -> tuple[Any, bool]:
     use MODEL/lsh.json or the defaults on the engine asked for (OpenSearch under auto)."""
     from pintext.ingest.indexer import default_lsh
     from pintext.serving.base import IndexNotFoundError
-    from pintext.serving.engines import EngineError, EngineUnreachableError, choose_engine, is_certificate_failure
+    from pintext.serving.engines import (
+        EngineError,
+        EngineMismatchError,
+        EngineUnreachableError,
+        check_engine,
+        choose_engine,
+        is_certificate_failure,
+        redact_options,
+    )
     from pintext.serving.searcher import Searcher
 
-    if conn.target.engine is EngineName.auto:
-        try:  # which engine answers; none: print for OpenSearch (as docs/serving.md says), not an error
-            answering = EngineName(choose_engine(EngineName.auto.value, conn.target.options()))
-        except EngineUnreachableError:
-            answering = EngineName.opensearch
-        except EngineError:
-            answering = EngineName.auto  # refused access: `conn.engine` says so in one line
-        conn.use_target(dataclasses.replace(conn.target, engine=answering))
+    named, options, offline = conn.target.engine, conn.target.options(), False
+    try:  # which engine answers (auto), or whether the one named does; none (or stalled): print offline
+        answering = EngineName(choose_engine(named.value, options))
+        if named is not EngineName.auto or not options.url:
+            check_engine(answering.value, options, by_variable=named is EngineName.auto)
+    except EngineUnreachableError:
+        answering, offline = (EngineName.opensearch if named is EngineName.auto else named), True
+    except (EngineMismatchError, ValueError) as error:  # another engine answers; a URL no client takes
+        fail(redact_options(str(error), options), USAGE)
+    except EngineError:
+        answering = named  # refused access: `conn.engine` says so in one line
+    conn.use_target(dataclasses.replace(conn.target, engine=answering))
+    conn.engine_checked = True
     try:
-        if conn.engine.exists(conn.name):
+        if not offline and conn.engine.exists(conn.name):
             return conn.searcher(), True
     except Exception as error:  # noqa: BLE001 - no node answering is expected here: dsl works offline
         untrusted = is_certificate_failure(error)  # a node answers, over TLS we do not trust: say so
@@ -1224,11 +1238,9 @@ def engine_reason(error: BaseException) -> str:
 
 def no_answer_message(url: str | None, timeout: float | None) -> str:
     """A node that accepts connections but does not answer (stalled, overloaded, SIGSTOPped)."""
-    from pintext.serving.engines import safe_url
-    from pintext.serving.opensearch_client import DEFAULT_TIMEOUT_S
+    from pintext.serving.engines import no_answer_message as message
 
-    return (f"the engine at {safe_url(url) if url else 'the managed node'} did not answer within "
-            f"{timeout or DEFAULT_TIMEOUT_S:g} s (--timeout SECONDS sets how long to wait)")
+    return message(url, timeout)
 
 
 # How a command's arguments are named in messages (an option's own name otherwise: --filter-json).

@@ -36,6 +36,18 @@ class EngineUnreachableError(EngineError):
     """No engine answers at the URL."""
 
 
+class EngineTimeoutError(EngineUnreachableError):
+    """The node at the URL accepts connections but does not answer within the timeout."""
+
+
+def no_answer_message(url: str | None, timeout: float | None) -> str:
+    """A node that accepts connections but does not answer (stalled, overloaded, SIGSTOPped)."""
+    from pintext.serving.opensearch_client import DEFAULT_TIMEOUT_S
+
+    return (f"the engine at {safe_url(url) if url else 'the managed node'} did not answer within "
+            f"{timeout or DEFAULT_TIMEOUT_S:g} s (--timeout SECONDS sets how long to wait)")
+
+
 class EngineMismatchError(EngineError):
     """The node at the URL is another engine than the one `--engine` names (a usage error)."""
 
@@ -124,6 +136,8 @@ def ask_node(options: EngineOptions, url: str | None) -> tuple[str, str | None]:
         # OpenSearch always answers it.
         if getattr(error, "status_code", None) == 405:
             return "elasticsearch", None
+        if type(error).__name__ == "ConnectionTimeout":
+            raise EngineTimeoutError(no_answer_message(url, options.timeout)) from None
         raise EngineUnreachableError(f"cannot reach the engine at {safe_url(url)}: "
                                      f"{redact(str(error), url, options.password)} (start one, "
                                      "or pass another --url; --engine NAME skips asking which engine it is)")
@@ -173,6 +187,8 @@ def check_engine(chosen: str, options: EngineOptions, by_variable: bool = False)
     url = engine_url(chosen, options)
     try:
         answered, version = ask_node(options, url)
+    except EngineTimeoutError:
+        raise  # a stalled node: one line after one timeout, not a second wait for the engine's own request
     except EngineUnreachableError:
         return
     if answered != chosen:
@@ -189,13 +205,13 @@ def mismatch_message(url: str | None, answered: str, version: str, chosen: str, 
     return f"the node at {where} is {what}, not {PRODUCTS[chosen]}: {advice}"
 
 
-def open_engine(name: str | None, options: EngineOptions) -> Engine:
+def open_engine(name: str | None, options: EngineOptions, check: bool = True) -> Engine:
     """The engine `name` (or `auto`) names, opened with `options`; a named cluster engine is first checked
-    against what answers at the URL (`check_engine`)."""
+    against what answers at the URL (`check_engine`) unless `check` is False (the caller did)."""
     warn_if_insecure(options)
     chosen = choose_engine(name, options)
     named = (name or os.environ.get(ENGINE_ENV) or AUTO).lower() != AUTO
-    if named or not options.url:  # under auto with --url, choose_engine asked the node already
+    if check and (named or not options.url):  # under auto with --url, choose_engine asked the node already
         check_engine(chosen, options, by_variable=not named)
     module = importlib.import_module(ENGINES[chosen])
     return module.open_engine(options)
