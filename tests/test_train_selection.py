@@ -126,9 +126,20 @@ def test_train_without_flags_chooses_on_validation_and_writes_why(pairs_dir, tmp
     fusion = FusionConfig.load(out)
     hybrid = json.loads((out / "hybrid_selection.json").read_text())
     assert hybrid["chosen"] == fusion.to_dict()
-    best_fused = max(hybrid["candidates"], key=lambda c: c["score"])
-    assert best_fused["score"] == pytest.approx(max(c["score"] for c in hybrid["candidates"]))
-    assert (best_fused["method"], best_fused["weight"]) == (fusion.method, fusion.weight)
+    # The best candidate replaces the default only with enough queries and a gain beyond its noise.
+    from pintext.exact_match import ExactMatch
+    from pintext.trainer.selection import MIN_QUERIES_TO_CHOOSE, STANDARD_ERRORS_TO_CHOOSE
+
+    def expected(candidates: list[dict], default: dict, error: float) -> dict:
+        best = max(candidates, key=lambda c: c["score"])
+        chosen_default = next(c for c in candidates if all(c[key] == value for key, value in default.items()))
+        beats = best["score"] - chosen_default["score"] > STANDARD_ERRORS_TO_CHOOSE * error
+        return best if hybrid["queries"] >= MIN_QUERIES_TO_CHOOSE and beats else chosen_default
+
+    fused = expected(hybrid["candidates"], hybrid["fusion_default"], hybrid["fusion_standard_error"])
+    assert (fused["method"], fused["weight"]) == (fusion.method, fusion.weight)
+    match = expected(hybrid["match"], {"weight": hybrid["match_default"]}, hybrid["match_standard_error"])
+    assert ExactMatch.load(out) == ExactMatch(match["weight"]) == ExactMatch(hybrid["chosen_match"]["weight"])
 
 
 def test_budget_skips_trials_but_always_runs_one(pairs_dir, tmp_path):
