@@ -134,14 +134,14 @@ def test_reader_cannot_delete_the_index(secure_node, corpus):
 def test_no_credentials_is_the_401_line(secure_node, corpus):
     line = one_error_line(pintext("search", QUERY, "--model", str(corpus["model"]), *target(secure_node)))
     assert line == (f"error: authentication failed at {secure_node.url} (401): no credentials were given: check "
-                    "--user/--password or OPENSEARCH_USER/OPENSEARCH_PASSWORD")
+                    "--user/--password or OPENSEARCH_USER/OPENSEARCH_PASSWORD (or ELASTICSEARCH_*)")
 
 
 def test_wrong_password_names_the_user(secure_node, corpus):
     line = one_error_line(pintext("search", QUERY, "--model", str(corpus["model"]), *target(secure_node),
                                   "--user", READER, "--password", "not-" + secure_node.passwords[READER]))
     assert line == (f"error: authentication failed for user pintext_reader at {secure_node.url} (401): check "
-                    "--user/--password or OPENSEARCH_USER/OPENSEARCH_PASSWORD")
+                    "--user/--password or OPENSEARCH_USER/OPENSEARCH_PASSWORD (or ELASTICSEARCH_*)")
 
 
 @pytest.mark.parametrize("ca", ["another CA", "none"])
@@ -153,7 +153,7 @@ def test_an_untrusted_certificate_is_the_tls_line(secure_node, corpus, tmp_path,
     with_ca = ["--ca-certs", str(other.ca)] if ca == "another CA" else []
     line = one_error_line(pintext("search", QUERY, *as_user(secure_node, corpus, READER, with_ca=False), *with_ca))
     assert line == (f"error: TLS certificate of {secure_node.url} not trusted: pass --ca-certs FILE (the CA printed "
-                    "by `pintext opensearch up --secure`), or --insecure to skip verification")
+                    "by `pintext opensearch|elasticsearch up --secure`), or --insecure to skip verification")
 
 
 def test_insecure_works_and_warns_once(secure_node, corpus):
@@ -192,7 +192,7 @@ def test_eval_retrieval_reports_the_401_line_too(secure_node, corpus, tmp_path):
                    "--user", READER, "--password", "not-" + secure_node.passwords[READER])
     line = one_error_line(done)
     assert line == (f"error: authentication failed for user pintext_reader at {secure_node.url} (401): check "
-                    "--user/--password or OPENSEARCH_USER/OPENSEARCH_PASSWORD")
+                    "--user/--password or OPENSEARCH_USER/OPENSEARCH_PASSWORD (or ELASTICSEARCH_*)")
 
 
 # ---- the node itself -------------------------------------------------------------------------------------------

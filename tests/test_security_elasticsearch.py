@@ -124,7 +124,7 @@ def test_no_credentials_is_the_401_line(secure_elasticsearch_node, corpus):
     node = secure_elasticsearch_node
     line = one_error_line(pintext("search", QUERY, "--model", str(corpus["model"]), *target(node)))
     assert line == (f"error: authentication failed at {node.url} (401): no credentials were given: check "
-                    "--user/--password or OPENSEARCH_USER/OPENSEARCH_PASSWORD")
+                    "--user/--password or OPENSEARCH_USER/OPENSEARCH_PASSWORD (or ELASTICSEARCH_*)")
 
 
 def test_wrong_password_names_the_user(secure_elasticsearch_node, corpus):
@@ -132,7 +132,7 @@ def test_wrong_password_names_the_user(secure_elasticsearch_node, corpus):
     env = {"ELASTICSEARCH_USER": READER, "ELASTICSEARCH_PASSWORD": "not-" + node.passwords[READER]}
     line = one_error_line(pintext("search", QUERY, "--model", str(corpus["model"]), *target(node), env=env))
     assert line == (f"error: authentication failed for user pintext_reader at {node.url} (401): check "
-                    "--user/--password or OPENSEARCH_USER/OPENSEARCH_PASSWORD")
+                    "--user/--password or OPENSEARCH_USER/OPENSEARCH_PASSWORD (or ELASTICSEARCH_*)")
 
 
 @pytest.mark.parametrize("ca", ["another CA", "none"])
@@ -145,7 +145,7 @@ def test_an_untrusted_certificate_is_the_tls_line(secure_elasticsearch_node, cor
     with_ca = ["--ca-certs", str(other.ca)] if ca == "another CA" else []
     line = one_error_line(pintext("search", QUERY, *as_user(node, corpus, READER, with_ca=False), *with_ca))
     assert line == (f"error: TLS certificate of {node.url} not trusted: pass --ca-certs FILE (the CA printed "
-                    "by `pintext opensearch up --secure`), or --insecure to skip verification")
+                    "by `pintext opensearch|elasticsearch up --secure`), or --insecure to skip verification")
 
 
 # ---- the node itself -------------------------------------------------------------------------------------------

@@ -259,7 +259,9 @@ def redact_options(text: str, options: EngineOptions) -> str:
 
 # ---- access failures: one line each, the same for every command and both cluster engines ------------------------
 
-CREDENTIALS_HINT = "check --user/--password or OPENSEARCH_USER/OPENSEARCH_PASSWORD"
+# Engine-neutral: the same lines serve OpenSearch and Elasticsearch (both variables feed --user/--password).
+CREDENTIALS_HINT = "check --user/--password or OPENSEARCH_USER/OPENSEARCH_PASSWORD (or ELASTICSEARCH_*)"
+CA_HINT = "the CA printed by `pintext opensearch|elasticsearch up --secure`"
 # The security plugin's 403 body: "no permissions for [indices:data/write/bulk] and User [name=reader, ...]";
 # Elasticsearch's: "action [indices:admin/delete] is unauthorized for user [reader] ..." (a bulk item's names the
 # shard-level action, `indices:data/write/bulk[s]`: the `[s]` is dropped, so both engines name the same action).
@@ -319,8 +321,8 @@ def access_problem(error: BaseException, url: str | None, user: str | None, pass
         return (f"the node at {where} speaks plain HTTP, not HTTPS (its TLS handshake failed before any "
                 f"certificate): use {plain_http_url(where)}")
     if is_certificate_failure(error):
-        return (f"TLS certificate of {where} not trusted: pass --ca-certs FILE (the CA printed by "
-                "`pintext opensearch up --secure`), or --insecure to skip verification")
+        return (f"TLS certificate of {where} not trusted: pass --ca-certs FILE ({CA_HINT}), or --insecure to skip "
+                "verification")
     status = error_status(error)
     if status == 401:
         if not user:
