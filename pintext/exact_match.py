@@ -84,7 +84,9 @@ class ExactMatch:
         return {"weight": self.weight}
 
     def save(self, model_dir: str | Path) -> None:
-        (Path(model_dir) / MATCH_FILE).write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")
+        from pintext.atomic import write_text
+
+        write_text(Path(model_dir) / MATCH_FILE, json.dumps(self.to_dict(), indent=2) + "\n")
 
     @classmethod
     def load(cls, model_dir: str | Path | None) -> "ExactMatch":

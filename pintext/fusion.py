@@ -51,7 +51,9 @@ class FusionConfig:
                    weight=float(data.get("weight", 0.5)))
 
     def save(self, model_dir: str | Path) -> None:
-        (Path(model_dir) / HYBRID_FILE).write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")
+        from pintext.atomic import write_text
+
+        write_text(Path(model_dir) / HYBRID_FILE, json.dumps(self.to_dict(), indent=2) + "\n")
 
     @classmethod
     def load(cls, model_dir: str | Path | None) -> "FusionConfig":

@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from pintext.encoder import Encoder
+from tests.fixtures_engines import in_ci
 from tests.test_ingest import make_model, make_pins
 
 PINTEXT = str(Path(sys.executable).parent / "pintext")
@@ -47,7 +48,8 @@ def small_fs(request: pytest.FixtureRequest) -> Callable[[int], Path]:
     """`small_fs(kib)`: a fresh file system of that size, mounted on a folder of its own under the temporary folder
     (one every user may reach: pytest's tmp_path is root's alone), unmounted and removed after the test."""
     if os.geteuid() != 0:
-        pytest.skip("mounting a small file system needs root (CI and this sandbox run as root)")
+        why = "mounting a small file system needs root (CI and this sandbox run as root)"
+        pytest.fail(why) if in_ci() else pytest.skip(why)
     mounted: list[Path] = []
 
     def mount(size_kib: int) -> Path:
@@ -296,7 +298,8 @@ def test_a_place_the_user_may_not_write_is_one_line_each(small_fs):
     """As an unprivileged user (root may write anywhere): pairs --out, train --out and ingest's state folder in a
     folder owned by root."""
     if shutil.which("setpriv") is None:
-        pytest.skip("setpriv (util-linux) is needed to run a command as another user")
+        why = "setpriv (util-linux) is needed to run a command as another user"
+        pytest.fail(why) if in_ci() else pytest.skip(why)
     fs = small_fs(2048)
     os.chmod(fs, 0o755)
     locked = fs / "locked"
