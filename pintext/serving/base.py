@@ -12,7 +12,7 @@ conformance suite (tests/test_conformance.py) runs it on the same pins and queri
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -128,6 +128,26 @@ class BatchResult:
 
 
 @dataclass(frozen=True)
+class IndexStats:
+    """What an index holds on disk: documents, bytes of its primary store, segments (None where the engine has no
+    segments)."""
+
+    docs: int
+    size_bytes: int
+    segments: int | None = None
+
+
+@dataclass(frozen=True)
+class NodeInfo:
+    """The engine's version, its Lucene version and the node's JVM heap, for benchmark reports (None where the
+    engine has no such thing)."""
+
+    version: str | None = None
+    lucene: str | None = None
+    heap_bytes: int | None = None
+
+
+@dataclass(frozen=True)
 class IndexLayout:
     """Shards, replicas and health of an index (None where the engine has no such thing)."""
 
@@ -141,6 +161,8 @@ class Engine(Protocol):
 
     name: str  # "opensearch", "elasticsearch", "local": what `--engine` and the index `_meta` call it
     thread_safe: bool  # may several write() calls run at once
+    # None, or (after `record_took()`) the engine's own time in ms of every search request, appended in order
+    took: list[float] | None
 
     def describe(self) -> str:
         """Where it is, for messages: `OpenSearch 3.5.0 at http://...`, `local index in DIR`."""
@@ -178,10 +200,43 @@ class Engine(Protocol):
         """Make `alias` name `index` alone, atomically (a search never sees no index or both)."""
         ...
 
+    def create_plain(self, index: str, mappings: dict, settings: dict | None = None) -> None:
+        """Create an index that is not a pins index, with the `mappings` and index `settings` given (the
+        benchmarks' baselines: a Lucene HNSW index); the local engine has no mappings and says so."""
+        ...
+    def add_field(self, index: str, field: str, spec: dict) -> None:
+        """Add `field` (mapped as `spec`, e.g. `{"type": "keyword"}`) to an index's mapping."""
+        ...
+    def stats(self, index: str, flush: bool = False) -> IndexStats:
+        """Documents, primary store bytes and segments of a concrete index; with `flush`, after committing what is
+        written (the size `_cat/indices` shows after a flush)."""
+        ...
+    def node_info(self) -> NodeInfo:
+        """Version, Lucene version and heap of the node answering (for benchmark reports)."""
+        ...
+
+    # ---- bulk loads ----------------------------------------------------------------------------------------
+    def pause_refresh(self, index: str) -> None:
+        """Stop periodic refreshes of `index` for a bulk load (written docs stay invisible to search until
+        `resume_refresh`)."""
+        ...
+    def resume_refresh(self, index: str) -> None:
+        """Give `index` back the engine's default refresh interval, and refresh it."""
+        ...
+    def force_merge(self, index: str, segments: int = 1) -> None:
+        """Merge `index` down to at most `segments` segments (compact its store), then refresh it."""
+        ...
+
     # ---- writing -------------------------------------------------------------------------------------------
     def write(self, index: str, pins: Sequence[dict], vectors: Sequence[np.ndarray | None],
               tokens: Sequence[Sequence[str]]) -> BatchResult:
         """Insert or replace pins by id; a None vector is a pin stored for BM25 and filters only."""
+        ...
+    def write_docs(self, index: str, docs: Iterable[tuple[str, dict]], batch: int = 500,
+                   partial: bool = False) -> BatchResult:
+        """Bulk-write `(id, document)` pairs as they are (no vector or tokens added: a plain bulk), `batch` per
+        request, one request in flight, through the same bulk path as `write`. With `partial`, each document's
+        fields are merged into the stored one with that id (an update; a missing id fails)."""
         ...
 
     # ---- reading -------------------------------------------------------------------------------------------
@@ -206,6 +261,14 @@ class Engine(Protocol):
         """The engine requests (request line, body) `search` sends, for `pintext dsl`."""
         ...
     def bm25_request(self, index: str, text: str, k: int, filters: Filters = NO_FILTERS) -> tuple[str, dict]: ...
+    def search_body(self, index: str, body: dict) -> dict:
+        """Send a `_search` body PinText does not make (a benchmark's HNSW or exact-script baseline); the raw
+        response. The local engine has no query DSL and says so."""
+        ...
+    def record_took(self) -> list[float]:
+        """From now on append the engine's own time (ms) of each search request to `took`, and return that list:
+        the node's `took` for a cluster engine (a two-request search adds two), the in-process time locally."""
+        ...
 
 
 def fuse_hits(bm25: list[SearchHit], pintext: list[SearchHit], fusion: Any, k: int) -> list[SearchHit]:

@@ -45,6 +45,7 @@ from pintext.serving.base import (
 )
 from pintext.serving.filters import NO_FILTERS, Filters
 from pintext.serving.opensearch import (
+    MERGE_TIMEOUT_S,
     ClusterEngine,
     bm25_hit,
     hit_source,
@@ -171,6 +172,10 @@ class ElasticsearchEngine(ClusterEngine):
 
         return (TransportConnectionError, ConnectionTimeout)
 
+    def _merge(self, index: str, segments: int) -> None:
+        self.client.options(request_timeout=MERGE_TIMEOUT_S).indices.forcemerge(index=index,
+                                                                                max_num_segments=segments)
+
     def describe(self) -> str:
         return f"Elasticsearch at {self.where}"
 
@@ -226,9 +231,12 @@ class ElasticsearchEngine(ClusterEngine):
 
     # ---- reading -------------------------------------------------------------------------------------------
 
-    def _search(self, index: str, body: dict) -> list[dict]:
+    def search_body(self, index: str, body: dict) -> dict:
         with self._index_errors(index):
-            return list(self.client.search(index=index, body=body)["hits"]["hits"])
+            return super().search_body(index, body)
+
+    def _search(self, index: str, body: dict) -> list[dict]:
+        return list(self.search_body(index, body)["hits"]["hits"])
 
     def count_matching(self, index: str, filters: Filters, exclude_ids: Sequence[str] = ()) -> int:
         with self._index_errors(index):

@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Sequence
+import time
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,8 @@ from pintext.serving.base import (
     BatchResult,
     IndexLayout,
     IndexNotFoundError,
+    IndexStats,
+    NodeInfo,
     PinNotFoundError,
     SearchHit,
     UnsupportedError,
@@ -38,6 +41,9 @@ from pintext.serving.filters import NO_FILTERS, Filters
 
 DATABASE_FILE = "index.sqlite"
 VECTORS_FILE = "vectors.f32"
+# What an index holds on disk: the database, its write-ahead log (committed batches not yet checkpointed into the
+# database) and the vectors.
+STORE_FILES = (DATABASE_FILE, DATABASE_FILE + "-wal", VECTORS_FILE)
 HAS_VECTOR_KEY = "has_vector"  # in a stored doc: false for a pin indexed without a vector (no known word)
 
 _SCHEMA = """
@@ -166,6 +172,38 @@ class LocalIndex:
             vector_file.flush()
         created, updated = len(inserts), len(updates) + repeats
         return created, updated
+
+    def patch(self, docs: Sequence[tuple[str, dict]]) -> tuple[int, dict[str, str]]:
+        """Merge each document's fields into the stored pin with that id (its vector and tokens kept); returns
+        (updated, {id: reason} for ids not stored)."""
+        db = self._connect()
+        failed: dict[str, str] = {}
+        updated = 0
+        with db:
+            row_of = self._rows_of([doc_id for doc_id, _ in docs])
+            stored = self._docs(sorted(row_of.values()))
+            for doc_id, fields in docs:
+                if doc_id not in row_of:
+                    failed[doc_id] = f"document_missing: no pin {doc_id!r} in {self.folder}"
+                    continue
+                doc = stored[row_of[doc_id]]
+                doc.update({key: value for key, value in fields.items() if key not in ("lsh_tokens", HAS_VECTOR_KEY)})
+                db.execute("UPDATE pins SET doc = ? WHERE row = ?", (json.dumps(doc, ensure_ascii=False),
+                                                                    row_of[doc_id]))
+                updated += 1
+        return updated, failed
+
+    def size_bytes(self, checkpoint: bool = False) -> int:
+        """Bytes of the index's files; with `checkpoint`, after moving the write-ahead log into the database."""
+        if checkpoint:
+            self._connect().execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        return sum((self.folder / name).stat().st_size for name in STORE_FILES if (self.folder / name).is_file())
+
+    def compact(self) -> None:
+        """Rewrite the database without free pages (SQLite's VACUUM), then checkpoint the log into it."""
+        db = self._connect()
+        db.execute("VACUUM")
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     # ---- reading -------------------------------------------------------------------------------------------
 
@@ -336,6 +374,7 @@ class LocalEngine:
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
         self._open: dict[str, LocalIndex] = {}
+        self.took: list[float] | None = None
 
     def describe(self) -> str:
         return f"local index folder {self.root.resolve()}"
@@ -399,6 +438,34 @@ class LocalEngine:
     def refresh(self, index: str) -> None:
         """Nothing to do: a committed batch is visible at once."""
 
+    def create_plain(self, index: str, mappings: dict, settings: dict | None = None) -> None:
+        raise UnsupportedError("the local backend has no mappings: it holds pins indexes only (create)")
+
+    def add_field(self, index: str, field: str, spec: dict) -> None:
+        """Nothing to map: a stored pin is JSON and holds any field (the index must exist)."""
+        self._concrete(index)
+
+    def stats(self, index: str, flush: bool = False) -> IndexStats:
+        """The pins and the bytes of the index's files (no segments); `flush` checkpoints the write-ahead log."""
+        local = self._concrete(index)
+        return IndexStats(local.count(), local.size_bytes(checkpoint=flush))
+
+    def node_info(self) -> NodeInfo:
+        """The SQLite library's version; no Lucene, no JVM."""
+        return NodeInfo(version=f"SQLite {sqlite3.sqlite_version}")
+
+    def pause_refresh(self, index: str) -> None:
+        """Nothing to pause: a committed batch is visible at once (the index must exist)."""
+        self._concrete(index)
+
+    def resume_refresh(self, index: str) -> None:
+        """Nothing to resume (the index must exist)."""
+        self._concrete(index)
+
+    def force_merge(self, index: str, segments: int = 1) -> None:
+        """SQLite's equivalent: VACUUM, which rewrites the database without its free pages."""
+        self._concrete(index).compact()
+
     def indices(self, prefix: str) -> list[str]:
         if not self.root.is_dir():
             return []
@@ -434,28 +501,70 @@ class LocalEngine:
         created, updated = self._concrete(index).upsert(pins, vectors, tokens)
         return BatchResult(created=created, updated=updated)
 
+    def write_docs(self, index: str, docs: Iterable[tuple[str, dict]], batch: int = 500,
+                   partial: bool = False) -> BatchResult:
+        """Documents stored as pins without a vector (never first-stage candidates), `batch` per transaction;
+        with `partial`, merged into the stored pins (their vectors and tokens kept)."""
+        local, total, chunk = self._concrete(index), BatchResult(), []
+        for pair in docs:
+            chunk.append(pair)
+            if len(chunk) >= batch:
+                self._write_chunk(local, chunk, partial, total)
+                chunk = []
+        if chunk:
+            self._write_chunk(local, chunk, partial, total)
+        return total
+
+    @staticmethod
+    def _write_chunk(local: LocalIndex, chunk: list[tuple[str, dict]], partial: bool, total: BatchResult) -> None:
+        if partial:
+            updated, failed = local.patch(chunk)
+            total.updated += updated
+            total.failed.update(failed)
+            return
+        created, updated = local.upsert([{**doc, "id": doc_id} for doc_id, doc in chunk], [None] * len(chunk),
+                                        [[] for _ in chunk])
+        total.created += created
+        total.updated += updated
+
     # ---- reading -------------------------------------------------------------------------------------------
 
     def count_matching(self, index: str, filters: Filters, exclude_ids: Sequence[str] = ()) -> int:
         return len(self._concrete(index).filtered_rows(filters, exclude_ids))
 
+    def record_took(self) -> list[float]:
+        self.took = []
+        return self.took
+
+    def _timed(self, began: float) -> None:
+        """Record a search's in-process milliseconds since `began` when `record_took` asked for them."""
+        if self.took is not None:
+            self.took.append((time.perf_counter() - began) * 1000)
+
     def search(self, index: str, query: VectorQuery) -> list[SearchHit]:
+        began = time.perf_counter()
         if query.exact:
-            return self._concrete(index).exact_filtered(query.tokens, query.vector, query.k, query.filters,
+            hits = self._concrete(index).exact_filtered(query.tokens, query.vector, query.k, query.filters,
                                                         query.exclude_ids)
-        return self._concrete(index).search(list(query.tokens), query.vector, k=query.k, window=query.window,
-                                            exclude_ids=query.exclude_ids, filters=query.filters)
+        else:
+            hits = self._concrete(index).search(list(query.tokens), query.vector, k=query.k, window=query.window,
+                                                exclude_ids=query.exclude_ids, filters=query.filters)
+        self._timed(began)
+        return hits
 
     def first_stage(self, index: str, tokens: Sequence[str], size: int, filters: Filters = NO_FILTERS,
                     exclude_ids: Sequence[str] = ()) -> list[SearchHit]:
+        began = time.perf_counter()
         local = self._concrete(index)
         candidates = local.first_stage(tokens, exclude_ids, filters)[:size]
         docs = local._docs([row for row, _, _ in candidates])
         wanted = set(tokens)
-        return rank([SearchHit(id=pin_id, score=float(matched), cosine=None, first_stage_score=float(matched),
+        hits = rank([SearchHit(id=pin_id, score=float(matched), cosine=None, first_stage_score=float(matched),
                                source=_public(docs[row]),
                                matched_tokens=sorted(wanted & set(docs[row].get("lsh_tokens", []))))
                      for row, pin_id, matched in candidates])
+        self._timed(began)
+        return hits
 
     def bm25(self, index: str, text: str, k: int, filters: Filters = NO_FILTERS,
              exclude_ids: Sequence[str] = ()) -> list[SearchHit]:
@@ -474,6 +583,9 @@ class LocalEngine:
 
     def bm25_request(self, index: str, text: str, k: int, filters: Filters = NO_FILTERS) -> tuple[str, dict]:
         raise UnsupportedError("the local backend has no BM25")
+
+    def search_body(self, index: str, body: dict) -> dict:
+        raise UnsupportedError("the local backend has no query DSL: it answers PinText searches only (search)")
 
 
 def _public(doc: dict) -> dict:

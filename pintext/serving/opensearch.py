@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,6 +23,8 @@ from pintext.serving.base import (
     BatchResult,
     IndexLayout,
     IndexNotFoundError,
+    IndexStats,
+    NodeInfo,
     PinNotFoundError,
     SearchHit,
     VectorQuery,
@@ -32,6 +34,8 @@ from pintext.serving.base import (
 from pintext.serving.filters import NO_FILTERS, Filters
 from pintext.serving.opensearch_client import cosine_from_knn_score
 
+MERGE_TIMEOUT_S = 1200  # a force-merge of a million pins takes minutes, far beyond a search's timeout
+
 
 def hit_source(raw: dict) -> tuple[dict, set[str]]:
     """A hit's fields without the token list, and the tokens it held."""
@@ -40,10 +44,11 @@ def hit_source(raw: dict) -> tuple[dict, set[str]]:
 
 
 def bulk_outcomes(results: Any) -> BatchResult:
-    """Count a `streaming_bulk` run's per-doc outcomes (opensearch-py and elasticsearch-py report alike)."""
+    """Count a `streaming_bulk` run's per-doc outcomes (opensearch-py and elasticsearch-py report alike), of
+    `index` and `update` actions."""
     result = BatchResult()
     for ok, item in results:
-        outcome = item.get("index", {})
+        outcome: dict = next(iter(item.values()), {})
         if ok and outcome.get("result") == "created":
             result.created += 1
         elif ok:
@@ -116,6 +121,7 @@ class ClusterEngine:
         self.connection_retries = connection_retries
         self.retry_window_s = retry_window_s
         self._version: str | None = None
+        self.took: list[float] | None = None
 
     # ---- the client's own parts ----------------------------------------------------------------------------
 
@@ -142,6 +148,26 @@ class ClusterEngine:
         found = self.client.indices.get(index=f"{prefix}*", expand_wildcards="open", ignore_unavailable=True)
         return sorted(name for name in found if name.startswith(prefix))
 
+    def create_plain(self, index: str, mappings: dict, settings: dict | None = None) -> None:
+        self.client.indices.create(index=index, body={"settings": settings or {}, "mappings": mappings})
+
+    def add_field(self, index: str, field: str, spec: dict) -> None:
+        self.client.indices.put_mapping(index=index, body={"properties": {field: spec}})
+
+    def stats(self, index: str, flush: bool = False) -> IndexStats:
+        """`_stats` of the primaries of the concrete index (an alias is followed)."""
+        concrete = self.alias_target(index) or index
+        if flush:
+            self.client.indices.flush(index=concrete)
+        primaries = self.client.indices.stats(index=concrete)["indices"][concrete]["primaries"]
+        return IndexStats(int(primaries["docs"]["count"]), int(primaries["store"]["size_in_bytes"]),
+                          int(primaries["segments"]["count"]))
+
+    def node_info(self) -> NodeInfo:
+        """From `_nodes/_local` (both engines have it)."""
+        node = next(iter(self.client.nodes.info(node_id="_local")["nodes"].values()))
+        return NodeInfo(str(node["version"]), None, int(node["jvm"]["mem"]["heap_max_in_bytes"]))
+
     def alias_target(self, alias: str) -> str | None:
         if self.client.indices.exists_alias(name=alias):
             targets = sorted(self.client.indices.get_alias(name=alias))
@@ -159,14 +185,57 @@ class ClusterEngine:
         actions.append({"add": {"index": index, "alias": alias}})
         self.client.indices.update_aliases(body={"actions": actions})
 
+    # ---- bulk loads ----------------------------------------------------------------------------------------
+
+    def pause_refresh(self, index: str) -> None:
+        self.client.indices.put_settings(index=index, body={"index": {"refresh_interval": "-1"}})
+
+    def resume_refresh(self, index: str) -> None:
+        """`refresh_interval: null` puts the engine's default back (1 s)."""
+        self.client.indices.put_settings(index=index, body={"index": {"refresh_interval": None}})
+        self.client.indices.refresh(index=index)
+
+    def force_merge(self, index: str, segments: int = 1) -> None:
+        self._merge(index, segments)
+        self.client.indices.refresh(index=index)
+
+    def _merge(self, index: str, segments: int) -> None:
+        """`_forcemerge` with a MERGE_TIMEOUT_S request timeout (each client takes it its own way)."""
+        raise NotImplementedError
+
     # ---- writing -------------------------------------------------------------------------------------------
 
     def write(self, index: str, pins: Sequence[dict], vectors: Sequence[np.ndarray | None],
               tokens: Sequence[Sequence[str]]) -> BatchResult:
+        def actions() -> Iterator[dict]:
+            return ({"_op_type": "index", "_index": index, "_id": pin["id"], "_source": pin_document(pin, v, t)}
+                    for pin, v, t in zip(pins, vectors, tokens))
+
+        return self._resending(actions, len(pins))
+
+    def write_docs(self, index: str, docs: Iterable[tuple[str, dict]], batch: int = 500,
+                   partial: bool = False) -> BatchResult:
+        total = BatchResult()
+        pairs = iter(docs)
+        while chunk := list(itertools.islice(pairs, max(1, batch))):
+            def actions(chunk: list[tuple[str, dict]] = chunk) -> Iterator[dict]:
+                if partial:
+                    return ({"_op_type": "update", "_index": index, "_id": doc_id, "doc": doc} for doc_id, doc in chunk)
+                return ({"_op_type": "index", "_index": index, "_id": doc_id, "_source": doc} for doc_id, doc in chunk)
+
+            result = self._resending(actions, len(chunk))
+            total.created += result.created
+            total.updated += result.updated
+            total.retried += result.retried
+            total.failed.update(result.failed)
+        return total
+
+    def _resending(self, actions: Callable[[], Iterator[dict]], size: int) -> BatchResult:
+        """One batch of bulk `actions` through `_send`, the whole batch re-sent while no node answers."""
         delay, resent, first_failure = self.initial_backoff, 0, None
         for attempt in itertools.count():
             try:
-                result = self._send(index, pins, vectors, tokens)
+                result = self._send(actions(), size)
                 result.retried += resent
                 return result
             except self.connection_errors() as error:
@@ -176,7 +245,7 @@ class ClusterEngine:
                     raise
                 time.sleep(delay)
                 delay = min(delay * 2, self.max_backoff)
-                resent += len(pins)
+                resent += size
         raise AssertionError("unreachable")
 
     def _gives_up(self, attempt: int, error: BaseException, seconds_by_next_try: float) -> bool:
@@ -188,14 +257,13 @@ class ClusterEngine:
             return type(error).__name__ == "ConnectionTimeout" or seconds_by_next_try > self.retry_window_s
         return attempt >= self.connection_retries
 
-    def _send(self, index: str, pins: Sequence[dict], vectors: Sequence[np.ndarray | None],
-              tokens: Sequence[Sequence[str]]) -> BatchResult:
-        actions = ({"_op_type": "index", "_index": index, "_id": pin["id"], "_source": pin_document(pin, v, t)}
-                   for pin, v, t in zip(pins, vectors, tokens))
+    def _send(self, actions: Iterable[dict], size: int) -> BatchResult:
+        """The one bulk request every write goes through: `size` actions in one `streaming_bulk` chunk, docs the
+        node refuses with 429 re-sent after a backoff and counted."""
         counting = RejectionCountingClient(self.client)
         # Both clients sleep for whatever backoff they are given: a float is fine (they annotate it as int).
         result = bulk_outcomes(self.streaming_bulk()(
-            counting, actions, chunk_size=max(1, len(pins)), raise_on_error=False, raise_on_exception=True,
+            counting, actions, chunk_size=max(1, size), raise_on_error=False, raise_on_exception=True,
             max_retries=self.max_retries, initial_backoff=self.initial_backoff, max_backoff=self.max_backoff))
         result.retried = counting.tally.rejected
         return result
@@ -216,6 +284,18 @@ class ClusterEngine:
         data_nodes = int(self.client.cluster.health()["number_of_data_nodes"])
         return min(1, max(0, data_nodes - 1))
 
+    # ---- searching ------------------------------------------------------------------------------------------
+
+    def search_body(self, index: str, body: dict) -> dict:
+        response = self.client.search(index=index, body=body)
+        if self.took is not None:
+            self.took.append(float(response.get("took", float("nan"))))
+        return dict(getattr(response, "body", response))
+
+    def record_took(self) -> list[float]:
+        self.took = []
+        return self.took
+
 
 class OpenSearchEngine(ClusterEngine):
     """The serving protocol (`pintext.serving.base.Engine`) on an OpenSearch node with k-NN."""
@@ -232,6 +312,14 @@ class OpenSearchEngine(ClusterEngine):
         from opensearchpy.exceptions import ConnectionTimeout
 
         return (TransportConnectionError, ConnectionTimeout)
+
+    def _merge(self, index: str, segments: int) -> None:
+        self.client.indices.forcemerge(index=index, max_num_segments=segments, request_timeout=MERGE_TIMEOUT_S)
+
+    def node_info(self) -> NodeInfo:
+        info = super().node_info()
+        lucene = self.client.info()["version"].get("lucene_version")
+        return NodeInfo(info.version, str(lucene) if lucene else None, info.heap_bytes)
 
     def describe(self) -> str:
         host = self.client.transport.hosts[0]
@@ -294,7 +382,7 @@ class OpenSearchEngine(ClusterEngine):
 
     def search(self, index: str, query: VectorQuery) -> list[SearchHit]:
         (_, body), = self.requests(index, query)
-        response = self.client.search(index=index, body=body)
+        response = self.search_body(index, body)
         return rank([self._rescored_hit(raw, query.tokens) for raw in response["hits"]["hits"]])
 
     def count_matching(self, index: str, filters: Filters, exclude_ids: Sequence[str] = ()) -> int:
@@ -304,7 +392,7 @@ class OpenSearchEngine(ClusterEngine):
     def first_stage(self, index: str, tokens: Sequence[str], size: int, filters: Filters = NO_FILTERS,
                     exclude_ids: Sequence[str] = ()) -> list[SearchHit]:
         body = queries.search_body(tokens, None, k=size, exclude_ids=exclude_ids, filters=filters)
-        response = self.client.search(index=index, body=body)
+        response = self.search_body(index, body)
         hits = []
         for raw in response["hits"]["hits"]:
             source, held = hit_source(raw)
@@ -315,7 +403,7 @@ class OpenSearchEngine(ClusterEngine):
     def bm25(self, index: str, text: str, k: int, filters: Filters = NO_FILTERS,
              exclude_ids: Sequence[str] = ()) -> list[SearchHit]:
         body = queries.bm25_body(text, k, exclude_ids, filters, boost=self.bm25_boost)
-        response = self.client.search(index=index, body=body)
+        response = self.search_body(index, body)
         return rank([bm25_hit(raw) for raw in response["hits"]["hits"]])
 
     def get(self, index: str, pin_id: str) -> tuple[dict, np.ndarray | None]:
