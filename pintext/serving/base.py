@@ -232,6 +232,11 @@ class Engine(Protocol):
               tokens: Sequence[Sequence[str]]) -> BatchResult:
         """Insert or replace pins by id; a None vector is a pin stored for BM25 and filters only."""
         ...
+    def bulk_request(self, index: str, pins: Sequence[dict], vectors: Sequence[np.ndarray | None],
+                     tokens: Sequence[Sequence[str]]) -> list[str]:
+        """The bulk body `write` sends for these pins (action line, document, ...) as the engine's client
+        serializes it, without sending it: what a write costs on the client side alone."""
+        ...
     def write_docs(self, index: str, docs: Iterable[tuple[str, dict]], batch: int = 500,
                    partial: bool = False) -> BatchResult:
         """Bulk-write `(id, document)` pairs as they are (no vector or tokens added: a plain bulk), `batch` per

@@ -176,6 +176,10 @@ class ElasticsearchEngine(ClusterEngine):
         self.client.options(request_timeout=MERGE_TIMEOUT_S).indices.forcemerge(index=index,
                                                                                 max_num_segments=segments)
 
+    def _dumps(self, data: dict) -> str:
+        serializer = self.client.transport.serializers.get_serializer("application/json")
+        return bytes(serializer.dumps(data)).decode("utf-8")
+
     def describe(self) -> str:
         return f"Elasticsearch at {self.where}"
 

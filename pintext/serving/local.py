@@ -501,6 +501,10 @@ class LocalEngine:
         created, updated = self._concrete(index).upsert(pins, vectors, tokens)
         return BatchResult(created=created, updated=updated)
 
+    def bulk_request(self, index: str, pins: Sequence[dict], vectors: Sequence[np.ndarray | None],
+                     tokens: Sequence[Sequence[str]]) -> list[str]:
+        raise UnsupportedError("the local backend sends no requests: it writes its SQLite file in process")
+
     def write_docs(self, index: str, docs: Iterable[tuple[str, dict]], batch: int = 500,
                    partial: bool = False) -> BatchResult:
         """Documents stored as pins without a vector (never first-stage candidates), `batch` per transaction;

@@ -213,6 +213,18 @@ class ClusterEngine:
 
         return self._resending(actions, len(pins))
 
+    def bulk_request(self, index: str, pins: Sequence[dict], vectors: Sequence[np.ndarray | None],
+                     tokens: Sequence[Sequence[str]]) -> list[str]:
+        lines = []
+        for pin, vector, pin_tokens in zip(pins, vectors, tokens):
+            lines.append(self._dumps({"index": {"_index": index, "_id": pin["id"]}}))
+            lines.append(self._dumps(pin_document(pin, vector, pin_tokens)))
+        return lines
+
+    def _dumps(self, data: dict) -> str:
+        """`data` as the client's serializer writes it into a request."""
+        raise NotImplementedError
+
     def write_docs(self, index: str, docs: Iterable[tuple[str, dict]], batch: int = 500,
                    partial: bool = False) -> BatchResult:
         total = BatchResult()
@@ -290,7 +302,7 @@ class ClusterEngine:
         response = self.client.search(index=index, body=body)
         if self.took is not None:
             self.took.append(float(response.get("took", float("nan"))))
-        return dict(getattr(response, "body", response))
+        return getattr(response, "body", response)
 
     def record_took(self) -> list[float]:
         self.took = []
@@ -315,6 +327,9 @@ class OpenSearchEngine(ClusterEngine):
 
     def _merge(self, index: str, segments: int) -> None:
         self.client.indices.forcemerge(index=index, max_num_segments=segments, request_timeout=MERGE_TIMEOUT_S)
+
+    def _dumps(self, data: dict) -> str:
+        return str(self.client.transport.serializer.dumps(data))
 
     def node_info(self) -> NodeInfo:
         info = super().node_info()
