@@ -1,9 +1,10 @@
 """Shared fixtures: live servers come from their own fixture modules (engines first: it adds the
---opensearch-version option and the node fixtures the others build on)."""
+--opensearch-version option and the node fixtures the others build on); `pintext`, the one CLI runner, from
+tests/fixtures_cli.py. The data tests build on comes from tests/factories.py."""
 
 pytest_plugins = ["tests.fixtures_engines", "tests.fixtures_opensearch", "tests.fixtures_kafka",
                   "tests.fixtures_cluster",
-                  "tests.fixtures_security"]
+                  "tests.fixtures_security", "tests.fixtures_cli"]
 
 
 import pytest  # noqa: E402 - after pytest_plugins, which must stay the module's first statement

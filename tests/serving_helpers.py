@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from pintext.serving.local import LocalEngine, LocalIndex
@@ -27,3 +28,17 @@ def only(response: dict):
     """The one value of a per-index response (get_mapping, get_settings) asked through an alias."""
     (value,) = response.values()
     return value
+
+
+def opensearch_url(client) -> str:
+    """The URL the session client talks to, for subprocesses."""
+    if os.environ.get("OPENSEARCH_URL"):
+        return os.environ["OPENSEARCH_URL"]
+    host = client.transport.hosts[0]
+    scheme = "https" if host.get("use_ssl") or host.get("scheme") == "https" else "http"
+    return f"{scheme}://{host['host']}:{host['port']}"
+
+
+def os_args(client, index: str) -> list[str]:
+    """The CLI options that reach `index` on the node the client talks to."""
+    return ["--index", index, "--url", opensearch_url(client)]

@@ -32,8 +32,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.factories import make_model
 from tests.serving_helpers import local_index
-from tests.test_ingest import make_model
 from tests.test_kafka_collect import topic as kafka_topic  # noqa: F401 - a fixture: a fresh topic, deleted after
 
 BAD = Path(__file__).parent / "data" / "bad"

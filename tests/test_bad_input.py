@@ -19,8 +19,8 @@ from pintext.cli import app
 from pintext.ingest.deadletter import DeadLetter
 from pintext.ingest.readers import read_records
 from pintext.schemas import MAX_ID_BYTES, RecordError, validate_pin, validate_user
+from tests.factories import make_model, make_pins
 from tests.serving_helpers import local_index
-from tests.test_ingest import make_model, make_pins
 from tests.test_pairs import EVENTS, PINS, USERS, write_jsonl
 
 DEEP = "[" * 10_000 + "]" * 10_000

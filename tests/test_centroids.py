@@ -111,7 +111,7 @@ def test_tokens_tune_command_reports_both_families_and_the_one_auto_keeps(tmp_pa
     from typer.testing import CliRunner
 
     from pintext.cli import app
-    from tests.test_ingest import make_model, make_pins, write_pins_file
+    from tests.factories import make_model, make_pins, write_pins_file
 
     model = make_model(tmp_path / "model")
     pins_file = tmp_path / "pins.jsonl"

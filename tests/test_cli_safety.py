@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from pintext.cli import app
 from pintext.serving.engines import redact, safe_url
-from tests.test_ingest import make_model, make_pins
+from tests.factories import make_model, make_pins
 
 SECRET = "s3cretpw"
 # Unreachable or malformed URLs with credentials: each reaches a different error path (refused connection, a

@@ -36,7 +36,7 @@ from pintext.serving.local import cosine
 from pintext.serving.meta import check_meta, index_meta
 from pintext.serving.rollout import version_name
 from pintext.serving.searcher import Searcher
-from tests.test_ingest import WORDS, make_model, make_pins, model_snapshot, write_pins_file
+from tests.factories import WORDS, make_model, make_pins, model_snapshot, write_pins_file
 
 PIN_COUNT = 420
 WINDOW = 1_000  # above the corpus size: every candidate is rescored

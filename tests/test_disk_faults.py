@@ -21,8 +21,8 @@ from pathlib import Path
 import pytest
 
 from pintext.encoder import Encoder
+from tests.factories import make_model, make_pins
 from tests.fixtures_engines import in_ci
-from tests.test_ingest import make_model, make_pins
 
 PINTEXT = str(Path(sys.executable).parent / "pintext")
 TIMEOUT_S = 300

@@ -22,7 +22,7 @@ from pintext.serving.base import IndexNotFoundError, PinNotFoundError, Unsupport
 from pintext.serving.engines import EngineOptions
 from pintext.serving.filters import Filters
 from pintext.serving.local import LocalEngine, cosine
-from tests.test_ingest import make_model, make_pins, write_pins_file
+from tests.factories import make_model, make_pins, write_pins_file
 
 # ---- mapping ---------------------------------------------------------------------------------------------------
 

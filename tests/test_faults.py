@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_ingest import BAD_LINES, OOV_ID, make_pins, wait_for, write_pins_file
+from tests.factories import BAD_LINES, OOV_ID, make_pins, write_pins_file
+from tests.test_ingest import wait_for
 
 pytestmark = [pytest.mark.opensearch, pytest.mark.faults]
 
@@ -106,7 +107,7 @@ def client_for(url: str, timeout: float = 30):
 
 @pytest.fixture()
 def model(tmp_path) -> Path:
-    from tests.test_ingest import make_model
+    from tests.factories import make_model
 
     return make_model(tmp_path / "model")
 

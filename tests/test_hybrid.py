@@ -18,8 +18,8 @@ from pintext.cli import app
 from pintext.encoder import Encoder
 from pintext.fusion import FusionConfig, min_max_blend, reciprocal_rank_fusion
 from pintext.pin_vectors import pin_vectors
-from tests.serving_helpers import opensearch_searcher
-from tests.test_ingest import WORDS, make_model, os_args
+from tests.factories import WORDS, make_model
+from tests.serving_helpers import opensearch_searcher, os_args
 
 pytestmark = pytest.mark.opensearch
 

@@ -12,7 +12,8 @@ import pytest
 from typer.testing import CliRunner
 
 from pintext.cli import app
-from tests.test_ingest import make_model, os_args
+from tests.factories import make_model
+from tests.serving_helpers import os_args
 
 pytestmark = pytest.mark.opensearch
 

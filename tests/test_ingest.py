@@ -1,86 +1,27 @@
 """`pintext ingest`: counts, dead letters, idempotent re-runs, crash + resume; local backend and real OpenSearch.
 
-The helpers here (a tiny model with a random word table, a pins file with known bad lines) are shared with
-tests/test_search.py.
+The tiny model with a random word table and the pins file with known bad lines come from tests/factories.py.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
-from pintext.cli import app
-from pintext.encoder import Encoder, write_runtime
+from pintext.encoder import Encoder
 from pintext.ingest.indexer import FAIL_AFTER_BATCHES_ENV, default_state
-from pintext.trainer.tokenizer import train_word_tokenizer
-from tests.serving_helpers import local_index, only
-
-WORDS = [f"w{i:03d}" for i in range(240)]
-DIM = 16
-BAD_LINES = {  # line number (1-based, in the written file) -> the reason the dead letter must give
-    5: "not valid JSON",
-    17: "missing",  # no id
-    33: "not a string",  # title is a number
-}
-OOV_LINE = 48  # a valid pin with only out-of-vocabulary words: indexed for BM25, without a vector
-OOV_ID = "oov"
-
-
-def make_model(folder: Path, seed: int = 0) -> Path:
-    """A model folder whose runtime knows WORDS, with a random (seeded) word table."""
-    tokenizer = train_word_tokenizer([" ".join(WORDS)], min_count=1)
-    table = np.random.default_rng(seed).standard_normal((tokenizer.get_vocab_size(), DIM)).astype(np.float32)
-    write_runtime(folder / "runtime", tokenizer, table)
-    return folder
-
-
-def make_pins(count: int, seed: int = 1) -> list[dict]:
-    rng = np.random.default_rng(seed)
-    pins = []
-    for i in range(count):
-        title = " ".join(rng.choice(WORDS, size=int(rng.integers(2, 6))))
-        description = " ".join(rng.choice(WORDS, size=int(rng.integers(0, 8))))
-        pins.append({"id": f"pin-{i:05d}", "title": title, "description": description, "board": f"b{i % 7}"})
-    return pins
-
-
-def write_pins_file(path: Path, pins: list[dict], with_bad_lines: bool = True) -> int:
-    """Write pins, with BAD_LINES and the OOV_LINE pin at their line numbers; returns the number of valid lines
-    (the pins, plus the OOV pin when written)."""
-    lines, pending = [], list(pins)
-    specials = {**BAD_LINES, OOV_LINE: "oov"} if with_bad_lines else {}
-    for line_no in range(1, len(pins) + len(specials) + 1):
-        if line_no in specials:
-            lines.append({
-                5: '{"id": "broken", "title": ',
-                17: json.dumps({"title": "no id here"}),
-                33: json.dumps({"id": "numeric-title", "title": 42}),
-                OOV_LINE: json.dumps({"id": OOV_ID, "title": "zzz qqq", "description": "unknown words only"}),
-            }[line_no])
-        else:
-            lines.append(json.dumps(pending.pop(0)))
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return len(pins) + (1 if with_bad_lines else 0)
-
-
-def model_snapshot(folder: Path) -> dict[str, tuple[int, int]]:
-    """Every file under a model folder with its size and mtime: to show a command left it untouched."""
-    return {str(path.relative_to(folder)): (path.stat().st_size, path.stat().st_mtime_ns)
-            for path in sorted(folder.rglob("*")) if path.is_file()}
+from tests.factories import BAD_LINES, DIM, OOV_ID, make_model, make_pins, model_snapshot, write_pins_file
+from tests.fixtures_cli import PINTEXT, run_pintext
+from tests.serving_helpers import local_index, only, os_args
 
 
 def cli(*args: str, env: dict | None = None) -> dict:
     """Run a pintext command in-process with --json and return its parsed last stdout line."""
-    result = CliRunner().invoke(app, [*args, "--json"], env=env, catch_exceptions=False)
-    assert result.exit_code == 0, result.output
-    return json.loads(result.stdout.strip().splitlines()[-1])
+    return run_pintext([*args, "--json"], env=env).json()
 
 
 @pytest.fixture()
@@ -131,10 +72,10 @@ def test_local_reingest_updates_and_never_duplicates(tmp_path, model_dir):
 def test_local_crash_then_resume_loses_nothing(tmp_path, model_dir):
     pins_file = tmp_path / "pins.jsonl"
     valid = write_pins_file(pins_file, make_pins(400))
-    with pytest.raises(Exception, match="stopping after 3 acknowledged batches"):
-        CliRunner().invoke(app, ["ingest", str(pins_file), "--model", str(model_dir), "--backend", "local",
-                                 "--local-dir", str(tmp_path / "local"), "--batch", "50", "--json"],
-                           env={FAIL_AFTER_BATCHES_ENV: "3"}, catch_exceptions=False)
+    crashed = run_pintext(["ingest", str(pins_file), "--model", str(model_dir), "--backend", "local",
+                           "--local-dir", str(tmp_path / "local"), "--batch", "50", "--json"],
+                          env={FAIL_AFTER_BATCHES_ENV: "3"})
+    assert "stopping after 3 acknowledged batches" in str(crashed.exception), crashed.exception
     # 3 batches of 50 schema-valid pins (one of them, line 48, indexed without a vector).
     assert local_index(tmp_path / "local").count() == 150
     resumed = local_ingest(pins_file, model_dir, tmp_path / "local", "--resume")
@@ -149,9 +90,9 @@ def test_local_crash_then_resume_loses_nothing(tmp_path, model_dir):
 def test_strict_stops_at_the_first_bad_line_naming_file_line_field(tmp_path, model_dir):
     pins_file = tmp_path / "pins.jsonl"
     write_pins_file(pins_file, make_pins(60))
-    result = CliRunner().invoke(app, ["ingest", str(pins_file), "--model", str(model_dir), "--backend", "local",
-                                      "--local-dir", str(tmp_path / "local"), "--strict"])
-    assert result.exit_code == 2
+    result = run_pintext(["ingest", str(pins_file), "--model", str(model_dir), "--backend", "local",
+                          "--local-dir", str(tmp_path / "local"), "--strict"])
+    assert result.code == 2
     assert f"{pins_file}:5:" in result.output and "not valid JSON" in result.output
 
 
@@ -161,34 +102,21 @@ def test_another_model_gets_its_own_index_and_search_refuses_it_until_promoted(t
     local = ["--backend", "local", "--local-dir", str(tmp_path / "local")]
     local_ingest(pins_file, model_dir, tmp_path / "local")
     other = make_model(tmp_path / "other", seed=5)
-    result = CliRunner().invoke(app, ["ingest", str(pins_file), "--model", str(other), "--json", *local])
-    assert result.exit_code == 0, result.output
+    result = run_pintext(["ingest", str(pins_file), "--model", str(other), "--json", *local])
+    assert result.code == 0, result.output
     summary = json.loads(result.stdout.strip().splitlines()[-1])
     first, second = Encoder.load(model_dir).fingerprint, Encoder.load(other).fingerprint
     assert summary["index"] == f"pins-{second[:12]}" and summary["serving"] is False
-    refused = CliRunner().invoke(app, ["search", "w001", "--model", str(other), *local])
-    assert refused.exit_code == 2
+    refused = run_pintext(["search", "w001", "--model", str(other), *local])
+    assert refused.code == 2
     text = " ".join(refused.output.split())
     assert first in text and second in text and "model fingerprint" in text
     assert f"pintext index promote --index pins --model {other}" in text
-    served = CliRunner().invoke(app, ["search", "w001", "--model", str(model_dir), "--json", *local])
-    assert served.exit_code == 0 and json.loads(served.stdout)["hits"]
+    served = run_pintext(["search", "w001", "--model", str(model_dir), "--json", *local])
+    assert served.code == 0 and json.loads(served.stdout)["hits"]
 
 
 # ---- real OpenSearch -------------------------------------------------------------------------------------------
-
-
-def opensearch_url(client) -> str:
-    """The URL the session client talks to, for subprocesses."""
-    if os.environ.get("OPENSEARCH_URL"):
-        return os.environ["OPENSEARCH_URL"]
-    host = client.transport.hosts[0]
-    scheme = "https" if host.get("use_ssl") or host.get("scheme") == "https" else "http"
-    return f"{scheme}://{host['host']}:{host['port']}"
-
-
-def os_args(client, index: str) -> list[str]:
-    return ["--index", index, "--url", opensearch_url(client)]
 
 
 @pytest.mark.opensearch
@@ -219,19 +147,16 @@ def test_opensearch_ingest_reingest_and_counts(opensearch, opensearch_index_name
 def test_opensearch_crash_mid_ingest_then_resume(opensearch, opensearch_index_name, tmp_path, model_dir):
     pins_file = tmp_path / "pins.jsonl"
     valid = write_pins_file(pins_file, make_pins(600))
-    command = [str(Path(sys.executable).parent / "pintext"), "ingest", str(pins_file), "--model", str(model_dir),
-               "--batch", "100", "--workers", "1", "--json", *os_args(opensearch, opensearch_index_name)]
-    crashed = subprocess.run(command, env={**os.environ, FAIL_AFTER_BATCHES_ENV: "2"}, capture_output=True,
-                             text=True, timeout=300)
-    assert crashed.returncode != 0 and "InjectedCrash" in crashed.stderr
+    command = ["ingest", str(pins_file), "--model", str(model_dir), "--batch", "100", "--workers", "1", "--json",
+               *os_args(opensearch, opensearch_index_name)]
+    crashed = run_pintext(command, env={FAIL_AFTER_BATCHES_ENV: "2"}, real_process=True)
+    assert crashed.code != 0 and "InjectedCrash" in crashed.stderr
     checkpoint = json.loads(default_state(pins_file, opensearch_index_name).checkpoint.read_text())
     assert checkpoint["line"] > 0 and not checkpoint["complete"]
     opensearch.indices.refresh(index=opensearch_index_name)
     # 2 batches of 100 schema-valid pins (one of them, line 48, indexed without a vector).
     assert opensearch.count(index=opensearch_index_name)["count"] == 200
-    resumed = subprocess.run([*command, "--resume"], capture_output=True, text=True, timeout=300)
-    assert resumed.returncode == 0, resumed.stderr
-    summary = json.loads(resumed.stdout.strip().splitlines()[-1])
+    summary = run_pintext([*command, "--resume"], real_process=True).json()
     assert summary["resumed_after_line"] == checkpoint["line"]
     assert (summary["created"], summary["updated"]) == (valid - 200, 0)
     assert opensearch.count(index=opensearch_index_name)["count"] == valid
@@ -246,9 +171,9 @@ def test_opensearch_another_model_waits_behind_the_alias_until_promoted(opensear
     other = make_model(tmp_path / "other", seed=7)
     first, second = Encoder.load(model_dir).fingerprint, Encoder.load(other).fingerprint
     cli("ingest", str(pins_file), "--model", str(other), *os_args(opensearch, opensearch_index_name))
-    refused = CliRunner().invoke(app, ["search", "w001 w002", "--model", str(other),
-                                       *os_args(opensearch, opensearch_index_name)])
-    assert refused.exit_code == 2, refused.output
+    refused = run_pintext(["search", "w001 w002", "--model", str(other),
+                           *os_args(opensearch, opensearch_index_name)])
+    assert refused.code == 2, refused.output
     text = " ".join(refused.output.split())
     assert first in text and second in text and "pintext index promote" in text
     assert sorted(opensearch.indices.get_alias(name=opensearch_index_name)) == [
@@ -259,11 +184,11 @@ def test_opensearch_another_model_waits_behind_the_alias_until_promoted(opensear
 @pytest.mark.opensearch
 def test_index_create_info_delete(opensearch, opensearch_index_name, tmp_path, model_dir):
     args = ["--model", str(model_dir), *os_args(opensearch, opensearch_index_name)]
-    created = CliRunner().invoke(app, ["index", "create", *args], catch_exceptions=False)
-    assert created.exit_code == 0 and created.stdout.startswith("created"), created.output
-    again = CliRunner().invoke(app, ["index", "create", *args], catch_exceptions=False)
-    assert again.exit_code == 0 and again.stdout.startswith("exists, same model"), again.output
-    info = CliRunner().invoke(app, ["index", "info", *os_args(opensearch, opensearch_index_name)])
+    created = run_pintext(["index", "create", *args])
+    assert created.code == 0 and created.stdout.startswith("created"), created.output
+    again = run_pintext(["index", "create", *args])
+    assert again.code == 0 and again.stdout.startswith("exists, same model"), again.output
+    info = run_pintext(["index", "info", *os_args(opensearch, opensearch_index_name)])
     described = json.loads(info.stdout)
     assert described["docs"] == 0
     assert described["meta"]["model_fingerprint"] == Encoder.load(model_dir).fingerprint
@@ -274,8 +199,8 @@ def test_index_create_info_delete(opensearch, opensearch_index_name, tmp_path, m
                                            "reason": "no corpus given (index create without --pins)"}
     mapping = only(opensearch.indices.get_mapping(index=opensearch_index_name))["mappings"]
     assert mapping["properties"]["vector"]["dimension"] == DIM
-    deleted = CliRunner().invoke(app, ["index", "delete", *os_args(opensearch, opensearch_index_name)])
-    assert deleted.exit_code == 0 and not opensearch.indices.exists(index=opensearch_index_name)
+    deleted = run_pintext(["index", "delete", *os_args(opensearch, opensearch_index_name)])
+    assert deleted.code == 0 and not opensearch.indices.exists(index=opensearch_index_name)
 
 
 def wait_for(condition, timeout_s: float, what: str, poll_s: float = 0.01):
@@ -304,9 +229,9 @@ def test_opensearch_sigkill_mid_ingest_then_resume(opensearch, opensearch_index_
     pins_file = tmp_path / "pins.jsonl"
     valid = write_pins_file(pins_file, make_pins(6_000), with_bad_lines=False)
     checkpoint_file = default_state(pins_file, opensearch_index_name).checkpoint
-    command = [str(Path(sys.executable).parent / "pintext"), "ingest", str(pins_file), "--model", str(model_dir),
-               "--batch", "100", "--json", *os_args(opensearch, opensearch_index_name)]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    command = ["ingest", str(pins_file), "--model", str(model_dir), "--batch", "100", "--json",
+               *os_args(opensearch, opensearch_index_name)]
+    process = subprocess.Popen([PINTEXT, *command], stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # killed below
     try:
         def progress_made():
             if checkpoint_file.is_file():
@@ -327,9 +252,7 @@ def test_opensearch_sigkill_mid_ingest_then_resume(opensearch, opensearch_index_
     survived = opensearch.count(index=opensearch_index_name)["count"]
     assert killed_at["line"] <= survived < valid  # acknowledged lines are all there; batches past it may be too
 
-    resumed = subprocess.run([*command, "--resume"], capture_output=True, text=True, timeout=600)
-    assert resumed.returncode == 0, resumed.stderr
-    summary = json.loads(resumed.stdout.strip().splitlines()[-1])
+    summary = run_pintext([*command, "--resume"], real_process=True, timeout=600).json()
     assert summary["resumed_after_line"] == killed_at["line"]
     assert summary["created"] == valid - survived  # nothing indexed twice as new, nothing missing
     assert summary["created"] + summary["updated"] == valid - killed_at["line"]
@@ -354,10 +277,10 @@ def test_local_cli_index_info_search_related(tmp_path, model_dir):
     pins_file = tmp_path / "pins.jsonl"
     valid = write_pins_file(pins_file, make_pins(200), with_bad_lines=False)
     local = ["--backend", "local", "--local-dir", str(tmp_path / "local")]
-    created = CliRunner().invoke(app, ["index", "create", "--model", str(model_dir), *local], catch_exceptions=False)
-    assert created.exit_code == 0 and created.stdout.startswith("created"), created.output
+    created = run_pintext(["index", "create", "--model", str(model_dir), *local])
+    assert created.code == 0 and created.stdout.startswith("created"), created.output
     local_ingest(pins_file, model_dir, tmp_path / "local")
-    info = json.loads(CliRunner().invoke(app, ["index", "info", *local]).stdout)
+    info = json.loads(run_pintext(["index", "info", *local]).stdout)
     assert info["docs"] == valid and info["meta"]["model_fingerprint"] == Encoder.load(model_dir).fingerprint
 
     found = cli("search", "w001 w002 w003", "--model", str(model_dir), "--k", "5", *local)
@@ -368,8 +291,8 @@ def test_local_cli_index_info_search_related(tmp_path, model_dir):
     unknown = cli("search", "zzzz", "--model", str(model_dir), *local)
     assert unknown["hits"] == [] and unknown["mode"] == "bm25_fallback"
     assert "no BM25" in unknown["note"]
-    hybrid = CliRunner().invoke(app, ["search", "w001", "--hybrid", "--model", str(model_dir), *local])
-    assert hybrid.exit_code == 2 and "BM25" in hybrid.output
+    hybrid = run_pintext(["search", "w001", "--hybrid", "--model", str(model_dir), *local])
+    assert hybrid.code == 2 and "BM25" in hybrid.output
 
 
 def free_port() -> int:
@@ -384,8 +307,8 @@ def test_unreachable_node_is_one_clear_error(tmp_path, model_dir):
     pins_file = tmp_path / "pins.jsonl"
     write_pins_file(pins_file, make_pins(5), with_bad_lines=False)
     url = f"http://127.0.0.1:{free_port()}"
-    result = CliRunner().invoke(app, ["ingest", str(pins_file), "--model", str(model_dir), "--url", url])
-    assert result.exit_code == 1
+    result = run_pintext(["ingest", str(pins_file), "--model", str(model_dir), "--url", url])
+    assert result.code == 1
     assert f"cannot reach the engine at {url}" in " ".join(result.output.split())
 
 
@@ -408,9 +331,9 @@ def test_bulk_sink_retries_connection_errors_then_gives_up(model_dir):
 def test_a_corpus_too_small_to_tune_gets_the_defaults_and_says_why(tmp_path, model_dir):
     pins_file = tmp_path / "pins.jsonl"
     write_pins_file(pins_file, make_pins(6), with_bad_lines=False)
-    result = CliRunner().invoke(app, ["ingest", str(pins_file), "--model", str(model_dir), "--backend", "local",
-                                      "--local-dir", str(tmp_path / "local"), "--json"])
-    assert result.exit_code == 0, result.output
+    result = run_pintext(["ingest", str(pins_file), "--model", str(model_dir), "--backend", "local",
+                          "--local-dir", str(tmp_path / "local"), "--json"])
+    assert result.code == 0, result.output
     assert "LSH not tuned" in result.stderr
     meta = local_index(tmp_path / "local").meta()
     assert meta["tuning"]["tuned"] is False and "at least 11 pins" in meta["tuning"]["reason"]
@@ -423,24 +346,24 @@ def test_an_explicit_model_lsh_json_fixes_tables_and_bits_of_a_tuned_index(tmp_p
     (model_dir / "lsh.json").write_text(json.dumps(RandomHyperplaneLSH(dim=DIM, tables=24, bits=5).to_dict()))
     pins_file = tmp_path / "pins.jsonl"
     write_pins_file(pins_file, make_pins(200), with_bad_lines=False)
-    result = CliRunner().invoke(app, ["ingest", str(pins_file), "--model", str(model_dir), "--backend", "local",
-                                      "--local-dir", str(tmp_path / "local"), "--json"])
-    assert result.exit_code == 0, result.output
+    result = run_pintext(["ingest", str(pins_file), "--model", str(model_dir), "--backend", "local",
+                          "--local-dir", str(tmp_path / "local"), "--json"])
+    assert result.code == 0, result.output
     assert "lsh.json fixes 24 tables x 5 bits" in " ".join(result.stderr.split())
     meta = local_index(tmp_path / "local").meta()
     assert (meta["lsh"]["tables"], meta["lsh"]["bits"], meta["tuning"]["tuned"]) == (24, 5, True)
     # Another config in MODEL/lsh.json now no longer matches the index: refused, naming both.
     (model_dir / "lsh.json").write_text(json.dumps(RandomHyperplaneLSH(dim=DIM, tables=32, bits=5).to_dict()))
-    refused = CliRunner().invoke(app, ["search", "w001", "--model", str(model_dir), "--backend", "local",
-                                       "--local-dir", str(tmp_path / "local")])
-    assert refused.exit_code == 2 and "LSH config" in " ".join(refused.output.split())
+    refused = run_pintext(["search", "w001", "--model", str(model_dir), "--backend", "local",
+                           "--local-dir", str(tmp_path / "local")])
+    assert refused.code == 2 and "LSH config" in " ".join(refused.output.split())
 
 
 def _create_then_ingest(pins_file: Path, model: Path, where: list[str], shards: list[str] = ()) -> tuple[dict, str]:
-    created = CliRunner().invoke(app, ["index", "create", "--model", str(model), *where, *shards])
-    assert created.exit_code == 0, created.output
-    ingested = CliRunner().invoke(app, ["ingest", str(pins_file), "--model", str(model), *where, "--json"])
-    assert ingested.exit_code == 0, ingested.output
+    created = run_pintext(["index", "create", "--model", str(model), *where, *shards])
+    assert created.code == 0, created.output
+    ingested = run_pintext(["ingest", str(pins_file), "--model", str(model), *where, "--json"])
+    assert ingested.code == 0, ingested.output
     return json.loads(ingested.stdout), ingested.stderr
 
 
@@ -456,8 +379,8 @@ def test_index_create_then_ingest_tunes_on_the_ingested_file_local(tmp_path, mod
     # A second file into the now non-empty index keeps the tuned settings.
     other = tmp_path / "more.jsonl"
     write_pins_file(other, make_pins(20, seed=9), with_bad_lines=False)
-    again = CliRunner().invoke(app, ["ingest", str(other), "--model", str(model_dir), *where, "--json"])
-    assert again.exit_code == 0 and "re-created" not in again.stderr
+    again = run_pintext(["ingest", str(other), "--model", str(model_dir), *where, "--json"])
+    assert again.code == 0 and "re-created" not in again.stderr
     assert local_index(tmp_path / "local").meta()["tuning"] == meta["tuning"]
 
 

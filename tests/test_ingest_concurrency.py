@@ -22,7 +22,8 @@ from pathlib import Path
 import pytest
 
 from pintext.ingest.indexer import IngestLock, default_state
-from tests.test_ingest import cli, make_model, make_pins
+from tests.factories import make_model, make_pins
+from tests.test_ingest import cli
 
 REJECTED_LINES = tuple(range(7, 7 + 10 * 29, 29))  # 10 bad lines spread over the file
 TIMEOUT_S = 300

@@ -133,7 +133,7 @@ def test_an_index_tuned_at_ingest_serves_the_recall_its_meta_reports(tmp_path):
     from pintext.cli import app
     from pintext.encoder import Encoder
     from pintext.pin_vectors import pin_vectors
-    from tests.test_ingest import make_model, make_pins, model_snapshot, write_pins_file
+    from tests.factories import make_model, make_pins, model_snapshot, write_pins_file
 
     model = make_model(tmp_path / "model")
     pins = make_pins(600, seed=4)

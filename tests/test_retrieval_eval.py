@@ -191,7 +191,7 @@ def test_a_bad_judgments_row_is_one_clear_line(tmp_path):
 
 def judged_queries(pins: list[dict], count: int) -> list[list[str]]:
     """Two-word queries with >= 10 BM25 matches; grade = query words in the title (2), else in the text (1)."""
-    from tests.test_ingest import WORDS
+    from tests.factories import WORDS
 
     rng = np.random.default_rng(4)
     rows: list[list[str]] = []
@@ -212,7 +212,7 @@ def test_eval_retrieval_on_the_real_node(opensearch, opensearch_url, opensearch_
     from pintext.cli.retrieval import bm25_request
     from pintext.encoder import Encoder
     from pintext.pin_vectors import pin_vectors
-    from tests.test_ingest import make_model, make_pins, write_pins_file
+    from tests.factories import make_model, make_pins, write_pins_file
 
     model_dir = make_model(tmp_path / "model")
     pins = make_pins(300, seed=2)

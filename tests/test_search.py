@@ -18,9 +18,9 @@ from pintext.cli import app
 from pintext.encoder import Encoder
 from pintext.pin_vectors import pin_vectors
 from pintext.serving.local import cosine
+from tests.factories import WORDS, make_model, make_pins, model_snapshot, write_pins_file
 from tests.fixtures_engines import in_ci
-from tests.serving_helpers import local_index, opensearch_searcher
-from tests.test_ingest import WORDS, make_model, make_pins, model_snapshot, os_args, write_pins_file
+from tests.serving_helpers import local_index, opensearch_searcher, os_args
 
 pytestmark = pytest.mark.opensearch
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_ingest import BAD_LINES, make_model, make_pins, write_pins_file
+from tests.factories import BAD_LINES, make_model, make_pins, write_pins_file
 
 pytestmark = pytest.mark.secure
 

@@ -14,7 +14,7 @@ import subprocess
 import pytest
 
 from tests import test_security as opensearch_security
-from tests.test_ingest import BAD_LINES, make_model, make_pins, write_pins_file
+from tests.factories import BAD_LINES, make_model, make_pins, write_pins_file
 from tests.test_security import QUERY, one_error_line, search_ids
 
 pytestmark = [pytest.mark.secure, pytest.mark.elasticsearch]

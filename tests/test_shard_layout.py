@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from pintext.cli import app
 from pintext.serving.engines import EngineOptions, open_engine
-from tests.test_ingest import make_model, make_pins, write_pins_file
+from tests.factories import make_model, make_pins, write_pins_file
 
 ENGINES = {  # engine -> the session node fixture (None: the local engine, no server)
     "local": None,

@@ -25,7 +25,7 @@ from pintext.cli import app
 from pintext.cli.train import model_folder_lock
 from pintext.encoder import Encoder, RuntimeArtifactError
 from pintext.trainer.train import load_pairs, split_counts
-from tests.test_ingest import make_model, make_pins
+from tests.factories import make_model, make_pins
 
 PINTEXT = str(Path(sys.executable).parent / "pintext")
 TIMEOUT_S = 300

@@ -357,7 +357,8 @@ def test_urls_are_shown_without_credentials():
 
 
 def test_search_log_reads_back_as_pairs(tmp_path):
-    from tests.test_ingest import cli, local_ingest, make_model, make_pins, write_pins_file
+    from tests.factories import make_model, make_pins, write_pins_file
+    from tests.test_ingest import cli, local_ingest
 
     model = make_model(tmp_path / "model")
     pins = make_pins(60)
