@@ -68,6 +68,7 @@ POST_FILTER_K = (100, 1000)
 EXTRA_PROBES = 2  # a second PinText row: the tuned probes + this (more tokens per table, more candidates)
 WARMUP = 10
 BATCH = 1000
+HNSW_BATCH = 500  # docs per bulk request of the HNSW index
 DEFAULT_SHARED = Path("../shared/data/real")
 DEFAULT_WORK = Path("out/filtered")
 DEFAULT_OUT = Path("docs/results/filtered")
@@ -234,28 +235,15 @@ def exact_body(vector: np.ndarray, board: str | None) -> dict:
             "_source": ["board"]}
 
 
-def bulk_load(client: Any, index: str, docs: Callable[[], Any]) -> float:
-    from opensearchpy.helpers import streaming_bulk
-
-    with stopwatch() as timer:
-        for ok, item in streaming_bulk(client, docs(), chunk_size=500, raise_on_error=True, request_timeout=120):
-            if not ok:
-                raise RuntimeError(f"bulk failed: {item}")
-    return timer["seconds"]
-
-
-def finish_index(client: Any, index: str) -> dict:
-    """Refresh, force-merge to one segment (both indexes alike), report the seconds, segments and size."""
+def finish_index(engine: Any, index: str) -> dict:
+    """Refresh back on, force-merge to one segment (both indexes alike), report the seconds, segments and size."""
     with stopwatch() as merge:
-        client.indices.put_settings(index=index, body={"index": {"refresh_interval": "1s"}})
-        client.indices.refresh(index=index)
-        before = client.indices.stats(index=index)["indices"][index]["primaries"]["segments"]["count"]
-        client.indices.forcemerge(index=index, max_num_segments=1, request_timeout=1200)
-        client.indices.refresh(index=index)
-    stats = client.indices.stats(index=index)["indices"][index]["primaries"]
-    return {"merge_seconds": merge["seconds"], "segments_before_merge": before,
-            "segments": stats["segments"]["count"], "docs": stats["docs"]["count"],
-            "size_bytes": stats["store"]["size_in_bytes"]}
+        engine.resume_refresh(index)
+        before = engine.stats(index).segments
+        engine.force_merge(index)
+    stats = engine.stats(index)
+    return {"merge_seconds": merge["seconds"], "segments_before_merge": before, "segments": stats.segments,
+            "docs": stats.docs, "size_bytes": stats.size_bytes}
 
 
 def build_pintext_index(engine: Any, encoder: Any, corpus: Corpus, vectors: np.ndarray) -> tuple[Any, dict]:
@@ -275,8 +263,7 @@ def build_pintext_index(engine: Any, encoder: Any, corpus: Corpus, vectors: np.n
     meta = index_meta(encoder.fingerprint, encoder.dim, result.lsh, serving, result.to_meta())
     engine.delete(PINTEXT_INDEX)
     engine.create(PINTEXT_INDEX, encoder.dim, meta)
-    client = engine.client
-    client.indices.put_settings(index=PINTEXT_INDEX, body={"index": {"refresh_interval": "-1"}})
+    engine.pause_refresh(PINTEXT_INDEX)
     tokens = result.lsh.tokens(corpus.unit)
     with stopwatch() as writing:
         for start in range(0, n, BATCH):
@@ -285,58 +272,40 @@ def build_pintext_index(engine: Any, encoder: Any, corpus: Corpus, vectors: np.n
                                    tokens[start:end])
             if outcome.failed:
                 raise RuntimeError(f"pins failed to index: {list(outcome.failed.items())[:3]}")
-    built = finish_index(client, PINTEXT_INDEX)
+    built = finish_index(engine, PINTEXT_INDEX)
     info = {"tune_seconds": tuning["seconds"], "write_seconds": writing["seconds"], **built,
             "lsh": result.lsh.to_dict(), "serving": serving.to_dict(), "tuning": result.to_meta()}
     return Searcher.for_index(engine, PINTEXT_INDEX), {**info, "tokens": tokens}
 
 
-def build_hnsw_index(client: Any, corpus: Corpus) -> dict:
-    if client.indices.exists(index=HNSW_INDEX):
-        client.indices.delete(index=HNSW_INDEX)
-    client.indices.create(index=HNSW_INDEX, body=hnsw_body(corpus.unit.shape[1]))
-
-    def docs() -> Any:
-        for pin, vector in zip(corpus.pins, corpus.unit):
-            yield {"_op_type": "index", "_index": HNSW_INDEX, "_id": pin["id"],
-                   "_source": {"board": pin["board"], "vector": np.asarray(vector, dtype=np.float32)}}
-
-    write_seconds = bulk_load(client, HNSW_INDEX, docs)
-    return {"write_seconds": write_seconds, **finish_index(client, HNSW_INDEX)}
-
-
-class TookRecorder:
-    """An opensearch-py client whose `search` also records the node's own `took` (ms) of each response; every
-    other attribute is the client's. The Searcher gets one too, so its server time is measured the same way."""
-
-    def __init__(self, client: Any) -> None:
-        self._client = client
-        self.took: list[float] = []
-
-    def search(self, *args: Any, **kwargs: Any) -> Any:
-        response = self._client.search(*args, **kwargs)
-        self.took.append(float(response.get("took", float("nan"))))
-        return response
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._client, name)
+def build_hnsw_index(engine: Any, corpus: Corpus) -> dict:
+    engine.delete(HNSW_INDEX)
+    body = hnsw_body(corpus.unit.shape[1])
+    engine.create_plain(HNSW_INDEX, body["mappings"], body["settings"])
+    docs = ((pin["id"], {"board": pin["board"], "vector": np.asarray(vector, dtype=np.float32)})
+            for pin, vector in zip(corpus.pins, corpus.unit))
+    with stopwatch() as writing:
+        outcome = engine.write_docs(HNSW_INDEX, docs, batch=HNSW_BATCH)
+    if outcome.failed:
+        raise RuntimeError(f"bulk failed: {list(outcome.failed.items())[:3]}")
+    return {"write_seconds": writing["seconds"], **finish_index(engine, HNSW_INDEX)}
 
 
 def timed(run: Callable[[Any], tuple[list[str], list[str]]], items: Sequence[Any],
-          recorder: TookRecorder) -> tuple[list, list, list, list]:
+          engine: Any) -> tuple[list, list, list, list]:
     """Run `run(item)` for every item after a warm-up; (ids per item, boards per item, client milliseconds per
-    item, the node's `took` per item)."""
+    item, the node's `took` per item: every search the engine sends, the Searcher's and the raw bodies')."""
     for item in items[:WARMUP]:
         run(item)
     ids, boards, millis = [], [], []
-    recorder.took.clear()
+    took = engine.record_took()
     for item in items:
         began = time.perf_counter()
         found, found_boards = run(item)
         millis.append((time.perf_counter() - began) * 1000)
         ids.append(found)
         boards.append(found_boards)
-    return ids, boards, millis, list(recorder.took)
+    return ids, boards, millis, list(took)
 
 
 def score_method(corpus: Corpus, queries_unit: np.ndarray, board: str | None, ids: list[list[str]],
@@ -353,14 +322,14 @@ def score_method(corpus: Corpus, queries_unit: np.ndarray, board: str | None, id
             "server_p50_ms": percentiles(took, (50,))["p50"]}
 
 
-def search_runner(client: Any, index: str, body_of: Callable[[np.ndarray], dict]) -> Callable:
+def search_runner(engine: Any, index: str, body_of: Callable[[np.ndarray], dict]) -> Callable:
     def run(vector: np.ndarray) -> tuple[list[str], list[str]]:
-        hits = client.search(index=index, body=body_of(vector))["hits"]["hits"]
+        hits = engine.search_body(index, body_of(vector))["hits"]["hits"]
         return [h["_id"] for h in hits], [str((h.get("_source") or {}).get("board")) for h in hits]
     return run
 
 
-def measure_all(client: TookRecorder, searcher: Any, corpus: Corpus, queries_unit: np.ndarray, hnsw_ok: bool,
+def measure_all(engine: Any, searcher: Any, corpus: Corpus, queries_unit: np.ndarray, hnsw_ok: bool,
                 log: Callable[[str], None]) -> list[dict]:
     from pintext.lsh_tune import allowed
     from pintext.serving.filters import NO_FILTERS, Filters
@@ -387,17 +356,17 @@ def measure_all(client: TookRecorder, searcher: Any, corpus: Corpus, queries_uni
             methods.append(("PinText", f"tokens: window {serving.window}, probes {more}",
                             partial(pintext_probes, filters=filters, probes=more, exact_filter=False)))
         methods.append(("exact script", "script_score knn_score over " + ("the filter" if board else "every pin"),
-                        search_runner(client, PINTEXT_INDEX, partial(exact_body, board=board))))
+                        search_runner(engine, PINTEXT_INDEX, partial(exact_body, board=board))))
         if hnsw_ok:
             for ef in EF_SEARCH_GRID:
                 methods.append(("HNSW filtered" if board else "HNSW", f"k {K}, ef_search {ef}",
-                                search_runner(client, HNSW_INDEX, partial(knn_body, board=board, k=K, ef_search=ef))))
+                                search_runner(engine, HNSW_INDEX, partial(knn_body, board=board, k=K, ef_search=ef))))
             if board is not None:
                 for k in POST_FILTER_K:
                     methods.append(("HNSW post-filter", f"k {k}, ef_search {k}, then filter", search_runner(
-                        client, HNSW_INDEX, partial(knn_body, board=board, k=k, ef_search=k, post_filter=True))))
+                        engine, HNSW_INDEX, partial(knn_body, board=board, k=k, ef_search=k, post_filter=True))))
         for method, setting, run in methods:
-            ids, boards, millis, took = timed(run, items, client)
+            ids, boards, millis, took = timed(run, items, engine)
             row = {"filter": filter_name, "method": method, "setting": setting,
                    **score_method(corpus, queries_unit, board, ids, boards, millis, took)}
             log(f"  {filter_name:>4} {method:<17} {setting:<42} recall {row['recall']:.3f} pass {row['pass']:.3f} "
@@ -669,10 +638,8 @@ def main(argv: list[str] | None = None) -> int:
     log(f"{len(pins):,} pins embedded in {embedding['seconds']:.1f} s, {len(queries_unit)} queries")
 
     node = open_node()
-    client = TookRecorder(node.client)
-    engine = OpenSearchEngine(client)
-    info = client.info()
-    heap = next(iter(client.nodes.stats(metric="jvm")["nodes"].values()))["jvm"]["mem"]["heap_max_in_bytes"]
+    engine = OpenSearchEngine(node.client)
+    info = engine.node_info()
     try:
         searcher, built = build_pintext_index(engine, encoder, corpus, vectors)
         tokens = built.pop("tokens")
@@ -681,13 +648,13 @@ def main(argv: list[str] | None = None) -> int:
             f"{built['write_seconds']:.0f} s, merged {built['merge_seconds']:.0f} s")
         hnsw_ok, hnsw = True, {}
         try:
-            hnsw = build_hnsw_index(client, corpus)
+            hnsw = build_hnsw_index(engine, corpus)
             log(f"HNSW index: written {hnsw['write_seconds']:.0f} s, merged {hnsw['merge_seconds']:.0f} s")
         except Exception as error:  # noqa: BLE001 - reported, the rest still runs
             hnsw_ok, hnsw = False, {"error": str(error), "write_seconds": float("nan"),
                                     "merge_seconds": float("nan"), "size_bytes": float("nan")}
             log(f"HNSW index failed: {error}")
-        results = measure_all(client, searcher, corpus, queries_unit, hnsw_ok, log)
+        results = measure_all(engine, searcher, corpus, queries_unit, hnsw_ok, log)
         candidates = candidate_stats(tokens, searcher.family, corpus, queries_unit, searcher.serving.probes,
                                      RARE_BOARD)
         agreement = local_agreement(searcher, engine.meta(PINTEXT_INDEX), corpus, tokens, queries_unit, RARE_BOARD,
@@ -696,16 +663,15 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if not args.keep:
             for index in (PINTEXT_INDEX, HNSW_INDEX):
-                if client.indices.exists(index=index):
-                    client.indices.delete(index=index)
+                engine.delete(index)
         ended = node.close()
         if ended:
             log(f"managed node stopped: {ended}")
     data = {
         "command": command, "started_at": started_at, "seconds": time.perf_counter() - began,
         "machine": machine, "load_average_at_end": load_average(), "versions": package_versions(),
-        "node": {"version": info["version"]["number"], "lucene": info["version"].get("lucene_version"),
-                 "plugins": node.plugins, "heap": fmt(heap / 2**30) + " GiB"},
+        "node": {"version": info.version, "lucene": info.lucene, "plugins": node.plugins,
+                 "heap": fmt((info.heap_bytes or 0) / 2**30) + " GiB"},
         "corpus": {"pins": len(pins), "products": len(products), "dim": int(unit.shape[1]),
                    "queries": int(len(queries_unit)), "rare": int(np.sum(corpus.boards == RARE_BOARD)),
                    "common": int(np.sum(corpus.boards == COMMON_BOARD)),

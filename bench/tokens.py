@@ -40,7 +40,6 @@ import numpy as np
 from pintext.bench.filtered import (
     HNSW_INDEX,
     Corpus,
-    TookRecorder,
     build_corpus,
     build_hnsw_index,
     exact_body,
@@ -174,7 +173,7 @@ def build_index(engine: Any, encoder: Any, index: str, result: Any, corpus: Corp
 
     engine.delete(index)
     engine.create(index, encoder.dim, tuned_meta(encoder, result))
-    engine.client.indices.put_settings(index=index, body={"index": {"refresh_interval": "-1"}})
+    engine.pause_refresh(index)
     hash_seconds = 0.0
     with stopwatch() as writing:
         for start in range(0, len(corpus.pins), BATCH):
@@ -185,49 +184,44 @@ def build_index(engine: Any, encoder: Any, index: str, result: Any, corpus: Corp
             outcome = engine.write(index, corpus.pins[start:end], list(corpus.unit[start:end]), tokens)
             if outcome.failed:
                 raise RuntimeError(f"pins failed to index: {list(outcome.failed.items())[:3]}")
-    built = finish_index(engine.client, index)
+    built = finish_index(engine, index)
     return Searcher.for_index(engine, index), {"hash_seconds": hash_seconds,
                                                "write_seconds": writing["seconds"] - hash_seconds, **built}
 
 
 def plain_bulk(engine: Any, encoder: Any, meta: dict, pins: Sequence[dict], prefix: int) -> dict:
     """The baseline of ingest and store: the same pins, same mapping, bulk-written with no vector and no tokens
-    (`streaming_bulk` of the pin documents, one request of INGEST_BATCH at a time). The first `prefix` pins are
-    timed on their own: the product ingest below writes those same pins."""
+    (the engine's plain bulk of the pin documents, `write_docs`, one request of INGEST_BATCH at a time). The first
+    `prefix` pins are timed on their own: the product ingest below writes those same pins."""
     engine.delete(PLAIN_INDEX)
     engine.create(PLAIN_INDEX, encoder.dim, meta)
     seconds = {}
     for part, (start, end) in (("prefix", (0, prefix)), ("rest", (prefix, len(pins)))):
         with stopwatch() as writing:
-            for low in range(start, end, INGEST_BATCH):
-                chunk = pins[low:min(end, low + INGEST_BATCH)]
-                outcome = engine.write(PLAIN_INDEX, chunk, [None] * len(chunk), [[] for _ in chunk])
-                if outcome.failed:
-                    raise RuntimeError(f"pins failed to index: {list(outcome.failed.items())[:3]}")
+            outcome = engine.write_docs(PLAIN_INDEX, ((pin["id"], pin) for pin in pins[start:end]),
+                                        batch=INGEST_BATCH)
+        if outcome.failed:
+            raise RuntimeError(f"pins failed to index: {list(outcome.failed.items())[:3]}")
         seconds[part] = writing["seconds"]
-    built = finish_index(engine.client, PLAIN_INDEX)
+    built = finish_index(engine, PLAIN_INDEX)
     return {"write_seconds": seconds["prefix"] + seconds["rest"], "prefix_pins": prefix,
             "prefix_docs_per_s": prefix / seconds["prefix"], **built}
 
 
 class BodyOnlySink:
-    """A sink that builds each batch's bulk body as the engine would (same documents, same serializer) and sends
-    nothing: what the client side of `pintext ingest` costs on its own."""
+    """A sink that builds each batch's bulk body as the engine does (`bulk_request`: same documents, same
+    serializer) and sends nothing: what the client side of `pintext ingest` costs on its own."""
 
     thread_safe = True
 
-    def __init__(self, serializer: Any) -> None:
-        self.serializer = serializer
+    def __init__(self, engine: Any) -> None:
+        self.engine = engine
         self.bytes = 0
 
     def write(self, pins: Sequence[dict], vectors: Sequence[Any], tokens: Sequence[Sequence[str]]) -> Any:
         from pintext.ingest.indexer import BatchResult
-        from pintext.serving.opensearch import pin_document
 
-        dumps = self.serializer.dumps
-        self.bytes += sum(len(dumps({"index": {"_index": INGEST_INDEX, "_id": pin["id"]}})) +
-                          len(dumps(pin_document(pin, vector, pin_tokens)))
-                          for pin, vector, pin_tokens in zip(pins, vectors, tokens))
+        self.bytes += sum(len(line) for line in self.engine.bulk_request(INGEST_INDEX, pins, vectors, tokens))
         return BatchResult(created=len(pins))
 
 
@@ -258,7 +252,7 @@ def product_ingest(engine: Any, encoder: Any, result: Any, pins: Sequence[dict],
             engine.delete(INGEST_INDEX)
             engine.create(INGEST_INDEX, encoder.dim, tuned_meta(encoder, result))
             rows.append(ingest(EngineSink(engine, INGEST_INDEX), INGEST_INDEX, workers))
-        body_only = BodyOnlySink(engine.client.transport.serializer)
+        body_only = BodyOnlySink(engine)
         row = ingest(body_only, "nowhere", 1)
         rows.append({**row, "client_only": True, "body_bytes_per_pin": body_only.bytes / max(1, row["pins"])})
     finally:
@@ -282,12 +276,12 @@ SAME_RECALL = 0.01  # recalls this close count as "the same recall" when a token
 GOAL_RECALL = 0.95  # issue 11's recall@10 target
 
 
-def hit_counting_runner(client: Any, searcher: Any) -> Callable:
+def hit_counting_runner(engine: Any, searcher: Any) -> Callable:
     """The served request with `track_total_hits: true` (what PinText sent before): the cost of counting hits."""
     def body_of(vector: np.ndarray) -> dict:
         (_, body), = searcher.engine.requests(searcher.index, searcher.query(vector, k=K))
         return {**body, "track_total_hits": True}
-    return search_runner(client, searcher.index, body_of)
+    return search_runner(engine, searcher.index, body_of)
 
 
 def probe_curve(serving_probes: int, max_probes: int) -> list[int]:
@@ -296,20 +290,20 @@ def probe_curve(serving_probes: int, max_probes: int) -> list[int]:
     return sorted(p for p in wanted if p <= max_probes)
 
 
-def measure(client: TookRecorder, lsh: Any, kmeans: Any, corpus: Corpus, queries_unit: np.ndarray, hnsw_ok: bool,
+def measure(engine: Any, lsh: Any, kmeans: Any, corpus: Corpus, queries_unit: np.ndarray, hnsw_ok: bool,
             log: Callable[[str], None]) -> list[dict]:
     methods: list[tuple[str, str, Callable]] = [
         ("exact script", "script_score knn_score over every pin",
-         search_runner(client, KMEANS_INDEX, partial(exact_body, board=None)))]
+         search_runner(engine, KMEANS_INDEX, partial(exact_body, board=None)))]
     if hnsw_ok:
         methods += [("HNSW", f"m 16, ef_search {ef}",
-                     search_runner(client, HNSW_INDEX, partial(knn_body, board=None, k=K, ef_search=ef)))
+                     search_runner(engine, HNSW_INDEX, partial(knn_body, board=None, k=K, ef_search=ef)))
                     for ef in EF_SEARCH]
     served = lsh.serving
     methods.append(("PinText lsh", f"as served: {lsh.family.tables}x{lsh.family.bits} bits, probes "
                     f"{served.probes}, window {served.window}", pintext_runner(lsh)))
     methods.append(("PinText lsh", f"as served, but {COUNTING}",
-                    hit_counting_runner(client, lsh)))
+                    hit_counting_runner(engine, lsh)))
     other = 2 * served.window if 2 * served.window <= MAX_WINDOW else served.window // 4
     methods.append(("PinText lsh", f"window {other}", pintext_runner(lsh, window=other)))
     for probes in probe_curve(kmeans.serving.probes, kmeans.family.max_probes):
@@ -317,10 +311,10 @@ def measure(client: TookRecorder, lsh: Any, kmeans: Any, corpus: Corpus, queries
         methods.append(("PinText kmeans", f"{label}{kmeans.family.centroids} centroids, spill "
                         f"{kmeans.family.spill}, probes {probes}", pintext_runner(kmeans, probes=probes)))
     methods.append(("PinText kmeans", f"as served, but {COUNTING}",
-                    hit_counting_runner(client, kmeans)))
+                    hit_counting_runner(engine, kmeans)))
     results = []
     for method, setting, run in methods:
-        ids, boards, millis, took = timed(run, list(queries_unit), client)
+        ids, boards, millis, took = timed(run, list(queries_unit), engine)
         row = {"method": method, "setting": setting,
                **score_method(corpus, queries_unit, None, ids, boards, millis, took)}
         log(f"  {method:<15} {setting:<55} recall {row['recall']:.3f} p50 {row['p50_ms']:.2f} ms")
@@ -636,9 +630,8 @@ def main(argv: list[str] | None = None) -> int:
             f"scored {cost['scored_share']:.2%}")
 
     node = open_node()
-    client = TookRecorder(node.client)
-    engine = OpenSearchEngine(client)
-    heap = next(iter(client.nodes.stats(metric="jvm")["nodes"].values()))["jvm"]["mem"]["heap_max_in_bytes"]
+    engine = OpenSearchEngine(node.client)
+    heap = engine.node_info().heap_bytes or 0
     indexes: dict[str, dict] = {}
     ingest: list[dict] = []
     try:
@@ -648,11 +641,11 @@ def main(argv: list[str] | None = None) -> int:
             f"{indexes[KMEANS_INDEX]['write_seconds']:.0f} s")
         hnsw_ok = True
         try:
-            indexes[HNSW_INDEX] = build_hnsw_index(client, corpus)
+            indexes[HNSW_INDEX] = build_hnsw_index(engine, corpus)
         except Exception as error:  # noqa: BLE001 - reported, the rest still runs
             hnsw_ok, indexes[HNSW_INDEX] = False, {"error": str(error)}
             log(f"HNSW index failed: {error}")
-        results = measure(client, lsh, km, corpus, queries_unit, hnsw_ok, log)
+        results = measure(engine, lsh, km, corpus, queries_unit, hnsw_ok, log)
         # After the latencies, so no bulk runs beside a timed query.
         prefix = min(len(pins), args.ingest_pins)
         indexes[PLAIN_INDEX] = plain_bulk(engine, encoder, tuned_meta(encoder, km_result), pins, prefix)
@@ -664,8 +657,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if not args.keep:
             for index in (LSH_INDEX, KMEANS_INDEX, HNSW_INDEX, PLAIN_INDEX):
-                if client.indices.exists(index=index):
-                    client.indices.delete(index=index)
+                engine.delete(index)
         node.close()
     data = {"command": "python -m pintext.bench.tokens " + " ".join(sys.argv[1:] if argv is None else argv),
             "started_at": started_at, "seconds": time.perf_counter() - began, "machine": machine_info(),
