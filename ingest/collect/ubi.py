@@ -1,4 +1,4 @@
-"""OpenSearch User Behavior Insights (UBI): engagement in (`pintext pairs --ubi`) and out (`search --ubi-log`).
+"""OpenSearch User Behavior Insights (UBI) as engagement in: `pintext pairs --ubi FILE|URL`.
 
 UBI keeps engagement in two indices: `ubi_queries` (one doc per search: `query_id`, `client_id`, `user_query`,
 `timestamp`) and `ubi_events` (`action_name`, `query_id`, `client_id`/`user_id`, `timestamp`,
@@ -13,8 +13,8 @@ like engagement but cannot be used (malformed, unknown query id, unknown object,
 their file and line (or `_index/_id` for a cluster). Actions that are not engagement (`search`, `page_exit`, ...)
 are only counted, as `ubi_action_<name>_ignored`.
 
-`UbiLog` writes the same bulk format for what `pintext search` serves (a query doc and one impression per hit),
-so a search log reads back with `pintext pairs --ubi FILE`. docs/data.md ("UBI") has the long form.
+`pintext search --ubi-log` writes the same bulk format (`pintext.serving.ubi_log`), so a search log reads back
+with `pintext pairs --ubi FILE`. docs/data.md ("UBI") has the long form.
 """
 
 from __future__ import annotations
@@ -23,23 +23,21 @@ import hashlib
 import json
 import os
 import shutil
-import uuid
 from collections import Counter
 from collections.abc import Callable, Container, Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Any
 from urllib.parse import urlsplit, urlunsplit
 
 from pintext.constants import SEARCH
+from pintext.errors import PinTextError
 from pintext.ingest.deadletter import DeadLetter
 from pintext.ingest.readers import ReportedElsewhere, open_binary, read_records
 from pintext.schemas import ACTIONS, WHOLE_RECORD, RecordError, parse_timestamp, validate_pin
+from pintext.serving.ubi_log import EVENTS_INDEX, QUERIES_INDEX
 from pintext.text import words
 
-QUERIES_INDEX = "ubi_queries"
-EVENTS_INDEX = "ubi_events"
 IGNORE = "ignore"
 #: UBI action -> project action; anything else is counted as `ubi_action_<name>_ignored`.
 DEFAULT_ACTIONS: dict[str, str] = {"click": "click", "add_to_cart": "save", "purchase": "save",
@@ -506,7 +504,8 @@ def build_ubi_pairs(source: UbiSource, pins: Path | None, users: Path | None, ou
     `build_pairs`' signature: the DuckDB or the in-memory step; default in-memory). The pairs folder gets the
     normalized events (`ubi-events.jsonl`), the UBI dead letter (`rejected-ubi.jsonl`), and `stats.json` /
     `stats.md` a `ubi` section (read / used / dropped by reason)."""
-    from pintext.ingest.pairs import STATS_FILE, build_pairs
+    from pintext.ingest.pairs.folder import STATS_FILE
+    from pintext.ingest.pairs.memory import build_pairs
 
     if pins is None and source.pins_index is None:
         raise ValueError("--ubi needs the pins' texts: --pins FILE or --ubi-pins-index NAME")
@@ -543,14 +542,16 @@ def build_ubi_pairs(source: UbiSource, pins: Path | None, users: Path | None, ou
     return stats
 
 
-def cli_build_pairs(progress: Any, location: str, events: Path | None, pins: Path | None, users: Path | None,
-                    out_dir: Path, options: Any, overrides: list[str], queries_index: str, events_index: str,
-                    pins_index: str | None, pairs_progress: Callable[[int], None] | None = None,
-                    build: Callable[..., dict[str, Any]] | None = None) -> dict[str, Any]:
-    """`pintext pairs --ubi` behind the CLI: checks the options, shows reading progress on the command's Rich
-    `progress`, and turns a cluster that fails into one line (exit 1); bad usage raises ValueError (exit 2)."""
-    from pintext.cli.errors import FAILURE, fail
+class UbiSourceError(PinTextError):
+    """The UBI source (a cluster, or a file that cannot be read) failed; the message names it, never its password."""
 
+
+def build_ubi_pairs_shown(progress: Any, location: str, events: Path | None, pins: Path | None, users: Path | None,
+                          out_dir: Path, options: Any, overrides: list[str], queries_index: str, events_index: str,
+                          pins_index: str | None, pairs_progress: Callable[[int], None] | None = None,
+                          build: Callable[..., dict[str, Any]] | None = None) -> dict[str, Any]:
+    """`build_ubi_pairs` from the command's options: checks them (bad usage raises ValueError), shows reading
+    progress on a Rich `progress`, and turns a source that fails into one `UbiSourceError` (exit 1)."""
     if events is not None:
         raise ValueError("use either --events or --ubi, not both")
     source = UbiSource(location, queries_index, events_index, pins_index)
@@ -568,18 +569,17 @@ def cli_build_pairs(progress: Any, location: str, events: Path | None, pins: Pat
     except OSError as error:
         if isinstance(error, FileNotFoundError):
             raise
-        fail(f"UBI {source.shown}: {error}", FAILURE)
+        raise UbiSourceError(f"UBI {source.shown}: {error}") from None
     except Exception as error:  # opensearch-py's errors: the node did not answer or refused
         from opensearchpy.exceptions import NotFoundError, OpenSearchException
 
         if isinstance(error, NotFoundError):
-            fail(f"UBI {source.shown}: no such index ({getattr(error, 'info', error)}); check --ubi-queries-index, "
-                 "--ubi-events-index, --ubi-pins-index", FAILURE)
+            raise UbiSourceError(f"UBI {source.shown}: no such index ({getattr(error, 'info', error)}); check "
+                                 "--ubi-queries-index, --ubi-events-index, --ubi-pins-index") from None
         if isinstance(error, OpenSearchException):
-            fail(f"UBI {source.shown}: the cluster failed: {type(error).__name__}: "
-                 f"{getattr(error, 'error', '') or error}", FAILURE)
+            raise UbiSourceError(f"UBI {source.shown}: the cluster failed: {type(error).__name__}: "
+                                 f"{getattr(error, 'error', '') or error}") from None
         raise
-    raise AssertionError("unreachable")
 
 
 def ubi_markdown(ubi: dict[str, Any]) -> str:
@@ -603,71 +603,5 @@ def ubi_summary(ubi: dict[str, Any]) -> str:
             + f"; {ubi['rejected']} dead-lettered -> {ubi['rejected_file']}")
 
 
-# ---------------------------------------------------------------------------------------------- writing
-
-
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-class UbiLog:
-    """Appends what a search served as UBI bulk ndjson: one `ubi_queries` doc per query and one `ubi_events`
-    impression per hit (`event_attributes.object.object_id` = pin id, `position.ordinal` from 0)."""
-
-    def __init__(self, path: Path, client_id: str | None = None, application: str = "pintext") -> None:
-        self.path = Path(path)
-        self.client_id = client_id or f"pintext-{uuid.uuid4()}"
-        self.application = application
-
-    def log(self, query: str, hit_ids: list[str], attributes: dict[str, Any]) -> str:
-        """Append one served query and its impressions; returns its `query_id`."""
-        query_id = str(uuid.uuid4())
-        stamp = _now()
-        lines: list[dict[str, Any]] = [
-            {"index": {"_index": QUERIES_INDEX, "_id": query_id}},
-            {"application": self.application, "query_id": query_id, "client_id": self.client_id,
-             "user_query": query, "timestamp": stamp, "query_attributes": attributes,
-             "query_response_hit_ids": hit_ids},
-        ]
-        for ordinal, pin_id in enumerate(hit_ids):
-            lines.append({"index": {"_index": EVENTS_INDEX, "_id": str(uuid.uuid4())}})
-            lines.append(ubi_event("impression", query_id, self.client_id, pin_id, ordinal, stamp, self.application,
-                                   query))
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self.path.open("a", encoding="utf-8") as handle:
-            handle.writelines(json.dumps(line, ensure_ascii=False) + "\n" for line in lines)
-        return query_id
-
-
-#: One UBI client per process: the searches of one `pintext search` command share it.
-PROCESS_CLIENT_ID = f"pintext-{uuid.uuid4()}"
-
-
-def log_answer(path: Path, query: str, answer: Any, searcher: Any, k: int) -> str:
-    """`pintext search --ubi-log FILE`: append one served query (an `Answer` of pintext.cli.serve) and its hits;
-    a file that cannot be written is one line and exit 1."""
-    attributes = {"mode": answer.mode, "engine": getattr(searcher.engine, "name", None), "k": k,
-                  "index": getattr(searcher, "index", None), "window": answer.window, "probes": answer.probes}
-    try:
-        return UbiLog(path, PROCESS_CLIENT_ID).log(query, [hit.id for hit in answer.hits], attributes)
-    except OSError as error:
-        from pintext.cli.errors import FAILURE, fail
-
-        fail(f"--ubi-log {path}: cannot write: {error.strerror or error}", FAILURE)
-    raise AssertionError("unreachable")
-
-
-def ubi_event(action_name: str, query_id: str, client_id: str, pin_id: str, ordinal: int, timestamp: str,
-              application: str = "pintext", user_query: str | None = None) -> dict[str, Any]:
-    """A `ubi_events` document about one pin."""
-    event = {"application": application, "action_name": action_name, "query_id": query_id,
-             "client_id": client_id, "timestamp": timestamp, "message_type": action_name.upper(),
-             "event_attributes": {"object": {"object_id": pin_id, "object_id_field": "id"},
-                                  "position": {"ordinal": ordinal}}}
-    if user_query is not None:
-        event["user_query"] = user_query
-    return event
-
-
-__all__ = ["DEFAULT_ACTIONS", "UbiLog", "UbiReader", "UbiSource", "action_table", "build_ubi_pairs", "file_docs",
-           "normalize", "redact_url", "scan_index", "ubi_event", "ubi_summary"]
+__all__ = ["DEFAULT_ACTIONS", "UbiReader", "UbiSource", "UbiSourceError", "action_table", "build_ubi_pairs",
+           "build_ubi_pairs_shown", "file_docs", "normalize", "redact_url", "scan_index", "ubi_summary"]

@@ -1,6 +1,6 @@
-"""The pairs step on Spark: the DuckDB engine's job with Spark SQL doing the aggregation (docs/data.md).
+"""The pairs step on Spark: the two-pass job of the DuckDB engine with Spark SQL doing the aggregation (docs/data.md).
 
-The first pass is the DuckDB engine's (`pintext.ingest.pairs_duckdb`): one streaming validation of the events in
+The first pass is the shared one (`pintext.ingest.pairs.two_pass`): one streaming validation of the events in
 the driver with the shared validator and rules, writing compact Parquet parts and the schema rejections. Spark
 then reads the parts and does what grows with the log: the dedupe by `event_id` (first seen), the strongest
 action per (task, anchor, pin, user), hides, counts and weights (summed in first-engagement order, like the
@@ -9,7 +9,7 @@ by line and writes the pairs folder with the same code as the other engines, so 
 
 Local: `pintext pairs --engine spark ...` (a `local[*]` session). On a cluster:
 
-    spark-submit --master yarn --py-files pintext.zip "$(python -c 'import pintext.ingest.pairs_spark as m;
+    spark-submit --master yarn --py-files pintext.zip "$(python -c 'import pintext.ingest.pairs.spark_engine as m;
       print(m.__file__)')" --events events.jsonl.gz --pins pins.jsonl --users users.jsonl --out DIR \
       --work /shared/tmp/pairs-work
 
@@ -27,12 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from pintext.constants import SEARCH
-from pintext.ingest.pairs import (
-    ENGAGED,
-    REJECTED,
-    PairOptions,
-)
-from pintext.ingest.pairs_duckdb import Rejection, build_two_pass
+from pintext.ingest.pairs.rules import ENGAGED, REJECTED, PairOptions
+from pintext.ingest.pairs.two_pass import Rejection, build_two_pass
 from pintext.schemas import LocatedRecordError
 
 INSTALL_HINT = "pip install 'pintext[spark]'"
@@ -67,7 +63,7 @@ def _views(spark: Any, parts: str, options: PairOptions) -> None:
     seed = int(options.seed)
 
     def tie(task: str, anchor_id: str, pin_id: str) -> str:
-        """`pintext.ingest.pairs._tie_break` as 16 hex digits (their order is the number's). Nested, so Spark
+        """`pintext.ingest.pairs.rules.tie_break` as 16 hex digits (their order is the number's). Nested, so Spark
         ships it by value: the executors need no pintext."""
         import hashlib
 
@@ -141,7 +137,7 @@ def _counters(spark: Any, options: PairOptions, counters: Counter[str]) -> None:
 
 
 class SparkAggregation:
-    """The DuckDB engine's aggregation in Spark SQL (`pintext.ingest.pairs_duckdb.Aggregation`)."""
+    """The DuckDB engine's aggregation in Spark SQL (`pintext.ingest.pairs.two_pass.Aggregation`)."""
 
     def __init__(self, spark: Any, options: PairOptions, stop: bool) -> None:
         self.spark, self.options, self.stop = spark, options, stop
@@ -181,7 +177,7 @@ class SparkAggregation:
 def build_pairs_spark(events: Path, pins: Path, users: Path | None, out_dir: Path, options: PairOptions,
                       progress: Callable[[int], None] | None = None, spark: Any = None,
                       work: Path | None = None) -> dict[str, Any]:
-    """`pintext.ingest.pairs.build_pairs` with Spark doing the aggregation: the same folder.
+    """`pintext.ingest.pairs.memory.build_pairs` with Spark doing the aggregation: the same folder.
 
     `spark`: a SparkSession (default: the active one, else `local_session()`, stopped at the end). `work`: where
     the first pass writes its Parquet parts (default: next to `out_dir`; on a cluster, a folder the executors can
@@ -202,7 +198,7 @@ def build_pairs_spark(events: Path, pins: Path, users: Path | None, out_dir: Pat
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`spark-submit pairs_spark.py --events ... --pins ... [--users ...] --out DIR [options]`."""
+    """`spark-submit spark_engine.py --events ... --pins ... [--users ...] --out DIR [options]`."""
     parser = argparse.ArgumentParser(description="pintext pairs on Spark (spark-submit this file)")
     parser.add_argument("--events", type=Path, required=True)
     parser.add_argument("--pins", type=Path, required=True)

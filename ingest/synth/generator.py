@@ -2,7 +2,7 @@
 
 The generative model (documented in docs/data.md) is built so that lexical matching is not enough:
 
-- `n_topics` latent interests drawn from the project's English topic vocabularies (`pintext.ingest.vocabulary`:
+- `n_topics` latent interests drawn from the project's English topic vocabularies (`pintext.ingest.synth.vocabulary`:
   sofas and couches, hiking, weddings, ...), each with `concepts_per_topic` concepts; a concept has 2-3
   surface forms, real synonyms (sofa / couch / settee). Pins prefer form 0 (the "catalogue" word), queries
   prefer the other forms (the words people type), so a query and the pin a user saves for it often share no word.
@@ -35,7 +35,7 @@ from typing import IO, Any
 import numpy as np
 
 from pintext.constants import HOMEFEED, RELATED, SEARCH, SURFACES
-from pintext.ingest.vocabulary import TOPICS, Topic
+from pintext.ingest.synth.vocabulary import TOPICS, Topic
 
 # A session's surface as a small int (SessionChunk.surface): its index in SURFACES.
 SEARCH_CODE, RELATED_CODE, HOMEFEED_CODE = (SURFACES.index(name) for name in (SEARCH, RELATED, HOMEFEED))
