@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from pintext.ingest.synth import SynthConfig, generate
+from pintext.ingest.synth.generator import SynthConfig, generate
 
 
 def run(

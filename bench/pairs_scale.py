@@ -30,7 +30,7 @@ RESULTS = Path(__file__).resolve().parents[1] / "docs" / "results" / "pairs-scal
 
 def ensure_data(folder: Path, events: int, pins: int, users: int, seed: int) -> dict[str, Any]:
     """The synthetic files in `folder`, generated once per (events, pins, users, seed)."""
-    from pintext.ingest.synth import SynthConfig, generate
+    from pintext.ingest.synth.generator import SynthConfig, generate
 
     marker = folder / "synth.json"
     config = {"events": events, "pins": pins, "users": users, "seed": seed}

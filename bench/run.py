@@ -121,7 +121,7 @@ def section_synth(ctx: Context, report: Report) -> None:
 
 def section_corpus(ctx: Context, report: Report) -> None:
     """`pintext synth` the benchmark corpus with the sample's vocabulary (same seed, same topic count)."""
-    from pintext.ingest.synth import SynthConfig, build_world, query_text
+    from pintext.ingest.synth.generator import SynthConfig, build_world, query_text
 
     topics = SynthConfig(n_pins=SAMPLE_PINS, seed=SAMPLE_SEED).topics()
     corpus_dir = ctx.work / f"corpus-{ctx.profile.pins}"

@@ -13,7 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from pintext.cli import app
-from pintext.ingest.clicklog import (
+from pintext.ingest.collect.clicklog import (
     EVENT_FIELDS,
     PIN_FIELDS,
     ClickLogError,

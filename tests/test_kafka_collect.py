@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from pintext.ingest import kafka_collector as kc
+from pintext.ingest.collect import kafka_config, kafka_consumer, kafka_records, part_files
 from pintext.schemas import WHOLE_RECORD, RecordError, validate_event
 from pintext.servers import kafka_broker as kb
 
@@ -223,7 +223,7 @@ def test_down_touches_only_its_own_broker(tmp_path: Path) -> None:
 
 
 def test_consumer_commits_by_hand_only() -> None:
-    config = kc.consumer_config(kc.CollectorConfig("h:1", "t", Path("out"), group="g"))
+    config = kafka_config.consumer_config(kafka_config.CollectorConfig("h:1", "t", Path("out"), group="g"))
     assert config["enable.auto.commit"] is False
     assert config["enable.auto.offset.store"] is False
     assert config["group.id"] == "g"
@@ -232,7 +232,7 @@ def test_consumer_commits_by_hand_only() -> None:
 
 def test_message_to_record_accepts_a_valid_event() -> None:
     event = make_event(3, random.Random(0))
-    assert kc.message_to_record(json.dumps(event).encode()) == event
+    assert kafka_records.message_to_record(json.dumps(event).encode()) == event
 
 
 @pytest.mark.parametrize(
@@ -250,35 +250,35 @@ def test_message_to_record_accepts_a_valid_event() -> None:
         (b'{"event_id": "e", "ts": 1, "user_id": "\\ud800", "surface": "homefeed", "action": "click", "pin_id": "p"}',
          WHOLE_RECORD, "not valid UTF-8"),
         (b'{"event_id": "e", "ts": 1, "user_id": "u", "surface": "homefeed", "action": "click", "pin_id": "p", '
-         b'"pad": "' + b"x" * kc.MAX_MESSAGE_BYTES + b'"}', WHOLE_RECORD, kc.TOO_LARGE),
+         b'"pad": "' + b"x" * kafka_records.MAX_MESSAGE_BYTES + b'"}', WHOLE_RECORD, kafka_records.TOO_LARGE),
     ],
 )
 def test_message_to_record_names_field_and_reason(value: bytes | None, field: str, reason: str) -> None:
     with pytest.raises(RecordError) as caught:
-        kc.message_to_record(value)
+        kafka_records.message_to_record(value)
     assert (caught.value.field, caught.value.reason) == (field, reason)
 
 
 def test_message_to_record_checks_pins_when_given() -> None:
     event = make_event(1, random.Random(1))
     with pytest.raises(RecordError) as caught:
-        kc.message_to_record(json.dumps(event).encode(), known_pins={"some-other-pin"})
+        kafka_records.message_to_record(json.dumps(event).encode(), known_pins={"some-other-pin"})
     assert (caught.value.field, caught.value.reason) == ("pin_id", "unknown pin")
 
 
 def test_partition_key_is_the_user_id() -> None:
-    assert kc.partition_key(b'{"user_id": "u7", "x": 1}') == b"u7"
-    assert kc.partition_key(b'{"user_id": 7}') is None
-    assert kc.partition_key(b"not json") is None
-    assert kc.partition_key(b"[1]") is None
-    assert kc.partition_key(b"[" * 10_000 + b"]" * 10_000) is None  # once a RecursionError that stopped `produce`
-    assert kc.partition_key(b"\xff\xfe") is None
+    assert kafka_records.partition_key(b'{"user_id": "u7", "x": 1}') == b"u7"
+    assert kafka_records.partition_key(b'{"user_id": 7}') is None
+    assert kafka_records.partition_key(b"not json") is None
+    assert kafka_records.partition_key(b"[1]") is None
+    assert kafka_records.partition_key(b"[" * 10_000 + b"]" * 10_000) is None  # once a RecursionError that stopped `produce`
+    assert kafka_records.partition_key(b"\xff\xfe") is None
 
 
 def test_broker_watch_counts_an_outage_once_and_gives_up_after_the_timeout() -> None:
     now = [100.0]
-    stats = kc.CollectStats()
-    watch = kc.BrokerWatch("127.0.0.1:1", timeout_s=30, stats=stats, clock=lambda: now[0])
+    stats = kafka_consumer.CollectStats()
+    watch = kafka_consumer.BrokerWatch("127.0.0.1:1", timeout_s=30, stats=stats, clock=lambda: now[0])
     watch.failed(RuntimeError("commit refused"), since=95.0)
     now[0] = 110.0
     watch.failed(RuntimeError("still refused"))
@@ -289,7 +289,7 @@ def test_broker_watch_counts_an_outage_once_and_gives_up_after_the_timeout() -> 
     assert not watch.away and stats.outage_seconds == 25.0
     watch.failed(RuntimeError("gone again"))
     now[0] = 150.0
-    with pytest.raises(kc.BrokerUnavailable, match=r"has not answered for 30 s \(--broker-timeout 30\): gone again"):
+    with pytest.raises(kafka_consumer.BrokerUnavailable, match=r"has not answered for 30 s \(--broker-timeout 30\): gone again"):
         watch.check()
     assert stats.outages == 2
 
@@ -297,13 +297,13 @@ def test_broker_watch_counts_an_outage_once_and_gives_up_after_the_timeout() -> 
 def test_torn_last_line_is_cut(tmp_path: Path) -> None:
     path = tmp_path / "events.jsonl"
     path.write_bytes(b'{"a": 1}\n{"b": 2}\n{"c": 3')
-    assert kc.repair_torn_tail(path) == len(b'{"c": 3')
+    assert part_files.repair_torn_tail(path) == len(b'{"c": 3')
     assert path.read_bytes() == b'{"a": 1}\n{"b": 2}\n'
-    assert kc.repair_torn_tail(path) == 0
+    assert part_files.repair_torn_tail(path) == 0
     path.write_bytes(b"no newline at all")
-    kc.repair_torn_tail(path)
+    part_files.repair_torn_tail(path)
     assert path.read_bytes() == b""
-    assert kc.repair_torn_tail(tmp_path / "missing.jsonl") == 0
+    assert part_files.repair_torn_tail(tmp_path / "missing.jsonl") == 0
 
 
 # ----------------------------------------------------------------------------------------------- parts
@@ -334,7 +334,7 @@ def test_parts_roll_by_bytes_and_age_and_read_back_in_order(tmp_path: Path, fmt:
     events[3]["campaign"] = "spring"  # a field outside the schema survives both formats
     line_bytes = len(json.dumps(events[0]).encode()) + 1
     clock = FakeClock()
-    with kc.PartWriter(tmp_path, "a", fmt, roll_bytes=10 * line_bytes, roll_seconds=60, clock=clock) as writer:
+    with part_files.PartWriter(tmp_path, "a", fmt, roll_bytes=10 * line_bytes, roll_seconds=60, clock=clock) as writer:
         for event in events[:25]:
             writer.write(event)
             if writer.due():
@@ -362,22 +362,22 @@ def test_parts_roll_by_bytes_and_age_and_read_back_in_order(tmp_path: Path, fmt:
 
 
 def test_a_crashed_jsonl_part_is_repaired_and_closed_on_restart(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(kc, "LOCK_WAIT_S", 0.3)
+    monkeypatch.setattr(part_files, "LOCK_WAIT_S", 0.3)
     rng = random.Random(7)
     events = [make_event(index, rng) for index in range(5)]
-    writer = kc.PartWriter(tmp_path, "a").__enter__()
+    writer = part_files.PartWriter(tmp_path, "a").__enter__()
     for event in events[:3]:
         writer.write(event)
     writer.sync()  # what a batch commit sees: these three are durable and committed
     open_path = writer.open_path
     with open_path.open("a") as handle:  # then the process dies mid-line, holding the lock
         handle.write('{"event_id": "torn')
-    with pytest.raises(kc.CollectorIdInUse, match="--collector-id"):
-        with kc.PartWriter(tmp_path, "a"):
+    with pytest.raises(part_files.CollectorIdInUse, match="--collector-id"):
+        with part_files.PartWriter(tmp_path, "a"):
             pass
-    writer._lock and kc._unlock(writer._lock)  # the kernel frees a dead process's lock
+    writer._lock and part_files._unlock(writer._lock)  # the kernel frees a dead process's lock
     writer._lock = None
-    with kc.PartWriter(tmp_path, "a") as restarted:
+    with part_files.PartWriter(tmp_path, "a") as restarted:
         assert restarted.recovered.closed == [tmp_path / "events-a-000001.jsonl"]
         assert restarted.repaired_bytes == len('{"event_id": "torn')
         for event in events[3:]:
@@ -391,11 +391,11 @@ def test_a_live_collector_closes_a_dead_peers_open_part_and_drops_an_uncommitted
 ) -> None:
     rng = random.Random(8)
     events = [make_event(index, rng) for index in range(4)]
-    alive = kc._try_lock(kc._lock_path(tmp_path, "d"))  # a live peer's open part is left alone
+    alive = part_files._try_lock(part_files._lock_path(tmp_path, "d"))  # a live peer's open part is left alone
     assert alive is not None
     (tmp_path / ".events-d-000001.jsonl.open").write_text(json.dumps(events[1]) + "\n", encoding="utf-8")
     try:
-        with kc.PartWriter(tmp_path, "a") as writer:
+        with part_files.PartWriter(tmp_path, "a") as writer:
             writer.write(events[2])
             # Peers b and c die while a runs (a rebalance follows: on_assign calls adopt_orphans).
             (tmp_path / ".events-b-000003.jsonl.open").write_text(json.dumps(events[0]) + "\n" + '{"tor', "utf-8")
@@ -406,23 +406,24 @@ def test_a_live_collector_closes_a_dead_peers_open_part_and_drops_an_uncommitted
         assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith(".collector-")) == [
             ".events-d-000001.jsonl.open", "events-a-000001.jsonl", "events-b-000003.jsonl",
         ]
-        with kc.PartWriter(tmp_path, "b") as restarted_b:  # the dead peer, restarted, continues after its seq
+        with part_files.PartWriter(tmp_path, "b") as restarted_b:  # the dead peer, restarted, continues after its seq
             restarted_b.write(events[3])
         assert (tmp_path / "events-b-000004.jsonl").exists()
     finally:
-        kc._unlock(alive)
+        part_files._unlock(alive)
 
 
 def test_the_pairs_step_reads_a_mixed_folder_and_counts_duplicates_across_collectors(tmp_path: Path) -> None:
     from pintext.ingest.deadletter import DeadLetter
-    from pintext.ingest.pairs import PairOptions, collect_engagement
+    from pintext.ingest.pairs.memory import collect_engagement
+    from pintext.ingest.pairs.rules import PairOptions
 
     rng = random.Random(10)
     events = [make_event(index, rng) for index in range(15)]
-    with kc.PartWriter(tmp_path, "a", "jsonl") as a:
+    with part_files.PartWriter(tmp_path, "a", "jsonl") as a:
         for event in events[:10]:
             a.write(event)
-    with kc.PartWriter(tmp_path, "b", "parquet") as b:  # b re-read 5 of a's events (at-least-once)
+    with part_files.PartWriter(tmp_path, "b", "parquet") as b:  # b re-read 5 of a's events (at-least-once)
         for event in events[5:]:
             b.write(event)
     pins = {f"pin-{n}": {"id": f"pin-{n}", "title": f"pin number {n}"} for n in range(101)}
@@ -434,15 +435,15 @@ def test_the_pairs_step_reads_a_mixed_folder_and_counts_duplicates_across_collec
 
 
 def test_collector_config_parts_mode_and_checks(tmp_path: Path) -> None:
-    plain = kc.CollectorConfig("h:1", "t", tmp_path)
-    assert not plain.parts and plain.events_path == tmp_path / kc.EVENTS_FILE
-    rolled = kc.CollectorConfig("h:1", "t", tmp_path, roll_seconds=5, collector_id="c1")
+    plain = kafka_config.CollectorConfig("h:1", "t", tmp_path)
+    assert not plain.parts and plain.events_path == tmp_path / part_files.EVENTS_FILE
+    rolled = kafka_config.CollectorConfig("h:1", "t", tmp_path, roll_seconds=5, collector_id="c1")
     assert rolled.parts and rolled.events_path == tmp_path and rolled.rejected_path == tmp_path / "rejected-c1.jsonl"
-    assert kc.CollectorConfig("h:1", "t", tmp_path, format="parquet").parts
+    assert kafka_config.CollectorConfig("h:1", "t", tmp_path, format="parquet").parts
     with pytest.raises(ValueError, match="format"):
-        kc.CollectorConfig("h:1", "t", tmp_path, format="csv")
+        kafka_config.CollectorConfig("h:1", "t", tmp_path, format="csv")
     with pytest.raises(ValueError, match="collector id"):
-        kc.CollectorConfig("h:1", "t", tmp_path, collector_id="a/b")
+        kafka_config.CollectorConfig("h:1", "t", tmp_path, collector_id="a/b")
 
 
 def test_a_folder_without_parts_is_named(tmp_path: Path) -> None:
@@ -492,7 +493,7 @@ def test_collector_killed_mid_stream_loses_nothing(kafka_bootstrap: str, topic: 
     second_lines, second_valid, second_bad = make_lines(2000, 1000, seed=2)
     produce(kafka_bootstrap, topic, write_lines(tmp_path / "first.jsonl", first_lines))
     out = tmp_path / "out"
-    events_path, rejected_path = out / kc.EVENTS_FILE, out / kc.REJECTED_FILE
+    events_path, rejected_path = out / part_files.EVENTS_FILE, out / part_files.REJECTED_FILE
     group = f"group-{topic}"
     batch_size = 20
 
@@ -551,7 +552,7 @@ def test_sigterm_commits_and_exits_cleanly(kafka_bootstrap: str, topic: str, tmp
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
-        wait_for(lambda: count_lines(out / kc.EVENTS_FILE) >= len(valid), 90, "all events written")
+        wait_for(lambda: count_lines(out / part_files.EVENTS_FILE) >= len(valid), 90, "all events written")
         stdout, stderr = terminate(collector)
     finally:
         kill_if_running(collector)
@@ -561,8 +562,8 @@ def test_sigterm_commits_and_exits_cleanly(kafka_bootstrap: str, topic: str, tmp
     again = run_cli(*collector_args(kafka_bootstrap, topic, out, group, "--idle-timeout", "2"))
     assert again.returncode == 0, again.stderr
     assert "│ consumed          │ 0" in again.stdout, again.stdout
-    assert count_lines(out / kc.EVENTS_FILE) == len(valid)
-    assert count_lines(out / kc.REJECTED_FILE) == len(bad)
+    assert count_lines(out / part_files.EVENTS_FILE) == len(valid)
+    assert count_lines(out / part_files.REJECTED_FILE) == len(bad)
 
 
 @pytest.mark.kafka
@@ -581,8 +582,8 @@ def test_max_messages_and_unknown_pins(kafka_bootstrap: str, topic: str, tmp_pat
     def pins_known(event: dict[str, Any]) -> bool:
         return event["pin_id"] in known and event.get("subject_pin_id", "pin-0") in known
 
-    written = read_jsonl(out / kc.EVENTS_FILE)
-    rejected = read_jsonl(out / kc.REJECTED_FILE)
+    written = read_jsonl(out / part_files.EVENTS_FILE)
+    rejected = read_jsonl(out / part_files.REJECTED_FILE)
     assert [e["event_id"] for e in written] == [e["event_id"] for e in first_25 if pins_known(e)]
     assert len(rejected) == sum(not pins_known(e) for e in first_25) > 0
     assert {entry["reason"] for entry in rejected} == {"unknown pin"}
@@ -603,8 +604,8 @@ def test_strict_stops_at_the_first_bad_message_and_resumes_there(
         assert result.returncode == 2, result.stdout + result.stderr
         message = " ".join(result.stderr.split())
         assert f"{topic}:0/5" in message and "'ts'" in message and "missing" in message, result.stderr
-        assert count_lines(out / kc.EVENTS_FILE) == 5
-    assert not read_jsonl(out / kc.REJECTED_FILE)
+        assert count_lines(out / part_files.EVENTS_FILE) == 5
+    assert not read_jsonl(out / part_files.REJECTED_FILE)
 
 
 def test_collect_cli_rejects_missing_pins_file(tmp_path: Path) -> None:

@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from pintext.ingest import kafka_collector as kc
+from pintext.ingest.collect import kafka_records, part_files
 from pintext.servers import kafka_broker as kb
 from tests.test_kafka_collect import (
     PINTEXT,
@@ -75,7 +75,7 @@ POISON: list[tuple[bytes, str]] = [
     (DEEP, "nested too deeply"),
     (b"\xff\xfe not UTF-8 at all", "not valid UTF-8"),
     (b"{this is not json", "not valid JSON"),
-    (json.dumps({**good_events(900, 1)[0], "pad": "x" * 1_100_000}).encode(), kc.TOO_LARGE),
+    (json.dumps({**good_events(900, 1)[0], "pad": "x" * 1_100_000}).encode(), kafka_records.TOO_LARGE),
     (json.dumps(good_events(901, 1)[0]).replace('"user-', '"\\ud800user-').encode(), "not valid UTF-8"),
     (json.dumps({**good_events(902, 1)[0], "ts": 1}).replace('"ts": 1', '"ts": 1' + "0" * 400).encode(),
      "number out of range"),
@@ -108,8 +108,8 @@ def test_poison_messages_are_dead_lettered_with_their_offset_and_the_rest_is_col
     first = cli(*args)
     assert first.returncode == 0, first.stdout + first.stderr
     assert "Traceback" not in first.stderr
-    collected = event_ids(out / kc.EVENTS_FILE)
-    rejected = read_jsonl(out / kc.REJECTED_FILE)
+    collected = event_ids(out / part_files.EVENTS_FILE)
+    rejected = read_jsonl(out / part_files.REJECTED_FILE)
     print(f"poison: {len(values)} messages in ({len(POISON)} poison), {sum(collected.values())} events out, "
           f"{len(rejected)} dead-lettered")
     assert collected == Counter(e["event_id"] for e in before + after)
@@ -122,8 +122,8 @@ def test_poison_messages_are_dead_lettered_with_their_offset_and_the_rest_is_col
     again = cli(*args)
     assert again.returncode == 0, again.stdout + again.stderr
     assert table_value(again.stdout, "consumed") == "0"
-    assert event_ids(out / kc.EVENTS_FILE) == collected
-    assert len(read_jsonl(out / kc.REJECTED_FILE)) == len(POISON)
+    assert event_ids(out / part_files.EVENTS_FILE) == collected
+    assert len(read_jsonl(out / part_files.REJECTED_FILE)) == len(POISON)
 
 
 def test_produce_dead_letters_what_kafka_cannot_carry_and_sends_the_rest(
@@ -142,7 +142,7 @@ def test_produce_dead_letters_what_kafka_cannot_carry_and_sends_the_rest(
     assert "Traceback" not in result.stderr
     rejected = read_jsonl(dead_letter)
     assert [(entry["source"], entry["line"], entry["reason"]) for entry in rejected] == [
-        (str(source), 6, kc.TOO_LARGE)]
+        (str(source), 6, kafka_records.TOO_LARGE)]
     assert table_value(result.stdout, "sent") == "7" and table_value(result.stdout, "delivered") == "7"
 
     # As-is: the malformed lines reached the topic, and the collector dead-letters them with their reason.
@@ -150,8 +150,8 @@ def test_produce_dead_letters_what_kafka_cannot_carry_and_sends_the_rest(
     collected = cli("collect", "--bootstrap", kafka_bootstrap, "--topic", topic, "--out", str(out),
                     "--idle-timeout", "3")
     assert collected.returncode == 0, collected.stdout + collected.stderr
-    ids = event_ids(out / kc.EVENTS_FILE)
-    reasons = sorted(entry["reason"] for entry in read_jsonl(out / kc.REJECTED_FILE))
+    ids = event_ids(out / part_files.EVENTS_FILE)
+    reasons = sorted(entry["reason"] for entry in read_jsonl(out / part_files.REJECTED_FILE))
     print(f"produce: {len(lines) + 1} lines in, 7 sent, 1 dead-lettered by produce; {sum(ids.values())} events "
           f"collected, {len(reasons)} dead-lettered by collect")
     assert ids == Counter(e["event_id"] for e in good)
@@ -249,7 +249,7 @@ def test_produce_and_collect_find_the_managed_broker_without_bootstrap(
     out = tmp_path / "out"
     collected = cli("collect", "--topic", name, "--out", str(out), "--idle-timeout", "2", env=env)
     assert collected.returncode == 0, collected.stdout + collected.stderr
-    assert event_ids(out / kc.EVENTS_FILE) == Counter(e["event_id"] for e in events)
+    assert event_ids(out / part_files.EVENTS_FILE) == Counter(e["event_id"] for e in events)
 
     # KAFKA_BOOTSTRAP beats the managed broker's address, and --bootstrap beats both.
     here = private_kafka_broker.settings.bootstrap
@@ -260,7 +260,7 @@ def test_produce_and_collect_find_the_managed_broker_without_bootstrap(
     flagged = cli("collect", "--bootstrap", here, "--topic", name, "--out", str(out), "--idle-timeout", "2",
                   env={**elsewhere, "KAFKA_BOOTSTRAP": "127.0.0.1:1", "PINTEXT_HOME": str(tmp_path)})
     assert flagged.returncode == 0, flagged.stdout + flagged.stderr
-    ids = event_ids(out / kc.EVENTS_FILE)
+    ids = event_ids(out / part_files.EVENTS_FILE)
     print(f"default bootstrap: 20 events in twice, {sum(ids.values())} out")
     assert ids == Counter({e["event_id"]: 2 for e in events})  # the second copy was produced again: 2 each
     delete_topic(here, name)
@@ -278,10 +278,10 @@ def test_collect_rides_out_a_broker_restart_and_collects_every_event_exactly_onc
     out = tmp_path / "out"
     collector = start_collect(env, name, out, "--batch-size", "50", "--idle-timeout", "8")
     try:
-        wait_for(lambda: len(read_jsonl(out / kc.EVENTS_FILE)) > 0 or collector.poll() is not None, 60,
+        wait_for(lambda: len(read_jsonl(out / part_files.EVENTS_FILE)) > 0 or collector.poll() is not None, 60,
                  "the collector's first events")
         killed = sigkill_broker(private_kafka_broker)
-        on_disk_at_kill = len(read_jsonl(out / kc.EVENTS_FILE))
+        on_disk_at_kill = len(read_jsonl(out / part_files.EVENTS_FILE))
         restarted = private_kafka_broker.start()
         assert restarted.started and restarted.pid != killed
         produce_events(env, tmp_path / "b.jsonl", name, second)
@@ -289,7 +289,7 @@ def test_collect_rides_out_a_broker_restart_and_collects_every_event_exactly_onc
     finally:
         kill_if_running(collector)
     assert collector.returncode == 0, stdout + stderr
-    ids = event_ids(out / kc.EVENTS_FILE)
+    ids = event_ids(out / part_files.EVENTS_FILE)
     print(f"broker restart: {len(first) + len(second)} events in ({on_disk_at_kill} on disk at the kill), "
           f"{sum(ids.values())} lines out, {len(ids)} unique; "
           f"outages: {table_value(stdout, 'broker outages')}; "
@@ -309,15 +309,16 @@ def test_collect_gives_up_with_one_line_when_the_broker_stays_away(private_kafka
     out = tmp_path / "out"
     collector = start_collect(env, name, out, "--broker-timeout", "5", "--idle-timeout", "60")
     try:
-        wait_for(lambda: len(read_jsonl(out / kc.EVENTS_FILE)) == len(events) or collector.poll() is not None, 60,
-                 "the collector's events")
+        wait_for(lambda: len(read_jsonl(out / part_files.EVENTS_FILE)) == len(events) or collector.poll() is not None,
+                 60, "the collector's events")
         sigkill_broker(private_kafka_broker)
         killed_at = time.monotonic()
         stdout, stderr = collector.communicate(timeout=60)
         waited = time.monotonic() - killed_at
     finally:
         kill_if_running(collector)  # the broker stays down: a later test that needs it starts it (ensure_running)
-    print(f"broker away: {len(events)} events in, {len(read_jsonl(out / kc.EVENTS_FILE))} out before the outage; "
+    written = len(read_jsonl(out / part_files.EVENTS_FILE))
+    print(f"broker away: {len(events)} events in, {written} out before the outage; "
           f"collect exited {collector.returncode} after {waited:.1f}s")
     assert collector.returncode == 1, stdout + stderr
     assert "Traceback" not in stderr

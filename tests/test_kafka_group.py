@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from pintext.ingest import kafka_collector as kc
+from pintext.ingest.collect import kafka_produce
 from pintext.ingest.deadletter import DeadLetter
 from tests.test_kafka_collect import PINTEXT, kill_if_running, make_lines, terminate, wait_for, write_lines
 
@@ -33,17 +33,17 @@ def topic(kafka_bootstrap: str) -> Iterator[str]:
     from confluent_kafka.admin import AdminClient
 
     name = f"pintext-group-{uuid.uuid4().hex[:10]}"
-    assert kc.ensure_topic(kafka_bootstrap, name, partitions=PARTITIONS)
+    assert kafka_produce.ensure_topic(kafka_bootstrap, name, partitions=PARTITIONS)
     yield name
     admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
     if name in admin.list_topics(timeout=10).topics:
         admin.delete_topics([name])[name].result(timeout=30)
 
 
-def produce_file(path: Path, bootstrap: str, topic: str) -> kc.ProduceStats:
+def produce_file(path: Path, bootstrap: str, topic: str) -> kafka_produce.ProduceStats:
     """Replay a file into the topic; every line must be sent (none too large for Kafka)."""
     with DeadLetter(path.with_name(path.name + ".rejected.jsonl")) as rejected:
-        stats = kc.produce_file(path, bootstrap, topic, rejected)
+        stats = kafka_produce.produce_file(path, bootstrap, topic, rejected)
     assert stats.rejected == 0 and stats.sent == stats.lines
     return stats
 
@@ -101,7 +101,8 @@ def test_a_killed_collector_s_partitions_move_to_the_survivor_and_nothing_is_los
     kafka_bootstrap: str, topic: str, tmp_path: Path, fmt: str
 ) -> None:
     from pintext.ingest.deadletter import DeadLetter
-    from pintext.ingest.pairs import PairOptions, collect_engagement
+    from pintext.ingest.pairs.memory import collect_engagement
+    from pintext.ingest.pairs.rules import PairOptions
     from pintext.ingest.readers import read_located_records
     from pintext.schemas import validate_event
 

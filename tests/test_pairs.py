@@ -12,8 +12,9 @@ from typer.testing import CliRunner
 
 from pintext.cli import app
 from pintext.constants import PAIR_COLUMNS
-from pintext.ingest.pairs import Pair, PairOptions, build_pairs, split_of
-from pintext.ingest.synth import SynthConfig, generate
+from pintext.ingest.pairs.memory import build_pairs
+from pintext.ingest.pairs.rules import Pair, PairOptions, split_of
+from pintext.ingest.synth.generator import SynthConfig, generate
 
 runner = CliRunner()
 

@@ -14,9 +14,10 @@ from typer.testing import CliRunner  # noqa: E402
 
 from pintext.cli import app  # noqa: E402
 from pintext.constants import SPLITS, TASKS  # noqa: E402
-from pintext.ingest.pairs import PairOptions, build_pairs  # noqa: E402
-from pintext.ingest.pairs_duckdb import build_pairs_duckdb  # noqa: E402
-from pintext.ingest.synth import SynthConfig, generate  # noqa: E402
+from pintext.ingest.pairs.duckdb_engine import build_pairs_duckdb  # noqa: E402
+from pintext.ingest.pairs.memory import build_pairs  # noqa: E402
+from pintext.ingest.pairs.rules import PairOptions  # noqa: E402
+from pintext.ingest.synth.generator import SynthConfig, generate  # noqa: E402
 from pintext.schemas import LocatedRecordError  # noqa: E402
 from tests.test_pairs import EVENTS, PINS, USERS, event, write_jsonl  # noqa: E402
 

@@ -12,7 +12,9 @@ from typer.testing import CliRunner
 
 from pintext.cli import app
 from pintext.encoder import Encoder
-from pintext.ingest.pairs import PairOptions, build_imported_pairs, build_pairs
+from pintext.ingest.pairs.imported import build_imported_pairs
+from pintext.ingest.pairs.memory import build_pairs
+from pintext.ingest.pairs.rules import PairOptions
 
 runner = CliRunner()
 

@@ -21,9 +21,10 @@ except ImportError:
 from typer.testing import CliRunner  # noqa: E402
 
 from pintext.cli import app  # noqa: E402
-from pintext.ingest.pairs import PairOptions, build_pairs  # noqa: E402
-from pintext.ingest.pairs_spark import build_pairs_spark, local_session  # noqa: E402
-from pintext.ingest.synth import SynthConfig, generate  # noqa: E402
+from pintext.ingest.pairs.memory import build_pairs  # noqa: E402
+from pintext.ingest.pairs.rules import PairOptions  # noqa: E402
+from pintext.ingest.pairs.spark_engine import build_pairs_spark, local_session  # noqa: E402
+from pintext.ingest.synth.generator import SynthConfig, generate  # noqa: E402
 from pintext.schemas import LocatedRecordError  # noqa: E402
 from tests.test_pairs import EVENTS, PINS, USERS, event, write_jsonl  # noqa: E402
 from tests.test_pairs_duckdb import assert_same_folders, make_odd_inputs  # noqa: E402

@@ -14,8 +14,15 @@ import pytest
 from pintext.constants import SURFACES
 from pintext.ingest.deadletter import DeadLetter
 from pintext.ingest.readers import read_records
-from pintext.ingest.synth import FILLER_WORDS, SynthConfig, build_world, generate, generate_pins, simulate_sessions
-from pintext.ingest.vocabulary import TOPICS
+from pintext.ingest.synth.generator import (
+    FILLER_WORDS,
+    SynthConfig,
+    build_world,
+    generate,
+    generate_pins,
+    simulate_sessions,
+)
+from pintext.ingest.synth.vocabulary import TOPICS
 from pintext.schemas import ACTIONS, pin_text, validate_event, validate_pin, validate_user
 from pintext.text import words
 

@@ -18,16 +18,8 @@ from typer.testing import CliRunner
 
 from pintext.cli import app
 from pintext.constants import SPLITS
-from pintext.ingest.ubi import (
-    EVENTS_INDEX,
-    QUERIES_INDEX,
-    UBI_REJECTED_FILE,
-    action_table,
-    file_docs,
-    object_id_of,
-    redact_url,
-    ubi_event,
-)
+from pintext.ingest.collect.ubi import UBI_REJECTED_FILE, action_table, file_docs, object_id_of, redact_url
+from pintext.serving.ubi_log import EVENTS_INDEX, QUERIES_INDEX, ubi_event
 from tests.real_data import real_file
 
 # ---- a synthetic UBI export with one of every case ----------------------------------------------------------------
@@ -335,7 +327,7 @@ def test_cluster_pins_index_gives_the_texts(opensearch, opensearch_url, ubi_pref
 
 @pytest.mark.opensearch
 def test_scan_without_point_in_time_reads_the_same_documents(opensearch, ubi_prefix):
-    from pintext.ingest.ubi import PAGE_SIZE, scan_index
+    from pintext.ingest.collect.ubi import PAGE_SIZE, scan_index
 
     _, events = load_cluster(opensearch, ubi_prefix, [(EVENTS_INDEX, f"e{n:05d}", _e("click", "q1", "p1"))
                                                       for n in range(PAGE_SIZE + 7)])  # more than one page

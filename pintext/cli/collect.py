@@ -29,8 +29,8 @@ def register(app: typer.Typer) -> None:
 # ----------------------------------------------------------------------------------------------- kafka
 
 
-# Literal copies of pintext.servers.kafka_broker's and kafka_collector's, so `pintext --help` imports neither
-# (tests/test_servers.py).
+# Literal copies of pintext.servers.kafka_broker's and pintext.ingest.collect.kafka_config's, so `pintext --help`
+# imports neither (tests/test_servers.py).
 KAFKA_VERSIONS = ("4.1.1",)
 KAFKA_DEFAULT_PORT = 9092
 DEFAULT_BROKER_TIMEOUT_S = 120.0
@@ -131,8 +131,10 @@ def collect(
     .parquet that `pintext pairs --events OUT` reads (at-least-once; bad ones to OUT/rejected[-<id>].jsonl)."""
     from confluent_kafka import KafkaException
 
-    from pintext.ingest.kafka_collector import BrokerUnavailable, CollectorConfig, CollectorIdInUse
-    from pintext.ingest.kafka_collector import collect as run_collector
+    from pintext.ingest.collect.kafka_collect import collect as run_collector
+    from pintext.ingest.collect.kafka_config import CollectorConfig
+    from pintext.ingest.collect.kafka_consumer import BrokerUnavailable
+    from pintext.ingest.collect.part_files import CollectorIdInUse
     from pintext.schemas import LocatedRecordError
 
     bootstrap = _bootstrap(bootstrap)
@@ -157,7 +159,7 @@ def collect(
     except LocatedRecordError as error:
         fail(f"bad message {error} (strict mode: offsets committed up to it)", USAGE)
     except BrokerUnavailable as error:
-        from pintext.ingest.kafka_collector import closing
+        from pintext.ingest.collect.kafka_consumer import closing
 
         (fail_at_once if closing() else fail)(str(error), FAILURE)
     except KafkaException as error:
@@ -184,7 +186,8 @@ def _load_pin_ids(pins: Path, out: Path) -> set[str]:
 
 
 def _print_collect_summary(config: object, stats: object) -> None:
-    from pintext.ingest.kafka_collector import CollectorConfig, CollectStats
+    from pintext.ingest.collect.kafka_config import CollectorConfig
+    from pintext.ingest.collect.kafka_consumer import CollectStats
 
     assert isinstance(config, CollectorConfig) and isinstance(stats, CollectStats)
     table = Table(title=f"pintext collect: {config.topic}", show_header=False)
@@ -233,8 +236,8 @@ def produce(
     from confluent_kafka import KafkaException
     from rich.progress import Progress, SpinnerColumn, TextColumn
 
+    from pintext.ingest.collect.kafka_produce import produce_file
     from pintext.ingest.deadletter import DeadLetter
-    from pintext.ingest.kafka_collector import produce_file
 
     bootstrap = _bootstrap(bootstrap)
     rejected_path = dead_letter or _default_produce_dead_letter(events, topic)
@@ -273,7 +276,7 @@ def _file_safe(text: str) -> str:
 
 
 def _print_produce_summary(topic: str, stats: object, rejected_path: Path) -> None:
-    from pintext.ingest.kafka_collector import ProduceStats
+    from pintext.ingest.collect.kafka_produce import ProduceStats
 
     assert isinstance(stats, ProduceStats)
     table = Table(title=f"pintext produce: {topic}", show_header=False)

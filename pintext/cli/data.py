@@ -34,7 +34,7 @@ def synth(
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from pintext.ingest.synth import SynthConfig, generate
+    from pintext.ingest.synth.generator import SynthConfig, generate
 
     config = SynthConfig(n_pins=pins, n_users=users, n_events=events, seed=seed, n_topics=topics)
     console = Console(stderr=True)
@@ -116,7 +116,9 @@ def pairs(
     from rich.console import Console
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-    from pintext.ingest.pairs import PairOptions, build_imported_pairs
+    from pintext.errors import PinTextError
+    from pintext.ingest.pairs.imported import build_imported_pairs
+    from pintext.ingest.pairs.rules import PairOptions
     from pintext.schemas import RecordError
 
     console = Console(stderr=True)
@@ -138,7 +140,7 @@ def pairs(
             if imports:
                 stats = build_imported_pairs(imports, out, options)
             elif ubi is not None:
-                from pintext.ingest.ubi import cli_build_pairs as ubi_pairs
+                from pintext.ingest.collect.ubi import build_ubi_pairs_shown as ubi_pairs
 
                 stats = ubi_pairs(progress, ubi, events, pins, users, out, options, ubi_actions or [],
                                   ubi_queries_index, ubi_events_index, ubi_pins_index, report,
@@ -152,6 +154,8 @@ def pairs(
                     events, pins = _convert_click_log(console, events, pins, out, column_map, log_format, surface,
                                                       action, pins_map, pins_format, strict)
                 stats = _event_pairs(engine, memory_limit)(events, pins, users, out, options, report)  # type: ignore[arg-type]  # checked above
+    except PinTextError as error:  # a UBI cluster that fails
+        fail(str(error), error.exit_code)
     except RecordError as error:
         fail(str(error), USAGE)
     except FileNotFoundError as error:
@@ -162,7 +166,7 @@ def pairs(
         fail(str(error), USAGE)
     _print_pairs_summary(console, out, stats, {task for _, task in imports})
     if "ubi" in stats:
-        from pintext.ingest.ubi import ubi_summary
+        from pintext.ingest.collect.ubi import ubi_summary
 
         console.print(ubi_summary(stats["ubi"]), highlight=False, markup=False)
 
@@ -171,8 +175,8 @@ def _convert_click_log(console, events, pins, out: Path, column_map: Optional[st
                        surface: str, action: str, pins_map: Optional[str], pins_format: Optional[str],
                        strict: bool) -> tuple[Path, Path]:
     """--map / --pins-map: the click log (and product file) as events.jsonl (pins.jsonl) in `<out>.clicklog/`."""
-    from pintext.ingest import clicklog
-    from pintext.ingest.clicklog import ClickLogError
+    from pintext.ingest.collect import clicklog
+    from pintext.ingest.collect.clicklog import ClickLogError
 
     try:
         if column_map is None:
@@ -195,20 +199,20 @@ def _event_pairs(engine: str, memory_limit: Optional[str]):
     """The events -> pairs job of `engine` (build_pairs' signature); a missing extra is a usage error."""
     from functools import partial
 
-    from pintext.ingest.pairs import build_pairs
+    from pintext.ingest.pairs.memory import build_pairs
 
     if engine == "memory":
         return build_pairs
     if engine == "spark":
         try:
-            from pintext.ingest.pairs_spark import build_pairs_spark, require_pyspark
+            from pintext.ingest.pairs.spark_engine import build_pairs_spark, require_pyspark
 
             require_pyspark()
         except ImportError as error:
             fail(str(error), USAGE)
         return build_pairs_spark
     try:
-        from pintext.ingest.pairs_duckdb import build_pairs_duckdb, require_duckdb
+        from pintext.ingest.pairs.duckdb_engine import build_pairs_duckdb, require_duckdb
 
         require_duckdb()
     except ImportError as error:
