@@ -62,22 +62,22 @@ def fill(engine: ElasticsearchEngine, index: str, vectors: np.ndarray, lsh: Rand
         if result.failed:
             raise RuntimeError(f"bulk failures: {list(result.failed.items())[:3]}")
     engine.refresh(index)
-    engine.client.indices.forcemerge(index=index, max_num_segments=1)
+    engine.force_merge(index)
 
 
 def designs(engine: ElasticsearchEngine, index: str) -> dict[str, Callable[[np.ndarray, list[str], int], Ranked]]:
-    client = engine.client
+    def search(body: dict) -> list[dict]:
+        return list(engine.search_body(index, body)["hits"]["hits"])
 
     def two_requests(query: np.ndarray, tokens: list[str], window: int) -> Ranked:
-        hits = client.search(index=index, body=first_stage_body(tokens, window, with_source=False))["hits"]["hits"]
-        ids = [hit["sort"][1] for hit in hits]
-        found = client.search(index=index, body=rescore_body(query, ids, K))["hits"]["hits"]
+        ids = [hit["sort"][1] for hit in search(first_stage_body(tokens, window, with_source=False))]
+        found = search(rescore_body(query, ids, K))
         return [hit["_id"] for hit in found], [cosine_from_es_score(hit["_score"]) for hit in found]
 
     def client_side(query: np.ndarray, tokens: list[str], window: int) -> Ranked:
         body = first_stage_body(tokens, window)
         body["_source"] = True  # the stored vectors come back with the hits
-        hits = client.search(index=index, body=body)["hits"]["hits"]
+        hits = search(body)
         matrix = np.asarray([hit["_source"]["vector"] for hit in hits], dtype=np.float64)
         cosines = matrix @ query / np.linalg.norm(matrix, axis=1) / np.linalg.norm(query)
         order = sorted(range(len(hits)), key=lambda i: (-cosines[i], hits[i]["_id"]))[:K]
@@ -90,7 +90,7 @@ def designs(engine: ElasticsearchEngine, index: str) -> dict[str, Callable[[np.n
         body = {"size": K, "query": first, "_source": {"excludes": ["vector"]}, "track_total_hits": False,
                 "rescore": {"window_size": window, "query": {"rescore_query": {"knn": knn}, "query_weight": 0.0,
                                                              "rescore_query_weight": 1.0}}}
-        found = client.search(index=index, body=body)["hits"]["hits"]
+        found = search(body)
         return [hit["_id"] for hit in found], [cosine_from_es_score(hit["_score"]) for hit in found]
 
     return {"(a) two requests": two_requests, "(b) vectors to the client": client_side,

@@ -1,9 +1,10 @@
 """Ingest benchmark: `pintext ingest` (validate + encode + LSH-hash + bulk) against a plain bulk of the same pins.
 
-The baseline is what a team has before PinText: the same pins, read and bulk-indexed with opensearch-py's
-`streaming_bulk`, same batch size and one request in flight, into an index of the same mapping, without the
-vector and the tokens. Both runs happen in this process's run, against the same node, one after the other.
-Index size is `_cat/indices` store size after a flush, extrapolated linearly to one million pins.
+The baseline is what a team has before PinText: the same pins, read and bulk-indexed by the engine's plain bulk
+(`write_docs`: the same `streaming_bulk` as PinText's own writes), same batch size and one request in flight, into
+an index of the same mapping, without the vector and the tokens. Both runs happen in this process's run, against
+the same node, one after the other. Index size is the primary store after a flush (what `_cat/indices` shows),
+extrapolated linearly to one million pins.
 """
 
 from __future__ import annotations
@@ -12,19 +13,13 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from pintext.bench.harness import human_bytes, markdown_table, per_million, ratio, stopwatch
 
 BATCH = 500
-
-
-def store_size_bytes(client: Any, index: str) -> int:
-    """Primary store size of an index, in bytes, after a flush."""
-    client.indices.flush(index=index)
-    rows = client.cat.indices(index=index, format="json", bytes="b")
-    return int(rows[0]["pri.store.size"] or rows[0]["store.size"])
 
 
 def pintext_ingest(pins: Path, model: Path, index: str, url: str, workers: int = 1) -> tuple[dict, float]:
@@ -39,50 +34,42 @@ def pintext_ingest(pins: Path, model: Path, index: str, url: str, workers: int =
     return json.loads(finished.stdout.strip().splitlines()[-1]), timer["seconds"]
 
 
-def plain_bulk(client: Any, pins: Path, index: str, dim: int) -> tuple[int, float]:
+def plain_bulk(engine: Any, pins: Path, index: str, dim: int) -> tuple[int, float]:
     """Bulk the pins as they are (no vector, no tokens) into a fresh index of the pins mapping."""
-    from opensearchpy.helpers import streaming_bulk
+    engine.delete(index)
+    engine.create(index, dim, {})
 
-    from pintext.mapping import pins_index_body
-
-    if client.indices.exists(index=index):
-        client.indices.delete(index=index)
-    client.indices.create(index=index, body=pins_index_body(dim))
-
-    def actions():
+    def docs() -> Iterator[tuple[str, dict]]:
         with open(pins, encoding="utf-8") as handle:
             for line in handle:
                 pin = json.loads(line)
-                yield {"_op_type": "index", "_index": index, "_id": pin["id"], "_source": pin}
+                yield pin["id"], pin
 
-    indexed = 0
     with stopwatch() as timer:
-        for ok, _item in streaming_bulk(client, actions(), chunk_size=BATCH, raise_on_error=True):
-            indexed += ok
-        client.indices.refresh(index=index)
-    return indexed, timer["seconds"]
+        outcome = engine.write_docs(index, docs(), batch=BATCH)
+        engine.refresh(index)
+    if outcome.failed:
+        raise RuntimeError(f"plain bulk failed: {list(outcome.failed.items())[:3]}")
+    return outcome.created + outcome.updated, timer["seconds"]
 
 
-def drop(client: Any, name: str) -> None:
+def drop(engine: Any, name: str) -> None:
     """Delete the index `name`, or the index behind it when it is an alias (ingest writes pins-<fingerprint>
     behind the name, and deleting an alias by name is refused)."""
-    from pintext.serving.opensearch import OpenSearchEngine
-
-    engine = OpenSearchEngine(client)
     target = engine.alias_target(name)
     if target is not None:
         engine.delete(target)
 
 
-def run(client: Any, url: str, pins: Path, model: Path, index: str, dim: int, n_pins: int) -> tuple[str, dict]:
+def run(engine: Any, url: str, pins: Path, model: Path, index: str, dim: int, n_pins: int) -> tuple[str, dict]:
     """Both ingests and both index sizes; returns (markdown, data). Leaves `index` filled for retrieval."""
-    drop(client, index)
+    drop(engine, index)
     summary, wall = pintext_ingest(pins, model, index, url)
-    pintext_size = store_size_bytes(client, index)
+    pintext_size = engine.stats(index, flush=True).size_bytes
     plain_index = f"{index}-plain"
-    plain_docs, plain_seconds = plain_bulk(client, pins, plain_index, dim)
-    plain_size = store_size_bytes(client, plain_index)
-    client.indices.delete(index=plain_index)
+    plain_docs, plain_seconds = plain_bulk(engine, pins, plain_index, dim)
+    plain_size = engine.stats(plain_index, flush=True).size_bytes
+    engine.delete(plain_index)
     pintext_rate = summary["indexed"] / wall
     plain_rate = plain_docs / plain_seconds
     rows = [
@@ -103,7 +90,7 @@ def run(client: Any, url: str, pins: Path, model: Path, index: str, dim: int, n_
     markdown = "\n".join([
         f"{n_pins:,} synthetic pins, batches of {BATCH}, one bulk request in flight, same node, one after the "
         "other. `pintext ingest` is the real command (a subprocess, its wall time includes its start-up); "
-        "store size is `_cat/indices` primary store after a flush (segments not force-merged).",
+        "store size is the primary store after a flush, as `_cat/indices` shows it (segments not force-merged).",
         "",
         markdown_table(rows),
         "",

@@ -23,11 +23,11 @@ from pintext.bench.lsh_sim import exact_top_k, fit_cost_model, recall_at_k, swee
 K = 10
 
 
-def timed_searches(client: Any, index: str, bodies: Sequence[dict], threads: int) -> tuple[list[list[str]], dict]:
+def timed_searches(engine: Any, index: str, bodies: Sequence[dict], threads: int) -> tuple[list[list[str]], dict]:
     """Send every body; returns (hit ids per body, {p50, p95, p99, qps, mean_ms})."""
     def one(body: dict) -> tuple[list[str], float, float]:
         began = time.perf_counter()
-        response = client.search(index=index, body=body)
+        response = engine.search_body(index, body)
         elapsed = (time.perf_counter() - began) * 1000
         return [hit["_id"] for hit in response["hits"]["hits"]], elapsed, float(response["took"])
 
@@ -44,14 +44,14 @@ def timed_searches(client: Any, index: str, bodies: Sequence[dict], threads: int
     return [ids for ids, _, _ in results], stats
 
 
-def measure(client: Any, index: str, bodies: Sequence[dict], truth_ids: Sequence[Sequence[str]],
+def measure(engine: Any, index: str, bodies: Sequence[dict], truth_ids: Sequence[Sequence[str]],
             threads_grid: Sequence[int] = (1, 4), warmup: int = 5) -> dict:
     """Recall@10 and latency of one kind of query at each client thread count."""
     for body in bodies[:warmup]:
-        client.search(index=index, body=body)
+        engine.search_body(index, body)
     result: dict = {}
     for threads in threads_grid:
-        found, stats = timed_searches(client, index, bodies, threads)
+        found, stats = timed_searches(engine, index, bodies, threads)
         result[f"t{threads}"] = stats
         result["recall@10"] = recall_at_k(found, np.asarray(truth_ids, dtype=object), K)
     return result
@@ -72,27 +72,23 @@ def on_field(body: dict, field: str) -> dict:
     return json.loads(json.dumps(body).replace(f'"{TOKENS_FIELD}"', f'"{field}"'))
 
 
-def add_token_field(client: Any, index: str, lsh: Any, ids: Sequence[str], corpus: np.ndarray) -> tuple[str, float]:
+def add_token_field(engine: Any, index: str, lsh: Any, ids: Sequence[str], corpus: np.ndarray) -> tuple[str, float]:
     """Add a keyword field holding another LSH config's tokens to every pin of a bench index.
 
     Lets one index answer for several (tables, bits) without re-ingesting; returns (field, seconds).
     """
-    from opensearchpy.helpers import streaming_bulk
-
-    from pintext.mapping import TOKENS_FIELD
+    from pintext.mapping import TOKENS_FIELD, pins_index_body
 
     field = f"{TOKENS_FIELD}_{lsh.tables}x{lsh.bits}"
-    # `index` may be an alias (ingest writes pins-<fingerprint> behind the name): the answer is keyed by the index.
-    mapping, = client.indices.get_mapping(index=index).values()
-    current = mapping["mappings"]["properties"][TOKENS_FIELD]
-    client.indices.put_mapping(index=index, body={"properties": {field: current}})
+    # Mapped as the pins mapping maps the token field (the index was made from it).
+    engine.add_field(index, field, pins_index_body(lsh.dim)["mappings"]["properties"][TOKENS_FIELD])
     tokens = lsh.tokens(corpus)
-    actions = ({"_op_type": "update", "_index": index, "_id": pin_id, "doc": {field: row}}
-               for pin_id, row in zip(ids, tokens))
     with stopwatch() as timer:
-        for _ok, _item in streaming_bulk(client, actions, chunk_size=1000, raise_on_error=True):
-            pass
-        client.indices.refresh(index=index)
+        outcome = engine.write_docs(index, ((pin_id, {field: row}) for pin_id, row in zip(ids, tokens)),
+                                    batch=1000, partial=True)
+        engine.refresh(index)
+    if outcome.failed:
+        raise RuntimeError(f"token field update failed: {list(outcome.failed.items())[:3]}")
     return field, timer["seconds"]
 
 
@@ -105,41 +101,37 @@ def exact_bodies(vectors: np.ndarray) -> list[dict]:
              "_source": {"excludes": list(queries.SOURCE_EXCLUDES)}} for vector in vectors]
 
 
-def hnsw_lucene(client: Any, index: str, ids: Sequence[str], vectors: np.ndarray, query_vectors: np.ndarray,
+def hnsw_lucene(engine: Any, index: str, ids: Sequence[str], vectors: np.ndarray, query_vectors: np.ndarray,
                 truth_ids: Sequence[Sequence[str]], threads_grid: Sequence[int],
                 ef_search_grid: Sequence[int] = (100, 400)) -> dict[int, dict]:
     """Build a Lucene-engine HNSW index of the vectors alone and measure it like the rest.
 
     Never the faiss/nmslib engines: their native libraries are not in the Maven plugin zip (docs/opensearch.md).
     """
-    from opensearchpy.helpers import streaming_bulk
-
-    if client.indices.exists(index=index):
-        client.indices.delete(index=index)
-    client.indices.create(index=index, body={
-        "settings": {"index": {"knn": True, "number_of_shards": 1, "number_of_replicas": 0}},
-        "mappings": {"properties": {"vector": {
-            "type": "knn_vector", "dimension": int(vectors.shape[1]),
-            "method": {"name": "hnsw", "engine": "lucene", "space_type": "cosinesimil",
-                       "parameters": {"m": 16, "ef_construction": 100}}}}}})
-    actions = ({"_op_type": "index", "_index": index, "_id": pin_id, "_source": {"vector": vector.tolist()}}
-               for pin_id, vector in zip(ids, vectors))
+    engine.delete(index)
+    engine.create_plain(index, {"properties": {"vector": {
+        "type": "knn_vector", "dimension": int(vectors.shape[1]),
+        "method": {"name": "hnsw", "engine": "lucene", "space_type": "cosinesimil",
+                   "parameters": {"m": 16, "ef_construction": 100}}}}},
+        {"index": {"knn": True, "number_of_shards": 1, "number_of_replicas": 0}})
     with stopwatch() as build:
-        for _ok, _item in streaming_bulk(client, actions, chunk_size=500, raise_on_error=True):
-            pass
-        client.indices.refresh(index=index)
+        outcome = engine.write_docs(index, ((pin_id, {"vector": vector.tolist()})
+                                            for pin_id, vector in zip(ids, vectors)), batch=500)
+        engine.refresh(index)
+    if outcome.failed:
+        raise RuntimeError(f"HNSW bulk failed: {list(outcome.failed.items())[:3]}")
     results = {}
     for ef_search in ef_search_grid:
         bodies = [{"size": K, "query": {"knn": {"vector": {"vector": vector.tolist(), "k": K,
                                                            "method_parameters": {"ef_search": ef_search}}}},
                    "_source": False} for vector in query_vectors]
-        results[ef_search] = {**measure(client, index, bodies, truth_ids, threads_grid),
+        results[ef_search] = {**measure(engine, index, bodies, truth_ids, threads_grid),
                               "build_seconds": build["seconds"]}
-    client.indices.delete(index=index)
+    engine.delete(index)
     return results
 
 
-def run(client: Any, index: str, lsh: Any, ids: Sequence[str], corpus: np.ndarray, query_vectors: np.ndarray,
+def run(engine: Any, index: str, lsh: Any, ids: Sequence[str], corpus: np.ndarray, query_vectors: np.ndarray,
         probes_grid: Sequence[int], windows: Sequence[int], exact_queries: int, threads_grid: Sequence[int] = (1, 4),
         hnsw: bool = True, log: Callable[[str], None] = print, other_configs: Sequence[Any] = (),
         other_probes: Sequence[int] = (0, 1), other_windows: Sequence[int] = (500,)) -> tuple[list[dict], dict]:
@@ -153,7 +145,7 @@ def run(client: Any, index: str, lsh: Any, ids: Sequence[str], corpus: np.ndarra
     rows: list[dict] = []
     exact_count = min(exact_queries, len(query_vectors))
     log(f"exact knn_score over all {len(ids):,} pins, {exact_count} queries")
-    exact = measure(client, index, exact_bodies(query_vectors[:exact_count]), truth_ids[:exact_count], threads_grid)
+    exact = measure(engine, index, exact_bodies(query_vectors[:exact_count]), truth_ids[:exact_count], threads_grid)
     rows.append(_row("exact knn_score script, all pins (baseline)", exact, 1.0, 1.0, exact))
     for probes in probes_grid:
         for window in windows:
@@ -161,7 +153,7 @@ def run(client: Any, index: str, lsh: Any, ids: Sequence[str], corpus: np.ndarra
                 continue
             point = simulated[(probes, window)]
             log(f"LSH {lsh.tables}x{lsh.bits} probes={probes} window={window}")
-            result = measure(client, index, lsh_bodies(lsh, query_vectors, probes, window), truth_ids, threads_grid)
+            result = measure(engine, index, lsh_bodies(lsh, query_vectors, probes, window), truth_ids, threads_grid)
             result.update(_work(point))
             rows.append(_row(f"LSH {lsh.tables}x{lsh.bits}, probes {probes}, window {window}", result,
                              point.candidate_share, point.rescored_share, exact))
@@ -169,14 +161,14 @@ def run(client: Any, index: str, lsh: Any, ids: Sequence[str], corpus: np.ndarra
                    "extra_configs": {}}
     for other in other_configs:
         log(f"LSH {other.tables}x{other.bits} on an extra token field of the same index")
-        field, seconds = add_token_field(client, index, other, ids, corpus)
+        field, seconds = add_token_field(engine, index, other, ids, corpus)
         extra["extra_configs"][f"{other.tables}x{other.bits}"] = {"field": field, "update_seconds": seconds}
         simulated_other = {(p.probes, p.window): p for p in sweep_config(
             corpus_unit, queries_unit, truth_rows, other.tables, other.bits, other_probes, other_windows, K,
             other.seed)}
         for (probes, window), point in sorted(simulated_other.items()):
             bodies = [on_field(body, field) for body in lsh_bodies(other, query_vectors, probes, window)]
-            result = measure(client, index, bodies, truth_ids, threads_grid)
+            result = measure(engine, index, bodies, truth_ids, threads_grid)
             result.update(_work(point))
             rows.append(_row(f"LSH {other.tables}x{other.bits}, probes {probes}, window {window}", result,
                              point.candidate_share, point.rescored_share, exact))
@@ -188,7 +180,7 @@ def run(client: Any, index: str, lsh: Any, ids: Sequence[str], corpus: np.ndarra
     if hnsw:
         log("Lucene HNSW (m=16, ef_construction=100, ef_search=100 and 400)")
         try:
-            results = hnsw_lucene(client, f"{index}-hnsw", ids, corpus, query_vectors, truth_ids, threads_grid)
+            results = hnsw_lucene(engine, f"{index}-hnsw", ids, corpus, query_vectors, truth_ids, threads_grid)
             for ef_search, result in results.items():
                 rows.append(_row(f"k-NN HNSW, Lucene engine (m 16, ef_search {ef_search})", result, float("nan"),
                                  float("nan"), exact))

@@ -283,13 +283,20 @@ def section_ingest(ctx: Context, report: Report) -> None:
     from pintext.bench import ingest as ingest_bench
 
     dim = ready(ctx.corpus, "the corpus vectors").shape[1]
-    markdown, data = ingest_bench.run(ctx.node.client, ctx.node.url, ctx.pins_file, ctx.model_dir, bench_index(ctx),
+    markdown, data = ingest_bench.run(node_engine(ctx), ctx.node.url, ctx.pins_file, ctx.model_dir, bench_index(ctx),
                                       dim, len(ctx.ids))
     report.add("ingest", "Ingest", markdown, data, 0.0)
 
 
 def bench_index(ctx: Context) -> str:
     return f"pintext-bench-{ctx.profile.name}"
+
+
+def node_engine(ctx: Context) -> Any:
+    """The OpenSearch engine over the benchmark's node: the sections write, administer and search through it."""
+    from pintext.serving.opensearch import OpenSearchEngine
+
+    return OpenSearchEngine(ctx.node.client)
 
 
 def section_retrieval(ctx: Context, report: Report) -> None:
@@ -311,7 +318,7 @@ def section_retrieval(ctx: Context, report: Report) -> None:
     others = [RandomHyperplaneLSH(dim=lsh.dim, tables=tables, bits=bits)
               for tables, bits in dict.fromkeys([(DEFAULT_TABLES, DEFAULT_BITS), (128, 14)])
               if (tables, bits) != (lsh.tables, lsh.bits)] if ctx.profile.extra_lsh_fields else []
-    rows, extra = retrieval.run(ctx.node.client, bench_index(ctx), lsh, ctx.ids, corpus, queries, probes,
+    rows, extra = retrieval.run(node_engine(ctx), bench_index(ctx), lsh, ctx.ids, corpus, queries, probes,
                                 windows, ctx.profile.exact_queries, hnsw=ctx.profile.hnsw, log=ctx.log,
                                 other_configs=others, other_probes=(0, 1), other_windows=(choice.window,))
     plot = retrieval.plot(rows, ctx.out / "recall_vs_latency.png")

@@ -18,16 +18,16 @@ import os
 import subprocess
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
 from pintext.paths import pintext_home
-from pintext.servers import java, lifecycle, maven, process
+from pintext.servers import java, lifecycle, maven
 
 # parse_java_version is re-exported: callers and tests use kafka_broker.parse_java_version.
 from pintext.servers.java import parse_java_version  # noqa: F401
-from pintext.servers.lifecycle import Launch, Progress, ServerError, no_progress
+from pintext.servers.lifecycle import Launch, Progress, ServerError
 from pintext.servers.maven import MAVEN_REPO, MavenArtifact
 from pintext.servers.search_node import SERVICE_USER
 
@@ -253,18 +253,6 @@ def java_command(java: Path, settings: BrokerSettings, main_class: str, *args: s
 # ----------------------------------------------------------------------------------------------- lifecycle
 
 
-@dataclass
-class BrokerStatus:
-    """What `status` found: the recorded pid (if any), whether it runs, and whether the broker answers."""
-
-    bootstrap: str
-    pid: int | None
-    running: bool
-    reachable: bool
-    topics: list[str] = field(default_factory=list)
-    detail: str = ""
-
-
 def write_config(settings: BrokerSettings) -> None:
     """(Re)write server.properties and the log4j2 config for the current settings."""
     settings.broker_dir.mkdir(parents=True, exist_ok=True)
@@ -383,16 +371,6 @@ class KafkaBroker(lifecycle.ManagedServer):
         return {"topics": metadata_topics(url, timeout=3.0)}
 
 
-def read_pid(settings: BrokerSettings) -> int | None:
-    """The pid recorded by `up`, or None."""
-    return process.read_pid(settings.pid_path)
-
-
-def recorded_bootstrap(settings: BrokerSettings) -> str | None:
-    """The address the running managed broker was started on (from broker.json), or None."""
-    return KafkaBroker(settings).read_state().get("bootstrap")
-
-
 def managed_bootstrap(settings: BrokerSettings | None = None) -> str:
     """Where clients find the managed broker: the address the running one was started on (broker.json), else the
     one `up` would start it on (`127.0.0.1:$PINTEXT_KAFKA_PORT`)."""
@@ -418,32 +396,3 @@ def wait_until_ready(
 
 def _refuse_if_port_taken(settings: BrokerSettings) -> None:
     KafkaBroker(settings).refuse_taken_ports()
-
-
-def up(settings: BrokerSettings | None = None, timeout_s: float = START_TIMEOUT_S,
-       progress: Progress = no_progress) -> BrokerStatus:
-    """Start the managed broker (downloading and formatting first if needed) and wait until it answers.
-
-    Re-running is safe: a broker this folder already runs is reused. A port held by something else is an error.
-    """
-    settings = settings or settings_from_env()
-    KafkaBroker(settings).start(timeout_s, progress)
-    return status(settings)
-
-
-def down(settings: BrokerSettings | None = None, grace_s: float = STOP_TIMEOUT_S) -> bool:
-    """Stop the broker this folder started; returns False if none was running. Other processes are never touched."""
-    return KafkaBroker(settings or settings_from_env()).stop(grace_s) is not None
-
-
-def status(settings: BrokerSettings | None = None) -> BrokerStatus:
-    """Whether the recorded broker runs and answers a metadata request."""
-    broker = KafkaBroker(settings or settings_from_env())
-    pid = broker.running_pid()
-    # A running managed broker is asked where it was started, even if the port settings changed since.
-    bootstrap = broker.address() if pid is not None else broker.url
-    try:
-        topics = metadata_topics(bootstrap, timeout=5.0)
-        return BrokerStatus(bootstrap, pid, pid is not None, True, topics)
-    except Exception as error:  # KafkaException: nobody answers there
-        return BrokerStatus(bootstrap, pid, pid is not None, False, [], detail=str(error))

@@ -345,7 +345,7 @@ def managed_nodes(version: str | None = None, port: int | None = None, heap: str
     return [OpenSearchNode(NodeSettings.from_env(port=port, heap=heap, version=name)) for name in versions]
 
 
-# ------------------------------------------------------- functions over settings (bench/, ingest/ call these)
+# ------------------------------------------------------------ functions over settings (bench/, tests call these)
 
 
 def render_opensearch_yml(settings: NodeSettings) -> str:
@@ -371,15 +371,6 @@ def running_pid(settings: NodeSettings) -> int | None:
     return OpenSearchNode(settings).running_pid()
 
 
-def node_status(settings: NodeSettings) -> dict:
-    return OpenSearchNode(settings).status()
-
-
 def managed_url(settings: NodeSettings | None = None) -> str:
     """The URL of the managed node: the one `up` recorded, else the configured one."""
     return OpenSearchNode(settings or NodeSettings.from_env()).address()
-
-
-def failure_report(settings: NodeSettings, reason: str, offsets: dict[Path, int]) -> str:
-    return OpenSearchNode(settings).failure_report(reason, offsets)
-
