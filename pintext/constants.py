@@ -19,7 +19,7 @@ VALIDATION = "validation"
 TEST = "test"
 SPLITS: tuple[str, ...] = (TRAIN, VALIDATION, TEST)
 
-# Columns of a pair, in this order (pintext.ingest.pairs.Pair has the same fields).
+# Columns of a pair, in this order (pintext.ingest.pairs.rules.Pair has the same fields).
 ANCHOR = "anchor"
 POSITIVE = "positive"
 ANCHOR_ID = "anchor_id"

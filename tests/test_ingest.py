@@ -103,7 +103,7 @@ def test_another_model_gets_its_own_index_and_search_refuses_it_until_promoted(t
     local_ingest(pins_file, model_dir, tmp_path / "local")
     other = make_model(tmp_path / "other", seed=5)
     result = run_pintext(["ingest", str(pins_file), "--model", str(other), "--json", *local])
-    assert result.code == 0, result.output
+    result.ok()
     summary = json.loads(result.stdout.strip().splitlines()[-1])
     first, second = Encoder.load(model_dir).fingerprint, Encoder.load(other).fingerprint
     assert summary["index"] == f"pins-{second[:12]}" and summary["serving"] is False
@@ -193,7 +193,7 @@ def test_index_create_info_delete(opensearch, opensearch_index_name, tmp_path, m
     assert described["docs"] == 0
     assert described["meta"]["model_fingerprint"] == Encoder.load(model_dir).fingerprint
     # No --pins: nothing to tune on, so the defaults, and the meta says why.
-    assert described["meta"]["dim"] == DIM and described["meta"]["lsh"]["tables"] == 64
+    assert described["meta"]["dim"] == DIM and described["meta"]["tokens"]["tables"] == 64
     assert described["meta"]["serving"] == {"window": 500, "probes": 0}
     assert described["meta"]["tuning"] == {"tuned": False, "pending": True,
                                            "reason": "no corpus given (index create without --pins)"}
@@ -333,7 +333,7 @@ def test_a_corpus_too_small_to_tune_gets_the_defaults_and_says_why(tmp_path, mod
     write_pins_file(pins_file, make_pins(6), with_bad_lines=False)
     result = run_pintext(["ingest", str(pins_file), "--model", str(model_dir), "--backend", "local",
                           "--local-dir", str(tmp_path / "local"), "--json"])
-    assert result.code == 0, result.output
+    result.ok()
     assert "LSH not tuned" in result.stderr
     meta = local_index(tmp_path / "local").meta()
     assert meta["tuning"]["tuned"] is False and "at least 11 pins" in meta["tuning"]["reason"]
@@ -348,7 +348,7 @@ def test_an_explicit_model_lsh_json_fixes_tables_and_bits_of_a_tuned_index(tmp_p
     write_pins_file(pins_file, make_pins(200), with_bad_lines=False)
     result = run_pintext(["ingest", str(pins_file), "--model", str(model_dir), "--backend", "local",
                           "--local-dir", str(tmp_path / "local"), "--json"])
-    assert result.code == 0, result.output
+    result.ok()
     assert "lsh.json fixes 24 tables x 5 bits" in " ".join(result.stderr.split())
     meta = local_index(tmp_path / "local").meta()
     assert (meta["lsh"]["tables"], meta["lsh"]["bits"], meta["tuning"]["tuned"]) == (24, 5, True)
@@ -361,9 +361,9 @@ def test_an_explicit_model_lsh_json_fixes_tables_and_bits_of_a_tuned_index(tmp_p
 
 def _create_then_ingest(pins_file: Path, model: Path, where: list[str], shards: list[str] = ()) -> tuple[dict, str]:
     created = run_pintext(["index", "create", "--model", str(model), *where, *shards])
-    assert created.code == 0, created.output
+    created.ok()
     ingested = run_pintext(["ingest", str(pins_file), "--model", str(model), *where, "--json"])
-    assert ingested.code == 0, ingested.output
+    ingested.ok()
     return json.loads(ingested.stdout), ingested.stderr
 
 

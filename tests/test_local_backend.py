@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from pintext.lsh import RandomHyperplaneLSH
-from pintext.serving.local import LocalIndex, LocalIndexError, cosine
+from pintext.serving.local import LocalIndex, LocalIndexError
 from tests.serving_helpers import local_index
 
 
@@ -17,37 +17,6 @@ def build(tmp_path, count=300, dim=16, seed=0):
     index.create({"dim": dim, "lsh": lsh.to_dict()})
     assert index.upsert(pins, vectors, lsh.tokens(vectors)) == (count, 0)
     return index, lsh, pins, vectors
-
-
-def test_first_stage_counts_shared_tokens(tmp_path):
-    index, lsh, pins, vectors = build(tmp_path)
-    query = np.random.default_rng(9).standard_normal(16).astype(np.float32)
-    query_tokens = lsh.tokens(query)[0]
-    pin_tokens = lsh.tokens(vectors)
-    expected = sorted(
-        ((pins[i]["id"], len(set(query_tokens) & set(pin_tokens[i]))) for i in range(len(pins))),
-        key=lambda item: (-item[1], item[0]),
-    )
-    expected = [item for item in expected if item[1] > 0]
-    got = [(pin_id, matched) for _, pin_id, matched in index.first_stage(query_tokens)]
-    assert got == expected
-
-
-def test_search_with_full_window_is_exact_cosine_over_candidates(tmp_path):
-    index, lsh, pins, vectors = build(tmp_path)
-    query = vectors[7] + 0.3 * np.random.default_rng(2).standard_normal(16).astype(np.float32)
-    tokens = lsh.tokens(query)[0]
-    hits = index.search(tokens, query, k=10, window=10_000)
-    candidates = {pin_id for _, pin_id, _ in index.first_stage(tokens)}
-    scores = cosine(vectors, query)
-    expected = sorted((pins[i]["id"] for i in range(len(pins)) if pins[i]["id"] in candidates),
-                      key=lambda pin_id: (-scores[int(pin_id[1:])], pin_id))[:10]
-    assert [hit.id for hit in hits] == expected
-    assert hits[0].id == "p0007"
-    for hit in hits:
-        assert hit.score == pytest.approx(float(scores[int(hit.id[1:])]), abs=1e-6)
-        assert hit.first_stage_score == len(hit.matched_tokens) > 0
-        assert hit.title == f"pin {int(hit.id[1:])}"
 
 
 def test_window_limits_what_gets_rescored(tmp_path):
@@ -128,21 +97,19 @@ def test_an_index_tuned_at_ingest_serves_the_recall_its_meta_reports(tmp_path):
     """Ingest tunes LSH on the file; replaying the tuner's own queries on the built index gives its recall."""
     import json
 
-    from typer.testing import CliRunner
-
-    from pintext.cli import app
     from pintext.encoder import Encoder
     from pintext.pin_vectors import pin_vectors
     from tests.factories import make_model, make_pins, model_snapshot, write_pins_file
+    from tests.fixtures_cli import run_pintext
 
     model = make_model(tmp_path / "model")
     pins = make_pins(600, seed=4)
     write_pins_file(tmp_path / "pins.jsonl", pins, with_bad_lines=False)
     before = model_snapshot(model)
-    result = CliRunner().invoke(app, ["ingest", str(tmp_path / "pins.jsonl"), "--model", str(model), "--backend",
-                                      "local", "--local-dir", str(tmp_path / "local"), "--target-recall", "0.9",
-                                      "--json"], catch_exceptions=False)
-    assert result.exit_code == 0, result.output
+    result = run_pintext(["ingest", str(tmp_path / "pins.jsonl"), "--model", str(model), "--backend",
+                          "local", "--local-dir", str(tmp_path / "local"), "--target-recall", "0.9",
+                          "--json"])
+    result.ok()
     assert model_snapshot(model) == before
     index = local_index(tmp_path / "local")
     meta = index.meta()
@@ -161,20 +128,6 @@ def test_an_index_tuned_at_ingest_serves_the_recall_its_meta_reports(tmp_path):
         shares.append(sum(1 for hit in hits if hit.cosine >= kth_best - 1e-6) / 10)
     assert np.mean(shares) == pytest.approx(meta["tuning"]["recall_at_10"], abs=1e-3)
     assert np.mean(shares) >= 0.9
-    searched = json.loads(CliRunner().invoke(app, ["search", "w001 w002", "--model", str(model), "--backend",
-                                                   "local", "--local-dir", str(tmp_path / "local"), "--json"],
-                                             catch_exceptions=False).stdout)
+    searched = json.loads(run_pintext(["search", "w001 w002", "--model", str(model), "--backend",
+                                       "local", "--local-dir", str(tmp_path / "local"), "--json"]).stdout)
     assert (searched["window"], searched["probes"]) == (window, probes)
-
-
-def test_a_pin_without_vector_is_stored_but_never_a_candidate(tmp_path):
-    index, lsh, pins, vectors = build(tmp_path, count=50)
-    text_only = {"id": "text-only", "title": "unknown words", "description": ""}
-    assert index.upsert([text_only], [None], [["t00_0"]]) == (1, 0)  # tokens of a vector-less pin are dropped
-    doc, vector = index.get("text-only")
-    assert vector is None and doc["title"] == "unknown words" and doc["lsh_tokens"] == []
-    assert index.count() == 51 and index.count_without_vector() == 1
-    every_token = sorted({token for tokens in lsh.tokens(vectors) for token in tokens} | {"t00_0"})
-    assert "text-only" not in {pin_id for _, pin_id, _ in index.first_stage(every_token)}
-    hits = index.search(lsh.tokens(vectors[0])[0], vectors[0], k=51, window=51)
-    assert "text-only" not in [hit.id for hit in hits] and all("has_vector" not in hit.source for hit in hits)

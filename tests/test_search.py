@@ -11,14 +11,11 @@ import json
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
 from pintext import queries
-from pintext.cli import app
 from pintext.encoder import Encoder
-from pintext.pin_vectors import pin_vectors
-from pintext.serving.local import cosine
-from tests.factories import WORDS, make_model, make_pins, model_snapshot, write_pins_file
+from tests.factories import make_model, make_pins, model_snapshot, random_queries, write_pins_file
+from tests.fixtures_cli import run_pintext
 from tests.fixtures_engines import in_ci
 from tests.serving_helpers import local_index, opensearch_searcher, os_args
 
@@ -37,13 +34,13 @@ def corpus(opensearch, opensearch_index_name, tmp_path):
     common = ["--model", str(model_dir), "--batch", "200", "--workers", "1", "--json"]
     for extra in (os_args(opensearch, opensearch_index_name), ["--backend", "local", "--local-dir",
                                                                str(tmp_path / "local")]):
-        result = CliRunner().invoke(app, ["ingest", str(pins_file), *common, *extra], catch_exceptions=False)
-        assert result.exit_code == 0, result.output
+        result = run_pintext(["ingest", str(pins_file), *common, *extra])
+        result.ok()
         assert json.loads(result.stdout.strip().splitlines()[-1])["indexed"] == PIN_COUNT
     encoder = Encoder.load(model_dir)
     searcher = opensearch_searcher(opensearch, opensearch_index_name)
     # Both indexes were tuned on the same file, deterministically: the same LSH config and serving defaults.
-    assert local_index(tmp_path / "local").meta()["lsh"] == searcher.lsh.to_dict()
+    assert local_index(tmp_path / "local").meta()["tokens"] == searcher.lsh.to_dict()
     assert local_index(tmp_path / "local").meta()["serving"] == searcher.serving.to_dict()
     lsh = searcher.lsh
     return {
@@ -51,7 +48,6 @@ def corpus(opensearch, opensearch_index_name, tmp_path):
         "encoder": encoder,
         "lsh": lsh,
         "pins": pins,
-        "vectors": pin_vectors(encoder, pins),
         "searcher": searcher,
         "local": local_index(tmp_path / "local"),
         "local_dir": tmp_path / "local",
@@ -59,50 +55,15 @@ def corpus(opensearch, opensearch_index_name, tmp_path):
     }
 
 
-def query_texts(count: int, seed: int = 5) -> list[str]:
-    rng = np.random.default_rng(seed)
-    return [" ".join(rng.choice(WORDS, size=int(rng.integers(1, 4)))) for _ in range(count)]
-
-
-def test_rescored_scores_are_numpy_cosines(corpus):
-    by_id = {pin["id"]: row for row, pin in enumerate(corpus["pins"])}
-    for text in query_texts(5):
-        vector = corpus["encoder"].encode([text])[0]
-        hits = corpus["searcher"].search(vector, k=10, window=200)
-        assert len(hits) == 10
-        expected = cosine(corpus["vectors"][[by_id[hit.id] for hit in hits]], vector)
-        np.testing.assert_allclose([hit.cosine for hit in hits], expected, atol=1e-5)
-        assert [hit.score for hit in hits] == sorted((hit.score for hit in hits), reverse=True)
-        assert all(hit.matched_tokens for hit in hits)
-
-
-def test_first_stage_scores_count_shared_tables(corpus):
-    vector = corpus["encoder"].encode(["w010 w020"])[0]
-    tokens = corpus["lsh"].tokens(vector)[0]
-    remote = {hit.id: hit.first_stage_score for hit in corpus["searcher"].first_stage(vector, size=PIN_COUNT)}
-    local = {pin_id: float(matched) for _, pin_id, matched in corpus["local"].first_stage(tokens)}
-    assert remote == local and remote
-
-
 @pytest.mark.parametrize("window,probes", [(10_000, 0), (30, 0), (30, 2)])
 def test_opensearch_and_local_backend_agree(corpus, window, probes):
-    for text in query_texts(15, seed=window + probes):
+    for text in random_queries(15, seed=window + probes):
         vector = corpus["encoder"].encode([text])[0]
         remote = corpus["searcher"].search(vector, k=10, window=window, probes=probes)
         tokens = corpus["lsh"].query_tokens(vector, probes=probes)[0]
         local = corpus["local"].search(tokens, vector, k=10, window=window)
         assert [hit.id for hit in remote] == [hit.id for hit in local], text
         np.testing.assert_allclose([h.score for h in remote], [h.score for h in local], atol=1e-5)
-
-
-def test_related_excludes_the_pin_and_agrees_with_local(corpus):
-    for pin in corpus["pins"][:5]:
-        remote = corpus["searcher"].related(pin["id"], k=8, window=100)
-        _, vector = corpus["local"].get(pin["id"])
-        tokens = corpus["lsh"].query_tokens(vector, probes=corpus["searcher"].serving.probes)[0]
-        local = corpus["local"].search(tokens, vector, k=8, window=100, exclude_ids=[pin["id"]])
-        assert pin["id"] not in [hit.id for hit in remote]
-        assert [hit.id for hit in remote] == [hit.id for hit in local]
 
 
 def test_stored_template_renders_the_builder_body_and_searches_alike(corpus, opensearch):
@@ -128,10 +89,9 @@ def test_search_uses_the_index_window_and_leaves_the_model_folder_untouched(corp
     before = model_snapshot(corpus["model_dir"])
     serving = corpus["searcher"].serving
     base = ["--model", str(corpus["model_dir"]), "--k", "5", "--json"]
-    remote = CliRunner().invoke(app, ["search", "w007 w077", *base, *os_args(opensearch, corpus["index"])],
-                                catch_exceptions=False)
-    local = CliRunner().invoke(app, ["search", "w007 w077", *base, "--backend", "local", "--local-dir",
-                                     str(corpus["local_dir"])], catch_exceptions=False)
+    remote = run_pintext(["search", "w007 w077", *base, *os_args(opensearch, corpus["index"])])
+    local = run_pintext(["search", "w007 w077", *base, "--backend", "local", "--local-dir",
+                         str(corpus["local_dir"])])
     for result in (remote, local):
         answer = json.loads(result.stdout)
         assert (answer["mode"], answer["window"], answer["probes"]) == ("pintext", serving.window, serving.probes)
@@ -139,31 +99,31 @@ def test_search_uses_the_index_window_and_leaves_the_model_folder_untouched(corp
     expected = corpus["searcher"].search(vector, k=5, window=serving.window, probes=serving.probes)
     assert [hit["id"] for hit in json.loads(remote.stdout)["hits"]] == [hit.id for hit in expected]
     for command in (["related", corpus["pins"][3]["id"]], ["dsl", "w007 w077", "--hybrid"]):
-        result = CliRunner().invoke(app, [*command, "--model", str(corpus["model_dir"]),
-                                          *os_args(opensearch, corpus["index"])], catch_exceptions=False)
-        assert result.exit_code == 0, result.output
+        result = run_pintext([*command, "--model", str(corpus["model_dir"]),
+                              *os_args(opensearch, corpus["index"])])
+        result.ok()
     assert model_snapshot(corpus["model_dir"]) == before
 
 
 def test_cli_search_json_explain_dsl_and_backends_agree(corpus, opensearch):
     base = ["--model", str(corpus["model_dir"]), "--k", "5", "--window", "50"]
-    remote = CliRunner().invoke(app, ["search", "w007 w077", *base, "--json", "--explain",
-                                      *os_args(opensearch, corpus["index"])], catch_exceptions=False)
-    local = CliRunner().invoke(app, ["search", "w007 w077", *base, "--json", "--backend", "local",
-                                     "--local-dir", str(corpus["local_dir"])], catch_exceptions=False)
-    assert remote.exit_code == 0 and local.exit_code == 0, remote.output + local.output
+    remote = run_pintext(["search", "w007 w077", *base, "--json", "--explain",
+                          *os_args(opensearch, corpus["index"])])
+    local = run_pintext(["search", "w007 w077", *base, "--json", "--backend", "local",
+                         "--local-dir", str(corpus["local_dir"])])
+    assert remote.code == 0 and local.code == 0, remote.output + local.output
     remote_hits = json.loads(remote.stdout)["hits"]
     assert [h["id"] for h in remote_hits] == [h["id"] for h in json.loads(local.stdout)["hits"]]
     assert all(h["matched_tokens"] and h["first_stage_score"] == len(h["matched_tokens"]) for h in remote_hits)
 
-    printed = CliRunner().invoke(app, ["dsl", "w007 w077", *base, *os_args(opensearch, corpus["index"])])
+    printed = run_pintext(["dsl", "w007 w077", *base, *os_args(opensearch, corpus["index"])])
     request_line, body = printed.stdout.split("\n", 1)
     assert request_line == f"GET {corpus['index']}/_search"
     response = opensearch.search(index=corpus["index"], body=json.loads(body))
     assert sorted(hit["_id"] for hit in response["hits"]["hits"]) == sorted(h["id"] for h in remote_hits)
 
-    table = CliRunner().invoke(app, ["search", "w007 w077", *base, "--explain",
-                                     *os_args(opensearch, corpus["index"])], catch_exceptions=False)
+    table = run_pintext(["search", "w007 w077", *base, "--explain",
+                         *os_args(opensearch, corpus["index"])])
     assert remote_hits[0]["id"] in table.stdout and "first stage" in table.stdout
 
 
@@ -171,22 +131,21 @@ def test_cli_queries_file_related_and_template_call(corpus, opensearch, tmp_path
     queries_file = tmp_path / "queries.jsonl"
     queries_file.write_text('{"query": "w001 w002"}\n\n"w050"\n', encoding="utf-8")
     base = ["--model", str(corpus["model_dir"]), "--k", "4", "--window", "40"]
-    result = CliRunner().invoke(app, ["search", "--queries", str(queries_file), *base, "--json",
-                                      *os_args(opensearch, corpus["index"])], catch_exceptions=False)
+    result = run_pintext(["search", "--queries", str(queries_file), *base, "--json",
+                          *os_args(opensearch, corpus["index"])])
     answers = [json.loads(line) for line in result.stdout.splitlines()]
     assert [answer["query"] for answer in answers] == ["w001 w002", "w050"]
     assert all(len(answer["hits"]) == 4 for answer in answers)
 
     pin_id = corpus["pins"][9]["id"]
-    related = CliRunner().invoke(app, ["related", pin_id, *base, "--json", *os_args(opensearch, corpus["index"])],
-                                 catch_exceptions=False)
+    related = run_pintext(["related", pin_id, *base, "--json", *os_args(opensearch, corpus["index"])])
     hits = json.loads(related.stdout)["hits"]
     assert len(hits) == 4 and pin_id not in [hit["id"] for hit in hits]
-    missing = CliRunner().invoke(app, ["related", "no-such-pin", *base, *os_args(opensearch, corpus["index"])])
-    assert missing.exit_code == 2 and "no-such-pin" in missing.output
+    missing = run_pintext(["related", "no-such-pin", *base, *os_args(opensearch, corpus["index"])])
+    assert missing.code == 2 and "no-such-pin" in missing.output
 
-    printed = CliRunner().invoke(app, ["dsl", "w001 w002", *base, "--template",
-                                       *os_args(opensearch, corpus["index"])])
+    printed = run_pintext(["dsl", "w001 w002", *base, "--template",
+                           *os_args(opensearch, corpus["index"])])
     request_line, body = printed.stdout.split("\n", 1)
     call = json.loads(body)
     assert request_line == f"GET {corpus['index']}/_search/template"
