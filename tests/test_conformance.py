@@ -24,9 +24,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
-from pintext.cli import app
 from pintext.encoder import Encoder
 from pintext.pin_vectors import pin_vectors
 from pintext.serving.base import PinNotFoundError, UnsupportedError
@@ -36,7 +34,8 @@ from pintext.serving.local import cosine
 from pintext.serving.meta import check_meta, index_meta
 from pintext.serving.rollout import version_name
 from pintext.serving.searcher import Searcher
-from tests.factories import WORDS, make_model, make_pins, model_snapshot, write_pins_file
+from tests.factories import make_model, make_pins, model_snapshot, random_queries, write_pins_file
+from tests.fixtures_cli import run_pintext
 
 PIN_COUNT = 420
 WINDOW = 1_000  # above the corpus size: every candidate is rescored
@@ -96,10 +95,8 @@ def corpus(tmp_path_factory) -> Corpus:
     write_pins_file(pins_file, pins, with_bad_lines=False)
     model = make_model(folder / "model")
     encoder = Encoder.load(model)
-    rng = np.random.default_rng(8)
-    queries = [" ".join(rng.choice(WORDS, size=int(rng.integers(1, 4)))) for _ in range(12)]
     return Corpus(model, make_model(folder / "other-model", seed=9), pins_file, pins, encoder,
-                  pin_vectors(encoder, pins), queries)
+                  pin_vectors(encoder, pins), random_queries(12, seed=8))
 
 
 def oracle(corpus: Corpus, family: Any, query_tokens: list[str], vector: np.ndarray, k: int,
@@ -148,9 +145,7 @@ class Served:
 
 
 def run(*args: str) -> str:
-    result = CliRunner().invoke(app, list(args))
-    assert result.exit_code == 0, result.output
-    return result.stdout
+    return run_pintext(args).ok()
 
 
 def engine_params() -> list[Any]:
@@ -326,7 +321,7 @@ def test_kmeans_codebook_round_trips_through_the_index_meta(served_kmeans, corpu
     """The index's `_meta` rebuilds the very family ingest hashed with: the stored pins' tokens are its tokens."""
     meta = served_kmeans.engine.meta(served_kmeans.index)
     family = served_kmeans.searcher.family
-    assert meta["lsh"] == family.to_dict() and meta["tuning"]["family"] == "kmeans"
+    assert meta["tokens"] == family.to_dict() and meta["tuning"]["family"] == "kmeans"
     check_meta(served_kmeans.index, meta, index_meta(corpus.encoder.fingerprint, corpus.encoder.dim, family))
     vector = corpus.vectors[5]
     hits = served_kmeans.searcher.first_stage(vector, size=len(corpus.pins), probes=0)
@@ -445,8 +440,8 @@ def test_promote_swaps_the_alias_with_no_error_and_no_empty_page(served, corpus)
     assert {row["index"]: row["serving"] for row in info["versions"]} == {
         version_name(name, first): False, version_name(name, second): True}
     # Searching with the old model is now refused, with the index it would need named.
-    refused = CliRunner().invoke(app, ["search", "w001", "--model", str(corpus.model), *cli_args])
-    assert refused.exit_code == 2 and "model fingerprint" in refused.output
+    refused = run_pintext(["search", "w001", "--model", str(corpus.model), *cli_args])
+    assert refused.code == 2 and "model fingerprint" in refused.output
     run("index", "promote", "--model", str(corpus.other_model), "--delete-old", *cli_args)
     assert served.engine.indices(f"{name}-") == [version_name(name, second)]
     run("index", "delete", *cli_args)
@@ -455,10 +450,208 @@ def test_promote_swaps_the_alias_with_no_error_and_no_empty_page(served, corpus)
 
 def test_dsl_without_a_node_prints_the_filtered_token_request(corpus):
     """Offline there is no count to pick the exact path with: dsl says so and prints the filtered first stage."""
-    result = CliRunner().invoke(app, ["dsl", corpus.queries[0], "--model", str(corpus.model), "--engine",
-                                      "opensearch", "--url", "http://127.0.0.1:9", "--filter", "board=b3"])
-    assert result.exit_code == 0, result.output
+    result = run_pintext(["dsl", corpus.queries[0], "--model", str(corpus.model), "--engine",
+                          "opensearch", "--url", "http://127.0.0.1:9", "--filter", "board=b3"])
+    result.ok()
     body = json.loads(result.stdout.split("\n", 1)[1])
     assert body["query"]["bool"]["filter"] == [{"terms": {"board": ["b3"]}}]
     assert body["query"]["bool"]["should"] and "rescore" in body
     assert "node unreachable" in result.stderr
+
+
+# ---- what the benchmarks write and administer through ----------------------------------------------------------
+
+BARE_DIM = 4
+
+
+@pytest.fixture(scope="module", params=engine_params())
+def bare(request, tmp_path_factory) -> tuple[str, Any]:
+    """(engine id, engine) of the param's engine with no index: each test makes its own with `fresh`."""
+    name, node_fixture = ENGINES[request.param]
+    if node_fixture is None:
+        options = EngineOptions(local_dir=tmp_path_factory.mktemp("local-bare"))
+    else:
+        options = EngineOptions(url=request.getfixturevalue(node_fixture).url)
+    return request.param, open_engine(name, options)
+
+
+@pytest.fixture
+def fresh(bare) -> Any:
+    """(engine id, engine, index): an empty pins index of BARE_DIM-d vectors, deleted afterwards."""
+    engine_id, engine = bare
+    index = f"bare-{uuid.uuid4().hex[:8]}"
+    engine.create(index, BARE_DIM, {"dim": BARE_DIM})
+    yield engine_id, engine, index
+    engine.delete(index)
+
+
+def bare_pins(count: int, start: int = 0) -> tuple[list[dict], list[np.ndarray], list[list[str]]]:
+    """`count` pins (ids `b0000`...) with unit vectors and two tokens each."""
+    rng = np.random.default_rng(start)
+    vectors = rng.normal(size=(count, BARE_DIM)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    pins = [{"id": f"b{row:04d}", "title": f"pin {row}", "board": f"board-{row % 3}"}
+            for row in range(start, start + count)]
+    return pins, list(vectors), [[f"t{row % 5}", "all"] for row in range(start, start + count)]
+
+
+def test_write_docs_writes_plain_documents_in_batches_and_replaces_them_by_id(fresh):
+    _, engine, index = fresh
+    docs = [(f"d{row}", {"id": f"d{row}", "title": f"plain {row}", "board": "b1"}) for row in range(7)]
+    written = engine.write_docs(index, iter(docs), batch=3)
+    assert (written.created, written.updated, written.failed) == (7, 0, {})
+    engine.refresh(index)
+    assert engine.count(index) == 7
+    assert engine.get(index, "d4") == ({"id": "d4", "title": "plain 4", "board": "b1"}, None)
+    again = engine.write_docs(index, [("d4", {"id": "d4", "title": "replaced", "board": "b2"})])
+    assert (again.created, again.updated) == (0, 1)
+    engine.refresh(index)
+    assert engine.count(index) == 7 and engine.get(index, "d4")[0]["title"] == "replaced"
+
+
+def test_write_docs_partial_merges_fields_keeps_the_vector_and_names_missing_ids(fresh):
+    _, engine, index = fresh
+    pins, vectors, tokens = bare_pins(3)
+    engine.write(index, pins, vectors, tokens)
+    engine.refresh(index)
+    result = engine.write_docs(index, [("b0001", {"board": "moved"}), ("nowhere", {"board": "x"})], partial=True)
+    assert result.updated == 1 and result.created == 0 and list(result.failed) == ["nowhere"]
+    engine.refresh(index)
+    fields, vector = engine.get(index, "b0001")
+    assert fields["board"] == "moved" and fields["title"] == "pin 1"
+    assert vector is not None and np.allclose(vector, vectors[1], atol=1e-6)
+    assert [hit.id for hit in engine.first_stage(index, ["t1"], 10)] == ["b0001"]  # its tokens kept too
+
+
+def test_stats_count_the_documents_and_the_store_grows_with_them(fresh):
+    engine_id, engine, index = fresh
+    larger = f"{index}-larger"  # a second index: Lucene engines cache an index's store size for 10 s
+    engine.create(larger, BARE_DIM, {"dim": BARE_DIM})
+    try:
+        for name, count in ((index, 5), (larger, 405)):
+            pins, vectors, tokens = bare_pins(count)
+            engine.write(name, pins, vectors, tokens)
+            engine.refresh(name)
+        small, large = engine.stats(index, flush=True), engine.stats(larger, flush=True)
+    finally:
+        engine.delete(larger)
+    assert (small.docs, large.docs) == (5, 405)
+    assert 0 < small.size_bytes < large.size_bytes
+    assert (large.segments is None) == (engine_id == "local")
+
+
+def test_pause_refresh_hides_writes_until_resume_gives_the_default_back(fresh):
+    engine_id, engine, index = fresh
+    engine.pause_refresh(index)
+    engine.write_docs(index, [(f"d{row}", {"id": f"d{row}", "title": "x"}) for row in range(5)])
+    # The local engine has no refresh: a committed batch is visible at once.
+    assert engine.count(index) == (5 if engine_id == "local" else 0)
+    if engine_id != "local":
+        assert refresh_setting(engine, index) == "-1"
+    engine.resume_refresh(index)
+    assert engine.count(index) == 5
+    if engine_id != "local":
+        assert refresh_setting(engine, index) is None  # no setting of its own: the engine's default again
+
+
+def refresh_setting(engine: Any, index: str) -> str | None:
+    """The index's own `refresh_interval` setting, read from the node (None: not set, the default applies)."""
+    settings = engine.client.indices.get_settings(index=index)[index]["settings"]["index"]
+    return settings.get("refresh_interval")
+
+
+def test_force_merge_leaves_one_segment_and_every_document(fresh):
+    engine_id, engine, index = fresh
+    for start in (0, 50, 100):  # three refreshed batches: three segments on a Lucene engine
+        pins, vectors, tokens = bare_pins(50, start=start)
+        engine.write(index, pins, vectors, tokens)
+        engine.refresh(index)
+    before = engine.stats(index, flush=True)
+    engine.force_merge(index)
+    after = engine.stats(index)
+    assert after.docs == before.docs == 150 and engine.count(index) == 150
+    if engine_id == "local":
+        assert after.segments is None and 0 < after.size_bytes <= before.size_bytes
+    else:
+        assert before.segments is not None and before.segments > 1 and after.segments == 1
+
+
+def test_create_plain_makes_an_index_of_the_mapping_given(bare):
+    engine_id, engine = bare
+    index = f"bare-plain-{uuid.uuid4().hex[:8]}"
+    mappings = {"dynamic": False, "properties": {"board": {"type": "keyword"}}}
+    if engine_id == "local":
+        with pytest.raises(UnsupportedError, match="no mappings"):
+            engine.create_plain(index, mappings, {"index": {"number_of_shards": 1}})
+        assert not engine.exists(index)
+        return
+    engine.create_plain(index, mappings, {"index": {"number_of_shards": 1, "number_of_replicas": 0}})
+    try:
+        engine.write_docs(index, [("a", {"board": "red", "note": "unmapped"}), ("b", {"board": "blue"})])
+        engine.refresh(index)
+        assert engine.stats(index).docs == 2 and engine.layout(index).shards == 1
+        found = engine.search_body(index, {"query": {"term": {"board": "red"}}})["hits"]["hits"]
+        assert [hit["_id"] for hit in found] == ["a"]
+        unmapped = engine.search_body(index, {"query": {"term": {"note": "unmapped"}}})["hits"]["hits"]
+        assert unmapped == []  # dynamic: false, as asked
+    finally:
+        engine.delete(index)
+
+
+def test_add_field_maps_a_new_field_the_documents_can_then_be_searched_by(fresh):
+    engine_id, engine, index = fresh
+    pins, vectors, tokens = bare_pins(4)
+    engine.write(index, pins, vectors, tokens)
+    engine.add_field(index, "extra_tokens", {"type": "keyword"})
+    engine.write_docs(index, [("b0002", {"extra_tokens": ["x1", "x2"]})], partial=True)
+    engine.refresh(index)
+    assert engine.get(index, "b0002")[0]["extra_tokens"] == ["x1", "x2"]
+    if engine_id != "local":  # pins mappings are `dynamic: false`: only a mapped field is searchable
+        found = engine.search_body(index, {"query": {"term": {"extra_tokens": "x2"}}})["hits"]["hits"]
+        assert [hit["_id"] for hit in found] == ["b0002"]
+
+
+def test_record_took_times_every_search_request_and_search_body_answers_raw(fresh):
+    engine_id, engine, index = fresh
+    pins, vectors, tokens = bare_pins(20)
+    engine.write(index, pins, vectors, tokens)
+    engine.refresh(index)
+    assert engine.took is None  # nothing recorded unless asked
+    took = engine.record_took()
+    engine.first_stage(index, ["t0"], 5)
+    assert len(took) == 1 and took[0] >= 0
+    if engine_id == "local":
+        with pytest.raises(UnsupportedError, match="no query DSL"):
+            engine.search_body(index, {"query": {"match_all": {}}})
+        return
+    response = engine.search_body(index, {"query": {"match_all": {}}, "size": 3})
+    assert response["hits"]["total"]["value"] == 20 and len(response["hits"]["hits"]) == 3
+    assert len(took) == 2 and took[1] == float(response["took"])
+
+
+def test_node_info_names_the_engine_version_and_heap(bare):
+    engine_id, engine = bare
+    info = engine.node_info()
+    if engine_id == "local":
+        assert info.version is not None and info.version.startswith("SQLite ")
+        assert (info.lucene, info.heap_bytes) == (None, None)
+        return
+    assert info.version is not None and info.version.count(".") == 2
+    assert info.heap_bytes is not None and info.heap_bytes > 0
+    assert (info.lucene is not None) == engine_id.startswith("opensearch")
+
+
+def test_bulk_request_is_the_body_write_sends_and_sends_nothing(fresh):
+    engine_id, engine, index = fresh
+    pins, vectors, tokens = bare_pins(2)
+    if engine_id == "local":
+        with pytest.raises(UnsupportedError, match="sends no requests"):
+            engine.bulk_request(index, pins, vectors, tokens)
+        return
+    lines = [json.loads(line) for line in engine.bulk_request(index, pins, vectors, tokens)]
+    assert lines[0::2] == [{"index": {"_index": index, "_id": pin["id"]}} for pin in pins]
+    for document, pin, vector, pin_tokens in zip(lines[1::2], pins, vectors, tokens):
+        assert {key: document[key] for key in pin} == pin and document["lsh_tokens"] == pin_tokens
+        assert np.allclose(document["vector"], vector, atol=1e-7)
+    engine.refresh(index)
+    assert engine.count(index) == 0

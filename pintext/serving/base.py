@@ -209,7 +209,8 @@ class Engine(Protocol):
         ...
     def stats(self, index: str, flush: bool = False) -> IndexStats:
         """Documents, primary store bytes and segments of a concrete index; with `flush`, after committing what is
-        written (the size `_cat/indices` shows after a flush)."""
+        written (the size `_cat/indices` shows after a flush). Lucene engines cache the store size for 10 s
+        (`index.store.stats_refresh_interval`): a second call within that may show the first one's size."""
         ...
     def node_info(self) -> NodeInfo:
         """Version, Lucene version and heap of the node answering (for benchmark reports)."""
