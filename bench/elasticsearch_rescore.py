@@ -25,7 +25,6 @@ from collections.abc import Callable
 import numpy as np
 
 from pintext import queries
-from pintext.lsh import RandomHyperplaneLSH
 from pintext.serving.elasticsearch import (
     ElasticsearchEngine,
     connect,
@@ -33,6 +32,7 @@ from pintext.serving.elasticsearch import (
     first_stage_body,
     rescore_body,
 )
+from pintext.tokens.lsh import RandomHyperplaneLSH
 
 K, TABLES, BITS, QUERIES = 10, 32, 8, 100
 WINDOWS = (100, 500, 2000)

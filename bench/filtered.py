@@ -131,27 +131,28 @@ def read_crowdflower(shared: Path) -> tuple[list[tuple[str, str]], list[str]]:
 def exact_truth(unit: np.ndarray, queries: np.ndarray, mask: np.ndarray | None, k: int = K) -> tuple[np.ndarray,
                                                                                                        np.ndarray]:
     """(row indexes of the exact top k among the rows `mask` keeps, [q, k]; the k-th best cosine per query)."""
+    from pintext.tokens.recall import exact_top_k, kth_best
+
     rows = np.arange(len(unit)) if mask is None else np.flatnonzero(mask)
-    scores = queries @ unit[rows].T
-    top = np.argsort(-scores, axis=1, kind="stable")[:, :k]
-    best = np.take_along_axis(scores, top, axis=1)
-    return rows[top], best[:, -1]
+    top = exact_top_k(unit[rows], queries, k)
+    return rows[top], kth_best(unit[rows], queries, top)
 
 
 def tie_aware_recall(found: Sequence[Sequence[int]], cosines: Sequence[Sequence[float]], kth_best: np.ndarray,
-                     allowed: Sequence[set[int] | None], k: int = K, tolerance: float = 1e-5) -> float:
-    """Mean over queries of (hits among the first k that pass the filter and score at least the k-th best exact
-    cosine, less `tolerance`) / k. A hit tied with the k-th best counts: which of equal pins comes back is
-    arbitrary. `found`: returned row indexes per query; `cosines`: their exact cosines; `allowed`: the rows
-    the filter keeps per query (None: no filter)."""
+                     allowed: Sequence[set[int] | None], k: int = K) -> float:
+    """Mean over queries of the tie-aware recall@k (`pintext.tokens.recall`) of the hits that pass the filter: a
+    hit outside it counts as an empty slot. `found`: returned row indexes per query; `cosines`: their exact
+    cosines; `allowed`: the rows the filter keeps per query (None: no filter)."""
+    from pintext.tokens import recall
+
     if not len(found):
         return float("nan")
-    total = 0.0
-    for rows, scores, kth, keep in zip(found, cosines, kth_best, allowed):
-        good = sum(1 for row, score in list(zip(rows, scores))[:k]
-                   if (keep is None or row in keep) and score >= kth - tolerance)
-        total += good / k
-    return total / len(found)
+    counted = np.full((len(found), k), -np.inf)
+    for query, (rows, scores, keep) in enumerate(zip(found, cosines, allowed)):
+        for slot, (row, score) in enumerate(list(zip(rows, scores))[:k]):
+            if keep is None or row in keep:
+                counted[query, slot] = score
+    return float(recall.tie_aware_recall(counted, np.asarray(kth_best), k).mean())
 
 
 def pass_share(found_boards: Sequence[Sequence[str]], board: str | None) -> float:
@@ -249,9 +250,10 @@ def finish_index(engine: Any, index: str) -> dict:
 def build_pintext_index(engine: Any, encoder: Any, corpus: Corpus, vectors: np.ndarray) -> tuple[Any, dict]:
     """The index as `pintext index create --pins FILE` then `ingest` make it: LSH tuned on a uniform sample of at
     most MAX_TUNE_CORPUS pins (the corpus size given), then every pin written with its tokens."""
-    from pintext.lsh_tune import MAX_TUNE_CORPUS, tune_for_corpus
     from pintext.serving.meta import ServingDefaults, index_meta
     from pintext.serving.searcher import Searcher
+    from pintext.tokens.tune_lsh import tune_for_corpus
+    from pintext.tokens.tuning import MAX_TUNE_CORPUS
 
     n = len(corpus.pins)
     rng = np.random.default_rng(0)
@@ -260,11 +262,11 @@ def build_pintext_index(engine: Any, encoder: Any, corpus: Corpus, vectors: np.n
         result = tune_for_corpus(vectors[sample], total_pins=n)
     serving = ServingDefaults(window=result.window, probes=result.probes, window_at_100=result.deep_window,
                               probes_at_100=result.deep_probes)
-    meta = index_meta(encoder.fingerprint, encoder.dim, result.lsh, serving, result.to_meta())
+    meta = index_meta(encoder.fingerprint, encoder.dim, result.family, serving, result.to_meta())
     engine.delete(PINTEXT_INDEX)
     engine.create(PINTEXT_INDEX, encoder.dim, meta)
     engine.pause_refresh(PINTEXT_INDEX)
-    tokens = result.lsh.tokens(corpus.unit)
+    tokens = result.family.tokens(corpus.unit)
     with stopwatch() as writing:
         for start in range(0, n, BATCH):
             end = min(n, start + BATCH)
@@ -274,7 +276,7 @@ def build_pintext_index(engine: Any, encoder: Any, corpus: Corpus, vectors: np.n
                 raise RuntimeError(f"pins failed to index: {list(outcome.failed.items())[:3]}")
     built = finish_index(engine, PINTEXT_INDEX)
     info = {"tune_seconds": tuning["seconds"], "write_seconds": writing["seconds"], **built,
-            "lsh": result.lsh.to_dict(), "serving": serving.to_dict(), "tuning": result.to_meta()}
+            "lsh": result.family.to_dict(), "serving": serving.to_dict(), "tuning": result.to_meta()}
     return Searcher.for_index(engine, PINTEXT_INDEX), {**info, "tokens": tokens}
 
 
@@ -331,8 +333,8 @@ def search_runner(engine: Any, index: str, body_of: Callable[[np.ndarray], dict]
 
 def measure_all(engine: Any, searcher: Any, corpus: Corpus, queries_unit: np.ndarray, hnsw_ok: bool,
                 log: Callable[[str], None]) -> list[dict]:
-    from pintext.lsh_tune import allowed
     from pintext.serving.filters import NO_FILTERS, Filters
+    from pintext.tokens.tune_lsh import allowed
 
     results = []
     items = list(queries_unit)

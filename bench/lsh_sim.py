@@ -1,8 +1,9 @@
-"""The benchmarks' view of PinText's LSH tuner: the sweep itself lives in the product (`pintext.lsh_tune`).
+"""The benchmarks' view of PinText's LSH tuner: the sweep itself lives in the product (`pintext.tokens`).
 
 A product command never runs code from bench/, so the in-memory replica of the index, the grid sweep, the cost
-model and the choice moved to `pintext/lsh_tune.py`; they are re-exported here for the benchmark sections. What
-stays here is bench-only: fitting the cost model to latencies measured on the node (needs scipy).
+model and the choice moved to `pintext/tokens/` (`tune_lsh.py`, `tuning.py`, `recall.py`); they are re-exported
+here for the benchmark sections. What stays here is bench-only: fitting the cost model to latencies measured on
+the node (needs scipy).
 """
 
 from __future__ import annotations
@@ -11,20 +12,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from pintext.lsh_tune import (  # noqa: F401
-    CLAUSE_COST,
-    MAX_QUERY_CLAUSES,
-    RESCORE_COST,
-    BucketIndex,
-    GridPoint,
-    choose,
-    cost_of,
-    exact_top_k,
-    recall_at_k,
-    sweep_config,
-    tune,
-    unit_rows,
-)
+from pintext.tokens.recall import exact_top_k, recall_at_k, unit_rows  # noqa: F401
+from pintext.tokens.tune_lsh import MAX_QUERY_CLAUSES, BucketIndex, GridPoint, choose, sweep_config, tune  # noqa: F401
+from pintext.tokens.tuning import CLAUSE_COST, RESCORE_COST, cost_of  # noqa: F401
 
 
 def fit_cost_model(clauses: Sequence[float], postings: Sequence[float], rescored: Sequence[float],

@@ -195,7 +195,7 @@ def section_encode(ctx: Context, report: Report) -> None:
 def section_tune(ctx: Context, report: Report) -> None:
     from pintext.bench import lsh_sim
     from pintext.bench.lsh_sim import CLAUSE_COST, RESCORE_COST
-    from pintext.lsh import RandomHyperplaneLSH
+    from pintext.tokens.lsh import RandomHyperplaneLSH
 
     profile = ctx.profile
     corpus, model_dir = ready(ctx.corpus, "the corpus vectors"), ready(ctx.model_dir, "the model")
@@ -303,7 +303,7 @@ def section_retrieval(ctx: Context, report: Report) -> None:
     from pintext.bench import retrieval
     from pintext.bench.lsh_sim import MAX_QUERY_CLAUSES
     from pintext.ingest.indexer import load_or_create_lsh
-    from pintext.lsh import DEFAULT_BITS, DEFAULT_TABLES, RandomHyperplaneLSH
+    from pintext.tokens.lsh import DEFAULT_BITS, DEFAULT_TABLES, RandomHyperplaneLSH
 
     corpus = ready(ctx.corpus, "the corpus vectors")
     lsh = load_or_create_lsh(ctx.model_dir, corpus.shape[1])

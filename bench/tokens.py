@@ -93,15 +93,16 @@ def product_pins(products: Sequence[tuple[str, str]]) -> list[dict]:
 def family_costs(result: Any, unit: np.ndarray, queries_unit: np.ndarray) -> dict:
     """What the tuned setting of one family costs a query over the whole corpus (numpy, no node): clauses,
     candidates (pins sharing a token), pins scored exactly, recall@10 vs exact (tie-aware)."""
-    from pintext.centroid_tune import CentroidTuneResult
-    from pintext.lsh_tune import exact_top_k
+    from pintext.tokens import KMEANS_KIND
+    from pintext.tokens.recall import at_least_kth_best, exact_top_k, kept_recall, kth_best
 
-    family, probes, n = result.lsh, result.probes, len(unit)
+    family, probes, n = result.family, result.probes, len(unit)
     postings = PostingLists(family, unit)
     truth = exact_top_k(unit, queries_unit, K)
-    exact_matches = isinstance(result, CentroidTuneResult)
+    kths = kth_best(unit, queries_unit, truth)
+    exact_matches = result.kind == KMEANS_KIND
     recalls, candidates, scored, clauses = [], [], [], []
-    for query, row_truth, wanted in zip(queries_unit, truth, family.query_tokens(queries_unit, probes=probes)):
+    for query, kth, wanted in zip(queries_unit, kths, family.query_tokens(queries_unit, probes=probes)):
         distinct = list(dict.fromkeys(wanted))
         counts = postings.shared(distinct)  # [n]: tokens each pin shares with the query
         matched = np.flatnonzero(counts)
@@ -109,9 +110,8 @@ def family_costs(result: Any, unit: np.ndarray, queries_unit: np.ndarray) -> dic
             kept = matched
         else:  # the window's best by tokens shared, ties by row (ingest order), as the engine ranks them
             kept = matched[np.lexsort((matched, -counts[matched]))][:result.window]
-        kth = float(query @ unit[row_truth[-1]])
-        good = unit[kept] @ query >= kth - 1e-6
-        recalls.append(min(K, int(good.sum())) / K)
+        good = at_least_kth_best((unit[kept] @ query)[None, :], kth[None])
+        recalls.append(float(kept_recall(good.sum(), K)))
         candidates.append(len(matched))
         scored.append(len(kept))
         clauses.append(len(distinct))
@@ -150,7 +150,7 @@ class PostingLists:
 
 
 def describe_setting(result: Any) -> str:
-    from pintext.token_tune import describe_choice
+    from pintext.tokens.tune import describe_choice
 
     return describe_choice(result)
 
@@ -164,7 +164,7 @@ def tuned_meta(encoder: Any, result: Any) -> dict:
 
     serving = ServingDefaults(window=result.window, probes=result.probes, window_at_100=result.deep_window,
                               probes_at_100=result.deep_probes)
-    return index_meta(encoder.fingerprint, encoder.dim, result.lsh, serving, result.to_meta())
+    return index_meta(encoder.fingerprint, encoder.dim, result.family, serving, result.to_meta())
 
 
 def build_index(engine: Any, encoder: Any, index: str, result: Any, corpus: Corpus) -> tuple[Any, dict]:
@@ -179,7 +179,7 @@ def build_index(engine: Any, encoder: Any, index: str, result: Any, corpus: Corp
         for start in range(0, len(corpus.pins), BATCH):
             end = min(len(corpus.pins), start + BATCH)
             with stopwatch() as hashing:
-                tokens = result.lsh.tokens(corpus.unit[start:end])
+                tokens = result.family.tokens(corpus.unit[start:end])
             hash_seconds += hashing["seconds"]
             outcome = engine.write(index, corpus.pins[start:end], list(corpus.unit[start:end]), tokens)
             if outcome.failed:
@@ -239,7 +239,7 @@ def product_ingest(engine: Any, encoder: Any, result: Any, pins: Sequence[dict],
     def ingest(sink: Any, target: str, workers: int) -> dict:
         with DeadLetter(work / "ingest-dead.jsonl", restart=True) as dead:
             checkpoint = Checkpoint(work / "ingest-checkpoint.json", str(pins_file), target)
-            report = Ingestor(encoder, result.lsh, sink, dead, checkpoint, batch_size=INGEST_BATCH,
+            report = Ingestor(encoder, result.family, sink, dead, checkpoint, batch_size=INGEST_BATCH,
                               workers=workers).run(pins_file)
         if report.indexed != len(pins):
             raise RuntimeError(f"ingest indexed {report.indexed} of {len(pins)} pins ({report.rejected} rejected)")
@@ -579,11 +579,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     from pintext.bench.node import open_node
-    from pintext.centroid_tune import MAX_FIT_CORPUS, tune_centroids_for_corpus
     from pintext.encoder import Encoder
-    from pintext.lsh_tune import MAX_TUNE_CORPUS, tune_for_corpus
     from pintext.pin_vectors import pin_vectors, unit_rows
     from pintext.serving.opensearch import OpenSearchEngine
+    from pintext.tokens.tune_centroids import MAX_FIT_CORPUS, tune_centroids_for_corpus
+    from pintext.tokens.tune_lsh import tune_for_corpus
+    from pintext.tokens.tuning import MAX_TUNE_CORPUS
 
     args = parse_args(argv)
     if args.render:

@@ -35,11 +35,11 @@ from pintext.atomic import FileLock, write_text
 from pintext.constants import DEFAULT_INGEST_WORKERS
 from pintext.ingest.deadletter import DeadLetter
 from pintext.ingest.readers import ReportedElsewhere, read_records
-from pintext.lsh import DEFAULT_BITS, DEFAULT_SEED, DEFAULT_TABLES, RandomHyperplaneLSH
 from pintext.pin_vectors import pin_vectors
 from pintext.schemas import WHOLE_RECORD, RecordError, validate_pin
 from pintext.serving.base import BatchResult
 from pintext.tokens import TokenFamily
+from pintext.tokens.lsh import DEFAULT_BITS, DEFAULT_SEED, DEFAULT_TABLES, RandomHyperplaneLSH
 
 LSH_CONFIG_FILE = "lsh.json"
 CHECKPOINT_FORMAT = 1

@@ -20,7 +20,7 @@ from pintext.bench.lsh_sim import (
     unit_rows,
 )
 from pintext.bench.quality import metrics_from_scores, ndcg_at_10, pessimistic_ranks, rrf
-from pintext.lsh import RandomHyperplaneLSH
+from pintext.tokens.lsh import RandomHyperplaneLSH
 
 
 def test_percentiles_interpolate_like_numpy_and_handle_empty_input():

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from pintext.bench.tokens import family_costs, probe_curve, product_pins, reading
-from pintext.centroid_tune import CentroidGrid, tune_centroids_for_corpus
-from pintext.lsh_tune import TuneGrid, tune_for_corpus
+from pintext.tokens.tune_centroids import CentroidGrid, tune_centroids_for_corpus
+from pintext.tokens.tune_lsh import TuneGrid, tune_for_corpus
 from tests.test_centroids import clustered
 
 

@@ -1,4 +1,5 @@
-"""Learned centroid tokens (pintext.centroids) and their tuner (pintext.centroid_tune, pintext.token_tune): pure."""
+"""Learned centroid tokens (pintext.tokens.centroids) and their tuner (pintext.tokens.tune_centroids,
+pintext.tokens.tune): pure."""
 
 from __future__ import annotations
 
@@ -7,11 +8,11 @@ import json
 import numpy as np
 import pytest
 
-from pintext.centroid_tune import CentroidGrid, centroids_for_corpus, tune_centroids_for_corpus
-from pintext.centroids import CentroidTokens, fit_centroids
-from pintext.lsh_tune import exact_top_k, unit_rows
-from pintext.token_tune import cheapest, tune_tokens
 from pintext.tokens import describe, family_from_dict, scores_every_match
+from pintext.tokens.centroids import CentroidTokens, fit_centroids
+from pintext.tokens.recall import TIE_TOLERANCE, exact_top_k, unit_rows
+from pintext.tokens.tune import cheapest, tune_tokens
+from pintext.tokens.tune_centroids import CentroidGrid, centroids_for_corpus, tune_centroids_for_corpus
 
 
 def clustered(n: int, dim: int = 24, clusters: int = 40, seed: int = 0) -> np.ndarray:
@@ -80,14 +81,14 @@ def test_tuned_recall_is_what_the_tokens_give_on_the_corpus():
     corpus, queries = clustered(4000, seed=2), clustered(120, seed=7)
     result = tune_centroids_for_corpus(corpus, 0.9, queries=queries, grid=CentroidGrid(centroids=(64, 128)))
     assert result.reached and result.recall >= 0.9
-    family, probes = result.lsh, result.probes
+    family, probes = result.family, result.probes
     pin_tokens = [set(row) for row in family.tokens(corpus)]
     truth = exact_top_k(corpus, queries, 10)
     recalls, matched = [], []
     for query, row_truth, wanted in zip(queries, truth, family.query_tokens(queries, probes=probes)):
         hits = {row for row, tokens in enumerate(pin_tokens) if tokens & set(wanted)}
         kth = float(query @ corpus[row_truth[-1]])
-        good = set(np.flatnonzero(corpus @ query >= kth - 1e-6))
+        good = set(np.flatnonzero(corpus @ query >= kth - TIE_TOLERANCE))
         recalls.append(min(10, len(good & hits)) / 10)
         matched.append(len(hits))
     assert np.mean(recalls) == pytest.approx(result.recall, abs=1e-9)
@@ -101,7 +102,7 @@ def test_auto_keeps_the_cheaper_family_that_reaches_the_target():
     lsh, kmeans = tune_tokens(corpus, "lsh", 0.9), tune_tokens(corpus, "kmeans", 0.9)
     assert lsh.reached and kmeans.reached
     expected = lsh if lsh.choice.cost <= kmeans.choice.cost else kmeans
-    assert type(chosen) is type(expected) and chosen.choice.cost == pytest.approx(expected.choice.cost)
+    assert chosen.kind == expected.kind and chosen.choice.cost == pytest.approx(expected.choice.cost)
     assert cheapest([lsh]) is lsh
     with pytest.raises(ValueError, match="unknown token family"):
         tune_tokens(corpus, "pq")
@@ -127,7 +128,7 @@ def test_tokens_tune_command_reports_both_families_and_the_one_auto_keeps(tmp_pa
 
 
 def test_top_columns_best_first_ties_by_lower_column_on_both_paths():
-    from pintext.centroids import _ARGMAX_UP_TO, _top_columns
+    from pintext.tokens.centroids import _ARGMAX_UP_TO, _top_columns
 
     scores = np.array([[0.5, 0.9, 0.5, 0.9, 0.1] * 20], dtype=np.float32)
     few = _top_columns(scores.copy(), 4)

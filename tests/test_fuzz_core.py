@@ -26,7 +26,7 @@ from hypothesis import strategies as st
 
 from pintext import text as pintext_text
 from pintext.encoder import Encoder, HashedWords, write_runtime
-from pintext.lsh import RandomHyperplaneLSH
+from pintext.tokens.lsh import RandomHyperplaneLSH
 from pintext.pin_vectors import pin_parts, pin_vectors, unit_rows
 from pintext.schemas import RecordError, pin_text, validate_pin
 from pintext.serving.filters import FilterError, Filters
@@ -210,10 +210,10 @@ def hyperplane_families() -> st.SearchStrategy:
 
 
 def centroid_families() -> st.SearchStrategy:
-    """Learned centroids (`pintext.centroids`) from random codebooks, quantized as an index stores them."""
+    """Learned centroids (`pintext.tokens.centroids`) from random codebooks, quantized as an index stores them."""
     import importlib
 
-    centroids = importlib.import_module("pintext.centroids")
+    centroids = importlib.import_module("pintext.tokens.centroids")
 
     def build(tables: int, count: int, spill: int, seed: int):
         books = np.random.default_rng(seed).normal(size=(tables, count, DIM)).astype(np.float32)

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from pintext.lsh import RandomHyperplaneLSH
+from pintext.tokens.lsh import RandomHyperplaneLSH
 from pintext.serving.local import LocalIndex, LocalIndexError
 from tests.serving_helpers import local_index
 
@@ -64,7 +64,7 @@ def test_serving_modules_import_neither_torch_nor_opensearch():
     code = (
         "import sys\n"
         "import pintext.cli, pintext.cli.serve, pintext.ingest.indexer, pintext.serving.opensearch\n"
-        "import pintext.serving.local, pintext.queries, pintext.lsh\n"
+        "import pintext.serving.local, pintext.queries, pintext.tokens.lsh\n"
         "heavy = [m for m in ('torch', 'sentence_transformers', 'datasets', 'opensearchpy') if m in sys.modules]\n"
         "print(','.join(heavy))\n"
     )

@@ -6,7 +6,7 @@ import re
 import numpy as np
 import pytest
 
-from pintext.lsh import RandomHyperplaneLSH
+from pintext.tokens.lsh import RandomHyperplaneLSH
 
 
 def unit_pairs_at_cosine(rng: np.random.Generator, count: int, dim: int, cosine: float) -> tuple[np.ndarray, np.ndarray]:
@@ -140,9 +140,10 @@ def test_long_buckets_are_formatted_without_the_lookup_table():
     assert all(len(row) == 40 * 3 for row in probed)
 
 
-# ---- tuning on a corpus (pintext.lsh_tune) ----------------------------------------------------------------------
+# ---- tuning on a corpus (pintext.tokens.tune_lsh) --------------------------------------------------------------
 
-from pintext.lsh_tune import MAX_QUERY_CLAUSES, TuneGrid, bits_for_corpus, tune_for_corpus, unit_rows  # noqa: E402
+from pintext.tokens.recall import TIE_TOLERANCE, unit_rows  # noqa: E402
+from pintext.tokens.tune_lsh import MAX_QUERY_CLAUSES, TuneGrid, bits_for_corpus, tune_for_corpus  # noqa: E402
 
 
 def clustered_corpus(count: int = 1500, dim: int = 24, clusters: int = 60, seed: int = 0) -> np.ndarray:
@@ -169,7 +170,7 @@ def replayed_recall(lsh: RandomHyperplaneLSH, corpus: np.ndarray, queries: np.nd
             cosines[own] = -np.inf
         kth_best = np.sort(cosines)[-k]
         served = sorted(cosines[window_rows], reverse=True)[:k]
-        shares.append(sum(1 for value in served if value >= kth_best - 1e-6) / k)
+        shares.append(sum(1 for value in served if value >= kth_best - TIE_TOLERANCE) / k)
     return float(np.mean(shares))
 
 
@@ -178,9 +179,9 @@ def test_tuned_setting_meets_the_target_when_replayed_with_the_real_tokens():
     queries = clustered_corpus(count=80, seed=0)[:80] + 0.05
     result = tune_for_corpus(corpus, target_recall=0.9, queries=queries, sample=80)
     assert result.reached and result.recall >= 0.9
-    replay = replayed_recall(result.lsh, corpus, queries, result.probes, result.window)
+    replay = replayed_recall(result.family, corpus, queries, result.probes, result.window)
     assert replay == pytest.approx(result.recall, abs=1e-9)
-    assert result.lsh.tables * (1 + result.probes) <= MAX_QUERY_CLAUSES
+    assert result.family.tables * (1 + result.probes) <= MAX_QUERY_CLAUSES
     reaching = [point for point in result.points if point.recall >= 0.9]
     assert result.choice.cost == min(point.cost for point in reaching)  # the cheapest setting reaching it
 
@@ -190,7 +191,7 @@ def test_tuning_on_the_corpus_own_pins_excludes_each_from_its_results():
     result = tune_for_corpus(corpus, target_recall=0.9, sample=60)
     assert result.query_source == "pins" and result.queries == 60 and result.reached
     rows = list(np.random.default_rng(0).permutation(len(corpus))[:60])  # the tuner's own sample
-    replay = replayed_recall(result.lsh, corpus, corpus[rows], result.probes, result.window, exclude=rows)
+    replay = replayed_recall(result.family, corpus, corpus[rows], result.probes, result.window, exclude=rows)
     assert replay == pytest.approx(result.recall, abs=1e-9)
 
 
@@ -200,7 +201,7 @@ def test_higher_target_costs_at_least_as_much_and_fixed_tables_bits_are_kept():
     high = tune_for_corpus(corpus, target_recall=0.99, sample=60)
     assert high.choice.cost >= low.choice.cost and high.recall >= low.recall
     fixed = tune_for_corpus(corpus, target_recall=0.9, sample=60, fixed=(16, 5))
-    assert (fixed.lsh.tables, fixed.lsh.bits) == (16, 5)
+    assert (fixed.family.tables, fixed.family.bits) == (16, 5)
     assert {(point.tables, point.bits) for point in fixed.points} == {(16, 5)}
 
 
@@ -225,7 +226,7 @@ def test_deeper_lists_get_their_own_window_and_probes_reaching_recall_at_100():
     result = tune_for_corpus(corpus, target_recall=0.9, sample=60)
     assert result.deep_window >= max(result.window, 100) and result.deep_probes >= result.probes
     rows = list(np.random.default_rng(0).permutation(len(corpus))[:60])
-    replay = replayed_recall(result.lsh, corpus, corpus[rows], result.deep_probes, result.deep_window,
+    replay = replayed_recall(result.family, corpus, corpus[rows], result.deep_probes, result.deep_window,
                              exclude=rows, k=100)
     assert replay == pytest.approx(result.deep_recall, abs=1e-9) and replay >= 0.9
     assert result.to_meta()["recall_at_100"] == round(result.deep_recall, 4)

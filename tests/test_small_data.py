@@ -129,7 +129,7 @@ def write_pins(path: Path, pins: list[dict]) -> Path:
 
 
 def test_centroids_on_identical_or_repeated_vectors_say_so_without_a_library_warning():
-    from pintext.centroids import fit_centroids
+    from pintext.tokens.centroids import fit_centroids
 
     rng = np.random.default_rng(0)
     with warnings.catch_warnings():

@@ -44,7 +44,7 @@ class ServingDefaults:
 
     def probes_for(self, k: int, probes: int | None = None) -> int:
         """The probes to use: the ones asked for; else this index's for k hits."""
-        from pintext.lsh_tune import TUNE_K
+        from pintext.tokens.tuning import TUNE_K
 
         if probes is not None:
             return int(probes)
@@ -55,7 +55,7 @@ class ServingDefaults:
     def window_for(self, k: int, window: int | None = None) -> int:
         """The rescore window to use: the one asked for; else this index's for k hits: its recall@10 window up to
         10 hits, its recall@100 window up to 100 (grown in proportion beyond), never below k."""
-        from pintext.lsh_tune import DEEP_K, MAX_RESCORE_WINDOW, TUNE_K
+        from pintext.tokens.tuning import DEEP_K, MAX_RESCORE_WINDOW, TUNE_K
 
         if window is not None:
             return int(window)

@@ -1,5 +1,5 @@
 """Learned centroid tokens: a token family fitted on the corpus vectors (k-means), the second family beside random
-hyperplanes (`pintext.lsh`).
+hyperplanes (`pintext.tokens.lsh`).
 
 Random hyperplanes cut the sphere the same way whatever the data; real text vectors crowd into a few regions, so
 most hyperplane buckets are empty and a few hold a large share of the pins. K-means centroids follow the data
@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from pintext.lsh import as_matrix
+from pintext.tokens.lsh import as_matrix
 
 KMEANS_KIND = "kmeans"
 DEFAULT_CENTROIDS = 1024

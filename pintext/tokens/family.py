@@ -2,8 +2,9 @@
 
 A family is a small, engine-free object (as elastiknn keeps its models apart from engine glue): it turns pin vectors
 into tokens, a query vector into the tokens to look up (with `probes` extra buckets), and it round-trips through a
-JSON dict whose `kind` names it. The index `_meta` stores that dict (under `lsh`), so search rebuilds the exact
-family an index was written with. A new family is one class plus one line in `FAMILIES`.
+JSON dict whose `kind` names it. The index `_meta` stores that dict (under `tokens`; `lsh` before, still read:
+`pintext.serving.meta`), so search rebuilds the exact family an index was written with. A new family is one class
+plus one line in `FAMILIES` (and its tuner one line in `pintext.tokens.tune.TUNERS`).
 """
 
 from __future__ import annotations
@@ -13,8 +14,8 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from pintext.centroids import EXACT_MATCHES, KMEANS_KIND, CentroidTokens
-from pintext.lsh import LSH_KIND, RandomHyperplaneLSH
+from pintext.tokens.centroids import EXACT_MATCHES, KMEANS_KIND, CentroidTokens
+from pintext.tokens.lsh import LSH_KIND, RandomHyperplaneLSH
 
 
 @runtime_checkable

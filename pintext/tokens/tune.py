@@ -1,20 +1,59 @@
-"""Choose an index's token family and its settings on a corpus: random hyperplanes (`pintext.lsh_tune`), learned
-centroids (`pintext.centroid_tune`), or both swept and the cheaper kept (`auto`).
+"""Choose an index's token family and its settings on a corpus: one tuner per family kind behind the `Tuner`
+protocol (`TUNERS`: random hyperplanes in `tune_lsh`, learned centroids in `tune_centroids`), or every family swept
+and the cheapest kept (`auto`).
 
-Both tuners report a cost per search in the same units (`pintext.lsh_tune.cost_of`: postings visited, pins scored
-exactly, term clauses), so `auto` keeps the cheapest setting that reaches the target recall@10; when neither
-reaches it, the one with the higher recall. Pure numpy, no I/O.
+Every tuner reports a cost per search in the same units (`pintext.tokens.tuning.cost_of`: postings visited, pins
+scored exactly, term clauses), so `auto` keeps the cheapest setting that reaches the target recall@10; when none
+reaches it, the one with the higher recall. A new family's tuner is one class plus one line in `TUNERS`.
+Pure numpy, no I/O.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
+from pintext.tokens.centroids import KMEANS_KIND
+from pintext.tokens.lsh import DEFAULT_SEED, LSH_KIND
+from pintext.tokens.tune_centroids import CentroidTuner
+from pintext.tokens.tune_lsh import LSHTuner, tune_for_corpus
+from pintext.tokens.tuning import DEFAULT_TARGET_RECALL, TuneResult
+
+
+class Tuner(Protocol):
+    """One token family's tuner: sweeps the family's settings on a corpus, keeps the cheapest reaching the target."""
+
+    @property
+    def kind(self) -> str:
+        """The family kind it tunes (a key of `pintext.tokens.FAMILIES`)."""
+        ...
+
+    @property
+    def fit_sample(self) -> int:
+        """Pins to sample from the corpus file to tune on."""
+        ...
+
+    def tune(self, corpus: np.ndarray, target_recall: float = DEFAULT_TARGET_RECALL,
+             queries: np.ndarray | None = None, seed: int = DEFAULT_SEED,
+             total_pins: int | None = None) -> TuneResult:
+        """The cheapest setting reaching `target_recall` on `corpus` (see `pintext.tokens.tune_lsh.tune_for_corpus`
+        for the arguments)."""
+        ...
+
+    def describe(self, result: Any) -> str:
+        """What it chose, for one line of output."""
+        ...
+
+
+# family kind -> its tuner
+TUNERS: dict[str, Tuner] = {LSH_KIND: LSHTuner(), KMEANS_KIND: CentroidTuner()}
+
+# What `--tokens` offers: a family by its short name, or `auto`.
 LSH = "lsh"
 KMEANS = "kmeans"
 AUTO = "auto"
+KIND_OF_CHOICE = {LSH: LSH_KIND, KMEANS: KMEANS_KIND}
 FAMILY_CHOICES = (LSH, KMEANS, AUTO)
 
 
@@ -25,36 +64,29 @@ def check_family_choice(name: str) -> str:
     return name
 
 
-def sample_size(family: str) -> int:
-    """Pins to sample from the corpus file for tuning this family (centroids are fitted on a larger sample)."""
-    from pintext.centroid_tune import MAX_FIT_CORPUS
-    from pintext.lsh_tune import MAX_TUNE_CORPUS
-
-    return MAX_TUNE_CORPUS if family == LSH else MAX_FIT_CORPUS
+def kinds_of(choice: str) -> list[str]:
+    """The family kinds a `--tokens` choice tunes."""
+    return list(TUNERS) if check_family_choice(choice) == AUTO else [KIND_OF_CHOICE[choice]]
 
 
-def tune_tokens(corpus: np.ndarray, family: str = LSH, target_recall: float = 0.95,
-                queries: np.ndarray | None = None, fixed: tuple[int, int] | None = None, seed: int = 0,
-                total_pins: int | None = None) -> Any:
-    """The tuning result (`lsh_tune.TuneResult` or `centroid_tune.CentroidTuneResult`: `.lsh` is the family)
-    for `family` (lsh, kmeans or auto). `fixed` (MODEL/lsh.json's tables and bits) pins random hyperplanes."""
-    from pintext.centroid_tune import tune_centroids_for_corpus
-    from pintext.lsh_tune import tune_for_corpus
+def sample_size(choice: str) -> int:
+    """Pins to sample from the corpus file for tuning `choice` (centroids are fitted on a larger sample)."""
+    return max(TUNERS[kind].fit_sample for kind in kinds_of(choice))
 
-    check_family_choice(family)
+
+def tune_tokens(corpus: np.ndarray, family: str = LSH, target_recall: float = DEFAULT_TARGET_RECALL,
+                queries: np.ndarray | None = None, fixed: tuple[int, int] | None = None, seed: int = DEFAULT_SEED,
+                total_pins: int | None = None) -> TuneResult:
+    """The tuning result (`.family` is the token family) for the `--tokens` choice `family` (lsh, kmeans or auto).
+    `fixed` (MODEL/lsh.json's tables and bits) pins random hyperplanes."""
+    kinds = kinds_of(family)
     if fixed is not None:
-        family = LSH
-    results: list[Any] = []
-    if family in (LSH, AUTO):
-        results.append(tune_for_corpus(corpus, target_recall, queries=queries, fixed=fixed, seed=seed,
-                                       total_pins=total_pins))
-    if family in (KMEANS, AUTO):
-        results.append(tune_centroids_for_corpus(corpus, target_recall, queries=queries, seed=seed,
-                                                 total_pins=total_pins))
-    return cheapest(results)
+        return tune_for_corpus(corpus, target_recall, queries=queries, fixed=fixed, seed=seed, total_pins=total_pins)
+    return cheapest([TUNERS[kind].tune(corpus, target_recall, queries=queries, seed=seed, total_pins=total_pins)
+                     for kind in kinds])
 
 
-def cheapest(results: list[Any]) -> Any:
+def cheapest(results: list[TuneResult]) -> TuneResult:
     """The result whose choice reaches its target at the lowest cost; else the one with the best recall."""
     reaching = [result for result in results if result.reached]
     if reaching:
@@ -62,14 +94,11 @@ def cheapest(results: list[Any]) -> Any:
     return max(results, key=lambda result: result.recall)
 
 
-def describe_choice(result: Any) -> str:
+def describe_choice(result: TuneResult) -> str:
     """What tuning chose, for one line of output: family, size, probes and what a query touches."""
-    from pintext.centroid_tune import CentroidTuneResult
+    return TUNERS[result.kind].describe(result)
 
-    if isinstance(result, CentroidTuneResult):
-        family = result.lsh
-        return (f"kmeans tokens, {family.centroids} centroids, spill {family.spill}, probes {result.probes} "
-                f"({1 + result.probes} centroids a query; on the {result.tuned_on:,}-pin tuning sample "
-                f"{result.choice.centroids} centroids, {result.choice.matched_share:.2%} of the pins scored exactly)")
-    return (f"{result.lsh.tables} tables x {result.lsh.bits} bits, probes {result.probes}, window {result.window} "
-            f"({result.choice.clauses} term clauses a query)")
+
+def choice_of(result: TuneResult) -> str:
+    """The `--tokens` name of the family a result tuned."""
+    return next(choice for choice, kind in KIND_OF_CHOICE.items() if kind == result.kind)

@@ -1,13 +1,14 @@
-"""Tune learned centroid tokens (`pintext.centroids`) on a corpus for a target recall@10 vs exact cosine.
+"""Tune learned centroid tokens (`pintext.tokens.centroids`) on a corpus for a target recall@10 vs exact cosine.
 
-The counterpart of `pintext.lsh_tune` for the second token family, replaying how such an index is served: with one
-codebook every pin holding one of the query's `1 + probes` nearest centroids is scored exactly, so recall@10 is the
-share of the exact top 10 (tie-aware: a pin as close as the 10th counts) that holds a probed centroid, and the
-work is the postings of the probed tokens (each pin is in `spill` posting lists) plus the pins scored exactly.
+The counterpart of `pintext.tokens.tune_lsh` for the second token family, replaying how such an index is served:
+with one codebook every pin holding one of the query's `1 + probes` nearest centroids is scored exactly, so
+recall@10 is the share of the exact top 10 (tie-aware: a pin as close as the 10th counts) that holds a probed
+centroid, and the work is the postings of the probed tokens (each pin is in `spill` posting lists) plus the pins
+scored exactly.
 
 Each number of centroids of the grid is fitted once (k-means on the sample); every spill and probe count of it is
 then answered from one rank matrix: a pin is matched at `probes` when its best-ranked centroid, in the query's
-order of centroids, is among the first `1 + probes`. The cost uses `pintext.lsh_tune.cost_of` (postings + pins
+order of centroids, is among the first `1 + probes`. The cost uses `pintext.tokens.tuning.cost_of` (postings + pins
 scored + term clauses), so the two families compare in the same units (`pintext tokens tune` prints both).
 
 Pure numpy (and scikit-learn's k-means through `fit_centroids`), no I/O.
@@ -17,24 +18,24 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from pintext.centroids import DEFAULT_SEED, CentroidTokens, fit_centroids
-from pintext.lsh_tune import (
+from pintext.queries import DEFAULT_WINDOW
+from pintext.tokens.centroids import DEFAULT_SEED, KMEANS_KIND, CentroidTokens, fit_centroids
+from pintext.tokens.recall import at_least_kth_best, exact_top_k, kept_recall, kth_best, unit_rows
+from pintext.tokens.tuning import (
     DEEP_K,
     DEFAULT_TARGET_RECALL,
     DEFAULT_TUNE_QUERIES,
     MAX_TUNE_CORPUS,
     TUNE_K,
+    TuneResult,
     cheapest_reaching,
     cost_of,
-    exact_top_k,
     sample_for_tuning,
-    unit_rows,
 )
-from pintext.queries import DEFAULT_WINDOW
 
 # Centroids tried, as pins per centroid (the grid follows the corpus size: a cell of ~50 pins on 20k pins is as
 # selective as one of ~50 on 1M pins), and the spills and probes.
@@ -89,6 +90,9 @@ class CentroidPoint:
     def to_json(self) -> dict:
         return {**asdict(self), "clauses": self.clauses, "matched_share": self.matched_share}
 
+    def tuning_meta(self) -> dict:
+        return {"family": KMEANS_KIND, "clauses": self.clauses, "matched_share": round(self.matched_share, 4)}
+
 
 def sweep_family(family: CentroidTokens, corpus_unit: np.ndarray, queries_unit: np.ndarray, truth: np.ndarray,
                  spills: Iterable[int], probes_grid: Iterable[int], k: int = TUNE_K,
@@ -102,12 +106,12 @@ def sweep_family(family: CentroidTokens, corpus_unit: np.ndarray, queries_unit: 
     rank = np.empty_like(query_order)
     rows = np.arange(len(queries_unit))[:, None]
     rank[rows, query_order] = np.arange(centroids)[None, :]  # rank[q, c]: where centroid c comes for query q
-    kth_best = np.einsum("qd,qd->q", queries_unit, corpus_unit[truth[:, -1]])
+    kth = kth_best(corpus_unit, queries_unit, truth)
     cosines = queries_unit @ corpus_unit.T
     if exclude_rows is not None:
         own = np.asarray(exclude_rows)
         cosines[np.flatnonzero(own >= 0), own[own >= 0]] = -np.inf
-    good = cosines >= kth_best[:, None] - 1e-6  # the pins tie-aware recall counts
+    good = at_least_kth_best(cosines, kth)  # the pins tie-aware recall counts
     points = []
     for spill in sorted(set(spills)):
         held = nearest[:, :spill]  # [pins, spill]
@@ -118,7 +122,7 @@ def sweep_family(family: CentroidTokens, corpus_unit: np.ndarray, queries_unit: 
         postings_by_rank = np.cumsum(sizes[query_order], axis=1)  # [queries, centroids]
         for probes in probes_grid:
             matched_mask = best_rank <= probes
-            kept = np.minimum((matched_mask & good).sum(axis=1), k) / k
+            kept = kept_recall((matched_mask & good).sum(axis=1), k)
             matched = matched_mask.sum(axis=1)
             postings = postings_by_rank[:, probes]
             point = CentroidPoint(centroids, spill, probes, float(kept.mean()), float(matched.mean()),
@@ -133,48 +137,15 @@ def choose(points: Sequence[CentroidPoint], target_recall: float) -> tuple[Centr
     return cheapest_reaching(points, target_recall, lambda p: (p.centroids, p.spill, p.probes))
 
 
-@dataclass
-class CentroidTuneResult:
-    """What tuning chose for a centroid-token index, and on what (the fields `pintext.lsh_tune.TuneResult` has,
-    so index creation treats both alike)."""
-
-    lsh: CentroidTokens  # the family (named `lsh` like TuneResult's, which `index_meta` stores)
-    window: int
-    probes: int
-    recall: float
-    reached: bool
-    target_recall: float
-    queries: int
-    query_source: str
-    corpus: int
-    tuned_on: int
-    seconds: float
-    choice: CentroidPoint
-    points: list[CentroidPoint] = field(default_factory=list, repr=False)
-    deep_window: int | None = None
-    deep_probes: int | None = None
-    deep_recall: float | None = None
-
-    def to_meta(self) -> dict:
-        """The `tuning` record of an index's `_meta`."""
-        meta = {"tuned": True, "family": "kmeans", "target_recall": self.target_recall,
-                "recall_at_10": round(self.recall, 4), "reached": self.reached, "queries": self.queries,
-                "query_source": self.query_source, "corpus": self.corpus, "tuned_on": self.tuned_on,
-                "seconds": round(self.seconds, 2), "clauses": self.choice.clauses,
-                "matched_share": round(self.choice.matched_share, 4)}
-        if self.deep_recall is not None:
-            meta[f"recall_at_{DEEP_K}"] = round(self.deep_recall, 4)
-        return meta
-
-
 def tune_centroids_for_corpus(corpus: np.ndarray, target_recall: float = DEFAULT_TARGET_RECALL,
                               queries: np.ndarray | None = None, sample: int = DEFAULT_TUNE_QUERIES,
                               grid: CentroidGrid = DEFAULT_CENTROID_GRID, seed: int = DEFAULT_SEED,
                               max_corpus: int = MAX_TUNE_CORPUS, total_pins: int | None = None,
-                              on_config: Callable[[int], None] | None = None) -> CentroidTuneResult:
+                              on_config: Callable[[int], None] | None = None,
+                              ) -> TuneResult[CentroidTokens, CentroidPoint]:
     """Fit codebooks and pick the cheapest (centroids, spill, probes) whose recall@10 reaches `target_recall`.
 
-    Arguments as `pintext.lsh_tune.tune_for_corpus`. The codebook of the choice is fitted on up to MAX_FIT_CORPUS
+    Arguments as `pintext.tokens.tune_lsh.tune_for_corpus`. The codebook of the choice is fitted on up to MAX_FIT_CORPUS
     pins of the corpus given (the sweep itself on up to `max_corpus`). Above the sweep's sample, the number of
     centroids is scaled with the corpus (pins per centroid kept), which keeps the matched share and the recall.
     """
@@ -203,9 +174,9 @@ def tune_centroids_for_corpus(corpus: np.ndarray, target_recall: float = DEFAULT
     deep = choose([p for p in deep_points if (p.centroids, p.spill) == (choice.centroids, choice.spill)
                    and p.probes >= choice.probes], target_recall)[0]
     family = _final_family(families[choice.centroids], corpus, swept, choice, with_vectors, seed)
-    return CentroidTuneResult(
-        lsh=family, window=DEFAULT_WINDOW, probes=choice.probes, recall=choice.recall, reached=reached,
-        target_recall=target_recall, queries=len(query_vectors), query_source=source,
+    return TuneResult(
+        kind=KMEANS_KIND, family=family, window=DEFAULT_WINDOW, probes=choice.probes, recall=choice.recall,
+        reached=reached, target_recall=target_recall, queries=len(query_vectors), query_source=source,
         corpus=max(with_vectors, len(swept)), tuned_on=len(swept), seconds=time.perf_counter() - started,
         choice=choice, points=points, deep_window=None if deep is None else max(DEEP_K, DEFAULT_WINDOW),
         deep_probes=None if deep is None else deep.probes, deep_recall=None if deep is None else deep.recall)
@@ -220,3 +191,21 @@ def _final_family(swept_family: CentroidTokens, corpus: np.ndarray, swept: np.nd
     per_centroid = len(swept) / choice.centroids
     centroids = int(min(MAX_CENTROIDS, max(choice.centroids, round(with_vectors / per_centroid))))
     return fit_centroids(corpus, centroids=centroids, spill=choice.spill, seed=seed, sample=MAX_FIT_CORPUS)
+
+
+class CentroidTuner:
+    """Learned centroids behind the `Tuner` protocol (`pintext.tokens.tune.TUNERS`)."""
+
+    kind = KMEANS_KIND
+    fit_sample = MAX_FIT_CORPUS  # pins sampled from the corpus file: the fit wants more than the sweep
+
+    def tune(self, corpus: np.ndarray, target_recall: float = DEFAULT_TARGET_RECALL,
+             queries: np.ndarray | None = None, seed: int = DEFAULT_SEED,
+             total_pins: int | None = None) -> TuneResult[CentroidTokens, CentroidPoint]:
+        return tune_centroids_for_corpus(corpus, target_recall, queries=queries, seed=seed, total_pins=total_pins)
+
+    def describe(self, result: TuneResult[CentroidTokens, CentroidPoint]) -> str:
+        family, choice = result.family, result.choice
+        return (f"kmeans tokens, {family.centroids} centroids, spill {family.spill}, probes {result.probes} "
+                f"({1 + result.probes} centroids a query; on the {result.tuned_on:,}-pin tuning sample "
+                f"{choice.centroids} centroids, {choice.matched_share:.2%} of the pins scored exactly)")

@@ -1,7 +1,8 @@
 """Tune LSH serving settings (tables, bits, probes, rescore window) on a corpus for a target recall vs exact cosine.
 
 The product runs this when it creates an index for a model and a corpus (`pintext index create --pins`, or
-`pintext ingest` when the index is new), `pintext lsh tune` prints the sweep, and the benchmarks reuse it.
+`pintext ingest` when the index is new; `pintext.tokens.tune` holds the choice of family), `pintext lsh tune`
+prints the sweep, and the benchmarks reuse it.
 
 It replays PinText's search exactly as `pintext.queries` describes (and as the OpenSearch index and the local
 backend do), in memory: the first stage counts the query's (multi-probe) buckets each pin shares, using
@@ -10,10 +11,9 @@ then corpus row, i.e. ingest order) are rescored by exact cosine; the top `k` is
 over the whole corpus. Every (tables, bits) of the grid hashes the corpus once; all queries, probes and windows
 of it are then answered with array operations, so a grid over tens of thousands of pins takes seconds.
 
-Recall is tie-aware: a hit counts when its cosine is at least the exact k-th best cosine (product corpora hold
-many identical titles; which of several equal pins an index returns does not matter to a user).
+Recall is tie-aware (`pintext.tokens.recall`): a hit counts when its cosine is at least the exact k-th best.
 
-Pure numpy, no I/O. The cost model behind "cheapest" is documented at `cost_of`.
+Pure numpy, no I/O. The cost model behind "cheapest" is documented at `pintext.tokens.tuning.cost_of`.
 """
 
 from __future__ import annotations
@@ -21,38 +21,27 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
 
 import numpy as np
 
-from pintext.lsh import DEFAULT_SEED, RandomHyperplaneLSH
+from pintext.tokens.lsh import DEFAULT_SEED, LSH_KIND, RandomHyperplaneLSH
+from pintext.tokens.recall import at_least_kth_best, exact_top_k, kept_recall, kth_best, unit_rows
+from pintext.tokens.tuning import (
+    DEEP_K,
+    DEFAULT_TARGET_RECALL,
+    DEFAULT_TUNE_QUERIES,
+    MAX_RESCORE_WINDOW,
+    MAX_TUNE_CORPUS,
+    TUNE_K,
+    TuneResult,
+    cheapest_reaching,
+    cost_of,
+    sample_for_tuning,
+)
 
-# The cost model, in "postings visited" units, calibrated on the real node (bench/retrieval.py refits it on every
-# run and the report shows the fit). On the 2.19 node with 100k pins, fits of the server `took` gave one term
-# clause ~110 postings on 8-14-bit tokens and ~500 on 16-bit ones (a terms-dictionary seek and an iterator per
-# clause; many tables of many bits make hundreds of rare terms), and one pin rescored by the knn_score script
-# ~10 postings. A first model that counted postings only picked 256 tables x 16 bits, which the node ran 5x
-# slower than 64 x 8 at the same recall.
-CLAUSE_COST = 200.0
-RESCORE_COST = 10.0
 # OpenSearch refuses a bool query of more than this many clauses (indices.query.bool.max_clause_count), and a
 # query carries tables x (1 + probes) term clauses: such settings are not offered.
 MAX_QUERY_CLAUSES = 1024
-# OpenSearch refuses a rescore window above index.max_rescore_window (10,000 by default).
-MAX_RESCORE_WINDOW = 10_000
-
-DEFAULT_TARGET_RECALL = 0.95
-DEFAULT_TUNE_QUERIES = 200
-TUNE_K = 10
-# Deeper result lists (an evaluation's top 100) need a wider window for the same recall: for the chosen setting
-# the window that keeps recall@DEEP_K at the target is tuned too, and search uses it when asked for more than TUNE_K.
-DEEP_K = 100
-# Above this many pins the tuner sweeps a uniform sample and scales the chosen window by corpus / sample. That
-# errs on the safe side: a neighbour of a given cosine ranks in the first stage among a share of the pins that
-# does not depend on the corpus size, so the scaled window keeps it as often, while the sample's own top 10 lie
-# farther from the query than the full corpus' top 10 and are harder to keep: the recall measured on the sample
-# is a lower bound of the full corpus' (bench/REPORT.md checks the chosen settings on the real node).
-MAX_TUNE_CORPUS = 20_000
 # Bounds the [queries, corpus] work arrays of one step of the sweep (elements).
 _CHUNK_CELLS = 1 << 21
 
@@ -78,61 +67,6 @@ def bits_for_corpus(pins: int) -> tuple[int, ...]:
     centre = int(round(np.log2(max(pins, 1) / PINS_PER_BUCKET)))
     centre = min(14, max(6, centre))
     return (centre - 2, centre, centre + 2)
-
-
-# ---- exact neighbours and recall ---------------------------------------------------------------------------------
-
-
-def unit_rows(vectors: np.ndarray) -> np.ndarray:
-    """Rows scaled to length 1 (zero rows stay zero)."""
-    vectors = np.asarray(vectors, dtype=np.float32)
-    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-    return np.divide(vectors, norms, out=np.zeros_like(vectors), where=norms > 0)
-
-
-def exact_top_k(corpus_unit: np.ndarray, queries_unit: np.ndarray, k: int,
-                exclude_rows: np.ndarray | Sequence[int] | None = None, max_cells: int = 1 << 25) -> np.ndarray:
-    """Brute-force cosine top-k corpus rows per query [queries, k], best first; ties by smaller row.
-
-    `exclude_rows[i]` (>= 0) removes that row from query i's results (a pin used as its own query).
-    """
-    results = np.empty((len(queries_unit), k), dtype=np.int64)
-    chunk = max(1, max_cells // max(1, len(corpus_unit)))  # bounds the [chunk, corpus] score block in memory
-    for start in range(0, len(queries_unit), chunk):
-        scores = queries_unit[start:start + chunk] @ corpus_unit.T
-        if exclude_rows is not None:
-            for offset, row in enumerate(exclude_rows[start:start + chunk]):
-                if row >= 0:
-                    scores[offset, row] = -np.inf
-        results[start:start + len(scores)] = _top_rows(scores, k)
-    return results
-
-
-def _top_rows(scores: np.ndarray, k: int) -> np.ndarray:
-    """Columns of the k highest scores per row, best first, ties by the smaller column."""
-    k = min(k, scores.shape[1])
-    part = np.argpartition(-scores, k - 1, axis=1)[:, :k] if k < scores.shape[1] else \
-        np.tile(np.arange(scores.shape[1]), (len(scores), 1))
-    picked = np.take_along_axis(scores, part, axis=1)
-    order = np.lexsort((part, -picked), axis=1)
-    return np.take_along_axis(part, order, axis=1)
-
-
-def recall_at_k(found: Sequence[Sequence[int]], truth: np.ndarray, k: int) -> float:
-    """Mean over queries of |found[:k] & truth[:k]| / k (ids of any hashable kind)."""
-    if len(truth) == 0:
-        return float("nan")
-    shares = [len(set(list(row)[:k]) & set(list(true_row)[:k])) / k for row, true_row in zip(found, truth)]
-    return float(np.mean(shares))
-
-
-def tie_aware_recall(found_cosines: np.ndarray, kth_best: np.ndarray, k: int) -> np.ndarray:
-    """Per query: share of the k slots holding a hit at least as close as the exact k-th best ([queries]).
-
-    `found_cosines` is [queries, <= k] with -inf for empty slots; `kth_best` the exact k-th best cosine per query.
-    """
-    slack = 1e-6  # float32 cosines of equal vectors may differ in the last bit
-    return (found_cosines >= kth_best[:, None] - slack).sum(axis=1) / k
 
 
 # ---- the in-memory index ---------------------------------------------------------------------------------------
@@ -239,10 +173,8 @@ class GridPoint:
         return {**asdict(self), "candidate_share": self.candidate_share, "rescored_share": self.rescored_share,
                 "clauses": self.clauses}
 
-
-def cost_of(postings: float, rescored: float, clauses: int) -> float:
-    """Relative work of one search: postings visited + weighted rescored pins + weighted term clauses."""
-    return float(postings) + RESCORE_COST * float(rescored) + CLAUSE_COST * float(clauses)
+    def tuning_meta(self) -> dict:
+        return {"clauses": self.clauses, "rescored_share": round(self.rescored_share, 4)}
 
 
 def allowed(tables: int, bits: int, probes: int) -> bool:
@@ -269,7 +201,7 @@ def sweep_config(corpus_unit: np.ndarray, queries_unit: np.ndarray, truth: np.nd
     if not windows or not probes_wanted:
         return []
     index = BucketIndex(lsh, corpus_unit)
-    kth_best = np.einsum("qd,qd->q", queries_unit, corpus_unit[truth[:, -1]])
+    kth = kth_best(corpus_unit, queries_unit, truth)
     excluded = np.full(len(queries_unit), -1) if exclude_rows is None else np.asarray(exclude_rows)
     buckets = index.query_buckets(queries_unit, max(probes_wanted))
     tally = {(probes, window): _Tally() for probes in probes_wanted for window in windows}
@@ -277,7 +209,7 @@ def sweep_config(corpus_unit: np.ndarray, queries_unit: np.ndarray, truth: np.nd
     for start in range(0, len(queries_unit), step):
         stop = min(start + step, len(queries_unit))
         own = excluded[start:stop]
-        good = _good_pins(queries_unit[start:stop] @ corpus_unit.T, kth_best[start:stop], own)
+        good = _good_pins(queries_unit[start:stop] @ corpus_unit.T, kth[start:stop], own)
         counts = np.zeros((stop - start, len(corpus_unit)), dtype=np.int64)
         postings = np.zeros(stop - start, dtype=np.int64)
         for probes in range(max(probes_wanted) + 1):
@@ -292,20 +224,19 @@ def sweep_config(corpus_unit: np.ndarray, queries_unit: np.ndarray, truth: np.nd
             for window in windows:
                 kept = np.bincount(good_query, weights=(good_count > 0) & (good_rank < window),
                                    minlength=stop - start)
-                tally[probes, window].add(np.minimum(kept, k) / k, np.minimum(matched, window), matched, postings)
+                tally[probes, window].add(kept_recall(kept, k), np.minimum(matched, window), matched, postings)
     return [tally[probes, window].point(tables, bits, probes, window, len(corpus_unit))
             for probes in probes_wanted for window in windows]
 
 
-def _good_pins(cosines: np.ndarray, kth_best: np.ndarray, own: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _good_pins(cosines: np.ndarray, kth: np.ndarray, own: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(query, row) of every pin at least as close as the exact k-th best: the hits tie-aware recall counts.
 
-    The served top k holds min(k, good pins in the window) of them (a good pin outranks every other), so recall
-    only needs to know which good pins the window keeps.
+    The served top k holds min(k, good pins in the window) of them (`kept_recall`), so recall only needs to know
+    which good pins the window keeps.
     """
-    slack = 1e-6  # float32 cosines of equal vectors may differ in the last bit
     cosines[np.flatnonzero(own >= 0), own[own >= 0]] = -np.inf
-    queries, rows = np.nonzero(cosines >= kth_best[:, None] - slack)
+    queries, rows = np.nonzero(at_least_kth_best(cosines, kth))
     return queries, rows
 
 
@@ -369,18 +300,6 @@ def choose(points: Sequence[GridPoint], target_recall: float) -> tuple[GridPoint
     return cheapest_reaching(points, target_recall, lambda p: (p.tables, p.bits, p.probes, p.window))
 
 
-def cheapest_reaching(points: Sequence[Any], target_recall: float,
-                      smaller: Callable[[Any], tuple]) -> tuple[Any | None, bool]:
-    """Any tuner's choice (points with `recall` and `cost`): the cheapest reaching the target, ties by higher
-    recall then `smaller(point)`; else the best recall. Returns (point, reached)."""
-    if not points:
-        return None, False
-    reaching = [point for point in points if point.recall >= target_recall]
-    if reaching:
-        return min(reaching, key=lambda p: (p.cost, -p.recall, *smaller(p))), True
-    return max(points, key=lambda p: (p.recall, -p.cost)), False
-
-
 def tune(corpus: np.ndarray, queries: np.ndarray, tables_grid: Iterable[int], bits_grid: Iterable[int],
          probes_grid: Iterable[int], windows: Iterable[int], target_recall: float = DEFAULT_TARGET_RECALL,
          k: int = TUNE_K, seed: int = DEFAULT_SEED, exclude_rows: np.ndarray | Sequence[int] | None = None,
@@ -418,79 +337,47 @@ def _out_of_reach(points: Sequence[GridPoint], tables: int, target_recall: float
     return max(point.recall for point in swept if point.bits == last_bits) < target_recall
 
 
-# ---- the product's entry point -----------------------------------------------------------------------------------
-
-
 @dataclass
-class TuneResult:
-    """What tuning chose for an index, and on what."""
+class GridSweep:
+    """A whole grid swept (`pintext lsh tune`): the choice, whether it reaches the target, every point, and on what."""
 
-    lsh: RandomHyperplaneLSH
-    window: int
-    probes: int
-    recall: float
+    choice: GridPoint | None
     reached: bool
-    target_recall: float
+    points: list[GridPoint]
+    corpus: int  # pins with a known word
     queries: int
-    query_source: str  # "pins" (sampled pins, each excluded from its own results) or "queries" (given texts)
-    corpus: int  # pins with a vector in the corpus
-    tuned_on: int  # pins the sweep used (a sample above MAX_TUNE_CORPUS)
-    seconds: float
-    choice: GridPoint
-    points: list[GridPoint] = field(default_factory=list, repr=False)
-    deep_window: int | None = None  # window and probes for recall@DEEP_K (None: corpus too small to tell)
-    deep_probes: int | None = None
-    deep_recall: float | None = None
-
-    def to_meta(self) -> dict:
-        """The `tuning` record of an index's `_meta`."""
-        meta = {"tuned": True, "target_recall": self.target_recall, "recall_at_10": round(self.recall, 4),
-                "reached": self.reached, "queries": self.queries, "query_source": self.query_source,
-                "corpus": self.corpus, "tuned_on": self.tuned_on, "seconds": round(self.seconds, 2),
-                "clauses": self.choice.clauses, "rescored_share": round(self.choice.rescored_share, 4)}
-        if self.deep_recall is not None:
-            meta[f"recall_at_{DEEP_K}"] = round(self.deep_recall, 4)
-        return meta
 
 
-@dataclass
-class TuningSet:
-    """The pins and queries a tuner sweeps (see `sample_for_tuning`)."""
-
-    corpus: np.ndarray  # the pins with a vector
-    swept: np.ndarray  # a uniform sample of them, at most `max_corpus`
-    with_vectors: int  # pins with a vector in the whole corpus (the sample's share, scaled up)
-    queries: np.ndarray
-    exclude: np.ndarray | None  # per query, the swept row it was taken from (sampled pins), else None
-    query_source: str  # "pins" or "queries"
-
-
-def sample_for_tuning(corpus: np.ndarray, queries: np.ndarray | None, sample: int, max_corpus: int,
-                      rng: np.random.Generator, total_pins: int | None = None) -> TuningSet:
-    """Drop zero rows (pins with no known word get no tokens), sample at most `max_corpus` pins to sweep, and
-    take `sample` queries: the given ones, else sampled pins (each then excluded from its own results)."""
-    given = len(corpus)
+def sweep_grid(corpus: np.ndarray, queries: np.ndarray | None, grid: TuneGrid, target_recall: float,
+               sample: int, seed: int = DEFAULT_SEED,
+               on_config: Callable[[int, int], None] | None = None) -> GridSweep:
+    """Every setting of `grid` on the pins with a known word (no sampling of the corpus, no pruning), tuned on
+    `sample` of the given query vectors, else on `sample` pins each excluded from its own results."""
+    rng = np.random.default_rng(seed)
     corpus = corpus[np.linalg.norm(corpus, axis=1) > 0]
-    with_vectors = len(corpus) if total_pins is None else int(round(total_pins * len(corpus) / max(given, 1)))
-    if len(corpus) < TUNE_K + 1:
-        raise ValueError(f"tuning needs at least {TUNE_K + 1} pins with a known word, got {len(corpus)}")
-    swept = corpus if len(corpus) <= max_corpus else corpus[np.sort(rng.choice(len(corpus), max_corpus, False))]
-    if queries is None:
-        rows = rng.permutation(len(swept))[:sample]
-        return TuningSet(corpus, swept, with_vectors, swept[rows], rows, "pins")
-    query_vectors = np.asarray(queries, dtype=np.float32)
-    query_vectors = query_vectors[np.linalg.norm(query_vectors, axis=1) > 0]
-    query_vectors = query_vectors[rng.permutation(len(query_vectors))[:sample]]
-    if len(query_vectors) == 0:
-        raise ValueError("tuning needs at least one query with a known word")
-    return TuningSet(corpus, swept, with_vectors, query_vectors, None, "queries")
+    exclude = None
+    if queries is not None:
+        queries = queries[np.linalg.norm(queries, axis=1) > 0]
+        queries = queries[rng.permutation(len(queries))[:sample]]
+    else:
+        exclude = rng.permutation(len(corpus))[:sample]
+        queries = corpus[exclude]
+    if len(queries) == 0 or len(corpus) < TUNE_K:
+        raise ValueError(f"need at least one query with a known word and {TUNE_K} pins with a known word")
+    choice, reached, points = tune(corpus, queries, grid.tables, grid.bits or (), grid.probes, grid.windows,
+                                   target_recall, seed=seed, exclude_rows=exclude, on_config=on_config)
+    return GridSweep(choice, reached, points, len(corpus), len(queries))
+
+
+# ---- the product's entry point -----------------------------------------------------------------------------------
 
 
 def tune_for_corpus(corpus: np.ndarray, target_recall: float = DEFAULT_TARGET_RECALL,
                     queries: np.ndarray | None = None, sample: int = DEFAULT_TUNE_QUERIES,
                     grid: TuneGrid = DEFAULT_GRID, fixed: tuple[int, int] | None = None, seed: int = DEFAULT_SEED,
                     max_corpus: int = MAX_TUNE_CORPUS, total_pins: int | None = None,
-                    on_config: Callable[[int, int], None] | None = None) -> TuneResult:
+                    on_config: Callable[[int, int], None] | None = None,
+                    ) -> TuneResult[RandomHyperplaneLSH, GridPoint]:
     """Pick the cheapest (tables, bits, probes, window) whose recall@10 vs exact cosine reaches `target_recall`.
 
     `corpus`: the pins' vectors (zero rows, pins with no known word, are left out: they get no tokens).
@@ -518,8 +405,9 @@ def tune_for_corpus(corpus: np.ndarray, target_recall: float = DEFAULT_TARGET_RE
     deep = _deep_setting(swept, query_vectors, exclude, choice, target_recall, seed, windows, grid.probes)
     deep_window = None if deep is None else \
         min(MAX_RESCORE_WINDOW, max(window, DEEP_K, int(round(deep.window * scale))))
-    return TuneResult(lsh=RandomHyperplaneLSH(dim=corpus.shape[1], tables=choice.tables, bits=choice.bits,
-                                              seed=seed),
+    return TuneResult(kind=LSH_KIND,
+                      family=RandomHyperplaneLSH(dim=corpus.shape[1], tables=choice.tables, bits=choice.bits,
+                                                 seed=seed),
                       window=window, probes=choice.probes, recall=choice.recall, reached=reached,
                       target_recall=target_recall, queries=len(query_vectors), query_source=source,
                       corpus=max(with_vectors, len(swept)), tuned_on=len(swept),
@@ -543,3 +431,20 @@ def _deep_setting(corpus: np.ndarray, queries: np.ndarray, exclude: np.ndarray |
     points = sweep_config(corpus_unit, queries_unit, truth, choice.tables, choice.bits, probes, deep, k=DEEP_K,
                           seed=seed, exclude_rows=exclude)
     return choose(points, target_recall)[0]
+
+
+class LSHTuner:
+    """Random hyperplanes behind the `Tuner` protocol (`pintext.tokens.tune.TUNERS`)."""
+
+    kind = LSH_KIND
+    fit_sample = MAX_TUNE_CORPUS  # pins sampled from the corpus file to tune on
+
+    def tune(self, corpus: np.ndarray, target_recall: float = DEFAULT_TARGET_RECALL,
+             queries: np.ndarray | None = None, seed: int = DEFAULT_SEED,
+             total_pins: int | None = None) -> TuneResult[RandomHyperplaneLSH, GridPoint]:
+        return tune_for_corpus(corpus, target_recall, queries=queries, seed=seed, total_pins=total_pins)
+
+    def describe(self, result: TuneResult[RandomHyperplaneLSH, GridPoint]) -> str:
+        family = result.family
+        return (f"{family.tables} tables x {family.bits} bits, probes {result.probes}, window {result.window} "
+                f"({result.choice.clauses} term clauses a query)")

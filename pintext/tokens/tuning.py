@@ -1,0 +1,145 @@
+"""What every token tuner shares: the targets and sample sizes, the cost model, the choice rule, the tuning sample,
+and the one result type (`TuneResult`) index creation stores whatever the family.
+
+Pure numpy, no I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Generic, Protocol, TypeVar
+
+import numpy as np
+
+# The cost model, in "postings visited" units, calibrated on the real node (bench/retrieval.py refits it on every
+# run and the report shows the fit). On the 2.19 node with 100k pins, fits of the server `took` gave one term
+# clause ~110 postings on 8-14-bit tokens and ~500 on 16-bit ones (a terms-dictionary seek and an iterator per
+# clause; many tables of many bits make hundreds of rare terms), and one pin rescored by the knn_score script
+# ~10 postings. A first model that counted postings only picked 256 tables x 16 bits, which the node ran 5x
+# slower than 64 x 8 at the same recall.
+CLAUSE_COST = 200.0
+RESCORE_COST = 10.0
+# OpenSearch refuses a rescore window above index.max_rescore_window (10,000 by default).
+MAX_RESCORE_WINDOW = 10_000
+
+DEFAULT_TARGET_RECALL = 0.95
+DEFAULT_TUNE_QUERIES = 200
+TUNE_K = 10
+# Deeper result lists (an evaluation's top 100) need a wider window for the same recall: for the chosen setting
+# the window that keeps recall@DEEP_K at the target is tuned too, and search uses it when asked for more than TUNE_K.
+DEEP_K = 100
+# Above this many pins the tuner sweeps a uniform sample and scales the chosen window by corpus / sample. That
+# errs on the safe side: a neighbour of a given cosine ranks in the first stage among a share of the pins that
+# does not depend on the corpus size, so the scaled window keeps it as often, while the sample's own top 10 lie
+# farther from the query than the full corpus' top 10 and are harder to keep: the recall measured on the sample
+# is a lower bound of the full corpus' (bench/REPORT.md checks the chosen settings on the real node).
+MAX_TUNE_CORPUS = 20_000
+
+
+def cost_of(postings: float, rescored: float, clauses: int) -> float:
+    """Relative work of one search: postings visited + weighted rescored pins + weighted term clauses."""
+    return float(postings) + RESCORE_COST * float(rescored) + CLAUSE_COST * float(clauses)
+
+
+def cheapest_reaching(points: Sequence[Any], target_recall: float,
+                      smaller: Callable[[Any], tuple]) -> tuple[Any | None, bool]:
+    """Any tuner's choice (points with `recall` and `cost`): the cheapest reaching the target, ties by higher
+    recall then `smaller(point)`; else the best recall. Returns (point, reached)."""
+    if not points:
+        return None, False
+    reaching = [point for point in points if point.recall >= target_recall]
+    if reaching:
+        return min(reaching, key=lambda p: (p.cost, -p.recall, *smaller(p))), True
+    return max(points, key=lambda p: (p.recall, -p.cost)), False
+
+
+class TunedPoint(Protocol):
+    """One setting a tuner swept and what it gave on the sample."""
+
+    recall: float
+    cost: float
+
+    @property
+    def clauses(self) -> int:
+        """Terms a query looks up at this setting."""
+        ...
+
+    def to_json(self) -> dict:
+        """Every figure of the point (`pintext tokens tune --json`)."""
+        ...
+
+    def tuning_meta(self) -> dict:
+        """The family's own figures in the index `_meta.tuning` record."""
+        ...
+
+
+Family = TypeVar("Family")
+Point = TypeVar("Point", bound=TunedPoint)
+
+
+@dataclass
+class TuneResult(Generic[Family, Point]):
+    """What tuning chose for an index, and on what: the same fields for every family, so index creation treats
+    them alike (`family` is the token family the index gets)."""
+
+    kind: str  # the family's kind (`pintext.tokens.FAMILIES`)
+    family: Family
+    window: int
+    probes: int
+    recall: float
+    reached: bool
+    target_recall: float
+    queries: int
+    query_source: str  # "pins" (sampled pins, each excluded from its own results) or "queries" (given texts)
+    corpus: int  # pins with a vector in the corpus
+    tuned_on: int  # pins the sweep used (a sample above MAX_TUNE_CORPUS)
+    seconds: float
+    choice: Point
+    points: list[Point] = field(default_factory=list, repr=False)
+    deep_window: int | None = None  # window and probes for recall@DEEP_K (None: corpus too small to tell)
+    deep_probes: int | None = None
+    deep_recall: float | None = None
+
+    def to_meta(self) -> dict:
+        """The `tuning` record of an index's `_meta`."""
+        meta = {"tuned": True, "target_recall": self.target_recall, "recall_at_10": round(self.recall, 4),
+                "reached": self.reached, "queries": self.queries, "query_source": self.query_source,
+                "corpus": self.corpus, "tuned_on": self.tuned_on, "seconds": round(self.seconds, 2),
+                **self.choice.tuning_meta()}
+        if self.deep_recall is not None:
+            meta[f"recall_at_{DEEP_K}"] = round(self.deep_recall, 4)
+        return meta
+
+
+@dataclass
+class TuningSet:
+    """The pins and queries a tuner sweeps (see `sample_for_tuning`)."""
+
+    corpus: np.ndarray  # the pins with a vector
+    swept: np.ndarray  # a uniform sample of them, at most `max_corpus`
+    with_vectors: int  # pins with a vector in the whole corpus (the sample's share, scaled up)
+    queries: np.ndarray
+    exclude: np.ndarray | None  # per query, the swept row it was taken from (sampled pins), else None
+    query_source: str  # "pins" or "queries"
+
+
+def sample_for_tuning(corpus: np.ndarray, queries: np.ndarray | None, sample: int, max_corpus: int,
+                      rng: np.random.Generator, total_pins: int | None = None) -> TuningSet:
+    """Drop zero rows (pins with no known word get no tokens), sample at most `max_corpus` pins to sweep, and
+    take `sample` queries: the given ones, else sampled pins (each then excluded from its own results)."""
+    given = len(corpus)
+    corpus = corpus[np.linalg.norm(corpus, axis=1) > 0]
+    with_vectors = len(corpus) if total_pins is None else int(round(total_pins * len(corpus) / max(given, 1)))
+    if len(corpus) < TUNE_K + 1:
+        raise ValueError(f"tuning needs at least {TUNE_K + 1} pins with a known word, got {len(corpus)}")
+    swept = corpus if len(corpus) <= max_corpus else corpus[np.sort(rng.choice(len(corpus), max_corpus, False))]
+    if queries is None:
+        rows = rng.permutation(len(swept))[:sample]
+        return TuningSet(corpus, swept, with_vectors, swept[rows], rows, "pins")
+    query_vectors = np.asarray(queries, dtype=np.float32)
+    query_vectors = query_vectors[np.linalg.norm(query_vectors, axis=1) > 0]
+    query_vectors = query_vectors[rng.permutation(len(query_vectors))[:sample]]
+    if len(query_vectors) == 0:
+        raise ValueError("tuning needs at least one query with a known word")
+    return TuningSet(corpus, swept, with_vectors, query_vectors, None, "queries")
