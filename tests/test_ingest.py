@@ -137,7 +137,7 @@ def test_opensearch_ingest_reingest_and_counts(opensearch, opensearch_index_name
     assert meta["tuning"]["tuned"] and meta["tuning"]["corpus"] == valid - 1  # the OOV pin has no vector
     stored = opensearch.get(index=opensearch_index_name, id="pin-00003")["_source"]
     pin = make_pins(500)[3]
-    assert stored["title"] == pin["title"] and len(stored["lsh_tokens"]) == meta["lsh"]["tables"]
+    assert stored["title"] == pin["title"] and len(stored["lsh_tokens"]) == meta["tokens"]["tables"]
     text_only = opensearch.get(index=opensearch_index_name, id=OOV_ID)["_source"]
     assert text_only["title"] == "zzz qqq" and "vector" not in text_only and "lsh_tokens" not in text_only
     assert not (model_dir / "lsh.json").exists()
@@ -337,11 +337,11 @@ def test_a_corpus_too_small_to_tune_gets_the_defaults_and_says_why(tmp_path, mod
     assert "LSH not tuned" in result.stderr
     meta = local_index(tmp_path / "local").meta()
     assert meta["tuning"]["tuned"] is False and "at least 11 pins" in meta["tuning"]["reason"]
-    assert (meta["lsh"]["tables"], meta["lsh"]["bits"], meta["serving"]["window"]) == (64, 8, 500)
+    assert (meta["tokens"]["tables"], meta["tokens"]["bits"], meta["serving"]["window"]) == (64, 8, 500)
 
 
 def test_an_explicit_model_lsh_json_fixes_tables_and_bits_of_a_tuned_index(tmp_path, model_dir):
-    from pintext.lsh import RandomHyperplaneLSH
+    from pintext.tokens.lsh import RandomHyperplaneLSH
 
     (model_dir / "lsh.json").write_text(json.dumps(RandomHyperplaneLSH(dim=DIM, tables=24, bits=5).to_dict()))
     pins_file = tmp_path / "pins.jsonl"
@@ -351,7 +351,7 @@ def test_an_explicit_model_lsh_json_fixes_tables_and_bits_of_a_tuned_index(tmp_p
     result.ok()
     assert "lsh.json fixes 24 tables x 5 bits" in " ".join(result.stderr.split())
     meta = local_index(tmp_path / "local").meta()
-    assert (meta["lsh"]["tables"], meta["lsh"]["bits"], meta["tuning"]["tuned"]) == (24, 5, True)
+    assert (meta["tokens"]["tables"], meta["tokens"]["bits"], meta["tuning"]["tuned"]) == (24, 5, True)
     # Another config in MODEL/lsh.json now no longer matches the index: refused, naming both.
     (model_dir / "lsh.json").write_text(json.dumps(RandomHyperplaneLSH(dim=DIM, tables=32, bits=5).to_dict()))
     refused = run_pintext(["search", "w001", "--model", str(model_dir), "--backend", "local",

@@ -114,7 +114,7 @@ def test_an_index_tuned_at_ingest_serves_the_recall_its_meta_reports(tmp_path):
     index = local_index(tmp_path / "local")
     meta = index.meta()
     assert meta["tuning"]["target_recall"] == 0.9 and meta["tuning"]["reached"]
-    lsh = RandomHyperplaneLSH.from_dict(meta["lsh"])
+    lsh = RandomHyperplaneLSH.from_dict(meta["tokens"])
     window, probes = meta["serving"]["window"], meta["serving"]["probes"]
     vectors = pin_vectors(Encoder.load(model), pins)
     unit = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)

@@ -1,8 +1,11 @@
 """The model/index contract every engine's index carries in its `_meta`, and the query-time defaults in it.
 
-`_meta` = `{model_fingerprint, dim, lsh (the token family config, with its kind), pin_vector, serving: {window,
+`_meta` = `{model_fingerprint, dim, tokens (the token family config, with its kind), pin_vector, serving: {window,
 probes[, window_at_100, probes_at_100]}, tuning, pintext_version}`. Ingest and search refuse an index whose
 `_meta` names another model, dimension, token config or pin-vector rule (`check_meta`).
+
+Indexes written before the token stage had a name of its own keep the family config under `lsh`
+(`LEGACY_TOKENS_KEY`, whatever the family); `token_config` reads either, so they still serve and take writes.
 """
 
 from __future__ import annotations
@@ -12,6 +15,9 @@ from dataclasses import dataclass
 from pintext import __version__, queries
 from pintext.serving.base import IndexMismatchError
 from pintext.tokens import TokenFamily, family_from_dict
+
+TOKENS_KEY = "tokens"  # the token family config in `_meta`
+LEGACY_TOKENS_KEY = "lsh"  # where indexes written before kept it (read, never written)
 
 
 @dataclass(frozen=True)
@@ -65,23 +71,33 @@ class ServingDefaults:
         return max(deep, int(k))
 
 
-def index_meta(fingerprint: str, dim: int, lsh: TokenFamily, serving: ServingDefaults | None = None,
+def index_meta(fingerprint: str, dim: int, family: TokenFamily, serving: ServingDefaults | None = None,
                tuning: dict | None = None) -> dict:
-    """The `_meta` an index carries: which model and LSH config its vectors and tokens come from, the window and
-    probes search uses by default, and how they were chosen (`tuning`)."""
+    """The `_meta` an index carries: which model and token family its vectors and tokens come from, the window
+    and probes search uses by default, and how they were chosen (`tuning`)."""
     from pintext.pin_vectors import DEFAULT_PIN_VECTOR
 
-    meta = {"model_fingerprint": fingerprint, "dim": int(dim), "lsh": lsh.to_dict(), "pintext_version": __version__,
-            "serving": (serving or ServingDefaults()).to_dict(), "pin_vector": DEFAULT_PIN_VECTOR.to_dict()}
+    meta = {"model_fingerprint": fingerprint, "dim": int(dim), TOKENS_KEY: family.to_dict(),
+            "pintext_version": __version__, "serving": (serving or ServingDefaults()).to_dict(),
+            "pin_vector": DEFAULT_PIN_VECTOR.to_dict()}
     if tuning is not None:
         meta["tuning"] = tuning
     return meta
 
 
+def token_config(meta: dict | None) -> dict | None:
+    """The token family config an index's `_meta` records (under `tokens`, or `lsh` in an older index); None when
+    it records none."""
+    if not isinstance(meta, dict):
+        return None
+    config = meta.get(TOKENS_KEY) or meta.get(LEGACY_TOKENS_KEY)
+    return config if isinstance(config, dict) and config else None
+
+
 def made_by_pintext(meta: dict | None) -> bool:
-    """Whether an index's `_meta` is PinText's: every index PinText makes records its token family (`lsh`,
-    `index_meta`); an index another tool made has no `_meta`, or its own."""
-    return isinstance(meta, dict) and bool(meta.get("lsh"))
+    """Whether an index's `_meta` is PinText's: every index PinText makes records its token family (`index_meta`);
+    an index another tool made has no `_meta`, or its own."""
+    return token_config(meta) is not None
 
 
 def not_made_by_pintext(index: str) -> str:
@@ -100,22 +116,23 @@ def family_from_meta(index: str, meta: dict) -> TokenFamily:
     if not made_by_pintext(meta):
         raise foreign_index_error(index, "search")
     try:
-        return family_from_dict(meta["lsh"])
+        return family_from_dict(token_config(meta) or {})
     except ValueError as error:
         raise IndexMismatchError(f"index {index!r}: {error}") from None
 
 
 def check_meta(index: str, found: dict, expected: dict, model_dir: str = "the model") -> None:
-    """Refuse an index PinText did not make, or whose `_meta` names another model fingerprint, dimension or LSH
-    config."""
+    """Refuse an index PinText did not make, or whose `_meta` names another model fingerprint, dimension, token
+    config or pin-vector rule (an index written under the old `lsh` key compares by its config alike)."""
     if not made_by_pintext(found):
         raise foreign_index_error(index, "write into")
     problems = []
-    for key, label in (("model_fingerprint", "model fingerprint"), ("dim", "dimension"), ("lsh", "LSH config"),
+    for key, label in (("model_fingerprint", "model fingerprint"), ("dim", "dimension"), (TOKENS_KEY, "LSH config"),
                        ("pin_vector", "pin vector (how a pin's fields are embedded)")):
-        if found.get(key) != expected.get(key):
-            problems.append(f"{label}: index has {_shown(found.get(key))}, {model_dir} has "
-                            f"{_shown(expected.get(key))}")
+        has, wants = (token_config(found), token_config(expected)) if key == TOKENS_KEY else \
+            (found.get(key), expected.get(key))
+        if has != wants:
+            problems.append(f"{label}: index has {_shown(has)}, {model_dir} has {_shown(wants)}")
     if problems:
         raise IndexMismatchError(
             f"index {index!r} was built for another model ({'; '.join(problems)}). "

@@ -99,7 +99,7 @@ def version_of(engine: Engine, name: str, version: str) -> str | None:
 
 def describe(engine: Engine, name: str) -> dict:
     """The alias, which version serves, and every version with its model and size (`pintext index info`)."""
-    from pintext.serving.meta import made_by_pintext
+    from pintext.serving.meta import made_by_pintext, token_config
 
     serving = engine.alias_target(name)
     legacy = serving == name
@@ -110,6 +110,6 @@ def describe(engine: Engine, name: str) -> dict:
         rows.append({"index": index, "serving": index == serving, "made_by_pintext": made_by_pintext(meta),
                      "docs": engine.count(index),
                      "model_fingerprint": meta.get("model_fingerprint"), "dim": meta.get("dim"),
-                     "tokens": meta.get("lsh"), "shards": layout.shards, "replicas": layout.replicas,
+                     "tokens": token_config(meta), "shards": layout.shards, "replicas": layout.replicas,
                      "health": layout.health, "meta": meta})
     return {"alias": None if legacy else name, "serving": serving, "versions": rows}
