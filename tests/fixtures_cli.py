@@ -35,6 +35,11 @@ class Ran:
     output: str  # stdout and stderr as the user saw them (interleaved in process; stdout then stderr otherwise)
     exception: BaseException | None = None  # in process: what the command raised (SystemExit on a plain exit)
 
+    @classmethod
+    def of_process(cls, args: Sequence[str], done: subprocess.CompletedProcess) -> Ran:
+        """A command a test had to start itself (e.g. as another user), in the same shape."""
+        return cls(list(args), done.returncode, done.stdout, done.stderr, done.stdout + done.stderr)
+
     def ok(self) -> str:
         """Assert the command succeeded and printed no traceback; its stdout. An exception the command raised is
         raised again here, with its own traceback."""
@@ -61,7 +66,7 @@ def run_pintext(args: Sequence[str], *, env: Mapping[str, str | None] | None = N
     environment = {**os.environ, **(env or {})}
     done = subprocess.run([PINTEXT, *args], capture_output=True, text=True, timeout=timeout, input=input,
                           env={key: value for key, value in environment.items() if value is not None})
-    return Ran(args, done.returncode, done.stdout, done.stderr, done.stdout + done.stderr)
+    return Ran.of_process(args, done)
 
 
 @pytest.fixture(scope="session")

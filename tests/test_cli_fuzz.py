@@ -11,15 +11,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
-from typer.testing import CliRunner
 
-from pintext.cli import app
-from pintext.encoder import write_runtime
-from pintext.trainer.tokenizer import train_word_tokenizer
+from tests.factories import make_model, titled_pins, write_pins
+from tests.fixtures_cli import run_pintext
 from tests.fixtures_engines import in_ci
 
 TITLES = ["red chair", "oak table", "blue lamp", "red velvet cake", "garden ideas", "hiking boots"]
@@ -43,24 +40,20 @@ query_texts = st.one_of(
 def served(tmp_path_factory) -> list[str]:
     """A local index of the titles, and the options that reach it."""
     folder = tmp_path_factory.mktemp("cli-fuzz")
-    tokenizer = train_word_tokenizer(TITLES, min_count=1)
-    table = np.random.default_rng(0).standard_normal((tokenizer.get_vocab_size(), 8)).astype(np.float32)
-    write_runtime(folder / "model" / "runtime", tokenizer, table)
-    pins = folder / "pins.jsonl"
-    pins.write_text("".join(json.dumps({"id": f"p{row}", "title": title}) + "\n" for row, title in enumerate(TITLES)))
-    options = ["--model", str(folder / "model"), "--engine", "local", "--local-dir", str(folder / "local")]
-    result = CliRunner().invoke(app, ["ingest", str(pins), "--no-tune", "--json", *options])
-    assert result.exit_code == 0, result.output
+    model = make_model(folder / "model", texts=TITLES, dim=8)
+    pins = write_pins(folder / "pins.jsonl", titled_pins(TITLES))
+    options = ["--model", str(model), "--engine", "local", "--local-dir", str(folder / "local")]
+    run_pintext(["ingest", str(pins), "--no-tune", "--json", *options]).ok()
     return options
 
 
 def check_one_outcome(args: list[str]) -> str:
     """Run the CLI; assert an answer or exactly one error line with a documented code; return the outcome."""
-    result = CliRunner().invoke(app, args)
-    assert result.exit_code in DOCUMENTED_EXIT_CODES, (args, result.output)
+    result = run_pintext(args)
+    assert result.code in DOCUMENTED_EXIT_CODES, (args, result.output)
     assert result.exception is None or isinstance(result.exception, SystemExit), (args, repr(result.exception))
     assert "Traceback" not in result.output
-    if result.exit_code == 0:
+    if result.code == 0:
         answer = json.loads(result.stdout.strip().splitlines()[-1])
         assert isinstance(answer["hits"], list) and answer["mode"] in ("pintext", "bm25_fallback")
         assert "error:" not in result.output

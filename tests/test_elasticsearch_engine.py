@@ -1,6 +1,8 @@
 """The Elasticsearch engine (pintext.serving.elasticsearch): its mapping and request bodies (no node needed), then,
 on a real Elasticsearch 8.15 node (`-m elasticsearch`), the score mapping against numpy, the window semantics,
-filters and exclusions, pins without a vector, aliases, bulk failure reasons, and the CLI end to end."""
+pins without a vector, aliases, bulk failure reasons, and the two requests `dsl` prints. Search, filters,
+exclusions, related, the first stage, stored pins, `_meta` and promote are tests/test_conformance.py's, on every
+engine."""
 
 from __future__ import annotations
 
@@ -12,17 +14,16 @@ from collections.abc import Iterator
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
 from pintext import queries
-from pintext.cli import app
 from pintext.mapping import pins_index_body, pins_index_body_elasticsearch
 from pintext.serving import elasticsearch as es_engine
-from pintext.serving.base import IndexNotFoundError, PinNotFoundError, UnsupportedError, VectorQuery
+from pintext.serving.base import IndexNotFoundError, UnsupportedError, VectorQuery
 from pintext.serving.engines import EngineOptions
 from pintext.serving.filters import Filters
 from pintext.serving.local import LocalEngine, cosine
 from tests.factories import make_model, make_pins, write_pins_file
+from tests.fixtures_cli import run_pintext
 
 # ---- mapping ---------------------------------------------------------------------------------------------------
 
@@ -226,39 +227,24 @@ def test_a_pin_outside_the_window_never_appears_and_the_edge_is_cut_by_pin_id(en
 
 
 @node_only
-def test_filters_exclusions_and_pins_without_vector(engine, index_names):
+def test_vectors_round_trip_exactly_a_pin_without_one_is_found_by_bm25_and_an_absent_index_is_named(engine,
+                                                                                                  index_names):
+    """What the conformance suite leaves to each engine: float32 vectors come back bit for bit, BM25 finds a pin
+    stored without a vector, an absent index is IndexNotFoundError, and a token no pin holds finds nothing."""
     name = f"es-engine-{uuid.uuid4().hex[:8]}"
     index_names.append(name)
-    rows = unit_rows(40, seed=7)
-    pins = [{"id": f"p{row:03d}", "title": f"kitchen pin {row}", "board": f"b{row % 4}",
-             "annotations": ["red"] if row % 5 == 0 else []} for row in range(40)]
+    rows = unit_rows(10, seed=7)
+    pins = [{"id": f"p{row:03d}", "title": f"kitchen pin {row}"} for row in range(10)]
     pins.append({"id": "no-vector", "title": "kitchen words only", "board": "b1"})
-    vectors = [*rows, None]
-    fill(engine, name, pins, vectors, [["a"]] * 41)
-    assert engine.count(name) == 41
-    query = unit_rows(1, seed=8)[0]
-    expected = cosine(rows, query)
-    filters = Filters.parse(["board=b1", "annotations=red"])  # b1 AND red: rows 5, 25
-    hits = engine.search(name, VectorQuery(("a",), query, k=5, window=40, filters=filters, exclude_ids=("p025",)))
-    assert [hit.id for hit in hits] == ["p005"] and hits[0].score == pytest.approx(expected[5], abs=1e-6)
-    raw = Filters.parse([], [json.dumps({"bool": {"must_not": [{"terms": {"board": ["b0", "b1", "b2"]}}]}})])
-    hits = engine.search(name, VectorQuery(("a",), query, k=10, window=40, filters=raw))
-    b3 = sorted((row for row in range(40) if row % 4 == 3), key=lambda row: -expected[row])
-    assert [hit.id for hit in hits] == [f"p{row:03d}" for row in b3]
-    # The pin without a vector: stored for BM25 and filters, never a PinText candidate.
-    doc, vector = engine.get(name, "no-vector")
-    assert vector is None and doc == pins[-1]
-    assert "no-vector" not in {hit.id for hit in engine.first_stage(name, ["a"], 100)}
+    fill(engine, name, pins, [*rows, None], [["a"]] * 11)
     assert "no-vector" in {hit.id for hit in engine.bm25(name, "words", 5)}
     stored, stored_vector = engine.get(name, "p007")
     assert stored == pins[7] and np.array_equal(stored_vector, rows[7])  # float32 round trip
-    with pytest.raises(PinNotFoundError):
-        engine.get(name, "absent")
     with pytest.raises(IndexNotFoundError):
         engine.get(f"{name}-absent", "p001")
     with pytest.raises(IndexNotFoundError):
         engine.meta(f"{name}-absent")
-    assert engine.search(name, VectorQuery(("zz",), query, k=3, window=10)) == []
+    assert engine.search(name, VectorQuery(("zz",), unit_rows(1, seed=8)[0], k=3, window=10)) == []
 
 
 @node_only
@@ -313,34 +299,24 @@ def test_bulk_failures_come_back_per_pin_with_a_reason(engine, index_names):
 # ---- the CLI end to end ----------------------------------------------------------------------------------------
 
 
-def cli(*args: str) -> str:
-    result = CliRunner().invoke(app, list(args))
-    assert result.exit_code == 0, result.output
-    return result.stdout
-
-
 @node_only
-def test_cli_ingest_search_filter_related_dsl_info_and_promote(engine, elasticsearch_node, tmp_path):
+def test_cli_dsl_prints_the_two_console_requests_search_sends(engine, elasticsearch_node, tmp_path):
+    """Elasticsearch has no rescore by script: `dsl` prints two requests (the token first stage, then a knn over
+    its ids) that a user pastes into Kibana Console; run by hand, they give the hits `search` gives."""
     name = f"es-cli-{uuid.uuid4().hex[:8]}"
-    model, other = make_model(tmp_path / "model"), make_model(tmp_path / "other", seed=4)
+    model = make_model(tmp_path / "model")
     pins_file = tmp_path / "pins.jsonl"
     write_pins_file(pins_file, make_pins(150), with_bad_lines=False)
     where = ["--engine", "elasticsearch", "--url", elasticsearch_node.url, "--index", name]
     try:
-        summary = json.loads(cli("ingest", str(pins_file), "--model", str(model), "--json", *where).splitlines()[-1])
+        summary = run_pintext(["ingest", str(pins_file), "--model", str(model), "--json", *where]).json()
         assert summary["indexed"] == 150 and not summary.get("rejected")
-        found = json.loads(cli("search", "w007 w077", "--model", str(model), "--json", "--k", "5", *where))
+        info = json.loads(run_pintext(["index", "info", *where]).ok())
+        assert [(row["health"], row["docs"]) for row in info["versions"]] == [("green", 150)]
+        searched = run_pintext(["search", "w007 w077", "--model", str(model), "--json", "--k", "5", *where])
+        found = json.loads(searched.ok())
         assert len(found["hits"]) == 5
-        scores = [hit["score"] for hit in found["hits"]]
-        assert scores == sorted(scores, reverse=True) and all(-1 <= score <= 1 for score in scores)
-        filtered = json.loads(cli("search", "w007 w077", "--model", str(model), "--json", "--filter", "board=b3",
-                                  *where))
-        assert filtered["hits"] and all(hit["source"]["board"] == "b3" for hit in filtered["hits"])
-        subject = found["hits"][0]["id"]
-        related = json.loads(cli("related", subject, "--model", str(model), "--json", *where))
-        assert related["hits"] and subject not in {hit["id"] for hit in related["hits"]}
-        # dsl prints what a user pastes into Kibana Console: run it by hand, filling the ids in between.
-        printed = cli("dsl", "w007 w077", "--model", str(model), "--k", "5", *where)
+        printed = run_pintext(["dsl", "w007 w077", "--model", str(model), "--k", "5", *where]).ok()
         (comment1, line1, *body1), (comment2, line2, *body2) = (part.splitlines() for part in printed.split("\n\n"))
         assert comment1.startswith("# 1/2") and comment2.startswith("# 2/2")
         assert line1 == line2 == f"GET {name}/_search"
@@ -350,17 +326,6 @@ def test_cli_ingest_search_filter_related_dsl_info_and_promote(engine, elasticse
         second["query"]["knn"]["num_candidates"] = len(first)
         by_hand = engine.client.search(index=name, body=second)["hits"]["hits"]
         assert [hit["_id"] for hit in by_hand] == [hit["id"] for hit in found["hits"]]
-        # info and promote: a second model's version waits behind the alias until promoted.
-        first_version = json.loads(cli("index", "info", *where))["serving"]
-        assert first_version.startswith(f"{name}-")
-        cli("ingest", str(pins_file), "--model", str(other), "--json", "--no-tune", *where)
-        info = json.loads(cli("index", "info", *where))
-        assert info["alias"] == name and info["serving"] == first_version and len(info["versions"]) == 2
-        assert all(row["health"] == "green" and row["docs"] == 150 for row in info["versions"])
-        promoted = cli("index", "promote", "--model", str(other), "--delete-old", *where)
-        (second_version,) = [row["index"] for row in info["versions"] if row["index"] != first_version]
-        assert f"promoted: {name} -> {second_version}" in promoted
-        assert engine.alias_target(name) == second_version and engine.indices(f"{name}-") == [second_version]
     finally:
-        CliRunner().invoke(app, ["index", "delete", *where])
+        run_pintext(["index", "delete", *where])
     assert engine.alias_target(name) is None

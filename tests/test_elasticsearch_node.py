@@ -4,10 +4,7 @@ aliases), checked against numpy; plus the `pintext elasticsearch up|status|down`
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
-import sys
 import tempfile
 import uuid
 from pathlib import Path
@@ -16,6 +13,7 @@ import numpy as np
 import pytest
 
 from pintext.servers import elasticsearch_node as es_node
+from tests.fixtures_cli import Ran, run_pintext
 from tests.fixtures_engines import unavailable
 
 
@@ -176,9 +174,9 @@ def processes_mentioning(text: str) -> list[int]:
     return [pid for pid in pids if any(text in arg for arg in process.process_args(pid)) and process.is_alive(pid)]
 
 
-def pintext_command(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
-    command = [sys.executable, "-c", "from pintext.cli import main; main()", "elasticsearch", *args]
-    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=400)
+def pintext_command(*args: str, env: dict[str, str | None]) -> Ran:
+    """`pintext elasticsearch ARGS` as a real process: the node it starts must outlive the command."""
+    return run_pintext(["elasticsearch", *args], env=env, real_process=True, timeout=400)
 
 
 @pytest.mark.elasticsearch
@@ -192,18 +190,17 @@ def test_up_status_down_with_a_private_home():
     home = Path(tempfile.mkdtemp(prefix="pintext-es-lifecycle-"))
     shared_downloads.mkdir(parents=True, exist_ok=True)
     (home / "downloads").symlink_to(shared_downloads)
-    env = {**os.environ, "PINTEXT_HOME": str(home), "PINTEXT_ELASTICSEARCH_PORT": str(free_port()),
-           "PINTEXT_ELASTICSEARCH_HEAP": "384m", "COLUMNS": "200"}
-    env.pop("ELASTICSEARCH_URL", None)
+    env = {"PINTEXT_HOME": str(home), "PINTEXT_ELASTICSEARCH_PORT": str(free_port()),
+           "PINTEXT_ELASTICSEARCH_HEAP": "384m", "COLUMNS": "200", "ELASTICSEARCH_URL": None}
     try:
         up = pintext_command("up", env=env)
-        assert up.returncode == 0 and "Elasticsearch 8.15.0 up at" in up.stdout, up.stdout + up.stderr
+        assert up.code == 0 and "Elasticsearch 8.15.0 up at" in up.stdout, up.stdout + up.stderr
         status = pintext_command("status", "--json", env=env)
-        assert status.returncode == 0 and '"version": "8.15.0"' in status.stdout, status.stdout + status.stderr
+        assert status.code == 0 and '"version": "8.15.0"' in status.stdout, status.stdout + status.stderr
         down = pintext_command("down", env=env)
-        assert down.returncode == 0 and "Elasticsearch 8.15.0 stopped" in down.stdout
+        assert down.code == 0 and "Elasticsearch 8.15.0 stopped" in down.stdout
         assert processes_mentioning(str(home)) == []  # the launcher took its server JVM down with it
-        assert pintext_command("status", env=env).returncode == 1
+        assert pintext_command("status", env=env).code == 1
     finally:
         pintext_command("down", env=env)
         shutil.rmtree(home, ignore_errors=True)

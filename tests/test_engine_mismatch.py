@@ -16,28 +16,23 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import numpy as np
 import pytest
-from typer.testing import CliRunner
 
-from pintext.cli import app
-from pintext.encoder import write_runtime
-from pintext.trainer.tokenizer import train_word_tokenizer
+from tests.factories import make_model, titled_pins, write_pins
+from tests.fixtures_cli import run_pintext
 from tests.fixtures_engines import ENGINE_NODE_FIXTURES
 
 SECRET = "s3cret-mismatch"
 PRODUCTS = {"opensearch": "OpenSearch", "elasticsearch": "Elasticsearch"}
 OTHER = {"opensearch": "elasticsearch", "elasticsearch": "opensearch"}
+TITLES = ["red chair", "oak table", "blue lamp"]
 
 
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("mismatch")
-    tokenizer = train_word_tokenizer(["red chair", "oak table", "blue lamp"], min_count=1)
-    table = np.random.default_rng(0).standard_normal((tokenizer.get_vocab_size(), 8)).astype(np.float32)
-    write_runtime(folder / "model" / "runtime", tokenizer, table)
-    (folder / "pins.jsonl").write_text("".join(json.dumps({"id": f"p{row}", "title": text}) + "\n" for row, text
-                                               in enumerate(["red chair", "oak table", "blue lamp"])))
+    make_model(folder / "model", texts=TITLES, dim=8)
+    write_pins(folder / "pins.jsonl", titled_pins(TITLES))
     return folder
 
 
@@ -69,25 +64,25 @@ def test_the_wrong_engine_is_one_line_naming_what_answered(request, workdir, nod
     expected = (f"error: the node at {with_userinfo(node.url).replace(f'pintext:{SECRET}', '***')} is "
                 f"{PRODUCTS[node.engine]} {node.version}, not {PRODUCTS[named]}: use --engine {node.engine} or auto")
     for command in commands(workdir):
-        result = CliRunner().invoke(app, [*command, "--engine", named, "--url", with_userinfo(node.url),
-                                          "--index", index])
-        assert result.exit_code == 2, (command, result.output, result.exception)
+        result = run_pintext([*command, "--engine", named, "--url", with_userinfo(node.url),
+                              "--index", index])
+        assert result.code == 2, (command, result.output, result.exception)
         assert only_error_line(result) == expected, command
     # the engine and the URL from the environment
     bare = expected.replace(f"{node.url.split('://')[0]}://***@", f"{node.url.split('://')[0]}://")
-    result = CliRunner().invoke(app, ["index", "info", "--index", index],
-                                env={"PINTEXT_ENGINE": named, f"{named.upper()}_URL": node.url})
-    assert result.exit_code == 2 and only_error_line(result) == bare
+    result = run_pintext(["index", "info", "--index", index],
+                         env={"PINTEXT_ENGINE": named, f"{named.upper()}_URL": node.url})
+    assert result.code == 2 and only_error_line(result) == bare
     # under auto, the variable of the other engine naming this node
-    result = CliRunner().invoke(app, ["index", "info", "--index", index, "--engine", "auto"],
-                                env={f"{named.upper()}_URL": node.url, f"{node.engine.upper()}_URL": None,
-                                     "PINTEXT_ENGINE": None})
-    assert result.exit_code == 2 and only_error_line(result) == bare.replace(
+    result = run_pintext(["index", "info", "--index", index, "--engine", "auto"],
+                         env={f"{named.upper()}_URL": node.url, f"{node.engine.upper()}_URL": None,
+                              "PINTEXT_ENGINE": None})
+    assert result.code == 2 and only_error_line(result) == bare.replace(
         f"use --engine {node.engine} or auto", f"${named.upper()}_URL names it: set ${node.engine.upper()}_URL "
         "instead, or pass --url")
     # nothing was made on the node: the right engine finds no index of that name
-    info = CliRunner().invoke(app, ["index", "info", "--index", index, "--url", node.url])
-    assert info.exit_code == 2 and "does not exist" in only_error_line(info)
+    info = run_pintext(["index", "info", "--index", index, "--url", node.url])
+    assert info.code == 2 and "does not exist" in only_error_line(info)
 
 
 @pytest.mark.parametrize("node_fixture", ENGINE_NODE_FIXTURES)
@@ -97,8 +92,8 @@ def test_https_to_a_plain_http_node_says_it_speaks_http(request, workdir, node_f
     https = with_userinfo(node.url).replace("http://", "https://", 1)
     for extra in ([], ["--insecure"]):
         for command in (["index", "info"], ["search", "red chair", "--model", str(workdir / "model")]):
-            result = CliRunner().invoke(app, [*command, "--engine", engine, "--url", https, *extra])
-            assert result.exit_code == 1, (command, extra, result.output, result.exception)
+            result = run_pintext([*command, "--engine", engine, "--url", https, *extra])
+            assert result.code == 1, (command, extra, result.output, result.exception)
             line = only_error_line(result)
             masked = https.replace(f"pintext:{SECRET}", "***")
             assert line == (f"error: the node at {masked} speaks plain HTTP, not HTTPS (its TLS handshake failed "
@@ -123,9 +118,9 @@ DSL_CASES = [(engine, options) for engine in ("auto", "opensearch", "elasticsear
 def test_dsl_with_no_node_prints_the_request_for_the_defaults(workdir, engine, options):
     url = f"http://127.0.0.1:{free_port()}"
     for where, env in ((["--url", url], None), ([], {"OPENSEARCH_URL": url, "ELASTICSEARCH_URL": url})):
-        result = CliRunner().invoke(app, ["dsl", "red chair", "--model", str(workdir / "model"), "--engine", engine,
-                                          *where, *options], env=env)
-        assert result.exit_code == 0, (where, result.output, result.exception)
+        result = run_pintext(["dsl", "red chair", "--model", str(workdir / "model"), "--engine", engine,
+                              *where, *options], env=env)
+        assert result.code == 0, (where, result.output, result.exception)
         assert "note: index 'pins' not found or node unreachable: printing with the default LSH" in result.output
         assert "error:" not in result.output and "GET pins/_search" in result.stdout
         bodies = [json.loads(part[part.index("{"):].split("\n\n#")[0]) for part in
@@ -165,9 +160,9 @@ def test_a_stalled_node_is_one_line_after_one_timeout(stalled_url, engine):
     """The engine check waits once: the command ends after --timeout with the "did not answer" line (a named
     engine waited twice, for the check and then its own request; auto said "ConnectionTimeout caused by ...")."""
     started = time.monotonic()
-    result = CliRunner().invoke(app, ["index", "info", "--engine", engine, "--url", stalled_url, "--timeout", "3"])
+    result = run_pintext(["index", "info", "--engine", engine, "--url", stalled_url, "--timeout", "3"])
     took = time.monotonic() - started
-    assert result.exit_code == 1, (result.output, result.exception)
+    assert result.code == 1, (result.output, result.exception)
     assert only_error_line(result) == (f"error: the engine at {stalled_url} did not answer within 3 s (--timeout "
                                        "SECONDS sets how long to wait)")
     assert 3 <= took < 5.5, took

@@ -12,33 +12,22 @@ import re
 import uuid
 from pathlib import Path
 
-import numpy as np
 import pytest
-from typer.testing import CliRunner
 
-from pintext.cli import app
-from pintext.encoder import write_runtime
 from pintext.serving.engines import EngineOptions, open_engine
-from pintext.trainer.tokenizer import train_word_tokenizer
+from tests.factories import make_model, titled_pins, write_pins
+from tests.fixtures_cli import run_pintext
 from tests.fixtures_engines import ENGINE_NODE_FIXTURES
 
 TITLES = ["red chair", "oak table", "blue lamp"]
 
 
-def make_model(folder: Path, seed: int) -> Path:
-    tokenizer = train_word_tokenizer(TITLES, min_count=1)
-    table = np.random.default_rng(seed).standard_normal((tokenizer.get_vocab_size(), 8)).astype(np.float32)
-    write_runtime(folder / "runtime", tokenizer, table)
-    return folder
-
-
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("foreign")
-    make_model(folder / "model-a", 0)
-    make_model(folder / "model-b", 1)
-    (folder / "pins.jsonl").write_text("".join(json.dumps({"id": f"p{row}", "title": text}) + "\n"
-                                               for row, text in enumerate(TITLES)))
+    make_model(folder / "model-a", texts=TITLES, dim=8, seed=0)
+    make_model(folder / "model-b", texts=TITLES, dim=8, seed=1)
+    write_pins(folder / "pins.jsonl", titled_pins(TITLES))
     return folder
 
 
@@ -48,13 +37,13 @@ def node(request):
 
 
 def invoke(*args: str):
-    result = CliRunner().invoke(app, list(args))
+    result = run_pintext(args)
     assert "Traceback" not in result.output and not isinstance(result.exception, (KeyError, AttributeError))
     return result
 
 
 def error_line(result) -> str:
-    assert result.exit_code == 2, (result.output, result.exception)
+    assert result.code == 2, (result.output, result.exception)
     lines = [line for line in result.output.splitlines() if line.strip() and not line.startswith("dead letter:")]
     assert len(lines) == 1 and lines[0].startswith("error: "), result.output
     return lines[0]
@@ -97,7 +86,7 @@ def test_a_foreign_index_is_named_as_such_and_kept_without_force(workdir, node):
         assert [row["made_by_pintext"] for row in info["versions"]] == [False]
         assert info["versions"][0]["meta"] == {"owner": "another-tool"}
         deleted = invoke("index", "delete", *where, "--force")
-        assert deleted.exit_code == 0 and deleted.stdout.strip() == f"deleted: {name}"
+        assert deleted.code == 0 and deleted.stdout.strip() == f"deleted: {name}"
         assert not client.indices.exists(index=name)
     finally:
         if client.indices.exists(index=name):
@@ -110,7 +99,7 @@ def test_delete_version_takes_the_model_id_pintext_prints(workdir, node):
     printed = {}
     for model in ("model-a", "model-b"):
         created = invoke("index", "create", "--model", str(workdir / model), "--no-tune", *where)
-        assert created.exit_code == 0, created.output
+        created.ok()
         printed[model] = re.search(r"model ([0-9a-f]{12})", created.stdout).group(1)
     try:
         info = json.loads(invoke("index", "info", *where).stdout)
@@ -119,10 +108,10 @@ def test_delete_version_takes_the_model_id_pintext_prints(workdir, node):
         # the serving version is refused by its model id too
         assert "serves" in error_line(invoke("index", "delete", *where, "--version", printed["model-a"]))
         waiting = invoke("index", "delete", *where, "--version", printed["model-b"])
-        assert waiting.exit_code == 0 and waiting.stdout.strip() == f"deleted: {name}-{printed['model-b']}"
+        assert waiting.code == 0 and waiting.stdout.strip() == f"deleted: {name}-{printed['model-b']}"
         # the whole fingerprint `index info` prints names the version as well
         created = invoke("index", "create", "--model", str(workdir / "model-b"), "--no-tune", *where)
-        assert created.exit_code == 0
+        assert created.code == 0
         again = invoke("index", "delete", *where, "--version", fingerprints[f"{name}-{printed['model-b']}"])
         assert again.stdout.strip() == f"deleted: {name}-{printed['model-b']}"
         assert invoke("index", "delete", *where, "--version", "0123456789ab").stdout.strip() == \

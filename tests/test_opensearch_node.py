@@ -11,7 +11,6 @@ import os
 import shutil
 import socket
 import subprocess
-import sys
 import tempfile
 import threading
 from pathlib import Path
@@ -23,6 +22,7 @@ from pintext.mapping import pins_index_body
 from pintext.servers import maven, process
 from pintext.servers import opensearch_node as node
 from pintext.serving import opensearch_client
+from tests.fixtures_cli import Ran, run_pintext
 from tests.fixtures_engines import in_ci
 
 
@@ -313,45 +313,6 @@ def unit(vector: np.ndarray) -> np.ndarray:
 
 
 @pytest.mark.opensearch
-def test_token_first_stage_then_exact_knn_rescore_matches_numpy(opensearch, opensearch_index_name):
-    rng = np.random.default_rng(7)
-    query = rng.normal(size=DIM).astype(np.float32)
-    vectors = {f"pin-{number}": rng.normal(size=DIM).astype(np.float32) for number in range(8)}
-    vectors["pin-same"] = query * 3.0  # cosine +1 whatever the length
-    vectors["pin-opposite"] = -query  # cosine -1: the script's score must stay >= 0
-    tokens = {pin_id: (["b0_1", "b1_5"] if number % 3 else ["b0_2"]) for number, pin_id in enumerate(vectors)}
-    tokens["pin-7"] = ["b9_9"]  # shares no token with the query: never a candidate
-    opensearch.indices.create(index=opensearch_index_name, body=pins_index_body(DIM, {"model": "test"}))
-    for pin_id, vector in vectors.items():
-        opensearch.index(index=opensearch_index_name, id=pin_id,
-                         body={"id": pin_id, "title": pin_id, "vector": vector.tolist(), "lsh_tokens": tokens[pin_id]})
-    opensearch.indices.refresh(index=opensearch_index_name)
-
-    query_tokens = ["b0_1", "b0_2", "b1_5"]
-    body = {
-        "size": 20,
-        "query": {"bool": {"should": [{"constant_score": {"filter": {"term": {"lsh_tokens": token}}}}
-                                      for token in query_tokens]}},
-        "rescore": {"window_size": 20, "query": {
-            "rescore_query": {"script_score": {"query": {"match_all": {}}, "script": {
-                "lang": "knn", "source": "knn_score",
-                "params": {"field": "vector", "query_value": query.tolist(), "space_type": "cosinesimil"}}}},
-            "query_weight": 0, "rescore_query_weight": 1}},
-    }
-    hits = opensearch.search(index=opensearch_index_name, body=body)["hits"]["hits"]
-
-    candidates = [pin_id for pin_id in vectors if set(tokens[pin_id]) & set(query_tokens)]
-    cosines = {pin_id: float(unit(vectors[pin_id]) @ unit(query)) for pin_id in candidates}
-    expected_order = sorted(candidates, key=lambda pin_id: -cosines[pin_id])
-    assert [hit["_id"] for hit in hits] == expected_order
-    assert "pin-7" not in {hit["_id"] for hit in hits}
-    for hit in hits:
-        assert opensearch_client.cosine_from_knn_score(hit["_score"]) == pytest.approx(cosines[hit["_id"]], abs=1e-5)
-    assert hits[0]["_id"] == "pin-same" and hits[0]["_score"] == pytest.approx(1.0, abs=1e-6)
-    assert hits[-1]["_id"] == "pin-opposite" and hits[-1]["_score"] == pytest.approx(0.0, abs=1e-6)
-
-
-@pytest.mark.opensearch
 def test_lucene_hnsw_engine_works_without_native_libraries(opensearch, opensearch_index_name):
     """FAISS/NMSLIB need native libraries the Maven zip lacks; Lucene's HNSW is pure Java."""
     rng = np.random.default_rng(11)
@@ -385,14 +346,12 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def pintext_command(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
-    executable = Path(sys.executable).with_name("pintext")
-    fallback = [sys.executable, "-c", "from pintext.cli import main; main()"]
-    command = [str(executable)] if executable.exists() else fallback
-    return subprocess.run([*command, "opensearch", *args], env=env, capture_output=True, text=True, timeout=400)
+def pintext_command(*args: str, env: dict[str, str | None]) -> Ran:
+    """`pintext opensearch ARGS` as a real process: the node it starts must outlive the command."""
+    return run_pintext(["opensearch", *args], env=env, real_process=True, timeout=400)
 
 
-def recorded_pid(env: dict[str, str]) -> int:
+def recorded_pid(env: dict[str, str | None]) -> int:
     return int(node.OpenSearchNode(node.NodeSettings(home=Path(env["PINTEXT_HOME"]))).pid_file.read_text())
 
 
@@ -414,10 +373,8 @@ def lifecycle_env():
     downloads = node.OpenSearchNode(settings).downloads_dir
     downloads.mkdir(parents=True, exist_ok=True)
     (home / "downloads").symlink_to(downloads)
-    env = {**os.environ, "PINTEXT_HOME": str(home), "PINTEXT_OPENSEARCH_PORT": str(free_port()),
-           "PINTEXT_OPENSEARCH_HEAP": "384m", "COLUMNS": "200"}
-    env.pop("OPENSEARCH_URL", None)
-    env.pop("PINTEXT_OPENSEARCH_VERSION", None)
+    env = {"PINTEXT_HOME": str(home), "PINTEXT_OPENSEARCH_PORT": str(free_port()), "PINTEXT_OPENSEARCH_HEAP": "384m",
+           "COLUMNS": "200", "OPENSEARCH_URL": None, "PINTEXT_OPENSEARCH_VERSION": None}
     yield env
     pintext_command("down", env=env)
     shutil.rmtree(home, ignore_errors=True)
@@ -427,29 +384,29 @@ def lifecycle_env():
 @pytest.mark.slow
 def test_up_is_idempotent_and_down_then_up_works(lifecycle_env):
     first = pintext_command("up", env=lifecycle_env)
-    assert first.returncode == 0, first.stdout + first.stderr
+    assert first.code == 0, first.stdout + first.stderr
     assert "up at" in first.stdout
     pid = recorded_pid(lifecycle_env)
 
     again = pintext_command("up", env=lifecycle_env)
-    assert again.returncode == 0 and "already running" in again.stdout and f"pid {pid}" in again.stdout
+    assert again.code == 0 and "already running" in again.stdout and f"pid {pid}" in again.stdout
 
     status = pintext_command("status", "--json", env=lifecycle_env)
-    assert status.returncode == 0, status.stdout + status.stderr
+    assert status.code == 0, status.stdout + status.stderr
     knn = node.VERSIONS[node.DEFAULT_VERSION].knn_version
     assert f'"opensearch-knn {knn}"' in status.stdout and f'"pid": {pid}' in status.stdout
 
     logs = pintext_command("logs", "-n", "5", env=lifecycle_env)
-    assert logs.returncode == 0 and len(logs.stdout.splitlines()) >= 5 and "pintext-local" in logs.stdout
+    assert logs.code == 0 and len(logs.stdout.splitlines()) >= 5 and "pintext-local" in logs.stdout
 
     down = pintext_command("down", env=lifecycle_env)
-    assert down.returncode == 0 and "stopped" in down.stdout
+    assert down.code == 0 and "stopped" in down.stdout
     assert not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text().split()[2]
-    assert pintext_command("status", env=lifecycle_env).returncode == 1
+    assert pintext_command("status", env=lifecycle_env).code == 1
     assert "no managed OpenSearch node" in pintext_command("down", env=lifecycle_env).stdout
 
     restarted = pintext_command("up", env=lifecycle_env)
-    assert restarted.returncode == 0 and "up at" in restarted.stdout, restarted.stdout + restarted.stderr
+    assert restarted.code == 0 and "up at" in restarted.stdout, restarted.stdout + restarted.stderr
     assert recorded_pid(lifecycle_env) != pid
     assert "stopped" in pintext_command("down", env=lifecycle_env).stdout
 
