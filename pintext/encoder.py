@@ -299,6 +299,10 @@ class Encoder:
         return rows[known], ids[known], lengths
 
     def _encode_batch(self, texts: Sequence[str]) -> np.ndarray:
+        return self._encode_counting(texts)[0]
+
+    def _encode_counting(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Vectors of a batch, and how many of each text's words the vocabulary knows (one tokenizer pass)."""
         per_text, lengths, ids, rows = self._flat_ids(texts)
         known = ids != self._unk_id
         # Each word counted in the mean weighs 1/(words counted in its text): the known words, or every word when
@@ -315,7 +319,30 @@ class Encoder:
                 # Row after row, as a running sum would add them (numpy reduces axis 0 in order): same bits.
                 total = np.add.reduce(np.stack([self._oov_vector(word) for word in unseen]), axis=0)
                 vectors[index] += total / lengths[index]
-        return vectors
+        return vectors, np.bincount(rows[known], minlength=len(texts))
+
+    def encode_query(self, text: str) -> tuple[np.ndarray, int]:
+        """One text's vector (as `encode`) and the number of its words the vocabulary knows, in one pass: what
+        serving asks of every query (a query with no known word goes to BM25)."""
+        vectors, known = self._encode_counting([text])
+        return vectors[0], int(known[0])
+
+    def word_terms(self, text: str) -> list[tuple[str, float, np.ndarray]]:
+        """(word, weight, vector) of each word `encode` counts in `text`: the text's vector is exactly the sum of
+        weight x vector, so a score linear in it splits into one term per word (`pintext.api.explain`)."""
+        words = text_words(text)
+        ids = self.token_ids([text])[0]
+        known = [word_id != self._unk_id for word_id in ids]
+        counted = len(ids) if self.oov is not None else sum(known)
+        if not counted:
+            return []
+        terms = []
+        for word, word_id, is_known in zip(words, ids, known):
+            if is_known:
+                terms.append((word, 1.0 / counted, np.asarray(self._table[word_id], dtype=np.float32)))
+            elif self.oov is not None:
+                terms.append((word, 1.0 / counted, self._oov_vector(word)))
+        return terms
 
     def _oov_vector(self, word: str) -> np.ndarray:
         vector = self._oov_vectors.get(word)

@@ -140,7 +140,7 @@ def free_port() -> int:
 def test_no_node_answering_is_the_clients_connection_error_without_the_password():
     from elastic_transport import ConnectionError as TransportConnectionError
 
-    from pintext.cli.serve import is_unreachable
+    from pintext.api.failures import is_unreachable
 
     engine = es_engine.open_engine(EngineOptions(url=f"http://elastic:s3cret@127.0.0.1:{free_port()}"))
     with pytest.raises(TransportConnectionError) as raised:

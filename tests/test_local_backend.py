@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from pintext.tokens.lsh import RandomHyperplaneLSH
 from pintext.serving.local import LocalIndex, LocalIndexError
+from pintext.tokens.lsh import RandomHyperplaneLSH
 from tests.serving_helpers import local_index
 
 
@@ -63,7 +63,7 @@ def test_serving_modules_import_neither_torch_nor_opensearch():
 
     code = (
         "import sys\n"
-        "import pintext.cli, pintext.cli.serve, pintext.ingest.indexer, pintext.serving.opensearch\n"
+        "import pintext.cli, pintext.cli.search, pintext.api.service, pintext.ingest.indexer, pintext.serving.opensearch\n"
         "import pintext.serving.local, pintext.queries, pintext.tokens.lsh\n"
         "heavy = [m for m in ('torch', 'sentence_transformers', 'datasets', 'opensearchpy') if m in sys.modules]\n"
         "print(','.join(heavy))\n"

@@ -6,7 +6,20 @@ functions, so `pintext --help` and the serving commands never load torch.
 
 import typer
 
-from pintext.cli import bench, collect, dashboards, data, elasticsearch, opensearch, retrieval, serve, tokens, train
+from pintext.cli import (
+    bench,
+    collect,
+    dashboards,
+    data,
+    elasticsearch,
+    index,
+    ingest,
+    opensearch,
+    retrieval,
+    search,
+    tokens,
+    train,
+)
 
 app = typer.Typer(
     name="pintext",
@@ -30,7 +43,8 @@ def version() -> None:
     typer.echo(__version__)
 
 
-for module in (opensearch, elasticsearch, data, collect, train, serve, bench, tokens, dashboards, retrieval):
+for module in (opensearch, elasticsearch, data, collect, train, index, ingest, search, bench, tokens, dashboards,
+               retrieval):
     module.register(app)
 
 

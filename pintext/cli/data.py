@@ -222,12 +222,17 @@ def _event_pairs(engine: str, memory_limit: Optional[str]):
 
 def _check_ubi_index_names(queries_index: str, events_index: str, pins_index: str | None) -> None:
     """The --ubi-*-index names are read from the cluster: a wildcard or a path would read other indexes."""
-    from pintext.cli.serve import require_index_name
+    from pintext.api.connection import require_index_name
+    from pintext.cli.errors import fail_with
+    from pintext.errors import UsageError
 
     for option, name in (("--ubi-queries-index", queries_index), ("--ubi-events-index", events_index),
                          ("--ubi-pins-index", pins_index)):
-        if name is not None:
-            require_index_name(name, option)
+        try:
+            if name is not None:
+                require_index_name(name, option)
+        except UsageError as error:
+            fail_with(error)
 
 
 def _paired_imports(import_files: list[Path], tasks: list[str], events: Optional[Path]) -> list[tuple[Path, str]]:

@@ -9,8 +9,9 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-FAILURE = 1
-USAGE = 2
+from pintext.errors import FAILURE, USAGE, PinTextError
+
+__all__ = ["FAILURE", "USAGE", "fail", "fail_at_once", "fail_with"]
 
 _stderr = Console(stderr=True, highlight=False, soft_wrap=True)
 
@@ -31,3 +32,8 @@ def fail(message: str, code: int = FAILURE) -> NoReturn:
     """Print `error: message` on stderr (markup in the message is shown as typed) and exit with `code`."""
     _stderr.print(f"[red]error:[/red] {escape(message)}")
     raise typer.Exit(code)
+
+
+def fail_with(error: PinTextError) -> NoReturn:
+    """`fail` with a Python API error's message and exit code."""
+    fail(str(error), error.exit_code)

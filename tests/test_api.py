@@ -1,0 +1,113 @@
+"""The Python API (`pintext.open`) against the real node: the README's example as a user would run it, typed errors,
+records given as dicts, and `explain`'s per-word split of the cosine."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.factories import WORDS, make_model, make_pins, write_pins
+
+REPO = Path(__file__).resolve().parents[1]
+
+pytestmark = pytest.mark.opensearch
+
+
+def readme_python_blocks() -> list[str]:
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    return re.findall(r"```python\n(.*?)```", text, flags=re.S)
+
+
+@pytest.fixture
+def served(tmp_path, opensearch_url, opensearch):
+    """A tiny model, 200 pins in a file, and a fresh index name (deleted afterwards, every version)."""
+    model = make_model(tmp_path / "model")
+    pins = make_pins(200)
+    pins_file = write_pins(tmp_path / "pins.jsonl", pins)
+    name = f"pintext-api-{uuid.uuid4().hex[:10]}"
+    yield model, pins, pins_file, name
+    for index in opensearch.indices.get(index=f"{name}*", ignore_unavailable=True) or {}:
+        opensearch.indices.delete(index=index, ignore_unavailable=True)
+
+
+def test_the_readme_python_example_runs_as_written(served, opensearch_url, tmp_path):
+    model, pins, pins_file, name = served
+    (block,) = readme_python_blocks()
+    code = block.replace('"out/model"', repr(str(model))).replace('"data/sample/pins.jsonl"', repr(str(pins_file)))
+    code = code.replace('index="pins"', f"index={name!r}").replace('"red running shoes"', repr(" ".join(WORDS[:3])))
+    assert code != block and "import pintext" in code
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=tmp_path,
+                            env={**_environment(), "OPENSEARCH_URL": opensearch_url})
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.strip().splitlines()
+    ids = {pin["id"] for pin in pins}
+    assert len(lines) == 5 and all(line.split()[0] in ids for line in lines)
+    scores = [float(line.split()[1]) for line in lines]
+    assert scores == sorted(scores, reverse=True)
+
+
+def _environment() -> dict:
+    import os
+
+    return {key: value for key, value in os.environ.items() if key not in ("OPENSEARCH_URL", "ELASTICSEARCH_URL")}
+
+
+def test_ingest_takes_records_and_search_explains_each_hit(served, opensearch_url):
+    import pintext
+
+    model, pins, _pins_file, name = served
+    index = pintext.open(model, url=opensearch_url, index=name)
+    summary = index.ingest(pins + [{"id": "no-title", "title": 7}])  # one bad record among good ones
+    assert (summary["indexed"], summary["rejected"]) == (len(pins), 1)
+    query = " ".join(WORDS[:2])
+    answer = index.search(query, k=5, explain=True)
+    assert answer.mode == "pintext" and len(answer) == 5 and len(answer.explanations) == 5
+    for hit, why in zip(answer, answer.explanations):
+        assert why.id == hit.id
+        # The per-word shares sum to the cosine, on both sides, and the cosine is the engine's.
+        assert sum(share for _, share in why.query_words) == pytest.approx(why.cosine, abs=1e-5)
+        assert sum(share for _, share in why.pin_words) == pytest.approx(why.cosine, abs=1e-5)
+        assert why.cosine == pytest.approx(hit.cosine, abs=1e-4)
+        assert {word for word, _ in why.query_words} <= set(query.split())
+    related = index.related(answer[0].id, k=3)
+    assert answer[0].id not in {hit.id for hit in related} and len(related) == 3
+
+
+def test_errors_are_typed_with_one_line(served, opensearch_url, tmp_path):
+    import pintext
+
+    model, _pins, _pins_file, name = served
+    with pytest.raises(pintext.IndexMissing, match=f"index '{name}' does not exist"):
+        pintext.open(model, url=opensearch_url, index=name).search("w001")
+    with pytest.raises(pintext.ModelError, match="cannot load the model"):
+        pintext.open(tmp_path / "nowhere", url=opensearch_url, index=name).search("w001")
+    with pytest.raises(pintext.UsageError, match="not a valid index name"):
+        pintext.open(model, url=opensearch_url, index="Bad*Name")
+    with pytest.raises(pintext.EngineUnavailable) as caught:
+        pintext.open(model, url="http://user:s3cret@127.0.0.1:9", index=name, engine="opensearch").search("w001")
+    assert "s3cret" not in str(caught.value) and "\n" not in str(caught.value)
+    assert caught.value.exit_code == 1 and pintext.IndexMissing("x").exit_code == 2
+
+
+def test_explain_splits_a_cosine_exactly(tmp_path):
+    """Unit test of the split: a query and a pin of known words, against numpy's cosine of the same vectors."""
+    from pintext.api.explain import explain_hit, pin_terms
+    from pintext.encoder import Encoder
+    from pintext.pin_vectors import pin_vectors
+
+    encoder = Encoder.load(make_model(tmp_path / "model"))
+    pin = {"id": "p", "title": "w001 w002 w002", "description": "w003 w004"}
+    query = "w002 w005 w005 unknownword"
+    why = explain_hit("p", encoder.word_terms(query), pin_terms(encoder, pin))
+    q, p = encoder.encode([query])[0], pin_vectors(encoder, [pin])[0]
+    assert why.cosine == pytest.approx(float(q @ p / np.linalg.norm(q) / np.linalg.norm(p)), abs=1e-6)
+    assert [word for word, _ in why.query_words] == sorted({"w002", "w005"}, key=lambda w: -abs(dict(
+        why.query_words)[w]))
+    assert {word for word, _ in why.pin_words} == {"w001", "w002", "w003", "w004"}
+    assert sum(dict(why.query_words).values()) == pytest.approx(why.cosine, abs=1e-6)
