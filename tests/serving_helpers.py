@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 from pathlib import Path
 
 from pintext.serving.local import LocalEngine, LocalIndex
@@ -42,3 +43,10 @@ def opensearch_url(client) -> str:
 def os_args(client, index: str) -> list[str]:
     """The CLI options that reach `index` on the node the client talks to."""
     return ["--index", index, "--url", opensearch_url(client)]
+
+
+def free_port() -> int:
+    """A local port nothing listens on (bound, then released)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])

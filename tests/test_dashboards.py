@@ -11,11 +11,10 @@ import json
 from importlib import resources
 
 import pytest
-from typer.testing import CliRunner
 
 from pintext import dashboards
-from pintext.cli import app
 from pintext.mapping import pins_index_body
+from tests.fixtures_cli import run_pintext
 
 PACKAGED = resources.files("pintext.mappings").joinpath("dashboards.ndjson").read_text(encoding="utf-8")
 
@@ -107,14 +106,13 @@ def test_saved_views_use_mapped_aggregatable_fields():
 
 
 def test_cli_export_to_stdout_and_file(tmp_path):
-    runner = CliRunner()
-    printed = runner.invoke(app, ["dashboards", "export", "--index", "pins-v2"])
-    assert printed.exit_code == 0, printed.output
+    printed = run_pintext(["dashboards", "export", "--index", "pins-v2"])
+    printed.ok()
     assert parse(printed.stdout) == parse(dashboards.export_ndjson("pins-v2"))
     out = tmp_path / "sub" / "pins.ndjson"
-    written = runner.invoke(app, ["dashboards", "export", "--out", str(out)])
-    assert written.exit_code == 0, written.output
+    written = run_pintext(["dashboards", "export", "--out", str(out)])
+    written.ok()
     assert out.read_text(encoding="utf-8") == dashboards.export_ndjson("pins")
-    bad = runner.invoke(app, ["dashboards", "export", "--index", "a,b"])
-    assert bad.exit_code == 2
+    bad = run_pintext(["dashboards", "export", "--index", "a,b"])
+    assert bad.code == 2
     assert "not a usable index name" in bad.output

@@ -7,7 +7,6 @@ engine."""
 from __future__ import annotations
 
 import json
-import socket
 import sys
 import uuid
 from collections.abc import Iterator
@@ -24,6 +23,7 @@ from pintext.serving.filters import Filters
 from pintext.serving.local import LocalEngine, cosine
 from tests.factories import make_model, make_pins, write_pins_file
 from tests.fixtures_cli import run_pintext
+from tests.serving_helpers import free_port
 
 # ---- mapping ---------------------------------------------------------------------------------------------------
 
@@ -129,12 +129,6 @@ def test_a_missing_client_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "elasticsearch", None)
     with pytest.raises(ImportError, match=r"pip install 'pintext\[elasticsearch\]'"):
         es_engine.connect("http://127.0.0.1:9")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def test_no_node_answering_is_the_clients_connection_error_without_the_password():

@@ -184,7 +184,7 @@ def pintext_command(*args: str, env: dict[str, str | None]) -> Ran:
 def test_up_status_down_with_a_private_home():
     """A fresh PINTEXT_HOME sharing the download cache (not under pytest's 0700 tmp folder: the service user
     must reach it), on a free port, so the session's node is untouched."""
-    from tests.test_servers import free_port
+    from tests.serving_helpers import free_port
 
     shared_downloads = es_node.managed_node().downloads_dir
     home = Path(tempfile.mkdtemp(prefix="pintext-es-lifecycle-"))

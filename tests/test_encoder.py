@@ -10,13 +10,13 @@ import pytest
 
 from pintext.encoder import Encoder, RuntimeArtifactError, write_runtime
 from pintext.trainer.tokenizer import train_word_tokenizer
+from tests.factories import word_table
 
 
 @pytest.fixture()
 def runtime_dir(tmp_path):
     tokenizer = train_word_tokenizer(["red apple pie", "green apple tart"], min_count=1)
-    rng = np.random.default_rng(0)
-    table = rng.normal(size=(tokenizer.get_vocab_size(), 8)).astype(np.float32)
+    table = word_table(tokenizer.get_vocab_size(), dim=8, seed=0)
     write_runtime(tmp_path / "model" / "runtime", tokenizer, table)
     return tmp_path / "model", tokenizer, table
 

@@ -21,6 +21,7 @@ import pytest
 from tests.factories import make_model, titled_pins, write_pins
 from tests.fixtures_cli import run_pintext
 from tests.fixtures_engines import ENGINE_NODE_FIXTURES
+from tests.serving_helpers import free_port
 
 SECRET = "s3cret-mismatch"
 PRODUCTS = {"opensearch": "OpenSearch", "elasticsearch": "Elasticsearch"}
@@ -98,13 +99,6 @@ def test_https_to_a_plain_http_node_says_it_speaks_http(request, workdir, node_f
             masked = https.replace(f"pintext:{SECRET}", "***")
             assert line == (f"error: the node at {masked} speaks plain HTTP, not HTTPS (its TLS handshake failed "
                             f"before any certificate): use {masked.replace('https://', 'http://')}"), line
-
-
-def free_port() -> int:
-    """A port nothing listens on (bound, then released)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 # (engine, dsl options): the stored template is OpenSearch's (Elasticsearch's zip has no lang-mustache)

@@ -16,7 +16,7 @@ from pintext.encoder import Encoder
 from pintext.ingest.indexer import FAIL_AFTER_BATCHES_ENV, default_state
 from tests.factories import BAD_LINES, DIM, OOV_ID, make_model, make_pins, model_snapshot, write_pins_file
 from tests.fixtures_cli import PINTEXT, run_pintext
-from tests.serving_helpers import local_index, only, os_args
+from tests.serving_helpers import free_port, local_index, only, os_args
 
 
 def cli(*args: str, env: dict | None = None) -> dict:
@@ -293,14 +293,6 @@ def test_local_cli_index_info_search_related(tmp_path, model_dir):
     assert "no BM25" in unknown["note"]
     hybrid = run_pintext(["search", "w001", "--hybrid", "--model", str(model_dir), *local])
     assert hybrid.code == 2 and "BM25" in hybrid.output
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def test_unreachable_node_is_one_clear_error(tmp_path, model_dir):

@@ -14,14 +14,11 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import numpy as np
 import pytest
-from typer.testing import CliRunner
 
 from pintext import queries
-from pintext.cli import app
-from pintext.encoder import write_runtime
-from pintext.trainer.tokenizer import train_word_tokenizer
+from tests.factories import make_model, write_pins
+from tests.fixtures_cli import run_pintext
 from tests.fixtures_engines import ENGINE_NODE_FIXTURES
 
 DIM = 16
@@ -47,32 +44,24 @@ def long_pins() -> list[dict]:
 
 def run(*args: str) -> dict:
     """A CLI command that must answer: exit 0, no traceback; its last JSON line."""
-    result = CliRunner().invoke(app, list(args))
-    assert result.exit_code == 0, (result.output, result.exception)
-    assert "Traceback" not in result.output
-    return json.loads(result.stdout.strip().splitlines()[-1])
+    return run_pintext(args).json()
 
 
 @pytest.fixture(scope="module")
 def model(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("long-inputs") / "model"
-    tokenizer = train_word_tokenizer(KNOWN, min_count=1)
-    table = np.random.default_rng(0).standard_normal((tokenizer.get_vocab_size(), DIM)).astype(np.float32)
-    write_runtime(folder / "runtime", tokenizer, table)
-    return folder
+    return make_model(tmp_path_factory.mktemp("long-inputs") / "model", texts=KNOWN, dim=DIM)
 
 
 @pytest.fixture(scope="module", params=ENGINE_NODE_FIXTURES)
 def served(request, model, tmp_path_factory) -> Iterator[list[str]]:
     """The pins in a fresh index of each engine version; the CLI options that reach it."""
     node = request.getfixturevalue(request.param)
-    pins_file = tmp_path_factory.mktemp("pins") / "pins.jsonl"
-    pins_file.write_text("".join(json.dumps(pin) + "\n" for pin in long_pins()), encoding="utf-8")
+    pins_file = write_pins(tmp_path_factory.mktemp("pins") / "pins.jsonl", long_pins())
     cli = ["--engine", node.engine, "--url", node.url, "--index", f"long-inputs-{uuid.uuid4().hex[:8]}"]
     summary = run("ingest", str(pins_file), "--model", str(model), "--no-tune", "--json", *cli)
     assert summary["indexed"] == len(long_pins()) and summary["indexed_without_vector"] == 2
     yield cli
-    CliRunner().invoke(app, ["index", "delete", *cli])
+    run_pintext(["index", "delete", *cli])
 
 
 def ids(answer: dict) -> list[str]:
@@ -124,8 +113,8 @@ def test_related_on_a_pin_with_a_huge_title_and_no_vector(model, served):
 
 
 def test_dsl_prints_the_shortened_bm25_request(model, served):
-    result = CliRunner().invoke(app, ["dsl", "--model", str(model), *served, "--", " ".join(LONG_WORDS)])
-    assert result.exit_code == 0, (result.output, result.exception)
+    result = run_pintext(["dsl", "--model", str(model), *served, "--", " ".join(LONG_WORDS)])
+    assert result.code == 0, (result.output, result.exception)
     assert f"# BM25 searched the first {LIMIT} distinct words of 400" in result.stdout
     body = json.loads(result.stdout[result.stdout.index("{"):])
     assert body["query"]["multi_match"]["query"].split() == LONG_WORDS[:LIMIT]
@@ -140,14 +129,14 @@ def test_many_filter_values_get_an_answer(model, served):
 
 def test_a_raw_filter_of_too_many_clauses_is_one_line(model, served):
     clause = {"bool": {"should": [{"term": {"board": f"b{row:04d}"}} for row in range(5_000)]}}
-    result = CliRunner().invoke(app, ["search", "--model", str(model), *served, "--filter-json", json.dumps(clause),
-                                      "--", "red chair"])
+    result = run_pintext(["search", "--model", str(model), *served, "--filter-json", json.dumps(clause),
+                          "--", "red chair"])
     assert "Traceback" not in result.output and not isinstance(result.exception, (KeyError, TypeError, ValueError))
     if served[served.index("--engine") + 1] == "elasticsearch":
         # Elasticsearch 8 sizes its clause limit from the heap and search threads (above 5,000 here): it answers
-        assert result.exit_code == 0 and "known-0" in result.stdout, (result.output, result.exception)
+        assert result.code == 0 and "known-0" in result.stdout, (result.output, result.exception)
         return
-    assert result.exit_code == 2, (result.output, result.exception)
+    assert result.code == 2, (result.output, result.exception)
     lines = [line for line in result.output.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: --filter-json: the engine refused the query"), lines
     assert "maxClauseCount" in lines[0]
@@ -157,9 +146,9 @@ def test_the_corpus_query_file_of_many_words_is_answered(model, served):
     """tests/data/bad/queries/many-words.jsonl (the bad-input corpus' case) through BM25 on a real node."""
     path = Path(__file__).parent / "data" / "bad" / "queries" / "many-words.jsonl"
     for options in ([], ["--hybrid"]):
-        result = CliRunner().invoke(app, ["search", "--queries", str(path), "--model", str(model), "--json",
-                                          *options, *served])
-        assert result.exit_code == 0, (result.output, result.exception)
+        result = run_pintext(["search", "--queries", str(path), "--model", str(model), "--json",
+                              *options, *served])
+        assert result.code == 0, (result.output, result.exception)
         answers = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
         assert len(answers) == 5
         long = [answer for answer in answers if len(answer["query"]) > 1_000]
@@ -172,14 +161,14 @@ def test_a_huge_pin_id_filter_value_or_word_is_an_answer_or_one_line(model, serv
     255-character pieces) and two words repeated 2,000 times were `too_many_clauses` (a field's query is built of
     every term, repeats too)."""
     huge_id = "x" * 100_000
-    result = CliRunner().invoke(app, ["related", "--model", str(model), *served, "--", huge_id])
-    assert result.exit_code == 2, (result.output, result.exception)
+    result = run_pintext(["related", "--model", str(model), *served, "--", huge_id])
+    assert result.code == 2, (result.output, result.exception)
     lines = [line for line in result.output.splitlines() if line.strip()]
     assert len(lines) == 1 and "(100,000 bytes) is not in index" in lines[0] and "at most 512 bytes" in lines[0]
     # Elasticsearch refused a term query for it (400, a traceback); OpenSearch matched nothing
-    result = CliRunner().invoke(app, ["search", "--model", str(model), "--json", *served,
-                                      f"--filter=board={'b' * 100_000}", "--", "red chair"])
-    assert result.exit_code == 2, (result.output, result.exception)
+    result = run_pintext(["search", "--model", str(model), "--json", *served,
+                          f"--filter=board={'b' * 100_000}", "--", "red chair"])
+    assert result.code == 2, (result.output, result.exception)
     lines = [line for line in result.output.splitlines() if line.strip()]
     assert len(lines) == 1 and "a value of 100,000 bytes, longer than any keyword (32,766 bytes at most)" in lines[0]
     for options in ([], ["--hybrid"]):

@@ -9,7 +9,6 @@ import hashlib
 import http.server
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import threading
@@ -24,6 +23,7 @@ from pintext.servers import opensearch_node as node
 from pintext.serving import opensearch_client
 from tests.fixtures_cli import Ran, run_pintext
 from tests.fixtures_engines import in_ci
+from tests.serving_helpers import free_port
 
 
 def parse_properties(text: str) -> dict[str, str]:
@@ -338,12 +338,6 @@ def test_lucene_hnsw_engine_works_without_native_libraries(opensearch, opensearc
 
 
 # ---- the managed node's lifecycle through the CLI ------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def pintext_command(*args: str, env: dict[str, str | None]) -> Ran:

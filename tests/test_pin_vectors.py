@@ -5,12 +5,13 @@ import numpy as np
 from pintext.encoder import Encoder
 from pintext.pin_vectors import TITLE_WEIGHT, pin_parts, pin_vectors
 from pintext.trainer.tokenizer import train_word_tokenizer
+from tests.factories import word_table
 
 
 def _encoder(dim: int = 64) -> Encoder:
     words = ["velvet", "sofa", "kitchen", "tap", "garden", "hose"] + [f"filler{i}" for i in range(40)]
     tokenizer = train_word_tokenizer([" ".join(words)], min_count=1)
-    table = np.random.default_rng(0).standard_normal((tokenizer.get_vocab_size(), dim)).astype(np.float32)
+    table = word_table(tokenizer.get_vocab_size(), dim=dim, seed=0)
     table[0] = 0
     return Encoder(tokenizer, table, unk_id=0, fingerprint="t")
 

@@ -25,16 +25,14 @@ from typing import Any
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
 from pintext import queries
-from pintext.cli import app
-from pintext.encoder import write_runtime
 from pintext.serving import elasticsearch as es_serving
 from pintext.serving.base import VectorQuery
 from pintext.serving.filters import FilterError, Filters
 from pintext.text import words
-from pintext.trainer.tokenizer import train_word_tokenizer
+from tests.factories import make_model, write_pins
+from tests.fixtures_cli import run_pintext
 
 LONG = ('{{x}}"}]} ' * 1_000)[:10_000]
 HOSTILE = [
@@ -146,10 +144,10 @@ def test_a_raw_filter_with_script_like_text_as_a_value_is_kept():
 
 
 def test_the_search_cli_refuses_a_script_filter_in_one_line(tmp_path):
-    result = CliRunner().invoke(app, ["search", "red", "--model", str(make_model(tmp_path / "m")), "--engine",
-                                      "local", "--local-dir", str(tmp_path / "local"), "--filter-json",
-                                      json.dumps({"script": {"script": "1 == 1"}})])
-    assert result.exit_code == 2, result.output
+    result = run_pintext(["search", "red", "--model", str(hostile_model(tmp_path / "m")), "--engine",
+                          "local", "--local-dir", str(tmp_path / "local"), "--filter-json",
+                          json.dumps({"script": {"script": "1 == 1"}})])
+    assert result.code == 2, result.output
     assert "script" in result.output and "Traceback" not in result.output
 
 
@@ -174,31 +172,24 @@ def hostile_pins() -> list[dict]:
     return pins
 
 
-def make_model(folder: Path) -> Path:
-    texts = [pin["title"] for pin in hostile_pins()]
-    tokenizer = train_word_tokenizer(texts, min_count=1)
-    table = np.random.default_rng(0).standard_normal((tokenizer.get_vocab_size(), DIM)).astype(np.float32)
-    write_runtime(folder / "runtime", tokenizer, table)
-    return folder
+def hostile_model(folder: Path) -> Path:
+    """A model that knows every word of the hostile pins' titles."""
+    return make_model(folder, texts=[pin["title"] for pin in hostile_pins()], dim=DIM)
 
 
 def run(*args: str) -> str:
-    result = CliRunner().invoke(app, list(args))
-    assert result.exit_code == 0, result.output
-    assert "Traceback" not in result.output
-    return result.stdout
+    return run_pintext(args).ok()
 
 
 @pytest.fixture(scope="module")
 def model(tmp_path_factory) -> Path:
-    return make_model(tmp_path_factory.mktemp("query-safety") / "model")
+    return hostile_model(tmp_path_factory.mktemp("query-safety") / "model")
 
 
 def ingest(node: Any, model: Path, folder: Path) -> list[str]:
     """Ingest the hostile pins and the decoys; returns the CLI options that reach the index."""
-    pins_file = folder / "pins.jsonl"
     pins = hostile_pins()
-    pins_file.write_text("".join(json.dumps(pin) + "\n" for pin in pins), encoding="utf-8")
+    pins_file = write_pins(folder / "pins.jsonl", pins)
     where = ["--local-dir", node.url] if node.engine == "local" else ["--url", node.url]
     cli = ["--engine", node.engine, *where, "--index", f"query-safety-{uuid.uuid4().hex[:8]}"]
     summary = json.loads(run("ingest", str(pins_file), "--model", str(model), "--no-tune", "--json",
@@ -389,10 +380,10 @@ def test_eval_retrieval_refuses_a_wildcard_index_before_any_request(tmp_path):
     corpus.write_text(json.dumps({"id": "p1", "title": "hostile0"}) + "\n", encoding="utf-8")
     judgments = tmp_path / "judgments.csv"
     judgments.write_text("query,doc_id,grade\nhostile0,p1,1\n", encoding="utf-8")
-    result = CliRunner().invoke(app, ["eval-retrieval", "--corpus", str(corpus), "--judgments", str(judgments),
-                                      "--out", str(tmp_path / "out"), "--model", str(make_model(tmp_path / "m")),
-                                      "--index", "pins*", "--cleanup", "--url", UNREACHABLE])
-    assert result.exit_code == 2, result.output
+    result = run_pintext(["eval-retrieval", "--corpus", str(corpus), "--judgments", str(judgments),
+                          "--out", str(tmp_path / "out"), "--model", str(hostile_model(tmp_path / "m")),
+                          "--index", "pins*", "--cleanup", "--url", UNREACHABLE])
+    assert result.code == 2, result.output
     assert result.output.strip().splitlines() == ["error: --index 'pins*' is not a valid index name: it must not "
                                                   "contain '*'"]
 
@@ -402,9 +393,9 @@ def test_pairs_from_a_ubi_cluster_refuses_a_wildcard_index(tmp_path, option):
     pins = tmp_path / "pins.jsonl"
     pins.write_text(json.dumps({"id": "p1", "title": "hostile0"}) + "\n", encoding="utf-8")
     texts = [] if option == "--ubi-pins-index" else ["--pins", str(pins)]
-    result = CliRunner().invoke(app, ["pairs", "--ubi", UNREACHABLE, option, "ubi_*", *texts, "--out",
-                                      str(tmp_path / "p")])
-    assert result.exit_code == 2, result.output
+    result = run_pintext(["pairs", "--ubi", UNREACHABLE, option, "ubi_*", *texts, "--out",
+                          str(tmp_path / "p")])
+    assert result.code == 2, result.output
     assert result.output.strip().splitlines() == [f"error: {option} 'ubi_*' is not a valid index name: it must not "
                                                   f"contain '*'"]
 
@@ -413,9 +404,9 @@ def test_pairs_from_a_ubi_cluster_refuses_a_wildcard_index(tmp_path, option):
                                     {"bool": {"minimum_should_match": "50%", "should": [{"term": {"board": "x"}}]}}],
                          ids=["must not a list", "should of a number", "ids not a list", "percentage"])
 def test_a_malformed_raw_filter_is_one_line_on_the_local_engine(model, local_index, clause):
-    result = CliRunner().invoke(app, ["search", "--model", str(model), *local_index.cli, "--filter-json",
-                                      json.dumps(clause), "--", "hostile1"])
-    assert result.exit_code == 2, result.output
+    result = run_pintext(["search", "--model", str(model), *local_index.cli, "--filter-json",
+                          json.dumps(clause), "--", "hostile1"])
+    assert result.code == 2, result.output
     assert len(result.output.strip().splitlines()) == 1, result.output
     assert result.output.startswith("error: filter clause "), result.output
 
@@ -423,16 +414,16 @@ def test_a_malformed_raw_filter_is_one_line_on_the_local_engine(model, local_ind
 @pytest.mark.parametrize("text", ["   ", "\t", "\u3000\n"], ids=["spaces", "tab", "ideographic space"])
 def test_dsl_refuses_a_blank_query_in_one_line(model, text):
     """Offline too: a blank text has no word for PinText and none for BM25 (which refuses it)."""
-    result = CliRunner().invoke(app, ["dsl", "--model", str(model), "--engine", "opensearch", "--url", UNREACHABLE,
-                                      "--", text])
-    assert result.exit_code == 2, result.output
+    result = run_pintext(["dsl", "--model", str(model), "--engine", "opensearch", "--url", UNREACHABLE,
+                          "--", text])
+    assert result.code == 2, result.output
     assert result.output.strip().splitlines() == [f"error: the query text {text!r} is blank: give at least one word"]
 
 
 @pytest.mark.parametrize("options", [(), ("--hybrid",)], ids=["search", "hybrid"])
 def test_search_refuses_a_blank_query_in_one_line(model, engine_index, options):
-    result = CliRunner().invoke(app, ["search", "--model", str(model), *options, *engine_index.cli, "--", " \t "])
-    assert result.exit_code == 2, result.output
+    result = run_pintext(["search", "--model", str(model), *options, *engine_index.cli, "--", " \t "])
+    assert result.code == 2, result.output
     assert result.output.strip().splitlines() == ["error: the query text ' \\t ' is blank: give at least one word"]
 
 
@@ -441,9 +432,9 @@ def test_the_hits_table_prints_titles_and_queries_literally(model, local_index, 
     """The table shows the title, board and query as text: markup is not parsed, controls are escaped (the
     terminal never receives an escape sequence from the index)."""
     title = MARKUP_TITLES[row]
-    result = CliRunner().invoke(app, ["search", "--model", str(model), "--explain", *local_index.cli, "--", title],
-                                env={"COLUMNS": "400"})  # wide enough that no cell wraps
-    assert result.exit_code == 0, result.output
+    result = run_pintext(["search", "--model", str(model), "--explain", *local_index.cli, "--", title],
+                         env={"COLUMNS": "400"})  # wide enough that no cell wraps
+    result.ok()
     assert "Traceback" not in result.output
     assert not any(char in result.output for char in "\x1b\x07\u202e")
     literal = title.replace("\x1b", "\\x1b").replace("\x07", "\\x07").replace("\u202e", "\\u202e")
@@ -456,9 +447,9 @@ def test_the_hits_table_prints_titles_and_queries_literally(model, local_index, 
                          ids=["must a number", "match_all a list", "unknown clause"])
 def test_a_raw_filter_the_engine_refuses_is_one_line(model, engine_index, options, clause, named):
     """The engine's 400 to the user's own DSL: one line naming its root cause, exit 2 (was a traceback)."""
-    result = CliRunner().invoke(app, ["search", "--model", str(model), *options, *engine_index.cli,
-                                      "--filter-json", json.dumps(clause), "--", "hostile1"])
-    assert result.exit_code == 2, result.output
+    result = run_pintext(["search", "--model", str(model), *options, *engine_index.cli,
+                          "--filter-json", json.dumps(clause), "--", "hostile1"])
+    assert result.code == 2, result.output
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: --filter-json: the engine refused the query (400): "), \
         result.output

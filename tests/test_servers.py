@@ -22,6 +22,7 @@ from pintext.cli import errors
 from pintext.cli import opensearch as opensearch_cli
 from pintext.cli.servers import ServerGroup, lifecycle_app
 from pintext.servers import elasticsearch_node, java, kafka_broker, lifecycle, opensearch_node, process
+from tests.serving_helpers import free_port
 
 # ---- the Java rule -------------------------------------------------------------------------------------------
 
@@ -108,12 +109,6 @@ def test_each_server_declares_the_java_it_runs_on():
 
 
 # ---- the lifecycle, on a real (tiny) server -----------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 class HttpServer(lifecycle.ManagedServer):
