@@ -111,3 +111,24 @@ def test_explain_splits_a_cosine_exactly(tmp_path):
         why.query_words)[w]))
     assert {word for word, _ in why.pin_words} == {"w001", "w002", "w003", "w004"}
     assert sum(dict(why.query_words).values()) == pytest.approx(why.cosine, abs=1e-6)
+
+
+def test_pairs_and_train_from_python(tmp_path):
+    """`pintext.pairs` imports judged pairs, `pintext.train` trains on them: the same code as the commands."""
+    import pintext
+    from pintext.encoder import Encoder
+    from tests.factories import write_csv
+
+    rows = [["anchor", "positive"]] + [[f"{WORDS[i]} {WORDS[i + 1]}", f"{WORDS[i + 1]} {WORDS[i + 2]} title"]
+                                       for i in range(0, 200)]
+    counts = pintext.pairs(tmp_path / "pairs", imports=[(write_csv(tmp_path / "search.csv", rows), "search")],
+                           val=0.2, test=0.1)
+    assert counts["tasks"]["search"]["pairs"] == 200 and counts["input"]["rejected"] == 0
+    result = pintext.train(tmp_path / "pairs", tmp_path / "model", tune=False, epochs=1, dim=16)
+    encoder = Encoder.load(result.model_dir)
+    assert encoder.dim == 16 and encoder.encode_query(f"{WORDS[1]} {WORDS[2]}")[1] == 2
+    assert (result.model_dir / "match.json").is_file()  # the exact-match weight is chosen (or defaulted) too
+    with pytest.raises(pintext.UsageError, match="missing --events, --pins"):
+        pintext.pairs(tmp_path / "more")
+    with pytest.raises(pintext.UsageError, match="missing"):
+        pintext.train(tmp_path / "no-pairs", tmp_path / "model2")

@@ -6,19 +6,15 @@ The integration test cross-checks our NDCG@10, Recall@100 and MRR@10 against Ope
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
-from pintext.cli import app
-from pintext.cli.retrieval import concrete_index
+from pintext.evaluation import concrete_index
 from pintext.schemas import LocatedRecordError
 from pintext.trainer.retrieval import (
     Judgments,
@@ -32,6 +28,8 @@ from pintext.trainer.retrieval import (
     recall_at_k,
     top_k_indices,
 )
+from tests.factories import synthetic_pairs, write_csv
+from tests.fixtures_cli import run_pintext
 
 # ---- metrics ---------------------------------------------------------------------------------------------------
 
@@ -78,12 +76,6 @@ def test_top_k_breaks_ties_by_position():
 
 
 # ---- judgments readers -----------------------------------------------------------------------------------------
-
-
-def write_csv(path: Path, rows: list[list[str]]) -> Path:
-    with path.open("w", encoding="utf-8", newline="") as handle:
-        csv.writer(handle).writerows(rows)
-    return path
 
 
 def test_csv_judgments_group_by_query_text_and_keep_the_highest_duplicate(tmp_path):
@@ -143,9 +135,7 @@ def test_qrels_without_a_queries_file_are_refused(tmp_path):
 def test_pairs_folder_search_split_gives_anchor_to_positive_id_grade_1(tmp_path):
     from datasets import load_from_disk
 
-    from pintext.trainer.synthetic import make_pairs
-
-    folder = make_pairs(tmp_path / "pairs", n_topics=3, pins_per_topic=5, pairs_per_task=60, seed=1)
+    folder = synthetic_pairs(tmp_path / "pairs", n_topics=3, pins_per_topic=5, pairs_per_task=60, seed=1)
     test = load_from_disk(str(folder / "search"))["test"]
     judged = read_pairs_judgments(folder)
     assert judged.judgment_count == len(set(zip(test["anchor"], test["positive_id"])))
@@ -178,10 +168,10 @@ def test_a_bad_judgments_row_is_one_clear_line(tmp_path):
     path = write_csv(tmp_path / "bad.csv", [["query", "doc_id", "grade"], ["q", "p1", "one"]])
     (tmp_path / "model").mkdir()
     (tmp_path / "pins.jsonl").write_text('{"id": "p1", "title": "x"}\n', encoding="utf-8")
-    result = CliRunner().invoke(app, ["eval-retrieval", "--model", str(tmp_path / "model"), "--corpus",
-                                      str(tmp_path / "pins.jsonl"), "--judgments", str(path), "--out",
-                                      str(tmp_path / "out")])
-    assert result.exit_code == 2
+    result = run_pintext(["eval-retrieval", "--model", str(tmp_path / "model"), "--corpus",
+                          str(tmp_path / "pins.jsonl"), "--judgments", str(path), "--out",
+                          str(tmp_path / "out")])
+    assert result.code == 2
     assert f"{path}:2: field 'grade': not an integer grade" in " ".join(result.output.split())
     assert "Traceback" not in result.output
 
@@ -209,7 +199,7 @@ def judged_queries(pins: list[dict], count: int) -> list[list[str]]:
 
 @pytest.mark.opensearch
 def test_eval_retrieval_on_the_real_node(opensearch, opensearch_url, opensearch_index_name, tmp_path):
-    from pintext.cli.retrieval import bm25_request
+    from pintext.evaluation import bm25_request
     from pintext.encoder import Encoder
     from pintext.pin_vectors import pin_vectors
     from tests.factories import make_model, make_pins, write_pins_file
@@ -222,8 +212,8 @@ def test_eval_retrieval_on_the_real_node(opensearch, opensearch_url, opensearch_
     args = ["eval-retrieval", "--model", str(model_dir), "--corpus", str(tmp_path / "pins.jsonl"), "--judgments",
             str(tmp_path / "judgments.csv"), "--out", str(tmp_path / "out"), "--index", opensearch_index_name,
             "--url", opensearch_url, "--json"]
-    result = CliRunner().invoke(app, args, catch_exceptions=False)
-    assert result.exit_code == 0, result.output
+    result = run_pintext(args)
+    result.ok()
     results = json.loads((tmp_path / "out" / "results.json").read_text())
     assert (tmp_path / "out" / "retrieval.png").stat().st_size > 0
     report = (tmp_path / "out" / "report.md").read_text()
@@ -268,8 +258,8 @@ def test_eval_retrieval_on_the_real_node(opensearch, opensearch_url, opensearch_
         assert ours["ndcg@10"] == pytest.approx(ndcg_at_k(ranking, judged.grades[query]), abs=1e-9)
         assert ours["recall@100"] == pytest.approx(recall_at_k(ranking, judged.grades[query]), abs=1e-9)
 
-    again = CliRunner().invoke(app, [*args, "--cleanup"], catch_exceptions=False)
-    assert again.exit_code == 0, again.output
+    again = run_pintext([*args, "--cleanup"])
+    again.ok()
     rerun = json.loads((tmp_path / "out" / "results.json").read_text())
     assert rerun["index"]["reused"] is True and rerun["index"]["deleted"] is True
     assert {name: s["mean"] for name, s in rerun["systems"].items()} == {name: s["mean"] for name, s in systems.items()}
@@ -313,7 +303,7 @@ def test_real_eval_report_names_a_failed_split():
 
 
 def test_every_system_ranks_as_deep_as_recall_counts():
-    from pintext.cli.retrieval import RANKING_DEPTH
+    from pintext.evaluation import RANKING_DEPTH
     from pintext.trainer.retrieval import RECALL_K
 
     assert RANKING_DEPTH == RECALL_K

@@ -18,25 +18,20 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
 from pintext.atomic import FileLock
-from pintext.cli import app
-from pintext.cli.train import model_folder_lock
+from pintext.api.training import model_folder_lock
 from pintext.encoder import Encoder, RuntimeArtifactError
 from pintext.trainer.train import load_pairs, split_counts
-from tests.factories import make_model, make_pins
+from tests.factories import make_model, make_pins, synthetic_pairs, write_pins
+from tests.fixtures_cli import run_pintext
 
 PINTEXT = str(Path(sys.executable).parent / "pintext")
 TIMEOUT_S = 300
 
 
-def run(args: list[str]):
-    return CliRunner().invoke(app, args)
-
-
 def one_error_line(result, code: int) -> str:
-    assert result.exit_code == code, result.output
+    assert result.code == code, result.output
     assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
     lines = [line for line in result.output.splitlines() if line.startswith("error:")]
     assert len(lines) == 1 and "Traceback" not in result.output, result.output
@@ -47,8 +42,8 @@ def import_pairs(tmp_path: Path, count: int) -> Path:
     source = tmp_path / f"pairs-{count}.csv"
     source.write_text("anchor,positive\n" + "".join(f"query{i} red,pin{i} red shoes\n" for i in range(count)))
     out = tmp_path / f"pairs-{count}"
-    result = run(["pairs", "--out", str(out), "--import", str(source), "--task", "search"])
-    assert result.exit_code == 0, result.output
+    result = run_pintext(["pairs", "--out", str(out), "--import", str(source), "--task", "search"])
+    result.ok()
     return out
 
 
@@ -62,7 +57,7 @@ def test_train_on_too_few_pairs_says_how_many_there_are_and_are_needed(tmp_path,
     assert counts.startswith(f"{count} pairs (")
     args = ["train", "--pairs", str(pairs), "--out", str(tmp_path / "model"), "--epochs", "1", "--dim", "8",
             "--threads", "1", *([] if tune else ["--no-tune"])]
-    line = one_error_line(run(args), 2)
+    line = one_error_line(run_pintext(args), 2)
     assert f"task 'search' has {counts}" in line and "needs at least 1 in" in line
     assert not (tmp_path / "model").exists()
 
@@ -86,8 +81,8 @@ def test_a_garbage_runtime_file_is_an_error_naming_it(tmp_path, name, content):
     with pytest.raises(RuntimeArtifactError, match=str(model / "runtime" / name).replace(".", r"\.")):
         Encoder.load(model)
     pins = tmp_path / "pins.jsonl"
-    pins.write_text("".join(json.dumps(pin) + "\n" for pin in make_pins(5)))
-    line = one_error_line(run(["ingest", str(pins), "--model", str(model), "--engine", "local", "--local-dir",
+    write_pins(pins, make_pins(5))
+    line = one_error_line(run_pintext(["ingest", str(pins), "--model", str(model), "--engine", "local", "--local-dir",
                                str(tmp_path / "local")]), 2)
     assert str(model / "runtime" / name) in line
 
@@ -96,9 +91,7 @@ def test_a_garbage_runtime_file_is_an_error_naming_it(tmp_path, name, content):
 
 
 def test_a_second_train_into_the_same_out_waits_for_the_first_naming_it(tmp_path):
-    from pintext.trainer.synthetic import make_pairs
-
-    pairs = make_pairs(tmp_path / "pairs", n_topics=4, pins_per_topic=8, pairs_per_task=120, seed=1)
+    pairs = synthetic_pairs(tmp_path / "pairs", n_topics=4, pins_per_topic=8, pairs_per_task=120, seed=1)
     out = tmp_path / "model"
     # This test holds the model folder's lock, as a first `train` would.
     with model_folder_lock(out) as lock:
@@ -121,11 +114,6 @@ def test_a_second_train_into_the_same_out_waits_for_the_first_naming_it(tmp_path
 
 
 # ---- --tokens kmeans on a small or degenerate corpus -----------------------------------------------------------
-
-
-def write_pins(path: Path, pins: list[dict]) -> Path:
-    path.write_text("".join(json.dumps(pin) + "\n" for pin in pins), encoding="utf-8")
-    return path
 
 
 def test_centroids_on_identical_or_repeated_vectors_say_so_without_a_library_warning():
@@ -151,8 +139,8 @@ def kmeans_run(tmp_path: Path, pins: list[dict], command: str) -> tuple[str, lis
                                                                             str(pins_file), *engine]
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        result = CliRunner().invoke(app, args)
-    assert result.exit_code == 0, result.output
+        result = run_pintext(args)
+    result.ok()
     return result.stderr, [f"{w.category.__name__}: {w.message}" for w in caught]
 
 

@@ -4,12 +4,11 @@ import json
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
-from pintext.cli import app
 from pintext.encoder import Encoder
-from pintext.trainer.synthetic import make_pairs
 from pintext.trainer.train import PairDataError, TrainConfig, load_pairs, parse_task_weights, train
+from tests.factories import synthetic_pairs
+from tests.fixtures_cli import run_pintext
 
 # The original PinText recipe (random start, radius 1, fixed epochs, unseen words ignored): the paths these tests
 # pin down; the defaults (lexical start, early stopping, hashed unseen words) are tested in test_train_selection.py.
@@ -20,7 +19,7 @@ SMALL = dict(epochs=2, batch_size=32, dim=16, min_count=1, threads=1, radius=1.0
 
 @pytest.fixture(scope="module")
 def pairs_dir(tmp_path_factory):
-    return make_pairs(tmp_path_factory.mktemp("pairs"), n_topics=6, pins_per_topic=12, pairs_per_task=240, seed=3)
+    return synthetic_pairs(tmp_path_factory.mktemp("pairs"))
 
 
 @pytest.fixture(scope="module")
@@ -120,18 +119,15 @@ def test_config_and_task_weights_are_validated():
 
 
 def test_cli_train_json_and_bad_input(pairs_dir, tmp_path):
-    runner = CliRunner()
-    result = runner.invoke(
-        app, ["train", "--pairs", str(pairs_dir), "--out", str(tmp_path / "m"), "--tasks", "search,related",
-              "--epochs", "1", "--batch-size", "32", "--dim", "8", "--min-count", "1", "--sampling", "round-robin",
-              "--loss", "mnrl", "--lr", "0.05", "--json"],
-    )
-    assert result.exit_code == 0, result.output
+    result = run_pintext(["train", "--pairs", str(pairs_dir), "--out", str(tmp_path / "m"), "--tasks",
+                          "search,related", "--epochs", "1", "--batch-size", "32", "--dim", "8", "--min-count", "1",
+                          "--sampling", "round-robin", "--loss", "mnrl", "--lr", "0.05", "--json"])
+    result.ok()
     summary = json.loads(result.output[result.output.index("{"):])
     assert summary["model"] == "search+related" and summary["vocab_size"] > 1
     assert Encoder.load(tmp_path / "m").dim == 8
-    bad = runner.invoke(app, ["train", "--pairs", str(tmp_path / "nowhere"), "--out", str(tmp_path / "x")])
-    assert bad.exit_code == 2 and "missing" in bad.output
+    bad = run_pintext(["train", "--pairs", str(tmp_path / "nowhere"), "--out", str(tmp_path / "x")])
+    assert bad.code == 2 and "missing" in bad.output
 
 
 def test_model_preprocess_matches_the_tokenizer(mtl):
@@ -148,12 +144,12 @@ def test_model_preprocess_matches_the_tokenizer(mtl):
 @pytest.mark.parametrize(("raised", "code"), [(PairDataError("bad pairs"), 2), (RuntimeError("training broke"), 1)])
 def test_train_exit_code_says_whose_fault(pairs_dir, tmp_path, monkeypatch, raised, code):
     """pintext.cli.errors: bad input is a usage error (2), a failure of the work itself is 1."""
-    import pintext.cli.train as train_cli
+    import pintext.api.training as train_cli
 
     def broken_fit(*_args, **_kwargs):
         raise raised
 
     monkeypatch.setattr(train_cli, "fit", broken_fit)
-    result = CliRunner().invoke(app, ["train", "--pairs", str(pairs_dir), "--out", str(tmp_path / "m")])
-    assert result.exit_code == code
+    result = run_pintext(["train", "--pairs", str(pairs_dir), "--out", str(tmp_path / "m")])
+    assert result.code == code
     assert f"error: {raised}" in result.output

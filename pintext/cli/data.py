@@ -10,6 +10,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from pintext.api.training import PAIRS_ENGINES
 from pintext.cli.disk import reports_disk_errors
 from pintext.cli.errors import USAGE, fail
 from pintext.constants import SPLITS
@@ -116,8 +117,9 @@ def pairs(
     from rich.console import Console
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
+    from pintext.api.training import event_pairs
+    from pintext.api.training import pairs as build_pairs
     from pintext.errors import PinTextError
-    from pintext.ingest.pairs.imported import build_imported_pairs
     from pintext.ingest.pairs.rules import PairOptions
     from pintext.schemas import RecordError
 
@@ -129,6 +131,9 @@ def pairs(
     imports = _paired_imports(import_files or [], tasks or [], events)
     if engine not in PAIRS_ENGINES:
         raise typer.BadParameter(f"--engine {engine!r}: use one of {', '.join(PAIRS_ENGINES)}")
+    if ubi is None and not imports and (events is None or pins is None):
+        missing = [name for name, value in (("--events", events), ("--pins", pins)) if value is None]
+        raise typer.BadParameter(f"missing {', '.join(missing)} (or use --import FILE --task NAME)")
     if ubi is not None:
         _check_ubi_index_names(ubi_queries_index, ubi_events_index, ubi_pins_index)
     _silence_datasets()
@@ -137,23 +142,20 @@ def pairs(
         with Progress(*columns, console=console, transient=True) as progress:
             reading = progress.add_task("building pairs")
             report = lambda n: progress.update(reading, description=f"building pairs: {n:,} events read")  # noqa: E731
-            if imports:
-                stats = build_imported_pairs(imports, out, options)
-            elif ubi is not None:
+            if ubi is not None:
                 from pintext.ingest.collect.ubi import build_ubi_pairs_shown as ubi_pairs
 
                 stats = ubi_pairs(progress, ubi, events, pins, users, out, options, ubi_actions or [],
                                   ubi_queries_index, ubi_events_index, ubi_pins_index, report,
-                                  _event_pairs(engine, memory_limit))
+                                  event_pairs(engine, memory_limit))
             else:
-                given = (("--events", events), ("--pins", pins))
-                missing = [name for name, value in given if value is None]
-                if missing:
-                    raise typer.BadParameter(f"missing {', '.join(missing)} (or use --import FILE --task NAME)")
-                if column_map is not None or pins_map is not None:
+                if not imports and (column_map is not None or pins_map is not None):
                     events, pins = _convert_click_log(console, events, pins, out, column_map, log_format, surface,
                                                       action, pins_map, pins_format, strict)
-                stats = _event_pairs(engine, memory_limit)(events, pins, users, out, options, report)  # type: ignore[arg-type]  # checked above
+                stats = build_pairs(out, events=events, pins=pins, users=users, imports=imports, engine=engine,
+                                    memory_limit=memory_limit, save_weight=save_weight, click_weight=click_weight,
+                                    min_count=min_count, max_per_anchor=max_per_anchor, seed=seed, val=val,
+                                    test=test, strict=strict, on_events=report)
     except PinTextError as error:  # a UBI cluster that fails
         fail(str(error), error.exit_code)
     except RecordError as error:
@@ -190,34 +192,6 @@ def _convert_click_log(console, events, pins, out: Path, column_map: Optional[st
         fail(str(error), USAGE)
     console.print(converted.summary_line(), highlight=False)
     return converted.events, converted.pins
-
-
-PAIRS_ENGINES = ("duckdb", "memory", "spark")
-
-
-def _event_pairs(engine: str, memory_limit: Optional[str]):
-    """The events -> pairs job of `engine` (build_pairs' signature); a missing extra is a usage error."""
-    from functools import partial
-
-    from pintext.ingest.pairs.memory import build_pairs
-
-    if engine == "memory":
-        return build_pairs
-    if engine == "spark":
-        try:
-            from pintext.ingest.pairs.spark_engine import build_pairs_spark, require_pyspark
-
-            require_pyspark()
-        except ImportError as error:
-            fail(str(error), USAGE)
-        return build_pairs_spark
-    try:
-        from pintext.ingest.pairs.duckdb_engine import build_pairs_duckdb, require_duckdb
-
-        require_duckdb()
-    except ImportError as error:
-        fail(str(error), USAGE)
-    return partial(build_pairs_duckdb, memory_limit=memory_limit)
 
 
 def _check_ubi_index_names(queries_index: str, events_index: str, pins_index: str | None) -> None:

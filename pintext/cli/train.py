@@ -9,118 +9,13 @@ from typing import Any, Optional
 
 import typer
 
+from pintext.api.training import DEFAULT_DIM, run_eval
 from pintext.cli.disk import reports_disk_errors
-from pintext.cli.errors import FAILURE, USAGE, fail
+from pintext.cli.errors import FAILURE, USAGE, fail, fail_with
 from pintext.constants import SEARCH, TASKS, TEST, VALIDATION
 
-DEFAULT_DIM = 256
-DEFAULT_LOSS = "pintext"
-DEFAULT_LR = 0.01
 TASKS_HELP = (f"Comma-separated tasks: {','.join(TASKS)}. '{SEARCH}' alone trains PinText-SR, "
               "all three PinText-MTL.")
-
-
-def _config(
-    tasks: str, loss: str, dim: int, epochs: float, batch_size: int, lr: float, sampling: str,
-    task_weights: Optional[str], margin: float, negatives: int, radius: float, min_count: int, max_vocab: int,
-    seed: int, float16: bool,
-    threads: int = 0, init: str = "lexical", corpus: Optional[Path] = None, early_stopping: bool = True,
-    patience: int = 3, hash_unseen: bool = True, subwords: bool = True,
-):
-    from pintext.trainer.train import TrainConfig, parse_task_weights
-
-    config = TrainConfig(
-        tasks=[task.strip() for task in tasks.split(",") if task.strip()],
-        loss=loss, dim=dim, epochs=epochs, batch_size=batch_size, lr=lr, sampling=sampling,
-        task_weights=parse_task_weights(task_weights), margin=margin, negatives=negatives,
-        radius=radius if radius > 0 else None, min_count=min_count, max_vocab=max_vocab, seed=seed, float16=float16,
-        threads=threads, init=init, corpus=str(corpus) if corpus else None, early_stopping=early_stopping,
-        patience=patience, hash_unseen=hash_unseen, subwords=subwords,
-    )
-    config.validate()
-    return config
-
-
-def _tasks_in(pairs: Path, tasks: Optional[str]) -> list[str]:
-    """The tasks asked for, or every task folder the pairs folder has."""
-    if tasks:
-        return [task.strip() for task in tasks.split(",") if task.strip()]
-    if not pairs.is_dir():
-        raise ValueError(f"{pairs}: missing (expected the folder `pintext pairs --out` writes)")
-    present = [task for task in TASKS if (pairs / task).is_dir()]
-    if not present:
-        raise ValueError(f"{pairs}: no task folder among {', '.join(TASKS)} (build it with `pintext pairs`)")
-    return present
-
-
-def model_folder_lock(out: Path) -> Any:
-    """One `train` into a model folder at a time: a second one waits, naming the holder (a lock beside the folder,
-    the same lock ingest takes per file and index)."""
-    from pintext.atomic import FileLock
-
-    lock_path = out.absolute().with_name(f".{out.name}.lock")
-    return FileLock(lock_path, what="the lock of", on_wait=lambda pid: typer.echo(
-        f"waiting: pid {pid} is training into {out} (lock {lock_path})", err=True))
-
-
-def fit(pairs: Path, out: Path, config, *, tune: bool, budget: float | None, refit: bool, losses=None, lrs=None,
-        tune_weights: bool = True, single_task_candidate: bool = True, show_progress: bool = True):
-    """Train (choosing settings on validation when `tune`), choose the hybrid's fusion on validation with the chosen
-    model, then (with `refit`) train it again on every pair; (result, selection). The model folder is built aside
-    and swapped in complete (`pintext.atomic.atomic_folder`): a failure leaves the previous one as it was."""
-    from pintext.atomic import atomic_folder
-    from pintext.trainer.train import relocate
-
-    with model_folder_lock(out), atomic_folder(out, "model folder") as building:
-        result, selection = _fit(pairs, building, config, tune=tune, budget=budget, refit=refit, losses=losses,
-                                 lrs=lrs, tune_weights=tune_weights, single_task_candidate=single_task_candidate,
-                                 show_progress=show_progress)
-        result = relocate(result, out)
-    return result, selection
-
-
-def _fit(pairs: Path, out: Path, config, *, tune: bool, budget: float | None, refit: bool, losses, lrs,
-         tune_weights: bool, single_task_candidate: bool, show_progress: bool):
-    from pintext.trainer.autotune import tune_and_train
-    from pintext.trainer.train import train
-
-    fusion: dict = {}
-
-    def choose(model_dir: Path) -> None:
-        fusion.update(choose_hybrid(pairs, model_dir, config.tasks, config.corpus))
-
-    if tune:
-        result, selection = tune_and_train(pairs, out, config, budget_s=budget, refit=refit, losses=losses, lrs=lrs,
-                                           tune_weights=tune_weights, single_task_candidate=single_task_candidate,
-                                           on_trial=_print_trial if show_progress else None, on_chosen=choose)
-    else:
-        result, selection = train(pairs, out, config, show_progress=show_progress), {}
-        choose(out)
-    selection.update(fusion)
-    return result, selection
-
-
-def choose_hybrid(pairs: Path, model_dir: Path, tasks: list[str], corpus: str | None) -> dict:
-    """Choose the exact-match weight and the hybrid's fusion on the search task's validation split with the model in
-    `model_dir`, save them there (match.json, hybrid.json, hybrid_selection.json); {"hybrid": fusion,
-    "exact_match": weight} as chosen (without search validation pairs: the default weight, no hybrid.json)."""
-    from pintext.atomic import write_text
-    from pintext.encoder import Encoder
-    from pintext.exact_match import DEFAULT_MATCH_WEIGHT, ExactMatch
-    from pintext.trainer.selection import choose_fusion
-    from pintext.trainer.train import MAX_DISTRACTORS, load_corpus, load_pairs
-
-    loaded = load_pairs(pairs, [task for task in tasks if task == SEARCH])
-    if SEARCH not in loaded or len(loaded[SEARCH][VALIDATION]) == 0:
-        match = ExactMatch(DEFAULT_MATCH_WEIGHT)  # nothing to choose on: the default signal, RRF for the hybrid
-        match.save(model_dir)
-        return {"exact_match": match.to_dict()}
-    pins = load_corpus(pairs, corpus, rejected=None)  # training dead-lettered its bad lines
-    fusion, match, record = choose_fusion(loaded, Encoder.load(model_dir), distractors=pins[:MAX_DISTRACTORS])
-    fusion.save(model_dir)
-    match.save(model_dir)
-    write_text(model_dir / "hybrid_selection.json", json.dumps(record, indent=2) + "\n")
-    return {"hybrid": record["chosen"], "exact_match": record["chosen_match"]}
 
 
 def _print_trial(trial) -> None:
@@ -175,52 +70,6 @@ def _print_results(results: dict) -> None:
             Console().print(f"{model}: STS-B dev Spearman {by_task['sts']['spearman']:.3f}")
 
 
-def _model_name(model_dir: Path) -> str:
-    from pintext.trainer.train import TRAIN_CONFIG_FILE
-
-    config_file = model_dir / TRAIN_CONFIG_FILE
-    if config_file.is_file():
-        return json.loads(config_file.read_text(encoding="utf-8")).get("model", model_dir.name)
-    return model_dir.name
-
-
-def run_eval(
-    model_dirs: list[Path], pairs: Path, *, split: str, bm25: bool, random: bool, out: Optional[Path],
-    sts: Optional[Path], tasks: Optional[list[str]] = None,
-) -> dict:
-    """Evaluate the models (the first one also gives the random baseline its shape); write the report."""
-    from pintext.encoder import Encoder
-    from pintext.trainer.evaluate import default_sts_path, evaluate_models, random_encoder
-    from pintext.trainer.report import write_report
-    from pintext.trainer.train import TRAIN_LOG_FILE, load_pairs
-
-    available = [task for task in (tasks or TASKS) if (pairs / task).is_dir()]
-    if not available:
-        raise FileNotFoundError(f"{pairs}: no task folder among {list(TASKS)}")
-    pair_data = load_pairs(pairs, available)
-    encoders = {}
-    for model_dir in model_dirs:
-        name = _model_name(model_dir)
-        encoders[name if name not in encoders else f"{name} ({model_dir})"] = Encoder.load(model_dir)
-    if random:
-        encoders["random"] = random_encoder(next(iter(encoders.values())))
-    sts_path = sts or default_sts_path()
-    results = evaluate_models(pair_data, encoders, split=split, bm25=bm25, sts_path=sts_path)
-    if out is not None:
-        logs = {
-            _model_name(d): json.loads((d / TRAIN_LOG_FILE).read_text())
-            for d in model_dirs
-            if (d / TRAIN_LOG_FILE).is_file()
-        }
-        notes = [
-            f"Pairs: `{pairs}`, split `{split}`. Candidate pool per task: all distinct positives of the task "
-            "(every split), by positive_id. Ties rank pessimistically.",
-            f"STS: `{sts_path}`" + ("" if sts_path.is_file() else " (not found: skipped)") + ".",
-        ]
-        write_report(results, out, logs=logs, notes=notes)
-    return results
-
-
 def register(app: typer.Typer) -> None:
     """Add this module's commands to the main app."""
 
@@ -272,24 +121,22 @@ def register(app: typer.Typer) -> None:
         json_output: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
     ) -> None:
         """Train PinText (one shared word table, per-task weighted losses), choosing its settings on validation."""
-        try:
-            task_list = _tasks_in(pairs, tasks)
-            config = _config(",".join(task_list), loss or DEFAULT_LOSS, dim, epochs, batch_size, lr or DEFAULT_LR,
-                             sampling, task_weights, margin, negatives, radius, min_count, max_vocab, seed, float16,
-                             threads, init, corpus, early_stopping, patience, hash_unseen, subwords)
-        except ValueError as error:
-            fail(str(error), USAGE)
-        from pintext.trainer.train import PairDataError
+        from pintext.api.training import train
+        from pintext.cli.options import cli_notes
+        from pintext.errors import PinTextError
 
         try:
-            result, selection = fit(pairs, out, config, tune=tune and not (loss and lr), budget=budget, refit=refit,
-                                    losses=(loss,) if loss else None, lrs=(lr,) if lr else None,
-                                    tune_weights=task_weights is None, single_task_candidate=tasks is None,
-                                    show_progress=not json_output)
-        except (PairDataError, FileNotFoundError, ValueError) as error:
-            fail(str(error), USAGE)
-        except RuntimeError as error:
-            fail(str(error), FAILURE)
+            result = train(pairs, out, tasks=tasks.split(",") if tasks else None, loss=loss, lr=lr,
+                           task_weights=task_weights, tune=tune, budget=budget, refit=refit, dim=dim, epochs=epochs,
+                           batch_size=batch_size, sampling=sampling, margin=margin, negatives=negatives,
+                           radius=radius, min_count=min_count, max_vocab=max_vocab, seed=seed, float16=float16,
+                           threads=threads, init=init, corpus=corpus, early_stopping=early_stopping,
+                           patience=patience, hash_unseen=hash_unseen, subwords=subwords,
+                           show_progress=not json_output, on_trial=None if json_output else _print_trial,
+                           notes=cli_notes)
+        except PinTextError as error:
+            fail_with(error)
+        selection = result.selection
         if json_output:
             typer.echo(json.dumps({**result.summary(), "coverage": result.coverage, "selection": selection}, indent=2))
         else:
@@ -348,15 +195,17 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """One command: train PinText-SR and PinText-MTL, evaluate them with BM25 and a random model, write the
         report."""
+        from pintext.api.training import DEFAULT_LOSS, fit, tasks_in
         from pintext.trainer.train import PairDataError, TrainConfig, parse_task_weights
 
         try:
-            base = TrainConfig(tasks=_tasks_in(pairs, None), dim=dim, epochs=epochs, batch_size=batch_size,
+            base = TrainConfig(tasks=tasks_in(pairs, None), dim=dim, epochs=epochs, batch_size=batch_size,
                                loss=loss or DEFAULT_LOSS, seed=seed, threads=threads,
                                task_weights=parse_task_weights(task_weights))
             base.validate()
             options: dict[str, Any] = dict(tune=tune, budget=budget, refit=False, losses=(loss,) if loss else None,
-                           show_progress=not json_output)
+                                           show_progress=not json_output,
+                                           on_trial=None if json_output else _print_trial)
             single, _ = fit(pairs, out / "SR", replace(base, tasks=[SEARCH]), **options)
             # MTL: every task, its weights chosen on validation unless given; search alone is not a candidate here.
             multi, _ = fit(pairs, out / "MTL", base, tune_weights=task_weights is None, single_task_candidate=False,
