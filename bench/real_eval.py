@@ -3,10 +3,11 @@
 READS ../shared/data/real/ (the real data sets, never committed: see its README.md) through
 `python -m pintext.bench.realdata`, which writes out/real/<crowdflower|bestbuy>/corpus.jsonl and
 split<S>/{train_pairs.csv,test_qrels.csv} (git-ignored). Where that folder is missing the real data sets are
-skipped with a message and exit status 0. Then for each data set and split:
+skipped with a message and exit status 0. Then for each data set and split, in-process through the Python API
+(`pintext.pairs`, `pintext.train`, `pintext.evaluation.evaluate_retrieval`: the code these commands run):
 
     pintext pairs --import split<S>/train_pairs.csv --task search --val 0.1 --test 0 --out WORK/pairs
-    pintext train --pairs WORK/pairs --out WORK/model [TRAIN ARGS]
+    pintext train --pairs WORK/pairs --out WORK/model [TRAIN OPTIONS]
     pintext eval-retrieval --model WORK/model --corpus corpus.jsonl --judgments split<S>/test_qrels.csv \
         --out WORK/eval --cleanup
 
@@ -20,19 +21,21 @@ Mean +- standard deviation over the splits go to docs/results/real/ and docs/res
 (report.md, results.json, retrieval.png); figures only, never data.
 
     python -m pintext.bench.real_eval [--datasets crowdflower,bestbuy,sample] [--splits 3]
-        [--train-args "--epochs 1"] [--work out/real-eval] [--shared ../shared/data/real]
+        [--train-options '{"epochs": 1}'] [--work out/real-eval] [--shared ../shared/data/real]
 
-`--train-args` is for trying the runner quickly; a report made with it says so at the top.
+`--train-options` (keyword arguments of `pintext.train`) is for trying the runner quickly; a report made with it
+says so at the top.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
-import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -45,38 +48,54 @@ REPO = Path(__file__).resolve().parents[1]
 SAMPLE = Path("data/sample")
 REAL_REPORT_DIR = Path("docs/results/real")
 SAMPLE_REPORT_DIR = Path("docs/results/sample-retrieval")
-PINTEXT = [sys.executable, "-c", "from pintext.cli import main; main()"]
+NODE_START_TIMEOUT_S = 300.0
 SYSTEM_LABELS = {"bm25": "BM25 (OpenSearch)", "exact": "PinText exact", "served": "PinText served",
                  "hybrid": "hybrid"}
 
 
 class CommandFailed(RuntimeError):
-    """A pintext command exited non-zero."""
+    """A step of a run failed (a `PinTextError`, or the node could not be started)."""
 
 
-def run_pintext(args: list[str], log: list[dict]) -> float:
-    """Run `pintext ARGS` from the repository root; record the command and its seconds in `log`."""
+def timed_step(command: str, log: list[dict], step: Any) -> Any:
+    """Run one step in-process through the Python API; record the command it stands for and its seconds."""
+    from pintext.errors import PinTextError
+
     started = time.perf_counter()
-    completed = subprocess.run([*PINTEXT, *args], cwd=REPO, capture_output=True, text=True)
-    seconds = time.perf_counter() - started
-    log.append({"command": "pintext " + shlex.join(args), "seconds": round(seconds, 1),
-                "exit": completed.returncode})
-    if completed.returncode != 0:
-        tail = "\n".join(completed.stderr.strip().splitlines()[-5:])
-        raise CommandFailed(f"`pintext {shlex.join(args)}` failed (exit {completed.returncode}):\n{tail}")
-    return seconds
+    try:
+        result = step()
+    except PinTextError as error:
+        log.append({"command": command, "seconds": round(time.perf_counter() - started, 1), "exit": error.exit_code})
+        raise CommandFailed(f"`{command}` failed (exit {error.exit_code}): {error}") from None
+    log.append({"command": command, "seconds": round(time.perf_counter() - started, 1), "exit": 0})
+    return result
 
 
-def train_and_evaluate(pairs_args: list[str], pairs: Path, corpus: Path, judgments: Path, work: Path,
-                       train_args: list[str]) -> dict:
-    """pairs -> train -> eval-retrieval in `work`; the eval's results.json plus the commands and their seconds."""
+@dataclass(frozen=True)
+class PairsStep:
+    """`pintext.pairs` keyword arguments, and the `pintext pairs` command line they stand for."""
+
+    options: dict
+    command: str
+
+
+def train_and_evaluate(pairs_step: PairsStep, pairs: Path, corpus: Path, judgments: Path, work: Path,
+                       train_options: dict) -> dict:
+    """pairs -> train -> eval-retrieval in `work`, in-process; the eval's results plus the commands and seconds."""
+    import pintext
+    from pintext.evaluation import EvalInputs, Node, evaluate_retrieval
+
     log: list[dict] = []
-    model, evaluation = work / "model", work / "eval"
-    run_pintext([*pairs_args, "--out", str(pairs)], log)
-    run_pintext(["train", "--pairs", str(pairs), "--out", str(model), *train_args], log)
-    run_pintext(["eval-retrieval", "--model", str(model), "--corpus", str(corpus), "--judgments", str(judgments),
-                 "--out", str(evaluation), "--cleanup"], log)
-    results = json.loads((REPO / evaluation / "results.json").read_text(encoding="utf-8"))
+    model, evaluation = REPO / work / "model", REPO / work / "eval"
+    pairs = REPO / pairs
+    timed_step(f"{pairs_step.command} --out {pairs}", log, lambda: pintext.pairs(pairs, **pairs_step.options))
+    extra = "".join(f" --{key.replace('_', '-')} {value}" for key, value in train_options.items())
+    timed_step(f"pintext train --pairs {pairs} --out {model}{extra}", log,
+               lambda: pintext.train(pairs, model, **train_options))
+    command = (f"pintext eval-retrieval --model {model} --corpus {corpus} --judgments {judgments} --out {evaluation} "
+               "--cleanup")
+    inputs = EvalInputs(REPO / corpus, REPO / judgments, evaluation, model, cleanup=True, command=command)
+    results = timed_step(command, log, lambda: evaluate_retrieval(inputs, Node(os.environ.get("OPENSEARCH_URL"))))
     return {"commands": log, "means": {name: system["mean"] for name, system in results["systems"].items()},
             "queries": results["judgments"]["evaluated_queries"], "judgments": results["judgments"],
             "index": results.get("index", {}), "rank_eval_check": results.get("rank_eval_check", {}),
@@ -98,28 +117,31 @@ def one_split(label: str, split: int, run: Any) -> dict:
 WITH_RELATED = {"homedepot"}
 
 
-def real_runs(name: str, prepared: Path, work: Path, splits: int, train_args: list[str]) -> list[dict]:
+def real_runs(name: str, prepared: Path, work: Path, splits: int, train_options: dict) -> list[dict]:
     runs = []
     for split in range(splits):
         folder, split_work = prepared / f"split{split}", work / name / f"split{split}"
-        pairs_args = ["pairs", "--import", str(folder / "train_pairs.csv"), "--task", SEARCH, "--val", "0.1",
-                      "--test", "0"]
+        imports = [(REPO / folder / "train_pairs.csv", SEARCH)]
         if name in WITH_RELATED:
-            pairs_args += ["--import", str(folder / "related_pairs.csv"), "--task", RELATED]
+            imports.append((REPO / folder / "related_pairs.csv", RELATED))
+        command = "pintext pairs " + " ".join(f"--import {file} --task {task}" for file, task in imports)
+        step = PairsStep({"imports": imports, "val": 0.1, "test": 0.0}, command + " --val 0.1 --test 0")
         runs.append(one_split(name, split, lambda: train_and_evaluate(
-            pairs_args, split_work / "pairs", prepared / "corpus.jsonl", folder / "test_qrels.csv", split_work,
-            train_args)))
+            step, split_work / "pairs", prepared / "corpus.jsonl", folder / "test_qrels.csv", split_work,
+            train_options)))
     return runs
 
 
-def sample_runs(work: Path, splits: int, train_args: list[str]) -> list[dict]:
+def sample_runs(work: Path, splits: int, train_options: dict) -> list[dict]:
     runs = []
     for seed in range(splits):
         split_work = work / "sample" / f"seed{seed}"
-        pairs_args = ["pairs", "--events", str(SAMPLE / "events.jsonl.gz"), "--pins", str(SAMPLE / "pins.jsonl"),
-                      "--users", str(SAMPLE / "users.jsonl"), "--seed", str(seed)]
+        files = {"events": REPO / SAMPLE / "events.jsonl.gz", "pins": REPO / SAMPLE / "pins.jsonl",
+                 "users": REPO / SAMPLE / "users.jsonl"}
+        step = PairsStep({**files, "seed": seed}, "pintext pairs " + " ".join(
+            f"--{key} {value}" for key, value in files.items()) + f" --seed {seed}")
         runs.append(one_split("sample", seed, lambda: train_and_evaluate(
-            pairs_args, split_work / "pairs", SAMPLE / "pins.jsonl", split_work / "pairs", split_work, train_args)))
+            step, split_work / "pairs", SAMPLE / "pins.jsonl", split_work / "pairs", split_work, train_options)))
     return runs
 
 
@@ -171,13 +193,13 @@ def dataset_section(name: str, result: dict) -> list[str]:
     return lines
 
 
-def write_report(folder: Path, title: str, source_note: str, results: dict, train_args: list[str],
+def write_report(folder: Path, title: str, source_note: str, results: dict, train_args: dict,
                  seconds: float) -> None:
     folder = REPO / folder
     folder.mkdir(parents=True, exist_ok=True)
     lines = [f"# {title}", ""]
     if train_args:
-        lines += [f"**Not the defaults: `pintext train` got `{shlex.join(train_args)}`** (a quick run of the "
+        lines += [f"**Not the defaults: `pintext.train` got `{json.dumps(train_args)}`** (a quick run of the "
                   "runner, not the final figures).", ""]
     lines += [source_note, "", "![metrics per system](retrieval.png)", ""]
     for name, result in results["datasets"].items():
@@ -224,10 +246,15 @@ def write_plot(summaries: dict, path: Path) -> None:
 
 def ensure_node() -> None:
     """The node eval-retrieval talks to: $OPENSEARCH_URL if set, else the managed one (started if needed)."""
-    import os
+    from pintext.servers.lifecycle import ServerError
+    from pintext.servers.opensearch_node import managed_nodes
 
     if not os.environ.get("OPENSEARCH_URL"):
-        run_pintext(["opensearch", "up"], [])
+        try:
+            for node in managed_nodes():
+                node.start(NODE_START_TIMEOUT_S)
+        except ServerError as error:
+            raise CommandFailed(f"the managed OpenSearch node did not start: {error}") from None
 
 
 def prepare_real(shared: Path, prepared: Path, splits: int) -> bool:
@@ -236,8 +263,10 @@ def prepare_real(shared: Path, prepared: Path, splits: int) -> bool:
         print(f"no real data at {shared} (resolved from {REPO}): skipping the real data sets")
         return False
     print(f"reading the real data sets from {shared} (never committed; figures only)", flush=True)
-    subprocess.run([sys.executable, "-m", "pintext.bench.realdata", "--shared", str(shared), "--out", str(prepared),
-                    "--splits", str(splits)], cwd=REPO, check=True, capture_output=True)
+    from pintext.bench.realdata import main as prepare
+
+    if prepare(["--shared", str(REPO / shared), "--out", str(REPO / prepared), "--splits", str(splits)]) != 0:
+        raise CommandFailed(f"python -m pintext.bench.realdata could not prepare {shared}")
     return True
 
 
@@ -246,7 +275,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--datasets", default=",".join([*DATASETS, "sample"]),
                         help="comma-separated: crowdflower, bestbuy, homedepot, sample")
     parser.add_argument("--splits", type=int, default=3)
-    parser.add_argument("--train-args", default="", help='extra `pintext train` flags, e.g. "--epochs 1"')
+    parser.add_argument("--train-options", type=json.loads, default={},
+                        help='extra `pintext.train` keyword arguments as JSON, e.g. \'{"epochs": 1}\'')
     parser.add_argument("--work", type=Path, default=Path("out/real-eval"), help="pairs, models, eval outputs")
     parser.add_argument("--shared", type=Path, default=DEFAULT_SHARED, help="the shared real-data folder")
     parser.add_argument("--prepared", type=Path, default=Path("out/real"), help="where realdata writes")
@@ -260,7 +290,7 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         print(f"unknown data set(s): {', '.join(sorted(unknown))}", file=sys.stderr)
         return 2
-    train_args = shlex.split(args.train_args)
+    train_args: dict = args.train_options
     common = {"machine": machine_info(), "versions": package_versions(),
               "command": "python -m pintext.bench.real_eval " + shlex.join(argv if argv is not None else sys.argv[1:]),
               "train_args": train_args}
