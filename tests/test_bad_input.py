@@ -13,13 +13,12 @@ import zlib
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
-from pintext.cli import app
 from pintext.ingest.deadletter import DeadLetter
 from pintext.ingest.readers import read_records
 from pintext.schemas import MAX_ID_BYTES, RecordError, validate_pin, validate_user
 from tests.factories import make_model, make_pins
+from tests.fixtures_cli import run_pintext
 from tests.serving_helpers import local_index
 from tests.test_pairs import EVENTS, PINS, USERS, write_jsonl
 
@@ -28,9 +27,9 @@ DEEP = "[" * 10_000 + "]" * 10_000
 
 def ingest(pins_file: Path, tmp_path: Path) -> dict:
     model = make_model(tmp_path / "model")
-    result = CliRunner().invoke(app, ["ingest", str(pins_file), "--model", str(model), "--engine", "local",
-                                      "--local-dir", str(tmp_path / "local"), "--batch", "50", "--json"])
-    assert result.exit_code == 0, result.output
+    result = run_pintext(["ingest", str(pins_file), "--model", str(model), "--engine", "local",
+                          "--local-dir", str(tmp_path / "local"), "--batch", "50", "--json"])
+    result.ok()
     assert "Traceback" not in result.output
     return json.loads(result.stdout.strip().splitlines()[-1])
 
@@ -84,9 +83,9 @@ def test_deeply_nested_event_line_is_dead_lettered_by_pairs(tmp_path, engine):
     users = write_jsonl(tmp_path / "users.jsonl", USERS)
     events = write_jsonl(tmp_path / "events.jsonl", EVENTS, (DEEP,))
     out = tmp_path / "pairs"
-    result = CliRunner().invoke(app, ["pairs", "--events", str(events), "--pins", str(pins), "--users", str(users),
-                                      "--out", str(out), "--engine", engine])
-    assert result.exit_code == 0, result.output
+    result = run_pintext(["pairs", "--events", str(events), "--pins", str(pins), "--users", str(users),
+                          "--out", str(out), "--engine", engine])
+    result.ok()
     entries = dead_letter(out / "rejected.jsonl")
     deep = [entry for entry in entries if entry["reason"] == "nested too deeply"]
     assert [(e["source"], e["line"], e["field"]) for e in deep] == [(str(events), len(EVENTS) + 1, "<record>")]
@@ -116,9 +115,9 @@ def test_bom_at_start_of_events_file_is_read(tmp_path, engine):
     outputs = {}
     for name, events in (("plain", plain), ("bom", bom)):
         out = tmp_path / f"pairs-{name}"
-        result = CliRunner().invoke(app, ["pairs", "--events", str(events), "--pins", str(pins), "--users",
-                                          str(users), "--out", str(out), "--engine", engine])
-        assert result.exit_code == 0, result.output
+        result = run_pintext(["pairs", "--events", str(events), "--pins", str(pins), "--users",
+                              str(users), "--out", str(out), "--engine", engine])
+        result.ok()
         outputs[name] = (json.loads((out / "stats.json").read_text())["input"]["rejected"],
                          [e["line"] for e in dead_letter(out / "rejected.jsonl")])
     assert outputs["bom"] == outputs["plain"]
@@ -169,9 +168,9 @@ def test_truncated_gz_events_keep_lines_before_damage(tmp_path, engine):
     whole = truncated_gz(events, many, keep=0.5)
     assert 0 < whole < 3000
     out = tmp_path / "pairs"
-    result = CliRunner().invoke(app, ["pairs", "--events", str(events), "--pins", str(pins), "--users", str(users),
-                                      "--out", str(out), "--engine", engine])
-    assert result.exit_code == 0, result.output
+    result = run_pintext(["pairs", "--events", str(events), "--pins", str(pins), "--users", str(users),
+                          "--out", str(out), "--engine", engine])
+    result.ok()
     [entry] = dead_letter(out / "rejected.jsonl")
     assert (entry["source"], entry["line"], entry["reason"]) == (str(events), whole + 1, "truncated or corrupt gzip")
     assert json.loads((out / "stats.json").read_text())["input"]["events_valid"] == whole

@@ -21,6 +21,8 @@ from pintext.bench.lsh_sim import (
 )
 from pintext.bench.quality import metrics_from_scores, ndcg_at_10, pessimistic_ranks, rrf
 from pintext.tokens.lsh import RandomHyperplaneLSH
+from tests.factories import make_model, write_pins
+from tests.fixtures_cli import run_pintext
 
 
 def test_percentiles_interpolate_like_numpy_and_handle_empty_input():
@@ -162,41 +164,27 @@ def test_report_renders_goals_and_sections(tmp_path):
 # ---- `pintext lsh tune` end to end on a toy corpus (no server, no torch) ----------------------------------------
 
 
-def _toy_model(folder, words: list[str], dim: int = 8):
-    from pintext.encoder import write_runtime
-    from pintext.trainer.tokenizer import train_word_tokenizer
-
-    tokenizer = train_word_tokenizer([" ".join(words)] * 2, min_count=1)
-    table = np.random.default_rng(0).standard_normal((tokenizer.get_vocab_size(), dim)).astype(np.float32)
-    write_runtime(folder / "runtime", tokenizer, table)
-    return folder
+def _toy_model(folder, words: list[str]):
+    return make_model(folder, texts=[" ".join(words)] * 2, dim=8)
 
 
 def _toy_pins(path, words: list[str], count: int) -> None:
-    import json
-
     rng = np.random.default_rng(1)
-    with open(path, "w", encoding="utf-8") as handle:
-        for index in range(count):
-            title = " ".join(rng.choice(words, size=3))
-            handle.write(json.dumps({"id": f"p{index:04d}", "title": title, "description": ""}) + "\n")
+    write_pins(path, [{"id": f"p{index:04d}", "title": " ".join(rng.choice(words, size=3)), "description": ""}
+                      for index in range(count)])
 
 
 def test_lsh_tune_command_chooses_and_writes_the_lsh_config(tmp_path):
     import json
 
-    from typer.testing import CliRunner
-
-    from pintext.cli import app
-
     words = [f"word{index}" for index in range(40)]
     model = _toy_model(tmp_path / "model", words)
     pins = tmp_path / "pins.jsonl"
     _toy_pins(pins, words, 300)
-    result = CliRunner().invoke(app, ["lsh", "tune", "--model", str(model), "--pins", str(pins), "--sample", "30",
-                                      "--tables", "8,16", "--bits", "4", "--probes", "0,1", "--windows", "20,300",
-                                      "--target-recall", "0.9", "--write", "--json"])
-    assert result.exit_code == 0, result.output
+    result = run_pintext(["lsh", "tune", "--model", str(model), "--pins", str(pins), "--sample", "30",
+                          "--tables", "8,16", "--bits", "4", "--probes", "0,1", "--windows", "20,300",
+                          "--target-recall", "0.9", "--write", "--json"])
+    result.ok()
     payload = json.loads(result.stdout.strip().splitlines()[-1])
     choice = payload["choice"]
     assert payload["reached"] and choice["recall"] >= 0.9
@@ -207,14 +195,10 @@ def test_lsh_tune_command_chooses_and_writes_the_lsh_config(tmp_path):
 
 
 def test_lsh_tune_names_the_file_line_and_field_of_a_bad_pin(tmp_path):
-    from typer.testing import CliRunner
-
-    from pintext.cli import app
-
     words = ["alpha", "beta", "gamma"]
     model = _toy_model(tmp_path / "model", words)
     pins = tmp_path / "pins.jsonl"
     pins.write_text('{"id": "p1", "title": "alpha beta"}\n{"id": 7, "title": "gamma"}\n', encoding="utf-8")
-    result = CliRunner().invoke(app, ["lsh", "tune", "--model", str(model), "--pins", str(pins)])
-    assert result.exit_code == 2
+    result = run_pintext(["lsh", "tune", "--model", str(model), "--pins", str(pins)])
+    assert result.code == 2
     assert f"{pins}:2" in result.output and "id" in result.output

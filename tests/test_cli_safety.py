@@ -6,11 +6,10 @@ import json
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
-from pintext.cli import app
 from pintext.serving.engines import redact, safe_url
-from tests.factories import make_model, make_pins
+from tests.factories import make_model, make_pins, write_pins
+from tests.fixtures_cli import run_pintext
 
 SECRET = "s3cretpw"
 # Unreachable or malformed URLs with credentials: each reaches a different error path (refused connection, a
@@ -24,7 +23,7 @@ ENGINES = ["auto", "opensearch", "elasticsearch"]
 def workdir(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("safety")
     make_model(folder / "model")
-    (folder / "pins.jsonl").write_text("".join(json.dumps(pin) + "\n" for pin in make_pins(5)))
+    write_pins(folder / "pins.jsonl", make_pins(5))
     return folder
 
 
@@ -32,10 +31,6 @@ def commands(folder: Path) -> list[list[str]]:
     model = ["--model", str(folder / "model")]
     return [["ingest", str(folder / "pins.jsonl"), *model], ["search", "hello", *model], ["dsl", "hello", *model],
             ["index", "info"]]
-
-
-def run(args: list[str], env: dict | None = None):
-    return CliRunner().invoke(app, args, env=env)
 
 
 def test_safe_url_and_redact_hide_credentials():
@@ -55,10 +50,10 @@ def test_no_command_prints_the_password_of_an_unreachable_url(workdir, url, engi
                           ([*command, "--engine", engine], {"OPENSEARCH_URL": url, "ELASTICSEARCH_URL": url}),
                           ([*command, "--engine", engine, "--url", "http://127.0.0.1:1", "--user", "u",
                             "--password", SECRET], None)):
-            result = run(args, env)
+            result = run_pintext(args, env=env)
             # dsl works offline: without a node it may print the body (exit 0, no error line).
-            offline = command[0] == "dsl" and result.exit_code == 0
-            assert offline or result.exit_code in (1, 2), (args, result.output, result.exception)
+            offline = command[0] == "dsl" and result.code == 0
+            assert offline or result.code in (1, 2), (args, result.output, result.exception)
             assert SECRET not in result.output, (args, result.output)
             assert SECRET not in repr(result.exception), (args, result.exception)
             assert result.output.count("error:") == (0 if offline else 1), (args, result.output)
@@ -66,7 +61,7 @@ def test_no_command_prints_the_password_of_an_unreachable_url(workdir, url, engi
 
 def one_usage_error(result, *words: str) -> str:
     """The output is one `error:` line (exit 2, no traceback) that holds each of `words`."""
-    assert result.exit_code == 2, (result.output, result.exception)
+    assert result.code == 2, (result.output, result.exception)
     assert not isinstance(result.exception, Exception) or isinstance(result.exception, SystemExit), result.exception
     lines = [line for line in result.output.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("error:"), result.output
@@ -79,28 +74,28 @@ def one_usage_error(result, *words: str) -> str:
 @pytest.mark.parametrize("engine", [["--engine", "local"], ["--url", "http://127.0.0.1:1"]])
 def test_an_invalid_index_name_is_refused_before_any_request(workdir, name, engine):
     for command in (["index", "info"], ["search", "w000", "--model", str(workdir / "model")]):
-        result = run([*command, "--index", name, *engine, "--local-dir", str(workdir / "local")])
+        result = run_pintext([*command, "--index", name, *engine, "--local-dir", str(workdir / "local")])
         one_usage_error(result, "--index")
 
 
 @pytest.fixture(scope="module")
 def local_pins(workdir) -> list[str]:
     args = ["--model", str(workdir / "model"), "--engine", "local", "--local-dir", str(workdir / "local")]
-    assert run(["ingest", str(workdir / "pins.jsonl"), *args]).exit_code == 0
+    assert run_pintext(["ingest", str(workdir / "pins.jsonl"), *args]).code == 0
     return args
 
 
 def test_probes_above_the_index_bits_is_one_error_line(local_pins):
-    line = one_usage_error(run(["search", "w000", *local_pins, "--probes", "1000"]), "--probes", "1000")
+    line = one_usage_error(run_pintext(["search", "w000", *local_pins, "--probes", "1000"]), "--probes", "1000")
     assert "bits" in line
-    assert run(["search", "w000", *local_pins, "--probes", "1", "--json"]).exit_code == 0
+    assert run_pintext(["search", "w000", *local_pins, "--probes", "1", "--json"]).code == 0
 
 
 @pytest.mark.parametrize("options", [["--k", "100000", "--window", "100000"], ["--window", "10001"],
                                      ["--k", "10001"]])
 def test_k_or_window_above_the_engines_cap_is_one_error_line(workdir, local_pins, options):
-    one_usage_error(run(["search", "w000", *local_pins, *options]), "10000")
-    one_usage_error(run(["dsl", "w000", "--model", str(workdir / "model"), "--url", "http://127.0.0.1:1",
+    one_usage_error(run_pintext(["search", "w000", *local_pins, *options]), "10000")
+    one_usage_error(run_pintext(["dsl", "w000", "--model", str(workdir / "model"), "--url", "http://127.0.0.1:1",
                          *options]), "10000")
 
 
@@ -111,7 +106,7 @@ def test_a_garbage_tokenizer_is_one_error_line(workdir, local_pins):
         (bad / "runtime" / item.name).write_bytes(item.read_bytes())
     (bad / "runtime" / "tokenizer.json").write_text("garbage")
     args = [arg if arg != str(workdir / "model") else str(bad) for arg in local_pins]
-    one_usage_error(run(["search", "w000", *args]), "tokenizer.json")
+    one_usage_error(run_pintext(["search", "w000", *args]), "tokenizer.json")
 
 
 # ---- pairs --import CSV: the header is checked first, one row a line, broken rows dead-lettered with their line
@@ -124,7 +119,7 @@ def import_csv(tmp_path: Path, text: str | bytes, name: str = "pairs.csv"):
     source = tmp_path / name
     source.write_bytes(text if isinstance(text, bytes) else text.encode("utf-8"))
     out = tmp_path / "out"
-    result = run(["pairs", "--out", str(out), "--import", str(source), "--task", "search"])
+    result = run_pintext(["pairs", "--out", str(out), "--import", str(source), "--task", "search"])
     return result, source, out
 
 
@@ -137,7 +132,7 @@ def imported(out: Path) -> tuple[dict, list[dict]]:
 def test_a_broken_quote_rejects_its_line_and_keeps_the_rows_after_it(tmp_path):
     rows = [CSV_ROWS[0], 'blue sofa,"velvet couch', *CSV_ROWS[2:]]
     result, source, out = import_csv(tmp_path, "anchor,positive\n" + "\n".join(rows) + "\n")
-    assert result.exit_code == 0, result.output
+    result.ok()
     stats, rejected = imported(out)
     assert stats["input"]["rows_valid"] == 3 and stats["input"]["rejected"] == 1
     assert [(entry["source"], entry["line"]) for entry in rejected] == [(str(source), 3)]
@@ -146,14 +141,14 @@ def test_a_broken_quote_rejects_its_line_and_keeps_the_rows_after_it(tmp_path):
 
 def test_a_row_with_too_many_fields_is_rejected_with_its_line(tmp_path):
     result, source, out = import_csv(tmp_path, "anchor,positive\n" + "\n".join([*CSV_ROWS, "a b,c d,extra"]) + "\n")
-    assert result.exit_code == 0, result.output
+    result.ok()
     stats, rejected = imported(out)
     assert stats["input"]["rows_valid"] == 4 and [entry["line"] for entry in rejected] == [6]
 
 
 def test_a_bom_is_accepted(tmp_path):
     result, _, out = import_csv(tmp_path, b"\xef\xbb\xbf" + ("anchor,positive\n" + "\n".join(CSV_ROWS) + "\n").encode())
-    assert result.exit_code == 0, result.output
+    result.ok()
     stats, rejected = imported(out)
     assert stats["input"]["rows_valid"] == 4 and rejected == []
 

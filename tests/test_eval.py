@@ -4,9 +4,7 @@ import json
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
-from pintext.cli import app
 from pintext.encoder import Encoder, write_runtime
 from pintext.trainer.evaluate import (
     evaluate_bm25,
@@ -17,9 +15,10 @@ from pintext.trainer.evaluate import (
     read_sts,
     sts_spearman,
 )
-from pintext.trainer.synthetic import make_pairs
 from pintext.trainer.tokenizer import train_word_tokenizer
 from pintext.trainer.train import TrainConfig, load_pairs, train
+from tests.factories import synthetic_pairs
+from tests.fixtures_cli import run_pintext
 
 
 def test_ties_rank_pessimistically():
@@ -106,7 +105,7 @@ def test_random_encoder_keeps_vocabulary_and_shape(tmp_path):
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     root = tmp_path_factory.mktemp("eval")
-    pairs = make_pairs(root / "pairs", n_topics=6, pins_per_topic=12, pairs_per_task=240, seed=5)
+    pairs = synthetic_pairs(root / "pairs", seed=5)
     # dim 64: with 16 dimensions the random n-gram rows of the sub-word start drown the words (docs/training.md).
     config = TrainConfig(epochs=3, batch_size=32, dim=64, min_count=1, threads=1, early_stopping=False)
     return pairs, train(pairs, root / "model", config, show_progress=False).model_dir
@@ -124,10 +123,9 @@ def test_trained_model_beats_random_on_search(trained):
 def test_cli_eval_json_and_report(trained, tmp_path):
     pairs, model_dir = trained
     report = tmp_path / "report"
-    result = CliRunner().invoke(
-        app, ["eval", "--model", str(model_dir), "--pairs", str(pairs), "--bm25", "--random", "--out", str(report), "--json"]
-    )
-    assert result.exit_code == 0, result.output
+    result = run_pintext(["eval", "--model", str(model_dir), "--pairs", str(pairs), "--bm25", "--random", "--out",
+                          str(report), "--json"])
+    result.ok()
     figures = json.loads(result.output[result.output.index("{"):])
     assert set(figures) == {"MTL", "random", "BM25"}
     assert set(figures["MTL"]) >= {"search", "related", "homefeed"}
@@ -139,17 +137,15 @@ def test_cli_eval_json_and_report(trained, tmp_path):
 
 
 def test_cli_eval_bad_model_folder(tmp_path, trained):
-    result = CliRunner().invoke(app, ["eval", "--model", str(tmp_path), "--pairs", str(trained[0])])
-    assert result.exit_code == 2 and "runtime/tokenizer.json: missing" in result.output
+    result = run_pintext(["eval", "--model", str(tmp_path), "--pairs", str(trained[0])])
+    assert result.code == 2 and "runtime/tokenizer.json: missing" in result.output
 
 
 def test_cli_train_eval_one_command(trained, tmp_path):
     pairs, _ = trained
-    result = CliRunner().invoke(
-        app, ["train-eval", "--pairs", str(pairs), "--out", str(tmp_path), "--epochs", "1", "--batch-size", "32",
-              "--dim", "8", "--no-tune", "--json"]
-    )
-    assert result.exit_code == 0, result.output
+    result = run_pintext(["train-eval", "--pairs", str(pairs), "--out", str(tmp_path), "--epochs", "1",
+                          "--batch-size", "32", "--dim", "8", "--no-tune", "--json"])
+    result.ok()
     output = json.loads(result.output[result.output.index("{"):])
     assert set(output["results"]) == {"MTL", "SR", "random", "BM25"}
     assert set(output["results"]["SR"]) >= {"search", "related", "homefeed"}  # SR is evaluated on every task too

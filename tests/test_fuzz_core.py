@@ -25,14 +25,14 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from pintext import text as pintext_text
-from pintext.encoder import Encoder, HashedWords, write_runtime
-from pintext.tokens.lsh import RandomHyperplaneLSH
+from pintext.encoder import Encoder, HashedWords
 from pintext.pin_vectors import pin_parts, pin_vectors, unit_rows
 from pintext.schemas import RecordError, pin_text, validate_pin
 from pintext.serving.filters import FilterError, Filters
 from pintext.subwords import SubwordVectors
 from pintext.tokens import FAMILIES, family_from_dict
-from pintext.trainer.tokenizer import train_word_tokenizer
+from pintext.tokens.lsh import RandomHyperplaneLSH
+from tests.factories import make_model
 from tests.fixtures_engines import in_ci
 
 settings.register_profile("ci", derandomize=True, deadline=None, database=None, print_blob=True,
@@ -78,9 +78,7 @@ any_text = texts | long_texts()
 
 
 def tiny_encoder(folder: Path, oov: HashedWords | SubwordVectors | None) -> Encoder:
-    tokenizer = train_word_tokenizer(VOCABULARY_TEXTS, min_count=1)
-    table = np.random.default_rng(5).normal(size=(tokenizer.get_vocab_size(), DIM)).astype(np.float32)
-    return Encoder.load(write_runtime(folder, tokenizer, table, oov=oov))
+    return Encoder.load(make_model(folder, texts=VOCABULARY_TEXTS, dim=DIM, seed=5, oov=oov))
 
 
 @pytest.fixture(scope="module")

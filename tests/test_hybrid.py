@@ -12,13 +12,12 @@ import json
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
-from pintext.cli import app
 from pintext.encoder import Encoder
 from pintext.fusion import FusionConfig, min_max_blend, reciprocal_rank_fusion
 from pintext.pin_vectors import pin_vectors
-from tests.factories import WORDS, make_model
+from tests.factories import WORDS, make_model, write_pins
+from tests.fixtures_cli import run_pintext
 from tests.serving_helpers import opensearch_searcher, os_args
 
 pytestmark = pytest.mark.opensearch
@@ -43,11 +42,10 @@ def hybrid_pins() -> list[dict]:
 def hybrid_corpus(opensearch, opensearch_index_name, tmp_path):
     model_dir = make_model(tmp_path / "model")
     pins = hybrid_pins()
-    pins_file = tmp_path / "pins.jsonl"
-    pins_file.write_text("".join(json.dumps(pin) + "\n" for pin in pins), encoding="utf-8")
-    result = CliRunner().invoke(app, ["ingest", str(pins_file), "--model", str(model_dir), "--no-tune",
-                                      *os_args(opensearch, opensearch_index_name)], catch_exceptions=False)
-    assert result.exit_code == 0, result.output
+    pins_file = write_pins(tmp_path / "pins.jsonl", pins)
+    result = run_pintext(["ingest", str(pins_file), "--model", str(model_dir), "--no-tune",
+                          *os_args(opensearch, opensearch_index_name)])
+    result.ok()
     assert "indexed without a vector" in result.stdout  # the summary table counts them
     encoder = Encoder.load(model_dir)
     vectors = pin_vectors(encoder, pins)
@@ -110,9 +108,8 @@ def test_fusion_weight_one_is_pintext_order_and_zero_is_bm25_first(hybrid_corpus
 def test_cli_hybrid_blend_json_and_explain(hybrid_corpus, opensearch):
     base = ["search", QUERY, "--model", str(hybrid_corpus["model_dir"]), "--hybrid", "--k", "6", "--depth", "20",
             *os_args(opensearch, hybrid_corpus["index"])]
-    result = CliRunner().invoke(app, [*base, "--fusion", "blend", "--fusion-weight", "0.3", "--json"],
-                                catch_exceptions=False)
-    assert result.exit_code == 0, result.output
+    result = run_pintext([*base, "--fusion", "blend", "--fusion-weight", "0.3", "--json"])
+    result.ok()
     answer = json.loads(result.stdout)
     assert answer["mode"] == "hybrid" and "blend" in answer["note"]
     searcher = hybrid_corpus["searcher"]
@@ -122,7 +119,7 @@ def test_cli_hybrid_blend_json_and_explain(hybrid_corpus, opensearch):
     expected = min_max_blend([bm25, pintext], weights=[0.7, 0.3])[:6]
     assert [hit["id"] for hit in answer["hits"]] == [doc for doc, _ in expected]
     assert answer["hits"][0]["bm25_rank"] == 1 and answer["hits"][0]["pintext_rank"] == 1
-    table = CliRunner().invoke(app, [*base, "--explain"], env={"COLUMNS": "250"}, catch_exceptions=False)
+    table = run_pintext([*base, "--explain"], env={"COLUMNS": "250"})
     assert "BM25 rank" in table.stdout and "PinText rank" in table.stdout and "rrf" in table.stdout
 
 
@@ -130,31 +127,29 @@ def test_model_hybrid_json_is_the_default_and_flags_override_it(hybrid_corpus, o
     FusionConfig(method="blend", weight=1.0).save(hybrid_corpus["model_dir"])
     base = ["search", QUERY, "--model", str(hybrid_corpus["model_dir"]), "--hybrid", "--k", "5", "--json",
             *os_args(opensearch, hybrid_corpus["index"])]
-    from_file = json.loads(CliRunner().invoke(app, base, catch_exceptions=False).stdout)
+    from_file = json.loads(run_pintext(base).stdout)
     assert "blend" in from_file["note"] and "weight 1" in from_file["note"]
     assert [hit["id"] for hit in from_file["hits"]] == pintext_order(hybrid_corpus, QUERY)[:5]
-    overridden = json.loads(CliRunner().invoke(app, [*base, "--fusion", "rrf", "--fusion-weight", "0"],
-                                               catch_exceptions=False).stdout)
+    overridden = json.loads(run_pintext([*base, "--fusion", "rrf", "--fusion-weight", "0"]).stdout)
     assert [hit["id"] for hit in overridden["hits"]][:3] == [hit.id for hit in
                                                              hybrid_corpus["searcher"].bm25_search(QUERY, k=3)]
 
 
 def test_query_with_no_known_word_falls_back_to_bm25(hybrid_corpus, opensearch):
     for extra in ([], ["--hybrid"]):
-        result = CliRunner().invoke(app, ["search", "zzzz", "--model", str(hybrid_corpus["model_dir"]), "--json",
-                                          *extra, *os_args(opensearch, hybrid_corpus["index"])],
-                                    catch_exceptions=False)
+        result = run_pintext(["search", "zzzz", "--model", str(hybrid_corpus["model_dir"]), "--json",
+                              *extra, *os_args(opensearch, hybrid_corpus["index"])])
         answer = json.loads(result.stdout)
         assert answer["mode"] == "bm25_fallback" and "vocabulary" in answer["note"]
         assert [hit["id"] for hit in answer["hits"]] == ["oov-1", "oov-2"]  # equal BM25 scores: by id
-    table = CliRunner().invoke(app, ["search", "yyyy", "--model", str(hybrid_corpus["model_dir"]),
-                                     *os_args(opensearch, hybrid_corpus["index"])], catch_exceptions=False)
+    table = run_pintext(["search", "yyyy", "--model", str(hybrid_corpus["model_dir"]),
+                         *os_args(opensearch, hybrid_corpus["index"])])
     assert "oov-1" in table.stdout and "BM25 results" in " ".join(table.stdout.split())
 
 
 def test_related_of_a_pin_without_vector_is_bm25_on_its_text(hybrid_corpus, opensearch):
-    result = CliRunner().invoke(app, ["related", "oov-1", "--model", str(hybrid_corpus["model_dir"]), "--json",
-                                      *os_args(opensearch, hybrid_corpus["index"])], catch_exceptions=False)
+    result = run_pintext(["related", "oov-1", "--model", str(hybrid_corpus["model_dir"]), "--json",
+                          *os_args(opensearch, hybrid_corpus["index"])])
     answer = json.loads(result.stdout)
     assert answer["mode"] == "bm25_fallback" and [hit["id"] for hit in answer["hits"]] == ["oov-2"]
 
@@ -173,10 +168,9 @@ def test_rescore_never_fails_on_a_pin_without_vector_in_the_window(hybrid_corpus
 
 
 def test_dsl_hybrid_prints_both_requests_and_they_search_alike(hybrid_corpus, opensearch):
-    result = CliRunner().invoke(app, ["dsl", QUERY, "--hybrid", "--k", "5", "--depth", "20", "--model",
-                                      str(hybrid_corpus["model_dir"]), *os_args(opensearch, hybrid_corpus["index"])],
-                                catch_exceptions=False)
-    assert result.exit_code == 0, result.output
+    result = run_pintext(["dsl", QUERY, "--hybrid", "--k", "5", "--depth", "20", "--model",
+                          str(hybrid_corpus["model_dir"]), *os_args(opensearch, hybrid_corpus["index"])])
+    result.ok()
     assert result.stdout.startswith("# hybrid: both requests, then rrf fusion")
     requests = {}
     for part in result.stdout.split("\n# ")[1:]:
@@ -189,6 +183,6 @@ def test_dsl_hybrid_prints_both_requests_and_they_search_alike(hybrid_corpus, op
     for side, expected in (("bm25", searcher.bm25_search(QUERY, k=20)), ("pintext", searcher.search(vector, k=20))):
         response = opensearch.search(index=hybrid_corpus["index"], body=requests[side])["hits"]["hits"]
         assert sorted(hit["_id"] for hit in response) == sorted(hit.id for hit in expected), side
-    fallback = CliRunner().invoke(app, ["dsl", "zzzz", "--model", str(hybrid_corpus["model_dir"]),
-                                        *os_args(opensearch, hybrid_corpus["index"])], catch_exceptions=False)
+    fallback = run_pintext(["dsl", "zzzz", "--model", str(hybrid_corpus["model_dir"]),
+                            *os_args(opensearch, hybrid_corpus["index"])])
     assert "falls back to BM25" in fallback.stdout and '"multi_match"' in fallback.stdout

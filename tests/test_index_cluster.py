@@ -9,19 +9,16 @@ from __future__ import annotations
 import json
 
 import pytest
-from typer.testing import CliRunner
 
-from pintext.cli import app
 from tests.factories import make_model
+from tests.fixtures_cli import run_pintext
 from tests.serving_helpers import os_args
 
 pytestmark = pytest.mark.opensearch
 
 
 def run(*args: str) -> str:
-    result = CliRunner().invoke(app, list(args))
-    assert result.exit_code == 0, result.output
-    return result.stdout
+    return run_pintext(args).ok()
 
 
 def index_settings(client, index: str) -> tuple[int, int]:
@@ -57,9 +54,9 @@ def test_shards_and_replicas_reach_the_index_and_info(opensearch, opensearch_ind
     assert sorted(row["prirep"] for row in shards) == ["p"] * 3 + ["r"] * 3
 
     # Creating again with other numbers changes nothing and says so; the model check still passes.
-    again = CliRunner().invoke(app, ["index", "create", "--model", str(model), "--shards", "1",
-                                     *os_args(opensearch, opensearch_index_name)])
-    assert again.exit_code == 0, again.output
+    again = run_pintext(["index", "create", "--model", str(model), "--shards", "1",
+                         *os_args(opensearch, opensearch_index_name)])
+    again.ok()
     assert "exists, same model" in again.stdout and "3 shards x 1 replicas" in again.stdout
     assert "--shards/--replicas were not applied" in again.stderr
     assert index_settings(opensearch, opensearch_index_name) == (3, 1)
@@ -68,7 +65,7 @@ def test_shards_and_replicas_reach_the_index_and_info(opensearch, opensearch_ind
 def test_invalid_counts_are_refused_before_any_request(opensearch, opensearch_index_name, tmp_path):
     model = make_model(tmp_path / "model")
     for flag, value in (("--shards", "0"), ("--replicas", "-1")):
-        result = CliRunner().invoke(app, ["index", "create", "--model", str(model), flag, value,
-                                          *os_args(opensearch, opensearch_index_name)])
-        assert result.exit_code == 2
+        result = run_pintext(["index", "create", "--model", str(model), flag, value,
+                              *os_args(opensearch, opensearch_index_name)])
+        assert result.code == 2
     assert not opensearch.indices.exists(index=opensearch_index_name)

@@ -7,11 +7,10 @@ import json
 import uuid
 
 import pytest
-from typer.testing import CliRunner
 
-from pintext.cli import app
 from pintext.serving.engines import EngineOptions, open_engine
 from tests.factories import make_model, make_pins, write_pins_file
+from tests.fixtures_cli import run_pintext
 
 ENGINES = {  # engine -> the session node fixture (None: the local engine, no server)
     "local": None,
@@ -22,9 +21,7 @@ MARKS = {"opensearch": pytest.mark.opensearch, "elasticsearch": pytest.mark.elas
 
 
 def run(*args: str) -> str:
-    result = CliRunner().invoke(app, list(args))
-    assert result.exit_code == 0, result.output
-    return result.stdout
+    return run_pintext(args).ok()
 
 
 @pytest.mark.parametrize("engine", [pytest.param(name, marks=[MARKS[name]] if name in MARKS else [])
