@@ -20,13 +20,17 @@ validation), so the figures can be set against docs/results/real/report.md (same
 Writes docs/results/bestbuy-clicklog/report.md + results.json: aggregate figures only.
 
     python -m pintext.bench.bestbuy_clicklog [--seeds 3] [--work out/bestbuy-clicklog] [--shared ../shared/data/real]
-        [--train-args "--budget 60"]
+        [--train-options '{"budget": 60}']
+
+Each step runs in-process through the Python API (`pintext.pairs`, `pintext.train`,
+`pintext.evaluation.evaluate_retrieval`, `pintext.open(...).ingest/search`): the code these commands run.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import sys
 import time
@@ -34,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from pintext.bench.harness import machine_info, package_versions
-from pintext.bench.real_eval import SYSTEM_LABELS, CommandFailed, aggregate, run_pintext, succeeded
+from pintext.bench.real_eval import SYSTEM_LABELS, CommandFailed, aggregate, succeeded, timed_step
 from pintext.bench.realdata import DEFAULT_SHARED
 from pintext.trainer.retrieval import METRICS
 
@@ -47,23 +51,31 @@ INDEX = "bestbuy-clicklog"
 EXAMPLE_QUERY = "xbox skyrim"
 
 
-def pairs_args(shared: Path, seed: int, out: Path) -> list[str]:
-    folder = shared / "bestbuy"
-    return ["pairs", "--events", str(folder / "clicks.csv"), "--map", COLUMN_MAP, "--pins",
-            str(folder / "sku_names.tsv"), "--pins-map", PINS_MAP, "--val", "0.08", "--test", "0.2",
-            "--seed", str(seed), "--out", str(out)]
+def pairs_options(shared: Path, seed: int) -> dict[str, Any]:
+    folder = REPO / shared / "bestbuy"
+    return {"events": folder / "clicks.csv", "column_map": COLUMN_MAP, "pins": folder / "sku_names.tsv",
+            "pins_map": PINS_MAP, "val": 0.08, "test": 0.2, "seed": seed}
 
 
-def one_seed(shared: Path, seed: int, work: Path, train_args: list[str], serve: bool) -> dict[str, Any]:
+def one_seed(shared: Path, seed: int, work: Path, train_options: dict, serve: bool) -> dict[str, Any]:
+    """pairs -> train -> eval-retrieval for one split seed, in-process through the Python API."""
+    import pintext
+    from pintext.evaluation import EvalInputs, Node, evaluate_retrieval
+
     log: list[dict] = []
-    pairs, model, evaluation = work / "pairs", work / "model", work / "eval"
-    run_pintext(pairs_args(shared, seed, pairs), log)
-    run_pintext(["train", "--pairs", str(pairs), "--out", str(model), "--tasks", "search", "--threads", "1",
-                 *train_args], log)
-    run_pintext(["eval-retrieval", "--model", str(model), "--corpus", str(pairs / "pins.jsonl"), "--judgments",
-                 str(pairs), "--out", str(evaluation), "--cleanup"], log)
-    results = json.loads((REPO / evaluation / "results.json").read_text(encoding="utf-8"))
-    stats = json.loads((REPO / pairs / "stats.json").read_text(encoding="utf-8"))
+    pairs, model, evaluation = REPO / work / "pairs", REPO / work / "model", REPO / work / "eval"
+    options = pairs_options(shared, seed)
+    timed_step(f"pintext pairs --events {options['events']} --map {COLUMN_MAP} --pins {options['pins']} --pins-map "
+               f"{PINS_MAP} --val 0.08 --test 0.2 --seed {seed} --out {pairs}", log,
+               lambda: pintext.pairs(pairs, **options))
+    train_options = {"tasks": ["search"], "threads": 1, **train_options}
+    timed_step(f"pintext train --pairs {pairs} --out {model} --tasks search --threads 1", log,
+               lambda: pintext.train(pairs, model, **train_options))
+    command = (f"pintext eval-retrieval --model {model} --corpus {pairs / 'pins.jsonl'} --judgments {pairs} --out "
+               f"{evaluation} --cleanup")
+    inputs = EvalInputs(pairs / "pins.jsonl", pairs, evaluation, model, cleanup=True, command=command)
+    results = timed_step(command, log, lambda: evaluate_retrieval(inputs, Node(os.environ.get("OPENSEARCH_URL"))))
+    stats = json.loads((pairs / "stats.json").read_text(encoding="utf-8"))
     clicklog = json.loads((REPO / f"{pairs}.clicklog" / "summary.json").read_text(encoding="utf-8"))
     run: dict[str, Any] = {
         "seed": seed, "commands": log,
@@ -83,24 +95,17 @@ def one_seed(shared: Path, seed: int, work: Path, train_args: list[str], serve: 
 
 def serve_example(pairs: Path, model: Path, log: list[dict]) -> dict[str, Any]:
     """ingest the SKU pins, run the example query; keeps only counts (no product text in the report)."""
-    import subprocess
+    import pintext
 
-    from pintext.bench.real_eval import PINTEXT
-
-    run_pintext(["index", "delete", "--index", INDEX], log)  # a fresh name: no earlier model's version in the way
-    run_pintext(["ingest", str(pairs / "pins.jsonl"), "--model", str(model), "--index", INDEX], log)
-    args = ["search", EXAMPLE_QUERY, "--model", str(model), "--index", INDEX, "--json"]
-    started = time.perf_counter()
-    completed = subprocess.run([*PINTEXT, *args], cwd=REPO, capture_output=True, text=True)
-    log.append({"command": "pintext " + shlex.join(args), "seconds": round(time.perf_counter() - started, 1),
-                "exit": completed.returncode})
-    if completed.returncode != 0:
-        raise CommandFailed(f"`pintext {shlex.join(args)}` failed: {completed.stderr.strip()[-400:]}")
-    run_pintext(["index", "delete", "--index", INDEX], log)
-    answer = json.loads(completed.stdout)
-    hits = answer.get("hits", answer) if isinstance(answer, dict) else answer
-    titles = [str((hit.get("source") or {}).get("title") or hit.get("title") or "").lower() for hit in hits]
-    return {"query": EXAMPLE_QUERY, "hits": len(hits),
+    served = pintext.open(model, url=os.environ.get("OPENSEARCH_URL"), index=INDEX)
+    timed_step(f"pintext index delete --index {INDEX}", log, served.delete)  # no earlier model's version in the way
+    timed_step(f"pintext ingest {pairs / 'pins.jsonl'} --model {model} --index {INDEX}", log,
+               lambda: served.ingest(pairs / "pins.jsonl"))
+    answer = timed_step(f"pintext search {EXAMPLE_QUERY!r} --model {model} --index {INDEX} --json", log,
+                        lambda: served.search(EXAMPLE_QUERY))
+    timed_step(f"pintext index delete --index {INDEX}", log, served.delete)
+    titles = [hit.title.lower() for hit in answer]
+    return {"query": EXAMPLE_QUERY, "hits": len(titles),
             "top5_with_skyrim": sum("skyrim" in title for title in titles[:5]),
             "top1_has_skyrim": bool(titles) and "skyrim" in titles[0]}
 
@@ -123,7 +128,7 @@ def write_report(results: dict[str, Any], seconds: float) -> None:
     runs, summary, theirs = succeeded(results["runs"]), results["summary"], results["bench_bestbuy"]
     lines = ["# Best Buy click log, end to end through `pintext pairs --map`", ""]
     if results["train_args"]:
-        lines += [f"**Not the defaults: `pintext train` got `{shlex.join(results['train_args'])}`.**", ""]
+        lines += [f"**Not the defaults: `pintext.train` got `{json.dumps(results['train_args'])}`.**", ""]
     lines += ["Data: the raw Best Buy click log and SKU names, read from `../shared/data/real/bestbuy/` (never "
               "committed; aggregate figures only), mapped with `--map` / `--pins-map` (no preparation code). "
               "Judgments: the search task's test split (held-out queries -> the SKUs clicked for them, grade 1), "
@@ -219,7 +224,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--work", type=Path, default=Path("out/bestbuy-clicklog"))
     parser.add_argument("--shared", type=Path, default=DEFAULT_SHARED)
-    parser.add_argument("--train-args", default="")
+    parser.add_argument("--train-options", type=json.loads, default={},
+                        help='extra `pintext.train` keyword arguments as JSON, e.g. \'{"budget": 60}\'')
     parser.add_argument("--load-note", default="", help="what else ran on the machine (for the timings)")
     parser.add_argument("--from-results", type=Path, help="re-write the report from a results.json (no runs)")
     args = parser.parse_args(argv)
@@ -232,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:
     if not (REPO / args.shared / "bestbuy" / "clicks.csv").is_file():
         print(f"no Best Buy data at {args.shared}/bestbuy: nothing to run")
         return 0
-    train_args = shlex.split(args.train_args)
+    train_args: dict = args.train_options
     started = time.perf_counter()
     runs = []
     for seed in range(args.seeds):

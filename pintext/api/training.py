@@ -64,9 +64,13 @@ def pairs(out: str | Path, *, events: str | Path | None = None, pins: str | Path
           users: str | Path | None = None, imports: Sequence[tuple[str | Path, str]] = (), engine: str = "duckdb",
           memory_limit: str | None = None, save_weight: float = 1.0, click_weight: float = 0.5, min_count: int = 1,
           max_per_anchor: int = 50, seed: int = 0, val: float = 0.1, test: float = 0.1, strict: bool = False,
-          on_events: Callable[[int], None] | None = None) -> dict:
+          column_map: str | None = None, log_format: str | None = None, surface: str = "search",
+          action: str = "click", pins_map: str | None = None, pins_format: str | None = None,
+          on_events: Callable[[int], None] | None = None, notes: Notes = quiet) -> dict:
     """Build a pairs folder: from engagement events and pins (split by anchor), or by importing (file, task) pairs
-    of anchor, positive[, weight]; `pintext pairs` with the same defaults. Returns the counts per task."""
+    of anchor, positive[, weight]; `pintext pairs` with the same defaults. `column_map` (and `pins_map`) read
+    `events` as a click log (and `pins` as a product file) first (docs/data.md, Click logs). Returns the counts
+    per task."""
     from pintext.ingest.pairs.imported import build_imported_pairs
     from pintext.ingest.pairs.rules import PairOptions
     from pintext.schemas import RecordError
@@ -84,6 +88,9 @@ def pairs(out: str | Path, *, events: str | Path | None = None, pins: str | Path
         missing = [name for name, value in (("--events", events), ("--pins", pins)) if value is None]
         if missing:
             raise UsageError(f"missing {', '.join(missing)} (or use --import FILE --task NAME)")
+        if column_map is not None or pins_map is not None:
+            events, pins = convert_click_log(Path(str(events)), Path(str(pins)), out, column_map, log_format,
+                                             surface, action, pins_map, pins_format, strict, notes)
         return event_pairs(engine, memory_limit)(Path(str(events)), Path(str(pins)), Path(users) if users else None,
                                                  out, options, on_events or (lambda _n: None))
     except RecordError as error:
@@ -94,6 +101,27 @@ def pairs(out: str | Path, *, events: str | Path | None = None, pins: str | Path
         raise BadInput(f"{error.filename}: a folder, not a file") from None
     except ValueError as error:
         raise BadInput(str(error)) from None
+
+
+def convert_click_log(events: Path, pins: Path, out: Path, column_map: str | None, log_format: str | None,
+                      surface: str, action: str, pins_map: str | None, pins_format: str | None, strict: bool,
+                      notes: Notes = quiet) -> tuple[Path, Path]:
+    """A click log (and product file) as events.jsonl (pins.jsonl) in `<out>.clicklog/`."""
+    from pintext.ingest.collect import clicklog
+    from pintext.ingest.collect.clicklog import ClickLogError
+
+    try:
+        if column_map is None:
+            raise ClickLogError("--pins-map needs --map (the click log's columns) too")
+        options = clicklog.ClickLogOptions(clicklog.parse_map(column_map, clicklog.EVENT_FIELDS), surface, action,
+                                           log_format)
+        product_map = clicklog.parse_map(pins_map, clicklog.PIN_FIELDS, "--pins-map") if pins_map else None
+        converted = clicklog.convert_click_log(events, pins, clicklog.work_folder(out), options, product_map,
+                                               pins_format, strict)
+    except ClickLogError as error:
+        raise BadInput(str(error)) from None
+    notes(converted.summary_line())
+    return converted.events, converted.pins
 
 
 def event_pairs(engine: str, memory_limit: str | None) -> Any:

@@ -149,13 +149,13 @@ def pairs(
                                   ubi_queries_index, ubi_events_index, ubi_pins_index, report,
                                   event_pairs(engine, memory_limit))
             else:
-                if not imports and (column_map is not None or pins_map is not None):
-                    events, pins = _convert_click_log(console, events, pins, out, column_map, log_format, surface,
-                                                      action, pins_map, pins_format, strict)
                 stats = build_pairs(out, events=events, pins=pins, users=users, imports=imports, engine=engine,
                                     memory_limit=memory_limit, save_weight=save_weight, click_weight=click_weight,
                                     min_count=min_count, max_per_anchor=max_per_anchor, seed=seed, val=val,
-                                    test=test, strict=strict, on_events=report)
+                                    test=test, strict=strict, column_map=column_map, log_format=log_format,
+                                    surface=surface, action=action, pins_map=pins_map, pins_format=pins_format,
+                                    on_events=report,
+                                    notes=lambda line: console.print(line, highlight=False, markup=False))
     except PinTextError as error:  # a UBI cluster that fails
         fail(str(error), error.exit_code)
     except RecordError as error:
@@ -171,27 +171,6 @@ def pairs(
         from pintext.ingest.collect.ubi import ubi_summary
 
         console.print(ubi_summary(stats["ubi"]), highlight=False, markup=False)
-
-
-def _convert_click_log(console, events, pins, out: Path, column_map: Optional[str], log_format: Optional[str],
-                       surface: str, action: str, pins_map: Optional[str], pins_format: Optional[str],
-                       strict: bool) -> tuple[Path, Path]:
-    """--map / --pins-map: the click log (and product file) as events.jsonl (pins.jsonl) in `<out>.clicklog/`."""
-    from pintext.ingest.collect import clicklog
-    from pintext.ingest.collect.clicklog import ClickLogError
-
-    try:
-        if column_map is None:
-            raise ClickLogError("--pins-map needs --map (the click log's columns) too")
-        options = clicklog.ClickLogOptions(clicklog.parse_map(column_map, clicklog.EVENT_FIELDS), surface, action,
-                                           log_format)
-        product_map = clicklog.parse_map(pins_map, clicklog.PIN_FIELDS, "--pins-map") if pins_map else None
-        converted = clicklog.convert_click_log(events, pins, clicklog.work_folder(out), options, product_map,
-                                               pins_format, strict)
-    except ClickLogError as error:
-        fail(str(error), USAGE)
-    console.print(converted.summary_line(), highlight=False)
-    return converted.events, converted.pins
 
 
 def _check_ubi_index_names(queries_index: str, events_index: str, pins_index: str | None) -> None:
