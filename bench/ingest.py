@@ -1,4 +1,5 @@
-"""Ingest benchmark: `pintext ingest` (validate + encode + LSH-hash + bulk) against a plain bulk of the same pins.
+"""Ingest benchmark: PinText's ingest (validate + encode + tokens + bulk: `pintext.open(...).ingest`, in-process)
+against a plain bulk of the same pins.
 
 The baseline is what a team has before PinText: the same pins, read and bulk-indexed by the engine's plain bulk
 (`write_docs`: the same `streaming_bulk` as PinText's own writes), same batch size and one request in flight, into
@@ -10,9 +11,6 @@ extrapolated linearly to one million pins.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,15 +21,15 @@ BATCH = 500
 
 
 def pintext_ingest(pins: Path, model: Path, index: str, url: str, workers: int = 1) -> tuple[dict, float]:
-    """Run the real `pintext ingest` command; returns its JSON summary and the command's wall seconds."""
-    command = [str(Path(sys.executable).with_name("pintext")), "ingest", str(pins), "--model", str(model),
-               "--index", index, "--url", url, "--batch", str(BATCH), "--workers", str(workers), "--json",
-               "--checkpoint", str(pins.with_name(f"{pins.name}.{index}.bench-checkpoint.json"))]
+    """PinText's ingest as `pintext ingest` runs it (`pintext.open(...).ingest`, in-process); returns its summary
+    and its wall seconds."""
+    import pintext
+
+    served = pintext.open(model, url=url, index=index, engine="opensearch")
     with stopwatch() as timer:
-        finished = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "PINTEXT_PROGRESS": ""})
-    if finished.returncode != 0:
-        raise RuntimeError(f"`{' '.join(command)}` failed ({finished.returncode}): {finished.stderr[-2000:]}")
-    return json.loads(finished.stdout.strip().splitlines()[-1]), timer["seconds"]
+        summary = served.ingest(pins, batch=BATCH, workers=workers,
+                                checkpoint=pins.with_name(f"{pins.name}.{index}.bench-checkpoint.json"))
+    return summary, timer["seconds"]
 
 
 def plain_bulk(engine: Any, pins: Path, index: str, dim: int) -> tuple[int, float]:
@@ -89,7 +87,7 @@ def run(engine: Any, url: str, pins: Path, model: Path, index: str, dim: int, n_
             "pins_in_file": n_pins}
     markdown = "\n".join([
         f"{n_pins:,} synthetic pins, batches of {BATCH}, one bulk request in flight, same node, one after the "
-        "other. `pintext ingest` is the real command (a subprocess, its wall time includes its start-up); "
+        "other. PinText's ingest is `pintext.open(...).ingest`, the code `pintext ingest` runs, in-process; "
         "store size is the primary store after a flush, as `_cat/indices` shows it (segments not force-merged).",
         "",
         markdown_table(rows),
