@@ -396,3 +396,8 @@ def wait_until_ready(
 
 def _refuse_if_port_taken(settings: BrokerSettings) -> None:
     KafkaBroker(settings).refuse_taken_ports()
+
+
+def down(settings: BrokerSettings | None = None, grace_s: float = STOP_TIMEOUT_S) -> bool:
+    """Stop the broker this folder started; returns False if none was running. Other processes are never touched."""
+    return KafkaBroker(settings or settings_from_env()).stop(grace_s) is not None
