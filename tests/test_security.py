@@ -10,17 +10,14 @@ from __future__ import annotations
 import json
 import os
 import stat
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
 from tests.factories import BAD_LINES, make_model, make_pins, write_pins_file
+from tests.fixtures_cli import Ran, run_pintext
 
 pytestmark = pytest.mark.secure
 
-PINTEXT = str(Path(sys.executable).parent / "pintext")
 PIN_COUNT = 120
 INDEX = f"pins-sec{os.getpid()}"  # matches the roles' `pins*`; per session, so two sessions never collide
 QUERY = "w001 w002 w003"
@@ -31,16 +28,16 @@ CREDENTIAL_VARIABLES = ("OPENSEARCH_USER", "OPENSEARCH_PASSWORD", "ELASTICSEARCH
 SEEN: list[str] = []
 
 
-def pintext(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    clean = {key: value for key, value in os.environ.items() if key not in CREDENTIAL_VARIABLES}
-    done = subprocess.run([PINTEXT, *args], capture_output=True, text=True, timeout=300, env={**clean, **(env or {})})
+def pintext(*args: str, env: dict[str, str] | None = None) -> Ran:
+    """The installed `pintext` as a process of its own, without the caller's credential variables."""
+    done = run_pintext(args, env={**dict.fromkeys(CREDENTIAL_VARIABLES), **(env or {})}, real_process=True)
     SEEN.extend([done.stdout, done.stderr])
     return done
 
 
-def one_error_line(done: subprocess.CompletedProcess) -> str:
+def one_error_line(done: Ran) -> str:
     """The `error:` line of a failed run, after checking it failed with exit 1 and no traceback."""
-    assert done.returncode == 1, (done.returncode, done.stdout, done.stderr)
+    assert done.code == 1, (done.code, done.stdout, done.stderr)
     assert "Traceback" not in done.stderr + done.stdout
     errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1, done.stderr
@@ -59,12 +56,12 @@ def corpus(secure_node, tmp_path_factory):
     corpus = {"model": model, "pins": pins, "pins_file": pins_file, "valid": valid, "folder": folder, **state}
     ingested = pintext("ingest", str(pins_file), *as_user(secure_node, corpus, WRITER), "--json",
                        "--dead-letter", str(state["dead_letter"]), "--checkpoint", str(state["checkpoint"]))
-    assert ingested.returncode == 0, ingested.stderr
+    assert ingested.code == 0, ingested.stderr
     corpus["ingested"] = json.loads(ingested.stdout.strip().splitlines()[-1])
     yield corpus
     dropped = pintext("index", "delete", "--index", INDEX, "--url", secure_node.url, "--user", ADMIN,
                       "--password", secure_node.passwords[ADMIN], "--ca-certs", str(secure_node.ca_certs))
-    assert dropped.returncode == 0, dropped.stderr
+    assert dropped.code == 0, dropped.stderr
 
 
 def target(node, with_ca: bool = True) -> list[str]:
@@ -76,8 +73,8 @@ def as_user(node, corpus, user: str, with_ca: bool = True) -> list[str]:
             "--password", node.passwords[user]]
 
 
-def search_ids(done: subprocess.CompletedProcess) -> list[str]:
-    assert done.returncode == 0, done.stderr
+def search_ids(done: Ran) -> list[str]:
+    assert done.code == 0, done.stderr
     return [hit["id"] for hit in json.loads(done.stdout)["hits"]]
 
 
@@ -105,7 +102,7 @@ def test_writer_ingests_and_reader_finds_the_pins(secure_node, corpus):
     assert len(reader) == 5 and set(reader) <= {pin["id"] for pin in corpus["pins"]}
     assert reader == writer  # one index, one ranking, whoever asks
     related = pintext("related", reader[0], *as_user(secure_node, corpus, READER), "--k", "3", "--json")
-    assert related.returncode == 0, related.stderr
+    assert related.code == 0, related.stderr
     assert reader[0] not in [hit["id"] for hit in json.loads(related.stdout)["hits"]]
 
 
@@ -200,13 +197,13 @@ def test_eval_retrieval_reports_the_401_line_too(secure_node, corpus, tmp_path):
 
 def test_status_and_a_second_up_name_the_files_not_the_passwords(secure_node):
     status = pintext("opensearch", "status", "--secure", "--json")
-    assert status.returncode == 0, status.stderr
+    assert status.code == 0, status.stderr
     info = json.loads(status.stdout)
     assert info["health"]["status"] in ("green", "yellow") and info["url"] == secure_node.url
     assert any(plugin.startswith("opensearch-security ") for plugin in info["plugins"])
     assert info["ca_certs"] == str(secure_node.ca_certs)
     again = pintext("opensearch", "up", "--secure")
-    assert again.returncode == 0 and "already running" in again.stdout, again.stdout + again.stderr
+    assert again.code == 0 and "already running" in again.stdout, again.stdout + again.stderr
     assert f"passwords: in {secure_node.secrets_dir / 'credentials.json'} (mode 0600)" in again.stdout
     mode = stat.S_IMODE((secure_node.secrets_dir / "credentials.json").stat().st_mode)
     assert mode == 0o600 and stat.S_IMODE(secure_node.secrets_dir.stat().st_mode) == 0o700

@@ -9,12 +9,12 @@ from __future__ import annotations
 import json
 import os
 import stat
-import subprocess
 
 import pytest
 
 from tests import test_security as opensearch_security
 from tests.factories import BAD_LINES, make_model, make_pins, write_pins_file
+from tests.fixtures_cli import Ran
 from tests.test_security import QUERY, one_error_line, search_ids
 
 pytestmark = [pytest.mark.secure, pytest.mark.elasticsearch]
@@ -26,7 +26,7 @@ READER, WRITER, ADMIN = "pintext_reader", "pintext_writer", "admin"
 SEEN: list[str] = []
 
 
-def pintext(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+def pintext(*args: str, env: dict[str, str] | None = None) -> Ran:
     """The installed `pintext` without any credential variables of the caller's (tests/test_security.py's runner)."""
     done = opensearch_security.pintext(*args, env=env)
     SEEN.extend([done.stdout, done.stderr])
@@ -61,15 +61,15 @@ def corpus(secure_elasticsearch_node, tmp_path_factory):
     corpus = {"model": model, "pins": pins, "pins_file": pins_file, "valid": valid, "folder": folder,
               "dead_letter": folder / "rejected.jsonl", "checkpoint": folder / "checkpoint.json"}
     created = pintext("index", "create", *as_user(node, corpus, WRITER), "--pins", str(pins_file))
-    assert created.returncode == 0, created.stderr
+    assert created.code == 0, created.stderr
     corpus["created"] = created.stdout
     ingested = pintext("ingest", str(pins_file), *as_user(node, corpus, WRITER), "--json",
                        "--dead-letter", str(corpus["dead_letter"]), "--checkpoint", str(corpus["checkpoint"]))
-    assert ingested.returncode == 0, ingested.stderr
+    assert ingested.code == 0, ingested.stderr
     corpus["ingested"] = json.loads(ingested.stdout.strip().splitlines()[-1])
     yield corpus
     dropped = pintext("index", "delete", *target(node), "--user", ADMIN, "--password", node.passwords[ADMIN])
-    assert dropped.returncode == 0, dropped.stderr
+    assert dropped.code == 0, dropped.stderr
 
 
 # ---- what each user may do -------------------------------------------------------------------------------------
@@ -90,7 +90,7 @@ def test_writer_creates_and_ingests_and_reader_finds_the_pins(secure_elasticsear
     assert len(reader) == 5 and set(reader) <= {pin["id"] for pin in corpus["pins"]}
     assert reader == writer  # one index, one ranking, whoever asks
     info = pintext("index", "info", *target(node), "--user", READER, "--password", node.passwords[READER])
-    assert info.returncode == 0 and INDEX in info.stdout, info.stdout + info.stderr
+    assert info.code == 0 and INDEX in info.stdout, info.stdout + info.stderr
 
 
 def test_reader_cannot_ingest(secure_elasticsearch_node, corpus):
@@ -154,13 +154,13 @@ def test_an_untrusted_certificate_is_the_tls_line(secure_elasticsearch_node, cor
 def test_status_and_a_second_up_name_the_files_not_the_passwords(secure_elasticsearch_node):
     node = secure_elasticsearch_node
     status = pintext("elasticsearch", "status", "--secure", "--json")
-    assert status.returncode == 0, status.stderr
+    assert status.code == 0, status.stderr
     info = json.loads(status.stdout)
     assert info["health"]["status"] in ("green", "yellow") and info["url"] == node.url
     assert info["version"] == "8.15.0" and "x-pack-security" in info["modules"] and info["problems"] == []
     assert info["ca_certs"] == str(node.ca_certs)
     again = pintext("elasticsearch", "up", "--secure")
-    assert again.returncode == 0 and "already running" in again.stdout, again.stdout + again.stderr
+    assert again.code == 0 and "already running" in again.stdout, again.stdout + again.stderr
     assert f"passwords: in {node.secrets_dir / 'credentials.json'} (mode 0600)" in again.stdout
     mode = stat.S_IMODE((node.secrets_dir / "credentials.json").stat().st_mode)
     assert mode == 0o600 and stat.S_IMODE(node.secrets_dir.stat().st_mode) == 0o700

@@ -4,20 +4,19 @@ import json
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
-from pintext.cli import app
 from pintext.encoder import Encoder, HashedWords, write_runtime
 from pintext.fusion import FusionConfig
-from pintext.trainer.synthetic import make_pairs
 from pintext.trainer.train import LOSS_NAMES, TrainConfig, train
+from tests.factories import synthetic_pairs, word_table
+from tests.fixtures_cli import run_pintext
 
 FAST = dict(batch_size=32, dim=32, threads=1)
 
 
 @pytest.fixture(scope="module")
 def pairs_dir(tmp_path_factory):
-    return make_pairs(tmp_path_factory.mktemp("pairs"), n_topics=6, pins_per_topic=12, pairs_per_task=240, seed=5)
+    return synthetic_pairs(tmp_path_factory.mktemp("pairs"), seed=5)
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +64,7 @@ def test_lexical_start_matches_rare_words_before_training():
 
 def test_hashed_words_are_deterministic_and_match_each_other(tmp_path):
     tokenizer = _tokenizer(["red sofa", "blue couch"])
-    table = np.random.default_rng(0).standard_normal((tokenizer.get_vocab_size(), 64)).astype(np.float32)
+    table = word_table(tokenizer.get_vocab_size(), dim=64, seed=0)
     table *= 3.0 / np.linalg.norm(table, axis=1, keepdims=True)  # known words as long as the hashed ones
     table[0] = 0
     oov = HashedWords(seed=7, scale=3.0)
@@ -112,9 +111,9 @@ def test_exported_table_scores_what_early_stopping_recorded(pairs_dir, search_mo
 
 def test_train_without_flags_chooses_on_validation_and_writes_why(pairs_dir, tmp_path):
     out = tmp_path / "auto"
-    result = CliRunner().invoke(app, ["train", "--pairs", str(pairs_dir), "--out", str(out), "--dim", "32",
-                                      "--epochs", "2", "--threads", "1", "--budget", "60", "--json"])
-    assert result.exit_code == 0, result.output
+    result = run_pintext(["train", "--pairs", str(pairs_dir), "--out", str(out), "--dim", "32",
+                          "--epochs", "2", "--threads", "1", "--budget", "60", "--json"])
+    result.ok()
     selection = json.loads((out / "selection.json").read_text())
     ran = [trial for trial in selection["trials"] if trial["score"] is not None]
     assert ran and selection["chosen"] in {trial["name"] for trial in ran}
@@ -176,12 +175,12 @@ def test_every_candidate_runs_without_a_budget(pairs_dir, tmp_path):
 def test_default_tasks_are_the_folders_present(tmp_path):
     import shutil
 
-    pairs = make_pairs(tmp_path / "p", n_topics=4, pins_per_topic=8, pairs_per_task=120, seed=1)
+    pairs = synthetic_pairs(tmp_path / "p", n_topics=4, pins_per_topic=8, pairs_per_task=120, seed=1)
     shutil.rmtree(pairs / "homefeed")
     shutil.rmtree(pairs / "related")
-    result = CliRunner().invoke(app, ["train", "--pairs", str(pairs), "--out", str(tmp_path / "m"), "--dim", "16",
-                                      "--epochs", "1", "--threads", "1", "--no-tune", "--json"])
-    assert result.exit_code == 0, result.output
+    result = run_pintext(["train", "--pairs", str(pairs), "--out", str(tmp_path / "m"), "--dim", "16",
+                          "--epochs", "1", "--threads", "1", "--no-tune", "--json"])
+    result.ok()
     assert json.loads((tmp_path / "m" / "pintext_train.json").read_text())["config"]["tasks"] == ["search"]
 
 
