@@ -23,8 +23,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import os
-import subprocess
 import sys
 import zlib
 from dataclasses import dataclass
@@ -33,6 +31,7 @@ from pathlib import Path
 import pytest
 
 from tests.factories import make_model
+from tests.fixtures_cli import Ran, run_pintext
 from tests.serving_helpers import local_index
 from tests.test_kafka_collect import topic as kafka_topic  # noqa: F401 - a fixture: a fresh topic, deleted after
 
@@ -40,7 +39,6 @@ BAD = Path(__file__).parent / "data" / "bad"
 sys.path.insert(0, str(BAD))
 import make_corpus  # noqa: E402 - the corpus generator beside the files: its GOOD records and BAD_LINE
 
-PINTEXT = str(Path(sys.executable).parent / "pintext")
 TIMEOUT_S = 120
 LINE = make_corpus.BAD_LINE
 
@@ -181,9 +179,9 @@ class Run:
     extra: dict
 
 
-def run(args: list[str]) -> subprocess.CompletedProcess:
-    env = {**os.environ, "COLUMNS": "1000"}  # errors on one line however long the path
-    return subprocess.run([PINTEXT, *args], capture_output=True, text=True, timeout=TIMEOUT_S, env=env)
+def run(args: list[str], env: dict[str, str] | None = None) -> Ran:
+    # COLUMNS: errors on one line however long the path
+    return run_pintext(args, env={"COLUMNS": "1000", **(env or {})}, real_process=True, timeout=TIMEOUT_S)
 
 
 def entries_about(path: Path, dead_letters: list[Path], source: str | None = None) -> list[tuple]:
@@ -208,7 +206,7 @@ def served(model, tmp_path_factory) -> Path:
     local = tmp_path_factory.mktemp("served")
     done = run(["ingest", str(BAD / "pins" / "good.jsonl"), "--model", str(model), "--engine", "local",
                 "--local-dir", str(local), "--json", "--dead-letter", str(local / "rejected.jsonl")])
-    assert done.returncode == 0, done.stderr
+    assert done.code == 0, done.stderr
     return local
 
 
@@ -216,8 +214,8 @@ def run_ingest(path: Path, model: Path, tmp_path: Path) -> Run:
     local = tmp_path / "local"
     done = run(["ingest", str(path), "--model", str(model), "--engine", "local", "--local-dir", str(local),
                 "--json"])
-    if done.returncode:
-        return Run(done.returncode, done.stdout + done.stderr, 0, [], {})
+    if done.code:
+        return Run(done.code, done.stdout + done.stderr, 0, [], {})
     summary = json.loads(done.stdout.strip().splitlines()[-1])
     held = local_index(local).count()
     assert held == summary["indexed"] - summary["duplicate_ids"]  # a repeated id is one doc
@@ -234,8 +232,8 @@ def run_pairs(reader: str, path: Path, tmp_path: Path) -> Run:
         files[KIND[reader]] = str(path)
         args = ["--events", files["events"], "--pins", files["pins"], "--users", files["users"]]
     done = run(["pairs", *args, "--out", str(out)])
-    if done.returncode:
-        return Run(done.returncode, done.stdout + done.stderr, 0, [], {})
+    if done.code:
+        return Run(done.code, done.stdout + done.stderr, 0, [], {})
     counters = json.loads((out / "stats.json").read_text())["input"]
     # records read (a repeated id is read twice; the counter says how often the later one replaced the earlier)
     used = {"pairs-events": ("events_valid",), "pairs-pins": ("pins", "pins_duplicate_id"),
@@ -247,8 +245,8 @@ def run_pairs(reader: str, path: Path, tmp_path: Path) -> Run:
 def run_queries(path: Path, model: Path, served: Path) -> Run:
     done = run(["search", "--queries", str(path), "--model", str(model), "--engine", "local", "--local-dir",
                 str(served), "--json", "--k", "3"])
-    if done.returncode:
-        return Run(done.returncode, done.stdout + done.stderr, 0, [], {})
+    if done.code:
+        return Run(done.code, done.stdout + done.stderr, 0, [], {})
     answers = [json.loads(line) for line in done.stdout.splitlines() if line.strip()]
     return Run(0, done.stdout + done.stderr, len(answers), [], {})
 
@@ -334,17 +332,16 @@ def run_collect(path: Path, bootstrap: str, topic_name: str, tmp_path: Path) -> 
     """`produce FILE` (one partition, so message offset n is the n-th line sent), then `collect` until idle; the
     dead-letter entries of both, the collector's mapped back to the file's line of each message."""
     home = tmp_path / "home"  # where `produce` keeps its default dead letter
-    produced = subprocess.run([PINTEXT, "produce", str(path), "--bootstrap", bootstrap, "--topic", topic_name,
-                               "--partitions", "1"], capture_output=True, text=True, timeout=TIMEOUT_S,
-                              env={**os.environ, "PINTEXT_HOME": str(home), "COLUMNS": "1000"})
-    if produced.returncode == 2:
+    produced = run(["produce", str(path), "--bootstrap", bootstrap, "--topic", topic_name, "--partitions", "1"],
+                   env={"PINTEXT_HOME": str(home)})
+    if produced.code == 2:
         return Run(2, produced.stdout + produced.stderr, 0, [], {})
     out = tmp_path / "collected"
     collected = run(["collect", "--bootstrap", bootstrap, "--topic", topic_name, "--out", str(out), "--group",
                      f"group-{topic_name}", "--idle-timeout", "3"])
     output = produced.stdout + produced.stderr + collected.stdout + collected.stderr
-    if collected.returncode:
-        return Run(collected.returncode, output, 0, [], {})
+    if collected.code:
+        return Run(collected.code, output, 0, [], {})
     sent = [line for line, raw in enumerate(lines_of(path), start=1) if raw.strip()]
     entries = entries_about(path, sorted(home.rglob("*.rejected.jsonl")))  # lines produce did not send
     not_sent = {line for _source, line, _field, _reason in entries}
@@ -379,7 +376,7 @@ def test_bad_input_through_produce_and_collect(case, kafka_bootstrap, kafka_topi
 def test_produce_refuses_a_folder_or_a_missing_file(case, tmp_path):
     path = case_file(case, "events", tmp_path)
     done = run(["produce", str(path), "--bootstrap", "127.0.0.1:1", "--topic", "never-used"])
-    check(OUTCOMES[case]["collect"], Run(done.returncode, done.stdout + done.stderr, 0, [], {}), path)
+    check(OUTCOMES[case]["collect"], Run(done.code, done.stdout + done.stderr, 0, [], {}), path)
 
 
 @pytest.mark.opensearch
@@ -392,7 +389,7 @@ def test_huge_fields_on_a_real_node(opensearch, opensearch_url, opensearch_index
         {"id": "p-ok", "title": "w003"}]) + "\n")
     done = run(["ingest", str(path), "--model", str(model), "--url", opensearch_url, "--index", opensearch_index_name,
                 "--json", "--no-tune"])
-    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr[-2000:]
+    assert done.code == 0 and "Traceback" not in done.stderr, done.stderr[-2000:]
     summary = json.loads(done.stdout.strip().splitlines()[-1])
     [entry] = [json.loads(line) for line in Path(summary["dead_letter"]).read_text().splitlines()]
     opensearch.indices.refresh(index=opensearch_index_name)

@@ -13,7 +13,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -21,10 +20,10 @@ from pathlib import Path
 import pytest
 
 from pintext.encoder import Encoder
-from tests.factories import make_model, make_pins
+from tests.factories import make_model, make_pins, synthetic_pairs, write_pins
+from tests.fixtures_cli import PINTEXT, Ran, run_pintext
 from tests.fixtures_engines import in_ci
 
-PINTEXT = str(Path(sys.executable).parent / "pintext")
 TIMEOUT_S = 300
 FULL, READ_ONLY = 1, 2  # exit codes: the run failed (free space, run again) / the place is wrong (pintext.cli.disk)
 
@@ -85,16 +84,16 @@ def fill_up(folder: Path) -> Path:
     return filler
 
 
-def pintext(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([PINTEXT, *args], capture_output=True, text=True, timeout=TIMEOUT_S,
-                          env={**os.environ, **(env or {})})
+def pintext(*args: str, env: dict | None = None) -> Ran:
+    """A real process: a full disk or a read-only folder must end it with one line and its exit code."""
+    return run_pintext(args, env=env, real_process=True)
 
 
-def one_error_line(run: subprocess.CompletedProcess, code: int, *words: str) -> str:
+def one_error_line(run: Ran, code: int, *words: str) -> str:
     """The run failed with `code` and said so in one `error:` line holding `words`, without a traceback."""
     assert "Traceback" not in run.stderr and "Traceback" not in run.stdout, run.stderr[-3000:]
     errors = [line for line in run.stderr.splitlines() if line.startswith("error:")]
-    assert run.returncode == code and len(errors) == 1, (run.returncode, run.stderr[-3000:])
+    assert run.code == code and len(errors) == 1, (run.code, run.stderr[-3000:])
     for word in words:
         assert word in errors[0], errors[0]
     return errors[0]
@@ -115,9 +114,7 @@ def entries(folder: Path) -> set[str]:
 
 @pytest.fixture(scope="module")
 def pairs_dir(tmp_path_factory) -> Path:
-    from pintext.trainer.synthetic import make_pairs
-
-    return make_pairs(tmp_path_factory.mktemp("pairs"), n_topics=6, pins_per_topic=12, pairs_per_task=240, seed=3)
+    return synthetic_pairs(tmp_path_factory.mktemp("pairs"))
 
 
 def train_args(pairs: Path, out: Path, *extra: str) -> list[str]:
@@ -157,7 +154,7 @@ def test_a_train_killed_mid_build_leaves_no_debris_for_the_next_run(small_fs, pa
     (leftover / "trials").mkdir(parents=True)
     (leftover / "model.safetensors").write_bytes(b"\0" * 1000)
     run = pintext(*train_args(pairs_dir, fs / "model", "--dim", "8", "--no-subwords"))
-    assert run.returncode == 0, run.stderr[-3000:]
+    assert run.code == 0, run.stderr[-3000:]
     assert entries(fs) == {"model", ".model.lock"}
     assert Encoder.load(fs / "model").dim == 8
     record = json.loads((fs / "model" / "pintext_train.json").read_text())
@@ -171,7 +168,7 @@ def test_a_train_killed_mid_build_leaves_no_debris_for_the_next_run(small_fs, pa
 def events(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("synth")
     run = pintext("synth", "--out", str(folder), "--pins", "200", "--users", "50", "--events", "3000")
-    assert run.returncode == 0, run.stderr[-3000:]
+    assert run.code == 0, run.stderr[-3000:]
     return folder
 
 
@@ -183,7 +180,7 @@ def pairs_args(events: Path, out: Path, *extra: str) -> list[str]:
 def test_pairs_into_a_full_disk_is_one_line_and_keeps_the_previous_pairs_folder(small_fs, events):
     fs = small_fs(320)  # one pairs folder fits (~230 KiB), not a second one beside it
     first = pintext(*pairs_args(events, fs / "pairs"))
-    assert first.returncode == 0, first.stderr[-3000:]
+    assert first.code == 0, first.stderr[-3000:]
     before = snapshot(fs / "pairs")
     again = pintext(*pairs_args(events, fs / "pairs", "--seed", "1"))
     one_error_line(again, FULL, f"cannot write pairs folder {fs / 'pairs'}", "no space left")
@@ -216,7 +213,7 @@ def test_ingest_with_a_full_state_folder_is_one_line_and_makes_no_index(opensear
     fs = small_fs(256)
     model = make_model(tmp_path / "model")
     pins_file = tmp_path / "pins.jsonl"
-    pins_file.write_text("".join(json.dumps(pin) + "\n" for pin in make_pins(300)), encoding="utf-8")
+    write_pins(pins_file, make_pins(300))
     filler = fill_up(fs)
     state = {"PINTEXT_STATE_DIR": str(fs / "state")}
     run = pintext(*ingest_args(pins_file, model, opensearch_url, opensearch_index_name), env=state)
@@ -225,7 +222,7 @@ def test_ingest_with_a_full_state_folder_is_one_line_and_makes_no_index(opensear
     assert not [path for path in fs.rglob("*") if path.is_file() and path != filler]  # no lock, no dead letter
     filler.unlink()  # room again: the same command goes through
     again = pintext(*ingest_args(pins_file, model, opensearch_url, opensearch_index_name), env=state)
-    assert again.returncode == 0, again.stderr[-3000:]
+    assert again.code == 0, again.stderr[-3000:]
     assert json.loads(again.stdout.strip().splitlines()[-1])["indexed"] == 300
     remount(fs, "ro")
     read_only = pintext(*ingest_args(pins_file, model, opensearch_url, opensearch_index_name), env=state)
@@ -260,7 +257,7 @@ def test_a_dead_letter_filling_the_disk_mid_ingest_keeps_whole_lines_and_resumes
     assert entries(fs) == {"rejected.jsonl", "checkpoint.json", "checkpoint.json.lock"}
     remount(fs, "size=2m")  # room again
     resumed = pintext(*args, "--resume")
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert resumed.code == 0, resumed.stderr[-3000:]
     opensearch.indices.refresh(index=f"{opensearch_index_name}*")
     assert opensearch.count(index=opensearch_index_name)["count"] == len(pins)
     assert {json.loads(line)["line"] for line in dead_letter.read_text().splitlines()} == set(bad_lines)
@@ -308,15 +305,16 @@ def test_a_place_the_user_may_not_write_is_one_line_each(small_fs):
     source.write_text("anchor,positive\n" + "".join(f"query{i} red,pin{i} red shoes\n" for i in range(30)))
     model = make_model(fs / "model")
     pins_file = fs / "pins.jsonl"
-    pins_file.write_text("".join(json.dumps(pin) + "\n" for pin in make_pins(20)), encoding="utf-8")
+    write_pins(pins_file, make_pins(20))
     writable = fs / "writable"
     writable.mkdir(mode=0o777)
     os.chmod(writable, 0o777)
     as_nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "env", f"HOME={writable}",
                  f"PINTEXT_STATE_DIR={locked / 'state'}", PINTEXT]
 
-    def run(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([*as_nobody, *args], capture_output=True, text=True, timeout=TIMEOUT_S, cwd=writable)
+    def run(*args: str) -> Ran:
+        return Ran.of_process(args, subprocess.run([*as_nobody, *args], capture_output=True, text=True,
+                                                   timeout=TIMEOUT_S, cwd=writable))
 
     one_error_line(run("pairs", "--import", str(source), "--task", "search", "--out", str(locked / "pairs")),
                    READ_ONLY, f"cannot write pairs folder {locked / 'pairs'}", "permission denied")

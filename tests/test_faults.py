@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -19,11 +18,11 @@ from pathlib import Path
 import pytest
 
 from tests.factories import BAD_LINES, OOV_ID, make_pins, write_pins_file
+from tests.fixtures_cli import PINTEXT
 from tests.test_ingest import wait_for
 
 pytestmark = [pytest.mark.opensearch, pytest.mark.faults]
 
-PINTEXT = str(Path(sys.executable).parent / "pintext")
 PINS = 2_000
 BATCH = "25"
 KILL_AFTER_LINE = 200  # the checkpoint must show this much progress before the fault

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -23,6 +22,7 @@ import pytest
 
 from pintext.ingest.indexer import IngestLock, default_state
 from tests.factories import make_model, make_pins
+from tests.fixtures_cli import PINTEXT
 from tests.test_ingest import cli
 
 REJECTED_LINES = tuple(range(7, 7 + 10 * 29, 29))  # 10 bad lines spread over the file
@@ -41,8 +41,8 @@ def write_pins_with_bad_lines(path: Path, count: int, id_prefix: str = "pin") ->
 
 
 def ingest_command(pins_file: Path, model: Path, url: str, index: str) -> list[str]:
-    return [str(Path(sys.executable).parent / "pintext"), "ingest", str(pins_file), "--model", str(model),
-            "--index", index, "--url", url, "--batch", "100", "--json"]
+    return [PINTEXT, "ingest", str(pins_file), "--model", str(model), "--index", index, "--url", url, "--batch",
+            "100", "--json"]
 
 
 def run_together(tmp_path: Path, *commands: list[str],
