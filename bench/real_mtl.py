@@ -9,7 +9,9 @@ READS ../shared/data/real/ (never committed) through `python -m pintext.bench.re
     pintext train --pairs WORK/pairs --tasks search --out WORK/SR
     pintext eval-retrieval --model WORK/<model> --corpus corpus.jsonl --judgments test_qrels.csv --systems exact
 
-and writes docs/results/real/multitask.md (mean +- std over the splits, which model each default run kept).
+each step in-process through the Python API (`pintext.pairs`, `pintext.train`,
+`pintext.evaluation.evaluate_retrieval`: the code these commands run), and writes
+docs/results/real/multitask.md (mean +- std over the splits, which model each default run kept).
 
     python -m pintext.bench.real_mtl [--splits 3] [--work out/real-mtl]
 """
@@ -22,30 +24,38 @@ import sys
 import time
 from pathlib import Path
 
-from pintext.bench.real_eval import REAL_REPORT_DIR, REPO, CommandFailed, prepare_real, run_pintext
+from pintext.bench.real_eval import REAL_REPORT_DIR, REPO, CommandFailed, prepare_real, timed_step
 from pintext.bench.realdata import DEFAULT_SHARED
 from pintext.constants import RELATED, SEARCH
 from pintext.trainer.retrieval import METRICS, mean_and_std
 
-MODELS: dict[str, list[str]] = {"SR": ["--tasks", SEARCH], "MTL": []}
+MODELS: dict[str, dict] = {"SR": {"tasks": [SEARCH]}, "MTL": {}}
 
 
 def one_split(prepared: Path, work: Path, split: int) -> dict:
-    folder = prepared / f"split{split}"
+    """pairs, then SR and MTL trained and evaluated (exact), in-process through the Python API."""
+    import pintext
+    from pintext.evaluation import EvalInputs, Node, evaluate_retrieval
+
+    folder = REPO / prepared / f"split{split}"
     log: list[dict] = []
-    pairs = work / f"split{split}" / "pairs"
-    run_pintext(["pairs", "--import", str(folder / "train_pairs.csv"), "--task", SEARCH,
-                 "--import", str(folder / "related_pairs.csv"), "--task", RELATED,
-                 "--val", "0.1", "--test", "0", "--out", str(pairs)], log)
+    pairs = REPO / work / f"split{split}" / "pairs"
+    imports = [(folder / "train_pairs.csv", SEARCH), (folder / "related_pairs.csv", RELATED)]
+    timed_step(f"pintext pairs --import {imports[0][0]} --task {SEARCH} --import {imports[1][0]} --task {RELATED} "
+               f"--val 0.1 --test 0 --out {pairs}", log,
+               lambda: pintext.pairs(pairs, imports=imports, val=0.1, test=0.0))
     result: dict = {"split": split, "commands": log}
-    for name, flags in MODELS.items():
-        model = work / f"split{split}" / name
-        run_pintext(["train", "--pairs", str(pairs), "--out", str(model), *flags], log)
-        run_pintext(["eval-retrieval", "--model", str(model), "--corpus", str(prepared / "corpus.jsonl"),
-                     "--judgments", str(folder / "test_qrels.csv"), "--systems", "exact",
-                     "--out", str(model / "eval")], log)
-        evaluation = json.loads((REPO / model / "eval" / "results.json").read_text(encoding="utf-8"))
-        selection = json.loads((REPO / model / "selection.json").read_text(encoding="utf-8"))
+    for name, options in MODELS.items():
+        model = REPO / work / f"split{split}" / name
+        flags = " --tasks search" if options else ""
+        timed_step(f"pintext train --pairs {pairs} --out {model}{flags}", log,
+                   lambda: pintext.train(pairs, model, **options))
+        command = (f"pintext eval-retrieval --model {model} --corpus {REPO / prepared / 'corpus.jsonl'} --judgments "
+                   f"{folder / 'test_qrels.csv'} --systems exact --out {model / 'eval'}")
+        inputs = EvalInputs(REPO / prepared / "corpus.jsonl", folder / "test_qrels.csv", model / "eval", model,
+                            systems=("exact",), command=command)
+        evaluation = timed_step(command, log, lambda: evaluate_retrieval(inputs, Node()))
+        selection = json.loads((model / "selection.json").read_text(encoding="utf-8"))
         result[name] = {"means": evaluation["systems"]["exact"]["mean"], "chosen": selection["chosen"],
                         "why": selection["why"]}
     return result
