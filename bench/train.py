@@ -48,7 +48,8 @@ def run(sample_dir: Path, work_dir: Path, epochs: float = 3.0) -> tuple[str, dic
         f"`pintext pairs` on the sample's events took {pairs_seconds:.1f} s. `pintext train --epochs {epochs:g}` "
         f"(multitask, dim 64, {summary.get('device')}) trained {summary.get('train_pairs'):,} pairs x "
         f"{epochs:g} epochs in **{summary.get('seconds'):.1f} s** of training "
-        f"(**{summary.get('pairs_per_second'):,.0f} pairs/s**), {train_wall:.1f} s wall for the whole `pintext.train` call "
+        f"(**{summary.get('pairs_per_second'):,.0f} pairs/s**), {train_wall:.1f} s wall for the whole "
+        "`pintext.train` call "
         f"(selection, vocabulary, export included). Vocabulary: {summary.get('vocab_size'):,} words.",
         "",
         "Quality it reached, search task, test split (the trainer's own evaluation):",
