@@ -202,14 +202,14 @@ def filter_clause(board: str | None) -> dict | None:
     return None if board is None else {"terms": {"board": [board]}}
 
 
-def hnsw_body(dim: int) -> dict:
+def hnsw_body(dim: int, m: int = HNSW_M) -> dict:
     return {"settings": {"index": {"knn": True, "number_of_shards": 1, "number_of_replicas": 0,
                                    "refresh_interval": "-1"}},
             "mappings": {"dynamic": False, "properties": {
                 "board": {"type": "keyword"},
                 "vector": {"type": "knn_vector", "dimension": int(dim), "method": {
                     "name": "hnsw", "engine": "lucene", "space_type": "innerproduct",
-                    "parameters": {"m": HNSW_M, "ef_construction": HNSW_EF_CONSTRUCTION}}}}}}
+                    "parameters": {"m": int(m), "ef_construction": HNSW_EF_CONSTRUCTION}}}}}}
 
 
 def knn_body(vector: np.ndarray, board: str | None, k: int, ef_search: int | None, post_filter: bool = False) -> dict:
@@ -280,17 +280,18 @@ def build_pintext_index(engine: Any, encoder: Any, corpus: Corpus, vectors: np.n
     return Searcher.for_index(engine, PINTEXT_INDEX), {**info, "tokens": tokens}
 
 
-def build_hnsw_index(engine: Any, corpus: Corpus) -> dict:
-    engine.delete(HNSW_INDEX)
-    body = hnsw_body(corpus.unit.shape[1])
-    engine.create_plain(HNSW_INDEX, body["mappings"], body["settings"])
-    docs = ((pin["id"], {"board": pin["board"], "vector": np.asarray(vector, dtype=np.float32)})
+def build_hnsw_index(engine: Any, corpus: Corpus, index: str = HNSW_INDEX, m: int = HNSW_M) -> dict:
+    """Lucene HNSW over the corpus' unit vectors (and the board keyword), written through the engine's plain bulk."""
+    engine.delete(index)
+    body = hnsw_body(corpus.unit.shape[1], m)
+    engine.create_plain(index, body["mappings"], body["settings"])
+    docs = ((pin["id"], {"board": pin.get("board"), "vector": np.asarray(vector, dtype=np.float32)})
             for pin, vector in zip(corpus.pins, corpus.unit))
     with stopwatch() as writing:
-        outcome = engine.write_docs(HNSW_INDEX, docs, batch=HNSW_BATCH)
+        outcome = engine.write_docs(index, docs, batch=HNSW_BATCH)
     if outcome.failed:
         raise RuntimeError(f"bulk failed: {list(outcome.failed.items())[:3]}")
-    return {"write_seconds": writing["seconds"], **finish_index(engine, HNSW_INDEX)}
+    return {"m": int(m), "write_seconds": writing["seconds"], **finish_index(engine, index)}
 
 
 def timed(run: Callable[[Any], tuple[list[str], list[str]]], items: Sequence[Any],
