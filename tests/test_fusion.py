@@ -50,7 +50,7 @@ def test_config_fuse_weight_extremes_give_one_side_first():
     assert [doc for doc, _ in FusionConfig(method="rrf", weight=1.0).fuse(bm25, pintext)] == ["c", "b", "d", "a"]
     assert [doc for doc, _ in FusionConfig(method="blend", weight=1.0).fuse(bm25, pintext)] == ["c", "b", "a", "d"]
     # Equal weights under RRF: b is second in both lists, c first in one and third in the other.
-    assert [doc for doc, _ in FusionConfig().fuse(bm25, pintext)] == ["c", "b", "a", "d"]
+    assert [doc for doc, _ in FusionConfig(method="rrf", weight=0.5).fuse(bm25, pintext)] == ["c", "b", "a", "d"]
 
 
 @pytest.mark.parametrize("fields,message", [({"method": "max"}, "fusion method"), ({"weight": 1.5}, "weight"),
@@ -61,7 +61,7 @@ def test_config_refuses_bad_values(fields, message):
 
 
 def test_config_loads_the_default_without_a_file_and_round_trips(tmp_path):
-    assert FusionConfig.load(tmp_path) == FusionConfig(method="rrf", rrf_k=60, weight=0.5)
+    assert FusionConfig.load(tmp_path) == FusionConfig(method="blend", rrf_k=60, weight=0.9)
     assert FusionConfig.load(None) == FusionConfig()
     FusionConfig(method="blend", rrf_k=20, weight=0.7).save(tmp_path)
     assert json.loads((tmp_path / HYBRID_FILE).read_text()) == {"method": "blend", "rrf_k": 20, "weight": 0.7}

@@ -82,7 +82,7 @@ def test_bm25_finds_the_word_matches_and_pintext_is_the_cosine_order_of_candidat
 def test_hybrid_is_the_rrf_of_both_rankings_with_both_sides_on_each_hit(hybrid_corpus):
     searcher = hybrid_corpus["searcher"]
     vector = hybrid_corpus["encoder"].encode([QUERY])[0]
-    fused = searcher.hybrid_search(QUERY, vector, k=10, fusion=FusionConfig(), depth=20)
+    fused = searcher.hybrid_search(QUERY, vector, k=10, fusion=FusionConfig(method="rrf", weight=0.5), depth=20)
     bm25_ids = [hit.id for hit in searcher.bm25_search(QUERY, k=20)]
     pintext_ids = pintext_order(hybrid_corpus, QUERY)[:20]
     expected = reciprocal_rank_fusion([bm25_ids, pintext_ids], k=60, weights=[0.5, 0.5])[:10]
@@ -99,9 +99,9 @@ def test_hybrid_is_the_rrf_of_both_rankings_with_both_sides_on_each_hit(hybrid_c
 def test_fusion_weight_one_is_pintext_order_and_zero_is_bm25_first(hybrid_corpus):
     searcher = hybrid_corpus["searcher"]
     vector = hybrid_corpus["encoder"].encode([QUERY])[0]
-    all_pintext = searcher.hybrid_search(QUERY, vector, k=10, fusion=FusionConfig(weight=1.0), depth=20)
+    all_pintext = searcher.hybrid_search(QUERY, vector, k=10, fusion=FusionConfig(method="rrf", weight=1.0), depth=20)
     assert [hit.id for hit in all_pintext] == pintext_order(hybrid_corpus, QUERY)[:10]
-    all_bm25 = searcher.hybrid_search(QUERY, vector, k=3, fusion=FusionConfig(weight=0.0), depth=20)
+    all_bm25 = searcher.hybrid_search(QUERY, vector, k=3, fusion=FusionConfig(method="rrf", weight=0.0), depth=20)
     assert [hit.id for hit in all_bm25] == [hit.id for hit in searcher.bm25_search(QUERY, k=3)]
 
 
@@ -120,7 +120,7 @@ def test_cli_hybrid_blend_json_and_explain(hybrid_corpus, opensearch):
     assert [hit["id"] for hit in answer["hits"]] == [doc for doc, _ in expected]
     assert answer["hits"][0]["bm25_rank"] == 1 and answer["hits"][0]["pintext_rank"] == 1
     table = run_pintext([*base, "--explain"], env={"COLUMNS": "250"})
-    assert "BM25 rank" in table.stdout and "PinText rank" in table.stdout and "rrf" in table.stdout
+    assert "BM25 rank" in table.stdout and "PinText rank" in table.stdout and "blend" in table.stdout
 
 
 def test_model_hybrid_json_is_the_default_and_flags_override_it(hybrid_corpus, opensearch):
@@ -171,7 +171,7 @@ def test_dsl_hybrid_prints_both_requests_and_they_search_alike(hybrid_corpus, op
     result = run_pintext(["dsl", QUERY, "--hybrid", "--k", "5", "--depth", "20", "--model",
                           str(hybrid_corpus["model_dir"]), *os_args(opensearch, hybrid_corpus["index"])])
     result.ok()
-    assert result.stdout.startswith("# hybrid: both requests, then rrf fusion")
+    assert result.stdout.startswith("# hybrid: both requests, then blend fusion in the client (PinText weight 0.9,")
     requests = {}
     for part in result.stdout.split("\n# ")[1:]:
         side, request_line, body = part.split("\n", 2)

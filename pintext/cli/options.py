@@ -67,7 +67,7 @@ NoTuneOption = Annotated[bool, typer.Option("--no-tune", help="When the index is
 TokensOption = Annotated[Optional[str], typer.Option(
     "--tokens", help="When the index is created: its token family, lsh (random hyperplanes), kmeans (learned "
                      "centroids, fitted on the corpus) or auto (tune both, keep the cheaper at the target recall); "
-                     "default lsh.")]
+                     "default auto.")]
 TuneQueriesOption = Annotated[Optional[Path], typer.Option("--tune-queries", exists=True, dir_okay=False,
                                                            help="Query texts to tune on (one JSON line each); "
                                                                 "default: sampled pins.")]
@@ -86,10 +86,10 @@ ReplicasOption = Annotated[Optional[int], typer.Option(
 
 
 FusionOption = Annotated[Optional[FusionMethod], typer.Option("--fusion", help="With --hybrid: rrf or blend; "
-                                                              "default MODEL/hybrid.json, else rrf.")]
+                                                              "default MODEL/hybrid.json, else blend.")]
 FusionWeightOption = Annotated[Optional[float], typer.Option("--fusion-weight", min=0.0, max=1.0,
                                                              help="With --hybrid: PinText's share (BM25 gets "
-                                                                  "the rest); default MODEL/hybrid.json, else 0.5.")]
+                                                                  "the rest); default MODEL/hybrid.json, else 0.9.")]
 DepthOption = Annotated[int, typer.Option("--depth", min=1, help="With --hybrid: hits each side contributes to "
                                                                  "the fusion (at least --k).")]
 HybridOption = Annotated[bool, typer.Option("--hybrid", help="Fuse BM25 and PinText rankings (client side).")]

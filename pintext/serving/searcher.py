@@ -136,7 +136,7 @@ class Searcher:
                       probes: int | None = None, filters: Filters = NO_FILTERS,
                       match: ExactMatch = ExactMatch()) -> list[SearchHit]:
         """BM25 and PinText (with `match`'s exact-match signal), each `depth` deep (at least k), fused by `fusion`
-        (default RRF, equal weights).
+        (default: `pintext.fusion.FusionConfig()`).
 
         A query with no known word (`vector` None or zero) is BM25 alone.
         """
