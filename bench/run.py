@@ -48,18 +48,20 @@ class Profile:
     target_recall: float = 0.95
     extra_lsh_fields: bool = True  # also measure the default and a many-bits LSH on extra token fields
     tokens_pins: int = 100_000  # real-text pins of the token-family section (bench/tokens.py)
+    catalogue_pins: int = 100_000  # pins of the catalogue-like corpus the catalogue section runs (bench/catalogue.py)
 
 
 PROFILES = {
     "tiny": Profile("tiny", pins=5_000, encode_texts=5_000, minilm_texts=200, tune_queries=100, node_queries=50,
                     exact_queries=20, synth_pins=5_000, tables=(32, 64), bits=(6, 8), probes=(0, 1),
-                    windows=(50, 200), epochs=1.0, tokens_pins=5_000),
+                    windows=(50, 200), epochs=1.0, tokens_pins=5_000, catalogue_pins=5_000),
     "quick": Profile("quick", pins=100_000, encode_texts=50_000, minilm_texts=2_000, tune_queries=300,
                      node_queries=300, exact_queries=100, synth_pins=100_000, tables=(16, 32, 64, 128),
                      bits=(8, 10, 12, 14), probes=(0, 1, 2), windows=(500, 1000, 2000, 4000)),
     "full": Profile("full", pins=1_000_000, encode_texts=50_000, minilm_texts=2_000, tune_queries=500,
                     node_queries=500, exact_queries=100, synth_pins=1_000_000, tables=(16, 32, 64, 128),
-                    bits=(10, 12, 14, 16), probes=(0, 1, 2), windows=(1000, 2000, 4000, 8000), tokens_pins=1_000_000),
+                    bits=(10, 12, 14, 16), probes=(0, 1, 2), windows=(1000, 2000, 4000, 8000), tokens_pins=1_000_000,
+                    catalogue_pins=1_000_000),
     # Latency at 1M pins on a 2-core machine in minutes, not hours: a small grid around the quick profile's
     # choice, no HNSW build and no extra token fields (each of those re-indexes 1M documents). Its `tokens`
     # section is issue 11's benchmark: both token families, HNSW and the exact script on the same 1M real-text
@@ -67,7 +69,7 @@ PROFILES = {
     "scale": Profile("scale", pins=1_000_000, encode_texts=50_000, minilm_texts=200, tune_queries=300,
                      node_queries=300, exact_queries=50, synth_pins=1_000_000, tables=(64,), bits=(8, 10),
                      probes=(0, 1), windows=(2000, 4000), hnsw=False, extra_lsh_fields=False,
-                     tokens_pins=1_000_000),
+                     tokens_pins=1_000_000, catalogue_pins=1_000_000),
 }
 
 
@@ -437,6 +439,34 @@ def _token_goals(report: Report, data: dict) -> None:
                 else f"no HNSW setting measured comes within {SAME_RECALL} of that recall")
 
 
+CATALOGUE_FOLDER = "catalogue"  # the catalogue section's own report, under the run's --out
+CATALOGUE_CORPUS_PINS = 1_000_000  # the catalogue is built once at this size; smaller runs take a seeded sample
+
+
+def section_catalogue(ctx: Context, report: Report) -> None:
+    """Issue 20's "Done when" on the real Home Depot titles and the catalogue-like corpus (bench/catalogue.py, its
+    own report in OUT/catalogue): PinText as served vs HNSW m 16/32 and the exact script, store and ingest. Needs
+    the real data folder, a Home Depot model and its held-out queries (see `python -m pintext.bench.catalogue`)."""
+    from pintext.bench import catalogue
+
+    corpus = ctx.work / "catalogue" / "pins.jsonl"
+    if not corpus.is_file() and catalogue.main(["build", "--pins", str(CATALOGUE_CORPUS_PINS), "--out",
+                                                str(corpus)]) != 0:
+        raise RuntimeError("python -m pintext.bench.catalogue build failed (its output says why)")
+    out = ctx.out / CATALOGUE_FOLDER
+    argv = ["run", "--catalogue", str(corpus), "--catalogue-pins", str(ctx.profile.catalogue_pins), "--out", str(out),
+            "--work", str(ctx.work / "catalogue")]
+    if catalogue.main(argv) != 0:
+        raise RuntimeError(f"python -m pintext.bench.catalogue {' '.join(argv)} failed (its output says why)")
+    data = json.loads((out / "results.json").read_text())
+    rows = [{"corpus": run["label"], "target": verdict["target"], "measured": verdict["measured"],
+             "met": "yes" if verdict["met"] else "NO"} for run in data["sets"] for verdict in run["verdicts"]]
+    link = f"[{CATALOGUE_FOLDER}/report.md]({CATALOGUE_FOLDER}/report.md)"
+    report.add(CATALOGUE_FOLDER, "Issue 20 on real titles and a catalogue-like corpus (bench/catalogue.py)",
+               f"Whole report: {link}.\n\n" + markdown_table(rows), {"report": f"{CATALOGUE_FOLDER}/results.json"},
+               0.0)
+
+
 def rerender_tokens(out: Path) -> None:
     """Write OUT/REPORT.md again from OUT/report.json and OUT/token-families/results.json (a run of the tokens
     section alone: `--only tokens`), with today's reading of the same figures; nothing is measured again."""
@@ -468,7 +498,9 @@ SECTIONS: list[tuple[str, str, Callable[[Context, Report], None], tuple[str, ...
     ("retrieval", "Retrieval on the real node", section_retrieval, ("ingest",)),
     ("quality", "Quality vs cost", section_quality, ("train",)),
     ("tokens", "Token families on real text vs HNSW", section_tokens, ()),
+    ("catalogue", "Issue 20 on real titles and a catalogue-like corpus", section_catalogue, ()),
 ]
+ON_REQUEST = {"catalogue"}  # sections run only when `--only` names them (they need data outside the repository)
 
 
 def run(profile_name: str, out: Path, only: set[str] | None = None, log: Callable[[str], None] = print) -> Report:
@@ -486,6 +518,8 @@ def run(profile_name: str, out: Path, only: set[str] | None = None, log: Callabl
     try:
         for key, title, function, needs in SECTIONS:
             if only and key not in only and not any(key in _needs_of(other) for other in only):
+                continue
+            if key in ON_REQUEST and not (only and key in only):
                 continue
             missing = [need for need in needs if need not in done]
             if missing:
