@@ -18,10 +18,11 @@ HYBRID_FILE = "hybrid.json"
 FUSION_METHODS = ("rrf", "blend")
 DEFAULT_RRF_K = 60
 # Without a MODEL/hybrid.json (or with too few validation queries to choose one), PinText's side carries 0.9 of a
-# min-max blend. Once PinText's ranking holds the exact-match signal, BM25 mostly re-finds its top hits: measured
-# offline on three real sets (three splits each, docs/results/real), RRF with equal weights fell below PinText served
-# alone on every set (NDCG@10 Crowdflower 0.741 vs 0.750, Best Buy 0.596 vs 0.615, Home Depot 0.355 vs 0.371), while
-# a 0.9 blend was level or ahead (0.751, 0.617, 0.369), and validation chose it wherever it had 100+ queries.
+# min-max blend. Once PinText's ranking holds the exact-match signal, BM25 mostly re-finds its top hits. Measured
+# offline (served = exact cosine + the model's exact-match signal; BM25 = OpenSearch's on Crowdflower, 3 splits, and
+# Home Depot, split 0; bm25s on Best Buy, 3 splits), NDCG@10 of RRF with equal weights vs served alone vs a 0.9 blend:
+# Crowdflower 0.741 / 0.750 / 0.751, Best Buy 0.596 / 0.615 / 0.617, Home Depot 0.355 / 0.371 / 0.369; validation
+# chose the 0.9 blend wherever it had 100+ queries (Home Depot, Best Buy).
 DEFAULT_FUSION_METHOD = "blend"
 DEFAULT_FUSION_WEIGHT = 0.9
 
