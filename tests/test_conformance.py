@@ -177,7 +177,9 @@ def serve_corpus(request, corpus, tmp_path_factory, prefix: str, *ingest_args: s
 
 @pytest.fixture(scope="module", params=engine_params())
 def served(request, corpus, tmp_path_factory) -> Served:
-    yield from serve_corpus(request, corpus, tmp_path_factory, "conformance")
+    """Random hyperplanes (a first stage ranked by tables matched, a rescore window), which these tests replay;
+    `served_kmeans` is the other family (what `auto` picks on larger corpora)."""
+    yield from serve_corpus(request, corpus, tmp_path_factory, "conformance", "--tokens", "lsh")
 
 
 # ---- PinText search --------------------------------------------------------------------------------------------

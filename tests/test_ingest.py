@@ -364,7 +364,7 @@ def test_index_create_then_ingest_tunes_on_the_ingested_file_local(tmp_path, mod
     write_pins_file(pins_file, make_pins(300), with_bad_lines=False)
     where = ["--backend", "local", "--local-dir", str(tmp_path / "local")]
     report, stderr = _create_then_ingest(pins_file, model_dir, where)
-    assert "re-created with LSH tuned" in " ".join(stderr.split())
+    assert "re-created with tokens tuned" in " ".join(stderr.split())
     meta = local_index(tmp_path / "local").meta()
     assert meta["tuning"]["tuned"] and meta["tuning"]["corpus"] == 300
     assert report["indexed"] == 300 and local_index(tmp_path / "local").count() == 300
@@ -382,7 +382,7 @@ def test_index_create_then_ingest_tunes_on_the_ingested_file(opensearch, opensea
     write_pins_file(pins_file, make_pins(300), with_bad_lines=False)
     report, stderr = _create_then_ingest(pins_file, model_dir, os_args(opensearch, opensearch_index_name),
                                          ["--shards", "2"])
-    assert "re-created with LSH tuned" in " ".join(stderr.split())
+    assert "re-created with tokens tuned" in " ".join(stderr.split())
     meta = only(opensearch.indices.get_mapping(index=opensearch_index_name))["mappings"]["_meta"]
     assert meta["tuning"]["tuned"] and meta["serving"]["window"] >= 10
     settings = only(opensearch.indices.get_settings(index=opensearch_index_name))["settings"]

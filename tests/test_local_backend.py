@@ -94,11 +94,13 @@ def test_an_id_twice_in_one_batch_keeps_the_last_version_and_no_stale_tokens(tmp
 
 
 def test_an_index_tuned_at_ingest_serves_the_recall_its_meta_reports(tmp_path):
-    """Ingest tunes LSH on the file; replaying the tuner's own queries on the built index gives its recall."""
+    """Ingest tunes LSH on the file (pin titles cut to a query's length as queries); replaying those queries on the
+    built index gives its recall."""
     import json
 
     from pintext.encoder import Encoder
     from pintext.pin_vectors import pin_vectors
+    from pintext.tokens.tuning import query_like_texts
     from tests.factories import make_model, make_pins, model_snapshot, write_pins_file
     from tests.fixtures_cli import run_pintext
 
@@ -108,23 +110,25 @@ def test_an_index_tuned_at_ingest_serves_the_recall_its_meta_reports(tmp_path):
     before = model_snapshot(model)
     result = run_pintext(["ingest", str(tmp_path / "pins.jsonl"), "--model", str(model), "--backend",
                           "local", "--local-dir", str(tmp_path / "local"), "--target-recall", "0.9",
-                          "--json"])
+                          "--tokens", "lsh", "--json"])
     result.ok()
     assert model_snapshot(model) == before
     index = local_index(tmp_path / "local")
     meta = index.meta()
     assert meta["tuning"]["target_recall"] == 0.9 and meta["tuning"]["reached"]
+    assert meta["tuning"]["query_source"] == "pin titles"
     lsh = RandomHyperplaneLSH.from_dict(meta["tokens"])
     window, probes = meta["serving"]["window"], meta["serving"]["probes"]
-    vectors = pin_vectors(Encoder.load(model), pins)
+    encoder = Encoder.load(model)
+    vectors = pin_vectors(encoder, pins)
     unit = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    queries = encoder.encode(query_like_texts([pin["title"] for pin in pins], np.random.default_rng(0)))
+    queries = queries[np.linalg.norm(queries, axis=1) > 0]
+    assert len(queries) == meta["tuning"]["queries"]
     shares = []
-    for row in np.random.default_rng(0).permutation(len(pins))[:meta["tuning"]["queries"]]:
-        hits = index.search(lsh.query_tokens(vectors[row], probes=probes)[0], vectors[row], k=10, window=window,
-                            exclude_ids=[pins[row]["id"]])
-        exact = unit @ unit[row]
-        exact[row] = -np.inf
-        kth_best = np.sort(exact)[-10]
+    for query in queries:
+        hits = index.search(lsh.query_tokens(query, probes=probes)[0], query, k=10, window=window)
+        kth_best = np.sort(unit @ (query / np.linalg.norm(query)))[-10]
         shares.append(sum(1 for hit in hits if hit.cosine >= kth_best - 1e-6) / 10)
     assert np.mean(shares) == pytest.approx(meta["tuning"]["recall_at_10"], abs=1e-3)
     assert np.mean(shares) >= 0.9

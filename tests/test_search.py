@@ -31,7 +31,8 @@ def corpus(opensearch, opensearch_index_name, tmp_path):
     pins = make_pins(PIN_COUNT, seed=11)
     pins_file = tmp_path / "pins.jsonl"
     write_pins_file(pins_file, pins, with_bad_lines=False)
-    common = ["--model", str(model_dir), "--batch", "200", "--workers", "1", "--json"]
+    # These tests replay random hyperplanes' first stage (tables x probes tokens, a rescore window).
+    common = ["--model", str(model_dir), "--batch", "200", "--workers", "1", "--json", "--tokens", "lsh"]
     for extra in (os_args(opensearch, opensearch_index_name), ["--backend", "local", "--local-dir",
                                                                str(tmp_path / "local")]):
         result = run_pintext(["ingest", str(pins_file), *common, *extra])

@@ -27,7 +27,7 @@ class Tuning:
     target_recall: float = 0.95
     enabled: bool = True
     queries_file: Path | None = None
-    family: str | None = None  # lsh | kmeans | auto (pintext.tokens.tune.FAMILY_CHOICES); None: lsh
+    family: str | None = None  # lsh | kmeans | auto (pintext.tokens.tune.FAMILY_CHOICES); None: DEFAULT_FAMILY
 
 
 @dataclass(frozen=True)
@@ -110,7 +110,7 @@ def drop_empty_untuned_index(conn: Connection) -> tuple[int, int]:
     layout = conn.engine.layout(conn.write_index)
     conn.engine.delete(conn.write_index)
     conn.forget_index_meta()
-    conn.notes(f"note: {conn.write_index} was created without a corpus and is empty: re-created with LSH tuned "
+    conn.notes(f"note: {conn.write_index} was created without a corpus and is empty: re-created with tokens tuned "
                "on this file")
     return layout.shards or 1, layout.replicas or 0
 
@@ -123,7 +123,7 @@ def creation_meta(conn: Connection, tuning: Tuning) -> dict:
     """
     from pintext.ingest.indexer import default_lsh
     from pintext.serving.meta import ServingDefaults, index_meta
-    from pintext.tokens.tune import LSH
+    from pintext.tokens.tune import DEFAULT_FAMILY, LSH
 
     encoder, fixed = conn.encoder, conn.model_tokens
     if tuning.family not in (None, LSH) and not tuning.enabled:
@@ -131,7 +131,8 @@ def creation_meta(conn: Connection, tuning: Tuning) -> dict:
     if not tuning.enabled or tuning.pins_file is None:
         reason = "--no-tune" if not tuning.enabled else NO_CORPUS_YET
     else:
-        result, reason = tune_on_corpus(conn, dataclasses.replace(tuning, family=tuning.family or LSH), fixed)
+        result, reason = tune_on_corpus(conn, dataclasses.replace(tuning, family=tuning.family or DEFAULT_FAMILY),
+                                        fixed)
         if result is not None:
             serving = ServingDefaults(window=result.window, probes=result.probes, window_at_100=result.deep_window,
                                       probes_at_100=result.deep_probes)
@@ -144,22 +145,22 @@ def creation_meta(conn: Connection, tuning: Tuning) -> dict:
 
 
 def tune_on_corpus(conn: Connection, tuning: Tuning, fixed: Any) -> tuple[Any, str]:
-    """Tune the tokens on a sample of the pins file (and the given queries), noting what it chose.
+    """Tune the tokens on a sample of the pins file, noting what it chose and why.
 
+    The queries tuned on are the given ones (`--tune-queries`), else pins' titles cut to a query's length
+    (`pintext.tokens.tuning.query_like_texts`): what users send, so the recall printed is the recall they get.
     Returns (result, "") or, when the corpus cannot be tuned on (too few pins with a known word), (None, why).
     """
-    from pintext.api.queries import read_queries
     from pintext.ingest.indexer import default_lsh, sample_pins
     from pintext.pin_vectors import pin_vectors
     from pintext.serving.meta import ServingDefaults
-    from pintext.tokens import KMEANS_KIND
-    from pintext.tokens.tune import describe_choice, sample_size, tune_tokens
+    from pintext.tokens.tune import DEFAULT_FAMILY, LSH, sample_size, tune_tokens
 
     assert tuning.pins_file is not None
     started = time.perf_counter()
-    family = tuning.family or "lsh"
+    family = tuning.family or DEFAULT_FAMILY
     sample, total = sample_pins(tuning.pins_file, sample_size(family))
-    queries = conn.encoder.encode(read_queries(tuning.queries_file)) if tuning.queries_file else None
+    queries, source = tuning_queries(conn, tuning, sample)
     vectors = pin_vectors(conn.encoder, sample)
 
     def tune(chosen: str) -> Any:
@@ -172,30 +173,62 @@ def tune_on_corpus(conn: Connection, tuning: Tuning, fixed: Any) -> tuple[Any, s
         try:
             result = tune(family)
         except ValueError as error:
-            if family == "lsh" or fixed:
+            if family == LSH or fixed:
                 raise
             # Learned centroids cannot be fitted on this corpus: tune random hyperplanes instead, and say why.
-            result = tune("lsh")
+            result = tune(LSH)
             chosen = f"lsh, not {family}: {error}"
     except ValueError as error:
         lsh = fixed or default_lsh(conn.encoder.dim)
-        conn.notes(f"note: {'--tokens ' + family + ': no centroids fitted and ' if family != 'lsh' else ''}LSH not "
+        conn.notes(f"note: {'--tokens ' + family + ': no centroids fitted and ' if family != LSH else ''}LSH not "
                    f"tuned on {tuning.pins_file} ({error}): untuned random hyperplanes ({lsh.tables} tables x "
                    f"{lsh.bits} bits, window {ServingDefaults().window})")
         return None, f"not tunable: {error}"
     if fixed:
         conn.notes(f"note: {conn.model_dir}/lsh.json fixes {fixed.tables} tables x {fixed.bits} bits, so only probes "
                    f"and window are tuned (delete it to let tuning choose tables and bits too)")
-    verdict = "reached" if result.reached else "NOT reached (best recall kept)"
-    asked = "sampled pins as queries" if result.query_source == "pins" else "given queries"
-    if chosen == "auto":
-        chosen = f"auto: {'kmeans' if result.kind == KMEANS_KIND else 'lsh'}"
-    conn.notes(f"tuned tokens ({chosen}) on {result.tuned_on:,} of {result.corpus:,} pins, {result.queries} "
-               f"{asked} in {time.perf_counter() - started:.1f}s: {describe_choice(result)}; recall@10 vs exact "
-               f"{result.recall:.3f}, target {tuning.target_recall} {verdict}"
-               + (f"; for 100 hits probes {result.deep_probes}, window {result.deep_window} (recall@100 "
-                  f"{result.deep_recall:.3f})" if result.deep_window else ""))
+    if source is not None:
+        result.query_source = source
+    conn.notes(tuning_note(result, chosen, tuning.target_recall, time.perf_counter() - started))
     return result, ""
+
+
+def tuning_queries(conn: Connection, tuning: Tuning, sample: list[dict]) -> tuple[Any, str | None]:
+    """The query vectors to tune on and their source: `--tune-queries`' texts, else sampled pins' titles cut to
+    a query's length with a known word, else (None, None): sampled pins whole."""
+    import numpy as np
+
+    from pintext.api.queries import read_queries
+    from pintext.tokens.tuning import SOURCE_QUERIES, SOURCE_TITLES, query_like_texts
+
+    if tuning.queries_file:
+        return conn.encoder.encode(read_queries(tuning.queries_file)), SOURCE_QUERIES
+    titles = query_like_texts([str(pin.get("title") or "") for pin in sample], np.random.default_rng(0))
+    vectors = conn.encoder.encode(titles) if titles else np.zeros((0, conn.encoder.dim), dtype=np.float32)
+    vectors = vectors[np.linalg.norm(vectors, axis=1) > 0]
+    if len(vectors) == 0:
+        return None, None  # no title with a known word: the tuner takes sampled pins whole
+    return vectors, SOURCE_TITLES
+
+
+def tuning_note(result: Any, chosen: str, target_recall: float, seconds: float) -> str:
+    """The line saying what tuning chose and why: the family (under auto, each family's cost), what it was tuned
+    on, the setting, the recall@10 measured, and the setting for 100 hits."""
+    from pintext.tokens.tune import AUTO, choice_of, describe_choice, describe_comparison
+    from pintext.tokens.tuning import QUERY_WORDS, SOURCE_PINS, SOURCE_QUERIES
+
+    verdict = "reached" if result.reached else "NOT reached (best recall kept)"
+    asked = {SOURCE_PINS: "sampled pins as queries", SOURCE_QUERIES: "given queries"}.get(
+        result.query_source, f"pin titles cut to {QUERY_WORDS[0]}-{QUERY_WORDS[1]} words as queries")
+    if chosen == AUTO:
+        chosen = f"auto: {choice_of(result)}, the cheapest at the target; {describe_comparison(result)}"
+    # A family that scores every matching pin exactly has no rescore window to report.
+    deep_window = "" if getattr(result.family, "scoring", "") == "exact_matches" else f", window {result.deep_window}"
+    return (f"tuned tokens ({chosen}) on {result.tuned_on:,} of {result.corpus:,} pins, {result.queries} {asked} in "
+            f"{seconds:.1f}s: {describe_choice(result)}; recall@10 vs exact {result.recall:.3f}, target "
+            f"{target_recall} {verdict}"
+            + (f"; for 100 hits probes {result.deep_probes}{deep_window} (recall@100 {result.deep_recall:.3f})"
+               if result.deep_window else ""))
 
 
 def create_index(conn: Connection, shards: int = 1, replicas: int | None = None,
@@ -203,8 +236,8 @@ def create_index(conn: Connection, shards: int = 1, replicas: int | None = None,
     """This model's index behind the name (see `ensure_index`), and how it serves afterwards."""
     created = ensure_index(conn, shards=shards, replicas=replicas, tuning=tuning)
     if created and tuning.pins_file is None and tuning.enabled:
-        conn.notes("note: no --pins FILE, so LSH is not tuned yet (default 64x8 bits, window 500); the first "
-                   "`pintext ingest FILE` into this empty index tunes it on FILE")
+        conn.notes("note: no --pins FILE, so the tokens are not tuned yet (default LSH 64x8 bits, window 500); the "
+                   "first `pintext ingest FILE` into this empty index tunes it on FILE")
     layout = conn.engine.layout(conn.write_index)
     asked = (shards, layout.replicas if replicas is None else replicas)
     if not created and layout.shards is not None and (layout.shards, layout.replicas) != asked:

@@ -53,6 +53,7 @@ TUNERS: dict[str, Tuner] = {LSH_KIND: LSHTuner(), KMEANS_KIND: CentroidTuner()}
 LSH = "lsh"
 KMEANS = "kmeans"
 AUTO = "auto"
+DEFAULT_FAMILY = AUTO  # what an index gets without --tokens: the family measured cheapest at the target recall
 KIND_OF_CHOICE = {LSH: LSH_KIND, KMEANS: KMEANS_KIND}
 FAMILY_CHOICES = (LSH, KMEANS, AUTO)
 
@@ -74,16 +75,34 @@ def sample_size(choice: str) -> int:
     return max(TUNERS[kind].fit_sample for kind in kinds_of(choice))
 
 
-def tune_tokens(corpus: np.ndarray, family: str = LSH, target_recall: float = DEFAULT_TARGET_RECALL,
+def tune_tokens(corpus: np.ndarray, family: str = AUTO, target_recall: float = DEFAULT_TARGET_RECALL,
                 queries: np.ndarray | None = None, fixed: tuple[int, int] | None = None, seed: int = DEFAULT_SEED,
                 total_pins: int | None = None) -> TuneResult:
     """The tuning result (`.family` is the token family) for the `--tokens` choice `family` (lsh, kmeans or auto).
-    `fixed` (MODEL/lsh.json's tables and bits) pins random hyperplanes."""
-    kinds = kinds_of(family)
+    `fixed` (MODEL/lsh.json's tables and bits) pins random hyperplanes. Under `auto` a family that cannot be tuned
+    on this corpus (too few distinct pins for centroids) is left out, and `.compared` says why; a ValueError when
+    none can."""
     if fixed is not None:
         return tune_for_corpus(corpus, target_recall, queries=queries, fixed=fixed, seed=seed, total_pins=total_pins)
-    return cheapest([TUNERS[kind].tune(corpus, target_recall, queries=queries, seed=seed, total_pins=total_pins)
-                     for kind in kinds])
+    results: list[TuneResult] = []
+    compared: list[dict] = []
+    failure = ValueError(f"no token family of {family!r} could be tuned")
+    for kind in kinds_of(family):
+        try:
+            result = TUNERS[kind].tune(corpus, target_recall, queries=queries, seed=seed, total_pins=total_pins)
+        except ValueError as error:
+            if family != AUTO:
+                raise
+            compared.append({"family": kind, "error": str(error)})
+            failure = error
+            continue
+        results.append(result)
+        compared.append(result.compared_entry())
+    if not results:
+        raise failure
+    chosen = cheapest(results)
+    chosen.compared = compared
+    return chosen
 
 
 def cheapest(results: list[TuneResult]) -> TuneResult:
@@ -94,6 +113,22 @@ def cheapest(results: list[TuneResult]) -> TuneResult:
     return max(results, key=lambda result: result.recall)
 
 
+def describe_comparison(result: TuneResult) -> str:
+    """Why `auto` chose its family: every family swept, with its cost per search and recall@10 at its cheapest
+    setting reaching the target (or its best recall), or why it could not be tuned. Empty for one family."""
+    if len(result.compared) < 2:
+        return ""
+    parts = []
+    for entry in result.compared:
+        name = choice_of_kind(entry["family"])
+        if "error" in entry:
+            parts.append(f"{name} not tunable ({entry['error']})")
+        else:
+            verdict = "" if entry["reached"] else ", target not reached"
+            parts.append(f"{name} cost {entry['cost']:,.0f} at recall@10 {entry['recall_at_10']:.3f}{verdict}")
+    return "; ".join(parts)
+
+
 def describe_choice(result: TuneResult) -> str:
     """What tuning chose, for one line of output: family, size, probes and what a query touches."""
     return TUNERS[result.kind].describe(result)
@@ -101,4 +136,9 @@ def describe_choice(result: TuneResult) -> str:
 
 def choice_of(result: TuneResult) -> str:
     """The `--tokens` name of the family a result tuned."""
-    return next(choice for choice, kind in KIND_OF_CHOICE.items() if kind == result.kind)
+    return choice_of_kind(result.kind)
+
+
+def choice_of_kind(kind: str) -> str:
+    """The `--tokens` name of a family kind."""
+    return next(choice for choice, each in KIND_OF_CHOICE.items() if each == kind)
