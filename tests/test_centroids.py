@@ -11,7 +11,8 @@ import pytest
 from pintext.tokens import describe, family_from_dict, scores_every_match
 from pintext.tokens.centroids import CentroidTokens, fit_centroids
 from pintext.tokens.recall import TIE_TOLERANCE, exact_top_k, unit_rows
-from pintext.tokens.tune import cheapest, tune_tokens
+from pintext.tokens.tune import cheapest, describe_comparison, tune_tokens
+from pintext.tokens.tuning import query_like_texts
 from pintext.tokens.tune_centroids import CentroidGrid, centroids_for_corpus, tune_centroids_for_corpus
 
 
@@ -106,6 +107,32 @@ def test_auto_keeps_the_cheaper_family_that_reaches_the_target():
     assert cheapest([lsh]) is lsh
     with pytest.raises(ValueError, match="unknown token family"):
         tune_tokens(corpus, "pq")
+    # auto says why: each family's cost and recall@10, in the note and in the index's _meta.tuning
+    assert chosen.compared == [lsh.compared_entry(), kmeans.compared_entry()]
+    assert chosen.to_meta()["compared"] == chosen.compared
+    why = describe_comparison(chosen)
+    assert f"lsh cost {lsh.choice.cost:,.0f} at recall@10 {lsh.recall:.3f}" in why
+    assert f"kmeans cost {kmeans.choice.cost:,.0f} at recall@10 {kmeans.recall:.3f}" in why
+
+
+def test_auto_leaves_out_a_family_it_cannot_tune_and_says_why():
+    """Identical vectors: no centroids can be fitted, so auto keeps random hyperplanes and records the reason."""
+    corpus = np.tile(clustered(1, seed=2), (60, 1))
+    chosen = tune_tokens(corpus, "auto", 0.9)
+    assert chosen.kind == "random_hyperplane"
+    assert [entry["family"] for entry in chosen.compared] == ["random_hyperplane", "kmeans"]
+    assert "same vector" in chosen.compared[1]["error"]
+    assert "kmeans not tunable (all 60 pins" in describe_comparison(chosen)
+
+
+def test_query_like_texts_cut_titles_to_a_query_length():
+    titles = ["a b c d e f g h", "", "one two", "w1 w2 w3 w4 w5 w6"] * 50
+    cut = query_like_texts(titles, np.random.default_rng(0), sample=120, words=(3, 5))
+    assert len(cut) == 120
+    words = [len(text.split()) for text in cut]
+    assert all(1 <= count <= 5 for count in words) and {3, 4, 5} <= set(words)
+    prefixes = {" ".join(title.split()[:count]) for title in titles for count in range(1, 6)}
+    assert set(cut) <= prefixes  # each a title's first words
 
 
 def test_tokens_tune_command_reports_both_families_and_the_one_auto_keeps(tmp_path):
