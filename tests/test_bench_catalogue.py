@@ -73,7 +73,11 @@ def test_catalogue_refuses_what_it_cannot_compose() -> None:
 def test_twin_figures_count_near_twins_in_each_list() -> None:
     unit = np.eye(4, dtype=np.float32)
     unit = np.vstack([unit, unit[0]])  # row 4 is a twin of row 0
-    figures = twin_figures(unit, np.asarray([[0, 1, 2], [0, 4, 3], [1, 2, 3]]))
-    assert figures["lists_without_twins"] == pytest.approx(2 / 3)
-    assert figures["pins_with_a_twin"] == pytest.approx((0 + 2 / 3 + 0) / 3)
+    unit = np.vstack([unit, np.asarray([0.6, 0.8, 0, 0], dtype=np.float32)])  # row 5: cosine 0.8 with row 1
+    figures = twin_figures(unit, np.asarray([[0, 1, 2], [0, 4, 3], [1, 2, 3], [5, 1, 2]]), thresholds=(0.7, 0.98))
+    assert figures["by_cosine"]["0.98"] == {"lists_without_twins": pytest.approx(3 / 4),
+                                            "pins_with_a_twin": pytest.approx((2 / 3) / 4)}
+    assert figures["by_cosine"]["0.7"] == {"lists_without_twins": pytest.approx(2 / 4),
+                                           "pins_with_a_twin": pytest.approx((2 / 3 + 2 / 3) / 4)}
     assert figures["distinct_lists"] == 1.0
+    assert twin_figures(unit, np.asarray([[0, 1], [1, 0]]))["distinct_lists"] == 0.5
