@@ -10,13 +10,16 @@ from importlib import resources
 
 TOKENS_FIELD = "lsh_tokens"
 VECTOR_FIELD = "vector"
-# The k-NN plugin's index settings a pins index may carry (mappings/pins.json has `index.knn: false`: the vectors
-# are doc values the exact `knn_score` script reads). `index.knn: true` with no graph ever built
-# (`knn.advanced.approximate_threshold: -1`) stores a quarter as much on 3.x (the vector in `_source` is derived
-# from Lucene's flat vectors), but on 3.5.0 a replica recovering onto a restarted node stayed INITIALIZING in 5 of
-# 7 runs of tests/test_faults.py's cluster test (0 of 2 with `index.knn: false`): not the default until that is
-# understood (docs/opensearch.md, "Not done").
-KNN_SETTINGS = ("knn", "knn.advanced.approximate_threshold")
+# The k-NN plugin's index settings a pins index may carry. mappings/pins.json has `index.knn: false`: the vector is
+# a binary doc value the exact `knn_score` script reads, and `_source` holds it again as JSON (what OpenSearch 2.19
+# gets). A lean pins index (OpenSearch 3.x) is a k-NN index that never builds a graph
+# (`knn.advanced.approximate_threshold: -1`: the vector is Lucene's flat float32 vectors, which `knn_score` reads)
+# with k-NN derived source: `_source` keeps no vector, and get, search, reindex and update read the very same
+# float32 values back from the flat vectors (1 KB a pin less at 256-d; docs/serving.md, "Storage").
+LEAN_KNN_SETTINGS = {"knn": True, "knn.advanced.approximate_threshold": -1, "knn.derived_source.enabled": True}
+KNN_SETTINGS = tuple(LEAN_KNN_SETTINGS)
+# The first OpenSearch major whose k-NN plugin has derived source (`index.knn.derived_source.enabled`).
+DERIVED_SOURCE_SINCE_MAJOR = 3
 
 
 @lru_cache(maxsize=None)
@@ -24,11 +27,13 @@ def _template(name: str) -> dict:
     return json.loads(resources.files("pintext.mappings").joinpath(name).read_text(encoding="utf-8"))
 
 
-def pins_index_body(dim: int, meta: dict | None = None, shards: int = 1, replicas: int = 0) -> dict:
+def pins_index_body(dim: int, meta: dict | None = None, shards: int = 1, replicas: int = 0,
+                    lean: bool = False) -> dict:
     """Settings and mappings for a pins index whose vectors have `dim` dimensions.
 
     `meta` lands in the mapping's `_meta` (model fingerprint, LSH config) so that ingest and search can refuse
-    an index built for another model.
+    an index built for another model. `lean` (OpenSearch 3.x): the vector is not stored again in `_source`
+    (`LEAN_KNN_SETTINGS`).
     """
     if dim <= 0:
         raise ValueError(f"vector dimension must be positive, got {dim}")
@@ -37,11 +42,25 @@ def pins_index_body(dim: int, meta: dict | None = None, shards: int = 1, replica
     body["mappings"]["_meta"] = dict(meta or {})
     body["settings"]["index"]["number_of_shards"] = int(shards)
     body["settings"]["index"]["number_of_replicas"] = int(replicas)
+    if lean:
+        body["settings"]["index"].update(LEAN_KNN_SETTINGS)
     return body
 
 
+def lean_index(opensearch_version: str, replicas: int) -> bool:
+    """Whether a pins index created on an OpenSearch node of this version with this many replicas is lean.
+
+    Derived source needs OpenSearch 3.0. An index created with replicas keeps the vector in `_source`: on 3.5.0 a
+    replica of a derived-source index recovering while pins were written stayed INITIALIZING (the k-NN plugin's
+    derived-source recovery bugs, opensearch-project/k-NN#3312, fixed in 3.7.0; docs/serving.md, "Storage").
+    """
+    return int(opensearch_version.split(".")[0]) >= DERIVED_SOURCE_SINCE_MAJOR and replicas == 0
+
+
 # The vector field of an Elasticsearch 8 pins index: cosine, and `flat` (no HNSW graph), so a `knn` query whose
-# filter passes the rescore window's ids scores exactly those pins by their exact cosine.
+# filter passes the rescore window's ids scores exactly those pins by their exact cosine. The vector stays in
+# `_source`: 8.15 reads a dense_vector back only from there (no `docvalue_fields` for it, `fields` reads `_source`),
+# and synthetic `_source` would need every text field stored and sorts keyword arrays (docs/serving.md, "Storage").
 ELASTICSEARCH_VECTOR = {"type": "dense_vector", "index": True, "similarity": "cosine",
                         "index_options": {"type": "flat"}}
 

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from pintext import queries
-from pintext.mapping import TOKENS_FIELD, VECTOR_FIELD, pins_index_body
+from pintext.mapping import TOKENS_FIELD, VECTOR_FIELD, lean_index, pins_index_body
 from pintext.serving.base import (
     BatchResult,
     IndexLayout,
@@ -354,8 +354,11 @@ class OpenSearchEngine(ClusterEngine):
     # ---- indices and aliases -------------------------------------------------------------------------------
 
     def create(self, index: str, dim: int, meta: dict, shards: int = 1, replicas: int = 0) -> list[str]:
-        """Create the index and (re)install the stored search template; returns notes for the user."""
-        self.client.indices.create(index=index, body=pins_index_body(dim, meta, shards=shards, replicas=replicas))
+        """Create the index (lean, `pintext.mapping.LEAN_KNN_SETTINGS`, where `lean_index` says so) and (re)install
+        the stored search template; returns notes for the user."""
+        lean = lean_index(self.version, replicas)
+        body = pins_index_body(dim, meta, shards=shards, replicas=replicas, lean=lean)
+        self.client.indices.create(index=index, body=body)
         return self.install_search_template()
 
     def install_search_template(self) -> list[str]:
