@@ -12,8 +12,8 @@ from pintext.tokens import describe, family_from_dict, scores_every_match
 from pintext.tokens.centroids import CentroidTokens, fit_centroids
 from pintext.tokens.recall import TIE_TOLERANCE, exact_top_k, unit_rows
 from pintext.tokens.tune import cheapest, describe_comparison, tune_tokens
-from pintext.tokens.tuning import query_like_texts
 from pintext.tokens.tune_centroids import CentroidGrid, centroids_for_corpus, tune_centroids_for_corpus
+from pintext.tokens.tuning import query_like_texts
 
 
 def clustered(n: int, dim: int = 24, clusters: int = 40, seed: int = 0) -> np.ndarray:
@@ -166,3 +166,21 @@ def test_top_columns_best_first_ties_by_lower_column_on_both_paths():
     random = rng.normal(size=(50, 300)).astype(np.float32)
     for n in (1, 2, _ARGMAX_UP_TO):
         assert np.array_equal(_top_columns(random.copy(), n), np.argsort(-random, axis=1, kind="stable")[:, :n])
+
+
+def test_settle_on_picks_the_fewest_probes_of_the_served_codebook_reaching_each_target():
+    """Above the sweep's sample the index gets a refitted codebook: its probes are chosen on it, over every pin,
+    for recall@10 at the target and recall@100 at DEEP_TARGET_RECALL, and the figures are that codebook's."""
+    from pintext.tokens.tune_centroids import DEEP_TARGET_RECALL, fine_probes, settle_on, sweep_family
+
+    corpus = clustered(3000, seed=7)
+    queries = unit_rows(clustered(60, seed=8) + 0.4 * np.random.default_rng(9).standard_normal((60, 24)))
+    family = fit_centroids(corpus, centroids=64, spill=2, seed=0)
+    shallow, deep = settle_on(family, corpus, queries, 0.95)
+    assert deep is not None and shallow.recall >= 0.95 and deep.recall >= DEEP_TARGET_RECALL
+    assert deep.probes >= shallow.probes and fine_probes(64)[-1] == 63  # every centroid: exact search
+    below = [p for p in fine_probes(64) if p < shallow.probes]
+    if below:  # one probe fewer of the grid misses the target
+        truth = exact_top_k(corpus, queries, 10)
+        fewer = sweep_family(family, corpus, queries, truth, [2], [below[-1]], 10)[0]
+        assert fewer.recall < 0.95
