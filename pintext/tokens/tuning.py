@@ -128,7 +128,7 @@ class TuneResult(Generic[Family, Point]):
 
     def compared_entry(self) -> dict:
         """This result as one family of `auto`'s comparison."""
-        return {"family": self.kind, "cost": round(self.choice.cost, 1), "recall_at_10": round(self.recall, 4),
+        return {"family": self.kind, "cost": round(self.choice.cost, 1), "recall_at_10": round(self.recall, 3),
                 "reached": self.reached}
 
 
