@@ -212,9 +212,13 @@ def settle_on(family: CentroidTokens, corpus: np.ndarray, queries: np.ndarray,
     if len(corpus) <= DEEP_K + 1:
         return shallow, None
     deep_truth = exact_top_k(corpus, queries, DEEP_K)
-    deep = choose([point for point in sweep_family(family, corpus, queries, deep_truth, [family.spill], probes,
-                                                   DEEP_K) if point.probes >= shallow.probes],
-                  max(target_recall, DEEP_TARGET_RECALL))[0]
+    points = [point for point in sweep_family(family, corpus, queries, deep_truth, [family.spill], probes, DEEP_K)
+              if point.probes >= shallow.probes]
+    deep = choose(points, max(target_recall, DEEP_TARGET_RECALL))[0]
+    if deep is not None and deep.probes >= family.centroids // 2:
+        # Half the codebook scores most pins anyway: every centroid (the exact search) costs little more, and
+        # real queries kept less of the top 100 than the stand-ins at 880 of 1,399 centroids (0.975 vs 0.998).
+        deep = points[-1]
     return shallow, deep
 
 
