@@ -137,7 +137,9 @@ def test_opensearch_ingest_reingest_and_counts(opensearch, opensearch_index_name
     assert meta["tuning"]["tuned"] and meta["tuning"]["corpus"] == valid - 1  # the OOV pin has no vector
     stored = opensearch.get(index=opensearch_index_name, id="pin-00003")["_source"]
     pin = make_pins(500)[3]
-    assert stored["title"] == pin["title"] and len(stored["lsh_tokens"]) == meta["tokens"]["tables"]
+    # One token per LSH table; a learned codebook stores each pin under its `spill` nearest centroids.
+    per_table = meta["tokens"].get("spill", 1)
+    assert stored["title"] == pin["title"] and len(stored["lsh_tokens"]) == meta["tokens"]["tables"] * per_table
     text_only = opensearch.get(index=opensearch_index_name, id=OOV_ID)["_source"]
     assert text_only["title"] == "zzz qqq" and "vector" not in text_only and "lsh_tokens" not in text_only
     assert not (model_dir / "lsh.json").exists()
