@@ -702,7 +702,8 @@ def render_report(report: dict) -> str:
              "(exact cosine top 100, re-ranked by the model's exact-match signal, as `search` does on its hits). "
              "HNSW: Lucene engine, innerproduct on unit vectors, ef_construction 100, its own index holding the "
              "vector and one keyword.", ""]
-    for data in report["sets"]:
+    order = ["homedepot", "catalogue"]
+    for data in sorted(report["sets"], key=lambda run: order.index(run["label"]) if run["label"] in order else 9):
         lines += render_set(data)
     if report.get("twins"):
         lines += ["## Near-twins in the exact top 10 (numpy, no node)", ""]
