@@ -73,7 +73,6 @@ DEFAULT_SHARED = Path("../shared/data/real")
 DEFAULT_WORK = Path("out/filtered")
 DEFAULT_OUT = Path("docs/results/filtered")
 REPO = Path(__file__).resolve().parents[1]
-PINTEXT = [sys.executable, "-c", "from pintext.cli import main; main()"]
 
 
 # ---- corpus (pure) ---------------------------------------------------------------------------------------------
@@ -434,23 +433,20 @@ def local_agreement(searcher: Any, meta: dict, corpus: Corpus, tokens: list[list
 # ---- model -----------------------------------------------------------------------------------------------------
 
 
-def run_pintext(args: list[str]) -> None:
-    completed = subprocess.run([*PINTEXT, *args], cwd=REPO, capture_output=True, text=True)
-    if completed.returncode != 0:
-        raise RuntimeError(f"`pintext {' '.join(args)}` failed:\n{completed.stderr[-2000:]}")
-
-
 def train_model(shared: Path, work: Path, log: Callable[[str], None]) -> tuple[Path, float]:
-    """A default PinText model on the Crowdflower search pairs (split 0's training queries), --threads 1."""
+    """A default PinText model on the Crowdflower search pairs (split 0's training queries), threads 1; in-process
+    through `pintext.pairs` and `pintext.train`."""
+    import pintext
+
     model = work / "model"
     with stopwatch() as timer:
         subprocess.run([sys.executable, "-m", "pintext.bench.realdata", "--shared", str(shared), "--out",
                         str(work / "real"), "--splits", "1"], cwd=REPO, check=True, capture_output=True)
         shutil.rmtree(work / "pairs", ignore_errors=True)
-        run_pintext(["pairs", "--import", str(work / "real/crowdflower/split0/train_pairs.csv"), "--task", "search",
-                     "--val", "0.1", "--test", "0", "--out", str(work / "pairs")])
+        pintext.pairs(work / "pairs", imports=[(work / "real/crowdflower/split0/train_pairs.csv", "search")],
+                      val=0.1, test=0.0)
         shutil.rmtree(model, ignore_errors=True)
-        run_pintext(["train", "--pairs", str(work / "pairs"), "--out", str(model), "--threads", "1"])
+        pintext.train(work / "pairs", model, threads=1)
     log(f"trained {model} in {timer['seconds']:.0f} s")
     return model, timer["seconds"]
 

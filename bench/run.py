@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 import sys
 import time
 import traceback
@@ -123,23 +122,22 @@ def section_synth(ctx: Context, report: Report) -> None:
 
 def section_corpus(ctx: Context, report: Report) -> None:
     """`pintext synth` the benchmark corpus with the sample's vocabulary (same seed, same topic count)."""
-    from pintext.ingest.synth.generator import SynthConfig, build_world, query_text
+    from pintext.ingest.synth.generator import SynthConfig, build_world, generate, query_text
 
     topics = SynthConfig(n_pins=SAMPLE_PINS, seed=SAMPLE_SEED).topics()
     corpus_dir = ctx.work / f"corpus-{ctx.profile.pins}"
     ctx.pins_file = corpus_dir / "pins.jsonl"
-    command = [str(Path(sys.executable).with_name("pintext")), "synth", "--out", str(corpus_dir), "--pins",
-               str(ctx.profile.pins), "--users", "100", "--events", "1000", "--seed", str(SAMPLE_SEED),
-               "--topics", str(topics)]
     with stopwatch() as timer:
-        if not ctx.pins_file.exists():
-            subprocess.run(command, check=True, capture_output=True)
+        if not ctx.pins_file.exists():  # what `pintext synth --users 100 --events 1000` writes, in-process
+            generate(SynthConfig(n_pins=ctx.profile.pins, n_users=100, n_events=1000, seed=SAMPLE_SEED,
+                                 n_topics=topics), corpus_dir)
     world = build_world(SynthConfig(n_pins=ctx.profile.pins, seed=SAMPLE_SEED, n_topics=topics))
     texts = sorted({query_text(world, t, q) for t in range(world.query_words.shape[0])
                     for q in range(world.query_words.shape[1])})
     (corpus_dir / "queries.jsonl").write_text("".join(json.dumps(text) + "\n" for text in texts))
     report.add("corpus", "Benchmark corpus",
-               f"`{' '.join(command[1:])}` ({timer['seconds']:.1f} s; reused when present): {ctx.profile.pins:,} "
+               f"`synth --pins {ctx.profile.pins} --users 100 --events 1000 --seed {SAMPLE_SEED} --topics {topics}` "
+               f"(in-process, {timer['seconds']:.1f} s; reused when present): {ctx.profile.pins:,} "
                f"pins drawn from the same latent model as the committed sample (seed {SAMPLE_SEED}, {topics} topics, "
                f"so the same vocabulary), and its {len(texts):,} distinct search queries (the generator's query "
                "pools, colloquial word forms) as benchmark queries.",
