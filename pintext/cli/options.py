@@ -70,7 +70,7 @@ TokensOption = Annotated[Optional[str], typer.Option(
                      "default auto.")]
 TuneQueriesOption = Annotated[Optional[Path], typer.Option("--tune-queries", exists=True, dir_okay=False,
                                                            help="Query texts to tune on (one JSON line each); "
-                                                                "default: sampled pins.")]
+                                                                "default: sampled pins' titles cut to 3-5 words.")]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 ExplainOption = Annotated[bool, typer.Option("--explain", help="Show matching tokens and first-stage/final scores.")]
 TimeoutOption = Annotated[Optional[float], typer.Option(
