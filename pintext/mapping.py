@@ -9,6 +9,8 @@ from functools import lru_cache
 from importlib import resources
 
 TOKENS_FIELD = "lsh_tokens"
+# The keyword copy of a pin's id (the doc `_id` too): filters and the exact scoring of chosen pins go through it.
+ID_FIELD = "id"
 VECTOR_FIELD = "vector"
 # The k-NN plugin's index settings a pins index may carry. mappings/pins.json has `index.knn: false`: the vector is
 # a binary doc value the exact `knn_score` script reads, and `_source` holds it again as JSON (what OpenSearch 2.19

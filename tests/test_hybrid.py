@@ -14,8 +14,9 @@ import numpy as np
 import pytest
 
 from pintext.encoder import Encoder
-from pintext.fusion import FusionConfig, min_max_blend, reciprocal_rank_fusion
+from pintext.fusion import FUSION_METHODS, FusionConfig, min_max_blend, reciprocal_rank_fusion, union_rescore
 from pintext.pin_vectors import pin_vectors
+from pintext.cli.options import FusionMethod
 from tests.factories import WORDS, make_model, write_pins
 from tests.fixtures_cli import run_pintext
 from tests.serving_helpers import opensearch_searcher, os_args
@@ -96,6 +97,32 @@ def test_hybrid_is_the_rrf_of_both_rankings_with_both_sides_on_each_hit(hybrid_c
     assert only_pintext and all(hit.bm25_rank is None and hit.pintext_rank for hit in only_pintext)
 
 
+def exact_cosines(corpus: dict, text: str) -> dict[str, float]:
+    """Every pin with a vector: its cosine to the query, in numpy."""
+    query = corpus["encoder"].encode([text])[0]
+    norms = np.linalg.norm(corpus["vectors"], axis=1)
+    return {pin["id"]: float(corpus["vectors"][row] @ query / (norms[row] * np.linalg.norm(query)))
+            for row, pin in enumerate(corpus["pins"]) if norms[row] > 0}
+
+
+def test_union_scores_every_pin_either_side_found_by_its_exact_cosine(hybrid_corpus):
+    searcher = hybrid_corpus["searcher"]
+    vector = hybrid_corpus["encoder"].encode([QUERY])[0]
+    fused = searcher.hybrid_search(QUERY, vector, k=3, fusion=FusionConfig(method="union", weight=0.9), depth=3)
+    bm25 = {hit.id: hit.score for hit in searcher.bm25_search(QUERY, k=3)}
+    pintext_ids = pintext_order(hybrid_corpus, QUERY)[:3]
+    only_bm25 = [doc for doc in bm25 if doc not in pintext_ids]
+    assert only_bm25, "the corpus must give BM25 a pin PinText's top 3 lacks, or the test shows nothing"
+    cosines = exact_cosines(hybrid_corpus, QUERY)
+    expected = union_rescore(bm25, {doc: cosines[doc] for doc in [*pintext_ids, *bm25]}, 0.9)[:3]
+    assert [(hit.id, round(hit.score, 5)) for hit in fused] == [(doc, round(score, 5)) for doc, score in expected]
+    # What the third request returns: the exact cosine of just the pins asked for (a pin without vector: none).
+    extra = searcher.score_pins(vector, [*only_bm25, "oov-1"])
+    assert [(hit.id, round(hit.score, 5)) for hit in extra] == [(doc, round(cosines[doc], 5)) for doc in only_bm25]
+    assert searcher.score_pins(vector, []) == []
+    assert [method.value for method in FusionMethod] == list(FUSION_METHODS)
+
+
 def test_fusion_weight_one_is_pintext_order_and_zero_is_bm25_first(hybrid_corpus):
     searcher = hybrid_corpus["searcher"]
     vector = hybrid_corpus["encoder"].encode([QUERY])[0]
@@ -120,7 +147,7 @@ def test_cli_hybrid_blend_json_and_explain(hybrid_corpus, opensearch):
     assert [hit["id"] for hit in answer["hits"]] == [doc for doc, _ in expected]
     assert answer["hits"][0]["bm25_rank"] == 1 and answer["hits"][0]["pintext_rank"] == 1
     table = run_pintext([*base, "--explain"], env={"COLUMNS": "250"})
-    assert "BM25 rank" in table.stdout and "PinText rank" in table.stdout and "blend" in table.stdout
+    assert "BM25 rank" in table.stdout and "PinText rank" in table.stdout and "union" in table.stdout  # the default
 
 
 def test_model_hybrid_json_is_the_default_and_flags_override_it(hybrid_corpus, opensearch):
@@ -171,7 +198,8 @@ def test_dsl_hybrid_prints_both_requests_and_they_search_alike(hybrid_corpus, op
     result = run_pintext(["dsl", QUERY, "--hybrid", "--k", "5", "--depth", "20", "--model",
                           str(hybrid_corpus["model_dir"]), *os_args(opensearch, hybrid_corpus["index"])])
     result.ok()
-    assert result.stdout.startswith("# hybrid: both requests, then blend fusion in the client (PinText weight 0.9,")
+    assert result.stdout.startswith("# hybrid: both requests, then union fusion in the client (PinText weight 0.95,")
+    assert "before it, one more request scores BM25's pins" in result.stdout.splitlines()[0]
     requests = {}
     for part in result.stdout.split("\n# ")[1:]:
         side, request_line, body = part.split("\n", 2)

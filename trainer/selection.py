@@ -163,8 +163,10 @@ class EarlyStopping:
 
 # ---- the hybrid's fusion, chosen on validation ------------------------------------------------------------------
 
-FUSION_GRID = tuple(
-    (method, weight) for method in ("rrf", "blend") for weight in (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+# `union` at weight 1.0 is PinText's served score over the pins either side found (BM25 only adds candidates).
+FUSION_GRID = (
+    *(("union", weight) for weight in (1.0, 0.95, 0.9, 0.85, 0.8, 0.7, 0.6, 0.5)),
+    *((method, weight) for method in ("rrf", "blend") for weight in (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)),
 )
 FUSION_DEPTH = 100
 
@@ -203,7 +205,7 @@ def choose_over_default(per_query_scores: Sequence[np.ndarray], default: int) ->
 
     Why: Crowdflower's ~20 validation queries ranked the candidates by noise (blend 0.3 chosen, 0.06 NDCG@10 below
     the served ranking on held-out queries), and most of their per-query differences are 0, which makes a standard
-    error look small; Home Depot's ~700 still choose (blend 0.9, 4 standard errors above RRF 0.5)."""
+    error look small; Home Depot's ~700 still chose (then: blend 0.9, 4 standard errors above RRF 0.5)."""
     best = max(range(len(per_query_scores)), key=lambda index: float(per_query_scores[index].mean()))
     difference = per_query_scores[best] - per_query_scores[default]
     if len(difference) < MIN_QUERIES_TO_CHOOSE:
@@ -233,8 +235,8 @@ def choose_fusion(pairs: dict, encoder: Encoder, task: str = MAIN_TASK,
     relevant = [{str(index) for index in indices} for indices in data.query_relevant]
     depth = min(FUSION_DEPTH, len(data.pool_texts))
     pool = pool_vectors(encoder, data, pins_by_text)
-    queries = unit_rows(encoder.encode(data.query_texts))
-    cosine = [_top(row, depth) for row in queries @ pool.T]
+    similarity = unit_rows(encoder.encode(data.query_texts)) @ pool.T
+    cosine = [_top(row, depth) for row in similarity]
     matches = [ExactMatch(weight) for weight in MATCH_GRID]
     served = [[_matched(match, scores, data.pool_texts, text) for scores, text in zip(cosine, data.query_texts)]
               for match in matches]
@@ -249,8 +251,14 @@ def choose_fusion(pairs: dict, encoder: Encoder, task: str = MAIN_TASK,
         known = [token for token in tokens if token in vocabulary]
         scores = retriever.get_scores(known) if known else np.zeros(len(data.pool_texts), dtype=np.float32)
         lexical.append({doc: score for doc, score in _top(scores, depth).items() if score > 0})
+    # What `union` gets as served: PinText's list plus the served score of BM25's pins it lacks (the engine's exact
+    # cosine of those pins + the same exact-match signal).
+    widened = [{**pintext, **_matched(match, {doc: float(row[int(doc)]) for doc in bm25 if doc not in pintext},
+                                      data.pool_texts, text)}
+               for bm25, pintext, row, text in zip(lexical, dense, similarity, data.query_texts)]
     configs = [FusionConfig(method=method, weight=weight) for method, weight in FUSION_GRID]
-    fused = [_per_query([[doc for doc, _ in config.fuse(bm25, pintext)] for bm25, pintext in zip(lexical, dense)],
+    fused = [_per_query([[doc for doc, _ in config.fuse(bm25, pintext)]
+                         for bm25, pintext in zip(lexical, widened if config.scores_every_candidate else dense)],
                         relevant) for config in configs]
     picked, fusion_error = choose_over_default(fused, configs.index(FusionConfig()))
     record: dict[str, Any] = {

@@ -9,6 +9,7 @@ from typing import Any
 from pintext.api.connection import AUTO, Connection
 from pintext.api.search import QueryPlan, fusion_config, query_vector, serving_window
 from pintext.errors import Unsupported, UsageError
+from pintext.mapping import ID_FIELD
 
 
 @dataclass
@@ -90,8 +91,10 @@ def dsl_requests(conn: Connection, text: str, plan: QueryPlan, template: bool = 
         request = searcher.query(vector, size, searcher.hybrid_window(size, window), plan.probes, filters,
                                  exact_filter=online)
         out.requests += [("pintext", line, body) for line, body in searcher.engine.requests(index, request)]
+        union = (f"; before it, one more request scores BM25's pins that PinText's list lacks by exact cosine (the "
+                 f"exact path, filtered by `terms` on `{ID_FIELD}`)" if config.scores_every_candidate else "")
         out.comments.append(f"# hybrid: both requests, then {config.method} fusion in the client (PinText weight "
-                            f"{config.weight:g}, rrf_k {config.rrf_k}), top {k}")
+                            f"{config.weight:g}, rrf_k {config.rrf_k}), top {k}{union}")
         return out
     # Offline there is no count to tell whether a filter is selective: print the token path.
     request = searcher.query(vector, k, window, plan.probes, filters, exact_filter=online)

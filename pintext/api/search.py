@@ -15,10 +15,7 @@ from typing import Any
 
 from pintext.api.connection import Connection
 from pintext.errors import BadInput, Unsupported, UsageError
-
-RRF = "rrf"
-BLEND = "blend"
-FUSION_METHODS = (RRF, BLEND)
+from pintext.fusion import FUSION_METHODS
 
 
 @dataclass
@@ -135,7 +132,7 @@ def bm25_noted(note: str, text: str) -> str:
 
 
 def fusion_config(model_dir: Path | None, method: str | None = None, weight: float | None = None) -> Any:
-    """The model's MODEL/hybrid.json (default: a 0.9 blend, `pintext.fusion`), with `method`/`weight` on top."""
+    """The model's MODEL/hybrid.json (default: `union` at 0.95, `pintext.fusion`), with `method`/`weight` on top."""
     from pintext.fusion import HYBRID_FILE, FusionConfig
 
     if method is not None and method not in FUSION_METHODS:

@@ -241,7 +241,7 @@ def choose_hybrid(pairs: Path, model_dir: Path, tasks: list[str], corpus: str | 
 
     loaded = load_pairs(pairs, [task for task in tasks if task == SEARCH])
     if SEARCH not in loaded or len(loaded[SEARCH][VALIDATION]) == 0:
-        match = ExactMatch(DEFAULT_MATCH_WEIGHT)  # nothing to choose on: the default signal, RRF for the hybrid
+        match = ExactMatch(DEFAULT_MATCH_WEIGHT)  # nothing to choose on: the default signal and fusion
         match.save(model_dir)
         return {"exact_match": match.to_dict()}
     pins = load_corpus(pairs, corpus, rejected=None)  # training dead-lettered its bad lines

@@ -15,6 +15,9 @@ __all__ = ["DEFAULT_INDEX", "DEFAULT_LOCAL_DIR", "EngineName", "FusionMethod", "
 
 
 class FusionMethod(str, Enum):
+    """The values of `pintext.fusion.FUSION_METHODS` (tests/test_hybrid.py keeps them equal)."""
+
+    union = "union"
     rrf = "rrf"
     blend = "blend"
 
@@ -85,11 +88,13 @@ ReplicasOption = Annotated[Optional[int], typer.Option(
                               "on a cluster of 2 or more data nodes, 0 on a single node.")]
 
 
-FusionOption = Annotated[Optional[FusionMethod], typer.Option("--fusion", help="With --hybrid: rrf or blend; "
-                                                              "default MODEL/hybrid.json, else blend.")]
+FusionOption = Annotated[Optional[FusionMethod], typer.Option("--fusion", help="With --hybrid: union (every pin "
+                                                              "either side found, scored by PinText, plus BM25's "
+                                                              "share), rrf or blend; default MODEL/hybrid.json, "
+                                                              "else union.")]
 FusionWeightOption = Annotated[Optional[float], typer.Option("--fusion-weight", min=0.0, max=1.0,
                                                              help="With --hybrid: PinText's share (BM25 gets "
-                                                                  "the rest); default MODEL/hybrid.json, else 0.9.")]
+                                                                  "the rest); default MODEL/hybrid.json, else 0.95.")]
 DepthOption = Annotated[int, typer.Option("--depth", min=1, help="With --hybrid: hits each side contributes to "
                                                                  "the fusion (at least --k).")]
 HybridOption = Annotated[bool, typer.Option("--hybrid", help="Fuse BM25 and PinText rankings (client side).")]

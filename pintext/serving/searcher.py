@@ -9,7 +9,8 @@ The API callers use, per query (window and probes default to the index's tuned o
   `pintext.exact_match`);
 - `Searcher.bm25_search(text, k, filters, exclude_ids)`: BM25 alone;
 - `Searcher.hybrid_search(text, vector, k, window, fusion, depth, probes, filters)`: both, fused in the client by
-  `pintext.fusion` (BM25 alone when `vector` is None or zero: a query with no known word);
+  `pintext.fusion` (BM25 alone when `vector` is None or zero: a query with no known word); the default fusion
+  (`union`) also has the engine score BM25's pins that PinText's list lacks by exact cosine (`score_pins`);
 - `Searcher.related(pin_id, ...)`: nearest to a stored pin's own vector, the pin excluded.
 
 `Searcher.for_index(engine, index)` builds one from the index's own `_meta`.
@@ -25,6 +26,7 @@ import numpy as np
 
 from pintext import queries
 from pintext.exact_match import ExactMatch, match_depth
+from pintext.mapping import ID_FIELD
 from pintext.serving.base import Engine, SearchHit, VectorQuery, fuse_hits, rank
 from pintext.serving.filters import NO_FILTERS, Filters
 from pintext.serving.meta import ServingDefaults, check_meta, family_from_meta
@@ -142,13 +144,30 @@ class Searcher:
         """
         from pintext.fusion import FusionConfig
 
+        fusion = fusion or FusionConfig()
         size = queries.fusion_depth(k, depth)
         lexical = self.bm25_search(text, size, filters=filters)
         if vector is None or not np.any(vector):
             return lexical[:k]
         semantic = self.search(vector, k=size, window=self.hybrid_window(size, window), probes=probes,
                                filters=filters, text=text, match=match)
-        return fuse_hits(lexical, semantic, fusion or FusionConfig(), k)
+        if fusion.scores_every_candidate:
+            found = {hit.id for hit in semantic}
+            missing = [hit.id for hit in lexical if hit.id not in found]
+            semantic = semantic + matched(self.score_pins(vector, missing, filters), text, match)
+        return fuse_hits(lexical, semantic, fusion, k)
+
+    def score_pins(self, vector: np.ndarray, pin_ids: Sequence[str], filters: Filters = NO_FILTERS
+                   ) -> list[SearchHit]:
+        """The exact cosine of the given pins (those with a vector that pass `filters`), in one exact request."""
+        wanted = tuple(dict.fromkeys(pin_ids))
+        if not wanted:
+            return []
+        vector = np.asarray(vector, dtype=np.float32)
+        tokens = self.family.query_tokens(vector, probes=0)[0]  # unused on the exact path; a query carries some
+        only = Filters(terms=(*filters.terms, (ID_FIELD, wanted)), raw=filters.raw)
+        return rank(self.engine.search(self.index, VectorQuery(
+            tuple(tokens), vector, k=len(wanted), window=len(wanted), filters=only, exact=True)))
 
     def hybrid_window(self, size: int, window: int | None) -> int:
         """The PinText side's window in a hybrid search: the index's for `size` hits, never below `size`."""
