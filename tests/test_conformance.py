@@ -242,6 +242,21 @@ def test_related_excludes_the_pin_and_matches_the_oracle(served, corpus):
                                          exclude=(pin_id,)))
 
 
+def test_score_pins_is_the_exact_cosine_of_just_the_pins_asked_for(served, corpus):
+    """The union hybrid's third request: chosen pins (any rank, the filters still apply), scored exactly."""
+    vector = corpus.encoder.encode([corpus.queries[0]])[0]
+    asked = [corpus.pins[row]["id"] for row in (3, 150, 299, 401)] + [OOV_PINS[0]["id"], "no-such-pin"]
+    expected = oracle(corpus, served.searcher.family, [], vector, len(asked), exact=True,
+                      filters=Filters(terms=(("id", tuple(asked)),)))
+    assert len(expected) == 4  # the pin without a vector and the unknown id are not scored
+    assert_same_ranking(served.searcher.score_pins(vector, asked), expected)
+    filtered = Filters(terms=(("board", (RARE_BOARD,)),))
+    rare = [pin["id"] for pin in corpus.pins if pin.get("board") == RARE_BOARD][:2]
+    assert_same_ranking(served.searcher.score_pins(vector, [*asked, *rare], filtered),
+                        oracle(corpus, served.searcher.family, [], vector, len(rare), exact=True,
+                               filters=Filters(terms=(("id", tuple([*asked, *rare])), ("board", (RARE_BOARD,))))))
+
+
 def test_first_stage_scores_count_the_shared_tokens(served, corpus):
     family = served.searcher.family
     vector = corpus.encoder.encode([corpus.queries[0]])[0]
