@@ -85,3 +85,52 @@ def test_lazy_adam_is_sparse_adam_on_the_rows_used():
         lazy.step(index, grad, lr=0.1, step=step)
     torch.testing.assert_close(ours, reference.detach(), rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(ours[[0, 2, 5, 6, 8]], start[[0, 2, 5, 6, 8]])  # untouched rows keep their value
+
+
+def test_the_rows_get_autograds_gradient_through_words_ngrams_and_means():
+    """`TrainedTable.embed` computes texts in numpy and `update` carries their gradient back by hand: the rows each
+    optimizer receives equal autograd's through the plain composition (row + n-gram mix, mean of known words)."""
+    from types import SimpleNamespace
+
+    from pintext.trainer.tables import TrainedTable
+
+    texts = ["red sofa", "blue couch", "red red couch", "", "sofa bed"]
+    tokenizer = train_word_tokenizer(texts, min_count=1)
+    rng = np.random.default_rng(5)
+    start = rng.normal(size=(tokenizer.get_vocab_size(), DIM)).astype(np.float32)
+    module = SimpleNamespace(tokenizer=tokenizer, table=lambda: start)
+    idf = rng.uniform(1, 3, size=tokenizer.get_vocab_size()).astype(np.float32)
+    table = TrainedTable(module, idf=idf, buckets=31, weight=0.5, seed=2)
+    seen: list[tuple[np.ndarray, np.ndarray]] = []
+
+    class Recorder:
+        def step(self, rows, grad, lr, step):
+            seen.append((rows.numpy().copy(), grad.numpy().copy()))
+
+    table.optimizers = (Recorder(), Recorder())
+    words = torch.from_numpy(table.words.numpy().copy()).requires_grad_(True)
+    ngrams = torch.from_numpy(table.ngrams.numpy().copy()).requires_grad_(True)
+    packed = table.pack(texts)
+    rows = np.array([0, 2, 3, 4])
+    anchors, positives = table.embed([(packed, rows), (packed, rows[::-1].copy())])
+    target = torch.from_numpy(rng.normal(size=(len(rows), DIM)).astype(np.float32))
+    ((anchors * target).sum() + (positives ** 2).sum()).backward()
+    table.update(0.1, 1)
+
+    mix = torch.from_numpy(table.mix.toarray())
+    vectors = words + mix @ ngrams
+
+    def mean(row: int) -> torch.Tensor:
+        ids = [i for i in packed.ids[packed.starts[row]:packed.starts[row] + packed.lengths[row]] if i != 0]
+        return vectors[ids].mean(dim=0) if ids else torch.zeros(DIM)
+
+    ref_anchors = torch.stack([mean(r) for r in rows])
+    ref_positives = torch.stack([mean(r) for r in rows[::-1]])
+    torch.testing.assert_close(anchors.detach(), ref_anchors.detach(), rtol=1e-5, atol=1e-5)
+    ((ref_anchors * target).sum() + (ref_positives ** 2).sum()).backward()
+    (word_rows, word_grad), (ngram_rows, ngram_grad) = seen
+    assert 0 not in word_rows  # [UNK] is never trained
+    torch.testing.assert_close(torch.from_numpy(word_grad), words.grad[word_rows], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(torch.from_numpy(ngram_grad), ngrams.grad[ngram_rows], rtol=1e-5, atol=1e-5)
+    untouched = np.setdiff1d(np.arange(len(ngrams)), ngram_rows)
+    assert torch.count_nonzero(ngrams.grad[untouched]) == 0  # every row with a gradient was handed over

@@ -57,7 +57,7 @@ class PackedTexts:
     def __len__(self) -> int:
         return len(self.lengths)
 
-    def bag(self, rows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    def bag(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(word ids, offsets) of the texts `rows`, in EmbeddingBag layout. An empty text becomes one unknown word,
         which the mean leaves out: the zero vector, as the Encoder gives it."""
         lengths = np.maximum(self.lengths[rows], 1)
@@ -69,7 +69,7 @@ class PackedTexts:
         ids = np.full(len(source), UNK_ID, dtype=np.int64)
         real = positions < np.repeat(self.lengths[rows], lengths)
         ids[real] = self.ids[source[real]]
-        return torch.from_numpy(ids), torch.from_numpy(offsets)
+        return ids, offsets
 
 
 @dataclass

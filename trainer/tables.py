@@ -40,7 +40,12 @@ NGRAM_ROW_NORM = 8.0
 
 
 class LazyAdam:
-    """Adam on chosen rows of a table (torch.optim.SparseAdam's update, without building a sparse gradient)."""
+    """Adam on chosen rows of a table (torch.optim.SparseAdam's update, without building a sparse gradient).
+
+    The rows' values and moments are gathered, updated by torch's fused Adam kernel (one pass instead of a dozen
+    elementwise ones) and written back. SparseAdam's step is lr x sqrt(1 - beta2^t) / (1 - beta1^t) x m / (sqrt(v)
+    + eps); the fused kernel divides by sqrt(v) / sqrt(1 - beta2^t) + eps', so eps' = eps / sqrt(1 - beta2^t)
+    makes it the same update."""
 
     def __init__(self, table: torch.Tensor, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8) -> None:
         self.table = table
@@ -49,14 +54,19 @@ class LazyAdam:
         self.betas, self.eps = betas, eps
 
     def step(self, rows: torch.Tensor, grad: torch.Tensor, lr: float, step: int) -> None:
+        """`rows` distinct; `grad` [len(rows), dim]; `step` counts from 1 (the bias correction's t)."""
+        if len(rows) == 0:
+            return
         beta1, beta2 = self.betas
-        first = self.first.index_select(0, rows).mul_(beta1).add_(grad, alpha=1 - beta1)
-        second = self.second.index_select(0, rows).mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+        values = self.table.index_select(0, rows)
+        first = self.first.index_select(0, rows)
+        second = self.second.index_select(0, rows)
+        torch._fused_adam_([values], [grad.contiguous()], [first], [second], [], [torch.tensor(float(step))],
+                           lr=lr, beta1=beta1, beta2=beta2, weight_decay=0.0,
+                           eps=self.eps / (1 - beta2 ** step) ** 0.5, amsgrad=False, maximize=False)
+        self.table.index_copy_(0, rows, values)
         self.first.index_copy_(0, rows, first)
         self.second.index_copy_(0, rows, second)
-        step_size = lr * (1 - beta2 ** step) ** 0.5 / (1 - beta1 ** step)
-        # `rows` are distinct, so adding the step row by row is the update itself.
-        self.table.index_add_(0, rows, first.div_(second.sqrt_().add_(self.eps)), alpha=-step_size)
 
 
 class TrainedTable:
@@ -84,7 +94,8 @@ class TrainedTable:
             self.ngrams = torch.zeros((0, dim), dtype=torch.float32)
             self.mix = scipy.sparse.csr_matrix((self.vocab_size, 0), dtype=np.float32)
         self.optimizers = (LazyAdam(self.words), LazyAdam(self.ngrams))
-        self._leaves: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor] | None = None
+        self._words, self._ngrams = self.words.numpy(), self.ngrams.numpy()  # the same memory, for numpy's products
+        self._pending: tuple[np.ndarray, scipy.sparse.csr_matrix, Any, torch.Tensor] | None = None
 
     def _mix(self, word_scale: np.ndarray, buckets: int) -> scipy.sparse.csr_matrix:
         """[vocab, buckets]: row w holds idf(w) x weight / k at each of w's k n-gram buckets (UNK: none)."""
@@ -105,54 +116,49 @@ class TrainedTable:
         return PackedTexts.of(self._word_ids, texts)
 
     def embed(self, parts: Sequence[tuple[PackedTexts, np.ndarray]]) -> list[torch.Tensor]:
-        """The vectors of the texts `rows` of each packed set, through one set of leaf rows (remembered for
-        `update`). A text's unknown words (only with --min-count > 1) are left out, as the module leaves them."""
+        """The vectors of the texts `rows` of each packed set, through one set of distinct words (remembered for
+        `update`). A text's unknown words (only with --min-count > 1) are left out, as the module leaves them.
+
+        The forward pass is two sparse products in numpy (words -> texts is linear): the texts' vectors are a leaf
+        tensor the loss differentiates, and `update` carries its gradient back to the rows by hand (the transposed
+        products), so autograd never sees the tables."""
         bags = [packed.bag(rows) for packed, rows in parts]
-        flat = np.concatenate([ids.numpy() for ids, _ in bags])
+        flat = np.concatenate([ids for ids, _ in bags])
         distinct, position = np.unique(flat, return_inverse=True)
-        words = self.words[torch.from_numpy(distinct)].clone().requires_grad_(True)
-        vectors = words
-        ngram_rows = torch.zeros(0, dtype=torch.long)
-        ngrams = self.ngrams[ngram_rows].clone().requires_grad_(True)
+        vectors = self._words[distinct]
+        used = None
         if self.subwords:
             used = self.mix[distinct]
-            columns, local = np.unique(used.indices, return_inverse=True)
-            ngram_rows = torch.from_numpy(columns.astype(np.int64))
-            ngrams = self.ngrams[ngram_rows].clone().requires_grad_(True)
-            entry_rows = np.repeat(np.arange(len(distinct), dtype=np.int64), np.diff(used.indptr))
-            local_mix = torch.sparse_coo_tensor(torch.from_numpy(np.stack([entry_rows, local.astype(np.int64)])),
-                                                torch.from_numpy(used.data), size=(len(distinct), len(columns)),
-                                                is_coalesced=True, check_invariants=False)
-            vectors = words + torch.sparse.mm(local_mix, ngrams)
-        self._leaves = (torch.from_numpy(distinct), words, ngram_rows, ngrams)
+            vectors += used @ self._ngrams
+        means = _mean_matrix(bags, position.reshape(-1), len(distinct))
+        texts = torch.from_numpy(np.asarray(means @ vectors, dtype=np.float32))
+        if torch.is_grad_enabled():
+            texts.requires_grad_(True)
+            self._pending = (distinct, means, used, texts)
         out, begin = [], 0
-        for ids, offsets in bags:
-            out.append(self._means(vectors, torch.from_numpy(position[begin:begin + len(ids)]), ids, offsets))
-            begin += len(ids)
+        for _, offsets in bags:
+            out.append(texts[begin:begin + len(offsets)])
+            begin += len(offsets)
         return out
 
-    @staticmethod
-    def _means(vectors: torch.Tensor, position: torch.Tensor, ids: torch.Tensor, offsets: torch.Tensor):
-        """Mean over each text's known words (bag layout: `offsets` into `ids`); zeros for a text with none."""
-        texts = len(offsets)
-        lengths = torch.diff(offsets, append=torch.tensor([len(ids)]))
-        text_of = torch.repeat_interleave(torch.arange(texts), lengths)
-        known = (ids != UNK_ID).float()
-        counts = torch.zeros(texts).index_add_(0, text_of, known).clamp(min=1.0)
-        weights = known / counts[text_of]
-        return torch.zeros(texts, vectors.shape[1]).index_add_(0, text_of, vectors[position] * weights[:, None])
-
     def update(self, lr: float, step: int) -> None:
-        """Lazy Adam on the rows the last `embed` used."""
-        assert self._leaves is not None
-        word_rows, words, ngram_rows, ngrams = self._leaves
+        """Lazy Adam on the rows the last `embed` used, with the gradient its texts received."""
+        assert self._pending is not None
+        distinct, means, used, texts = self._pending
+        self._pending = None
+        if texts.grad is None:
+            return
+        grad = np.asarray(means.T @ texts.grad.numpy(), dtype=np.float32)  # d loss / d word vector, per distinct word
+        known = distinct != UNK_ID
         with torch.no_grad():
-            known = word_rows != UNK_ID
-            if words.grad is not None:
-                self.optimizers[0].step(word_rows[known], words.grad[known], lr, step)
-            if ngrams.grad is not None and len(ngram_rows):
-                self.optimizers[1].step(ngram_rows, ngrams.grad, lr, step)
-        self._leaves = None
+            self.optimizers[0].step(torch.from_numpy(distinct[known]), torch.from_numpy(grad[known]), lr, step)
+            if used is not None and used.nnz:
+                columns, local = np.unique(used.indices, return_inverse=True)
+                to_rows = scipy.sparse.csr_matrix((used.data, local.reshape(-1), used.indptr),
+                                                  shape=(len(distinct), len(columns)))
+                ngram_grad = np.asarray(to_rows.T @ grad, dtype=np.float32)
+                self.optimizers[1].step(torch.from_numpy(columns.astype(np.int64)), torch.from_numpy(ngram_grad),
+                                        lr, step)
 
     # ---- what is kept and served ------------------------------------------------------------------------------
 
@@ -180,3 +186,19 @@ class TrainedTable:
         with torch.no_grad():
             self.module.embedding.weight.copy_(torch.from_numpy(table))
         return oov
+
+
+def _mean_matrix(bags: Sequence[tuple[np.ndarray, np.ndarray]], position: np.ndarray,
+                 columns: int) -> scipy.sparse.csr_matrix:
+    """[texts, distinct words]: row t holds 1 / (t's known words) at each known word of t (bag layout: `offsets`
+    into `ids`, `position` = each id's distinct-word index); a text with no known word is an empty row (zeros)."""
+    ids = np.concatenate([ids for ids, _ in bags])
+    begins = np.cumsum([0] + [len(bag_ids) for bag_ids, _ in bags[:-1]])
+    offsets = np.concatenate([bag_offsets + begin for (_, bag_offsets), begin in zip(bags, begins)])
+    texts = len(offsets)
+    lengths = np.diff(offsets, append=len(ids))
+    text_of = np.repeat(np.arange(texts), lengths)
+    known = ids != UNK_ID
+    counts = np.maximum(np.bincount(text_of, weights=known, minlength=texts), 1.0)
+    weights = (known / counts[text_of]).astype(np.float32)
+    return scipy.sparse.csr_matrix((weights, (text_of, position)), shape=(texts, columns))
