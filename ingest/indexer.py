@@ -36,6 +36,7 @@ from pintext.constants import DEFAULT_INGEST_WORKERS
 from pintext.ingest.deadletter import DeadLetter
 from pintext.ingest.readers import ReportedElsewhere, read_records
 from pintext.pin_vectors import pin_vectors
+from pintext.quantize import FLOAT32, served_vectors
 from pintext.schemas import WHOLE_RECORD, RecordError, validate_pin
 from pintext.serving.base import BatchResult
 from pintext.tokens import TokenFamily
@@ -311,7 +312,8 @@ class Ingestor:
 
     def __init__(self, encoder: Any, lsh: TokenFamily, sink: Sink, dead_letter: DeadLetter,
                  checkpoint: Checkpoint, batch_size: int = 500, workers: int = DEFAULT_INGEST_WORKERS,
-                 strict: bool = False, on_batch: Callable[[IngestReport], None] | None = None) -> None:
+                 strict: bool = False, on_batch: Callable[[IngestReport], None] | None = None,
+                 vector_type: str = FLOAT32) -> None:
         if batch_size <= 0 or workers <= 0:
             raise ValueError(f"batch size and workers must be positive, got {batch_size} and {workers}")
         self.encoder = encoder
@@ -323,6 +325,7 @@ class Ingestor:
         self.workers = workers if sink.thread_safe else 1
         self.strict = strict
         self.on_batch = on_batch or (lambda report: None)
+        self.vector_type = vector_type  # what the index holds (`_meta.vector_type`): int8 values or float32
         self.fail_after_batches = int(os.environ.get(FAIL_AFTER_BATCHES_ENV, "0") or 0)
 
     def run(self, path: str | Path, resume: bool = False) -> IngestReport:
@@ -350,13 +353,15 @@ class Ingestor:
         return report
 
     def _embed_and_write(self, batch: Batch) -> tuple[BatchResult, set[str]]:
-        """Embed and hash a batch and send it to the sink; a pin with no known word goes without vector or
-        tokens (its vector would be zero: no direction to hash or rank by). Returns the ids of those pins too."""
-        vectors = pin_vectors(self.encoder, batch.pins)
-        known = np.linalg.norm(vectors, axis=1) > 0
+        """Embed a batch, each vector as the index holds it (int8 values for one-byte vectors), hash that very
+        vector, and send both to the sink; a pin with no known word goes without vector or tokens (its vector
+        would be zero: no direction to hash or rank by). Returns the ids of those pins too."""
+        vectors = served_vectors(pin_vectors(self.encoder, batch.pins), self.vector_type)
+        known = np.any(vectors != 0, axis=1)
         tokens: list[list[str]] = [[] for _ in batch.pins]
         if known.any():
-            for row, pin_tokens in zip(np.flatnonzero(known), self.lsh.tokens(vectors[known])):
+            hashed = vectors[known].astype(np.float32)
+            for row, pin_tokens in zip(np.flatnonzero(known), self.lsh.tokens(hashed)):
                 tokens[row] = pin_tokens
         written = [vector if ok else None for vector, ok in zip(vectors, known)]
         without_vector = {str(pin["id"]) for pin, ok in zip(batch.pins, known) if not ok}

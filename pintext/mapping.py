@@ -22,6 +22,11 @@ LEAN_KNN_SETTINGS = {"knn": True, "knn.advanced.approximate_threshold": -1, "knn
 KNN_SETTINGS = tuple(LEAN_KNN_SETTINGS)
 # The first OpenSearch major whose k-NN plugin has derived source (`index.knn.derived_source.enabled`).
 DERIVED_SOURCE_SINCE_MAJOR = 3
+# How each engine's mapping names a field of one-byte vectors (`pintext.quantize.INT8`): OpenSearch's `knn_vector`
+# `data_type: byte` and Elasticsearch's `dense_vector` `element_type: byte`; both score them by exact cosine
+# (`knn_score` cosinesimil; a `knn` query on a flat index), docs/serving.md "One-byte vectors".
+OPENSEARCH_BYTE_VECTOR = {"data_type": "byte"}
+ELASTICSEARCH_BYTE_VECTOR = {"element_type": "byte"}
 
 
 @lru_cache(maxsize=None)
@@ -30,12 +35,12 @@ def _template(name: str) -> dict:
 
 
 def pins_index_body(dim: int, meta: dict | None = None, shards: int = 1, replicas: int = 0,
-                    lean: bool = False) -> dict:
+                    lean: bool = False, byte_vectors: bool = False) -> dict:
     """Settings and mappings for a pins index whose vectors have `dim` dimensions.
 
     `meta` lands in the mapping's `_meta` (model fingerprint, LSH config) so that ingest and search can refuse
     an index built for another model. `lean` (OpenSearch 3.x): the vector is not stored again in `_source`
-    (`LEAN_KNN_SETTINGS`).
+    (`LEAN_KNN_SETTINGS`). `byte_vectors`: the vector field holds int8 values (`OPENSEARCH_BYTE_VECTOR`).
     """
     if dim <= 0:
         raise ValueError(f"vector dimension must be positive, got {dim}")
@@ -46,6 +51,8 @@ def pins_index_body(dim: int, meta: dict | None = None, shards: int = 1, replica
     body["settings"]["index"]["number_of_replicas"] = int(replicas)
     if lean:
         body["settings"]["index"].update(LEAN_KNN_SETTINGS)
+    if byte_vectors:
+        body["mappings"]["properties"][VECTOR_FIELD].update(OPENSEARCH_BYTE_VECTOR)
     return body
 
 
@@ -67,12 +74,16 @@ ELASTICSEARCH_VECTOR = {"type": "dense_vector", "index": True, "similarity": "co
                         "index_options": {"type": "flat"}}
 
 
-def pins_index_body_elasticsearch(dim: int, meta: dict | None = None, shards: int = 1, replicas: int = 0) -> dict:
+def pins_index_body_elasticsearch(dim: int, meta: dict | None = None, shards: int = 1, replicas: int = 0,
+                                  byte_vectors: bool = False) -> dict:
     """The Elasticsearch 8 pins index: `pins_index_body` (the same fields, analyzers, `dynamic: false` and
-    `_meta`) with the vector as a `dense_vector` (`ELASTICSEARCH_VECTOR`) instead of OpenSearch's `knn_vector`, and
-    without the k-NN plugin's `index.knn` setting."""
+    `_meta`) with the vector as a `dense_vector` (`ELASTICSEARCH_VECTOR`; int8 values with `byte_vectors`)
+    instead of OpenSearch's `knn_vector`, and without the k-NN plugin's `index.knn` setting."""
     body = pins_index_body(dim, meta, shards=shards, replicas=replicas)
     for setting in KNN_SETTINGS:
         body["settings"]["index"].pop(setting, None)
-    body["mappings"]["properties"][VECTOR_FIELD] = {**copy.deepcopy(ELASTICSEARCH_VECTOR), "dims": int(dim)}
+    vector = {**copy.deepcopy(ELASTICSEARCH_VECTOR), "dims": int(dim)}
+    if byte_vectors:
+        vector.update(ELASTICSEARCH_BYTE_VECTOR)
+    body["mappings"]["properties"][VECTOR_FIELD] = vector
     return body

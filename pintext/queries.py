@@ -176,8 +176,16 @@ def knn_score_script(vector: Vector) -> dict:
     return {
         "lang": "knn",
         "source": "knn_score",
-        "params": {"field": VECTOR_FIELD, "query_value": [float(x) for x in vector], "space_type": "cosinesimil"},
+        "params": {"field": VECTOR_FIELD, "query_value": vector_values(vector), "space_type": "cosinesimil"},
     }
+
+
+def vector_values(vector: Vector) -> list:
+    """A query vector as JSON numbers: integers for an int8 vector (a byte vector field refuses a query with a
+    decimal value; `pintext.quantize`), floats otherwise."""
+    if isinstance(vector, np.ndarray) and vector.dtype == np.int8:
+        return [int(x) for x in vector]
+    return [float(x) for x in vector]
 
 
 def rescore_block(vector: Vector, window: int) -> dict:
@@ -279,7 +287,7 @@ def template_params(tokens: Sequence[str], vector: Vector, k: int = DEFAULT_K,
         raise ValueError(f"k ({k}) must not exceed the rescore window ({window})")
     return {
         "tokens": list(dict.fromkeys(tokens)),
-        "vector": [float(x) for x in vector],
+        "vector": vector_values(vector),
         "size": int(k),
         "window": int(window),
     }

@@ -27,6 +27,7 @@ import pytest
 
 from pintext.encoder import Encoder
 from pintext.pin_vectors import pin_vectors
+from pintext.quantize import DEFAULT_VECTOR_TYPE, served_vectors
 from pintext.serving.base import PinNotFoundError, UnsupportedError
 from pintext.serving.engines import EngineOptions, open_engine
 from pintext.serving.filters import Filters
@@ -99,22 +100,30 @@ def corpus(tmp_path_factory) -> Corpus:
                   pin_vectors(encoder, pins), random_queries(12, seed=8))
 
 
-def oracle(corpus: Corpus, family: Any, query_tokens: list[str], vector: np.ndarray, k: int,
+def held(corpus: Corpus, searcher: Searcher) -> np.ndarray:
+    """Every pin's vector as the searcher's index holds it, as floats (int8 values for one-byte vectors): what its
+    tokens are hashed from, what it is scored by and what `related` reads back."""
+    return served_vectors(corpus.vectors, searcher.vector_type).astype(np.float32)
+
+
+def oracle(corpus: Corpus, searcher: Searcher, query_tokens: list[str], vector: np.ndarray, k: int,
            filters: Filters = Filters(), exclude: tuple[str, ...] = (), window: int | None = None,
            exact: bool = False) -> list[tuple[str, float]]:
     """Independent of every engine: pins passing the filters and sharing a token with the query (every pin that
     passes, when `exact`), the `window` best by tokens shared (ties by id; all when None), then by exact cosine,
-    ties by id."""
-    known = np.linalg.norm(corpus.vectors, axis=1) > 0
+    ties by id. Pins and query are taken as the index holds vectors (both quantized alike for an index of
+    one-byte vectors: `searcher.vector_type`)."""
+    family, vectors = searcher.family, held(corpus, searcher)
+    known = np.linalg.norm(vectors, axis=1) > 0
     wanted = set(query_tokens)
-    shared = {row: len(wanted & set(family.tokens(corpus.vectors[row:row + 1])[0])) for row in np.flatnonzero(known)}
+    shared = {row: len(wanted & set(family.tokens(vectors[row:row + 1])[0])) for row in np.flatnonzero(known)}
     rows = [row for row in shared if (exact or shared[row])
             and corpus.pins[row]["id"] not in exclude and filters.matches(corpus.pins[row])]
     if window is not None:
         rows = sorted(rows, key=lambda row: (-shared[row], corpus.pins[row]["id"]))[:window]
     if not rows:
         return []
-    scores = cosine(corpus.vectors[rows], vector)
+    scores = cosine(vectors[rows], served_vectors(vector, searcher.vector_type).astype(np.float32))
     ranked = sorted(zip((corpus.pins[row]["id"] for row in rows), scores), key=lambda item: (-item[1], item[0]))
     return [(pin_id, float(score)) for pin_id, score in ranked[:k]]
 
@@ -190,7 +199,7 @@ def test_search_is_the_exact_cosine_order_of_the_candidates(served, corpus):
         vector = corpus.encoder.encode([text])[0]
         hits = served.searcher.search(vector, k=10, window=WINDOW)
         query = served.searcher.query(vector, 10, WINDOW)
-        assert_same_ranking(hits, oracle(corpus, served.searcher.family, list(query.tokens), vector, 10))
+        assert_same_ranking(hits, oracle(corpus, served.searcher, list(query.tokens), vector, 10))
         assert [hit.pintext_rank for hit in hits] == list(range(1, len(hits) + 1))
 
 
@@ -207,7 +216,7 @@ def test_a_selective_filter_is_the_exact_answer_over_the_pins_that_pass(served, 
         assert query.exact
         hits = served.searcher.search(vector, k=10, window=WINDOW, filters=filters)
         assert all(filters.matches(by_id[hit.id]) for hit in hits)
-        assert_same_ranking(hits, oracle(corpus, served.searcher.family, list(query.tokens), vector, 10, filters,
+        assert_same_ranking(hits, oracle(corpus, served.searcher, list(query.tokens), vector, 10, filters,
                                          exact=True))
         found_any = found_any or bool(hits)
     assert found_any, f"no query found a pin under {case}: the case tests nothing"
@@ -227,7 +236,7 @@ def test_a_broad_filter_goes_through_the_tokens_and_fills_the_window_with_passin
         assert not query.exact
         hits = served.searcher.search(vector, k=10, window=window, filters=filters)
         assert all(filters.matches(by_id[hit.id]) for hit in hits)
-        assert_same_ranking(hits, oracle(corpus, served.searcher.family, list(query.tokens), vector, 10, filters,
+        assert_same_ranking(hits, oracle(corpus, served.searcher, list(query.tokens), vector, 10, filters,
                                          window=window))
 
 
@@ -236,9 +245,9 @@ def test_related_excludes_the_pin_and_matches_the_oracle(served, corpus):
         pin_id = corpus.pins[row]["id"]
         hits = served.searcher.related(pin_id, k=10, window=WINDOW)
         assert pin_id not in {hit.id for hit in hits}
-        vector = corpus.vectors[row]
+        vector = held(corpus, served.searcher)[row]
         query = served.searcher.query(vector, 10, WINDOW)
-        assert_same_ranking(hits, oracle(corpus, served.searcher.family, list(query.tokens), vector, 10,
+        assert_same_ranking(hits, oracle(corpus, served.searcher, list(query.tokens), vector, 10,
                                          exclude=(pin_id,)))
 
 
@@ -246,26 +255,26 @@ def test_score_pins_is_the_exact_cosine_of_just_the_pins_asked_for(served, corpu
     """The union hybrid's third request: chosen pins (any rank, the filters still apply), scored exactly."""
     vector = corpus.encoder.encode([corpus.queries[0]])[0]
     asked = [corpus.pins[row]["id"] for row in (3, 150, 299, 401)] + [OOV_PINS[0]["id"], "no-such-pin"]
-    expected = oracle(corpus, served.searcher.family, [], vector, len(asked), exact=True,
+    expected = oracle(corpus, served.searcher, [], vector, len(asked), exact=True,
                       filters=Filters(terms=(("id", tuple(asked)),)))
     assert len(expected) == 4  # the pin without a vector and the unknown id are not scored
     assert_same_ranking(served.searcher.score_pins(vector, asked), expected)
     filtered = Filters(terms=(("board", (RARE_BOARD,)),))
     rare = [pin["id"] for pin in corpus.pins if pin.get("board") == RARE_BOARD][:2]
     assert_same_ranking(served.searcher.score_pins(vector, [*asked, *rare], filtered),
-                        oracle(corpus, served.searcher.family, [], vector, len(rare), exact=True,
+                        oracle(corpus, served.searcher, [], vector, len(rare), exact=True,
                                filters=Filters(terms=(("id", tuple([*asked, *rare])), ("board", (RARE_BOARD,))))))
 
 
 def test_first_stage_scores_count_the_shared_tokens(served, corpus):
-    family = served.searcher.family
+    family, vectors = served.searcher.family, held(corpus, served.searcher)
     vector = corpus.encoder.encode([corpus.queries[0]])[0]
-    tokens = set(family.query_tokens(vector)[0])
+    tokens = set(family.query_tokens(served.searcher.served(vector).astype(np.float32))[0])
     hits = served.searcher.first_stage(vector, size=len(corpus.pins))
     expected = {}
     for row, pin in enumerate(corpus.pins):
-        if np.any(corpus.vectors[row]):
-            shared = len(tokens & set(family.tokens(corpus.vectors[row:row + 1])[0]))
+        if np.any(vectors[row]):
+            shared = len(tokens & set(family.tokens(vectors[row:row + 1])[0]))
             if shared:
                 expected[pin["id"]] = float(shared)
     assert {hit.id: hit.score for hit in hits} == expected
@@ -277,7 +286,7 @@ def test_stored_pins_round_trip_and_pins_without_vector_are_never_candidates(ser
     doc, vector = served.engine.get(served.index, corpus.pins[5]["id"])
     assert doc["title"] == corpus.pins[5]["title"] and doc["annotations"] == corpus.pins[5]["annotations"]
     assert "lsh_tokens" not in doc and "vector" not in doc
-    np.testing.assert_allclose(vector, corpus.vectors[5], rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(vector, held(corpus, served.searcher)[5], rtol=1e-6, atol=1e-6)
     oov_doc, oov_vector = served.engine.get(served.index, OOV_PINS[0]["id"])
     assert oov_vector is None and oov_doc["title"] == OOV_PINS[0]["title"]
     with pytest.raises(PinNotFoundError):
@@ -290,6 +299,7 @@ def test_stored_pins_round_trip_and_pins_without_vector_are_never_candidates(ser
 def test_meta_names_the_model_and_passes_the_model_check(served, corpus):
     meta = served.engine.meta(served.index)
     assert meta["model_fingerprint"] == corpus.encoder.fingerprint and meta["dim"] == corpus.encoder.dim
+    assert meta["vector_type"] == served.searcher.vector_type == DEFAULT_VECTOR_TYPE
     check_meta(served.index, meta, index_meta(corpus.encoder.fingerprint, corpus.encoder.dim,
                                               served.searcher.family))
     assert served.engine.alias_target(served.index) == version_name(served.index, corpus.encoder.fingerprint)
@@ -314,22 +324,21 @@ def test_kmeans_index_scores_every_pin_holding_a_probed_centroid_exactly(served_
         query = served_kmeans.searcher.query(vector, 10)
         assert query.exact and len(query.tokens) == 1 + served_kmeans.searcher.serving.probes
         hits = served_kmeans.searcher.search(vector, k=10)
-        assert_same_ranking(hits, oracle(corpus, family, list(query.tokens), vector, 10))
+        assert_same_ranking(hits, oracle(corpus, served_kmeans.searcher, list(query.tokens), vector, 10))
 
 
 def test_kmeans_filters_and_exclusions_apply_with_the_centroid_tokens(served_kmeans, corpus):
     filters = Filters.parse(*FILTER_CASES["one board"])
     by_id = {pin["id"]: pin for pin in corpus.pins}
-    family = served_kmeans.searcher.family
     found = 0
     for row in (0, 57, 311):
-        pin_id, vector = corpus.pins[row]["id"], corpus.vectors[row]
+        pin_id, vector = corpus.pins[row]["id"], held(corpus, served_kmeans.searcher)[row]
         tokens = list(served_kmeans.searcher.query(vector, 10).tokens)
         hits = served_kmeans.searcher.related(pin_id, k=10)
-        assert_same_ranking(hits, oracle(corpus, family, tokens, vector, 10, exclude=(pin_id,)))
+        assert_same_ranking(hits, oracle(corpus, served_kmeans.searcher, tokens, vector, 10, exclude=(pin_id,)))
         filtered = served_kmeans.searcher.search(vector, k=10, filters=filters)
         assert all(filters.matches(by_id[hit.id]) for hit in filtered)
-        assert_same_ranking(filtered, oracle(corpus, family, tokens, vector, 10, filters))
+        assert_same_ranking(filtered, oracle(corpus, served_kmeans.searcher, tokens, vector, 10, filters))
         found += len(filtered)
     assert found, "the board filter kept no pin near these queries: the case tests nothing"
 
@@ -342,7 +351,7 @@ def test_kmeans_codebook_round_trips_through_the_index_meta(served_kmeans, corpu
     check_meta(served_kmeans.index, meta, index_meta(corpus.encoder.fingerprint, corpus.encoder.dim, family))
     vector = corpus.vectors[5]
     hits = served_kmeans.searcher.first_stage(vector, size=len(corpus.pins), probes=0)
-    own = set(family.tokens(corpus.vectors[5:6])[0])
+    own = set(family.tokens(held(corpus, served_kmeans.searcher)[5:6])[0])
     assert corpus.pins[5]["id"] in {hit.id for hit in hits}
     assert set(next(hit for hit in hits if hit.id == corpus.pins[5]["id"]).matched_tokens) <= own
 

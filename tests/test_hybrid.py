@@ -44,8 +44,9 @@ def hybrid_corpus(opensearch, opensearch_index_name, tmp_path):
     model_dir = make_model(tmp_path / "model")
     pins = hybrid_pins()
     pins_file = write_pins(tmp_path / "pins.jsonl", pins)
-    result = run_pintext(["ingest", str(pins_file), "--model", str(model_dir), "--no-tune",
-                          *os_args(opensearch, opensearch_index_name)])
+    # float32: these tests recompute the fusion from numpy's float cosine (tests/test_conformance.py has int8).
+    result = run_pintext(["ingest", str(pins_file), "--model", str(model_dir), "--no-tune", "--vector-type",
+                          "float32", *os_args(opensearch, opensearch_index_name)])
     result.ok()
     assert "indexed without a vector" in result.stdout  # the summary table counts them
     encoder = Encoder.load(model_dir)

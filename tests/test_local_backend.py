@@ -110,7 +110,8 @@ def test_an_index_tuned_at_ingest_serves_the_recall_its_meta_reports(tmp_path):
     before = model_snapshot(model)
     result = run_pintext(["ingest", str(tmp_path / "pins.jsonl"), "--model", str(model), "--backend",
                           "local", "--local-dir", str(tmp_path / "local"), "--target-recall", "0.9",
-                          "--tokens", "lsh", "--json"])
+                          # float32: the replay below measures recall against numpy's float cosine, as tuning does
+                          "--tokens", "lsh", "--vector-type", "float32", "--json"])
     result.ok()
     assert model_snapshot(model) == before
     index = local_index(tmp_path / "local")

@@ -340,15 +340,19 @@ def test_dsl_template_runs_the_hostile_query_as_text(model, opensearch_index):
         rendered = client.render_search_template(body=call)["template_output"]
         assert_only_as_a_value(rendered, "", set())
         hits = client.search_template(index=index, body=call)["hits"]["hits"]
-        found = [(hit["_id"], round(queries_cosine(hit["_score"]), 6)) for hit in hits]
+        found = [(hit["_id"], round(queries_cosine(hit["_score"], client, index), 6)) for hit in hits]
         assert found and found[0][0] == f"hostile-{row}", found
         assert found == search_hits(model, opensearch_index.cli, text)
 
 
-def queries_cosine(score: float) -> float:
+def queries_cosine(score: float, client: Any, index: str) -> float:
+    """The cosine behind a `knn_score` score on `index`, whose field type (`_meta.vector_type`) sets the formula."""
+    from pintext.quantize import INT8
+    from pintext.serving.meta import vector_type_of
     from pintext.serving.opensearch_client import cosine_from_knn_score
 
-    return cosine_from_knn_score(score)
+    meta = next(iter(client.indices.get_mapping(index=index).values()))["mappings"].get("_meta")
+    return cosine_from_knn_score(score, byte_vectors=vector_type_of(meta) == INT8)
 
 
 @pytest.mark.opensearch
@@ -359,7 +363,7 @@ def test_the_stored_template_escapes_hostile_params(opensearch_index):
 
     client = OpenSearch(opensearch_index.node.url)
     index = opensearch_index.index
-    params = {"tokens": HOSTILE, "vector": [0.25] * DIM, "size": 5, "window": 10}
+    params = {"tokens": HOSTILE, "vector": [1] * DIM, "size": 5, "window": 10}  # integers: any vector type takes them
     call = {"id": queries.SEARCH_TEMPLATE_ID, "params": params}
     rendered = client.render_search_template(body=call)["template_output"]
     should = rendered["query"]["bool"]["should"]

@@ -61,8 +61,11 @@ def test_opensearch_and_local_backend_agree(corpus, window, probes):
     for text in random_queries(15, seed=window + probes):
         vector = corpus["encoder"].encode([text])[0]
         remote = corpus["searcher"].search(vector, k=10, window=window, probes=probes)
-        tokens = corpus["lsh"].query_tokens(vector, probes=probes)[0]
-        local = corpus["local"].search(tokens, vector, k=10, window=window)
+        # The local index is searched directly: with the query vector as the index holds vectors (int8 by default),
+        # hashed as the searcher hashes it.
+        served = corpus["searcher"].served(vector)
+        tokens = corpus["lsh"].query_tokens(served.astype(np.float32), probes=probes)[0]
+        local = corpus["local"].search(tokens, served, k=10, window=window)
         assert [hit.id for hit in remote] == [hit.id for hit in local], text
         np.testing.assert_allclose([h.score for h in remote], [h.score for h in local], atol=1e-5)
 
@@ -75,10 +78,11 @@ def test_stored_template_renders_the_builder_body_and_searches_alike(corpus, ope
         pytest.skip(message)
     vector = corpus["encoder"].encode(["w100 w101 w102"])[0]
     tokens = corpus["lsh"].tokens(vector)[0]
-    params = queries.template_params(tokens, vector, k=7, window=60)
+    served = corpus["searcher"].served(vector)  # the template takes the query vector as the index holds vectors
+    params = queries.template_params(tokens, served, k=7, window=60)
     rendered = opensearch.render_search_template(body={"id": queries.SEARCH_TEMPLATE_ID, "params": params})
     assert queries.without_template_padding(rendered["template_output"]) == queries.search_body(
-        tokens, vector, k=7, window=60)
+        tokens, served, k=7, window=60)
     response = opensearch.search_template(index=corpus["index"], body={"id": queries.SEARCH_TEMPLATE_ID,
                                                                        "params": params})
     by_template = sorted(((-hit["_score"], hit["_id"]) for hit in response["hits"]["hits"]))

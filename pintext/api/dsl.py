@@ -25,6 +25,7 @@ def searcher_for_dsl(conn: Connection) -> tuple[Any, bool]:
     use MODEL/lsh.json or the defaults on the engine asked for (OpenSearch under auto)."""
     from pintext.api.failures import is_unreachable
     from pintext.ingest.indexer import default_lsh
+    from pintext.quantize import DEFAULT_VECTOR_TYPE
     from pintext.serving.base import IndexNotFoundError
     from pintext.serving.engines import (
         EngineError,
@@ -61,8 +62,10 @@ def searcher_for_dsl(conn: Connection) -> tuple[Any, bool]:
         conn.retarget("opensearch")
     fixed = conn.model_tokens
     conn.notes(f"note: index {conn.name!r} not found or node unreachable: printing with "
-               f"{'MODEL/lsh.json' if fixed else 'the default LSH'} and the default window")
-    return Searcher(conn.engine, conn.name, fixed or default_lsh(conn.encoder.dim)), False
+               f"{'MODEL/lsh.json' if fixed else 'the default LSH'}, the default window and the default vector "
+               f"type ({DEFAULT_VECTOR_TYPE}): what a new index gets")
+    return Searcher(conn.engine, conn.name, fixed or default_lsh(conn.encoder.dim),
+                    vector_type=DEFAULT_VECTOR_TYPE), False
 
 
 def dsl_requests(conn: Connection, text: str, plan: QueryPlan, template: bool = False) -> Requests:

@@ -21,13 +21,15 @@ NO_CORPUS_YET = "no corpus given (index create without --pins)"
 
 @dataclass(frozen=True)
 class Tuning:
-    """How to choose the token settings of an index about to be created."""
+    """How to make an index about to be created: its token settings, tuned or not, and what its vector field
+    holds."""
 
     pins_file: Path | None = None  # the corpus; None: no tuning (the defaults)
     target_recall: float = 0.95
     enabled: bool = True
     queries_file: Path | None = None
     family: str | None = None  # lsh | kmeans | auto (pintext.tokens.tune.FAMILY_CHOICES); None: DEFAULT_FAMILY
+    vector_type: str | None = None  # int8 | float32 (pintext.quantize.VECTOR_TYPES); None: DEFAULT_VECTOR_TYPE
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,16 @@ def token_family(name: str | None) -> str | None:
         raise UsageError(f"--tokens: {error}") from None
 
 
+def checked_vector_type(name: str | None) -> str | None:
+    """A vector type name checked (one error line naming the choices); None when not given."""
+    from pintext.quantize import check_vector_type
+
+    try:
+        return None if name is None else check_vector_type(name)
+    except ValueError as error:
+        raise UsageError(f"--vector-type: {error}") from None
+
+
 def describe_tokens(family: Any) -> str:
     from pintext.tokens import describe
 
@@ -66,8 +78,11 @@ def ensure_index(conn: Connection, shards: int = 1, replicas: int | None = None,
 
     engine, index = conn.engine, conn.write_index
     if conn.index_meta() is not None and awaits_tuning(conn, tuning):
-        pending_family = (conn.index_meta() or {}).get("tuning", {}).get("family")
-        tuning = dataclasses.replace(tuning, family=tuning.family or pending_family)
+        from pintext.serving.meta import vector_type_of
+
+        pending = conn.index_meta() or {}
+        tuning = dataclasses.replace(tuning, family=tuning.family or pending.get("tuning", {}).get("family"),
+                                     vector_type=tuning.vector_type or vector_type_of(pending))
         shards, replicas = drop_empty_untuned_index(conn)
     elif conn.index_meta() is not None:
         conn.check_written_index()
@@ -122,10 +137,12 @@ def creation_meta(conn: Connection, tuning: Tuning) -> dict:
     Without a corpus, or with --no-tune, the index gets that config (or the default) and the default window.
     """
     from pintext.ingest.indexer import default_lsh
+    from pintext.quantize import DEFAULT_VECTOR_TYPE
     from pintext.serving.meta import ServingDefaults, index_meta
     from pintext.tokens.tune import DEFAULT_FAMILY, LSH
 
     encoder, fixed = conn.encoder, conn.model_tokens
+    vectors = tuning.vector_type or DEFAULT_VECTOR_TYPE
     if tuning.family not in (None, LSH) and not tuning.enabled:
         raise UsageError(f"--tokens {tuning.family} is tuned (and fitted) on the corpus: drop --no-tune")
     if not tuning.enabled or tuning.pins_file is None:
@@ -136,12 +153,12 @@ def creation_meta(conn: Connection, tuning: Tuning) -> dict:
         if result is not None:
             serving = ServingDefaults(window=result.window, probes=result.probes, window_at_100=result.deep_window,
                                       probes_at_100=result.deep_probes)
-            return index_meta(encoder.fingerprint, encoder.dim, result.family, serving, result.to_meta())
+            return index_meta(encoder.fingerprint, encoder.dim, result.family, serving, result.to_meta(), vectors)
     family = fixed or default_lsh(encoder.dim)
     record = {"tuned": False, "reason": reason, "pending": reason == NO_CORPUS_YET}
     if record["pending"] and tuning.family:
         record["family"] = tuning.family  # what the first ingest tunes when it brings the corpus
-    return index_meta(encoder.fingerprint, encoder.dim, family, ServingDefaults(), record)
+    return index_meta(encoder.fingerprint, encoder.dim, family, ServingDefaults(), record, vectors)
 
 
 def tune_on_corpus(conn: Connection, tuning: Tuning, fixed: Any) -> tuple[Any, str]:
@@ -279,6 +296,7 @@ def refuse_foreign_index(engine: Any, indexes: list[str], force: bool) -> None:
 def index_info(conn: Connection) -> dict:
     """The alias, which index serves, and every version (model, docs, shards, `_meta`); for the serving version
     also `shard_copies`: each shard copy's role (primary or replica), node and state."""
+    from pintext.serving.meta import vector_type_of
     from pintext.serving.rollout import describe
 
     engine = conn.engine
@@ -289,6 +307,7 @@ def index_info(conn: Connection) -> dict:
     # The serving version's figures at the top level, as `index info` printed them before versioning.
     head = ({"index": serving["index"], "docs": serving["docs"], "shards": serving["shards"],
              "replicas": serving["replicas"], "health": serving["health"],
+             "vector_type": vector_type_of(serving["meta"]),
              "shard_copies": engine.shards(serving["index"]), "meta": serving["meta"]}
             if serving else {"index": None})
     return {"engine": engine.name, **head, **info}

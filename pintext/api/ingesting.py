@@ -43,6 +43,7 @@ def ingest_file(conn: Connection, pins_file: Path, options: IngestOptions = Inge
     from pintext.ingest.deadletter import DeadLetter
     from pintext.ingest.indexer import Checkpoint, EngineSink, IngestLock, Ingestor, default_state
     from pintext.schemas import LocatedRecordError
+    from pintext.serving.meta import vector_type_of
 
     pins_file = Path(pins_file)
     tuning = tuning or Tuning(pins_file)
@@ -68,7 +69,7 @@ def ingest_file(conn: Connection, pins_file: Path, options: IngestOptions = Inge
         ingestor = Ingestor(conn.encoder, conn.tokens, EngineSink(conn.engine, written), rejected,
                             Checkpoint(checkpoint_path, str(pins_file.resolve()), where),
                             batch_size=options.batch, workers=options.workers, strict=options.strict,
-                            on_batch=on_batch)
+                            on_batch=on_batch, vector_type=vector_type_of(conn.index_meta()))
         try:
             report = ingestor.run(pins_file, resume=options.resume)
         except DiskWriteError as error:

@@ -19,7 +19,7 @@ from typing import Any
 
 from pintext.api.connection import AUTO, DEFAULT_INDEX, DEFAULT_LOCAL_DIR, Connection, Notes, Target, quiet
 from pintext.api.failures import Reach, translated
-from pintext.api.indexing import Created, Tuning, token_family
+from pintext.api.indexing import Created, Tuning, checked_vector_type, token_family
 from pintext.api.ingesting import IngestOptions
 from pintext.api.search import Answer, QueryPlan
 
@@ -86,13 +86,15 @@ class PinText:
 
     def create_index(self, pins: str | Path | None = None, *, shards: int = 1, replicas: int | None = None,
                      target_recall: float = 0.95, tune: bool = True, tune_queries: str | Path | None = None,
-                     tokens: str | None = None) -> Created:
+                     tokens: str | None = None, vector_type: str | None = None) -> Created:
         """This model's index behind the name, its tokens tuned on `pins` (a pins JSONL file) when given; the
-        name's first index serves at once, later ones after `promote()`."""
+        name's first index serves at once, later ones after `promote()`. `vector_type`: what the new index's
+        vector field holds, "int8" (the default) or "float32"; an existing index keeps its own."""
         from pintext.api.indexing import create_index
 
         tuning = Tuning(Path(pins) if pins else None, target_recall, tune,
-                        Path(tune_queries) if tune_queries else None, token_family(tokens))
+                        Path(tune_queries) if tune_queries else None, token_family(tokens),
+                        checked_vector_type(vector_type))
         with translated(self._reach()):
             created = create_index(self.connection, shards, replicas, tuning)
         self._searcher = None
@@ -101,10 +103,11 @@ class PinText:
     def ingest(self, pins: str | Path | Iterable[Mapping[str, Any]], *, batch: int = 500, workers: int | None = None,
                resume: bool = False, strict: bool = False, dead_letter: str | Path | None = None,
                checkpoint: str | Path | None = None, target_recall: float = 0.95, tune: bool = True,
-               tune_queries: str | Path | None = None, tokens: str | None = None,
+               tune_queries: str | Path | None = None, tokens: str | None = None, vector_type: str | None = None,
                on_batch: Callable[[Any], None] | None = None) -> dict:
         """Index pins (a JSONL(.gz) file, or pin dicts) by id; bad records go to the dead letter and are counted.
-        Returns the summary: indexed, created, updated, rejected (by reason), docs/s, dead letter, checkpoint."""
+        Returns the summary: indexed, created, updated, rejected (by reason), docs/s, dead letter, checkpoint.
+        `tokens`, `vector_type` (and tuning) apply when this call creates the index (see `create_index`)."""
         from pintext.api.ingesting import ingest_file
 
         options = IngestOptions(batch=batch, resume=resume, strict=strict,
@@ -113,7 +116,7 @@ class PinText:
                                 **({"workers": workers} if workers else {}))
         with _as_file(pins) as path, translated(self._reach()):
             tuning = Tuning(path, target_recall, tune, Path(tune_queries) if tune_queries else None,
-                            token_family(tokens))
+                            token_family(tokens), checked_vector_type(vector_type))
             summary = ingest_file(self.connection, path, options, tuning, on_batch)
         self._searcher = None
         return summary

@@ -29,6 +29,7 @@ from pintext.cli.options import (
     TuneQueriesOption,
     UrlOption,
     UserOption,
+    VectorTypeOption,
     open_pintext,
 )
 
@@ -43,14 +44,16 @@ def index_create(model: ModelOption = None, index: IndexOption = DEFAULT_INDEX, 
                  = None,
                  target_recall: TargetRecallOption = 0.95, no_tune: NoTuneOption = False,
                  tune_queries: TuneQueriesOption = None, tokens: TokensOption = None,
+                 vector_type: VectorTypeOption = None,
                  ) -> None:
     """Create this model's index behind the alias --index (the alias moves to it at once only when it is the
     name's first index; later ones wait for `pintext index promote`), its LSH tuned on --pins FILE."""
     from pintext.api.indexing import describe_tokens
+    from pintext.serving.meta import vector_type_of
 
     served = open_pintext(model, index, url, user, password, ca_certs, insecure, engine, local_dir, timeout)
     done = served.create_index(pins, shards=shards, replicas=replicas, target_recall=target_recall,
-                               tune=not no_tune, tune_queries=tune_queries, tokens=tokens)
+                               tune=not no_tune, tune_queries=tune_queries, tokens=tokens, vector_type=vector_type)
     conn = served.connection
     shape = f", {done.shards} shards x {done.replicas} replicas" if done.shards is not None else ""
     route = (f"serving as {index!r}" if done.serving == done.index and index != done.serving
@@ -58,7 +61,8 @@ def index_create(model: ModelOption = None, index: IndexOption = DEFAULT_INDEX, 
              else f"not serving yet ({index!r} serves {done.serving!r}): `pintext index promote --index {index}`")
     typer.echo(f"{'created' if done.created else 'exists, same model'}: {done.index}, {route} "
                f"(dim {conn.encoder.dim}, tokens {describe_tokens(conn.tokens)}, probes {conn.serving.probes}, "
-               f"window {conn.serving.window}, model {conn.encoder.fingerprint[:12]}{shape})")
+               f"window {conn.serving.window}, vectors {vector_type_of(conn.index_meta())}, "
+               f"model {conn.encoder.fingerprint[:12]}{shape})")
 
 
 def index_delete(index: IndexOption = DEFAULT_INDEX, url: UrlOption = None, user: UserOption = None,

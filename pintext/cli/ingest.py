@@ -30,6 +30,7 @@ from pintext.cli.options import (
     TuneQueriesOption,
     UrlOption,
     UserOption,
+    VectorTypeOption,
     open_pintext,
 )
 from pintext.constants import DEFAULT_INGEST_WORKERS
@@ -55,7 +56,7 @@ def ingest(
     = None,
     json_output: JsonOption = False,
     target_recall: TargetRecallOption = 0.95, no_tune: NoTuneOption = False, tune_queries: TuneQueriesOption = None,
-    tokens: TokensOption = None,
+    tokens: TokensOption = None, vector_type: VectorTypeOption = None,
     url: UrlOption = None, user: UserOption = None, password: PasswordOption = None,
     ca_certs: CaCertsOption = None, insecure: InsecureOption = False,
     engine: EngineOption = EngineName.auto, local_dir: LocalDirOption = DEFAULT_LOCAL_DIR,
@@ -83,6 +84,7 @@ def ingest(
         summary = served.ingest(pins_file, batch=batch, workers=workers, resume=resume, strict=strict,
                                 dead_letter=dead_letter, checkpoint=checkpoint, target_recall=target_recall,
                                 tune=not no_tune, tune_queries=tune_queries, tokens=tokens,
+                                vector_type=vector_type,
                                 on_batch=lambda report: progress.update(task, completed=report.last_line,
                                                                         rate=report.docs_per_second))
         progress.update(task, completed=total_lines, rate=summary["docs_per_second"])

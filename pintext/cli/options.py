@@ -71,6 +71,10 @@ TokensOption = Annotated[Optional[str], typer.Option(
     "--tokens", help="When the index is created: its token family, lsh (random hyperplanes), kmeans (learned "
                      "centroids, fitted on the corpus) or auto (tune both, keep the cheaper at the target recall); "
                      "default auto.")]
+VectorTypeOption = Annotated[Optional[str], typer.Option(
+    "--vector-type", help="When the index is created: what its vector field holds, int8 (one byte a dimension, "
+                          "scaled per pin; the engines score it by exact cosine, docs/serving.md) or float32; "
+                          "default int8. An existing index keeps its own.")]
 TuneQueriesOption = Annotated[Optional[Path], typer.Option("--tune-queries", exists=True, dir_okay=False,
                                                            help="Query texts to tune on (one JSON line each); "
                                                                 "default: sampled pins' titles cut to 3-5 words.")]

@@ -93,7 +93,10 @@ def rank(hits: list[SearchHit]) -> list[SearchHit]:
 @dataclass(frozen=True)
 class VectorQuery:
     """One PinText search as an engine receives it: the tokens to look up (already hashed), the query vector for
-    the exact rescore, how many hits, how many first-stage hits to rescore, filters and pin ids to leave out."""
+    the exact rescore, how many hits, how many first-stage hits to rescore, filters and pin ids to leave out.
+
+    `vector` is what the index holds: an int8 array for an index of one-byte vectors (`pintext.quantize`; the
+    engine sends integers and maps its byte-field score back), float32 otherwise."""
 
     tokens: tuple[str, ...]
     vector: np.ndarray
@@ -105,6 +108,11 @@ class VectorQuery:
     # no more pins than the window would rescore (Lucene's rule for a selective filter), so a filtered search is
     # the exact answer and costs no more than a rescore.
     exact: bool = False
+
+    @property
+    def byte_vector(self) -> bool:
+        """Whether the query is for an index of one-byte vectors (its vector is int8)."""
+        return bool(self.vector.dtype == np.int8)
 
     def __post_init__(self) -> None:
         if self.k <= 0:

@@ -33,6 +33,7 @@ import numpy as np
 
 from pintext import queries
 from pintext.mapping import VECTOR_FIELD, pins_index_body_elasticsearch
+from pintext.quantize import INT8
 from pintext.serving.base import (
     IndexLayout,
     IndexNotFoundError,
@@ -44,6 +45,7 @@ from pintext.serving.base import (
     require_storable_id,
 )
 from pintext.serving.filters import NO_FILTERS, Filters
+from pintext.serving.meta import vector_type_of
 from pintext.serving.opensearch import (
     MERGE_TIMEOUT_S,
     ClusterEngine,
@@ -113,7 +115,7 @@ def rescore_body(vector: queries.Vector, ids: Sequence[str], k: int) -> dict:
         raise ValueError("the rescore needs at least one pin id")
     if len(ids) > MAX_WINDOW:
         raise UnsupportedError(f"Elasticsearch's knn query scores at most {MAX_WINDOW} candidates (got {len(ids)})")
-    knn = {"field": VECTOR_FIELD, "query_vector": [float(x) for x in vector], "num_candidates": len(ids),
+    knn = {"field": VECTOR_FIELD, "query_vector": queries.vector_values(vector), "num_candidates": len(ids),
            "filter": {"ids": {"values": ids}}}
     return {"size": int(k), "query": {"knn": knn}, "sort": [dict(clause) for clause in TIE_SORT],
             "track_total_hits": False, "_source": {"excludes": list(queries.SOURCE_EXCLUDES)}}
@@ -122,7 +124,7 @@ def rescore_body(vector: queries.Vector, ids: Sequence[str], k: int) -> dict:
 def exact_filtered_body(query: VectorQuery) -> dict:
     """A selective filter's exact answer: a `knn` query over every pin passing the filters (flat index: exact),
     the top k by cosine, ties by pin id."""
-    knn = {"field": VECTOR_FIELD, "query_vector": [float(x) for x in query.vector],
+    knn = {"field": VECTOR_FIELD, "query_vector": queries.vector_values(query.vector),
            "num_candidates": min(MAX_WINDOW, max(int(query.k), int(query.window))),
            "filter": queries.filtered_pins_query(query.filters, query.exclude_ids)}
     return {"size": int(query.k), "query": {"knn": knn}, "sort": [dict(clause) for clause in TIE_SORT],
@@ -206,7 +208,8 @@ class ElasticsearchEngine(ClusterEngine):
 
     # The two clients spell these calls alike: the OpenSearch engine's own code serves both.
     def create(self, index: str, dim: int, meta: dict, shards: int = 1, replicas: int = 0) -> list[str]:
-        body = pins_index_body_elasticsearch(dim, meta, shards=shards, replicas=replicas)
+        body = pins_index_body_elasticsearch(dim, meta, shards=shards, replicas=replicas,
+                                             byte_vectors=vector_type_of(meta) == INT8)
         self.client.indices.create(index=index, settings=body["settings"], mappings=body["mappings"])
         return []
 

@@ -1,8 +1,12 @@
 """The model/index contract every engine's index carries in its `_meta`, and the query-time defaults in it.
 
-`_meta` = `{model_fingerprint, dim, tokens (the token family config, with its kind), pin_vector, serving: {window,
-probes[, window_at_100, probes_at_100]}, tuning, pintext_version}`. Ingest and search refuse an index whose
-`_meta` names another model, dimension, token config or pin-vector rule (`check_meta`).
+`_meta` = `{model_fingerprint, dim, tokens (the token family config, with its kind), pin_vector, vector_type,
+serving: {window, probes[, window_at_100, probes_at_100]}, tuning, pintext_version}`. Ingest and search refuse an
+index whose `_meta` names another model, dimension, token config or pin-vector rule (`check_meta`).
+
+`vector_type` (`int8` or `float32`, `pintext.quantize`) is what the index's vector field holds; an index without the
+key (made before it existed) holds float32. It is the index's own choice, not the model's: ingest and search follow
+it and never refuse an index for it.
 
 Indexes written before the token stage had a name of its own keep the family config under `lsh`
 (`LEGACY_TOKENS_KEY`, whatever the family); `token_config` reads either, so they still serve and take writes.
@@ -13,10 +17,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from pintext import __version__, queries
+from pintext.quantize import FLOAT32
 from pintext.serving.base import IndexMismatchError
 from pintext.tokens import TokenFamily, family_from_dict
 
 TOKENS_KEY = "tokens"  # the token family config in `_meta`
+VECTOR_TYPE_KEY = "vector_type"  # what the vector field holds: `pintext.quantize.VECTOR_TYPES`
 LEGACY_TOKENS_KEY = "lsh"  # where indexes written before kept it (read, never written)
 
 
@@ -72,17 +78,31 @@ class ServingDefaults:
 
 
 def index_meta(fingerprint: str, dim: int, family: TokenFamily, serving: ServingDefaults | None = None,
-               tuning: dict | None = None) -> dict:
-    """The `_meta` an index carries: which model and token family its vectors and tokens come from, the window
-    and probes search uses by default, and how they were chosen (`tuning`)."""
+               tuning: dict | None = None, vector_type: str = FLOAT32) -> dict:
+    """The `_meta` an index carries: which model and token family its vectors and tokens come from, what its
+    vector field holds (`vector_type`), the window and probes search uses by default, and how they were chosen
+    (`tuning`). `vector_type` defaults to float32, what a caller that writes its own float vectors with
+    `Engine.write` needs; indexes made by `index create`/`ingest` get `pintext.quantize.DEFAULT_VECTOR_TYPE`
+    (`pintext.api.indexing.creation_meta`)."""
     from pintext.pin_vectors import DEFAULT_PIN_VECTOR
+    from pintext.quantize import check_vector_type
 
     meta = {"model_fingerprint": fingerprint, "dim": int(dim), TOKENS_KEY: family.to_dict(),
             "pintext_version": __version__, "serving": (serving or ServingDefaults()).to_dict(),
-            "pin_vector": DEFAULT_PIN_VECTOR.to_dict()}
+            "pin_vector": DEFAULT_PIN_VECTOR.to_dict(),
+            VECTOR_TYPE_KEY: check_vector_type(vector_type)}
     if tuning is not None:
         meta["tuning"] = tuning
     return meta
+
+
+def vector_type_of(meta: dict | None) -> str:
+    """What an index's vector field holds, by its `_meta`: `int8` or `float32` (an index that records none was
+    made before one-byte vectors existed: float32). A value PinText does not know is refused (ValueError)."""
+    from pintext.quantize import UNRECORDED_VECTOR_TYPE, check_vector_type
+
+    recorded = meta.get(VECTOR_TYPE_KEY) if isinstance(meta, dict) else None
+    return check_vector_type(str(recorded)) if recorded is not None else UNRECORDED_VECTOR_TYPE
 
 
 def token_config(meta: dict | None) -> dict | None:

@@ -19,6 +19,7 @@ import numpy as np
 
 from pintext import queries
 from pintext.mapping import TOKENS_FIELD, VECTOR_FIELD, lean_index, pins_index_body
+from pintext.quantize import INT8
 from pintext.serving.base import (
     BatchResult,
     IndexLayout,
@@ -32,6 +33,7 @@ from pintext.serving.base import (
     require_storable_id,
 )
 from pintext.serving.filters import NO_FILTERS, Filters
+from pintext.serving.meta import vector_type_of
 from pintext.serving.opensearch_client import cosine_from_knn_score
 
 MERGE_TIMEOUT_S = 1200  # a force-merge of a million pins takes minutes, far beyond a search's timeout
@@ -357,7 +359,8 @@ class OpenSearchEngine(ClusterEngine):
         """Create the index (lean, `pintext.mapping.LEAN_KNN_SETTINGS`, where `lean_index` says so) and (re)install
         the stored search template; returns notes for the user."""
         lean = lean_index(self.version, replicas)
-        body = pins_index_body(dim, meta, shards=shards, replicas=replicas, lean=lean)
+        body = pins_index_body(dim, meta, shards=shards, replicas=replicas, lean=lean,
+                               byte_vectors=vector_type_of(meta) == INT8)
         self.client.indices.create(index=index, body=body)
         return self.install_search_template()
 
@@ -401,7 +404,8 @@ class OpenSearchEngine(ClusterEngine):
     def search(self, index: str, query: VectorQuery) -> list[SearchHit]:
         (_, body), = self.requests(index, query)
         response = self.search_body(index, body)
-        return rank([self._rescored_hit(raw, query.tokens) for raw in response["hits"]["hits"]])
+        return rank([self._rescored_hit(raw, query.tokens, query.byte_vector)
+                     for raw in response["hits"]["hits"]])
 
     def count_matching(self, index: str, filters: Filters, exclude_ids: Sequence[str] = ()) -> int:
         body = {"query": queries.filtered_pins_query(filters, exclude_ids)}
@@ -449,11 +453,11 @@ class OpenSearchEngine(ClusterEngine):
             boost = 1.0
         return f"GET {index}/_search", queries.bm25_body(text, k, filters=filters, boost=boost)
 
-    def _rescored_hit(self, raw: dict, tokens: Sequence[str]) -> SearchHit:
+    def _rescored_hit(self, raw: dict, tokens: Sequence[str], byte_vector: bool) -> SearchHit:
         source, held = hit_source(raw)
         matched = sorted(held & set(tokens))
         score = float(raw["_score"])
-        cosine = cosine_from_knn_score(score)
+        cosine = cosine_from_knn_score(score, byte_vectors=byte_vector)
         return SearchHit(str(raw["_id"]), cosine, cosine, float(len(matched)), source, matched, score)
 
 

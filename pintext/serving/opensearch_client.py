@@ -70,16 +70,22 @@ def connect(
     return OpenSearch(**options)
 
 
-def cosine_from_knn_score(score: float) -> float:
+def cosine_from_knn_score(score: float, byte_vectors: bool = False) -> float:
     """The cosine similarity behind a `knn_score` script score with `space_type: cosinesimil`.
 
-    k-NN 2.19 (issues #2357 / #2561) scores cosinesimil as `(1 + cosine) / 2`, in [0, 1], the same as its
-    approximate search; before 2.19 the script returned `1 + cosine`. Measured on the managed 2.19.1 node
-    against numpy, see tests/test_opensearch_node.py and docs/opensearch.md.
+    Over float vectors k-NN 2.19 (issues #2357 / #2561) scores cosinesimil as `(1 + cosine) / 2`, in [0, 1], the
+    same as its approximate search; before 2.19 the script returned `1 + cosine`. Over a `data_type: byte` field
+    (`byte_vectors`) 2.19.1 and 3.5.0 still return `1 + cosine`, exact (within 1e-7 of numpy's cosine of the int8
+    values at 256-d). Measured on the managed nodes against numpy, see tests/test_opensearch_node.py,
+    docs/opensearch.md and docs/serving.md ("One-byte vectors").
     """
+    if byte_vectors:
+        return float(score) - 1.0
     return 2.0 * float(score) - 1.0
 
 
-def knn_score_from_cosine(cosine: float) -> float:
-    """Inverse of `cosine_from_knn_score`: the score 2.19's `knn_score` gives a cosine."""
+def knn_score_from_cosine(cosine: float, byte_vectors: bool = False) -> float:
+    """Inverse of `cosine_from_knn_score`: the score `knn_score` gives a cosine (2.19 and later)."""
+    if byte_vectors:
+        return 1.0 + float(cosine)
     return (1.0 + float(cosine)) / 2.0

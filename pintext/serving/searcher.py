@@ -13,7 +13,10 @@ The API callers use, per query (window and probes default to the index's tuned o
   (`union`) also has the engine score BM25's pins that PinText's list lacks by exact cosine (`score_pins`);
 - `Searcher.related(pin_id, ...)`: nearest to a stored pin's own vector, the pin excluded.
 
-`Searcher.for_index(engine, index)` builds one from the index's own `_meta`.
+`Searcher.for_index(engine, index)` builds one from the index's own `_meta`. The query vector is taken as the index
+holds vectors (`_meta.vector_type`: int8 values for one-byte vectors, `pintext.quantize`), and both its tokens and
+the exact score come from that vector, as ingest hashes and stores the pins': `related` from a stored vector is the
+search of that very vector.
 """
 
 from __future__ import annotations
@@ -27,9 +30,10 @@ import numpy as np
 from pintext import queries
 from pintext.exact_match import ExactMatch, match_depth
 from pintext.mapping import ID_FIELD
+from pintext.quantize import FLOAT32, served_vectors
 from pintext.serving.base import Engine, SearchHit, VectorQuery, fuse_hits, rank
 from pintext.serving.filters import NO_FILTERS, Filters
-from pintext.serving.meta import ServingDefaults, check_meta, family_from_meta
+from pintext.serving.meta import ServingDefaults, check_meta, family_from_meta, vector_type_of
 from pintext.tokens import TokenFamily, scores_every_match
 
 
@@ -37,11 +41,12 @@ class Searcher:
     """Searches one index (or alias) of one engine with a given token family (see the module docstring)."""
 
     def __init__(self, engine: Engine, index: str, family: TokenFamily,
-                 serving: ServingDefaults | None = None) -> None:
+                 serving: ServingDefaults | None = None, vector_type: str = FLOAT32) -> None:
         self.engine = engine
         self.index = index
         self.family = family
         self.serving = serving or ServingDefaults()
+        self.vector_type = vector_type  # what the index's vector field holds (`_meta.vector_type`)
         # Pins passing a filter, per (filters, exclusions): counted once per searcher (one command), since many
         # queries of a batch share a filter. A count gone stale by a concurrent ingest only picks the other path;
         # both return pins that pass.
@@ -61,7 +66,8 @@ class Searcher:
         if concrete is None:
             raise IndexNotFoundError(f"index {index!r} does not exist")
         meta = engine.meta(concrete)
-        return cls(engine, concrete, family_from_meta(index, meta), ServingDefaults.from_meta(meta))
+        return cls(engine, concrete, family_from_meta(index, meta), ServingDefaults.from_meta(meta),
+                   vector_type_of(meta))
 
     # Kept for callers of the first API: `searcher.lsh` is the token family.
     @property
@@ -83,9 +89,9 @@ class Searcher:
         (benchmarks compare the two).
         """
         size = self.serving.window_for(k, window)
+        served = self.served(vector)
         # The exact path needs no tokens; they are still computed, for `--explain`'s matched tokens.
-        tokens = self.family.query_tokens(np.asarray(vector, dtype=np.float32),
-                                          probes=self.serving.probes_for(k, probes))[0]
+        tokens = self.family.query_tokens(served.astype(np.float32), probes=self.serving.probes_for(k, probes))[0]
         if scores_every_match(self.family):
             # Learned centroid tokens (one codebook): the pins holding a probed centroid are few and all near the
             # query, so every one of them is scored exactly — the tokens become a filter of the exact path.
@@ -93,8 +99,12 @@ class Searcher:
             exact = True
         else:
             exact = exact_filter and bool(filters) and self.filtered_count(filters, tuple(exclude_ids)) <= size
-        return VectorQuery(tuple(tokens), np.asarray(vector, dtype=np.float32), k=k, window=size, filters=filters,
+        return VectorQuery(tuple(tokens), served, k=k, window=size, filters=filters,
                            exclude_ids=tuple(exclude_ids), exact=exact)
+
+    def served(self, vector: np.ndarray) -> np.ndarray:
+        """The query vector as the engine scores it against this index's vectors (int8 for one-byte vectors)."""
+        return served_vectors(np.asarray(vector, dtype=np.float32), self.vector_type)
 
     def filtered_count(self, filters: Filters, exclude_ids: tuple[str, ...] = ()) -> int:
         """Pins with a vector passing `filters` (cached for this searcher, see `__init__`)."""
@@ -163,11 +173,12 @@ class Searcher:
         wanted = tuple(dict.fromkeys(pin_ids))
         if not wanted:
             return []
-        vector = np.asarray(vector, dtype=np.float32)
-        tokens = self.family.query_tokens(vector, probes=0)[0]  # unused on the exact path; a query carries some
+        served = self.served(vector)
+        # Unused on the exact path; a query carries some.
+        tokens = self.family.query_tokens(served.astype(np.float32), probes=0)[0]
         only = Filters(terms=(*filters.terms, (ID_FIELD, wanted)), raw=filters.raw)
         return rank(self.engine.search(self.index, VectorQuery(
-            tuple(tokens), vector, k=len(wanted), window=len(wanted), filters=only, exact=True)))
+            tuple(tokens), served, k=len(wanted), window=len(wanted), filters=only, exact=True)))
 
     def hybrid_window(self, size: int, window: int | None) -> int:
         """The PinText side's window in a hybrid search: the index's for `size` hits, never below `size`."""
@@ -176,7 +187,7 @@ class Searcher:
     def first_stage(self, vector: np.ndarray, size: int, probes: int = 0,
                     filters: Filters = NO_FILTERS) -> list[SearchHit]:
         """The first stage alone (no rescore): score = number of query tokens a pin holds."""
-        tokens = self.family.query_tokens(np.asarray(vector, dtype=np.float32), probes=probes)[0]
+        tokens = self.family.query_tokens(self.served(vector).astype(np.float32), probes=probes)[0]
         return self.engine.first_stage(self.index, tokens, size, filters)
 
     def related(self, pin_id: str, k: int = queries.DEFAULT_K, window: int | None = None,
@@ -194,7 +205,8 @@ class Searcher:
         return self.engine.get(self.index, pin_id)[0]
 
     def stored_vector(self, pin_id: str) -> np.ndarray | None:
-        """The vector indexed for a pin; None for a pin indexed without one (no known word)."""
+        """The vector indexed for a pin, as float32 (an index of one-byte vectors gives its int8 values: the very
+        vector its scores are computed from); None for a pin indexed without one (no known word)."""
         return self.engine.get(self.index, pin_id)[1]
 
 
