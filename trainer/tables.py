@@ -3,15 +3,19 @@
 A word's vector is its row plus its weighted n-gram mean (`pintext.subwords` has the formula); a text's vector is
 the mean of its words' vectors. A batch is computed in two levels, so that only what the batch uses is touched:
 
-1. the batch's distinct words U and the distinct n-grams R they use: their rows are copied into two small leaf
-   tensors, and each word's vector is its row plus `mix[U] @ ngrams[R]` (`mix`: the fixed sparse [vocab, buckets]
-   matrix of n-gram weights);
-2. each text's vector: the mean over its words' positions in U.
+1. the batch's distinct words U: each word's vector is its row plus `mix[U] @ ngrams` (`mix`: the fixed sparse
+   [vocab, buckets] matrix of n-gram weights; scipy's product reads only the n-gram rows U uses);
+2. each text's vector: the mean over its words' positions in U (a sparse [texts, U] matrix of 1 / known words).
 
-After the backward pass `LazyAdam` updates just those rows (a row nobody used keeps its value and moments, as
-`torch.optim.SparseAdam` does). Why not one `EmbeddingBag` over word and n-gram rows with `SparseAdam`: a batch of
-256 pairs sums ~60k (row, weight) entries, and coalescing that sparse gradient cost 4x the whole word-only step on
-the Home Depot pairs; grouping by distinct word first leaves a few thousand rows to update.
+Both levels are linear, so they run in numpy and only the texts' vectors are a torch leaf: the loss differentiates
+them, and `update` carries their gradient back by the transposed products (to U's rows, then to the n-gram rows R
+that U uses), without autograd over the tables. `LazyAdam` then updates just those rows (a row nobody used keeps
+its value and moments, as `torch.optim.SparseAdam` does), with torch's fused Adam kernel on the gathered rows.
+Measured on the Home Depot pairs (docs/results/trainer-speed/): the n-gram rows' Adam update is most of a step;
+the torch `sparse.mm` forward and backward and the elementwise Adam ops this replaced cost about as much again.
+Why not one `EmbeddingBag` over word and n-gram rows with `SparseAdam`: a batch of 256 pairs sums ~60k (row,
+weight) entries, and coalescing that sparse gradient cost 4x the whole word-only step; grouping by distinct word
+first leaves a few thousand rows to update.
 
 `export` gives what serving reads: one vector per vocabulary word (row + n-gram mean, precomputed) and what an
 unseen word gets (its n-grams; or, without sub-words, a hashed direction or nothing). `finish` writes the exported
