@@ -214,6 +214,13 @@ class Encoder:
         self.oov = oov
         self._oov_vectors: dict[str, np.ndarray] = {}  # unseen word -> its hashed vector (bounded, see _oov_vector)
 
+    @property
+    def embeds_unseen_words(self) -> bool:
+        """Whether an unseen word gets a vector that means something: its character n-grams (sub-words), learned
+        with the words. A hashed unseen word (`HashedWords`) is a keyed random direction: it only keeps such a word
+        from vanishing from a text's mean, and a query of nothing but such words is BM25's to answer."""
+        return isinstance(self.oov, SubwordVectors)
+
     @classmethod
     def load(cls, model_dir: str | Path, *, verify: bool = True) -> "Encoder":
         """Load `MODEL/runtime/` (or a runtime folder itself). `verify` recomputes the fingerprint."""

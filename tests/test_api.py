@@ -122,6 +122,34 @@ def test_explain_splits_a_cosine_exactly(tmp_path):
     assert sum(dict(why.query_words).values()) == pytest.approx(why.cosine, abs=1e-6)
 
 
+def test_a_query_of_unseen_words_is_pintexts_when_the_model_embeds_sub_words(tmp_path):
+    """With sub-word vectors (what `pintext train` writes) a misspelled or unseen query word has a meaningful
+    vector, so PinText serves it; with hashed unseen words (a random direction) or none, BM25 answers alone."""
+    import pintext
+    from pintext.encoder import Encoder, HashedWords
+    from pintext.pin_vectors import pin_vectors
+    from pintext.subwords import SubwordVectors
+
+    pins = make_pins(60)
+    ngrams = np.random.default_rng(4).normal(size=(256, 16)).astype(np.float32)
+    misspelled = "w001x"  # not in the vocabulary (w000 ... w239 are)
+    for name, oov, served_by in (("subwords", SubwordVectors(ngrams, scale=1.0), "pintext"),
+                                 ("hashed", HashedWords(seed=3, scale=1.0), "bm25_fallback"),
+                                 ("ignored", None, "bm25_fallback")):
+        model = make_model(tmp_path / name, dim=16, oov=oov)
+        service = pintext.open(model, index=f"unseen-{name}", engine="local", local_dir=tmp_path / f"local-{name}")
+        service.ingest(pins)
+        encoder = Encoder.load(model)
+        assert encoder.encode_query(misspelled)[1] == 0 and encoder.embeds_unseen_words == (name == "subwords")
+        answer = service.search(misspelled, k=5)
+        assert answer.mode == served_by, (name, answer.note)
+        if served_by == "pintext":
+            vectors = pin_vectors(encoder, pins)
+            query = encoder.encode([misspelled])[0]
+            cosines = vectors @ query / np.linalg.norm(vectors, axis=1) / np.linalg.norm(query)
+            assert answer.hits[0].cosine == pytest.approx(float(np.max(cosines)), abs=1e-2)  # int8 vectors
+
+
 def test_pairs_and_train_from_python(tmp_path):
     """`pintext.pairs` imports judged pairs, `pintext.train` trains on them: the same code as the commands."""
     import pintext
