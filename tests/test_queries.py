@@ -3,6 +3,7 @@
 import json
 import re
 
+import numpy as np
 import pytest
 
 from pintext import queries
@@ -105,3 +106,14 @@ def test_template_renders_to_the_builder_body():
     assert queries.without_template_padding(rendered) == queries.search_body(
         ["t00_01", "t01_02"], [0.5, -0.25], k=4, window=40
     )
+
+
+def test_a_vector_query_needs_tokens_unless_it_is_exact():
+    """The token path looks pins up by their tokens; the exact path (a selective filter, the union hybrid's third
+    request) scores every pin the filters keep, so it may carry none."""
+    from pintext.serving.base import VectorQuery
+
+    vector = np.ones(4, dtype=np.float32)
+    with pytest.raises(ValueError, match="at least one token"):
+        VectorQuery((), vector)
+    assert VectorQuery((), vector, exact=True).tokens == ()

@@ -119,7 +119,7 @@ class VectorQuery:
             raise ValueError(f"k must be positive, got {self.k}")
         if self.k > self.window:
             raise ValueError(f"k ({self.k}) must not exceed the rescore window ({self.window})")
-        if not self.tokens:
+        if not self.tokens and not self.exact:  # the exact path scores every pin the filters keep: no tokens
             raise ValueError("a PinText search needs at least one token")
 
 

@@ -173,12 +173,10 @@ class Searcher:
         wanted = tuple(dict.fromkeys(pin_ids))
         if not wanted:
             return []
-        served = self.served(vector)
-        # Unused on the exact path; a query carries some.
-        tokens = self.family.query_tokens(served.astype(np.float32), probes=0)[0]
         only = Filters(terms=(*filters.terms, (ID_FIELD, wanted)), raw=filters.raw)
+        # The exact path needs no tokens (these pins were found by BM25, not by the first stage).
         return rank(self.engine.search(self.index, VectorQuery(
-            tuple(tokens), served, k=len(wanted), window=len(wanted), filters=only, exact=True)))
+            (), self.served(vector), k=len(wanted), window=len(wanted), filters=only, exact=True)))
 
     def hybrid_window(self, size: int, window: int | None) -> int:
         """The PinText side's window in a hybrid search: the index's for `size` hits, never below `size`."""
