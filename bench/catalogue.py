@@ -49,6 +49,8 @@ from typing import Any
 
 import numpy as np
 
+from pintext.quantize import UNRECORDED_VECTOR_TYPE
+
 DEFAULT_SHARED = Path("../shared/data/real")
 TWIN_COSINES = (0.9, 0.95, 0.98)  # two pins this close are near-twins (the same product with a word or two changed)
 MIN_GROUP = 8  # a product type needs this many real titles to give composed ones (fewer: near-copies)
@@ -384,7 +386,8 @@ def body_runner(engine: Any, index: str, body_of: Any) -> Callable:
     return run
 
 
-def search_methods(service: Any, engine: Any, concrete: str, hnsw_ok: Sequence[int]) -> list[tuple]:
+def search_methods(service: Any, engine: Any, concrete: str, hnsw_ok: Sequence[int],
+                   hnsw_vectors: str) -> list[tuple]:
     from functools import partial
 
     from pintext.bench.filtered import exact_body, knn_body
@@ -394,10 +397,11 @@ def search_methods(service: Any, engine: Any, concrete: str, hnsw_ok: Sequence[i
          served_runner(service)),
         ("PinText", "as served, cosine only (match_weight 0)", served_runner(service, match_weight=0.0)),
         ("exact script", "script_score knn_score over every pin",
-         body_runner(engine, concrete, partial(exact_body, board=None)))]
+         body_runner(engine, concrete, partial(exact_body, board=None, vector_type=hnsw_vectors)))]
     for m in hnsw_ok:
         methods += [("HNSW", f"m {m}, ef_search {ef}",
-                     body_runner(engine, hnsw_index(m), partial(knn_body, board=None, k=K, ef_search=ef)))
+                     body_runner(engine, hnsw_index(m), partial(knn_body, board=None, k=K, ef_search=ef,
+                                                                  vector_type=hnsw_vectors)))
                     for ef in EF_SEARCH]
     return methods
 
@@ -436,7 +440,7 @@ def vector_bytes(client: Any, index: str, dim: int) -> tuple[int, str]:
     """Bytes a pin's vector takes as the exact scorer reads it, from the index mapping's data type."""
     mapping = client.indices.get_mapping(index=index)
     field = next(iter(mapping.values()))["mappings"]["properties"].get("vector", {})
-    data_type = str(field.get("data_type") or field.get("element_type") or "float")
+    data_type = str(field.get("data_type") or field.get("element_type") or "float").lower()
     return dim * (1 if data_type in ("byte", "int8") else 4), data_type
 
 
@@ -502,9 +506,10 @@ def measure_set(label: str, pins: Sequence[dict], model: Path, query_texts: Sequ
                 f"plain bulk {plains[-1]['docs_per_s']:,.0f} docs/s")
         plains.append(plain_bulk(engine, encoder.dim, meta, pins))  # the baseline once more: two samples at least
         merged = {concrete: finish_index(engine, concrete), PLAIN_INDEX: finish_index(engine, PLAIN_INDEX)}
+        hnsw_vectors = meta.get("vector_type", UNRECORDED_VECTOR_TYPE)  # HNSW gets the same vectors PinText holds
         for m in args.hnsw_m:
             try:
-                hnsw[m] = build_hnsw_index(engine, corpus, hnsw_index(m), m)
+                hnsw[m] = build_hnsw_index(engine, corpus, hnsw_index(m), m, hnsw_vectors)
                 hnsw_ok.append(m)
                 log(f"  HNSW m {m}: written {hnsw[m]['write_seconds']:.0f} s, merged {hnsw[m]['merge_seconds']:.0f} s")
             except Exception as error:  # noqa: BLE001 - reported, the rest still runs
@@ -514,7 +519,7 @@ def measure_set(label: str, pins: Sequence[dict], model: Path, query_texts: Sequ
         scorer_bytes, data_type = vector_bytes(node.client, concrete, encoder.dim)
         described = index_mapping_summary(node.client, concrete)
         serving = service.searcher().serving
-        rows = timed_passes(search_methods(service, engine, concrete, hnsw_ok), list(zip(texts, queries)),
+        rows = timed_passes(search_methods(service, engine, concrete, hnsw_ok, hnsw_vectors), list(zip(texts, queries)),
                             args.passes, log)
     finally:
         if not args.keep:
@@ -530,6 +535,7 @@ def measure_set(label: str, pins: Sequence[dict], model: Path, query_texts: Sequ
             "dim": encoder.dim, "twins": twins, "embed_seconds": embedding["seconds"], "ingest": ingests,
             "plain": plains, "merged": merged, "hnsw": {str(m): info for m, info in hnsw.items()},
             "stored": stored, "pintext_index": concrete, "vector_bytes": scorer_bytes, "vector_type": data_type,
+            "hnsw_vector_type": hnsw_vectors,
             "index_shape": described, "serving": {"window": serving.window, "probes": serving.probes},
             "results": rows, "seconds": time.perf_counter() - began, "load_before": load_before,
             "load_after": load_average(), "node": {"version": node.version, "plugins": node.plugins}}
@@ -666,7 +672,8 @@ def render_set(data: dict) -> list[str]:
              f"{data['pins']:,} pins ({data['with_vector']:,} with a vector), {data['dim']}-d, {data['queries']} real "
              f"queries; {data['seconds'] / 60:.1f} minutes; load average {data['load_before']} before, "
              f"{data['load_after']} after. PinText index `{data['pintext_index']}` serves window "
-             f"{data['serving']['window']}, probes {data['serving']['probes']} (its own tuned defaults).", "",
+             f"{data['serving']['window']}, probes {data['serving']['probes']} (its own tuned defaults); vectors "
+             f"{data.get('vector_type', 'float')}, HNSW on {data.get('hnsw_vector_type', 'float32')} vectors.", "",
              twin_line("Near-twins", data["twins"]), "",
              "### Targets", "",
              markdown_table([{"target": v["target"], "measured": v["measured"], "met": "yes" if v["met"] else "NO",
@@ -700,8 +707,9 @@ def render_report(report: dict) -> str:
              "the median over passes. recall@10 vs exact cosine is tie-aware, against numpy over the same unit "
              "vectors every index holds; recall@10 vs exact served is against the served ranking computed exactly "
              "(exact cosine top 100, re-ranked by the model's exact-match signal, as `search` does on its hits). "
-             "HNSW: Lucene engine, innerproduct on unit vectors, ef_construction 100, its own index holding the "
-             "vector and one keyword.", ""]
+             "HNSW: Lucene engine, ef_construction 100, its own index holding the vector and one keyword, on the "
+             "same vectors as the PinText index (float32 unit vectors with innerproduct, or, for a PinText index of "
+             "one-byte vectors, the same int8 values, `data_type: byte`, cosine; each corpus says which).", ""]
     order = ["homedepot", "catalogue"]
     for data in sorted(report["sets"], key=lambda run: order.index(run["label"]) if run["label"] in order else 9):
         lines += render_set(data)

@@ -54,6 +54,7 @@ from pintext.bench.harness import (
     ratio,
     stopwatch,
 )
+from pintext.quantize import FLOAT32, INT8, check_vector_type, served_vectors
 
 K = 10
 RARE_BOARD = "one-percent"  # exactly 1% of the pins
@@ -201,19 +202,26 @@ def filter_clause(board: str | None) -> dict | None:
     return None if board is None else {"terms": {"board": [board]}}
 
 
-def hnsw_body(dim: int, m: int = HNSW_M) -> dict:
+def hnsw_body(dim: int, m: int = HNSW_M, vector_type: str = FLOAT32) -> dict:
+    """Lucene HNSW on unit vectors; `vector_type` int8 holds the one-byte vectors PinText's indexes hold by default
+    (`data_type: byte`), so the two are compared on the same vectors. Byte vectors are not unit length, so their
+    space is cosine (innerproduct would favour long vectors)."""
+    vector: dict = {"type": "knn_vector", "dimension": int(dim), "method": {
+        "name": "hnsw", "engine": "lucene", "space_type": "innerproduct",
+        "parameters": {"m": int(m), "ef_construction": HNSW_EF_CONSTRUCTION}}}
+    if check_vector_type(vector_type) == INT8:
+        vector["data_type"] = "byte"
+        vector["method"]["space_type"] = "cosinesimil"
     return {"settings": {"index": {"knn": True, "number_of_shards": 1, "number_of_replicas": 0,
                                    "refresh_interval": "-1"}},
-            "mappings": {"dynamic": False, "properties": {
-                "board": {"type": "keyword"},
-                "vector": {"type": "knn_vector", "dimension": int(dim), "method": {
-                    "name": "hnsw", "engine": "lucene", "space_type": "innerproduct",
-                    "parameters": {"m": int(m), "ef_construction": HNSW_EF_CONSTRUCTION}}}}}}
+            "mappings": {"dynamic": False, "properties": {"board": {"type": "keyword"}, "vector": vector}}}
 
 
-def knn_body(vector: np.ndarray, board: str | None, k: int, ef_search: int | None, post_filter: bool = False) -> dict:
-    """A `knn` query: the filter inside it (efficient filtering) or, with `post_filter`, in an outer bool."""
-    knn: dict = {"vector": [float(x) for x in vector], "k": int(k)}
+def knn_body(vector: np.ndarray, board: str | None, k: int, ef_search: int | None, post_filter: bool = False,
+             vector_type: str = FLOAT32) -> dict:
+    """A `knn` query: the filter inside it (efficient filtering) or, with `post_filter`, in an outer bool; the
+    query vector as the index of `vector_type` holds its pins' (int8 values for a byte index)."""
+    knn: dict = {"vector": served_vectors(vector, vector_type).tolist(), "k": int(k)}
     if ef_search is not None:
         knn["method_parameters"] = {"ef_search": int(ef_search)}
     clause = filter_clause(board)
@@ -225,13 +233,15 @@ def knn_body(vector: np.ndarray, board: str | None, k: int, ef_search: int | Non
     return {"size": K, "query": query, "_source": ["board"]}
 
 
-def exact_body(vector: np.ndarray, board: str | None) -> dict:
-    """Brute force: the k-NN plugin's exact cosine script over every pin the filter keeps."""
+def exact_body(vector: np.ndarray, board: str | None, vector_type: str = FLOAT32) -> dict:
+    """Brute force: the k-NN plugin's exact cosine script over every pin the filter keeps (the query vector as the
+    index of `vector_type` holds its pins')."""
     from pintext import queries
 
     clause = filter_clause(board)
     inner = {"match_all": {}} if clause is None else {"bool": {"filter": [clause]}}
-    return {"size": K, "query": {"script_score": {"query": inner, "script": queries.knn_score_script(vector)}},
+    script = queries.knn_score_script(served_vectors(vector, vector_type))
+    return {"size": K, "query": {"script_score": {"query": inner, "script": script}},
             "_source": ["board"]}
 
 
@@ -279,13 +289,15 @@ def build_pintext_index(engine: Any, encoder: Any, corpus: Corpus, vectors: np.n
     return Searcher.for_index(engine, PINTEXT_INDEX), {**info, "tokens": tokens}
 
 
-def build_hnsw_index(engine: Any, corpus: Corpus, index: str = HNSW_INDEX, m: int = HNSW_M) -> dict:
-    """Lucene HNSW over the corpus' unit vectors (and the board keyword), written through the engine's plain bulk."""
+def build_hnsw_index(engine: Any, corpus: Corpus, index: str = HNSW_INDEX, m: int = HNSW_M,
+                     vector_type: str = FLOAT32) -> dict:
+    """Lucene HNSW over the corpus' unit vectors (and the board keyword), written through the engine's plain bulk;
+    `vector_type` int8 quantizes them as PinText's index does (`pintext.quantize.served_vectors`)."""
     engine.delete(index)
-    body = hnsw_body(corpus.unit.shape[1], m)
+    body = hnsw_body(corpus.unit.shape[1], m, vector_type)
     engine.create_plain(index, body["mappings"], body["settings"])
-    docs = ((pin["id"], {"board": pin.get("board"), "vector": np.asarray(vector, dtype=np.float32)})
-            for pin, vector in zip(corpus.pins, corpus.unit))
+    vectors = served_vectors(corpus.unit, vector_type)
+    docs = ((pin["id"], {"board": pin.get("board"), "vector": vector}) for pin, vector in zip(corpus.pins, vectors))
     with stopwatch() as writing:
         outcome = engine.write_docs(index, docs, batch=HNSW_BATCH)
     if outcome.failed:
