@@ -68,9 +68,9 @@ def pin_document(pin: dict, vector: np.ndarray | None, tokens: Sequence[str]) ->
     if vector is None:
         return {key: value for key, value in pin.items() if key not in (TOKENS_FIELD, VECTOR_FIELD)}
     # A numpy array, which the client's serializer (`pintext.serving.fast_json`) writes whole: an int8 one (an index
-    # of one-byte vectors) as integers, which the node parses ~1.3x faster than the same values as floats (a bulk of
-    # 20,000 Home Depot pins, one node: 7,060-9,152 vs 4,973-7,077 docs/s) in a third less JSON; a float32 one as
-    # its shortest exact text.
+    # of one-byte vectors) as integers, which the node indexes 1.1-1.4x faster than the same values as floats in a
+    # third less JSON (docs/results/ingest-speed, "One-byte vectors as JSON integers"); a float32 one as its
+    # shortest exact text.
     values = np.asarray(vector)
     return {**pin, TOKENS_FIELD: list(tokens),
             VECTOR_FIELD: values if values.dtype == np.int8 else values.astype(np.float32, copy=False)}
