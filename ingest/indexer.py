@@ -310,14 +310,14 @@ def read_batches(path: Path, batch_size: int, dead_letter: Any, strict: bool, sk
 class Ingestor:
     """Runs one ingest of a pins file into a sink; see the module docstring for the guarantees."""
 
-    def __init__(self, encoder: Any, lsh: TokenFamily, sink: Sink, dead_letter: DeadLetter,
+    def __init__(self, encoder: Any, family: TokenFamily, sink: Sink, dead_letter: DeadLetter,
                  checkpoint: Checkpoint, batch_size: int = 500, workers: int = DEFAULT_INGEST_WORKERS,
                  strict: bool = False, on_batch: Callable[[IngestReport], None] | None = None,
                  vector_type: str = FLOAT32) -> None:
         if batch_size <= 0 or workers <= 0:
             raise ValueError(f"batch size and workers must be positive, got {batch_size} and {workers}")
         self.encoder = encoder
-        self.lsh = lsh
+        self.family = family
         self.sink = sink
         self.dead_letter = dead_letter
         self.checkpoint = checkpoint
@@ -361,7 +361,7 @@ class Ingestor:
         tokens: list[list[str]] = [[] for _ in batch.pins]
         if known.any():
             hashed = vectors[known].astype(np.float32)
-            for row, pin_tokens in zip(np.flatnonzero(known), self.lsh.tokens(hashed)):
+            for row, pin_tokens in zip(np.flatnonzero(known), self.family.tokens(hashed)):
                 tokens[row] = pin_tokens
         written = [vector if ok else None for vector, ok in zip(vectors, known)]
         without_vector = {str(pin["id"]) for pin, ok in zip(batch.pins, known) if not ok}

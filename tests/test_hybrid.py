@@ -61,11 +61,11 @@ def pintext_order(corpus: dict, text: str) -> list[str]:
     pins without a vector have no tokens), by exact cosine (the window holds them all), ties by id."""
     searcher = corpus["searcher"]
     query = corpus["encoder"].encode([text])[0]
-    query_tokens = set(searcher.lsh.query_tokens(query, probes=searcher.serving.probes)[0])
+    query_tokens = set(searcher.family.query_tokens(query, probes=searcher.serving.probes)[0])
     norms = np.linalg.norm(corpus["vectors"], axis=1)
     scored = []
     for row, pin in enumerate(corpus["pins"]):
-        if norms[row] > 0 and query_tokens & set(searcher.lsh.tokens(corpus["vectors"][row])[0]):
+        if norms[row] > 0 and query_tokens & set(searcher.family.tokens(corpus["vectors"][row])[0]):
             scored.append((-float(corpus["vectors"][row] @ query / (norms[row] * np.linalg.norm(query))), pin["id"]))
     return [pin_id for _, pin_id in sorted(scored)]
 
@@ -187,7 +187,7 @@ def test_rescore_never_fails_on_a_pin_without_vector_in_the_window(hybrid_corpus
     from pintext import queries
 
     vector = hybrid_corpus["encoder"].encode([QUERY])[0]
-    tokens = hybrid_corpus["searcher"].lsh.query_tokens(vector)[0]
+    tokens = hybrid_corpus["searcher"].family.query_tokens(vector)[0]
     body = queries.search_body(tokens, vector, k=60, window=60)
     body["query"]["bool"]["should"].append({"ids": {"values": ["oov-1"]}})
     hits = opensearch.search(index=hybrid_corpus["index"], body=body)["hits"]["hits"]

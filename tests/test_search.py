@@ -41,9 +41,9 @@ def corpus(opensearch, opensearch_index_name, tmp_path):
     encoder = Encoder.load(model_dir)
     searcher = opensearch_searcher(opensearch, opensearch_index_name)
     # Both indexes were tuned on the same file, deterministically: the same LSH config and serving defaults.
-    assert local_index(tmp_path / "local").meta()["tokens"] == searcher.lsh.to_dict()
+    assert local_index(tmp_path / "local").meta()["tokens"] == searcher.family.to_dict()
     assert local_index(tmp_path / "local").meta()["serving"] == searcher.serving.to_dict()
-    lsh = searcher.lsh
+    lsh = searcher.family
     return {
         "model_dir": model_dir,
         "encoder": encoder,

@@ -69,11 +69,6 @@ class Searcher:
         return cls(engine, concrete, family_from_meta(index, meta), ServingDefaults.from_meta(meta),
                    vector_type_of(meta))
 
-    # Kept for callers of the first API: `searcher.lsh` is the token family.
-    @property
-    def lsh(self) -> TokenFamily:
-        return self.family
-
     def check(self, expected_meta: dict, model_dir: str = "the model") -> None:
         """Refuse to search an index built for another model (see `check_meta`)."""
         check_meta(self.index, self.engine.meta(self.index), expected_meta, model_dir)
