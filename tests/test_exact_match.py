@@ -7,6 +7,8 @@ import pytest
 
 from pintext.exact_match import (
     MATCH_DEPTH,
+    MATCH_DEPTH_CAP,
+    MATCH_DEPTH_PER_HIT,
     MATCH_FILE,
     ExactMatch,
     match_depth,
@@ -50,7 +52,10 @@ def test_weight_is_saved_loaded_and_checked(tmp_path):
         ExactMatch.load(tmp_path)
     with pytest.raises(ValueError):
         ExactMatch(-1.0)
-    assert match_depth(10) == MATCH_DEPTH and match_depth(MATCH_DEPTH + 5) == MATCH_DEPTH + 5
+    assert match_depth(1) == match_depth(10) == MATCH_DEPTH
+    assert match_depth(100) == MATCH_DEPTH_PER_HIT * 100 > MATCH_DEPTH
+    assert match_depth(MATCH_DEPTH_CAP // 2) == MATCH_DEPTH_CAP
+    assert match_depth(MATCH_DEPTH_CAP + 5) == MATCH_DEPTH_CAP + 5
 
 
 class OneToken:
