@@ -26,9 +26,19 @@ def opensearch_url(opensearch_node) -> str:
     return opensearch_node.url
 
 
+def drop_indexes(client, name: str) -> None:
+    """Delete the index `name` and every index whose name starts with it: PinText writes `name` as an alias of a
+    concrete `name-<model fingerprint>`, which deleting `name` alone leaves behind. (Those leftovers piled up on the
+    managed node, which keeps its data between runs, until it held 1,000 shards, OpenSearch's default
+    `cluster.max_shards_per_node`, and every test creating an index failed.) Works with opensearch-py and
+    elasticsearch-py clients."""
+    for index in client.indices.get(index=f"{name}*", ignore_unavailable=True) or {}:
+        client.indices.delete(index=index, ignore_unavailable=True)
+
+
 @pytest.fixture
 def opensearch_index_name(opensearch) -> Iterator[str]:
-    """A fresh index name; whatever index gets that name is deleted after the test."""
+    """A fresh index name; every index under that name (an alias's concrete index too) is deleted after the test."""
     name = f"pintext-test-{uuid.uuid4().hex[:12]}"
     yield name
-    opensearch.indices.delete(index=name, ignore_unavailable=True)
+    drop_indexes(opensearch, name)

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from tests.factories import WORDS, make_model, make_pins, write_pins
+from tests.fixtures_opensearch import drop_indexes
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -32,8 +33,7 @@ def served(tmp_path, opensearch_url, opensearch):
     pins_file = write_pins(tmp_path / "pins.jsonl", pins)
     name = f"pintext-api-{uuid.uuid4().hex[:10]}"
     yield model, pins, pins_file, name
-    for index in opensearch.indices.get(index=f"{name}*", ignore_unavailable=True) or {}:
-        opensearch.indices.delete(index=index, ignore_unavailable=True)
+    drop_indexes(opensearch, name)
 
 
 def test_the_readme_python_example_runs_as_written(served, opensearch_url, tmp_path):

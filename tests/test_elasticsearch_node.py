@@ -15,6 +15,7 @@ import pytest
 from pintext.servers import elasticsearch_node as es_node
 from tests.fixtures_cli import Ran, run_pintext
 from tests.fixtures_engines import unavailable
+from tests.fixtures_opensearch import drop_indexes
 
 
 def parse_yml(text: str) -> dict[str, str]:
@@ -86,7 +87,7 @@ def es(elasticsearch_node):
 def es_index(es):
     name = f"pintext-test-{uuid.uuid4().hex[:12]}"
     yield name
-    es.indices.delete(index=name, ignore_unavailable=True)
+    drop_indexes(es, name)
 
 
 def unit_rows(matrix: np.ndarray) -> np.ndarray:
