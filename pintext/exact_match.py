@@ -59,10 +59,10 @@ def word_share(wanted: frozenset[str], text: str) -> float:
     return len(wanted.intersection(text_words(text))) / len(wanted)
 
 
-def match_depth(k: int) -> int:
-    """Hits the engine returns for a search with the signal on: `MATCH_DEPTH_PER_HIT` x k, at least `MATCH_DEPTH`,
-    at most `MATCH_DEPTH_CAP`, never fewer than k."""
-    return max(int(k), min(MATCH_DEPTH_CAP, max(MATCH_DEPTH, MATCH_DEPTH_PER_HIT * int(k))))
+def match_depth(k: int, per_hit: int = MATCH_DEPTH_PER_HIT) -> int:
+    """Hits the engine returns for a search with the signal on: `per_hit` x k, at least `MATCH_DEPTH`, at most
+    `MATCH_DEPTH_CAP`, never fewer than k."""
+    return max(int(k), min(MATCH_DEPTH_CAP, max(MATCH_DEPTH, per_hit * int(k))))
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from pintext import queries
-from pintext.exact_match import MATCH_DEPTH, ExactMatch, match_depth
+from pintext.exact_match import ExactMatch, match_depth
 from pintext.mapping import ID_FIELD
 from pintext.quantize import FLOAT32, served_vectors
 from pintext.serving.base import Engine, SearchHit, VectorQuery, fuse_hits, rank
@@ -155,11 +155,11 @@ class Searcher:
         lexical = self.bm25_search(text, size, filters=filters)
         if vector is None or not np.any(vector):
             return lexical[:k]
-        # The PinText side re-ranks its own `size` (at least MATCH_DEPTH), not 3 x size: BM25's list already brings
-        # in the pins that hold the query's words, and the fusion was chosen on validation with lists re-ranked
-        # this deep (Crowdflower split 0 lost 0.003 NDCG@10 with 3 x size; no set gained: docs/serving.md).
+        # The PinText side re-ranks one hit per hit of its list (at least MATCH_DEPTH), not 3: BM25's list already
+        # brings in the pins that hold the query's words, and the fusion was chosen on validation with lists
+        # re-ranked this deep (Crowdflower split 0 lost 0.003 NDCG@10 with 3 x size; no set gained: docs/serving.md).
         semantic = self.search(vector, k=size, window=self.hybrid_window(size, window), probes=probes,
-                               filters=filters, text=text, match=match, depth=max(size, MATCH_DEPTH))
+                               filters=filters, text=text, match=match, depth=match_depth(size, per_hit=1))
         if fusion.scores_every_candidate:
             found = {hit.id for hit in semantic}
             missing = [hit.id for hit in lexical if hit.id not in found]
