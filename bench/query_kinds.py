@@ -87,7 +87,7 @@ def measure(model: Path, shared: Path, split: int, blend: float, match: ExactMat
     titles, judged, text = load(shared, split)
     ids = list(titles)
     encoder = Encoder.load(model)
-    match = match if match is not None else ExactMatch.load(model)
+    match = (match if match is not None else ExactMatch.load(model)).bound(encoder.word_vectors)
     vocabulary = encoder.tokenizer.get_vocab()
     pins = unit_rows(pin_vectors(encoder, [{"id": i, "title": titles[i]} for i in ids]))
     retriever = bm25s.BM25(k1=1.2, b=0.75, method="lucene")
@@ -151,7 +151,8 @@ def main(argv: list[str] | None = None) -> int:
     if not (args.shared / "homedepot").is_dir():
         print(f"no Home Depot data at {args.shared}: nothing to measure")
         return 0
-    match = ExactMatch.load(args.model) if args.match_weight is None else ExactMatch(args.match_weight)
+    match = ExactMatch.load(args.model)
+    match = match if args.match_weight is None else match.with_weight(args.match_weight)
     figures = measure(args.model, args.shared, args.split, args.blend, match)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "report.md").write_text(report(figures, args.model, args.split, args.blend, match), encoding="utf-8")

@@ -213,6 +213,7 @@ class Encoder:
         self.fingerprint = fingerprint
         self.oov = oov
         self._oov_vectors: dict[str, np.ndarray] = {}  # unseen word -> its hashed vector (bounded, see _oov_vector)
+        self._vocabulary: dict[str, int] | None = None  # word -> id, read from the tokenizer on first use
 
     @property
     def embeds_unseen_words(self) -> bool:
@@ -350,6 +351,21 @@ class Encoder:
             elif self.oov is not None:
                 terms.append((word, 1.0 / counted, self._oov_vector(word)))
         return terms
+
+    def word_vectors(self, words: Sequence[str]) -> np.ndarray:
+        """[n, dim] float32: each normalized word's own vector (`encode([word])` for one word: its row, or its
+        sub-words' when the model embeds unseen words); zeros for an unseen word the model cannot embed (a hashed
+        one is a random direction, no meaning to compare). What the nearest-word share compares
+        (`pintext.exact_match`), without a tokenizer pass."""
+        if self._vocabulary is None:
+            self._vocabulary = self._tokenizer.get_vocab()
+        lookup, unk = self._vocabulary.get, self._unk_id
+        ids = np.fromiter((lookup(word, unk) for word in words), dtype=np.int64, count=len(words))
+        vectors = self._table[ids]
+        unseen = np.flatnonzero(ids == unk)
+        for row in unseen:
+            vectors[row] = self._oov_vector(words[int(row)]) if self.embeds_unseen_words else 0.0
+        return vectors
 
     def _oov_vector(self, word: str) -> np.ndarray:
         vector = self._oov_vectors.get(word)

@@ -490,7 +490,7 @@ def run_systems(systems: list[str], model: Path, encoder: Any, pins: list[dict],
     if "exact" in systems:
         from pintext.exact_match import ExactMatch
 
-        match = ExactMatch.load(model)
+        match = ExactMatch.load(model).bound(encoder.word_vectors)
         results["exact_match"] = match.to_dict()
         rankings["exact"], seconds["exact"] = timed(
             progress, "exact", len(texts), lambda advance: exact_rankings(encoder, pins, texts, advance, match))

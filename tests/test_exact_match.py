@@ -11,7 +11,9 @@ from pintext.exact_match import (
     MATCH_DEPTH_PER_HIT,
     MATCH_FILE,
     ExactMatch,
+    NEAREST_WORDS_KEY,
     match_depth,
+    nearest_word_shares,
     query_words,
     rerank_ids,
     word_share,
@@ -56,6 +58,50 @@ def test_weight_is_saved_loaded_and_checked(tmp_path):
     assert match_depth(100) == MATCH_DEPTH_PER_HIT * 100 > MATCH_DEPTH
     assert match_depth(MATCH_DEPTH_CAP // 2) == MATCH_DEPTH_CAP
     assert match_depth(MATCH_DEPTH_CAP + 5) == MATCH_DEPTH_CAP + 5
+
+
+WORDS = {  # unit-ish vectors: "dewalt" and "dewlat" close, "drill" and "driver" fairly close, the rest apart
+    "dewalt": [1.0, 0.0, 0.0], "dewlat": [0.8, 0.6, 0.0], "drill": [0.0, 1.0, 0.0], "driver": [0.0, 0.6, 0.8],
+    "saw": [0.0, 0.0, 1.0], "oak": [-1.0, 0.0, 0.0],
+}
+
+
+def word_vectors(words: list[str]) -> np.ndarray:
+    """The test's word vectors; zero for a word it does not know (as an encoder without sub-words)."""
+    return np.array([WORDS.get(word, [0.0, 0.0, 0.0]) for word in words], dtype=np.float32)
+
+
+def test_nearest_word_share_counts_a_missing_word_by_its_nearest_pin_word():
+    shares = nearest_word_shares("DeWalt drill", ["dewalt drill", "DEWLAT driver", "oak saw", "", "zzz dewalt"],
+                                 word_vectors)
+    assert shares[0] == pytest.approx(1.0)  # both words held
+    assert shares[1] == pytest.approx((0.8 + 0.6) / 2)  # nearest: dewlat for dewalt, driver for drill
+    assert shares[2] == pytest.approx((0.0 + 0.0) / 2)  # oak points away (clipped at 0), saw is orthogonal
+    assert shares[3] == 0.0  # no words
+    assert shares[4] == pytest.approx(0.5)  # an unknown word (zero vector) matches nothing but itself
+    # a word the model cannot embed still counts whole where the pin holds it
+    assert nearest_word_shares("zzz", ["a zzz", "b"], word_vectors).tolist() == [1.0, 0.0]
+    assert nearest_word_shares("", ["dewalt"], word_vectors).tolist() == [0.0]
+
+
+def test_nearest_words_rerank_and_round_trip(tmp_path):
+    match = ExactMatch(1.0, nearest_words=True)
+    with pytest.raises(ValueError, match="word vectors"):
+        match.shares("dewalt drill", ["dewalt drill"])
+    bound = match.bound(word_vectors)
+    assert bound == match  # the vectors are not part of what the signal is
+    ranked = [("a", 0.9), ("b", 0.5), ("c", 0.4)]
+    texts = {"a": "oak saw", "b": "dewlat driver", "c": "dewalt drill"}
+    got = rerank_ids(ranked, texts, "dewalt drill", bound)
+    assert [pin for pin, _ in got] == ["c", "b", "a"]
+    assert dict(got)["b"] == pytest.approx(0.5 + 0.7)
+    assert [pin for pin, _ in rerank_ids(ranked, texts, "dewalt drill", ExactMatch(1.0))] == ["c", "a", "b"]
+    bound.save(tmp_path)
+    assert json.loads((tmp_path / MATCH_FILE).read_text()) == {"weight": 1.0, NEAREST_WORDS_KEY: True}
+    assert ExactMatch.load(tmp_path) == match and match.with_weight(0.3) == ExactMatch(0.3, nearest_words=True)
+    (tmp_path / MATCH_FILE).write_text(json.dumps({"weight": 1.0, NEAREST_WORDS_KEY: "yes"}))
+    with pytest.raises(ValueError, match=NEAREST_WORDS_KEY):
+        ExactMatch.load(tmp_path)
 
 
 class OneToken:

@@ -52,6 +52,18 @@ def test_unseen_words_are_their_ngram_mean_times_scale(runtime):
     np.testing.assert_allclose(vectors[2], unseen, atol=1e-5)
 
 
+def test_word_vectors_are_each_words_own_vector(runtime, tmp_path):
+    tokenizer, table, oov, folder = runtime
+    words = ["red", "zanzibar", "couch", "sofa"]
+    encoder = Encoder.load(folder)
+    np.testing.assert_array_equal(encoder.word_vectors(words), encoder.encode(words))
+    assert encoder.word_vectors([]).shape == (0, DIM)
+    # Without sub-words an unseen word has no meaning to compare: zeros, not its hashed direction.
+    plain = Encoder.load(write_runtime(tmp_path / "plain", tokenizer, table))
+    got = plain.word_vectors(words)
+    assert not got[1].any() and np.array_equal(got[[0, 2, 3]], plain.encode(["red", "couch", "sofa"]))
+
+
 def test_the_ngram_table_is_part_of_the_model(runtime, tmp_path):
     tokenizer, table, oov, folder = runtime
     changed = SubwordVectors(oov.table + 1.0, scale=oov.scale)

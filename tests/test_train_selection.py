@@ -138,7 +138,9 @@ def test_train_without_flags_chooses_on_validation_and_writes_why(pairs_dir, tmp
     fused = expected(hybrid["candidates"], hybrid["fusion_default"], hybrid["fusion_standard_error"])
     assert (fused["method"], fused["weight"]) == (fusion.method, fusion.weight)
     match = expected(hybrid["match"], {"weight": hybrid["match_default"]}, hybrid["match_standard_error"])
-    assert ExactMatch.load(out) == ExactMatch(match["weight"]) == ExactMatch(hybrid["chosen_match"]["weight"])
+    chosen = ExactMatch(match["weight"], nearest_words=True)  # every trained model counts nearest words
+    assert ExactMatch.load(out) == chosen == ExactMatch.load(out).with_weight(hybrid["chosen_match"]["weight"])
+    assert hybrid["chosen_match"] == chosen.to_dict() == {"weight": match["weight"], "nearest_words": True}
 
 
 def test_budget_skips_trials_but_always_runs_one(pairs_dir, tmp_path):

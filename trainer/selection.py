@@ -227,7 +227,7 @@ def choose_fusion(pairs: dict, encoder: Encoder, task: str = MAIN_TASK,
     exact-match signal, as served). Returns (FusionConfig, ExactMatch, record)."""
     import bm25s
 
-    from pintext.exact_match import DEFAULT_MATCH_WEIGHT, MATCH_GRID, ExactMatch
+    from pintext.exact_match import DEFAULT_MATCH_WEIGHT, MATCH_GRID, TRAINED_NEAREST_WORDS, ExactMatch, rerank_shares
     from pintext.fusion import FusionConfig
 
     pins_by_text = distractor_pins(distractors)
@@ -237,8 +237,12 @@ def choose_fusion(pairs: dict, encoder: Encoder, task: str = MAIN_TASK,
     pool = pool_vectors(encoder, data, pins_by_text)
     similarity = unit_rows(encoder.encode(data.query_texts)) @ pool.T
     cosine = [_top(row, depth) for row in similarity]
-    matches = [ExactMatch(weight) for weight in MATCH_GRID]
-    served = [[_matched(match, scores, data.pool_texts, text) for scores, text in zip(cosine, data.query_texts)]
+    trained = ExactMatch(nearest_words=TRAINED_NEAREST_WORDS).bound(encoder.word_vectors)
+    matches = [trained.with_weight(weight) for weight in MATCH_GRID]
+    # A pin's share does not depend on the weight: counted once per query, scored under every weight.
+    shares = [trained.shares(text, [data.pool_texts[int(doc)] for doc in scores])
+              for scores, text in zip(cosine, data.query_texts)]
+    served = [[dict(rerank_shares(list(scores.items()), share, match)) for scores, share in zip(cosine, shares)]
               for match in matches]
     scored = [_per_query([list(ranked) for ranked in rankings], relevant) for rankings in served]
     chosen, match_error = choose_over_default(scored, MATCH_GRID.index(DEFAULT_MATCH_WEIGHT))

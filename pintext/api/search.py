@@ -108,7 +108,9 @@ def vector_search(searcher: Any, vector: Any, k: int, window: int | None, probes
                            text=text, match=match)
     if text is None or not match.on:
         return Answer(hits, "pintext", window=window, probes=probes)
-    note = f"cosine + {match.weight:g} x share of query words matched, top {match_depth(k)} re-ranked"
+    words = "query words matched (a missing one by its nearest pin word)" if match.nearest_words else \
+        "query words matched"
+    note = f"cosine + {match.weight:g} x share of {words}, top {match_depth(k)} re-ranked"
     return Answer(hits, "pintext", note, window=max(window, match_depth(k)), probes=probes)
 
 
@@ -146,12 +148,14 @@ def fusion_config(model_dir: Path | None, method: str | None = None, weight: flo
         raise UsageError(f"{Path(str(model_dir)) / HYBRID_FILE}: not a valid fusion config: {error}") from None
 
 
-def exact_match_config(model_dir: Path | None, weight: float | None = None) -> Any:
-    """The model's MODEL/match.json (plain cosine without one), or `weight`."""
+def exact_match_config(model_dir: Path | None, encoder: Any, weight: float | None = None) -> Any:
+    """The model's MODEL/match.json (plain cosine without one), its weight replaced by `weight` when given, with
+    the encoder's word vectors for the nearest-word share."""
     from pintext.exact_match import MATCH_FILE, ExactMatch
 
     try:
-        return ExactMatch.load(model_dir) if weight is None else ExactMatch(weight)
+        match = ExactMatch.load(model_dir)
+        return (match if weight is None else match.with_weight(weight)).bound(encoder.word_vectors)
     except (ValueError, TypeError, json.JSONDecodeError) as error:
         source = "--match-weight" if weight is not None else str(Path(str(model_dir)) / MATCH_FILE)
         raise UsageError(f"{source}: not a valid exact-match weight: {error}") from None

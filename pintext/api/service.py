@@ -76,11 +76,11 @@ class PinText:
 
         check_result_limits(k, window)
         chosen = filters_from(filters)
-        self.connection.encoder  # noqa: B018 - no model (or a broken one) is said before its files are read
+        encoder = self.connection.encoder  # no model (or a broken one) is said before its files are read
         model = self.connection.model_dir
         return QueryPlan(k=k, window=window, probes=probes, hybrid=hybrid,
                          fusion=fusion_config(model, fusion, fusion_weight) if hybrid else None, depth=depth,
-                         filters=chosen, match=exact_match_config(model, match_weight))
+                         filters=chosen, match=exact_match_config(model, encoder, match_weight))
 
     # ---- the index -----------------------------------------------------------------------------------------
 

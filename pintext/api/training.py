@@ -235,13 +235,14 @@ def choose_hybrid(pairs: Path, model_dir: Path, tasks: list[str], corpus: str | 
     "exact_match": weight} as chosen (without search validation pairs: the default weight, no hybrid.json)."""
     from pintext.atomic import write_text
     from pintext.encoder import Encoder
-    from pintext.exact_match import DEFAULT_MATCH_WEIGHT, ExactMatch
+    from pintext.exact_match import DEFAULT_MATCH_WEIGHT, TRAINED_NEAREST_WORDS, ExactMatch
     from pintext.trainer.selection import choose_fusion
     from pintext.trainer.train import MAX_DISTRACTORS, load_corpus, load_pairs
 
     loaded = load_pairs(pairs, [task for task in tasks if task == SEARCH])
     if SEARCH not in loaded or len(loaded[SEARCH][VALIDATION]) == 0:
-        match = ExactMatch(DEFAULT_MATCH_WEIGHT)  # nothing to choose on: the default signal and fusion
+        # nothing to choose on: the default signal and fusion
+        match = ExactMatch(DEFAULT_MATCH_WEIGHT, TRAINED_NEAREST_WORDS)
         match.save(model_dir)
         return {"exact_match": match.to_dict()}
     pins = load_corpus(pairs, corpus, rejected=None)  # training dead-lettered its bad lines
