@@ -121,13 +121,17 @@ def served_order(ranking: np.ndarray, dense: np.ndarray, ids: list[str], titles:
     return np.array([position[pin_id] for pin_id, _ in ranked])
 
 
+def matched(match: ExactMatch) -> str:
+    return "matches, a missing word by its nearest title word" if match.nearest_words else "holds"
+
+
 def report(figures: dict, model: Path, split: int, blend: float, match: ExactMatch) -> str:
     columns = ["bm25 ndcg@10", "pintext ndcg@10", "served ndcg@10", "blend ndcg@10", "bm25 recall@100",
                "pintext recall@100", "served recall@100", "blend recall@100"]
     lines = [f"# PinText against BM25 per kind of query (Home Depot, split {split})", "",
              f"`python -m pintext.bench.query_kinds --model {model} --split {split}`: exact cosine of the model "
              f"(`pintext`), the model as `pintext search` serves it (`served`: the cosine top {DEPTH} re-ranked by "
-             f"cosine + {match.weight:g} x the share of query words a title holds, pintext.exact_match), "
+             f"cosine + {match.weight:g} x the share of query words a title {matched(match)}, pintext.exact_match), "
              f"BM25 (bm25s, k1 1.2, b 0.75), and their blend (PinText {blend} + BM25 max-normalized {1 - blend:.1f}) "
              "over all 54,667 titles; the set's own metrics. A query can be of several kinds.", "",
              "| kind | queries | " + " | ".join(columns) + " |", "|---|---:|" + "---:|" * len(columns)]

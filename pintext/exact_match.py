@@ -88,20 +88,18 @@ def nearest_word_shares(query: str, pin_texts: Sequence[str], vectors: WordVecto
     wanted = list(dict.fromkeys(text_words(query)))
     if not wanted or not pin_texts:
         return np.zeros(len(pin_texts))
-    pin_words = [list(dict.fromkeys(text_words(text))) for text in pin_texts]
+    pin_words = [dict.fromkeys(text_words(text)) for text in pin_texts]
     column: dict[str, int] = {}
-    columns = [np.array([column.setdefault(word, len(column)) for word in words], dtype=np.int64)
-               for words in pin_words]
-    seen = list(column)
-    similarity = np.clip(unit_rows(vectors(wanted)) @ unit_rows(vectors(seen)).T, 0.0, 1.0)
+    flat = np.fromiter((column.setdefault(word, len(column)) for words in pin_words for word in words),
+                       dtype=np.int64)
+    lengths = np.fromiter(map(len, pin_words), dtype=np.int64, count=len(pin_words))
+    similarity = np.clip(unit_rows(vectors(wanted)) @ unit_rows(vectors(list(column))).T, 0.0, 1.0)
     for row, word in enumerate(wanted):  # the very word counts whole, whatever its vector
         if word in column:
             similarity[row, column[word]] = 1.0
-    lengths = np.fromiter(map(len, columns), dtype=np.int64, count=len(columns))
-    best = np.zeros((len(wanted), len(columns)))
-    filled = np.flatnonzero(lengths)
-    if filled.size:
-        flat = np.concatenate([columns[index] for index in filled])
+    best = np.zeros((len(wanted), len(pin_words)))
+    filled = lengths > 0
+    if flat.size:
         starts = np.concatenate([[0], np.cumsum(lengths[filled])[:-1]])
         best[:, filled] = np.maximum.reduceat(similarity[:, flat], starts, axis=1)
     return best.mean(axis=0)

@@ -224,7 +224,7 @@ def render() -> str:
         "",
         "**Search quality**: held-out queries, whole-corpus retrieval, the project's commands with default flags "
         "(`python -m pintext.bench.real_eval`). PinText served is what `pintext search` answers (token candidates, "
-        "exact cosine, the exact-match signal); hybrid fuses BM25 in.",
+        "exact cosine, the word-match signal); hybrid fuses BM25 in.",
         "",
         *quality_table(),
         "",

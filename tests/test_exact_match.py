@@ -154,3 +154,19 @@ def test_a_candidate_replaces_the_default_only_beyond_two_standard_errors_of_eno
     few = MIN_QUERIES_TO_CHOOSE - 1
     assert choose_over_default([default[:few], clearly_better[:few]], 0) == (0, float("inf"))
     assert choose_over_default([clearly_better, default], 1)[0] == 0
+
+
+def test_the_match_weight_is_the_best_on_enough_queries_even_within_noise():
+    from pintext.trainer.selection import MIN_QUERIES_TO_CHOOSE, choose_best
+
+    rng = np.random.default_rng(1)
+    default = rng.uniform(0, 1, 400)
+    noise = rng.normal(0.0, 0.2, 400)
+    slightly_better = default + noise - noise.mean() + 0.005  # 0.005 better on average, well within its noise
+    from pintext.trainer.selection import choose_over_default
+
+    assert choose_over_default([default, slightly_better], 0)[0] == 0  # the gate would keep the default
+    assert choose_best([default, slightly_better], 0) == 1
+    assert choose_best([slightly_better, default], 1) == 0
+    few = MIN_QUERIES_TO_CHOOSE - 1
+    assert choose_best([default[:few], default[:few] + 1.0], 0) == 0  # too few queries: the default stands

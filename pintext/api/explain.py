@@ -28,7 +28,8 @@ SHOWN_WORDS = 5  # words per side that `pintext search --explain` shows
 @dataclass(frozen=True)
 class Explanation:
     """A hit's cosine split into its query words' and its pin words' shares, largest first (each list sums to
-    `cosine`); `match` is the share of query words the pin's text holds (the exact-match signal), when on."""
+    `cosine`); `match` is the share of query words the pin's text matches (the word-match signal: a word it lacks
+    counts by its nearest pin word with `nearest_words`), when on."""
 
     id: str
     cosine: float

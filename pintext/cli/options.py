@@ -103,8 +103,9 @@ DepthOption = Annotated[int, typer.Option("--depth", min=1, help="With --hybrid:
                                                                  "the fusion (at least --k).")]
 HybridOption = Annotated[bool, typer.Option("--hybrid", help="Fuse BM25 and PinText rankings (client side).")]
 MatchWeightOption = Annotated[Optional[float], typer.Option(
-    "--match-weight", min=0.0, max=10.0, help="Exact-match signal: a hit's score is its cosine + this x the share of "
-    "the query's words its text holds (0: plain cosine); default MODEL/match.json, chosen by `pintext train`.")]
+    "--match-weight", min=0.0, max=10.0, help="Word-match signal: a hit's score is its cosine + this x the share of "
+    "the query's words its text matches (a missing word by its nearest pin word, for models `pintext train` makes; "
+    "0: plain cosine); default MODEL/match.json, chosen by `pintext train`.")]
 
 
 def cli_notes(note: str) -> None:

@@ -56,7 +56,7 @@ def search(
     ubi_log: Annotated[Optional[Path], typer.Option("--ubi-log", dir_okay=False, help="Append each query served "
                                                     "and its hits (impressions) as UBI bulk ndjson.")] = None,
 ) -> None:
-    """Search pins by text: token candidates (filtered), exact cosine rescore, then the exact-match signal
+    """Search pins by text: token candidates (filtered), exact cosine rescore, then the word-match signal
     (MODEL/match.json, --match-weight); --hybrid fuses BM25 in. A
     query with no known word gets BM25 results."""
     from pintext.api.queries import read_queries, require_query_text
