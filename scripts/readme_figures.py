@@ -22,8 +22,7 @@ BEGIN = "<!-- figures:begin -->"
 END = "<!-- figures:end -->"
 
 # The reports the figures come from (each folder holds the JSON and the report.md written from it).
-REAL_HOMEDEPOT = "docs/results/real"
-REAL_CROWDFLOWER_BESTBUY = "docs/results/real/crowdflower-bestbuy"
+REAL = "docs/results/real"
 SAMPLE_RETRIEVAL = "docs/results/sample-retrieval"
 QUERY_KINDS = "docs/results/query-kinds"
 TRAIN_EVAL = "docs/results/train-eval"
@@ -32,9 +31,9 @@ BENCH_1M = "bench/scale-1m"
 
 # (report folder, data set key in its results.json, the name a reader knows it by, what its corpus holds).
 QUALITY_DATASETS = (
-    (REAL_CROWDFLOWER_BESTBUY, "crowdflower", "Crowdflower", "products"),
-    (REAL_CROWDFLOWER_BESTBUY, "bestbuy", "Best Buy clicks", "products"),
-    (REAL_HOMEDEPOT, "homedepot", "Home Depot", "products"),
+    (REAL, "crowdflower", "Crowdflower", "products"),
+    (REAL, "bestbuy", "Best Buy clicks", "products"),
+    (REAL, "homedepot", "Home Depot", "products"),
     (SAMPLE_RETRIEVAL, "sample", "synthetic sample", "pins"),
 )
 SYSTEMS = ("bm25", "exact", "served", "hybrid")
