@@ -60,6 +60,13 @@ TRAINED_NEAREST_WORDS = True
 # share of exact words its weight was chosen with.
 NEAREST_WORDS_KEY = "nearest_words"
 
+# How far the nearest-word comparison reaches into long texts (a pasted description as a query, pins with long
+# descriptions): query words x pin words x dim is its cost, so both sides are cut, and the pins' words go through
+# in blocks that keep the similarity matrix a few MB. Titles and typed queries are far below these.
+NEAREST_QUERY_WORDS = 128
+NEAREST_PIN_WORDS = 256
+NEAREST_BLOCK_WORDS = 8192
+
 #: Normalized words -> their vectors [n, dim] as the model embeds each word alone (`Encoder.word_vectors`): zero
 #: for a word it cannot embed.
 WordVectors = Callable[[list[str]], np.ndarray]
@@ -84,25 +91,53 @@ def unit_rows(vectors: np.ndarray) -> np.ndarray:
 
 def nearest_word_shares(query: str, pin_texts: Sequence[str], vectors: WordVectors) -> np.ndarray:
     """For each pin text, the mean over the query's distinct words of 1 when the pin holds the word, else the
-    cosine of the word's nearest pin word (clipped at 0; 0 for a word or pin the model cannot embed)."""
+    cosine of the word's nearest pin word (clipped at 0; 0 for a word or pin the model cannot embed).
+
+    Bounded for long texts: the first `NEAREST_QUERY_WORDS` distinct query words are compared with each pin's first
+    `NEAREST_PIN_WORDS` distinct words, in blocks of at most `NEAREST_BLOCK_WORDS` pin words; every query word still
+    counts whole where a pin holds it."""
     wanted = list(dict.fromkeys(text_words(query)))
     if not wanted or not pin_texts:
         return np.zeros(len(pin_texts))
-    pin_words = [dict.fromkeys(text_words(text)) for text in pin_texts]
-    column: dict[str, int] = {}
-    flat = np.fromiter((column.setdefault(word, len(column)) for words in pin_words for word in words),
-                       dtype=np.int64)
-    lengths = np.fromiter(map(len, pin_words), dtype=np.int64, count=len(pin_words))
-    similarity = np.clip(unit_rows(vectors(wanted)) @ unit_rows(vectors(list(column))).T, 0.0, 1.0)
-    for row, word in enumerate(wanted):  # the very word counts whole, whatever its vector
-        if word in column:
-            similarity[row, column[word]] = 1.0
+    pin_words = [list(dict.fromkeys(text_words(text))) for text in pin_texts]
+    row_of = {word: row for row, word in enumerate(wanted)}
     best = np.zeros((len(wanted), len(pin_words)))
-    filled = lengths > 0
-    if flat.size:
-        starts = np.concatenate([[0], np.cumsum(lengths[filled])[:-1]])
-        best[:, filled] = np.maximum.reduceat(similarity[:, flat], starts, axis=1)
+    for column, words in enumerate(pin_words):  # the very word counts whole, whatever its vector
+        held = [row_of[word] for word in words if word in row_of]
+        best[held, column] = 1.0
+    compared = unit_rows(vectors(wanted[:NEAREST_QUERY_WORDS]))
+    for begin, end in word_blocks([min(len(words), NEAREST_PIN_WORDS) for words in pin_words]):
+        block = [words[:NEAREST_PIN_WORDS] for words in pin_words[begin:end]]
+        nearest = _nearest_in_block(compared, block, vectors)
+        np.maximum(best[:len(compared), begin:end], nearest, out=best[:len(compared), begin:end])
     return best.mean(axis=0)
+
+
+def word_blocks(lengths: Sequence[int]) -> list[tuple[int, int]]:
+    """Consecutive (begin, end) runs of pins holding at most `NEAREST_BLOCK_WORDS` words each (one pin at least)."""
+    blocks, begin, total = [], 0, 0
+    for index, length in enumerate(lengths):
+        if total + length > NEAREST_BLOCK_WORDS and index > begin:
+            blocks.append((begin, index))
+            begin, total = index, 0
+        total += length
+    blocks.append((begin, len(lengths)))
+    return blocks
+
+
+def _nearest_in_block(compared: np.ndarray, block: list[list[str]], vectors: WordVectors) -> np.ndarray:
+    """[compared query words, pins of the block]: each word's best cosine with a pin's words, clipped at 0."""
+    column: dict[str, int] = {}
+    flat = np.fromiter((column.setdefault(word, len(column)) for words in block for word in words), dtype=np.int64)
+    nearest = np.zeros((len(compared), len(block)))
+    if not flat.size:
+        return nearest
+    similarity = np.clip(compared @ unit_rows(vectors(list(column))).T, 0.0, 1.0)
+    lengths = np.fromiter(map(len, block), dtype=np.int64, count=len(block))
+    filled = lengths > 0
+    starts = np.concatenate([[0], np.cumsum(lengths[filled])[:-1]])
+    nearest[:, filled] = np.maximum.reduceat(similarity[:, flat], starts, axis=1)
+    return nearest
 
 
 def match_depth(k: int, per_hit: int = MATCH_DEPTH_PER_HIT) -> int:

@@ -11,9 +11,13 @@ from pintext.exact_match import (
     MATCH_DEPTH_PER_HIT,
     MATCH_FILE,
     ExactMatch,
+    NEAREST_BLOCK_WORDS,
+    NEAREST_PIN_WORDS,
+    NEAREST_QUERY_WORDS,
     NEAREST_WORDS_KEY,
     match_depth,
     nearest_word_shares,
+    word_blocks,
     query_words,
     rerank_ids,
     word_share,
@@ -82,6 +86,24 @@ def test_nearest_word_share_counts_a_missing_word_by_its_nearest_pin_word():
     # a word the model cannot embed still counts whole where the pin holds it
     assert nearest_word_shares("zzz", ["a zzz", "b"], word_vectors).tolist() == [1.0, 0.0]
     assert nearest_word_shares("", ["dewalt"], word_vectors).tolist() == [0.0]
+
+
+def test_long_texts_are_compared_within_bounds_and_held_words_still_count():
+    filler = [f"f{i}" for i in range(NEAREST_PIN_WORDS)]
+    query_words = [f"q{i}" for i in range(NEAREST_QUERY_WORDS)] + ["dewalt"]  # "dewalt" past the compared words
+    pins = [" ".join([*filler, "dewalt"]),  # held, past the compared pin words: still counts whole
+            " ".join([*filler, "dewlat"]),  # near "dewalt", but neither side is compared that far
+            "dewlat"]
+    shares = nearest_word_shares(" ".join(query_words), pins, word_vectors)
+    assert shares.tolist() == pytest.approx([1 / len(query_words), 0.0, 0.0])
+    near = nearest_word_shares("dewalt " + " ".join(filler), ["dewlat"], word_vectors)
+    assert near[0] == pytest.approx(0.8 / (len(filler) + 1))  # a compared query word finds its nearest
+    # the pins' words go through in blocks of at most NEAREST_BLOCK_WORDS (a longer pin alone)
+    lengths = [NEAREST_PIN_WORDS] * 70 + [NEAREST_BLOCK_WORDS + 5, 3]
+    blocks = word_blocks(lengths)
+    assert blocks[0] == (0, NEAREST_BLOCK_WORDS // NEAREST_PIN_WORDS) and blocks[-2:] == [(70, 71), (71, 72)]
+    assert all(sum(lengths[b:e]) <= NEAREST_BLOCK_WORDS or e - b == 1 for b, e in blocks)
+    assert [i for b, e in blocks for i in range(b, e)] == list(range(len(lengths)))
 
 
 def test_nearest_words_rerank_and_round_trip(tmp_path):
