@@ -532,7 +532,7 @@ def measure_set(label: str, pins: Sequence[dict], model: Path, query_texts: Sequ
         unit = embed(encoder, pins)
     kept = np.flatnonzero(np.linalg.norm(unit, axis=1) > 0.5)
     kept_pins = [{**pins[int(row)], "board": "all"} for row in kept]
-    truth = exact_truth(kept_pins, unit[kept], texts, queries, ExactMatch.load(model))
+    truth = exact_truth(kept_pins, unit[kept], texts, queries, ExactMatch.load(model).bound(encoder.word_vectors))
     twins = twin_figures(unit[kept], exact_top_k(unit[kept], queries, K))
     log(f"{label}: {len(pins):,} pins ({len(kept):,} with a vector), {len(texts)} queries, embedded in "
         f"{embedding['seconds']:.0f} s; near-twins: {twins['by_cosine']}")
