@@ -6,7 +6,7 @@ Why: a mean of word vectors places "3/4 in. plywood" near every plywood, "1/2 in
 number it has seen a few times near other model numbers. Shoppers who type a size, a model number or a brand want
 the pins that hold those very words first. The cosine still ranks among pins that match equally many words, and
 still finds the pins that match none. On Home Depot (docs/results/real) this lifts PinText above BM25 on NDCG@10
-(see docs/serving.md, "The exact-match signal").
+(see docs/serving.md, "The word-match signal").
 
 Why the nearest word: the mean of a text's word vectors blurs which word matched. Comparing each query word with each
 pin word keeps that (late interaction, as ColBERT's MaxSim, on PinText's own word vectors): "dewalt drill" finds a
@@ -20,8 +20,9 @@ included, serves the same scores. The engine returns the top `match_depth(k)` by
 rescored anyway (`MATCH_DEPTH_PER_HIT` x k, at least `MATCH_DEPTH`); those are re-ranked and cut to k.
 
 `MODEL/match.json` (written by `pintext train`, which chooses the weight on the search task's validation split from
-`MATCH_GRID`, or keeps `DEFAULT_MATCH_WEIGHT`) records `{"weight": w}`; a model without one (made before the signal)
-serves plain cosine (weight 0). Pure: no engine.
+`MATCH_GRID`, or keeps `DEFAULT_MATCH_WEIGHT`) records `{"weight": w, "nearest_words": true}`; a model without one
+(made before the signal) serves plain cosine (weight 0). Pure: no engine (the nearest-word share takes the model's
+word vectors as a function, `ExactMatch.bound`).
 """
 
 from __future__ import annotations
@@ -43,13 +44,13 @@ MATCH_FILE = "match.json"
 MATCH_DEPTH = 100
 # ... and this many per hit asked for, so that a long list (an evaluation's k = 100) gets pins the signal brings in,
 # not only its cosine top k reordered. Depth 3k against k at k = 100 (held-out queries, exact ranking, 3 splits each,
-# docs/serving.md "The exact-match signal"): Recall@100 +0.010 on Home Depot, +0.031 on Crowdflower, -0.0006 on Best
+# docs/serving.md "The word-match signal"): Recall@100 +0.010 on Home Depot, +0.031 on Crowdflower, -0.0006 on Best
 # Buy; NDCG@10 +0.004, -0.001, 0. Every hit past k costs its fetch, so the top 10 stays at `MATCH_DEPTH`.
 MATCH_DEPTH_PER_HIT = 3
 # The depth never grows past this (or k, if larger): ~1,000 hits is already a large response.
 MATCH_DEPTH_CAP = 1000
-# Weights `pintext train` tries on validation (0: plain cosine), and the one it keeps unless validation shows another
-# better by more than its noise (`pintext.trainer.selection.choose_over_default`): at 1.0 a pin holding every query
+# Weights `pintext train` tries on validation (0: plain cosine), and the one it keeps when validation has too few
+# queries to choose (`pintext.trainer.selection.choose_best`): at 1.0 a pin holding every query
 # word outranks one holding none unless its cosine is 1.0 lower, i.e. practically always, and the cosine orders
 # pins that hold equally many.
 MATCH_GRID = (0.0, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0)
