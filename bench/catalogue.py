@@ -420,7 +420,7 @@ def search_methods(service: Any, engine: Any, concrete: str, hnsw_ok: Sequence[i
     from pintext.bench.filtered import exact_body, knn_body
 
     methods: list[tuple] = [
-        ("PinText", "as served (default flags: the index's window and probes, the model's exact-match signal)",
+        ("PinText", "as served (default flags: the index's window and probes, the model's word-match signal)",
          served_runner(service)),
         ("PinText", "as served, cosine only (match_weight 0)", served_runner(service, match_weight=0.0)),
         ("exact script", "script_score knn_score over every pin",
@@ -765,7 +765,7 @@ def render_report(report: dict) -> str:
              "query text, as served), each method over all queries once per pass, passes round-robin; p50/p95 are "
              "the median over passes. recall@10 vs exact cosine is tie-aware, against numpy over the same unit "
              "vectors every index holds; recall@10 vs exact served is against the served ranking computed exactly "
-             "(exact cosine top 100, re-ranked by the model's exact-match signal, as `search` does on its hits). "
+             "(exact cosine top 100, re-ranked by the model's word-match signal, as `search` does on its hits). "
              "HNSW: Lucene engine, ef_construction 100, its own index holding the vector and one keyword, on the "
              "same vectors as the PinText index (float32 unit vectors with innerproduct, or, for a PinText index of "
              "one-byte vectors, the same int8 values, `data_type: byte`, cosine; each corpus says which).", ""]

@@ -80,7 +80,7 @@ def load(shared: Path, split: int) -> tuple[dict[str, str], dict[str, dict[str, 
 
 
 def measure(model: Path, shared: Path, split: int, blend: float, match: ExactMatch | None = None) -> dict:
-    """Per kind of query: BM25, PinText's exact cosine, PinText as served (cosine + the model's exact-match signal,
+    """Per kind of query: BM25, PinText's exact cosine, PinText as served (cosine + the model's word-match signal,
     `match` unless given) and the blend of cosine and BM25."""
     import bm25s
 
@@ -114,7 +114,7 @@ def measure(model: Path, shared: Path, split: int, blend: float, match: ExactMat
 
 def served_order(ranking: np.ndarray, dense: np.ndarray, ids: list[str], titles: dict[str, str], query: str,
                  match: ExactMatch) -> np.ndarray:
-    """The cosine top `DEPTH` re-ranked by the exact-match signal, as `pintext search` serves it."""
+    """The cosine top `DEPTH` re-ranked by the word-match signal, as `pintext search` serves it."""
     position = {ids[i]: i for i in ranking}
     ranked = rerank_ids([(ids[i], float(dense[i])) for i in ranking], {ids[i]: titles[ids[i]] for i in ranking},
                         query, match)
@@ -148,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--split", type=int, default=0)
     parser.add_argument("--blend", type=float, default=0.7, help="PinText's share in the blend")
     parser.add_argument("--match-weight", type=float, default=None,
-                        help="the exact-match weight of `served` (default: the model's match.json)")
+                        help="the word-match weight of `served` (default: the model's match.json)")
     parser.add_argument("--shared", type=Path, default=DEFAULT_SHARED)
     parser.add_argument("--out", type=Path, default=Path("docs/results/query-kinds"))
     args = parser.parse_args(argv)
