@@ -36,6 +36,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from pintext.pin_vectors import unit_rows
 from pintext.text import text_words
 
 MATCH_FILE = "match.json"
@@ -87,11 +88,6 @@ def word_share(wanted: frozenset[str], text: str) -> float:
     if not wanted:
         return 0.0
     return len(wanted.intersection(text_words(text))) / len(wanted)
-
-
-def unit_rows(vectors: np.ndarray) -> np.ndarray:
-    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-    return vectors / np.maximum(norms, 1e-12)
 
 
 def nearest_word_shares(query: str, pin_texts: Sequence[str], vectors: WordVectors) -> np.ndarray:
