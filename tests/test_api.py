@@ -88,6 +88,22 @@ def test_ingest_takes_records_and_search_explains_each_hit(served, opensearch_ur
     assert answer[0].id not in {hit.id for hit in related} and len(related) == 3
 
 
+def test_the_same_handle_deletes_and_builds_the_index_again(served, opensearch_url):
+    """`delete` forgets the deleted index's `_meta`: the next `create_index` + `ingest` on the same handle makes a
+    new index instead of pointing the alias at the one just deleted."""
+    import pintext
+
+    model, pins, pins_file, name = served
+    index = pintext.open(model, url=opensearch_url, index=name)
+    for _ in range(2):
+        index.delete(force=True)
+        index.create_index(pins_file)
+        summary = index.ingest(pins_file)
+        assert (summary["indexed"], summary["rejected"]) == (len(pins), 0)
+        assert len(index.search(" ".join(WORDS[:2]), k=5)) == 5
+    assert [deleted for _, deleted in index.delete()] == [True]
+
+
 def test_errors_are_typed_with_one_line(served, opensearch_url, tmp_path):
     import pintext
 
