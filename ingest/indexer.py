@@ -41,6 +41,7 @@ from pintext.schemas import WHOLE_RECORD, RecordError, validate_pin
 from pintext.serving.base import BatchResult
 from pintext.tokens import TokenFamily
 from pintext.tokens.lsh import DEFAULT_BITS, DEFAULT_SEED, DEFAULT_TABLES, RandomHyperplaneLSH
+from pintext.threads import one_blas_thread
 
 LSH_CONFIG_FILE = "lsh.json"
 CHECKPOINT_FORMAT = 1
@@ -337,7 +338,8 @@ class Ingestor:
         rejected_before = self.dead_letter.count
         dead_letter = _SkipDoneLines(self.dead_letter, report.resumed_after_line)
         pending: deque[tuple[Batch, Future]] = deque()
-        with ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="pintext-bulk") as pool:
+        # The batches run on worker threads: each product on one BLAS thread (pintext.threads says why).
+        with one_blas_thread(), ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="pintext-bulk") as pool:
             for batch in read_batches(path, self.batch_size, dead_letter, self.strict, report.resumed_after_line,
                                       DuplicateIds(report)):
                 pending.append((batch, pool.submit(self._embed_and_write, batch)))

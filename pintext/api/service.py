@@ -22,6 +22,7 @@ from pintext.api.failures import Reach, translated
 from pintext.api.indexing import Created, Tuning, checked_vector_type, token_family
 from pintext.api.ingesting import IngestOptions
 from pintext.api.search import Answer, QueryPlan
+from pintext.threads import one_blas_thread
 
 DEFAULT_K = 10
 DEFAULT_DEPTH = 100
@@ -161,7 +162,7 @@ class PinText:
         plan = plan or self.plan(k, filters, hybrid, **choices)
         searcher = self.searcher()
         check_probes(searcher, plan.probes)
-        with translated(self._reach(raw_filters=bool(plan.filters and plan.filters.raw))):
+        with translated(self._reach(raw_filters=bool(plan.filters and plan.filters.raw))), one_blas_thread():
             answer = answer_query(self.connection, searcher, text, plan)
         if explain:
             from pintext.api.explain import explain_hits
@@ -177,7 +178,7 @@ class PinText:
         plan = plan or self.plan(k, filters, **choices)
         searcher = self.searcher()
         check_probes(searcher, plan.probes)
-        with translated(self._reach(raw_filters=bool(plan.filters and plan.filters.raw))):
+        with translated(self._reach(raw_filters=bool(plan.filters and plan.filters.raw))), one_blas_thread():
             answer = answer_related(searcher, pin_id, plan)
             if explain:
                 from pintext.api.explain import explain_hits
