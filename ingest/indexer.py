@@ -39,9 +39,9 @@ from pintext.pin_vectors import pin_vectors
 from pintext.quantize import FLOAT32, served_vectors
 from pintext.schemas import WHOLE_RECORD, RecordError, validate_pin
 from pintext.serving.base import BatchResult
+from pintext.threads import one_blas_thread
 from pintext.tokens import TokenFamily
 from pintext.tokens.lsh import DEFAULT_BITS, DEFAULT_SEED, DEFAULT_TABLES, RandomHyperplaneLSH
-from pintext.threads import one_blas_thread
 
 LSH_CONFIG_FILE = "lsh.json"
 CHECKPOINT_FORMAT = 1
