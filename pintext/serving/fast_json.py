@@ -18,14 +18,7 @@ OPTIONS = orjson.OPT_SERIALIZE_NUMPY
 
 
 class OrjsonSerializer(JSONSerializer):
-    """opensearch-py's serializer, with orjson doing the writing and the reading (a bulk response of 500 items, a
-    search of 100 hits: ~4x faster than the standard parser; docs/results/ingest-speed, "One BLAS thread")."""
-
-    def loads(self, s: str) -> Any:
-        try:
-            return orjson.loads(s)
-        except orjson.JSONDecodeError:  # what orjson refuses (an integer beyond 64 bits) the standard parser reads
-            return super().loads(s)
+    """opensearch-py's serializer, with orjson doing the writing (reading is unchanged)."""
 
     def dumps(self, data: Any) -> str:
         if isinstance(data, str):
