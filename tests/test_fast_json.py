@@ -43,6 +43,13 @@ def test_the_elasticsearch_serializer_writes_the_same_float32_values():
     assert np.array_equal(np.asarray(json.loads(text)["vector"], dtype=np.float32), vectors[1])
 
 
+def test_both_serializers_read_an_integer_beyond_64_bits_whole():
+    """A pin's own field comes back in a hit's `_source` as written: orjson alone would make it a float."""
+    response = '{"hits": {"hits": [{"_source": {"id": "p1", "sku": 123456789012345678901234}}]}}'
+    for loaded in (OrjsonSerializer().loads(response), elasticsearch_serializer().loads(response.encode())):
+        assert loaded["hits"]["hits"][0]["_source"]["sku"] == 123456789012345678901234
+
+
 def test_a_one_byte_vector_is_written_as_json_integers_by_both_serializers():
     """An index of one-byte vectors gets the int8 values as integers ("-3", not "-3.0"): a third less JSON for the
     node to parse, and no decimal point for a byte field to refuse."""

@@ -30,7 +30,13 @@ class OrjsonSerializer(JSONSerializer):
 
 
 def elasticsearch_serializer() -> Any:
-    """elastic-transport's own orjson serializer (it serializes numpy arrays the same way)."""
+    """elastic-transport's own orjson serializer for writing (it serializes numpy arrays the same way), with the
+    standard parser for reading: orjson reads an integer beyond 64 bits (a pin's own field, in a hit's `_source`)
+    as a float and loses its digits without a word, and it parses a bulk response only ~0.7 µs an item faster."""
+    from elastic_transport import JsonSerializer
     from elastic_transport import OrjsonSerializer as ElasticOrjson
 
-    return ElasticOrjson()
+    class ExactReading(ElasticOrjson):
+        json_loads = JsonSerializer.json_loads
+
+    return ExactReading()
