@@ -276,14 +276,11 @@ def delete_versions(conn: Connection, version: str | None = None, force: bool = 
         if target == serving and target != name:
             raise UsageError(f"{target!r} serves {name!r}: promote another version first, or delete the whole name")
         refuse_foreign_index(engine, [target], force)
-        deleted = engine.delete(target)
-        conn.forget_index_meta()
-        return [(target, deleted)]
+        return [(target, engine.delete(target))]
     doomed = [name] if serving == name else versions(engine, name)
     refuse_foreign_index(engine, doomed, force)
     for index in doomed:
         engine.delete(index)
-    conn.forget_index_meta()  # the write index's `_meta` read before is gone with it: a later create makes it anew
     return [(index, True) for index in doomed]
 
 

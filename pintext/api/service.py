@@ -137,7 +137,9 @@ class PinText:
 
         with translated(self._reach()):
             done = delete_versions(self.connection, version, force)
+        # What this handle read of the deleted indexes goes with them: a later create_index makes the index anew.
         self._searcher = None
+        self.connection.forget_index_meta()
         return done
 
     def info(self) -> dict:
