@@ -196,20 +196,33 @@ class Coverage:
         return iter((self.token_share, self.text_share))
 
 
+@dataclass(frozen=True)
+class PreparedTexts:
+    """Texts turned into the sparse mean over their words once (`Encoder.prepare`), to be encoded again with other
+    tables of the same tokenizer (`Encoder.encode_prepared`): validation scores the same texts every half epoch."""
+
+    texts: Sequence[str]
+    per_text: list[list[int]]
+    lengths: np.ndarray
+    mean_weights: scipy.sparse.csr_matrix  # [texts, vocab]: 1 / (words counted) at each known word
+    known_counts: np.ndarray  # the known words of each text
+    unseen_rows: np.ndarray  # texts with an unseen word (their vectors add those words' own vectors)
+    counts_unseen: bool  # whether unseen words count in the mean (the encoder has an `oov`)
+    tokenizer: Tokenizer
+
+
 class Encoder:
     """Embeds texts as the mean of their known words' vectors. Thread-safe for reading."""
 
     def __init__(self, tokenizer: Tokenizer, table: np.ndarray, *, unk_id: int, fingerprint: str,
-                 oov: UnseenWords | None = None, word_ids: WordIds | None = None) -> None:
-        """`word_ids`: the text -> word ids function to use (default: one over `tokenizer`); a caller that encodes
-        the same texts again and again with new tables (validation during training) passes a memoizing one."""
+                 oov: UnseenWords | None = None) -> None:
         tokenizer.no_padding()
         tokenizer.no_truncation()
         self._tokenizer = tokenizer
         # Computed in float32 even when stored as float16: the mean of many halves loses too much otherwise.
         self._table = np.ascontiguousarray(table, dtype=np.float32)
         self._unk_id = unk_id
-        self._word_ids = word_ids if word_ids is not None else WordIds(tokenizer, unk_id)
+        self._word_ids = WordIds(tokenizer, unk_id)
         self.fingerprint = fingerprint
         self.oov = oov
         self._oov_vectors: dict[str, np.ndarray] = {}  # unseen word -> its hashed vector (bounded, see _oov_vector)
@@ -311,23 +324,37 @@ class Encoder:
 
     def _encode_counting(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """Vectors of a batch, and how many of each text's words the vocabulary knows (one tokenizer pass)."""
+        prepared = self.prepare(texts)
+        return self.encode_prepared(prepared), prepared.known_counts
+
+    def prepare(self, texts: Sequence[str]) -> PreparedTexts:
+        """`texts` tokenized and turned into their sparse word mean, for `encode_prepared` with this encoder or
+        another of the same tokenizer and kind of unseen-word handling (any table)."""
         per_text, lengths, ids, rows = self._flat_ids(texts)
         known = ids != self._unk_id
+        known_counts = np.bincount(rows[known], minlength=len(texts))
         # Each word counted in the mean weighs 1/(words counted in its text): the known words, or every word when
         # unseen ones are hashed in. A text with none keeps an all-zero row.
-        counted = lengths if self.oov is not None else np.bincount(rows[known], minlength=len(texts))
+        counted = lengths if self.oov is not None else known_counts
         weights = (1.0 / np.maximum(counted, 1)[rows[known]]).astype(np.float32)
         mean_weights = scipy.sparse.csr_matrix((weights, (rows[known], ids[known])),
                                                shape=(len(texts), self.vocab_size))
-        vectors = np.asarray(mean_weights @ self._table, dtype=np.float32)
-        if self.oov is not None:
-            for index in np.unique(rows[~known]):  # only texts with an unseen word take this slower path
-                unseen = [word for word, word_id in zip(text_words(texts[index]), per_text[index])
-                          if word_id == self._unk_id]
-                # Row after row, as a running sum would add them (numpy reduces axis 0 in order): same bits.
-                total = np.add.reduce(np.stack([self._oov_vector(word) for word in unseen]), axis=0)
-                vectors[index] += total / lengths[index]
-        return vectors, np.bincount(rows[known], minlength=len(texts))
+        unseen_rows = np.unique(rows[~known]) if self.oov is not None else np.zeros(0, dtype=np.int64)
+        return PreparedTexts(texts, per_text, lengths, mean_weights, known_counts, unseen_rows, self.oov is not None,
+                             self._tokenizer)
+
+    def encode_prepared(self, prepared: PreparedTexts) -> np.ndarray:
+        """The vectors of prepared texts with this encoder's table: the same values `encode` gives them."""
+        if prepared.tokenizer is not self._tokenizer or prepared.counts_unseen != (self.oov is not None):
+            raise ValueError("texts prepared by an encoder with another tokenizer or unseen-word handling")
+        vectors = np.asarray(prepared.mean_weights @ self._table, dtype=np.float32)
+        for index in prepared.unseen_rows:  # only texts with an unseen word take this slower path
+            unseen = [word for word, word_id in zip(text_words(prepared.texts[index]), prepared.per_text[index])
+                      if word_id == self._unk_id]
+            # Row after row, as a running sum would add them (numpy reduces axis 0 in order): same bits.
+            total = np.add.reduce(np.stack([self._oov_vector(word) for word in unseen]), axis=0)
+            vectors[index] += total / prepared.lengths[index]
+        return vectors
 
     def encode_query(self, text: str) -> tuple[np.ndarray, int]:
         """One text's vector (as `encode`) and the number of its words the vocabulary knows, in one pass: what

@@ -54,6 +54,9 @@ def pin_vectors(encoder: Any, pins: Sequence[Mapping[str, Any]],
     if not pins:
         return np.zeros((0, encoder.dim), dtype=np.float32)
     titles, rests = zip(*(pin_parts(pin) for pin in pins))
-    title = unit_rows(encoder.encode(list(titles)))
-    rest = unit_rows(encoder.encode(list(rests)))
-    return (config.title_weight * title + (1.0 - config.title_weight) * rest).astype(np.float32)
+    return weighted_parts(encoder.encode(list(titles)), encoder.encode(list(rests)), config)
+
+
+def weighted_parts(titles: np.ndarray, rests: np.ndarray, config: PinVectorConfig = DEFAULT_PIN_VECTOR) -> np.ndarray:
+    """Pin vectors from the vectors of their titles and of their other text (`pin_parts`), as `pin_vectors`."""
+    return (config.title_weight * unit_rows(titles) + (1.0 - config.title_weight) * unit_rows(rests)).astype(np.float32)

@@ -87,17 +87,3 @@ class WordIds:
             for index, encoding in zip(others, encodings):
                 ids[index] = encoding.ids
         return ids  # type: ignore[return-value]
-
-
-class MemoWordIds(WordIds):
-    """`WordIds` that remembers each text's ids: for encoding one fixed set of texts many times."""
-
-    def __init__(self, tokenizer: Tokenizer, unk_id: int) -> None:
-        super().__init__(tokenizer, unk_id)
-        self._memo: dict[str, list[int]] = {}
-
-    def __call__(self, texts: Sequence[str]) -> list[list[int]]:
-        missing = [text for text in dict.fromkeys(texts) if text not in self._memo]
-        if missing:
-            self._memo.update(zip(missing, super().__call__(missing)))
-        return [self._memo[text] for text in texts]

@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from pintext.encoder import Encoder, RuntimeArtifactError, write_runtime
+from pintext.encoder import Encoder, HashedWords, RuntimeArtifactError, write_runtime
 from pintext.trainer.tokenizer import train_word_tokenizer
 from tests.factories import word_table
 
@@ -96,3 +96,31 @@ def test_ascii_fast_path_matches_the_tokenizer(runtime_dir):
     texts += ["Red APPLE!", "RED_apple pie-tart", "\tgreen\napple\x00pie", "café red", "ＲＥＤ apple", "İ red"]
     expected = [e.ids for e in encoder.tokenizer.encode_batch(texts, add_special_tokens=False)]
     assert encoder.token_ids(texts) == expected
+
+
+@pytest.mark.parametrize("unseen", ["ignored", "hashed", "subwords"])
+def test_prepared_texts_encode_as_encode_does_with_any_table(runtime_dir, unseen):
+    from pintext.subwords import SubwordVectors
+
+    _, tokenizer, table = runtime_dir
+    oov = {"ignored": None, "hashed": HashedWords(seed=3, scale=1.5),
+           "subwords": SubwordVectors(word_table(97, dim=8, seed=5), scale=2.0)}[unseen]
+    texts = ["Red APPLE, unknownword!", "pie pie tart", "nothing known", "", "zzz apple"]
+    prepared = Encoder(tokenizer, table, unk_id=0, fingerprint="a", oov=oov).prepare(texts)
+    for seed in (1, 2):  # validation prepares once and encodes with the table of each moment
+        other = Encoder(tokenizer, word_table(len(table), dim=8, seed=seed), unk_id=0, fingerprint="b", oov=oov)
+        np.testing.assert_array_equal(other.encode_prepared(prepared), other.encode(texts))
+    if unseen == "ignored":
+        assert not other.encode_prepared(prepared)[2].any()
+    else:
+        assert other.encode_prepared(prepared)[2].any()  # unseen words count, with the table of the moment's oov
+
+
+def test_prepared_texts_refuse_another_tokenizer(runtime_dir):
+    _, tokenizer, table = runtime_dir
+    prepared = Encoder(tokenizer, table, unk_id=0, fingerprint="a").prepare(["red apple"])
+    other_tokenizer = train_word_tokenizer(["red apple pie", "green apple tart"], min_count=1)
+    with pytest.raises(ValueError, match="another tokenizer"):
+        Encoder(other_tokenizer, table, unk_id=0, fingerprint="a").encode_prepared(prepared)
+    with pytest.raises(ValueError, match="unseen-word handling"):
+        Encoder(tokenizer, table, unk_id=0, fingerprint="a", oov=HashedWords(seed=1, scale=1.0)).encode_prepared(prepared)

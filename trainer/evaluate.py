@@ -141,13 +141,13 @@ def _draw_background(positive_index: np.ndarray, anchor_keys: list[str], rng: np
 
 
 def ranks_of_relevant(scores: np.ndarray, relevant: np.ndarray) -> np.ndarray:
-    """1-based rank of each relevant item, pessimistic on ties: a tie with a non-relevant item counts as a
-    loss, a tie between relevant items does not (their order among themselves changes no metric)."""
+    """1-based rank of each relevant item (`relevant`: distinct indices), pessimistic on ties: a tie with a
+    non-relevant item counts as a loss, a tie between relevant items does not (their order among themselves changes
+    no metric)."""
     relevant_scores = scores[relevant]
     at_least = relevant_scores[:, None]
     # Items at or above each relevant score, less the relevant ones among them (the others, without copying them out).
-    others = np.count_nonzero(scores >= at_least, axis=1) - np.count_nonzero(scores[np.unique(relevant)] >= at_least,
-                                                                              axis=1)
+    others = np.count_nonzero(scores >= at_least, axis=1) - np.count_nonzero(relevant_scores >= at_least, axis=1)
     return 1 + others + np.count_nonzero(relevant_scores > at_least, axis=1)
 
 

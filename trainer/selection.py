@@ -20,10 +20,9 @@ from typing import Any
 import numpy as np
 
 from pintext.constants import SEARCH, VALIDATION
-from pintext.encoder import Encoder
-from pintext.pin_vectors import pin_vectors, unit_rows
+from pintext.encoder import Encoder, PreparedTexts
+from pintext.pin_vectors import pin_parts, pin_vectors, unit_rows, weighted_parts
 from pintext.schemas import pin_text
-from pintext.text import MemoWordIds
 from pintext.trainer.evaluate import TaskData, prepare_task, ranking_metrics
 
 MAIN_TASK = SEARCH
@@ -44,18 +43,52 @@ def distractor_pins(pins: Sequence[dict]) -> dict[str, dict]:
 def pool_vectors(encoder: Encoder, task: TaskData, pins_by_text: Mapping[str, dict]) -> np.ndarray:
     """Unit vectors of a task's pool: positives as the texts they are, corpus distractors as the pins they are
     (`pintext.pin_vectors`, the way ingest embeds them), so validation ranks what search will rank."""
-    start = task.distractors_from if task.distractors_from >= 0 else len(task.pool_texts)
+    start = _distractors_from(task)
     parts = [encoder.encode(task.pool_texts[:start])]
     if start < len(task.pool_texts):
         parts.append(pin_vectors(encoder, [pins_by_text[text] for text in task.pool_texts[start:]]))
     return unit_rows(np.concatenate(parts))
 
 
-def validation_metrics(encoder: Encoder, task: TaskData,
-                       pins_by_text: Mapping[str, dict] | None = None) -> dict[str, float]:
-    """recall@10, recall@100, MRR and their mean (`score`) for one task's validation split."""
-    pool = pool_vectors(encoder, task, pins_by_text or {})
-    queries = unit_rows(encoder.encode(task.query_texts))
+def _distractors_from(task: TaskData) -> int:
+    return task.distractors_from if task.distractors_from >= 0 else len(task.pool_texts)
+
+
+@dataclass(frozen=True)
+class PreparedTask:
+    """A task's validation texts prepared once for a tokenizer (`Encoder.prepare`): scoring then only multiplies
+    them by the table of the moment. The same vectors as `pool_vectors` and `encode` give."""
+
+    positives: PreparedTexts
+    titles: PreparedTexts | None  # the corpus distractors' titles and other text (`pin_parts`)
+    rests: PreparedTexts | None
+    queries: PreparedTexts
+
+    @classmethod
+    def of(cls, encoder: Encoder, task: TaskData, pins_by_text: Mapping[str, dict]) -> "PreparedTask":
+        start = _distractors_from(task)
+        titles = rests = None
+        if start < len(task.pool_texts):
+            title_texts, rest_texts = zip(*(pin_parts(pins_by_text[text]) for text in task.pool_texts[start:]))
+            titles, rests = encoder.prepare(list(title_texts)), encoder.prepare(list(rest_texts))
+        return cls(encoder.prepare(task.pool_texts[:start]), titles, rests, encoder.prepare(task.query_texts))
+
+    def pool(self, encoder: Encoder) -> np.ndarray:
+        parts = [encoder.encode_prepared(self.positives)]
+        if self.titles is not None and self.rests is not None:
+            parts.append(weighted_parts(encoder.encode_prepared(self.titles), encoder.encode_prepared(self.rests)))
+        return unit_rows(np.concatenate(parts))
+
+
+def validation_metrics(encoder: Encoder, task: TaskData, pins_by_text: Mapping[str, dict] | None = None,
+                       prepared: PreparedTask | None = None) -> dict[str, float]:
+    """recall@10, recall@100, MRR and their mean (`score`) for one task's validation split (`prepared`: the same
+    task's texts, prepared for `encoder`'s tokenizer)."""
+    if prepared is None:
+        pool = pool_vectors(encoder, task, pins_by_text or {})
+        queries = unit_rows(encoder.encode(task.query_texts))
+    else:
+        pool, queries = prepared.pool(encoder), unit_rows(encoder.encode_prepared(prepared.queries))
     metrics = ranking_metrics(lambda rows: queries[rows] @ pool.T, task)
     metrics["score"] = float(np.mean([metrics["recall@10"], metrics["recall@100"], metrics["mrr"]]))
     return metrics
@@ -72,23 +105,25 @@ class ValidationScorer:
         self.data = {task: prepare_task(pairs[task], split=VALIDATION, distractors=_ids_and_texts(self.pins_by_text))
                      for task in self.tasks}
         self.encoder_options = encoder_options or {}
-        self._word_ids: tuple[Any, MemoWordIds] | None = None
+        self._prepared: tuple[Any, bool, dict[str, PreparedTask]] | None = None
 
     @property
     def usable(self) -> bool:
         return bool(self.tasks)
 
     def encoder(self, tokenizer, table: np.ndarray, **options: Any) -> Encoder:
-        if self._word_ids is None or self._word_ids[0] is not tokenizer:
-            # The same validation texts are encoded at every score: their word ids are looked up once.
-            self._word_ids = (tokenizer, MemoWordIds(tokenizer, 0))
-        return Encoder(tokenizer, table, unk_id=0, fingerprint=VALIDATION, word_ids=self._word_ids[1],
-                       **{**self.encoder_options, **options})
+        return Encoder(tokenizer, table, unk_id=0, fingerprint=VALIDATION, **{**self.encoder_options, **options})
 
     def metrics(self, tokenizer, table: np.ndarray, **options: Any) -> dict[str, dict[str, float]]:
         """Validation metrics per task of the word table (Encoder options, e.g. `oov`, override the scorer's)."""
         encoder = self.encoder(tokenizer, table, **options)
-        return {task: validation_metrics(encoder, data, self.pins_by_text) for task, data in self.data.items()}
+        counts_unseen = encoder.oov is not None
+        if self._prepared is None or self._prepared[0] is not tokenizer or self._prepared[1] != counts_unseen:
+            # The same validation texts are scored every half epoch: tokenized and laid out once per tokenizer.
+            self._prepared = (tokenizer, counts_unseen, {task: PreparedTask.of(encoder, data, self.pins_by_text)
+                                                         for task, data in self.data.items()})
+        prepared = self._prepared[2]
+        return {task: validation_metrics(encoder, data, prepared=prepared[task]) for task, data in self.data.items()}
 
     def score(self, metrics: dict[str, dict[str, float]]) -> float:
         if MAIN_TASK in metrics:
