@@ -176,6 +176,26 @@ def test_every_candidate_runs_without_a_budget(pairs_dir, tmp_path):
     assert len(record["trials"]) == len(SEARCH_GRID) + 3  # the search grid, then three auxiliary weights
 
 
+def test_trials_sharing_a_cache_train_the_models_they_would_alone(pairs_dir, tmp_path):
+    from pintext.trainer.train import TrialCache
+
+    def tables(folder):
+        runtime = folder / "runtime"
+        return np.load(runtime / "embeddings.npy"), np.load(runtime / "subwords.npy")
+
+    cache = TrialCache()
+    first = TrainConfig(tasks=["search", "related"], loss="mnrl", lr=0.02, epochs=2, **FAST)
+    second = TrainConfig(tasks=["search", "related"], loss="pintext", lr=0.01, epochs=2, **FAST)
+    # The second trial reuses what the first made (and trained from); a third run makes everything itself.
+    train(pairs_dir, tmp_path / "first", first, show_progress=False, cache=cache)
+    shared = train(pairs_dir, tmp_path / "shared", second, show_progress=False, cache=cache)
+    alone = train(pairs_dir, tmp_path / "alone", second, show_progress=False)
+    for with_cache, without in zip(tables(tmp_path / "shared"), tables(tmp_path / "alone")):
+        np.testing.assert_array_equal(with_cache, without)
+    assert shared.selection["validation_history"] == alone.selection["validation_history"]
+    assert len(cache._made) >= 5  # tokenizer, start, n-grams, each task's packed pairs, the scorer: made once
+
+
 def test_default_tasks_are_the_folders_present(tmp_path):
     import shutil
 

@@ -30,6 +30,7 @@ from pintext.trainer.train import (
     PairDataError,
     TrainConfig,
     TrainResult,
+    TrialCache,
     load_pairs,
     require_enough_pairs,
     train,
@@ -77,6 +78,7 @@ class Tuner:
         self.trials: list[Trial] = []
         self.best: tuple[Trial, TrainResult] | None = None
         self.last_result: TrainResult | None = None
+        self.cache = TrialCache()  # the trials' shared work (vocabulary, start, packed texts, validation)
 
     def elapsed(self) -> float:
         return time.perf_counter() - self.started
@@ -91,7 +93,7 @@ class Tuner:
             self.on_trial(trial)
             return trial
         started = time.perf_counter()
-        result = train(self.pairs_dir, self.work_dir / name, config, show_progress=False)
+        result = train(self.pairs_dir, self.work_dir / name, config, show_progress=False, cache=self.cache)
         self.last_result = result
         trial.seconds = round(time.perf_counter() - started, 2)
         selection = result.selection
@@ -151,7 +153,8 @@ def tune_and_train(
         on_chosen(out_dir)
     if refit:
         epochs = max(float(winner.best_epoch or 0.0), 0.5)
-        result = train(pairs_dir, out_dir, replace(result.config, refit=True, epochs=epochs), show_progress=False)
+        result = train(pairs_dir, out_dir, replace(result.config, refit=True, epochs=epochs), show_progress=False,
+                       cache=tuner.cache)
     else:
         result = replace(result, model_dir=out_dir)
     record = {

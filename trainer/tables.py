@@ -25,6 +25,7 @@ table into the SentenceTransformer module, so the saved torch model and the nump
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -73,11 +74,43 @@ class LazyAdam:
         self.second.index_copy_(0, rows, second)
 
 
+@dataclass(frozen=True)
+class SubwordStart:
+    """The n-gram part before training: `mix` ([vocab, buckets]: row w holds idf(w) x weight / k at each of w's k
+    n-gram buckets; UNK: none) and the n-gram rows' first values (random directions of length `NGRAM_ROW_NORM`).
+    Both depend on the vocabulary and the sub-word settings only, so the trials of one selection share them."""
+
+    mix: scipy.sparse.csr_matrix
+    ngrams: np.ndarray  # [buckets, dim] float32; never trained itself (TrainedTable copies it)
+
+    @classmethod
+    def make(cls, tokenizer, idf: np.ndarray, *, buckets: int, weight: float, dim: int, min_n: int, max_n: int,
+             seed: int) -> "SubwordStart":
+        start = np.random.default_rng(seed + 1).standard_normal((buckets, dim))
+        start *= NGRAM_ROW_NORM / np.linalg.norm(start, axis=1, keepdims=True)
+        vocab_size = tokenizer.get_vocab_size()
+        words = [""] * vocab_size
+        for word, index in tokenizer.get_vocab().items():
+            words[index] = word
+        grams = [ngram_buckets(word, min_n, max_n, buckets) if index != UNK_ID else []
+                 for index, word in enumerate(words)]
+        lengths = np.array([len(g) for g in grams], dtype=np.int64)
+        rows = np.repeat(np.arange(vocab_size), lengths)
+        word_scale = np.asarray(idf, dtype=np.float32) * np.float32(weight)
+        values = np.repeat(word_scale / np.maximum(lengths, 1), lengths).astype(np.float32)
+        columns = np.fromiter((b for g in grams for b in g), dtype=np.int64, count=int(lengths.sum()))
+        mix = scipy.sparse.csr_matrix((values, (rows, columns)), shape=(vocab_size, buckets))
+        return cls(mix, start.astype(np.float32))
+
+
 class TrainedTable:
     """The word table (and n-gram table) the loop trains; see the module docstring."""
 
     def __init__(self, module, *, oov: Any = None, idf: np.ndarray | None = None, unseen_idf: float = 1.0,
-                 buckets: int = 0, weight: float = 0.0, min_n: int = 3, max_n: int = 5, seed: int = 0) -> None:
+                 buckets: int = 0, weight: float = 0.0, min_n: int = 3, max_n: int = 5, seed: int = 0,
+                 start: "SubwordStart | None" = None) -> None:
+        """`start`: the n-gram part's fixed layout and first values for these settings, when already made (trials
+        of one selection share it: `SubwordStart.make`); made here otherwise."""
         self.module = module
         self.tokenizer = module.tokenizer
         self._word_ids = WordIds(self.tokenizer, UNK_ID)
@@ -90,29 +123,17 @@ class TrainedTable:
         self.scale = float(weight * unseen_idf)
         if self.subwords:
             assert idf is not None
-            start = np.random.default_rng(seed + 1).standard_normal((buckets, dim))
-            start *= NGRAM_ROW_NORM / np.linalg.norm(start, axis=1, keepdims=True)
-            self.ngrams = torch.from_numpy(start.astype(np.float32))
-            self.mix = self._mix(np.asarray(idf, dtype=np.float32) * np.float32(weight), buckets)
+            if start is None:
+                start = SubwordStart.make(self.tokenizer, idf, buckets=buckets, weight=weight, dim=dim, min_n=min_n,
+                                          max_n=max_n, seed=seed)
+            self.ngrams = torch.from_numpy(start.ngrams.copy())  # trained in place: the shared start stays as made
+            self.mix = start.mix
         else:
             self.ngrams = torch.zeros((0, dim), dtype=torch.float32)
             self.mix = scipy.sparse.csr_matrix((self.vocab_size, 0), dtype=np.float32)
         self.optimizers = (LazyAdam(self.words), LazyAdam(self.ngrams))
         self._words, self._ngrams = self.words.numpy(), self.ngrams.numpy()  # the same memory, for numpy's products
         self._pending: tuple[np.ndarray, scipy.sparse.csr_matrix, Any, torch.Tensor] | None = None
-
-    def _mix(self, word_scale: np.ndarray, buckets: int) -> scipy.sparse.csr_matrix:
-        """[vocab, buckets]: row w holds idf(w) x weight / k at each of w's k n-gram buckets (UNK: none)."""
-        words = [""] * self.vocab_size
-        for word, index in self.tokenizer.get_vocab().items():
-            words[index] = word
-        grams = [ngram_buckets(word, self.min_n, self.max_n, buckets) if index != UNK_ID else []
-                 for index, word in enumerate(words)]
-        lengths = np.array([len(g) for g in grams], dtype=np.int64)
-        rows = np.repeat(np.arange(self.vocab_size), lengths)
-        values = np.repeat(word_scale / np.maximum(lengths, 1), lengths).astype(np.float32)
-        columns = np.fromiter((b for g in grams for b in g), dtype=np.int64, count=int(lengths.sum()))
-        return scipy.sparse.csr_matrix((values, (rows, columns)), shape=(self.vocab_size, buckets))
 
     # ---- the loop's side --------------------------------------------------------------------------------------
 

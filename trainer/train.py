@@ -238,9 +238,25 @@ class TrainResult:
         }
 
 
+class TrialCache:
+    """What the trials of one selection share: work that depends on the pairs folder and the vocabulary settings,
+    not on the loss or the learning rate (the tokenizer, the lexical start, the n-gram layout, the texts as word ids,
+    the validation scorer). Made once per key by the first trial that needs it; what a trial trains is copied out of
+    it, so every trial gets the very values it would have made itself."""
+
+    def __init__(self) -> None:
+        self._made: dict[tuple, Any] = {}
+
+    def get(self, key: tuple, make: Any) -> Any:
+        if key not in self._made:
+            self._made[key] = make()
+        return self._made[key]
+
+
 def train(pairs_dir: str | Path, out_dir: str | Path, config: TrainConfig, *,
-          show_progress: bool = True) -> TrainResult:
-    """Train on `pairs_dir`, save the SentenceTransformer, its config, log and runtime into `out_dir`."""
+          show_progress: bool = True, cache: TrialCache | None = None) -> TrainResult:
+    """Train on `pairs_dir`, save the SentenceTransformer, its config, log and runtime into `out_dir`. `cache`: the
+    selection's trials share one (`TrialCache`); a lone run needs none."""
     import torch
 
     config.validate()
@@ -253,18 +269,18 @@ def train(pairs_dir: str | Path, out_dir: str | Path, config: TrainConfig, *,
     threads_before = torch.get_num_threads()
     torch.set_num_threads(config.threads if config.threads > 0 else (os.cpu_count() or 1))
     try:
-        return _train(pairs_dir, out_dir, config, show_progress, use_cpu, device)
+        return _train(pairs_dir, out_dir, config, show_progress, use_cpu, device, cache or TrialCache())
     finally:
         torch.set_num_threads(threads_before)  # process-wide: leave it as the caller had it
 
 
 def _train(pairs_dir, out_dir: Path, config: TrainConfig, show_progress: bool, use_cpu: bool,
-           device: str) -> TrainResult:
+           device: str, cache: TrialCache) -> TrainResult:
     from pintext.encoder import Encoder
     from pintext.schemas import pin_text
     from pintext.trainer.export import export_runtime
     from pintext.trainer.init import rare_word_idf
-    from pintext.trainer.loop import run_loop
+    from pintext.trainer.loop import TaskPairs, run_loop
     from pintext.trainer.losses import WeightedLoss, build_loss, renormalize_rows
     from pintext.trainer.model import build_model, word_module
     from pintext.trainer.selection import EarlyStopping, ValidationScorer
@@ -274,16 +290,23 @@ def _train(pairs_dir, out_dir: Path, config: TrainConfig, show_progress: bool, u
     require_enough_pairs(pairs_dir, pairs, config.tasks, validation_for=[])
     corpus = load_corpus(pairs_dir, config.corpus, out_dir / CORPUS_REJECTED_FILE)
     corpus_texts = [pin_text(pin) for pin in corpus]
-    tokenizer = train_word_tokenizer(
+    # The vocabulary (and so everything made from it) depends on these settings only.
+    vocabulary = (str(pairs_dir), tuple(config.tasks), config.refit, config.min_count, config.max_vocab, config.corpus)
+    tokenizer = cache.get(("tokenizer", *vocabulary), lambda: train_word_tokenizer(
         itertools.chain(*(pair_texts(pairs, split) for split in (SPLITS if config.refit else (TRAIN,))),
                         corpus_texts),
         min_count=config.min_count, max_size=config.max_vocab,
-    )
-    documents = document_texts(pairs, corpus_texts)
-    weights, n_documents, word_idf = starting_table(tokenizer, documents, config)
-    model = build_model(tokenizer, dim=config.dim, seed=config.seed, device=device, weights=weights)
+    ))
+    table, n_documents, word_idf = cache.get(
+        ("start", *vocabulary, config.init, config.dim, config.seed),
+        lambda: starting_table(tokenizer, document_texts(pairs, corpus_texts), config))
+    model = build_model(tokenizer, dim=config.dim, seed=config.seed, device=device, weights=table.copy())
     module = word_module(model)
-    trained = trained_table(module, config, word_idf, rare_word_idf(n_documents))
+    start = None
+    if config.subwords:
+        start = cache.get(("subwords", *vocabulary, config.dim, config.seed, config.subword_buckets,
+                           config.subword_weight), lambda: subword_start(tokenizer, config, word_idf))
+    trained = trained_table(module, config, word_idf, rare_word_idf(n_documents), start)
 
     held_out = held_out_texts(pairs, config)
     tasks, leak_free = [], {}
@@ -295,11 +318,12 @@ def _train(pairs_dir, out_dir: Path, config: TrainConfig, show_progress: bool, u
         loss = WeightedLoss(build_loss(config.loss, model, margin=config.margin, negatives=config.negatives,
                                        radius=config.radius), config.weight_of(task))
         validation = pairs[task][VALIDATION]
-        tasks.append(task_pairs(task, trained, anchors, positives, loss,
-                                (column_values(validation, ANCHOR), column_values(validation, POSITIVE)),
-                                pair_weights if config.pair_weights else None))
+        packed = cache.get(("packed", *vocabulary, task), lambda: packed_pairs(
+            trained, anchors, positives, (column_values(validation, ANCHOR), column_values(validation, POSITIVE))))
+        tasks.append(TaskPairs(task, *packed[:2], loss, packed[2], pair_weights if config.pair_weights else None))
     stopper = None
-    scorer = ValidationScorer(pairs, config.tasks, distractors=corpus[:MAX_DISTRACTORS])
+    scorer = cache.get(("scorer", str(pairs_dir), tuple(config.tasks), config.corpus),
+                       lambda: ValidationScorer(pairs, config.tasks, distractors=corpus[:MAX_DISTRACTORS]))
     train_pairs = sum(len(task) for task in tasks)
     if config.early_stopping and not config.refit and scorer.usable:
         steps_per_epoch = math.ceil(train_pairs / config.batch_size)
@@ -384,28 +408,35 @@ def training_pairs(data, refit: bool, held_out: frozenset[str]) -> tuple[list[st
             len(anchors) - len(kept))
 
 
-def trained_table(module, config: TrainConfig, word_idf, unseen_idf: float):
-    """What the loop trains: words and their n-grams (`config.subwords`), or the word table alone, whose unseen
-    words are hashed (`config.hash_unseen`) or ignored."""
+def subword_start(tokenizer, config: TrainConfig, word_idf):
+    """The n-gram part's layout and first values for `config` (`pintext.trainer.tables.SubwordStart`)."""
+    from pintext.subwords import DEFAULT_MAX_N, DEFAULT_MIN_N
+    from pintext.trainer.tables import SubwordStart
+
+    return SubwordStart.make(tokenizer, word_idf, buckets=config.subword_buckets, weight=config.subword_weight,
+                             dim=config.dim, min_n=DEFAULT_MIN_N, max_n=DEFAULT_MAX_N, seed=config.seed)
+
+
+def trained_table(module, config: TrainConfig, word_idf, unseen_idf: float, start=None):
+    """What the loop trains: words and their n-grams (`config.subwords`, from `start` when made already), or the
+    word table alone, whose unseen words are hashed (`config.hash_unseen`) or ignored."""
     from pintext.encoder import HashedWords
     from pintext.subwords import DEFAULT_MAX_N, DEFAULT_MIN_N
     from pintext.trainer.tables import TrainedTable
 
     if config.subwords:
         return TrainedTable(module, idf=word_idf, unseen_idf=unseen_idf, buckets=config.subword_buckets,
-                            weight=config.subword_weight, min_n=DEFAULT_MIN_N, max_n=DEFAULT_MAX_N, seed=config.seed)
+                            weight=config.subword_weight, min_n=DEFAULT_MIN_N, max_n=DEFAULT_MAX_N, seed=config.seed,
+                            start=start)
     return TrainedTable(module, oov=HashedWords(seed=config.seed, scale=unseen_idf) if config.hash_unseen else None)
 
 
-def task_pairs(name: str, trained, anchors: list[str], positives: list[str], loss, validation,
-               weights: np.ndarray | None = None):
-    """A task's pairs packed into word ids once, for the loop."""
-    from pintext.trainer.loop import TaskPairs
-
+def packed_pairs(trained, anchors: list[str], positives: list[str], validation):
+    """(anchors, positives, validation pair or None) of a task packed into word ids once, for the loop."""
     packed_validation = None
     if validation is not None and len(validation[0]) > 0:
         packed_validation = (trained.pack(list(validation[0])), trained.pack(list(validation[1])))
-    return TaskPairs(name, trained.pack(anchors), trained.pack(positives), loss, packed_validation, weights)
+    return trained.pack(anchors), trained.pack(positives), packed_validation
 
 
 class _progress:
