@@ -409,8 +409,8 @@ class OpenSearchEngine(ClusterEngine):
     def search(self, index: str, query: VectorQuery) -> list[SearchHit]:
         (_, body), = self.requests(index, query)
         response = self.search_body(index, body)
-        return rank([self._rescored_hit(raw, query.tokens, query.byte_vector)
-                     for raw in response["hits"]["hits"]])
+        wanted = frozenset(query.tokens)  # once a query: ~100 probe tokens, up to a few hundred hits
+        return rank([self._rescored_hit(raw, wanted, query.byte_vector) for raw in response["hits"]["hits"]])
 
     def count_matching(self, index: str, filters: Filters, exclude_ids: Sequence[str] = ()) -> int:
         body = {"query": queries.filtered_pins_query(filters, exclude_ids)}
@@ -420,11 +420,11 @@ class OpenSearchEngine(ClusterEngine):
                     exclude_ids: Sequence[str] = ()) -> list[SearchHit]:
         body = queries.search_body(tokens, None, k=size, exclude_ids=exclude_ids, filters=filters)
         response = self.search_body(index, body)
-        hits = []
+        hits, wanted = [], frozenset(tokens)
         for raw in response["hits"]["hits"]:
             source, held = hit_source(raw)
             score = float(raw["_score"])
-            hits.append(SearchHit(str(raw["_id"]), score, None, score, source, sorted(held & set(tokens)), score))
+            hits.append(SearchHit(str(raw["_id"]), score, None, score, source, sorted(held & wanted), score))
         return rank(hits)
 
     def bm25(self, index: str, text: str, k: int, filters: Filters = NO_FILTERS,
@@ -458,9 +458,9 @@ class OpenSearchEngine(ClusterEngine):
             boost = 1.0
         return f"GET {index}/_search", queries.bm25_body(text, k, filters=filters, boost=boost)
 
-    def _rescored_hit(self, raw: dict, tokens: Sequence[str], byte_vector: bool) -> SearchHit:
+    def _rescored_hit(self, raw: dict, wanted: frozenset[str], byte_vector: bool) -> SearchHit:
         source, held = hit_source(raw)
-        matched = sorted(held & set(tokens))
+        matched = sorted(held & wanted)
         score = float(raw["_score"])
         cosine = cosine_from_knn_score(score, byte_vectors=byte_vector)
         return SearchHit(str(raw["_id"]), cosine, cosine, float(len(matched)), source, matched, score)
