@@ -21,7 +21,7 @@ import numpy as np
 
 from pintext.constants import SEARCH, VALIDATION
 from pintext.encoder import Encoder, PreparedTexts
-from pintext.pin_vectors import pin_parts, pin_vectors, unit_rows, weighted_parts
+from pintext.pin_vectors import pin_parts, unit_rows, weighted_parts
 from pintext.schemas import pin_text
 from pintext.trainer.evaluate import TaskData, prepare_task, ranking_metrics
 
@@ -40,16 +40,6 @@ def distractor_pins(pins: Sequence[dict]) -> dict[str, dict]:
     return by_text
 
 
-def pool_vectors(encoder: Encoder, task: TaskData, pins_by_text: Mapping[str, dict]) -> np.ndarray:
-    """Unit vectors of a task's pool: positives as the texts they are, corpus distractors as the pins they are
-    (`pintext.pin_vectors`, the way ingest embeds them), so validation ranks what search will rank."""
-    start = _distractors_from(task)
-    parts = [encoder.encode(task.pool_texts[:start])]
-    if start < len(task.pool_texts):
-        parts.append(pin_vectors(encoder, [pins_by_text[text] for text in task.pool_texts[start:]]))
-    return unit_rows(np.concatenate(parts))
-
-
 def _distractors_from(task: TaskData) -> int:
     return task.distractors_from if task.distractors_from >= 0 else len(task.pool_texts)
 
@@ -57,12 +47,13 @@ def _distractors_from(task: TaskData) -> int:
 @dataclass(frozen=True)
 class PreparedTask:
     """A task's validation texts prepared once for a tokenizer (`Encoder.prepare`): scoring then only multiplies
-    them by the table of the moment. The same vectors as `pool_vectors` and `encode` give."""
+    them by the table of the moment. The pool: positives as the texts they are, corpus distractors as the pins they
+    are (`pintext.pin_vectors`, the way ingest embeds them), so validation ranks what search will rank."""
 
     positives: PreparedTexts
     titles: PreparedTexts | None  # the corpus distractors' titles and other text (`pin_parts`)
     rests: PreparedTexts | None
-    queries: PreparedTexts
+    query_texts: PreparedTexts
 
     @classmethod
     def of(cls, encoder: Encoder, task: TaskData, pins_by_text: Mapping[str, dict]) -> "PreparedTask":
@@ -74,21 +65,21 @@ class PreparedTask:
         return cls(encoder.prepare(task.pool_texts[:start]), titles, rests, encoder.prepare(task.query_texts))
 
     def pool(self, encoder: Encoder) -> np.ndarray:
+        """Unit vectors of the pool with `encoder`'s table."""
         parts = [encoder.encode_prepared(self.positives)]
         if self.titles is not None and self.rests is not None:
             parts.append(weighted_parts(encoder.encode_prepared(self.titles), encoder.encode_prepared(self.rests)))
         return unit_rows(np.concatenate(parts))
 
+    def queries(self, encoder: Encoder) -> np.ndarray:
+        """Unit vectors of the validation queries with `encoder`'s table."""
+        return unit_rows(encoder.encode_prepared(self.query_texts))
 
-def validation_metrics(encoder: Encoder, task: TaskData, pins_by_text: Mapping[str, dict] | None = None,
-                       prepared: PreparedTask | None = None) -> dict[str, float]:
+
+def validation_metrics(encoder: Encoder, task: TaskData, prepared: PreparedTask) -> dict[str, float]:
     """recall@10, recall@100, MRR and their mean (`score`) for one task's validation split (`prepared`: the same
     task's texts, prepared for `encoder`'s tokenizer)."""
-    if prepared is None:
-        pool = pool_vectors(encoder, task, pins_by_text or {})
-        queries = unit_rows(encoder.encode(task.query_texts))
-    else:
-        pool, queries = prepared.pool(encoder), unit_rows(encoder.encode_prepared(prepared.queries))
+    pool, queries = prepared.pool(encoder), prepared.queries(encoder)
     metrics = ranking_metrics(lambda rows: queries[rows] @ pool.T, task)
     metrics["score"] = float(np.mean([metrics["recall@10"], metrics["recall@100"], metrics["mrr"]]))
     return metrics
@@ -281,8 +272,8 @@ def choose_fusion(pairs: dict, encoder: Encoder, task: str = MAIN_TASK,
     data = prepare_task(pairs[task], split=VALIDATION, distractors=_ids_and_texts(pins_by_text))
     relevant = [{str(index) for index in indices} for indices in data.query_relevant]
     depth = min(FUSION_DEPTH, len(data.pool_texts))
-    pool = pool_vectors(encoder, data, pins_by_text)
-    similarity = unit_rows(encoder.encode(data.query_texts)) @ pool.T
+    prepared = PreparedTask.of(encoder, data, pins_by_text)
+    similarity = prepared.queries(encoder) @ prepared.pool(encoder).T
     cosine = [_top(row, depth) for row in similarity]
     trained = ExactMatch(nearest_words=TRAINED_NEAREST_WORDS).bound(encoder.word_vectors)
     matches = [trained.with_weight(weight) for weight in MATCH_GRID]
