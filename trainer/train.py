@@ -318,9 +318,12 @@ def _train(pairs_dir, out_dir: Path, config: TrainConfig, show_progress: bool, u
         loss = WeightedLoss(build_loss(config.loss, model, margin=config.margin, negatives=config.negatives,
                                        radius=config.radius), config.weight_of(task))
         validation = pairs[task][VALIDATION]
-        packed = cache.get(("packed", *vocabulary, task), lambda: packed_pairs(
-            trained, anchors, positives, (column_values(validation, ANCHOR), column_values(validation, POSITIVE))))
-        tasks.append(TaskPairs(task, *packed[:2], loss, packed[2], pair_weights if config.pair_weights else None))
+        packed_anchors, packed_positives, packed_validation = cache.get(
+            ("packed", *vocabulary, task),
+            lambda: packed_pairs(trained, anchors, positives,
+                                 (column_values(validation, ANCHOR), column_values(validation, POSITIVE))))
+        tasks.append(TaskPairs(task, packed_anchors, packed_positives, loss, packed_validation,
+                               pair_weights if config.pair_weights else None))
     stopper = None
     scorer = cache.get(("scorer", str(pairs_dir), tuple(config.tasks), config.corpus),
                        lambda: ValidationScorer(pairs, config.tasks, distractors=corpus[:MAX_DISTRACTORS]))
