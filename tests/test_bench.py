@@ -95,9 +95,21 @@ def test_a_window_holding_every_candidate_with_all_probes_finds_the_exact_neighb
     assert points[0].rescored <= 400
 
 
-def _point(tables, bits, probes, window, recall, cost):
+def _point(tables, bits, probes, window, recall, cost, recall_se=0.0):
     return GridPoint(tables, bits, probes, window, recall, candidates=100, rescored=min(window, 100),
-                     postings=cost, corpus=1000, cost=cost)
+                     postings=cost, corpus=1000, cost=cost, recall_se=recall_se)
+
+
+def test_tuner_wants_the_target_reached_with_confidence():
+    """A setting reaches the target when its recall less 1.645 standard errors does: one measured at 0.955 on
+    a noisy sample (se 0.01) is not trusted, a dearer one at 0.97 +- 0.005 is; with no spread the cheap one is."""
+    noisy, sure = _point(64, 8, 0, 500, 0.955, 500, recall_se=0.01), _point(64, 8, 1, 500, 0.97, 900, recall_se=0.005)
+    choice, reached = choose([noisy, sure], 0.95)
+    assert reached and choice is sure
+    choice, reached = choose([_point(64, 8, 0, 500, 0.955, 500), sure], 0.95)
+    assert reached and choice.cost == 500
+    choice, reached = choose([noisy], 0.95)
+    assert not reached and choice is noisy  # nothing reaches with confidence: the best recall, flagged
 
 
 def test_tuner_picks_the_cheapest_setting_that_reaches_the_target():

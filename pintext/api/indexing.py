@@ -232,7 +232,7 @@ def tuning_note(result: Any, chosen: str, target_recall: float, seconds: float) 
     """The line saying what tuning chose and why: the family (under auto, each family's cost), what it was tuned
     on, the setting, the recall@10 measured, and the setting for 100 hits."""
     from pintext.tokens.tune import AUTO, choice_of, describe_choice, describe_comparison
-    from pintext.tokens.tuning import QUERY_WORDS, SOURCE_PINS, SOURCE_QUERIES
+    from pintext.tokens.tuning import QUERY_WORDS, SOURCE_PINS, SOURCE_QUERIES, TARGET_CONFIDENCE_Z
 
     verdict = "reached" if result.reached else "NOT reached (best recall kept)"
     asked = {SOURCE_PINS: "sampled pins as queries", SOURCE_QUERIES: "given queries"}.get(
@@ -242,8 +242,8 @@ def tuning_note(result: Any, chosen: str, target_recall: float, seconds: float) 
     # A family that scores every matching pin exactly has no rescore window to report.
     deep_window = "" if getattr(result.family, "scoring", "") == "exact_matches" else f", window {result.deep_window}"
     return (f"tuned tokens ({chosen}) on {result.tuned_on:,} of {result.corpus:,} pins, {result.queries} {asked} in "
-            f"{seconds:.1f}s: {describe_choice(result)}; recall@10 vs exact {result.recall:.3f}, target "
-            f"{target_recall} {verdict}"
+            f"{seconds:.1f}s: {describe_choice(result)}; recall@10 vs exact {result.recall:.3f} ± "
+            f"{result.recall_se:.3f}, target {target_recall} {verdict} (at {TARGET_CONFIDENCE_Z} standard errors)"
             + (f"; for 100 hits probes {result.deep_probes}{deep_window} (recall@100 {result.deep_recall:.3f})"
                if result.deep_window else ""))
 

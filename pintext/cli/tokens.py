@@ -44,6 +44,7 @@ def lsh_tune(
 
     from pintext.tokens.lsh import RandomHyperplaneLSH
     from pintext.tokens.tune_lsh import TuneGrid, sweep_grid
+    from pintext.tokens.tuning import TARGET_CONFIDENCE_Z, reaches
 
     grid = TuneGrid(*(tuple(_int_list(name, text)) for name, text in
                       (("--tables", tables), ("--bits", bits), ("--probes", probes), ("--windows", windows))))
@@ -68,16 +69,17 @@ def lsh_tune(
                                "points": [point.to_json() for point in points]}))
         return
     table = Table(title=f"LSH settings on {sweep.corpus:,} pins, {sweep.queries} queries (cheapest first, "
-                        f"recall >= {target_recall})")
+                        f"recall - {TARGET_CONFIDENCE_Z} standard errors >= {target_recall})")
     for column in ("tables", "bits", "probes", "window", "recall@10", "matched %", "rescored %", "cost"):
         table.add_column(column, justify="right")
-    for point in sorted((p for p in points if p.recall >= target_recall), key=lambda p: p.cost)[:10]:
+    for point in sorted((p for p in points if reaches(p, target_recall)), key=lambda p: p.cost)[:10]:
         table.add_row(str(point.tables), str(point.bits), str(point.probes), str(point.window), f"{point.recall:.3f}",
                       f"{100 * point.candidate_share:.2f}", f"{100 * point.rescored_share:.2f}", f"{point.cost:,.0f}")
     Console().print(table)
     verdict = "reaches" if reached else "does NOT reach (best recall shown)"
     Console().print(f"choice: {choice.tables} tables x {choice.bits} bits, probes {choice.probes}, window "
-                    f"{choice.window}: recall@10 {choice.recall:.3f} {verdict} the target {target_recall}"
+                    f"{choice.window}: recall@10 {choice.recall:.3f} ± {choice.recall_se:.3f} {verdict} the target "
+                    f"{target_recall}"
                     + (f"; wrote {model / 'lsh.json'}" if write else "; --write stores tables/bits in MODEL/lsh.json")
                     + f". Search with --probes {choice.probes} --window {choice.window} (an index created with "
                       f"--pins tunes and stores these itself).", highlight=False)

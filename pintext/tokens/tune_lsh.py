@@ -36,7 +36,9 @@ from pintext.tokens.tuning import (
     TuneResult,
     cheapest_reaching,
     cost_of,
+    reaches,
     sample_for_tuning,
+    standard_error,
 )
 
 # OpenSearch refuses a bool query of more than this many clauses (indices.query.bool.max_clause_count), and a
@@ -155,6 +157,7 @@ class GridPoint:
     postings: float  # mean postings visited by the first stage
     corpus: int
     cost: float = 0.0
+    recall_se: float = 0.0  # standard error of `recall` over the queries
 
     @property
     def candidate_share(self) -> float:
@@ -289,7 +292,8 @@ class _Tally:
         mean = {name: float(np.mean(np.concatenate(getattr(self, name))))
                 for name in ("recall", "rescored", "candidates", "postings")}
         return GridPoint(tables, bits, probes, window, mean["recall"], mean["candidates"], mean["rescored"],
-                         mean["postings"], corpus, cost_of(mean["postings"], mean["rescored"], tables * (1 + probes)))
+                         mean["postings"], corpus, cost_of(mean["postings"], mean["rescored"], tables * (1 + probes)),
+                         recall_se=standard_error(np.concatenate(self.recall)))
 
 
 def choose(points: Sequence[GridPoint], target_recall: float) -> tuple[GridPoint | None, bool]:
@@ -334,7 +338,7 @@ def _out_of_reach(points: Sequence[GridPoint], tables: int, target_recall: float
     if not swept:
         return False
     last_bits = max(point.bits for point in swept)
-    return max(point.recall for point in swept if point.bits == last_bits) < target_recall
+    return not any(reaches(point, target_recall) for point in swept if point.bits == last_bits)
 
 
 @dataclass
@@ -408,7 +412,8 @@ def tune_for_corpus(corpus: np.ndarray, target_recall: float = DEFAULT_TARGET_RE
     return TuneResult(kind=LSH_KIND,
                       family=RandomHyperplaneLSH(dim=corpus.shape[1], tables=choice.tables, bits=choice.bits,
                                                  seed=seed),
-                      window=window, probes=choice.probes, recall=choice.recall, reached=reached,
+                      window=window, probes=choice.probes, recall=choice.recall, recall_se=choice.recall_se,
+                      reached=reached,
                       target_recall=target_recall, queries=len(query_vectors), query_source=source,
                       corpus=max(with_vectors, len(swept)), tuned_on=len(swept),
                       seconds=time.perf_counter() - started,
