@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from pintext.constants import DEFAULT_INGEST_WORKERS
 from pintext.encoder import Encoder
 from pintext.ingest.indexer import FAIL_AFTER_BATCHES_ENV, default_state
 from tests.factories import BAD_LINES, DIM, OOV_ID, make_model, make_pins, model_snapshot, write_pins_file
@@ -256,7 +257,12 @@ def test_opensearch_sigkill_mid_ingest_then_resume(opensearch, opensearch_index_
 
     summary = run_pintext([*command, "--resume"], real_process=True, timeout=600).json()
     assert summary["resumed_after_line"] == killed_at["line"]
-    assert summary["created"] == valid - survived  # nothing indexed twice as new, nothing missing
+    # A bulk request sent just before the kill can still land after the count above (the tasks API lists it only
+    # once the node has read it, and a refresh can show part of one): one CI run counted 608 and its resume found
+    # 92 more already there. So up to one batch a worker may turn from created to updated; every line after the
+    # checkpoint is still sent once, and none is lost.
+    in_flight = DEFAULT_INGEST_WORKERS * 100
+    assert valid - survived - in_flight <= summary["created"] <= valid - survived
     assert summary["created"] + summary["updated"] == valid - killed_at["line"]
     assert opensearch.count(index=opensearch_index_name)["count"] == valid
 
