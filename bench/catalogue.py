@@ -827,6 +827,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                      help="also an HNSW m 16 index holding the whole pins (the store comparator a user would build)")
     run.add_argument("--keep", action="store_true", help="leave the indexes on the node")
     run.add_argument("--append", action="store_true", help="keep OUT/results.json's other corpora (run one at a time)")
+    comparator = commands.add_parser(
+        "store-comparator", help="only `run --hnsw-pins`'s store comparator, for a set OUT/results.json already holds")
+    comparator.add_argument("--set", dest="label", required=True, help="homedepot or catalogue")
+    comparator.add_argument("--catalogue", type=Path, default=DEFAULT_WORK / "pins.jsonl", help="build's output")
+    comparator.add_argument("--catalogue-pins", type=int, default=1_000_000, help="a seeded sample of this many")
+    comparator.add_argument("--model", type=Path, default=DEFAULT_MODEL)
+    comparator.add_argument("--shared", type=Path, default=DEFAULT_SHARED)
+    comparator.add_argument("--out", type=Path, default=DEFAULT_OUT)
     render = commands.add_parser("render", help="re-render OUT/report.md from OUT/results.json and OUT/reading.md")
     render.add_argument("--out", type=Path, default=DEFAULT_OUT)
     return parser.parse_args(argv)
@@ -909,6 +917,53 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def store_comparator(args: argparse.Namespace) -> int:
+    """Build the HNSW m 16 index of the whole pins (`run --hnsw-pins`) for a set an earlier `run` measured without
+    it, with the same pins, model and vector type, and add its store to that set's figures and verdicts. Only the
+    store is read (timings of a separate node run would not compare), so it may run on another node start."""
+    from pintext.bench.node import open_node
+    from pintext.encoder import Encoder
+    from pintext.serving.opensearch import OpenSearchEngine
+
+    results = args.out / "results.json"
+    report = json.loads(results.read_text(encoding="utf-8"))
+    data = next((item for item in report["sets"] if item["label"] == args.label), None)
+    if data is None:
+        print(f"error: {results} holds no set {args.label!r}: `run --sets {args.label}` first", file=sys.stderr)
+        return 1
+    pins = homedepot_pins(args.shared) if args.label == "homedepot" else sample_pins(args.catalogue,
+                                                                                     args.catalogue_pins)
+    if len(pins) != data["pins"]:
+        print(f"error: {len(pins):,} pins, the measured set had {data['pins']:,}", file=sys.stderr)
+        return 1
+    encoder = Encoder.load(args.model)
+    unit = embed(encoder, pins)
+    kept = np.flatnonzero(np.linalg.norm(unit, axis=1) > 0.5)
+    kept_pins = [{**pins[int(row)], "board": "all"} for row in kept]
+    node = open_node()
+    engine = OpenSearchEngine(node.client)
+    try:
+        engine.delete(PLAIN_INDEX)
+        engine.create(PLAIN_INDEX, encoder.dim, {})  # the plain bulk's mapping, which the comparator copies
+        built = build_hnsw_pins_index(engine, node.client, kept_pins, unit[kept], data["hnsw_vector_type"])
+        stored = final_stats(engine, [HNSW_PINS_INDEX])
+    finally:
+        for index in (PLAIN_INDEX, HNSW_PINS_INDEX):
+            engine.delete(index)
+        node.close()
+    data["hnsw"]["pins"] = built
+    data["stored"].update(stored)
+    data["store_comparator"] = {"command": "python -m pintext.bench.catalogue " + " ".join(sys.argv[1:]),
+                                "finished_at": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
+                                "commit": git_state()[0], "node": node.version}
+    data["verdicts"] = verdicts(data)
+    results.write_text(json.dumps(report, indent=2, default=float) + "\n", encoding="utf-8")
+    render(args.out)
+    print(f"{args.label}: HNSW m 16 with the pins {stored[HNSW_PINS_INDEX]['size_bytes'] / 2**20:,.1f} MiB, "
+          f"written in {built['write_seconds']:.0f} s")
+    return 0
+
+
 def render(out: Path) -> None:
     report = json.loads((out / "results.json").read_text(encoding="utf-8"))
     reading = out / READING_FILE
@@ -926,6 +981,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "render":
         render(args.out)
         return 0
+    if args.command == "store-comparator":
+        return store_comparator(args)
     if args.command == "build":
         if not (args.shared / "homedepot" / "products.csv").is_file():
             print(f"error: {args.shared}/homedepot/products.csv not found (the real data folder)", file=sys.stderr)

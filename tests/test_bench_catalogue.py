@@ -81,3 +81,13 @@ def test_twin_figures_count_near_twins_in_each_list() -> None:
                                            "pins_with_a_twin": pytest.approx((2 / 3 + 2 / 3) / 4)}
     assert figures["distinct_lists"] == 1.0
     assert twin_figures(unit, np.asarray([[0, 1], [1, 0]]))["distinct_lists"] == 0.5
+
+
+def test_store_comparator_refuses_a_set_the_results_do_not_hold(tmp_path, capsys) -> None:
+    """The comparator adds to a measured set; without one it says which `run` to do first and touches nothing."""
+    results = tmp_path / "results.json"
+    results.write_text('{"sets": [{"label": "homedepot", "pins": 3}]}\n', encoding="utf-8")
+    code = catalogue.main(["store-comparator", "--set", "catalogue", "--out", str(tmp_path)])
+    assert code == 1
+    assert "holds no set 'catalogue'" in capsys.readouterr().err
+    assert results.read_text(encoding="utf-8") == '{"sets": [{"label": "homedepot", "pins": 3}]}\n'
