@@ -43,7 +43,9 @@ def docs_of(pins: list[dict], vectors: np.ndarray, tokens: list[list[str]]) -> d
     }
 
 
-def main(argv: list[str]) -> int:
+def prepared(argv: list[str]) -> tuple[str, int, Encoder, list[dict], np.ndarray]:
+    """The command line (PINS.jsonl MODEL_DIR [URL] [ROUNDS] [PINS]) read, then the first PINS pins and their
+    int8 vectors as served: (url, rounds, encoder, pins, vectors). measure_smile.py reads it the same way."""
     pins_file, model = Path(argv[0]), Path(argv[1])
     url = argv[2] if len(argv) > 2 else "http://127.0.0.1:9200"
     rounds = int(argv[3]) if len(argv) > 3 else 3
@@ -53,6 +55,11 @@ def main(argv: list[str]) -> int:
         pins = [json.loads(line) for line in itertools.islice(lines, limit)]
     vectors = served_vectors(np.concatenate([pin_vectors(encoder, pins[start:start + BATCH])
                                              for start in range(0, len(pins), BATCH)]), INT8)
+    return url, rounds, encoder, pins, vectors
+
+
+def main(argv: list[str]) -> int:
+    url, rounds, encoder, pins, vectors = prepared(argv)
     family = fit_centroids(vectors.astype(np.float32), centroids=CENTROIDS, spill=2)
     tokens = family.tokens(vectors.astype(np.float32))
     meta = index_meta(encoder.fingerprint, encoder.dim, family, vector_type=INT8)
