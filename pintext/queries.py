@@ -34,7 +34,7 @@ from typing import Union
 
 import numpy as np
 
-from pintext.mapping import TOKENS_FIELD, VECTOR_FIELD
+from pintext.mapping import CELL_FIELD, TOKENS_FIELD, VECTOR_FIELD
 from pintext.serving.filters import NO_FILTERS, Filters
 
 # A query vector: a list of floats or a numpy row.
@@ -63,8 +63,12 @@ LUCENE_MAX_TOKEN_CHARS = 255
 _HAN_OR_HIRAGANA = "\u3040-\u309f\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0003134f"
 _KATAKANA = "\u30a0-\u30ff\u31f0-\u31ff\uff66-\uff9f"
 _TERM = re.compile(f"[{_HAN_OR_HIRAGANA}]|[{_KATAKANA}]+|[^\\W{_HAN_OR_HIRAGANA}{_KATAKANA}]+|[^\\w\\s]")
-# Fields sent back with each hit: everything but the vector, which is large and only the rescore needs.
-SOURCE_EXCLUDES = [VECTOR_FIELD]
+# Equal scores in pin id order: without it a tie comes in the index's own document order, which differs between an
+# index written in pin order and one sorted by cell (`pintext.mapping.CELL_SORT`) or another engine.
+TIE_SORT = [{"_score": {"order": "desc"}}, {"id": {"order": "asc"}}]
+# Fields sent back with each hit: everything but the vector, which is large and only the rescore needs, and the
+# pin's cell (the sort key of the index, not a pin field).
+SOURCE_EXCLUDES = [VECTOR_FIELD, CELL_FIELD]
 
 
 def token_clauses(tokens: Iterable[str]) -> list[dict]:
@@ -168,7 +172,7 @@ def bm25_body(text: str, k: int = DEFAULT_K, exclude_ids: Sequence[str] = (), fi
     if k <= 0:
         raise ValueError(f"k must be positive, got {k}")
     return {"size": int(k), "query": bm25_query(text, exclude_ids, filters, boost),
-            "_source": {"excludes": list(SOURCE_EXCLUDES)}}
+            "sort": [dict(clause) for clause in TIE_SORT], "_source": {"excludes": list(SOURCE_EXCLUDES)}}
 
 
 def knn_score_script(vector: Vector) -> dict:

@@ -82,7 +82,7 @@ def test_index_pattern_fields_match_the_mapping():
         assert field["aggregatable"] == (spec["type"] == "keyword" and spec.get("doc_values", True))
         assert field["searchable"] == (spec["type"] != "knn_vector" and spec.get("index", True))
     # The big machine fields stay out of Discover's documents.
-    assert {f["value"] for f in json.loads(pattern["attributes"]["sourceFilters"])} == {"vector", "lsh_tokens"}
+    assert {f["value"] for f in json.loads(pattern["attributes"]["sourceFilters"])} == {"vector", "lsh_tokens", "token_cell"}
 
 
 def test_saved_views_use_mapped_aggregatable_fields():

@@ -59,7 +59,7 @@ def test_first_stage_body_is_the_shared_first_stage_sorted_by_the_tie_rule_witho
     assert body["size"] == 50 and body["stored_fields"] == "_none_" and "_source" not in body
     assert body["sort"] == [{"_score": {"order": "desc"}}, {"id": {"order": "asc"}}]
     with_source = es_engine.first_stage_body(["t00_1"], 5)
-    assert with_source["_source"] == {"excludes": ["vector"]} and "stored_fields" not in with_source
+    assert with_source["_source"] == {"excludes": ["vector", "token_cell"]} and "stored_fields" not in with_source
     with pytest.raises(UnsupportedError, match="10000"):
         es_engine.first_stage_body(["t00_1"], 10_001)
 
@@ -69,7 +69,7 @@ def test_rescore_body_is_a_knn_query_over_exactly_the_window_ids():
     assert body["query"] == {"knn": {"field": "vector", "query_vector": [0.6, 0.8], "num_candidates": 3,
                                      "filter": {"ids": {"values": ["b", "a", "c"]}}}}
     assert body["size"] == 2 and body["sort"] == es_engine.TIE_SORT
-    assert body["_source"] == {"excludes": ["vector"]}
+    assert body["_source"] == {"excludes": ["vector", "token_cell"]}
     with pytest.raises(ValueError, match="at least one"):
         es_engine.rescore_body([1.0], [], 2)
 

@@ -22,7 +22,7 @@ def test_first_stage_counts_tokens_with_unit_constant_scores():
 
 def test_bm25_body_is_a_multi_match_over_the_text_fields():
     body = queries.bm25_body("red shoes", k=7)
-    assert body["size"] == 7 and body["_source"] == {"excludes": ["vector"]}
+    assert body["size"] == 7 and body["_source"] == {"excludes": ["vector", "token_cell"]}
     assert body["query"] == {"multi_match": {"query": "red shoes",
                                              "fields": ["title", "description", "board.text", "annotations.text"]}}
     excluded = queries.bm25_body("red shoes", k=3, exclude_ids=["p1"])["query"]["bool"]
@@ -66,7 +66,7 @@ def test_search_body_and_k_window_rule():
     body = queries.search_body(["t00_01"], [0.1, 0.2], k=5, window=20)
     assert body["size"] == 5
     assert body["rescore"]["window_size"] == 20
-    assert body["_source"] == {"excludes": ["vector"]}
+    assert body["_source"] == {"excludes": ["vector", "token_cell"]}
     assert "rescore" not in queries.search_body(["t00_01"], None, k=5, window=2)
     with pytest.raises(ValueError, match="must not exceed the rescore window"):
         queries.search_body(["t00_01"], [0.1], k=30, window=20)

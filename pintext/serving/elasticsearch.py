@@ -45,7 +45,7 @@ from pintext.serving.base import (
     require_storable_id,
 )
 from pintext.serving.filters import NO_FILTERS, Filters
-from pintext.serving.meta import vector_type_of
+from pintext.serving.meta import sorted_by_cell, vector_type_of
 from pintext.serving.opensearch import (
     MERGE_TIMEOUT_S,
     ClusterEngine,
@@ -63,7 +63,7 @@ DEFAULT_TIMEOUT_S = 30
 MAX_WINDOW = 10_000
 # Both requests sort like `pintext.serving.base.rank`: score descending, then pin id ascending (the `id` keyword
 # field: sorting on `_id` is disabled in Elasticsearch 8).
-TIE_SORT = [{"_score": {"order": "desc"}}, {"id": {"order": "asc"}}]
+TIE_SORT = queries.TIE_SORT
 IDS_PLACEHOLDER = "<the ids request 1 returns, in its order>"
 INSTALL_HINT = "pip install 'pintext[elasticsearch]'"
 
@@ -209,7 +209,8 @@ class ElasticsearchEngine(ClusterEngine):
     # The two clients spell these calls alike: the OpenSearch engine's own code serves both.
     def create(self, index: str, dim: int, meta: dict, shards: int = 1, replicas: int = 0) -> list[str]:
         body = pins_index_body_elasticsearch(dim, meta, shards=shards, replicas=replicas,
-                                             byte_vectors=vector_type_of(meta) == INT8)
+                                             byte_vectors=vector_type_of(meta) == INT8,
+                                             sorted_by_cell=sorted_by_cell(meta))
         self.client.indices.create(index=index, settings=body["settings"], mappings=body["mappings"])
         return []
 

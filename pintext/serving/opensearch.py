@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from pintext import queries
-from pintext.mapping import TOKENS_FIELD, VECTOR_FIELD, lean_index, pins_index_body
+from pintext.mapping import CELL_FIELD, TOKENS_FIELD, VECTOR_FIELD, lean_index, pins_index_body
 from pintext.quantize import INT8
 from pintext.serving.base import (
     BatchResult,
@@ -33,15 +33,16 @@ from pintext.serving.base import (
     require_storable_id,
 )
 from pintext.serving.filters import NO_FILTERS, Filters
-from pintext.serving.meta import vector_type_of
+from pintext.serving.meta import sorted_by_cell, vector_type_of
 from pintext.serving.opensearch_client import cosine_from_knn_score
 
 MERGE_TIMEOUT_S = 1200  # a force-merge of a million pins takes minutes, far beyond a search's timeout
 
 
 def hit_source(raw: dict) -> tuple[dict, set[str]]:
-    """A hit's fields without the token list, and the tokens it held."""
+    """A hit's fields without the token list (nor its cell), and the tokens it held."""
     source = dict(raw.get("_source") or {})
+    source.pop(CELL_FIELD, None)
     return source, set(source.pop(TOKENS_FIELD, None) or [])
 
 
@@ -64,16 +65,22 @@ def bulk_outcomes(results: Any) -> BatchResult:
 
 
 def pin_document(pin: dict, vector: np.ndarray | None, tokens: Sequence[str]) -> dict:
-    """The engine document of a pin: its fields, its tokens and its vector (neither without a vector)."""
+    """The engine document of a pin: its fields, its tokens, its cell (the first token, which an index of one
+    codebook is sorted by: `pintext.mapping.CELL_FIELD`) and its vector (none of the three without a vector)."""
     if vector is None:
-        return {key: value for key, value in pin.items() if key not in (TOKENS_FIELD, VECTOR_FIELD)}
+        return {key: value for key, value in pin.items() if key not in (TOKENS_FIELD, VECTOR_FIELD, CELL_FIELD)}
     # A numpy array, which the client's serializer (`pintext.serving.fast_json`) writes whole: an int8 one (an index
     # of one-byte vectors) as integers, which the node indexes 1.1-1.4x faster than the same values as floats in a
     # third less JSON (docs/results/ingest-speed, "One-byte vectors as JSON integers"); a float32 one as its
     # shortest exact text.
     values = np.asarray(vector)
-    return {**pin, TOKENS_FIELD: list(tokens),
-            VECTOR_FIELD: values if values.dtype == np.int8 else values.astype(np.float32, copy=False)}
+    document = {**pin, TOKENS_FIELD: list(tokens),
+                VECTOR_FIELD: values if values.dtype == np.int8 else values.astype(np.float32, copy=False)}
+    if tokens:
+        document[CELL_FIELD] = tokens[0]
+    else:
+        document.pop(CELL_FIELD, None)
+    return document
 
 
 @dataclass
@@ -365,7 +372,7 @@ class OpenSearchEngine(ClusterEngine):
         the stored search template; returns notes for the user."""
         lean = lean_index(self.version, replicas)
         body = pins_index_body(dim, meta, shards=shards, replicas=replicas, lean=lean,
-                               byte_vectors=vector_type_of(meta) == INT8)
+                               byte_vectors=vector_type_of(meta) == INT8, sorted_by_cell=sorted_by_cell(meta))
         self.client.indices.create(index=index, body=body)
         return self.install_search_template()
 
@@ -473,9 +480,10 @@ def bm25_hit(raw: dict) -> SearchHit:
 
 
 def split_stored(source: dict) -> tuple[dict, np.ndarray | None]:
-    """A stored document as (fields without tokens and vector, vector or None)."""
+    """A stored document as (fields without tokens, cell and vector, vector or None)."""
     vector = source.pop(VECTOR_FIELD, None)
     source.pop(TOKENS_FIELD, None)
+    source.pop(CELL_FIELD, None)
     return source, (np.asarray(vector, dtype=np.float32) if vector is not None else None)
 
 
