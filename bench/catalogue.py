@@ -513,6 +513,13 @@ def final_stats(engine: Any, indexes: Sequence[str]) -> dict:
     return out
 
 
+def with_vectors(pins: Sequence[dict], unit: np.ndarray) -> tuple[np.ndarray, list[dict]]:
+    """The rows of the pins that have a vector (a unit one; a pin with no known word has none), and those pins, each
+    on the one board every index of the run holds."""
+    kept = np.flatnonzero(np.linalg.norm(unit, axis=1) > 0.5)
+    return kept, [{**pins[int(row)], "board": "all"} for row in kept]
+
+
 def measure_set(label: str, pins: Sequence[dict], model: Path, query_texts: Sequence[str], args: argparse.Namespace,
                 log: Callable[[str], None]) -> dict:
     """Every figure of one corpus on the node (see the module docstring); the indexes are deleted at the end."""
@@ -530,8 +537,7 @@ def measure_set(label: str, pins: Sequence[dict], model: Path, query_texts: Sequ
     texts, queries = query_units(encoder, query_texts, args.queries)
     with stopwatch() as embedding:
         unit = embed(encoder, pins)
-    kept = np.flatnonzero(np.linalg.norm(unit, axis=1) > 0.5)
-    kept_pins = [{**pins[int(row)], "board": "all"} for row in kept]
+    kept, kept_pins = with_vectors(pins, unit)
     truth = exact_truth(kept_pins, unit[kept], texts, queries, ExactMatch.load(model).bound(encoder.word_vectors))
     twins = twin_figures(unit[kept], exact_top_k(unit[kept], queries, K))
     log(f"{label}: {len(pins):,} pins ({len(kept):,} with a vector), {len(texts)} queries, embedded in "
@@ -938,8 +944,7 @@ def store_comparator(args: argparse.Namespace) -> int:
         return 1
     encoder = Encoder.load(args.model)
     unit = embed(encoder, pins)
-    kept = np.flatnonzero(np.linalg.norm(unit, axis=1) > 0.5)
-    kept_pins = [{**pins[int(row)], "board": "all"} for row in kept]
+    kept, kept_pins = with_vectors(pins, unit)
     node = open_node()
     engine = OpenSearchEngine(node.client)
     try:

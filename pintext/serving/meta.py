@@ -20,7 +20,7 @@ from pintext import __version__, queries
 from pintext.quantize import FLOAT32
 from pintext.serving.base import IndexMismatchError
 from pintext.tokens import TokenFamily, family_from_dict
-from pintext.tokens.centroids import KMEANS_KIND
+from pintext.tokens.centroids import EXACT_MATCHES, KMEANS_KIND, scoring_of
 
 TOKENS_KEY = "tokens"  # the token family config in `_meta`
 VECTOR_TYPE_KEY = "vector_type"  # what the vector field holds: `pintext.quantize.VECTOR_TYPES`
@@ -119,7 +119,7 @@ def sorted_by_cell(meta: dict | None) -> bool:
     """Whether a new index with this `_meta` is sorted by the pins' cell (`pintext.mapping.CELL_SORT`): when its
     tokens are one codebook of centroids, whose every match is scored exactly (no rescore window)."""
     config = token_config(meta) or {}
-    return config.get("kind") == KMEANS_KIND and int(config.get("tables", 0)) == 1
+    return config.get("kind") == KMEANS_KIND and scoring_of(int(config.get("tables", 0))) == EXACT_MATCHES
 
 
 def made_by_pintext(meta: dict | None) -> bool:

@@ -47,6 +47,11 @@ COUNT = "count"  # pins ranked by tokens shared, the top `window` rescored (seve
 _CHUNK_CELLS = 1 << 24
 
 
+def scoring_of(tables: int) -> str:
+    """How the engine ranks the pins `tables` codebooks match: every match exactly with one, by count with more."""
+    return EXACT_MATCHES if tables == 1 else COUNT
+
+
 @dataclass(frozen=True)
 class CentroidTokens:
     """`tables` codebooks of `centroids` unit vectors each ([tables, centroids, dim]); see the module docstring."""
@@ -78,7 +83,7 @@ class CentroidTokens:
     @property
     def scoring(self) -> str:
         """How the engine ranks the pins the tokens match (see the module docstring)."""
-        return EXACT_MATCHES if self.tables == 1 else COUNT
+        return scoring_of(self.tables)
 
     @property
     def max_probes(self) -> int:
